@@ -1,0 +1,116 @@
+/*
+ * ringcast-bench: the interface between the load generator and the systems it
+ * drives (ringcast, NATS, Redis).
+ *
+ * The generator (ringcast-bench.c) owns the sockets, the epoll loop and the
+ * workload; a driver only knows its system's wire protocol. It turns "open a
+ * session and subscribe to these groups" and "publish one message to group g"
+ * into bytes appended to a connection's output buffer, and it turns received
+ * bytes back into events (bench_on_*), which the workload counts and checks.
+ *
+ * Groups are numbered 0..G-1; each driver names them in its own way
+ * ("g7" for ringcast, "g.7" for NATS, "g:7" for Redis).
+ */
+#ifndef RC_BENCH_DRIVER_H
+#define RC_BENCH_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BENCH_NO_GROUP UINT32_MAX   /* an event that belongs to no group */
+#define BENCH_SEQ_HEX 16u           /* NATS/Redis bodies start with the seq as 16 hex digits */
+
+/* A growable byte buffer. */
+typedef struct bench_buf {
+    uint8_t *data;
+    size_t len;     /* bytes held */
+    size_t cap;     /* bytes allocated */
+} bench_buf;
+
+int bench_buf_reserve(bench_buf *b, size_t extra);          /* 0 or -1 (ENOMEM) */
+int bench_buf_append(bench_buf *b, const void *p, size_t n); /* 0 or -1 (ENOMEM) */
+int bench_buf_printf(bench_buf *b, const char *fmt, ...)     /* 0 or -1 */
+    __attribute__((format(printf, 2, 3)));
+void bench_buf_free(bench_buf *b);
+
+typedef enum bench_role { BENCH_SUB, BENCH_PUB } bench_role;
+
+/* One client connection of the generator. */
+typedef struct bench_conn {
+    int fd;
+    bench_role role;
+    uint32_t index;        /* subscriber number (0..C-1) or publisher number (0..P-1) */
+    uint32_t pending;      /* setup replies still awaited; 0 = ready */
+    bool dead;             /* closed or failed; no more I/O */
+    bool dirty;            /* on the generator's list of connections to flush */
+    bench_buf out;         /* queued bytes; out.data[out_off..out.len) not yet written */
+    size_t out_off;
+    uint8_t *in;           /* received bytes not yet parsed: in[0..in_len) */
+    size_t in_len;
+    size_t in_cap;
+} bench_conn;
+
+/* The workload parameters a driver needs to prepare its frames. */
+typedef struct bench_params {
+    uint32_t groups;       /* G */
+    uint32_t body;         /* body bytes per message */
+} bench_params;
+
+typedef struct bench_driver {
+    const char *name;          /* "ringcast", "nats", "redis" */
+    uint16_t default_port;
+    bool acks_carry_seq;       /* acks name the group and its seq (ringcast) */
+    bool has_acks;             /* every publish gets a reply (ringcast ack, Redis :N) */
+
+    /* Prepares per-run state (pre-encoded frames). 0 or -1 with a message on stderr. */
+    int (*init)(const bench_params *p);
+    void (*fini)(void);
+    /*
+     * Queues the session opening of c and its subscription to groups[0..n)
+     * (publishers too: ringcast requires membership to send), and sets
+     * c->pending to the number of replies that confirm it all.
+     */
+    int (*setup)(bench_conn *c, const uint32_t *groups, uint32_t n);
+    /* Queues one message to group g; seq is the publisher's count for g
+     * (1, 2, ...), carried in the body by systems that do not sequence. */
+    int (*publish)(bench_conn *c, uint32_t g, uint64_t seq);
+    /* Parses in[0..len), reporting events; returns the bytes consumed (a
+     * trailing partial item stays), or -1 on a protocol error. */
+    ssize_t (*parse)(bench_conn *c, const uint8_t *in, size_t len);
+} bench_driver;
+
+extern const bench_driver bench_drv_ringcast;
+extern const bench_driver bench_drv_nats;
+extern const bench_driver bench_drv_redis;
+
+/* ---- events: drivers call these from parse() ---- */
+
+/* A setup reply arrived (welcome, joined, subscribe confirmation, PONG).
+ * g is the group it confirms (or BENCH_NO_GROUP); last_seq is the group's
+ * last seq at join time (ringcast) or 0. */
+void bench_on_confirm(bench_conn *c, uint32_t g, uint64_t last_seq);
+/* A message of group g with sequence seq and a body of body_len bytes. */
+void bench_on_delivery(bench_conn *c, uint32_t g, uint64_t seq, size_t body_len);
+/* A publish was accepted: g and seq if the reply names them (ringcast),
+ * receivers if it counts them (Redis), else BENCH_NO_GROUP / 0 / -1. */
+void bench_on_ack(bench_conn *c, uint32_t g, uint64_t seq, int64_t receivers);
+/* The server reported an error (text is not NUL-terminated); on a
+ * publisher after setup it is taken as the refusal of one publish. */
+void bench_on_server_error(bench_conn *c, const char *text, size_t len);
+/* Queues bytes the driver must answer with (NATS PONG) and marks c for flushing. */
+int bench_reply(bench_conn *c, const void *p, size_t n);
+
+/* ---- helpers shared by the drivers ---- */
+
+/* Parses "<prefix><decimal>" into a group number < G, or BENCH_NO_GROUP. */
+uint32_t bench_parse_group(const uint8_t *s, size_t n, const char *prefix, size_t prefix_len);
+/* Fills body[0..len) (len >= BENCH_SEQ_HEX) with seq as 16 hex digits then padding. */
+void bench_body_fill(uint8_t *body, size_t len, uint64_t seq);
+/* Writes seq as 16 hex digits at p. */
+void bench_put_hex16(uint8_t *p, uint64_t seq);
+/* Reads 16 hex digits at p; false if they are not all hex digits. */
+bool bench_get_hex16(const uint8_t *p, uint64_t *seq);
+
+#endif

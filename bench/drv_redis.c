@@ -1,0 +1,262 @@
+/*
+ * Redis driver: RESP2 pub/sub.
+ *
+ * Subscribers send one SUBSCRIBE g:<k> ... with all their channels; Redis
+ * confirms each channel with a ["subscribe", channel, count] push. Publishers
+ * send PING (confirmed by +PONG), then PUBLISH g:<k> <body>; each PUBLISH is
+ * answered with :N, the number of subscribers it reached, which we check
+ * against M. The body starts with the publisher's seq for the group in 16 hex
+ * digits. Deliveries arrive as ["message", channel, payload] pushes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+
+#define RESP_MAX_LINE 4096u   /* a header line longer than this is a protocol error */
+
+static bench_params g_params;
+static bench_buf g_pub_hdr;   /* PUBLISH command up to the body, per group, back to back */
+static size_t *g_pub_off;     /* g_pub_off[g]: offset of group g's prefix; [G] = end */
+static uint8_t *g_body;       /* body template; the seq is written into a copy */
+
+static int redis_init(const bench_params *p)
+{
+    g_params = *p;
+    g_pub_off = calloc((size_t)p->groups + 1, sizeof *g_pub_off);
+    g_body = malloc(p->body);
+    if (!g_pub_off || !g_body)
+        goto oom;
+    bench_body_fill(g_body, p->body, 0);
+    for (uint32_t g = 0; g < p->groups; g++) {
+        char ch[16];
+        int chlen = snprintf(ch, sizeof ch, "g:%u", g);
+        g_pub_off[g] = g_pub_hdr.len;
+        if (bench_buf_printf(&g_pub_hdr, "*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%u\r\n", chlen, ch,
+                             p->body) < 0)
+            goto oom;
+    }
+    g_pub_off[p->groups] = g_pub_hdr.len;
+    return 0;
+oom:
+    fprintf(stderr, "ringcast-bench: out of memory\n");
+    return -1;
+}
+
+static void redis_fini(void)
+{
+    bench_buf_free(&g_pub_hdr);
+    free(g_pub_off);
+    free(g_body);
+    g_pub_off = NULL;
+    g_body = NULL;
+}
+
+static int redis_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
+{
+    if (c->role == BENCH_PUB || n == 0) {
+        c->pending = 1; /* +PONG */
+        return bench_buf_append(&c->out, "PING\r\n", 6);
+    }
+    if (bench_buf_printf(&c->out, "*%u\r\n$9\r\nSUBSCRIBE\r\n", n + 1) < 0)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        char ch[16];
+        int chlen = snprintf(ch, sizeof ch, "g:%u", groups[i]);
+        if (bench_buf_printf(&c->out, "$%d\r\n%s\r\n", chlen, ch) < 0)
+            return -1;
+    }
+    c->pending = n; /* one subscribe confirmation per channel */
+    return 0;
+}
+
+static int redis_publish(bench_conn *c, uint32_t g, uint64_t seq)
+{
+    size_t hdr = g_pub_off[g + 1] - g_pub_off[g];
+    if (bench_buf_reserve(&c->out, hdr + g_params.body + 2) < 0)
+        return -1;
+    uint8_t *p = c->out.data + c->out.len;
+    memcpy(p, g_pub_hdr.data + g_pub_off[g], hdr);
+    memcpy(p + hdr, g_body, g_params.body);
+    bench_put_hex16(p + hdr, seq);
+    memcpy(p + hdr + g_params.body, "\r\n", 2);
+    c->out.len += hdr + g_params.body + 2;
+    return 0;
+}
+
+/* A RESP cursor over the bytes received so far. */
+typedef struct resp_cur {
+    const uint8_t *p;
+    const uint8_t *end;
+} resp_cur;
+
+enum { RESP_OK = 0, RESP_MORE = 1, RESP_BAD = -1 };
+
+/* Reads one line after its type byte: line[0..n) without CRLF. */
+static int resp_line(resp_cur *c, const uint8_t **line, size_t *n)
+{
+    const uint8_t *nl = memchr(c->p, '\n', (size_t)(c->end - c->p));
+    if (!nl)
+        return (size_t)(c->end - c->p) > RESP_MAX_LINE ? RESP_BAD : RESP_MORE;
+    if (nl == c->p || nl[-1] != '\r')
+        return RESP_BAD;
+    *line = c->p;
+    *n = (size_t)(nl - c->p) - 1;
+    c->p = nl + 1;
+    return RESP_OK;
+}
+
+static bool parse_int(const uint8_t *s, size_t n, int64_t *v)
+{
+    bool neg = n > 0 && s[0] == '-';
+    size_t i = neg ? 1 : 0;
+    if (n == i || n - i > 18)
+        return false;
+    int64_t x = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        x = x * 10 + (s[i] - '0');
+    }
+    *v = neg ? -x : x;
+    return true;
+}
+
+/* Reads a line of type `type` holding an integer (":N", "*N", "$N"). */
+static int resp_int(resp_cur *c, uint8_t type, int64_t *v)
+{
+    if (c->p >= c->end)
+        return RESP_MORE;
+    if (*c->p != type)
+        return RESP_BAD;
+    c->p++;
+    const uint8_t *line;
+    size_t n;
+    int rc = resp_line(c, &line, &n);
+    if (rc != RESP_OK)
+        return rc;
+    return parse_int(line, n, v) ? RESP_OK : RESP_BAD;
+}
+
+static int resp_bulk(resp_cur *c, const uint8_t **s, size_t *n)
+{
+    int64_t len;
+    int rc = resp_int(c, '$', &len);
+    if (rc != RESP_OK)
+        return rc;
+    if (len < 0)
+        return RESP_BAD;
+    if ((size_t)(c->end - c->p) < (size_t)len + 2)
+        return RESP_MORE;
+    if (c->p[len] != '\r' || c->p[len + 1] != '\n')
+        return RESP_BAD;
+    *s = c->p;
+    *n = (size_t)len;
+    c->p += len + 2;
+    return RESP_OK;
+}
+
+static bool bulk_is(const uint8_t *s, size_t n, const char *word)
+{
+    return n == strlen(word) && memcmp(s, word, n) == 0;
+}
+
+/* Handles one ["message"|"subscribe", channel, payload|count] push. */
+static int resp_push(bench_conn *c, resp_cur *cur)
+{
+    int64_t items;
+    const uint8_t *kind, *ch, *payload;
+    size_t kind_len, ch_len, payload_len;
+    int rc = resp_int(cur, '*', &items);
+    if (rc == RESP_OK && items != 3)
+        rc = RESP_BAD;
+    if (rc == RESP_OK)
+        rc = resp_bulk(cur, &kind, &kind_len);
+    if (rc == RESP_OK)
+        rc = resp_bulk(cur, &ch, &ch_len);
+    if (rc != RESP_OK)
+        return rc;
+    uint32_t g = bench_parse_group(ch, ch_len, "g:", 2);
+    if (g == BENCH_NO_GROUP)
+        return RESP_BAD;
+    if (bulk_is(kind, kind_len, "message")) {
+        uint64_t seq;
+        rc = resp_bulk(cur, &payload, &payload_len);
+        if (rc != RESP_OK)
+            return rc;
+        if (payload_len < BENCH_SEQ_HEX || !bench_get_hex16(payload, &seq))
+            return RESP_BAD;
+        bench_on_delivery(c, g, seq, payload_len);
+        return RESP_OK;
+    }
+    if (bulk_is(kind, kind_len, "subscribe")) {
+        int64_t count;
+        rc = resp_int(cur, ':', &count);
+        if (rc == RESP_OK)
+            bench_on_confirm(c, g, 0);
+        return rc;
+    }
+    return RESP_BAD;
+}
+
+/* Handles one reply or push at cur. */
+static int resp_item(bench_conn *c, resp_cur *cur)
+{
+    const uint8_t *line;
+    size_t n;
+    int64_t v;
+    int rc;
+    switch (*cur->p) {
+    case ':':
+        rc = resp_int(cur, ':', &v);
+        if (rc == RESP_OK)
+            bench_on_ack(c, BENCH_NO_GROUP, 0, v);
+        return rc;
+    case '*':
+        return resp_push(c, cur);
+    case '+':
+    case '-':
+        cur->p++;
+        rc = resp_line(cur, &line, &n);
+        if (rc != RESP_OK)
+            return rc;
+        if (line[-1] == '-')
+            bench_on_server_error(c, (const char *)line, n);
+        else if (bulk_is(line, n, "PONG"))
+            bench_on_confirm(c, BENCH_NO_GROUP, 0);
+        return RESP_OK;
+    default:
+        return RESP_BAD;
+    }
+}
+
+static ssize_t redis_parse(bench_conn *c, const uint8_t *in, size_t len)
+{
+    resp_cur cur = { in, in + len };
+    const uint8_t *done = in;
+    while (cur.p < cur.end) {
+        int rc = resp_item(c, &cur);
+        if (rc == RESP_BAD) {
+            fprintf(stderr, "ringcast-bench: bad RESP reply on %c%u\n",
+                    c->role == BENCH_SUB ? 's' : 'p', c->index);
+            return -1;
+        }
+        if (rc == RESP_MORE)
+            break;
+        done = cur.p;
+    }
+    return (ssize_t)(done - in);
+}
+
+const bench_driver bench_drv_redis = {
+    .name = "redis",
+    .default_port = 6379,
+    .acks_carry_seq = false,
+    .has_acks = true,
+    .init = redis_init,
+    .fini = redis_fini,
+    .setup = redis_setup,
+    .publish = redis_publish,
+    .parse = redis_parse,
+};

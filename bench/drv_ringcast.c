@@ -1,0 +1,397 @@
+/*
+ * ringcast driver: TCP frames of DESIGN §2 (4-byte big-endian length, then one
+ * MessagePack map).
+ *
+ * Outgoing frames are encoded once with msgpack-c: the `send` frame of every
+ * group is pre-encoded at init, so publishing is one memcpy. Incoming frames
+ * go through a small strict MessagePack map scanner that extracts only what
+ * the benchmark checks (t, g, seq, body length, err code): it does not use
+ * the project's codec on purpose, so the generator stays cheap and keeps
+ * working while the codec changes, and so a codec bug cannot hide itself.
+ * Strict means: one map per frame, string keys, known fields of the right
+ * type, nothing after the map.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "driver.h"
+
+#define RC_FRAME_HDR 4u           /* big-endian length prefix */
+#define RC_MAX_FRAME 65536u       /* DESIGN §2 default max_frame */
+#define MP_MAX_DEPTH 8            /* nesting the scanner follows when skipping */
+
+static bench_params g_params;
+static bench_buf g_send_frames;   /* the `send` frame of every group, back to back */
+static size_t *g_send_off;        /* g_send_off[g]: offset of group g's frame; [G] = end */
+
+/* ---- encoding ---- */
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+/* Appends sb's map to out as one frame. */
+static int frame_append(bench_buf *out, const msgpack_sbuffer *sb)
+{
+    uint8_t hdr[RC_FRAME_HDR] = { (uint8_t)(sb->size >> 24), (uint8_t)(sb->size >> 16),
+                                  (uint8_t)(sb->size >> 8), (uint8_t)sb->size };
+    if (bench_buf_append(out, hdr, sizeof hdr) < 0)
+        return -1;
+    return bench_buf_append(out, sb->data, sb->size);
+}
+
+static int encode_hello(bench_buf *out, const char *user)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "t");
+    pack_str(&pk, "hello");
+    pack_str(&pk, "user");
+    pack_str(&pk, user);
+    int rc = sb.data ? frame_append(out, &sb) : -1;
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* Appends the frame {"t": t, "g": "g<k>"} (+ "body": bin when body != NULL). */
+static int encode_group_frame(bench_buf *out, const char *t, uint32_t g, const uint8_t *body,
+                              size_t body_len)
+{
+    char name[16];
+    snprintf(name, sizeof name, "g%u", g);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, body ? 3 : 2);
+    pack_str(&pk, "t");
+    pack_str(&pk, t);
+    pack_str(&pk, "g");
+    pack_str(&pk, name);
+    if (body) {
+        pack_str(&pk, "body");
+        msgpack_pack_bin(&pk, body_len);
+        msgpack_pack_bin_body(&pk, body, body_len);
+    }
+    int rc = sb.data ? frame_append(out, &sb) : -1;
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static int rc_init(const bench_params *p)
+{
+    g_params = *p;
+    g_send_off = calloc((size_t)p->groups + 1, sizeof *g_send_off);
+    uint8_t *body = malloc(p->body);
+    if (!g_send_off || !body) {
+        free(body);
+        fprintf(stderr, "ringcast-bench: out of memory\n");
+        return -1;
+    }
+    bench_body_fill(body, p->body, 0);
+    for (uint32_t g = 0; g < p->groups; g++) {
+        g_send_off[g] = g_send_frames.len;
+        if (encode_group_frame(&g_send_frames, "send", g, body, p->body) < 0) {
+            free(body);
+            fprintf(stderr, "ringcast-bench: out of memory\n");
+            return -1;
+        }
+    }
+    g_send_off[p->groups] = g_send_frames.len;
+    free(body);
+    return 0;
+}
+
+static void rc_fini(void)
+{
+    bench_buf_free(&g_send_frames);
+    free(g_send_off);
+    g_send_off = NULL;
+}
+
+static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
+{
+    char user[24];
+    snprintf(user, sizeof user, "%c%u", c->role == BENCH_SUB ? 's' : 'p', c->index);
+    if (encode_hello(&c->out, user) < 0)
+        return -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (encode_group_frame(&c->out, "join", groups[i], NULL, 0) < 0)
+            return -1;
+    c->pending = 1 + n; /* welcome + one joined per group */
+    return 0;
+}
+
+static int rc_publish(bench_conn *c, uint32_t g, uint64_t seq)
+{
+    (void)seq; /* the server sequences */
+    return bench_buf_append(&c->out, g_send_frames.data + g_send_off[g],
+                            g_send_off[g + 1] - g_send_off[g]);
+}
+
+/* ---- the scanner ---- */
+
+typedef struct mp_cur {
+    const uint8_t *p;
+    const uint8_t *end;
+} mp_cur;
+
+static uint64_t be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Reads a length field of n bytes; -1 if the frame ends first. */
+static int mp_len(mp_cur *c, unsigned n, uint64_t *len)
+{
+    if ((size_t)(c->end - c->p) < n)
+        return -1;
+    *len = be(c->p, n);
+    c->p += n;
+    return 0;
+}
+
+static int mp_bytes(mp_cur *c, uint64_t n, const uint8_t **s)
+{
+    if ((uint64_t)(c->end - c->p) < n)
+        return -1;
+    *s = c->p;
+    c->p += n;
+    return 0;
+}
+
+/* Reads a str (want_bin = false) or bin (true): pointer and length. */
+static int mp_strbin(mp_cur *c, bool want_bin, const uint8_t **s, uint32_t *n)
+{
+    if (c->p >= c->end)
+        return -1;
+    uint8_t b = *c->p++;
+    uint64_t len;
+    if (!want_bin && (b & 0xe0) == 0xa0)
+        len = b & 0x1f;
+    else if (b == (want_bin ? 0xc4 : 0xd9) && mp_len(c, 1, &len) == 0)
+        ;
+    else if (b == (want_bin ? 0xc5 : 0xda) && mp_len(c, 2, &len) == 0)
+        ;
+    else if (b == (want_bin ? 0xc6 : 0xdb) && mp_len(c, 4, &len) == 0)
+        ;
+    else
+        return -1;
+    *n = (uint32_t)len;
+    return mp_bytes(c, len, s);
+}
+
+static int mp_uint(mp_cur *c, uint64_t *v)
+{
+    if (c->p >= c->end)
+        return -1;
+    uint8_t b = *c->p++;
+    if (b <= 0x7f) {
+        *v = b;
+        return 0;
+    }
+    if (b >= 0xcc && b <= 0xcf)
+        return mp_len(c, 1u << (b - 0xcc), v);
+    return -1;
+}
+
+/*
+ * Reads the header of a value whose type byte b was consumed: *n payload
+ * bytes follow, then *items nested values.
+ */
+static int mp_header(mp_cur *c, uint8_t b, uint64_t *n, uint64_t *items)
+{
+    unsigned len_bytes = 0;  /* size of an explicit length field */
+    uint64_t extra = 0;      /* bytes after the length field beyond it (ext type) */
+    uint64_t per_item = 0;   /* 1 for arrays, 2 for maps: the length counts items */
+    *n = *items = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return 0;                                   /* fixint, nil, bool */
+    if ((b & 0xe0) == 0xa0) {
+        *n = b & 0x1f;                              /* fixstr */
+        return 0;
+    }
+    if ((b & 0xf0) == 0x80 || (b & 0xf0) == 0x90) {
+        *items = (uint64_t)(b & 0x0f) * ((b & 0xf0) == 0x80 ? 2 : 1);
+        return 0;                                   /* fixmap, fixarray */
+    }
+    switch (b) {
+    case 0xcc: case 0xd0: *n = 1; return 0;         /* uint8, int8 */
+    case 0xcd: case 0xd1: *n = 2; return 0;
+    case 0xca: case 0xce: case 0xd2: *n = 4; return 0;
+    case 0xcb: case 0xcf: case 0xd3: *n = 8; return 0;
+    case 0xd4: *n = 2; return 0;                    /* fixext 1..16: type + data */
+    case 0xd5: *n = 3; return 0;
+    case 0xd6: *n = 5; return 0;
+    case 0xd7: *n = 9; return 0;
+    case 0xd8: *n = 17; return 0;
+    case 0xc4: case 0xd9: len_bytes = 1; break;     /* bin8, str8 */
+    case 0xc5: case 0xda: len_bytes = 2; break;
+    case 0xc6: case 0xdb: len_bytes = 4; break;
+    case 0xc7: len_bytes = 1; extra = 1; break;     /* ext8..32: length, type, data */
+    case 0xc8: len_bytes = 2; extra = 1; break;
+    case 0xc9: len_bytes = 4; extra = 1; break;
+    case 0xdc: len_bytes = 2; per_item = 1; break;  /* array16, array32 */
+    case 0xdd: len_bytes = 4; per_item = 1; break;
+    case 0xde: len_bytes = 2; per_item = 2; break;  /* map16, map32 */
+    case 0xdf: len_bytes = 4; per_item = 2; break;
+    default: return -1;                             /* 0xc1 is never used */
+    }
+    uint64_t len;
+    if (mp_len(c, len_bytes, &len) < 0)
+        return -1;
+    if (per_item)
+        *items = len * per_item;
+    else
+        *n = len + extra;
+    return 0;
+}
+
+/* Skips one value of any type. */
+static int mp_skip(mp_cur *c, int depth)
+{
+    if (c->p >= c->end || depth > MP_MAX_DEPTH)
+        return -1;
+    uint64_t n, items;
+    const uint8_t *skipped;
+    if (mp_header(c, *c->p++, &n, &items) < 0 || mp_bytes(c, n, &skipped) < 0)
+        return -1;
+    for (uint64_t i = 0; i < items; i++)
+        if (mp_skip(c, depth + 1) < 0)
+            return -1;
+    return 0;
+}
+
+/* What the benchmark reads from one server map. */
+typedef struct rc_frame {
+    const uint8_t *t;
+    uint32_t t_len;
+    const uint8_t *g;
+    uint32_t g_len;
+    uint64_t seq;
+    bool has_seq;
+    uint32_t body_len;
+    const uint8_t *code;     /* err: code; bye: reason */
+    uint32_t code_len;
+} rc_frame;
+
+static bool key_is(const uint8_t *k, uint32_t n, const char *name)
+{
+    return n == strlen(name) && memcmp(k, name, n) == 0;
+}
+
+/* Scans one map; -1 unless it is exactly one well-formed map. */
+static int scan_map(const uint8_t *p, size_t len, rc_frame *f)
+{
+    mp_cur c = { p, p + len };
+    memset(f, 0, sizeof *f);
+    uint64_t n;
+    uint8_t b = *c.p++;
+    if ((b & 0xf0) == 0x80)
+        n = b & 0x0f;
+    else if (b == 0xde && mp_len(&c, 2, &n) == 0)
+        ;
+    else if (b == 0xdf && mp_len(&c, 4, &n) == 0)
+        ;
+    else
+        return -1;
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *k, *body;
+        uint32_t kn;
+        int rc;
+        if (mp_strbin(&c, false, &k, &kn) < 0)
+            return -1;
+        if (key_is(k, kn, "t"))
+            rc = mp_strbin(&c, false, &f->t, &f->t_len);
+        else if (key_is(k, kn, "g"))
+            rc = mp_strbin(&c, false, &f->g, &f->g_len);
+        else if (key_is(k, kn, "seq")) {
+            rc = mp_uint(&c, &f->seq);
+            f->has_seq = true;
+        }
+        else if (key_is(k, kn, "body")) /* bin, or str per DESIGN §2 */
+            rc = (c.p < c.end && (*c.p == 0xc4 || *c.p == 0xc5 || *c.p == 0xc6))
+                     ? mp_strbin(&c, true, &body, &f->body_len)
+                     : mp_strbin(&c, false, &body, &f->body_len);
+        else if (key_is(k, kn, "code") || key_is(k, kn, "reason"))
+            rc = mp_strbin(&c, false, &f->code, &f->code_len);
+        else
+            rc = mp_skip(&c, 0);
+        if (rc < 0)
+            return -1;
+    }
+    return (c.p == c.end && f->t) ? 0 : -1;
+}
+
+/* Reports one scanned map; -1 if it is not a map the benchmark expects. */
+static int dispatch(bench_conn *c, const rc_frame *f)
+{
+    uint32_t g = f->g ? bench_parse_group(f->g, f->g_len, "g", 1) : BENCH_NO_GROUP;
+    if (key_is(f->t, f->t_len, "msg")) {
+        if (g == BENCH_NO_GROUP || !f->has_seq)
+            return -1;
+        bench_on_delivery(c, g, f->seq, f->body_len);
+    } else if (key_is(f->t, f->t_len, "ack")) {
+        if (g == BENCH_NO_GROUP || !f->has_seq)
+            return -1;
+        bench_on_ack(c, g, f->seq, -1);
+    } else if (key_is(f->t, f->t_len, "joined")) {
+        if (g == BENCH_NO_GROUP)
+            return -1;
+        bench_on_confirm(c, g, f->seq);
+    } else if (key_is(f->t, f->t_len, "welcome")) {
+        bench_on_confirm(c, BENCH_NO_GROUP, 0);
+    } else if (key_is(f->t, f->t_len, "err") || key_is(f->t, f->t_len, "bye")) {
+        bench_on_server_error(c, f->code ? (const char *)f->code : (const char *)f->t,
+                              f->code ? f->code_len : f->t_len);
+    } else if (!key_is(f->t, f->t_len, "pong")) {
+        return -1;
+    }
+    return 0;
+}
+
+static ssize_t rc_parse(bench_conn *c, const uint8_t *in, size_t len)
+{
+    size_t off = 0;
+    while (len - off >= RC_FRAME_HDR) {
+        uint32_t n = (uint32_t)be(in + off, RC_FRAME_HDR);
+        if (n == 0 || n > RC_MAX_FRAME) {
+            fprintf(stderr, "ringcast-bench: bad frame length %u\n", n);
+            return -1;
+        }
+        if (len - off - RC_FRAME_HDR < n)
+            break;
+        rc_frame f;
+        if (scan_map(in + off + RC_FRAME_HDR, n, &f) < 0 || dispatch(c, &f) < 0) {
+            fprintf(stderr, "ringcast-bench: unexpected frame (%u bytes) on %s%u\n", n,
+                    c->role == BENCH_SUB ? "s" : "p", c->index);
+            return -1;
+        }
+        off += RC_FRAME_HDR + n;
+    }
+    return (ssize_t)off;
+}
+
+const bench_driver bench_drv_ringcast = {
+    .name = "ringcast",
+    .default_port = 7400,
+    .acks_carry_seq = true,
+    .has_acks = true,
+    .init = rc_init,
+    .fini = rc_fini,
+    .setup = rc_setup,
+    .publish = rc_publish,
+    .parse = rc_parse,
+};

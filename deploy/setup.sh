@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package ringcast's build, tests and benchmarks need.
+# Idempotent; runs apt-get update first. Uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  liburing-dev libmsgpack-dev librdkafka-dev librocksdb-dev libinih-dev libxxhash-dev
+  libcunit1-dev
+  nats-server redis-server kcat libck-dev
+  python3 python3-websockets
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup: done"

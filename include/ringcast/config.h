@@ -1,0 +1,98 @@
+/*
+ * ringcastd configuration: one struct, one table of keys, four sources.
+ *
+ * Every key has a default and may be set, from lowest to highest precedence,
+ * in the INI file named by `--config FILE` (at top level or in any section;
+ * the section name is ignored), in the environment variable RINGCAST_<KEY>
+ * (key in upper case), and by the flag `--<key>` with '_' written as '-'
+ * (`--http-port 7480` or `--http-port=7480`). DESIGN §6.
+ *
+ * config.c holds the table (name, type, default, bounds, help); the usage
+ * text, the parser, the validation and the dump are all driven by it, so a
+ * new key is one table row plus one field here. Every value is validated
+ * when it is read: an unknown key, a bad number, a value out of bounds or
+ * a bad enum is an error naming the key, the value and what is allowed.
+ */
+#ifndef RINGCAST_CONFIG_H
+#define RINGCAST_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Sizes of the string fields, terminating NUL included. */
+#define RC_CONFIG_HOST_SIZE 256u    /* host name or numeric address */
+#define RC_CONFIG_PATH_SIZE 4096u   /* file system path */
+#define RC_CONFIG_BROKERS_SIZE 1024u /* comma-separated host:port list */
+#define RC_CONFIG_TOPIC_SIZE 250u   /* Kafka topic names are at most 249 bytes */
+#define RC_CONFIG_TOKEN_SIZE 256u   /* admin bearer token */
+#define RC_CONFIG_ENUM_SIZE 16u     /* enum keys, stored as their name */
+
+/*
+ * The effective configuration. Field names equal key names; the comment
+ * gives the default and the accepted range (strings: length in bytes).
+ */
+typedef struct rc_config {
+    /* Network. Port 0 picks a free port (used by tests). */
+    char host[RC_CONFIG_HOST_SIZE];       /* "127.0.0.1"; TCP and WebSocket listen address */
+    uint16_t port;                        /* 7400; TCP protocol port */
+    uint16_t http_port;                   /* 7480; public HTTP/WebSocket port */
+    char admin_host[RC_CONFIG_HOST_SIZE]; /* "127.0.0.1"; admin HTTP listen address */
+    uint16_t admin_port;                  /* 7481; admin HTTP port (/metrics, /healthz, ...) */
+    char admin_token[RC_CONFIG_TOKEN_SIZE]; /* ""; bearer token for /admin/..., empty: none */
+
+    /* Storage and dead letters. */
+    char data_dir[RC_CONFIG_PATH_SIZE];   /* "./data"; history, snapshots, spool */
+    char durability[RC_CONFIG_ENUM_SIZE]; /* "batch"; none | batch | sync */
+    char kafka_brokers[RC_CONFIG_BROKERS_SIZE]; /* ""; empty: dead letters spool to disk only */
+    char dlq_topic[RC_CONFIG_TOPIC_SIZE]; /* "ringcast.deadletter" */
+
+    /* Shards and threads. min_shards <= shards <= max_shards. */
+    uint32_t shards;                      /* 2; 1..256, shards at start */
+    uint32_t min_shards;                  /* 1; 1..256, autoscaler floor */
+    uint32_t max_shards;                  /* 8; 1..256, autoscaler ceiling */
+    uint32_t io_threads;                  /* 1; 1..64 */
+
+    /* Protocol and group limits. */
+    uint32_t max_frame;                   /* 65536; 16..16777216 bytes */
+    uint32_t history_max;                 /* 1000; 1..1000000 messages kept per group */
+    uint32_t dedup_window;                /* 1000; 0..1000000 message ids remembered per sender */
+    uint32_t max_connections;             /* 20000; 1..1000000 */
+    uint32_t max_groups_per_session;      /* 1024; 1..1048576 */
+    uint32_t max_members_per_group;       /* 100000; 1..10000000 */
+
+    /* Slow consumers. outbound_high_bytes <= outbound_kill_bytes. */
+    uint64_t outbound_high_bytes;         /* 4194304; 1..2^40, queued bytes that mark a session slow */
+    uint64_t outbound_kill_bytes;         /* 16777216; 1..2^40, queued bytes that close it */
+
+    /* Internals. */
+    uint32_t ring_capacity;               /* 65536; power of two in 2..2^30, slots per shard ring */
+    uint32_t vnodes;                      /* 160; 1..65536 virtual nodes per shard on the hash ring */
+    uint32_t recv_buffers;                /* 1024; power of two in 1..32768, provided buffers per io thread */
+    uint32_t recv_buffer_size;            /* 16384; 512..1048576 bytes */
+    uint32_t shutdown_timeout_ms;         /* 5000; 1..600000, drain time on SIGTERM */
+    char log_level[RC_CONFIG_ENUM_SIZE];  /* "info"; debug | info | warn | error */
+} rc_config;
+
+/* Fill c with every key's default. */
+void rc_config_defaults(rc_config *c);
+
+/*
+ * Build the configuration from defaults, the --config file, the environment
+ * and argv (argv[0] is the program name; argc may be 0). Returns 0 on
+ * success; 1 when --help or --version was printed on stdout (the caller
+ * exits 0); -1 on error with a one-line message in err. c is written only
+ * on success.
+ */
+int rc_config_load(rc_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Usage: the flag/environment/file rules and every key with default and help. */
+void rc_config_usage(FILE *out, const char *prog);
+
+/*
+ * One "key = value" line per key, in table order, for logging the effective
+ * configuration. A non-empty admin_token is written as "<redacted>".
+ */
+void rc_config_dump(const rc_config *c, FILE *out);
+
+#endif /* RINGCAST_CONFIG_H */

@@ -1,0 +1,204 @@
+/*
+ * ringcast wire protocol v1: frames <-> messages.
+ *
+ * A TCP frame is a 4-byte big-endian length N followed by N bytes holding one
+ * MessagePack map (proto/PROTOCOL.md). This header is the codec's table of
+ * contents: the message types, the decoded message, the error codes, the
+ * strict decoder and the encoder. The codec is pure: no I/O, no threads.
+ *
+ * Decoding never copies strings or bodies: every rc_str points into the frame
+ * buffer the caller passed, so a decoded rc_msg lives only as long as that
+ * buffer (and, for `hist` replies, as long as the decoder's zone).
+ */
+#ifndef RINGCAST_PROTO_H
+#define RINGCAST_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+/* Limits of the protocol (DESIGN §2). max_frame is configurable; these are not. */
+#define RC_FRAME_HEADER 4u          /* bytes of the big-endian length prefix */
+#define RC_DEFAULT_MAX_FRAME 65536u /* default max_frame, bytes of map per frame */
+#define RC_MAX_USER 64u             /* user name: 1..64 bytes */
+#define RC_MAX_GROUP 128u           /* group id: 1..128 bytes */
+#define RC_MAX_MID 64u              /* client message id: 1..64 bytes */
+#define RC_MAX_TOKEN 1024u          /* hello token: 0..1024 bytes */
+#define RC_MAX_HIST_LIMIT 1000u     /* hist limit: at most 1000 messages */
+#define RC_MAX_TEXT 1024u           /* err msg / bye reason / srv: at most 1024 bytes */
+
+/* Message types, client -> server first, then server -> client. */
+typedef enum rc_type {
+    RC_T_NONE = 0,
+    RC_T_HELLO,
+    RC_T_JOIN,
+    RC_T_LEAVE,
+    RC_T_SEND,
+    RC_T_HIST,
+    RC_T_PING,
+    RC_T_REPLAY,
+    RC_T_WELCOME,
+    RC_T_JOINED,
+    RC_T_SYNCED,
+    RC_T_LEFT,
+    RC_T_ACK,
+    RC_T_MSG,
+    RC_T_PONG,
+    RC_T_ERR,
+    RC_T_BYE,
+    RC_T_COUNT
+} rc_type;
+
+/* Error codes of DESIGN §2, in the order they are listed there. */
+typedef enum rc_err {
+    RC_OK = 0,
+    RC_E_BAD_FRAME,
+    RC_E_FRAME_TOO_LARGE,
+    RC_E_UNKNOWN_TYPE,
+    RC_E_MISSING_FIELD,
+    RC_E_BAD_FIELD,
+    RC_E_NOT_AUTHENTICATED,
+    RC_E_AUTH_FAILED,
+    RC_E_FORBIDDEN,
+    RC_E_NOT_MEMBER,
+    RC_E_RATE_LIMITED,
+    RC_E_OVERLOADED,
+    RC_E_LIMIT,
+    RC_E_SHUTTING_DOWN,
+    RC_E_INTERNAL,
+    RC_E_COUNT
+} rc_err;
+
+/* A byte string that points into someone else's buffer; not NUL-terminated. */
+typedef struct rc_str {
+    const char *ptr;
+    uint32_t len;
+} rc_str;
+
+/* Which optional fields a decoded message carries (rc_msg.has). */
+enum {
+    RC_HAS_RID = 1u << 0,
+    RC_HAS_SINCE = 1u << 1,
+    RC_HAS_MID = 1u << 2,
+    RC_HAS_TOKEN = 1u << 3,
+    RC_HAS_BEFORE = 1u << 4,
+    RC_HAS_LIMIT = 1u << 5,
+    RC_HAS_DUP = 1u << 6,
+    RC_HAS_TO = 1u << 7,
+    RC_HAS_SEQ = 1u << 8,
+    RC_HAS_MSGS = 1u << 9, /* hist reply: msgs present (possibly empty) */
+};
+
+/* One decoded map, any direction. Only the fields of its type are set. */
+typedef struct rc_msg {
+    rc_type type;
+    uint32_t has;           /* RC_HAS_* bits for optional fields */
+    uint64_t rid;           /* request id, echoed in the reply */
+    rc_str user;            /* hello: user name */
+    rc_str token;           /* hello: token */
+    rc_str g;               /* group id */
+    rc_str mid;             /* client message id */
+    rc_str body;            /* send/msg body (bin or str) */
+    bool body_is_str;       /* the body was a MessagePack str, not bin */
+    rc_str from;            /* msg: sender */
+    rc_str to;              /* replay: recipient of a failed delivery */
+    rc_str text;            /* err: `msg`, human text */
+    rc_str reason;          /* bye: reason */
+    rc_str srv;             /* welcome: server name and version */
+    rc_err code;            /* err: code */
+    uint64_t since;         /* join: last seq the client saw */
+    uint64_t before;        /* hist: only seqs below this */
+    uint64_t limit;         /* hist: at most this many */
+    uint64_t seq;           /* joined/ack/msg/synced: sequence number */
+    uint64_t ts;            /* ack/msg: unix ms */
+    uint64_t sid;           /* welcome: session id */
+    uint64_t max_frame;     /* welcome: server's max_frame */
+    bool dup;               /* ack: this mid was sequenced before */
+    bool lost;              /* synced: history no longer reaches back to since */
+    uint32_t n_msgs;        /* hist reply: number of messages */
+    struct rc_msg *msgs;    /* hist reply: messages, in the decoder's zone */
+} rc_msg;
+
+/* Decoder state: a msgpack zone reused across frames. */
+typedef struct rc_decoder {
+    msgpack_zone zone;
+    bool zone_ready;
+} rc_decoder;
+
+/* ---- names ---- */
+
+const char *rc_type_name(rc_type t);          /* "hello", ... or "?" */
+const char *rc_err_name(rc_err e);            /* "E_BAD_FRAME", ... or "OK" */
+rc_err rc_err_from_name(const char *s, size_t len); /* RC_E_COUNT if unknown */
+
+/* ---- framing ---- */
+
+/* Reads the big-endian length prefix at p (at least 4 bytes). */
+static inline uint32_t rc_frame_len(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline void rc_frame_put_len(uint8_t *p, uint32_t n)
+{
+    p[0] = (uint8_t)(n >> 24);
+    p[1] = (uint8_t)(n >> 16);
+    p[2] = (uint8_t)(n >> 8);
+    p[3] = (uint8_t)n;
+}
+
+/* Checks a frame length against max_frame: RC_OK, RC_E_BAD_FRAME (zero) or
+ * RC_E_FRAME_TOO_LARGE. */
+rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame);
+
+/* ---- decoding ---- */
+
+void rc_decoder_init(rc_decoder *d);
+void rc_decoder_free(rc_decoder *d);
+
+/*
+ * Decodes one map (the frame payload without its length prefix) strictly:
+ * exactly one map, no trailing bytes, `t` known, required fields present and
+ * of the right type and length. On error returns the code, sets out->rid when
+ * it could be read (RC_HAS_RID), and points *why at a static human message.
+ */
+rc_err rc_decode(rc_decoder *d, const uint8_t *buf, size_t len, rc_msg *out, const char **why);
+
+/* ---- encoding ---- */
+
+/* A growable output buffer; encoders append complete frames (length prefix
+ * included) to it. */
+typedef struct rc_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} rc_buf;
+
+void rc_buf_init(rc_buf *b);
+void rc_buf_free(rc_buf *b);
+int rc_buf_reserve(rc_buf *b, size_t extra); /* 0 or -1 (ENOMEM) */
+int rc_buf_append(rc_buf *b, const void *p, size_t n);
+
+/*
+ * Encodes m (its type and the fields that type carries, optional ones as
+ * m->has says) as one frame appended to b. Returns 0, or -1 on allocation
+ * failure (b is left as it was).
+ */
+int rc_encode(rc_buf *b, const rc_msg *m);
+
+/* Shorthands for the frames every component sends. */
+int rc_encode_err(rc_buf *b, bool has_rid, uint64_t rid, rc_err code, const char *text);
+
+/* rc_str helpers */
+static inline rc_str rc_str_c(const char *s)
+{
+    rc_str r = { s, 0 };
+    while (s && s[r.len])
+        r.len++;
+    return r;
+}
+bool rc_str_eq(rc_str a, rc_str b);
+
+#endif

@@ -1,0 +1,330 @@
+/*
+ * ringcast: command-line client.
+ *   ringcast chat  --user U --group G      interactive: lines typed are sent, messages printed
+ *   ringcast send  --user U --group G TEXT send one message, print its ack
+ *   ringcast tail  --user U --group G [--since N] [--json] [--count N]
+ *   ringcast stats [--admin-port P]        print the server's /metrics
+ * Common: --host H (127.0.0.1) --port P (7400), env RINGCAST_HOST / RINGCAST_PORT.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ringcast/client.h"
+
+#define CLI_TIMEOUT_MS 5000
+#define CLI_LINE_MAX 65536
+
+typedef struct cli_opts {
+    const char *host, *user, *group, *mid;
+    uint16_t port, admin_port;
+    uint64_t since, count;
+    bool has_since, json;
+    const char *text;
+} cli_opts;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringcast COMMAND [options]\n"
+            "commands:\n"
+            "  chat  --user U --group G             interactive chat: typed lines are sent,\n"
+            "                                       incoming messages printed as [group #seq] sender: body\n"
+            "  send  --user U --group G [--mid M] TEXT   send one message and print its ack\n"
+            "  tail  --user U --group G [--since N] [--count N] [--json]\n"
+            "                                       print messages as they arrive (and missed ones with --since)\n"
+            "  stats [--admin-port P]               print the server's Prometheus metrics\n"
+            "options:\n"
+            "  --host H        server address (default 127.0.0.1, env RINGCAST_HOST)\n"
+            "  --port P        TCP protocol port (default 7400, env RINGCAST_PORT)\n"
+            "  --admin-port P  admin HTTP port (default 7481, env RINGCAST_ADMIN_PORT)\n");
+}
+
+static int parse_port(const char *s, uint16_t *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s == '\0' || *end || v > 65535)
+        return -1;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, cli_opts *o)
+{
+    o->host = getenv("RINGCAST_HOST") ? getenv("RINGCAST_HOST") : "127.0.0.1";
+    o->port = 7400;
+    o->admin_port = 7481;
+    if (getenv("RINGCAST_PORT") && parse_port(getenv("RINGCAST_PORT"), &o->port) != 0)
+        return -1;
+    if (getenv("RINGCAST_ADMIN_PORT") && parse_port(getenv("RINGCAST_ADMIN_PORT"), &o->admin_port) != 0)
+        return -1;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            o->text = a;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "ringcast: %s needs a value\n", a);
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--host") == 0) o->host = v;
+        else if (strcmp(a, "--user") == 0) o->user = v;
+        else if (strcmp(a, "--group") == 0) o->group = v;
+        else if (strcmp(a, "--mid") == 0) o->mid = v;
+        else if (strcmp(a, "--port") == 0 && parse_port(v, &o->port) == 0) {}
+        else if (strcmp(a, "--admin-port") == 0 && parse_port(v, &o->admin_port) == 0) {}
+        else if (strcmp(a, "--since") == 0) { o->since = strtoull(v, NULL, 10); o->has_since = true; }
+        else if (strcmp(a, "--count") == 0) o->count = strtoull(v, NULL, 10);
+        else {
+            fprintf(stderr, "ringcast: bad option %s %s\n", a, v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Connects, says hello and joins the group (with --since if given). */
+static int session(rc_client *c, const cli_opts *o, bool join)
+{
+    if (!o->user || !o->group) {
+        fprintf(stderr, "ringcast: --user and --group are required\n");
+        return -1;
+    }
+    if (rc_client_connect(c, o->host, o->port, CLI_TIMEOUT_MS) != 0 ||
+        rc_client_hello(c, o->user, CLI_TIMEOUT_MS) != 0) {
+        fprintf(stderr, "ringcast: %s\n", c->err);
+        rc_client_close(c);
+        return -1;
+    }
+    if (!join)
+        return 0;
+    rc_msg m = { .type = RC_T_JOIN, .g = rc_str_c(o->group), .has = RC_HAS_RID, .rid = 999999 }, r;
+    if (o->has_since) {
+        m.has |= RC_HAS_SINCE;
+        m.since = o->since;
+    }
+    if (rc_client_send(c, &m) != 0 || rc_client_wait(c, RC_T_JOINED, m.rid, &r, CLI_TIMEOUT_MS) != 1 ||
+        r.type == RC_T_ERR) {
+        fprintf(stderr, "ringcast: join failed: %s%.*s\n", c->err, r.type == RC_T_ERR ? (int)r.text.len : 0,
+                r.type == RC_T_ERR ? r.text.ptr : "");
+        rc_client_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_json_str(rc_str s)
+{
+    putchar('"');
+    for (uint32_t i = 0; i < s.len; i++) {
+        unsigned char ch = (unsigned char)s.ptr[i];
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static void print_msg(const rc_msg *m, bool json)
+{
+    if (json) {
+        printf("{\"g\":");
+        print_json_str(m->g);
+        printf(",\"seq\":%llu,\"from\":", (unsigned long long)m->seq);
+        print_json_str(m->from);
+        printf(",\"ts\":%llu,\"body\":", (unsigned long long)m->ts);
+        print_json_str(m->body);
+        if (m->has & RC_HAS_MID) {
+            printf(",\"mid\":");
+            print_json_str(m->mid);
+        }
+        printf("}\n");
+    } else {
+        printf("[%.*s #%llu] %.*s: %.*s\n", (int)m->g.len, m->g.ptr, (unsigned long long)m->seq, (int)m->from.len,
+               m->from.ptr, (int)m->body.len, m->body.ptr);
+    }
+    fflush(stdout);
+}
+
+static int cmd_send(const cli_opts *o)
+{
+    rc_client c;
+    if (!o->text) {
+        fprintf(stderr, "ringcast send: give the message text\n");
+        return 2;
+    }
+    if (session(&c, o, true) != 0) /* send needs membership: join first */
+        return 1;
+    rc_msg ack;
+    int e = rc_client_publish(&c, o->group, o->text, strlen(o->text), o->mid, CLI_TIMEOUT_MS, &ack);
+    if (e != 0) {
+        fprintf(stderr, "ringcast send: %s\n", c.err);
+        rc_client_close(&c);
+        return 1;
+    }
+    printf("ack g=%.*s seq=%llu ts=%llu%s\n", (int)ack.g.len, ack.g.ptr, (unsigned long long)ack.seq,
+           (unsigned long long)ack.ts, ack.dup ? " dup=true" : "");
+    rc_client_close(&c);
+    return 0;
+}
+
+static int cmd_tail(const cli_opts *o)
+{
+    rc_client c;
+    if (session(&c, o, true) != 0)
+        return 1;
+    uint64_t seen = 0;
+    for (;;) {
+        rc_msg m;
+        int r = rc_client_recv(&c, &m, -1);
+        if (r < 0) {
+            fprintf(stderr, "ringcast tail: %s\n", c.err);
+            rc_client_close(&c);
+            return 1;
+        }
+        if (m.type == RC_T_MSG) {
+            print_msg(&m, o->json);
+            if (o->count && ++seen >= o->count)
+                break;
+        } else if (m.type == RC_T_SYNCED && m.lost) {
+            fprintf(stderr, "ringcast tail: history no longer reaches back to seq %llu\n",
+                    (unsigned long long)o->since);
+        } else if (m.type == RC_T_BYE) {
+            fprintf(stderr, "ringcast tail: server said bye: %.*s\n", (int)m.reason.len, m.reason.ptr);
+            break;
+        }
+    }
+    rc_client_close(&c);
+    return 0;
+}
+
+static int cmd_chat(const cli_opts *o)
+{
+    rc_client c;
+    if (session(&c, o, true) != 0)
+        return 1;
+    fprintf(stderr, "joined %s as %s; type a line and press Enter to send, Ctrl-D to quit\n", o->group, o->user);
+    char *line = malloc(CLI_LINE_MAX);
+    int rc = 0;
+    for (;;) {
+        struct pollfd p[2] = { { 0, POLLIN, 0 }, { c.fd, POLLIN, 0 } };
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents) {
+            rc_msg m;
+            while (rc_client_recv(&c, &m, 0) == 1) {
+                if (m.type == RC_T_MSG)
+                    print_msg(&m, false);
+                else if (m.type == RC_T_ERR)
+                    fprintf(stderr, "error %s: %.*s\n", rc_err_name(m.code), (int)m.text.len, m.text.ptr);
+                else if (m.type == RC_T_BYE) {
+                    fprintf(stderr, "server said bye: %.*s\n", (int)m.reason.len, m.reason.ptr);
+                    goto out;
+                }
+            }
+            if (c.err[0]) {
+                fprintf(stderr, "%s\n", c.err);
+                rc = 1;
+                break;
+            }
+        }
+        if (p[0].revents) {
+            if (!fgets(line, CLI_LINE_MAX, stdin))
+                break;
+            size_t n = strcspn(line, "\n");
+            if (n == 0)
+                continue;
+            rc_msg m = { .type = RC_T_SEND, .g = rc_str_c(o->group), .body = { line, (uint32_t)n }, .body_is_str = true };
+            if (rc_client_send(&c, &m) != 0) {
+                fprintf(stderr, "%s\n", c.err);
+                rc = 1;
+                break;
+            }
+        }
+    }
+out:
+    free(line);
+    rc_client_close(&c);
+    return rc;
+}
+
+static int cmd_stats(const cli_opts *o)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%u", o->admin_port);
+    if (getaddrinfo(o->host, ps, &hints, &ai) != 0) {
+        fprintf(stderr, "ringcast stats: cannot resolve %s\n", o->host);
+        return 1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        fprintf(stderr, "ringcast stats: cannot connect to %s:%u: %s\n", o->host, o->admin_port, strerror(errno));
+        freeaddrinfo(ai);
+        return 1;
+    }
+    freeaddrinfo(ai);
+    const char req[] = "GET /metrics HTTP/1.1\r\nHost: ringcast\r\nConnection: close\r\n\r\n";
+    if (write(fd, req, sizeof(req) - 1) < 0) {
+        close(fd);
+        return 1;
+    }
+    char buf[65536];
+    bool body = false;
+    size_t carry = 0;
+    ssize_t n;
+    while ((n = read(fd, buf + carry, sizeof(buf) - carry - 1)) > 0) {
+        size_t len = carry + (size_t)n;
+        buf[len] = '\0';
+        if (!body) {
+            char *end = strstr(buf, "\r\n\r\n");
+            if (!end) {
+                carry = len;
+                continue;
+            }
+            body = true;
+            fwrite(end + 4, 1, len - (size_t)(end + 4 - buf), stdout);
+        } else {
+            fwrite(buf, 1, len, stdout);
+        }
+        carry = 0;
+    }
+    close(fd);
+    return body ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    cli_opts o = { 0 };
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (parse_args(argc, argv, &o) != 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "send") == 0) return cmd_send(&o);
+    if (strcmp(argv[1], "tail") == 0) return cmd_tail(&o);
+    if (strcmp(argv[1], "chat") == 0) return cmd_chat(&o);
+    if (strcmp(argv[1], "stats") == 0) return cmd_stats(&o);
+    fprintf(stderr, "ringcast: unknown command %s\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

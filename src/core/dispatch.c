@@ -1,0 +1,87 @@
+/* Frames, jobs and wake-ups shared by io threads and shards (see dispatch.h). */
+#include "core/dispatch.h"
+
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+rc_frame *rc_frame_new(const uint8_t *p, uint32_t len)
+{
+    rc_frame *f = malloc(sizeof(*f) + len);
+    if (!f)
+        return NULL;
+    atomic_init(&f->refs, 1);
+    f->len = len;
+    memcpy(f->data, p, len);
+    return f;
+}
+
+rc_frame *rc_frame_take(rc_buf *b, size_t from)
+{
+    rc_frame *f = rc_frame_new(b->data + from, (uint32_t)(b->len - from));
+    b->len = from;
+    return f;
+}
+
+rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg *m)
+{
+    uint32_t g_len = m ? m->g.len : 0, mid_len = m ? m->mid.len : 0, body_len = m ? m->body.len : 0;
+    rc_job *j = malloc(sizeof(*j) + g_len + user.len + mid_len + body_len);
+    if (!j)
+        return NULL;
+    memset(j, 0, sizeof(*j));
+    j->kind = kind;
+    j->conn = conn;
+    j->g_len = (uint16_t)g_len;
+    j->user_len = (uint8_t)user.len;
+    j->mid_len = (uint8_t)mid_len;
+    j->body_len = body_len;
+    if (m) {
+        j->has = m->has;
+        j->rid = m->rid;
+        j->since = m->since;
+        j->before = m->before;
+        j->limit = m->limit;
+        j->body_is_str = m->body_is_str;
+        if (g_len)
+            memcpy(j->data, m->g.ptr, g_len);
+        if (mid_len)
+            memcpy(j->data + g_len + user.len, m->mid.ptr, mid_len);
+        if (body_len)
+            memcpy(j->data + g_len + user.len + mid_len, m->body.ptr, body_len);
+    }
+    if (user.len)
+        memcpy(j->data + g_len, user.ptr, user.len);
+    return j;
+}
+
+int rc_waker_init(rc_waker *w)
+{
+    atomic_init(&w->sleeping, 0);
+    w->efd = eventfd(0, EFD_CLOEXEC);
+    return w->efd < 0 ? -1 : 0;
+}
+
+void rc_waker_close(rc_waker *w)
+{
+    if (w->efd >= 0)
+        close(w->efd);
+    w->efd = -1;
+}
+
+void rc_waker_kick(rc_waker *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->efd, &one, sizeof(one));
+    (void)r; /* EAGAIN means the counter is already non-zero: the consumer wakes anyway */
+}
+
+void rc_waker_wake(rc_waker *w)
+{
+    /* Full fence: the ring push before it (a release store) must be
+     * visible before `sleeping` is read, pairing with the consumer's
+     * seq_cst store of `sleeping` followed by its re-check of the ring. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
+        rc_waker_kick(w);
+}

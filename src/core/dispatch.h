@@ -1,0 +1,143 @@
+/*
+ * What travels between io threads and shards, and how each side wakes the
+ * other. This is the only vocabulary the two layers share:
+ *
+ *   io thread --rc_job*-->  shard inbound ring (MPSC, one per shard)
+ *   shard --rc_outbatch*--> io outbound ring (MPSC, one per io thread)
+ *
+ * A job carries one client request (copied out of the receive buffer, so the
+ * buffer can be recycled at once). An outbatch carries many deliveries, each
+ * a reference to a shared encoded frame plus the connection it goes to; a
+ * `msg` frame is encoded once and its reference count covers every
+ * recipient.
+ */
+#ifndef RC_CORE_DISPATCH_H
+#define RC_CORE_DISPATCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "ringcast/proto.h"
+
+/* ---- connection ids ---- */
+
+/* A connection id names an io thread, a slot in its table, and the slot's
+ * generation, so a late delivery to a reused slot is recognised and dropped. */
+typedef uint64_t rc_conn_id;
+
+#define RC_CONN_IO_BITS 8u
+#define RC_CONN_SLOT_BITS 24u
+#define RC_MAX_IO_THREADS (1u << RC_CONN_IO_BITS)
+#define RC_MAX_CONN_SLOTS (1u << RC_CONN_SLOT_BITS)
+
+static inline rc_conn_id rc_conn_id_make(uint32_t io, uint32_t slot, uint32_t gen)
+{
+    return ((uint64_t)io << 56) | ((uint64_t)slot << 32) | gen;
+}
+static inline uint32_t rc_conn_io(rc_conn_id c) { return (uint32_t)(c >> 56); }
+static inline uint32_t rc_conn_slot(rc_conn_id c) { return (uint32_t)(c >> 32) & (RC_MAX_CONN_SLOTS - 1); }
+static inline uint32_t rc_conn_gen(rc_conn_id c) { return (uint32_t)c; }
+
+/* ---- shared frames ---- */
+
+/* One encoded frame (length prefix included), shared by reference count. */
+typedef struct rc_frame {
+    _Atomic uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+} rc_frame;
+
+rc_frame *rc_frame_new(const uint8_t *p, uint32_t len);
+/* Copies one encoded frame out of b (from offset `from` to its end) and
+ * truncates b back to `from`. NULL on ENOMEM. */
+rc_frame *rc_frame_take(rc_buf *b, size_t from);
+
+static inline void rc_frame_ref(rc_frame *f, uint32_t n)
+{
+    /* relaxed: the caller already holds a reference, so the frame cannot be
+     * freed concurrently; publication to other threads happens through the
+     * ring's release/acquire pair. */
+    atomic_fetch_add_explicit(&f->refs, n, memory_order_relaxed);
+}
+
+static inline void rc_frame_unref(rc_frame *f)
+{
+    /* acq_rel: release so this thread's reads of the frame happen before a
+     * free by another thread; acquire on the last reference so the freeing
+     * thread sees every other thread's reads as done. */
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+        free(f);
+}
+
+/* ---- io -> shard ---- */
+
+typedef enum rc_job_kind {
+    RC_JOB_JOIN,   /* join g (since?) */
+    RC_JOB_LEAVE,  /* leave g */
+    RC_JOB_SEND,   /* send g body mid? */
+    RC_JOB_HIST,   /* hist g before? limit? */
+    RC_JOB_DETACH, /* the connection closed: drop its subscription to g */
+    RC_JOB_STOP,   /* shutdown barrier: everything before it is processed */
+} rc_job_kind;
+
+typedef struct rc_job {
+    rc_job_kind kind;
+    rc_conn_id conn;
+    uint32_t has;       /* RC_HAS_* of the request */
+    uint64_t rid, since, before, limit;
+    uint64_t enq_ns;    /* when the io thread queued it (monotonic) */
+    uint16_t g_len;
+    uint8_t user_len, mid_len;
+    bool body_is_str;
+    uint32_t body_len;
+    char data[];        /* g, user, mid, body, back to back */
+} rc_job;
+
+static inline const char *rc_job_g(const rc_job *j) { return j->data; }
+static inline const char *rc_job_user(const rc_job *j) { return j->data + j->g_len; }
+static inline const char *rc_job_mid(const rc_job *j) { return j->data + j->g_len + j->user_len; }
+static inline const char *rc_job_body(const rc_job *j)
+{
+    return j->data + j->g_len + j->user_len + j->mid_len;
+}
+
+/* Builds a job from a decoded request; strings are copied. NULL on ENOMEM. */
+rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg *m);
+
+/* ---- shard -> io ---- */
+
+typedef struct rc_delivery {
+    rc_frame *frame; /* one reference owned by this delivery */
+    rc_conn_id conn;
+} rc_delivery;
+
+#define RC_OUTBATCH_CAP 1024u /* deliveries per batch */
+
+typedef struct rc_outbatch {
+    uint32_t n;
+    rc_delivery d[RC_OUTBATCH_CAP];
+} rc_outbatch;
+
+/* ---- waking a sleeping consumer ---- */
+
+/*
+ * A consumer that finds its ring empty announces `sleeping`, re-checks the
+ * ring, then blocks on its eventfd. A producer that pushed checks `sleeping`
+ * after the push and writes the eventfd only then, so a busy consumer costs
+ * producers no syscall. Both sides use seq_cst between their two steps
+ * (store flag / load ring, store ring / load flag): that is the classic
+ * store-load pattern and needs a full fence on both sides.
+ */
+typedef struct rc_waker {
+    int efd;
+    _Atomic int sleeping;
+} rc_waker;
+
+int rc_waker_init(rc_waker *w);   /* 0 or -1 (errno) */
+void rc_waker_close(rc_waker *w);
+void rc_waker_wake(rc_waker *w);  /* producer side, after a push */
+void rc_waker_kick(rc_waker *w);  /* unconditional wake-up */
+
+#endif

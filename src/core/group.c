@@ -1,0 +1,160 @@
+/*
+ * Group state. History is a ring of the last history_max messages; the dedup
+ * map holds the mids of the last dedup_window of them. A mid leaves the map
+ * when its message leaves the window, which is never later than when it
+ * leaves history, so the map never names a message history has dropped.
+ */
+#include "core/group.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RC_GROUP_MIN_SUBS 4u
+#define RC_GROUP_MIN_HIST 8u /* history slots allocated at first; doubles up to history_max */
+
+rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uint32_t dedup_window)
+{
+    rc_group *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->name = malloc(len + 1u);
+    if (!g->name) {
+        free(g);
+        return NULL;
+    }
+    memcpy(g->name, name, len);
+    g->name[len] = '\0';
+    g->name_len = len;
+    g->hist_max = history_max;
+    g->dedup_window = dedup_window < history_max ? dedup_window : history_max;
+    rc_strmap_init(&g->members);
+    rc_strmap_init(&g->dedup);
+    return g;
+}
+
+static rc_hist_entry *hist_slot(const rc_group *g, uint32_t i)
+{
+    return &g->hist[(g->hist_head + i) % g->hist_cap];
+}
+
+void rc_group_free(rc_group *g)
+{
+    if (!g)
+        return;
+    for (uint32_t i = 0; i < g->hist_n; i++) {
+        rc_hist_entry *e = hist_slot(g, i);
+        rc_frame_unref(e->frame);
+        free(e->dkey);
+    }
+    rc_strmap_free(&g->members);
+    rc_strmap_free(&g->dedup);
+    free(g->hist);
+    free(g->subs);
+    free(g->name);
+    free(g);
+}
+
+int rc_group_subscribe(rc_group *g, rc_conn_id c)
+{
+    for (uint32_t i = 0; i < g->n_subs; i++)
+        if (g->subs[i] == c)
+            return 0;
+    if (g->n_subs == g->cap_subs) {
+        uint32_t cap = g->cap_subs ? g->cap_subs * 2 : RC_GROUP_MIN_SUBS;
+        rc_conn_id *p = realloc(g->subs, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        g->subs = p;
+        g->cap_subs = cap;
+    }
+    g->subs[g->n_subs++] = c;
+    return 0;
+}
+
+bool rc_group_unsubscribe(rc_group *g, rc_conn_id c)
+{
+    for (uint32_t i = 0; i < g->n_subs; i++) {
+        if (g->subs[i] == c) {
+            g->subs[i] = g->subs[--g->n_subs];
+            return true;
+        }
+    }
+    return false;
+}
+
+uint64_t rc_group_first_seq(const rc_group *g)
+{
+    return g->last_seq + 1 - g->hist_n;
+}
+
+const rc_hist_entry *rc_group_hist_at(const rc_group *g, uint64_t seq)
+{
+    uint64_t first = rc_group_first_seq(g);
+    if (seq < first || seq > g->last_seq)
+        return NULL;
+    return hist_slot(g, (uint32_t)(seq - first));
+}
+
+uint64_t rc_group_find_dup(const rc_group *g, const char *dkey, uint32_t dkey_len)
+{
+    const uint64_t *seq = rc_strmap_get(&g->dedup, dkey, dkey_len);
+    return seq ? *seq : 0;
+}
+
+/* Forgets the mid of the message that leaves the dedup window when
+ * last_seq + 1 is added. */
+static void dedup_expire(rc_group *g)
+{
+    if (g->last_seq + 1 <= g->dedup_window)
+        return;
+    rc_hist_entry *e = (rc_hist_entry *)rc_group_hist_at(g, g->last_seq + 1 - g->dedup_window);
+    if (e && e->dkey) {
+        rc_strmap_del(&g->dedup, e->dkey, e->dkey_len);
+        free(e->dkey);
+        e->dkey = NULL;
+    }
+}
+
+/* History grows by doubling until history_max; hist_head stays 0 until the
+ * ring is full, so growing never has to move entries. */
+static int hist_reserve(rc_group *g)
+{
+    if (g->hist_n < g->hist_cap || g->hist_cap == g->hist_max)
+        return 0;
+    uint32_t cap = g->hist_cap ? g->hist_cap * 2 : RC_GROUP_MIN_HIST;
+    if (cap > g->hist_max)
+        cap = g->hist_max;
+    rc_hist_entry *p = realloc(g->hist, cap * sizeof(*p));
+    if (!p)
+        return -1;
+    g->hist = p;
+    g->hist_cap = cap;
+    return 0;
+}
+
+int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, uint32_t dkey_len)
+{
+    char *key = NULL;
+    if (hist_reserve(g) != 0)
+        return -1;
+    if (dkey && g->dedup_window > 0) {
+        key = malloc(dkey_len);
+        if (!key || rc_strmap_put(&g->dedup, dkey, dkey_len, g->last_seq + 1) != 0) {
+            free(key);
+            return -1;
+        }
+        memcpy(key, dkey, dkey_len);
+    }
+    dedup_expire(g);
+    if (g->hist_n == g->hist_max) {
+        rc_hist_entry *old = hist_slot(g, 0);
+        rc_frame_unref(old->frame);
+        free(old->dkey);
+        g->hist_head = (g->hist_head + 1) % g->hist_cap;
+        g->hist_n--;
+    }
+    g->last_seq++;
+    *hist_slot(g, g->hist_n) = (rc_hist_entry){ g->last_seq, ts, f, key, dkey_len };
+    g->hist_n++;
+    return 0;
+}

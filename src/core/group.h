@@ -1,0 +1,58 @@
+/*
+ * One chat group as its owning shard holds it: stored membership, the
+ * connections subscribed now, the sequence counter, recent history and the
+ * dedup window. Only the owning shard's thread touches a group.
+ */
+#ifndef RC_CORE_GROUP_H
+#define RC_CORE_GROUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/dispatch.h"
+#include "core/strmap.h"
+
+/* One sequenced message kept for `join since`, `hist` and dedup. */
+typedef struct rc_hist_entry {
+    uint64_t seq;
+    uint64_t ts;        /* unix ms it was sequenced */
+    rc_frame *frame;    /* the encoded `msg` frame; history holds one reference */
+    char *dkey;         /* dedup key (user NUL mid) or NULL when sent without mid */
+    uint32_t dkey_len;
+} rc_hist_entry;
+
+typedef struct rc_group {
+    char *name;
+    uint32_t name_len;
+    uint64_t last_seq;      /* last sequenced message; 0 before the first */
+    rc_strmap members;      /* stored membership: user -> 1 */
+    rc_conn_id *subs;       /* connections that joined in their session */
+    uint32_t n_subs, cap_subs;
+    rc_hist_entry *hist;    /* ring of the last `hist_max` messages, oldest at hist_head */
+    uint32_t hist_max;      /* history_max: messages retained */
+    uint32_t hist_cap;      /* slots allocated (grows to hist_max) */
+    uint32_t hist_n, hist_head;
+    uint32_t dedup_window;  /* mids remembered: min(dedup_window, history_max) */
+    rc_strmap dedup;        /* user NUL mid -> seq */
+} rc_group;
+
+rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uint32_t dedup_window);
+void rc_group_free(rc_group *g);
+
+/* Online subscribers: 0, or -1 on ENOMEM. Subscribing twice is one subscription. */
+int rc_group_subscribe(rc_group *g, rc_conn_id c);
+bool rc_group_unsubscribe(rc_group *g, rc_conn_id c);
+
+/* Sequences a message: last_seq rises by one and the message, encoded with
+ * that seq, is kept in history; takes the caller's frame reference. dkey may
+ * be NULL. 0, or -1 on ENOMEM (nothing changed). */
+int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, uint32_t dkey_len);
+
+/* The history entry of seq, or NULL when it is not retained. */
+const rc_hist_entry *rc_group_hist_at(const rc_group *g, uint64_t seq);
+/* Oldest retained seq (last_seq + 1 when history is empty). */
+uint64_t rc_group_first_seq(const rc_group *g);
+/* Seq a user's mid was sequenced at, or 0. */
+uint64_t rc_group_find_dup(const rc_group *g, const char *dkey, uint32_t dkey_len);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * Bounded lock-free rings of pointers, after DPDK's rte_ring.
+ *
+ * Indices are free-running uint32_t counters; a slot is `index & mask`, and
+ * unsigned subtraction gives the distance between two indices even after the
+ * counters wrap past 2^32 (capacity is at most 2^30, so the distance always
+ * fits).
+ *
+ * Producers: `prod.head` is the next index to claim, `prod.tail` the first
+ * index not yet published. A producer claims n slots by moving prod.head
+ * (plain store for SPSC, CAS for MPSC), writes the slots, then waits until
+ * prod.tail reaches its old head (so producers publish in claim order) and
+ * store-releases prod.tail = old head + n.
+ *
+ * Consumer: there is exactly one, so its head and tail are one index,
+ * `cons.tail`: it reads up to prod.tail, copies the slots out, and
+ * store-releases cons.tail, handing the slots back to the producers.
+ *
+ * Invariant: cons.tail <= prod.tail <= prod.head <= cons.tail + capacity
+ * (in the wrapped, distance sense).
+ */
+#include "core/ring.h"
+
+#include <assert.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RC_RING_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define RC_RING_CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define RC_RING_CPU_RELAX() ((void)0)
+#endif
+
+#define RC_RING_CACHE_LINE 64u
+#define RC_RING_MIN_CAPACITY 2u
+/* Spins on a busy index before giving the CPU away; a producer we wait for
+ * may have been preempted, and spinning longer would only delay it. */
+#define RC_RING_SPINS_BEFORE_YIELD 64u
+
+struct rc_ring {
+    /* Read-only after create: shared by every thread without contention. */
+    alignas(RC_RING_CACHE_LINE) uint32_t capacity; /* number of slots, power of two */
+    uint32_t mask;                                 /* capacity - 1 */
+    rc_ring_kind kind;                             /* SPSC or MPSC */
+    /* Written by producers only. */
+    alignas(RC_RING_CACHE_LINE) struct {
+        _Atomic uint32_t head; /* next index to claim */
+        _Atomic uint32_t tail; /* first index not yet published to the consumer */
+    } prod;
+    /* Written by the consumer only. */
+    alignas(RC_RING_CACHE_LINE) struct {
+        _Atomic uint32_t tail; /* first index not yet consumed (head == tail: one consumer) */
+    } cons;
+    alignas(RC_RING_CACHE_LINE) void *slots[]; /* capacity entries */
+};
+
+static bool is_power_of_two(uint32_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+rc_ring *rc_ring_create(uint32_t capacity, rc_ring_kind kind)
+{
+    if (capacity < RC_RING_MIN_CAPACITY || capacity > RC_RING_MAX_CAPACITY ||
+        !is_power_of_two(capacity))
+        return NULL;
+    if (kind != RC_RING_SPSC && kind != RC_RING_MPSC)
+        return NULL;
+    size_t size = sizeof(rc_ring) + (size_t)capacity * sizeof(void *);
+    /* aligned_alloc wants a size that is a multiple of the alignment. */
+    size = (size + RC_RING_CACHE_LINE - 1) / RC_RING_CACHE_LINE * RC_RING_CACHE_LINE;
+    rc_ring *r = aligned_alloc(RC_RING_CACHE_LINE, size);
+    if (r == NULL)
+        return NULL;
+    r->capacity = capacity;
+    r->mask = capacity - 1;
+    r->kind = kind;
+    /* Not yet shared with any other thread: no ordering needed. */
+    atomic_init(&r->prod.head, 0);
+    atomic_init(&r->prod.tail, 0);
+    atomic_init(&r->cons.tail, 0);
+    return r;
+}
+
+void rc_ring_destroy(rc_ring *r)
+{
+    free(r);
+}
+
+uint32_t rc_ring_capacity(const rc_ring *r)
+{
+    return r->capacity;
+}
+
+uint32_t rc_ring_count(const rc_ring *r)
+{
+    /* Acquire keeps the prod.tail load below from being performed before this
+     * one. Reading cons.tail first means prod.tail, read later, is at least
+     * as large, so the difference never goes negative. */
+    uint32_t cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
+    /* Relaxed: only a snapshot of a counter; no slot contents are read. */
+    uint32_t prod_tail = atomic_load_explicit(&r->prod.tail, memory_order_relaxed);
+    uint32_t count = prod_tail - cons_tail;
+    /* Between the two loads the consumer may have freed slots and producers
+     * refilled them, so the snapshot can overstate; clamp it. */
+    return count > r->capacity ? r->capacity : count;
+}
+
+/* How many of n to take when `avail` are available: all-or-nothing for
+ * bulk, as many as possible for burst. */
+static uint32_t fit(uint32_t n, uint32_t avail, bool bulk)
+{
+    if (n <= avail)
+        return n;
+    return bulk ? 0 : avail;
+}
+
+static void backoff(uint32_t *spins)
+{
+    if (++*spins < RC_RING_SPINS_BEFORE_YIELD) {
+        RC_RING_CPU_RELAX();
+        return;
+    }
+    *spins = 0;
+    sched_yield();
+}
+
+/* Single producer: nobody else moves prod.head. Returns the claimed count
+ * and the first claimed index in *old_head. */
+static uint32_t sp_claim(rc_ring *r, uint32_t n, bool bulk, uint32_t *old_head)
+{
+    /* Relaxed: this thread is the only writer of prod.head. */
+    uint32_t head = atomic_load_explicit(&r->prod.head, memory_order_relaxed);
+    /* Acquire pairs with the consumer's release of cons.tail: its reads of
+     * the freed slots happen before we overwrite them. */
+    uint32_t cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
+    n = fit(n, r->capacity + cons_tail - head, bulk);
+    if (n != 0)
+        /* Relaxed: no other thread reads prod.head in SPSC mode; the slots
+         * are published through prod.tail, not through head. */
+        atomic_store_explicit(&r->prod.head, head + n, memory_order_relaxed);
+    *old_head = head;
+    return n;
+}
+
+/* Multiple producers: claim [old_head, old_head + n) by CAS on prod.head. */
+static uint32_t mp_claim(rc_ring *r, uint32_t n, bool bulk, uint32_t *old_head)
+{
+    /* Acquire keeps the cons.tail load below after this one: a cons.tail
+     * older than head could make the free count wrap and overfill. */
+    uint32_t head = atomic_load_explicit(&r->prod.head, memory_order_acquire);
+    uint32_t take;
+    do {
+        /* Acquire pairs with the consumer's release of cons.tail: its reads
+         * of the freed slots happen before we overwrite them. */
+        uint32_t cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
+        take = fit(n, r->capacity + cons_tail - head, bulk);
+        if (take == 0)
+            break;
+        /* Success: the claim itself publishes nothing (slots are published
+         * by prod.tail), but C11 wants failure no stronger than success.
+         * Failure: acquire, as for the first load, since the reloaded head
+         * feeds the next cons.tail read. */
+    } while (!atomic_compare_exchange_weak_explicit(&r->prod.head, &head, head + take,
+                                                    memory_order_acquire,
+                                                    memory_order_acquire));
+    *old_head = head;
+    return take;
+}
+
+static void copy_in(rc_ring *r, uint32_t head, void *const *objs, uint32_t n)
+{
+    uint32_t idx = head & r->mask;
+    uint32_t first = r->capacity - idx < n ? r->capacity - idx : n;
+    memcpy(&r->slots[idx], objs, first * sizeof(void *));
+    memcpy(&r->slots[0], objs + first, (n - first) * sizeof(void *));
+}
+
+static void copy_out(const rc_ring *r, uint32_t tail, void **objs, uint32_t n)
+{
+    uint32_t idx = tail & r->mask;
+    uint32_t first = r->capacity - idx < n ? r->capacity - idx : n;
+    memcpy(objs, &r->slots[idx], first * sizeof(void *));
+    memcpy(objs + first, &r->slots[0], (n - first) * sizeof(void *));
+}
+
+/* Publish [old_head, old_head + n) once every earlier claim is published. */
+static void publish(rc_ring *r, uint32_t old_head, uint32_t n)
+{
+    uint32_t spins = 0;
+    /* Acquire pairs with the earlier producer's release of prod.tail, so its
+     * slot writes happen before our release below and reach the consumer
+     * through it (a relaxed wait would break that chain in C11). SPSC never
+     * waits: prod.tail always equals its own old head. */
+    while (atomic_load_explicit(&r->prod.tail, memory_order_acquire) != old_head)
+        backoff(&spins);
+    /* Release: our slot writes (and, via the acquire above, those of every
+     * earlier producer) happen before the consumer's acquire of prod.tail. */
+    atomic_store_explicit(&r->prod.tail, old_head + n, memory_order_release);
+}
+
+static uint32_t enqueue(rc_ring *r, void *const *objs, uint32_t n, bool bulk)
+{
+    uint32_t head;
+    uint32_t claimed = r->kind == RC_RING_MPSC ? mp_claim(r, n, bulk, &head)
+                                               : sp_claim(r, n, bulk, &head);
+    if (claimed == 0)
+        return 0;
+    assert(claimed <= r->capacity);
+    copy_in(r, head, objs, claimed);
+    publish(r, head, claimed);
+    return claimed;
+}
+
+static uint32_t dequeue(rc_ring *r, void **objs, uint32_t n, bool bulk)
+{
+    /* Relaxed: the single consumer is the only writer of cons.tail. */
+    uint32_t tail = atomic_load_explicit(&r->cons.tail, memory_order_relaxed);
+    /* Acquire pairs with the producers' release of prod.tail: the slot
+     * writes up to prod.tail are visible before we copy them out. */
+    uint32_t prod_tail = atomic_load_explicit(&r->prod.tail, memory_order_acquire);
+    n = fit(n, prod_tail - tail, bulk);
+    if (n == 0)
+        return 0;
+    copy_out(r, tail, objs, n);
+    /* Release: our slot reads happen before a producer's acquire of
+     * cons.tail lets it overwrite those slots. */
+    atomic_store_explicit(&r->cons.tail, tail + n, memory_order_release);
+    return n;
+}
+
+uint32_t rc_ring_enqueue_bulk(rc_ring *r, void *const *objs, uint32_t n)
+{
+    return enqueue(r, objs, n, true);
+}
+
+uint32_t rc_ring_enqueue_burst(rc_ring *r, void *const *objs, uint32_t n)
+{
+    return enqueue(r, objs, n, false);
+}
+
+uint32_t rc_ring_dequeue_bulk(rc_ring *r, void **objs, uint32_t n)
+{
+    return dequeue(r, objs, n, true);
+}
+
+uint32_t rc_ring_dequeue_burst(rc_ring *r, void **objs, uint32_t n)
+{
+    return dequeue(r, objs, n, false);
+}

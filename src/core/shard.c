@@ -1,0 +1,440 @@
+/*
+ * Shard worker: where a message is sequenced.
+ *
+ * The loop takes up to RC_SHARD_BATCH jobs, applies each to its group, and
+ * then flushes the per-io-thread outbatches it filled, so one ring push
+ * carries up to RC_OUTBATCH_CAP deliveries. A `msg` frame is encoded once per
+ * message; each recipient's delivery holds one reference to it and history
+ * holds one more.
+ */
+#include "core/shard.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/group.h"
+
+#define RC_HIST_DEFAULT_LIMIT 100u /* hist without limit returns this many */
+#define RC_DKEY_MAX (RC_MAX_USER + 1u + RC_MAX_MID)
+
+#define STAT_ADD(s, f, n) \
+    atomic_store_explicit(&(s)->stats.f, atomic_load_explicit(&(s)->stats.f, memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
+
+static uint64_t now_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- output ---- */
+
+/* Hands every filled outbatch to its io thread. The io threads always drain
+ * their rings, so a full ring is waited out (and counted), never dropped. */
+static void flush_outbatches(rc_shard *s)
+{
+    for (uint32_t i = 0; i < s->out.n; i++) {
+        rc_outbatch *b = s->pending[i];
+        if (!b || b->n == 0)
+            continue;
+        while (!rc_ring_enqueue(s->out.rings[i], b)) {
+            STAT_ADD(s, out_stalls, 1);
+            rc_waker_kick(s->out.wakers[i]);
+            sched_yield();
+        }
+        s->pending[i] = NULL;
+        rc_waker_wake(s->out.wakers[i]);
+    }
+}
+
+/* Queues one delivery of f (the caller gave it a reference) to conn. */
+static void deliver(rc_shard *s, rc_conn_id conn, rc_frame *f)
+{
+    uint32_t io = rc_conn_io(conn);
+    rc_outbatch *b = s->pending[io];
+    if (b && b->n == RC_OUTBATCH_CAP) {
+        flush_outbatches(s);
+        b = NULL;
+    }
+    while (!b) {
+        b = malloc(sizeof(*b));
+        if (!b) {
+            /* Out of memory: wait for io threads to free frames and batches. */
+            flush_outbatches(s);
+            sched_yield();
+            continue;
+        }
+        b->n = 0;
+        s->pending[io] = b;
+    }
+    b->d[b->n++] = (rc_delivery){ f, conn };
+}
+
+/* Encodes m into a fresh frame for one recipient. */
+static void reply(rc_shard *s, rc_conn_id conn, const rc_msg *m)
+{
+    s->scratch.len = 0;
+    rc_frame *f = NULL;
+    if (rc_encode(&s->scratch, m) == 0)
+        f = rc_frame_take(&s->scratch, 0);
+    if (!f) {
+        fprintf(stderr, "level=error component=shard id=%u event=reply_nomem type=%s\n", s->id,
+                rc_type_name(m->type));
+        return;
+    }
+    deliver(s, conn, f);
+}
+
+static void reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *text)
+{
+    rc_msg m = { .type = RC_T_ERR, .code = code, .text = rc_str_c(text) };
+    if (j->has & RC_HAS_RID) {
+        m.has |= RC_HAS_RID;
+        m.rid = j->rid;
+    }
+    STAT_ADD(s, errors, 1);
+    reply(s, j->conn, &m);
+}
+
+static rc_msg reply_to(const rc_job *j, rc_type t, const rc_group *g)
+{
+    rc_msg m = { .type = t };
+    if (j->has & RC_HAS_RID) {
+        m.has |= RC_HAS_RID;
+        m.rid = j->rid;
+    }
+    m.g = (rc_str){ g ? g->name : rc_job_g(j), g ? g->name_len : j->g_len };
+    return m;
+}
+
+/* ---- groups ---- */
+
+static rc_group *group_find(rc_shard *s, const rc_job *j)
+{
+    uint64_t *v = rc_strmap_get(&s->groups, rc_job_g(j), j->g_len);
+    return v ? (rc_group *)(uintptr_t)*v : NULL;
+}
+
+static rc_group *group_get_or_create(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (g)
+        return g;
+    g = rc_group_new(rc_job_g(j), j->g_len, s->limits.history_max, s->limits.dedup_window);
+    if (!g)
+        return NULL;
+    if (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
+        rc_group_free(g);
+        return NULL;
+    }
+    STAT_ADD(s, groups, 1);
+    return g;
+}
+
+static bool is_member(const rc_group *g, const rc_job *j)
+{
+    return rc_strmap_get(&g->members, rc_job_user(j), j->user_len) != NULL;
+}
+
+/* ---- requests ---- */
+
+/* Sends history entries with seq > since (oldest first), then `synced`. */
+static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
+{
+    uint64_t first = rc_group_first_seq(g);
+    uint64_t from = j->since + 1 > first ? j->since + 1 : first;
+    for (uint64_t seq = from; seq <= g->last_seq; seq++) {
+        const rc_hist_entry *e = rc_group_hist_at(g, seq);
+        rc_frame_ref(e->frame, 1);
+        deliver(s, j->conn, e->frame);
+    }
+    rc_msg m = reply_to(j, RC_T_SYNCED, g);
+    m.seq = g->last_seq;
+    m.lost = j->since + 1 < first && j->since < g->last_seq;
+    reply(s, j->conn, &m);
+}
+
+static void do_join(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_get_or_create(s, j);
+    if (!g) {
+        reply_err(s, j, RC_E_INTERNAL, "out of memory creating the group; try again later");
+        return;
+    }
+    if (!is_member(g, j)) {
+        if (g->members.n >= s->limits.max_members_per_group) {
+            reply_err(s, j, RC_E_LIMIT, "the group has reached max_members_per_group");
+            return;
+        }
+        if (rc_strmap_put(&g->members, rc_job_user(j), j->user_len, 1) != 0) {
+            reply_err(s, j, RC_E_INTERNAL, "out of memory adding the member; try again later");
+            return;
+        }
+    }
+    if (rc_group_subscribe(g, j->conn) != 0) {
+        reply_err(s, j, RC_E_INTERNAL, "out of memory subscribing; try again later");
+        return;
+    }
+    rc_msg m = reply_to(j, RC_T_JOINED, g);
+    m.seq = g->last_seq;
+    reply(s, j->conn, &m);
+    if (j->has & RC_HAS_SINCE)
+        send_since(s, j, g);
+}
+
+static void do_leave(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (g) {
+        rc_strmap_del(&g->members, rc_job_user(j), j->user_len);
+        rc_group_unsubscribe(g, j->conn);
+    }
+    rc_msg m = reply_to(j, RC_T_LEFT, g);
+    reply(s, j->conn, &m);
+}
+
+static void do_detach(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (g)
+        rc_group_unsubscribe(g, j->conn);
+}
+
+static void ack(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t seq, uint64_t ts, bool dup)
+{
+    rc_msg m = reply_to(j, RC_T_ACK, g);
+    m.seq = seq;
+    m.ts = ts;
+    if (dup) {
+        m.has |= RC_HAS_DUP;
+        m.dup = true;
+    }
+    reply(s, j->conn, &m);
+}
+
+/* Builds the dedup key "user NUL mid"; returns its length, 0 without mid. */
+static uint32_t dedup_key(const rc_job *j, char *out)
+{
+    if (!(j->has & RC_HAS_MID))
+        return 0;
+    memcpy(out, rc_job_user(j), j->user_len);
+    out[j->user_len] = '\0';
+    memcpy(out + j->user_len + 1, rc_job_mid(j), j->mid_len);
+    return j->user_len + 1u + j->mid_len;
+}
+
+/* Encodes the `msg` frame for the group's next seq. */
+static rc_frame *encode_msg(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t ts)
+{
+    rc_msg m = { .type = RC_T_MSG, .seq = g->last_seq + 1, .ts = ts };
+    m.g = (rc_str){ g->name, g->name_len };
+    m.from = (rc_str){ rc_job_user(j), j->user_len };
+    m.body = (rc_str){ rc_job_body(j), j->body_len };
+    m.body_is_str = j->body_is_str;
+    if (j->has & RC_HAS_MID) {
+        m.has |= RC_HAS_MID;
+        m.mid = (rc_str){ rc_job_mid(j), j->mid_len };
+    }
+    s->scratch.len = 0;
+    if (rc_encode(&s->scratch, &m) != 0)
+        return NULL;
+    return rc_frame_take(&s->scratch, 0);
+}
+
+static void do_send(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (!g || !is_member(g, j)) {
+        reply_err(s, j, RC_E_NOT_MEMBER, "join the group before sending to it");
+        return;
+    }
+    char dkey[RC_DKEY_MAX];
+    uint32_t dkey_len = dedup_key(j, dkey);
+    uint64_t dup_seq = dkey_len ? rc_group_find_dup(g, dkey, dkey_len) : 0;
+    if (dup_seq) {
+        STAT_ADD(s, dups, 1);
+        ack(s, j, g, dup_seq, rc_group_hist_at(g, dup_seq)->ts, true);
+        return;
+    }
+    uint64_t ts = now_unix_ms();
+    rc_frame *f = encode_msg(s, j, g, ts);
+    if (!f || rc_group_remember(g, ts, f, dkey_len ? dkey : NULL, dkey_len) != 0) {
+        if (f)
+            rc_frame_unref(f);
+        reply_err(s, j, RC_E_INTERNAL, "out of memory sequencing the message; try again later");
+        return;
+    }
+    STAT_ADD(s, sequenced, 1);
+    /* History holds the frame's first reference; one more per recipient. */
+    rc_frame_ref(f, g->n_subs);
+    for (uint32_t i = 0; i < g->n_subs; i++)
+        deliver(s, g->subs[i], f);
+    STAT_ADD(s, deliveries, g->n_subs);
+    ack(s, j, g, g->last_seq, ts, false);
+}
+
+/* Appends the encoded `hist` reply: header fields, then the stored msg maps
+ * copied as they are (their frames minus the length prefix). */
+static void do_hist(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (!g || !is_member(g, j)) {
+        reply_err(s, j, RC_E_NOT_MEMBER, "join the group before reading its history");
+        return;
+    }
+    uint64_t before = (j->has & RC_HAS_BEFORE) ? j->before : g->last_seq + 1;
+    if (before > g->last_seq + 1)
+        before = g->last_seq + 1;
+    uint64_t limit = (j->has & RC_HAS_LIMIT) ? j->limit : RC_HIST_DEFAULT_LIMIT;
+    uint64_t first = rc_group_first_seq(g);
+    uint64_t from = before > first + limit ? before - limit : first;
+    uint32_t n = before > from ? (uint32_t)(before - from) : 0;
+
+    rc_msg m = reply_to(j, RC_T_HIST, g);
+    rc_msg *msgs = NULL;
+    rc_decoder *d = &s->dec;
+    if (n) {
+        msgs = calloc(n, sizeof(*msgs));
+        if (!msgs) {
+            reply_err(s, j, RC_E_INTERNAL, "out of memory reading history; try again later");
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const rc_hist_entry *e = rc_group_hist_at(g, from + i);
+        /* Decoding our own frame cannot fail; the zone is per message, so
+         * copy the decoded scalars and point strings into the frame. */
+        rc_decode(d, e->frame->data + RC_FRAME_HEADER, e->frame->len - RC_FRAME_HEADER, &msgs[i], NULL);
+    }
+    m.has |= RC_HAS_MSGS;
+    m.msgs = msgs;
+    m.n_msgs = n;
+    reply(s, j->conn, &m);
+    free(msgs);
+}
+
+static void process_job(rc_shard *s, rc_job *j)
+{
+    switch (j->kind) {
+    case RC_JOB_JOIN: do_join(s, j); break;
+    case RC_JOB_LEAVE: do_leave(s, j); break;
+    case RC_JOB_SEND: do_send(s, j); break;
+    case RC_JOB_HIST: do_hist(s, j); break;
+    case RC_JOB_DETACH: do_detach(s, j); break;
+    case RC_JOB_STOP: break;
+    }
+}
+
+/* ---- thread ---- */
+
+/* Blocks until a producer wakes us, unless the ring filled meanwhile. */
+static void shard_sleep(rc_shard *s)
+{
+    /* seq_cst store then re-check: pairs with rc_waker_wake's fence. */
+    atomic_store_explicit(&s->waker.sleeping, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (rc_ring_count(s->inbound) == 0) {
+        uint64_t v;
+        STAT_ADD(s, sleeps, 1);
+        ssize_t r = read(s->waker.efd, &v, sizeof(v));
+        (void)r; /* EINTR: the loop re-checks the ring either way */
+    }
+    atomic_store_explicit(&s->waker.sleeping, 0, memory_order_relaxed);
+}
+
+static void *shard_main(void *arg)
+{
+    rc_shard *s = arg;
+    rc_job *jobs[RC_SHARD_BATCH];
+    uint32_t idle = 0;
+    bool stop = false;
+    while (!stop) {
+        uint32_t n = rc_ring_dequeue_burst(s->inbound, (void **)jobs, RC_SHARD_BATCH);
+        if (n == 0) {
+            if (++idle >= RC_SHARD_SPIN) {
+                shard_sleep(s);
+                idle = 0;
+            }
+            continue;
+        }
+        idle = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            stop |= jobs[i]->kind == RC_JOB_STOP;
+            process_job(s, jobs[i]);
+            free(jobs[i]);
+        }
+        STAT_ADD(s, jobs, n);
+        STAT_ADD(s, batches, 1);
+        flush_outbatches(s);
+    }
+    return NULL;
+}
+
+int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_shard_limits *lim,
+                  const rc_outlets *out)
+{
+    memset(s, 0, sizeof(*s));
+    s->id = id;
+    s->limits = *lim;
+    s->out = *out;
+    rc_strmap_init(&s->groups);
+    rc_buf_init(&s->scratch);
+    rc_decoder_init(&s->dec);
+    s->inbound = rc_ring_create(ring_capacity, RC_RING_MPSC);
+    s->pending = calloc(out->n, sizeof(*s->pending));
+    if (!s->inbound || !s->pending || rc_waker_init(&s->waker) != 0) {
+        rc_shard_destroy(s);
+        return -1;
+    }
+    return 0;
+}
+
+int rc_shard_start(rc_shard *s)
+{
+    int e = pthread_create(&s->thread, NULL, shard_main, s);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+void rc_shard_join(rc_shard *s)
+{
+    pthread_join(s->thread, NULL);
+}
+
+void rc_shard_destroy(rc_shard *s)
+{
+    for (uint32_t i = 0; i < s->groups.cap; i++)
+        if (s->groups.slots && s->groups.slots[i].hash)
+            rc_group_free((rc_group *)(uintptr_t)s->groups.slots[i].val);
+    rc_strmap_free(&s->groups);
+    if (s->inbound) {
+        void *left[RC_SHARD_BATCH];
+        uint32_t n;
+        while ((n = rc_ring_dequeue_burst(s->inbound, left, RC_SHARD_BATCH)) > 0)
+            for (uint32_t i = 0; i < n; i++)
+                free(left[i]);
+        rc_ring_destroy(s->inbound);
+    }
+    free(s->pending);
+    rc_buf_free(&s->scratch);
+    rc_decoder_free(&s->dec);
+    rc_waker_close(&s->waker);
+    s->inbound = NULL;
+    s->pending = NULL;
+}
+
+uint32_t rc_shard_submit(rc_shard *s, rc_job *const *jobs, uint32_t n)
+{
+    uint32_t k = rc_ring_enqueue_burst(s->inbound, (void *const *)jobs, n);
+    if (k)
+        rc_waker_wake(&s->waker);
+    return k;
+}

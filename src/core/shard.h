@@ -1,0 +1,74 @@
+/*
+ * A shard: one worker thread that owns a set of groups (chosen by the
+ * consistent hash of the group id) and is the only sequencer of their
+ * messages. It consumes jobs from its inbound MPSC ring in batches, applies
+ * them to its groups, and sends replies and deliveries to the io threads in
+ * batches over their outbound rings. No locks on this path.
+ */
+#ifndef RC_CORE_SHARD_H
+#define RC_CORE_SHARD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/dispatch.h"
+#include "core/ring.h"
+#include "core/strmap.h"
+
+#define RC_SHARD_BATCH 256u        /* jobs taken from the inbound ring at once */
+#define RC_SHARD_SPIN 64u          /* empty polls before the shard sleeps */
+
+/* Limits a shard applies; copied in at start (SIGHUP reload is future work). */
+typedef struct rc_shard_limits {
+    uint32_t history_max;           /* messages kept per group */
+    uint32_t dedup_window;          /* mids remembered per group */
+    uint32_t max_members_per_group; /* stored members per group */
+} rc_shard_limits;
+
+/* Counters, written by the shard thread only, read by the metrics page. */
+typedef struct rc_shard_stats {
+    _Atomic uint64_t jobs;          /* jobs processed */
+    _Atomic uint64_t batches;       /* inbound bursts processed */
+    _Atomic uint64_t sequenced;     /* messages sequenced */
+    _Atomic uint64_t deliveries;    /* msg frames handed to io threads (fan-out) */
+    _Atomic uint64_t dups;          /* sends answered with dup: true */
+    _Atomic uint64_t errors;        /* error replies sent */
+    _Atomic uint64_t groups;        /* groups held */
+    _Atomic uint64_t out_stalls;    /* times an io outbound ring was full */
+    _Atomic uint64_t sleeps;        /* times the shard went to sleep */
+} rc_shard_stats;
+
+/* Where a shard's output goes: one outbound ring and waker per io thread. */
+typedef struct rc_outlets {
+    uint32_t n;
+    rc_ring **rings;
+    rc_waker **wakers;
+} rc_outlets;
+
+typedef struct rc_shard {
+    uint32_t id;
+    rc_ring *inbound;           /* MPSC: io threads -> this shard */
+    rc_waker waker;             /* wakes this shard when it sleeps */
+    rc_shard_limits limits;
+    rc_outlets out;
+    rc_outbatch **pending;      /* per io thread: batch being filled */
+    rc_strmap groups;           /* group id -> rc_group* */
+    rc_buf scratch;             /* encoding buffer */
+    rc_decoder dec;
+    pthread_t thread;
+    rc_shard_stats stats;
+} rc_shard;
+
+int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_shard_limits *lim,
+                  const rc_outlets *out);
+int rc_shard_start(rc_shard *s);
+/* Waits for the thread to end (it ends after processing an RC_JOB_STOP). */
+void rc_shard_join(rc_shard *s);
+void rc_shard_destroy(rc_shard *s);
+
+/* Queues jobs for the shard (any io thread), in order, as many as fit:
+ * returns how many were queued, and wakes the shard if it sleeps. */
+uint32_t rc_shard_submit(rc_shard *s, rc_job *const *jobs, uint32_t n);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * A string-keyed hash map with uint64_t values: open addressing, linear
+ * probing, backward-shift deletion (no tombstones), keys copied and owned.
+ *
+ * One map serves every keyed table of a shard: group id -> group, a group's
+ * stored members, and its dedup window (user + mid -> seq). Single-threaded:
+ * a map belongs to the shard that owns it.
+ */
+#ifndef RC_CORE_STRMAP_H
+#define RC_CORE_STRMAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define RC_STRMAP_MIN_CAP 8u /* smallest table, slots */
+
+typedef struct rc_strmap_slot {
+    uint64_t hash; /* XXH3 of the key; 0 marks an empty slot (real 0 hashes are remapped) */
+    char *key;     /* owned copy, NUL-terminated for debugging */
+    uint32_t len;  /* key length, bytes */
+    uint64_t val;
+} rc_strmap_slot;
+
+typedef struct rc_strmap {
+    rc_strmap_slot *slots;
+    uint32_t cap; /* power of two, or 0 before the first insert */
+    uint32_t n;   /* keys stored */
+} rc_strmap;
+
+void rc_strmap_init(rc_strmap *m);
+void rc_strmap_free(rc_strmap *m);
+
+/* Pointer to the key's value, or NULL. Valid until the next insert or delete. */
+uint64_t *rc_strmap_get(const rc_strmap *m, const void *key, uint32_t len);
+/* Inserts or updates: 0, or -1 on ENOMEM (map unchanged). */
+int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val);
+/* Removes the key: true if it was there. */
+bool rc_strmap_del(rc_strmap *m, const void *key, uint32_t len);
+
+/* Iteration: for (uint32_t i = 0; i < m->cap; i++) if (m->slots[i].hash) ... */
+
+#endif

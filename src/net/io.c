@@ -1,0 +1,988 @@
+/*
+ * io_uring event loop of one io thread.
+ *
+ * Every submission carries its operation and connection in user_data:
+ * [op 8 bits][slot 24 bits][generation 32 bits], so a completion goes
+ * straight to its work without a lookup structure. Reads use one multishot
+ * recv per connection with a provided buffer ring: the kernel picks a
+ * buffer, we parse the bytes in place (copying only a partial frame's tail),
+ * and hand the buffer back at once. Output is coalesced: replies and
+ * deliveries are appended to the connection's `out` buffer and a connection
+ * has at most one send in flight (two could reorder bytes when the socket
+ * buffer fills), started at the end of the loop turn.
+ *
+ * A loop turn: drain the outbound ring (deliveries from shards), push the
+ * jobs this turn produced to their shards, start sends, then submit and wait
+ * for completions in one io_uring_submit_and_wait call.
+ */
+#define _GNU_SOURCE
+#include "net/io.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RC_IO_QUEUE_DEPTH 4096u      /* SQ entries; CQ is twice that */
+#define RC_IO_LISTEN_BACKLOG 4096
+#define RC_IO_BUF_SHRINK 65536u      /* free idle buffers larger than this */
+#define RC_IO_OUT_BURST 64u          /* outbatches popped at once */
+#define RC_IO_FINAL_TICK_MS 50u      /* wake-up period while closing */
+#define RC_SERVER_NAME "ringcast/" RC_VERSION
+
+enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_CANCEL };
+
+enum conn_state {
+    CS_OPEN,     /* reading and writing */
+    CS_DRAINING, /* no more input; closes once its output is sent */
+    CS_DEAD,     /* socket shut down; freed when no operation is in flight */
+};
+
+typedef struct rc_conn {
+    int fd;
+    uint32_t slot, gen;
+    enum conn_state state;
+    bool authed;
+    bool recv_armed;
+    bool send_inflight;
+    bool dirty;
+    bool reaping; /* queued on io->reap: freed at the end of the loop turn */
+    char user[RC_MAX_USER];
+    uint8_t user_len;
+    uint64_t sid;
+    rc_buf in;    /* bytes of a frame not yet complete */
+    rc_buf out;   /* output waiting for the next send */
+    rc_buf wbuf;  /* output of the send in flight */
+    size_t woff;  /* bytes of wbuf already sent */
+    char **groups;          /* groups joined in this session (for detach on close) */
+    uint32_t n_groups, cap_groups;
+} rc_conn;
+
+static _Atomic uint64_t next_sid = 1;
+
+#define STAT_ADD(io, f, n)                                                                        \
+    atomic_store_explicit(&(io)->stats.f, atomic_load_explicit(&(io)->stats.f, memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
+
+uint64_t rc_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ud_make(enum op op, const rc_conn *c)
+{
+    return ((uint64_t)op << 56) | (c ? ((uint64_t)c->slot << 32) | c->gen : 0);
+}
+
+static struct io_uring_sqe *get_sqe(rc_io *io)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
+    while (!sqe) {
+        /* SQ full: submit what is queued to make room. */
+        io_uring_submit(&io->ring);
+        sqe = io_uring_get_sqe(&io->ring);
+    }
+    return sqe;
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up                                                               */
+/* ------------------------------------------------------------------ */
+
+int rc_io_listen(const char *host, uint16_t *port, char *err, size_t errlen)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST };
+    struct addrinfo *ai = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", *port);
+    int r = getaddrinfo(host, portstr, &hints, &ai);
+    if (r != 0) {
+        snprintf(err, errlen, "bad listen address %s: %s", host, gai_strerror(r));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, RC_IO_LISTEN_BACKLOG) != 0) {
+        snprintf(err, errlen, "cannot listen on %s port %u: %s", host, *port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+static int setup_buffers(rc_io *io, char *err, size_t errlen)
+{
+    uint32_t n = io->lim.recv_buffers, size = io->lim.recv_buffer_size;
+    size_t ring_bytes = n * sizeof(struct io_uring_buf);
+    void *ring_mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (ring_mem == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map the buffer ring: %s", strerror(errno));
+        return -1;
+    }
+    io->br = ring_mem;
+    io->bufs = malloc((size_t)n * size);
+    if (!io->bufs) {
+        snprintf(err, errlen, "cannot allocate %u receive buffers of %u bytes", n, size);
+        return -1;
+    }
+    struct io_uring_buf_reg reg = { .ring_addr = (unsigned long)ring_mem, .ring_entries = n, .bgid = RC_IO_BGID };
+    int r = io_uring_register_buf_ring(&io->ring, &reg, 0);
+    if (r != 0) {
+        snprintf(err, errlen, "io_uring_register_buf_ring failed: %s (kernel 5.19 or newer is needed)", strerror(-r));
+        return -1;
+    }
+    io_uring_buf_ring_init(io->br);
+    for (uint32_t i = 0; i < n; i++)
+        io_uring_buf_ring_add(io->br, io->bufs + (size_t)i * size, size, (unsigned short)i,
+                              io_uring_buf_ring_mask(n), (int)i);
+    io_uring_buf_ring_advance(io->br, (int)n);
+    return 0;
+}
+
+static int setup_uring(rc_io *io, char *err, size_t errlen)
+{
+    struct io_uring_params p = { 0 };
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+    /* No SINGLE_ISSUER: the ring is created by the main thread and driven by
+     * the io thread, which that flag forbids. */
+    p.cq_entries = RC_IO_QUEUE_DEPTH * 2;
+    int r = io_uring_queue_init_params(RC_IO_QUEUE_DEPTH, &io->ring, &p);
+    if (r == -EINVAL) { /* older kernel without some flags: retry plain */
+        memset(&p, 0, sizeof(p));
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = RC_IO_QUEUE_DEPTH * 2;
+        r = io_uring_queue_init_params(RC_IO_QUEUE_DEPTH, &io->ring, &p);
+    }
+    if (r != 0) {
+        const char *hint = "";
+        if (r == -EPERM || r == -ENOSYS)
+            hint = " (io_uring is disabled: check the kernel.io_uring_disabled sysctl, "
+                   "seccomp profiles of the container, or a kernel built without CONFIG_IO_URING)";
+        else if (r == -ENOMEM)
+            hint = " (raise RLIMIT_MEMLOCK or free memory)";
+        snprintf(err, errlen, "io_uring_queue_init failed: %s%s", strerror(-r), hint);
+        return -1;
+    }
+    return 0;
+}
+
+int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, rc_shard **shards,
+               uint32_t n_shards, const rc_chash *chash, char *err, size_t errlen)
+{
+    memset(io, 0, sizeof(*io));
+    io->idx = idx;
+    io->listen_fd = listen_fd;
+    io->lim = *lim;
+    io->shards = shards;
+    io->n_shards = n_shards;
+    io->chash = chash;
+    io->n_slots = lim->max_connections;
+    rc_decoder_init(&io->dec);
+    rc_buf_init(&io->scratch);
+    io->waker.efd = -1;
+    if (setup_uring(io, err, errlen) != 0)
+        return -1;
+    if (setup_buffers(io, err, errlen) != 0)
+        return -1;
+    io->outbound = rc_ring_create(RC_IO_OUT_RING, RC_RING_MPSC);
+    io->conns = calloc(io->n_slots, sizeof(*io->conns));
+    io->gens = calloc(io->n_slots, sizeof(*io->gens));
+    io->free_slots = malloc(io->n_slots * sizeof(*io->free_slots));
+    io->dirty = malloc(io->n_slots * sizeof(*io->dirty));
+    io->reap = malloc(io->n_slots * sizeof(*io->reap));
+    io->pending = calloc(n_shards, sizeof(*io->pending));
+    io->n_pending = calloc(n_shards, sizeof(*io->n_pending));
+    if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
+        !io->n_pending || rc_waker_init(&io->waker) != 0) {
+        snprintf(err, errlen, "out of memory setting up io thread %u", idx);
+        return -1;
+    }
+    for (uint32_t s = 0; s < n_shards; s++) {
+        io->pending[s] = malloc(RC_SHARD_BATCH * sizeof(rc_job *));
+        if (!io->pending[s]) {
+            snprintf(err, errlen, "out of memory setting up io thread %u", idx);
+            return -1;
+        }
+    }
+    for (uint32_t i = 0; i < io->n_slots; i++)
+        io->free_slots[i] = io->n_slots - 1 - i;
+    io->n_free = io->n_slots;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                               */
+/* ------------------------------------------------------------------ */
+
+static void conn_mark_dirty(rc_io *io, rc_conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        io->dirty[io->n_dirty++] = c->slot;
+    }
+}
+
+static void conn_kill(rc_io *io, rc_conn *c);
+
+/* Appends one complete frame to the connection's output. */
+static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->state == CS_DEAD)
+        return;
+    if (c->out.len + (c->wbuf.len - c->woff) + n > io->lim.outbound_kill_bytes) {
+        STAT_ADD(io, slow_kills, 1);
+        fprintf(stderr, "level=warn component=io event=slow_consumer_closed sid=%llu queued=%zu limit=%llu\n",
+                (unsigned long long)c->sid, c->out.len + c->wbuf.len - c->woff,
+                (unsigned long long)io->lim.outbound_kill_bytes);
+        conn_kill(io, c);
+        return;
+    }
+    if (rc_buf_append(&c->out, p, n) != 0) {
+        fprintf(stderr, "level=error component=io event=out_nomem sid=%llu\n", (unsigned long long)c->sid);
+        conn_kill(io, c);
+        return;
+    }
+    STAT_ADD(io, frames_out, 1);
+    conn_mark_dirty(io, c);
+}
+
+/* Encodes and queues a reply built by the io thread itself. */
+static void conn_reply(rc_io *io, rc_conn *c, const rc_msg *m)
+{
+    io->scratch.len = 0;
+    if (rc_encode(&io->scratch, m) == 0)
+        conn_write(io, c, io->scratch.data, io->scratch.len);
+}
+
+static void conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, const char *text)
+{
+    io->scratch.len = 0;
+    bool has_rid = req && (req->has & RC_HAS_RID);
+    STAT_ADD(io, errors[code], 1);
+    if (rc_encode_err(&io->scratch, has_rid, has_rid ? req->rid : 0, code, text) == 0)
+        conn_write(io, c, io->scratch.data, io->scratch.len);
+}
+
+static void submit_send(rc_io *io, rc_conn *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(io);
+    io_uring_prep_send(sqe, c->fd, c->wbuf.data + c->woff, c->wbuf.len - c->woff, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c));
+    c->send_inflight = true;
+    STAT_ADD(io, sends, 1);
+}
+
+static void buf_shrink(rc_buf *b)
+{
+    if (b->len == 0 && b->cap > RC_IO_BUF_SHRINK)
+        rc_buf_free(b);
+}
+
+/* Starts one send per dirty connection that has none in flight. */
+static void flush_sends(rc_io *io)
+{
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < io->n_dirty; i++) {
+        rc_conn *c = io->conns[io->dirty[i]];
+        if (!c)
+            continue;
+        if (c->send_inflight) {
+            io->dirty[keep++] = c->slot; /* try again after the current send completes */
+            continue;
+        }
+        c->dirty = false;
+        if (c->state == CS_DEAD || c->out.len == 0)
+            continue;
+        rc_buf t = c->wbuf;
+        c->wbuf = c->out;
+        c->out = t;
+        c->out.len = 0;
+        c->woff = 0;
+        submit_send(io, c);
+    }
+    io->n_dirty = keep;
+    for (uint32_t i = 0; i < keep; i++)
+        io->conns[io->dirty[i]]->dirty = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                          */
+/* ------------------------------------------------------------------ */
+
+static void arm_recv(rc_io *io, rc_conn *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(io);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RC_IO_BGID;
+    io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, c));
+    c->recv_armed = true;
+}
+
+static void conn_free(rc_io *io, rc_conn *c)
+{
+    close(c->fd);
+    rc_buf_free(&c->in);
+    rc_buf_free(&c->out);
+    rc_buf_free(&c->wbuf);
+    for (uint32_t i = 0; i < c->n_groups; i++)
+        free(c->groups[i]);
+    free(c->groups);
+    io->conns[c->slot] = NULL;
+    io->gens[c->slot]++;
+    io->free_slots[io->n_free++] = c->slot;
+    STAT_ADD(io, closed, 1);
+    STAT_ADD(io, open, (uint64_t)-1);
+    free(c);
+}
+
+/* A dead connection is freed once no operation of it is in flight; freeing
+ * waits for the end of the loop turn so no caller up the stack holds a
+ * dangling pointer. */
+static void conn_reap_later(rc_io *io, rc_conn *c)
+{
+    if (c->state != CS_DEAD || c->recv_armed || c->send_inflight || c->reaping)
+        return;
+    c->reaping = true;
+    io->reap[io->n_reap++] = c->slot;
+}
+
+static void reap_conns(rc_io *io)
+{
+    for (uint32_t i = 0; i < io->n_reap; i++)
+        conn_free(io, io->conns[io->reap[i]]);
+    io->n_reap = 0;
+}
+
+static void queue_job(rc_io *io, rc_job *j, uint32_t shard);
+
+static uint32_t shard_of(rc_io *io, const char *g, uint32_t len)
+{
+    return rc_chash_lookup(io->chash, g, len);
+}
+
+/* Tells the shards of every group the session joined that it is gone. */
+static void conn_detach_all(rc_io *io, rc_conn *c)
+{
+    rc_conn_id id = rc_conn_id_make(io->idx, c->slot, c->gen);
+    for (uint32_t i = 0; i < c->n_groups; i++) {
+        rc_msg m = { .g = rc_str_c(c->groups[i]) };
+        rc_job *j = rc_job_new(RC_JOB_DETACH, id, (rc_str){ 0 }, &m);
+        if (!j) {
+            fprintf(stderr, "level=error component=io event=detach_nomem sid=%llu\n", (unsigned long long)c->sid);
+            continue; /* deliveries to the dead slot are dropped by generation */
+        }
+        queue_job(io, j, shard_of(io, m.g.ptr, m.g.len));
+    }
+}
+
+/* Stops the connection now: no more input or output. Freed once the
+ * kernel has returned every operation in flight. */
+static void conn_kill(rc_io *io, rc_conn *c)
+{
+    if (c->state == CS_DEAD)
+        return;
+    c->state = CS_DEAD;
+    shutdown(c->fd, SHUT_RDWR);
+    conn_detach_all(io, c);
+    conn_reap_later(io, c);
+}
+
+/* Stops reading; the connection closes when its output has been sent. */
+static void conn_drain(rc_io *io, rc_conn *c)
+{
+    if (c->state != CS_OPEN)
+        return;
+    c->state = CS_DRAINING;
+    if (c->out.len == 0 && !c->send_inflight)
+        conn_kill(io, c);
+}
+
+static void conn_accept(rc_io *io, int fd)
+{
+    if (io->n_free == 0 || atomic_load_explicit(&io->phase, memory_order_relaxed) != RC_IO_RUNNING) {
+        /* Over max_connections: say why, then close. The socket is fresh, so
+         * a small blocking-free write fits its buffer. */
+        rc_buf b;
+        rc_buf_init(&b);
+        if (rc_encode_err(&b, false, 0, RC_E_LIMIT, "the server is at max_connections; try again later") == 0) {
+            ssize_t w = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+        }
+        rc_buf_free(&b);
+        close(fd);
+        STAT_ADD(io, rejected, 1);
+        return;
+    }
+    rc_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        STAT_ADD(io, rejected, 1);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->fd = fd;
+    c->slot = io->free_slots[--io->n_free];
+    c->gen = io->gens[c->slot];
+    c->state = CS_OPEN;
+    c->sid = atomic_fetch_add_explicit(&next_sid, 1, memory_order_relaxed);
+    io->conns[c->slot] = c;
+    STAT_ADD(io, accepted, 1);
+    STAT_ADD(io, open, 1);
+    arm_recv(io, c);
+}
+
+/* ---- session groups (for E_LIMIT and detach on close) ---- */
+
+static int session_find(const rc_conn *c, rc_str g)
+{
+    for (uint32_t i = 0; i < c->n_groups; i++)
+        if (strlen(c->groups[i]) == g.len && memcmp(c->groups[i], g.ptr, g.len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int session_add(rc_conn *c, rc_str g)
+{
+    if (session_find(c, g) >= 0)
+        return 0;
+    if (c->n_groups == c->cap_groups) {
+        uint32_t cap = c->cap_groups ? c->cap_groups * 2 : 4;
+        char **p = realloc(c->groups, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        c->groups = p;
+        c->cap_groups = cap;
+    }
+    char *s = strndup(g.ptr, g.len);
+    if (!s)
+        return -1;
+    c->groups[c->n_groups++] = s;
+    return 0;
+}
+
+static void session_remove(rc_conn *c, rc_str g)
+{
+    int i = session_find(c, g);
+    if (i < 0)
+        return;
+    free(c->groups[i]);
+    c->groups[i] = c->groups[--c->n_groups];
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                             */
+/* ------------------------------------------------------------------ */
+
+static void flush_jobs(rc_io *io);
+
+static void queue_job(rc_io *io, rc_job *j, uint32_t shard)
+{
+    if (io->n_pending[shard] == RC_SHARD_BATCH)
+        flush_jobs(io);
+    io->pending[shard][io->n_pending[shard]++] = j;
+}
+
+static void route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kind)
+{
+    rc_job *j = rc_job_new(kind, rc_conn_id_make(io->idx, c->slot, c->gen), (rc_str){ c->user, c->user_len }, m);
+    if (!j) {
+        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the request; try again later");
+        return;
+    }
+    j->enq_ns = 0;
+    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len));
+}
+
+static void on_hello(rc_io *io, rc_conn *c, const rc_msg *m)
+{
+    if (c->authed) {
+        conn_error(io, c, m, RC_E_FORBIDDEN, "hello was already accepted on this connection");
+        return;
+    }
+    memcpy(c->user, m->user.ptr, m->user.len);
+    c->user_len = (uint8_t)m->user.len;
+    c->authed = true;
+    rc_msg r = { .type = RC_T_WELCOME, .has = m->has & RC_HAS_RID, .rid = m->rid, .sid = c->sid,
+                 .srv = rc_str_c(RC_SERVER_NAME), .max_frame = io->lim.max_frame };
+    conn_reply(io, c, &r);
+}
+
+static void on_join(rc_io *io, rc_conn *c, const rc_msg *m)
+{
+    if (session_find(c, m->g) < 0 && c->n_groups >= io->lim.max_groups_per_session) {
+        conn_error(io, c, m, RC_E_LIMIT, "this session has joined max_groups_per_session groups; leave one first");
+        return;
+    }
+    if (session_add(c, m->g) != 0) {
+        conn_error(io, c, m, RC_E_INTERNAL, "out of memory joining; try again later");
+        return;
+    }
+    route(io, c, m, RC_JOB_JOIN);
+}
+
+static void handle_request(rc_io *io, rc_conn *c, const rc_msg *m)
+{
+    if (!c->authed && m->type != RC_T_HELLO) {
+        conn_error(io, c, m, RC_E_NOT_AUTHENTICATED, "send hello first");
+        return;
+    }
+    if (atomic_load_explicit(&io->phase, memory_order_relaxed) != RC_IO_RUNNING) {
+        conn_error(io, c, m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");
+        return;
+    }
+    switch (m->type) {
+    case RC_T_HELLO: on_hello(io, c, m); break;
+    case RC_T_PING: {
+        rc_msg r = { .type = RC_T_PONG, .has = m->has & RC_HAS_RID, .rid = m->rid };
+        conn_reply(io, c, &r);
+        break;
+    }
+    case RC_T_JOIN: on_join(io, c, m); break;
+    case RC_T_LEAVE:
+        session_remove(c, m->g);
+        route(io, c, m, RC_JOB_LEAVE);
+        break;
+    case RC_T_SEND: route(io, c, m, RC_JOB_SEND); break;
+    case RC_T_HIST: route(io, c, m, RC_JOB_HIST); break;
+    case RC_T_REPLAY:
+        conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only");
+        break;
+    default:
+        conn_error(io, c, m, RC_E_UNKNOWN_TYPE, "this type is sent by the server, not by clients");
+        break;
+    }
+}
+
+static void handle_frame(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
+{
+    rc_msg m;
+    const char *why = NULL;
+    rc_err e = rc_decode(&io->dec, p, len, &m, &why);
+    STAT_ADD(io, frames_in[m.type], 1);
+    if (e != RC_OK) {
+        conn_error(io, c, &m, e, why);
+        return;
+    }
+    handle_request(io, c, &m);
+}
+
+/* Parses whole frames from p; returns the bytes consumed. A framing error
+ * answers with its code and drains the connection. */
+static size_t parse_frames(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (c->state == CS_OPEN && n - off >= RC_FRAME_HEADER) {
+        uint32_t len = rc_frame_len(p + off);
+        rc_err e = rc_frame_check_len(len, io->lim.max_frame);
+        if (e != RC_OK) {
+            conn_error(io, c, NULL, e,
+                       e == RC_E_BAD_FRAME ? "a frame length of 0 is invalid; closing"
+                                           : "the frame is longer than max_frame; closing");
+            conn_drain(io, c);
+            return n;
+        }
+        if (n - off - RC_FRAME_HEADER < len)
+            break;
+        handle_frame(io, c, p + off + RC_FRAME_HEADER, len);
+        off += RC_FRAME_HEADER + len;
+    }
+    return c->state == CS_OPEN ? off : n;
+}
+
+static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    STAT_ADD(io, bytes_in, n);
+    if (c->state != CS_OPEN)
+        return;
+    if (c->in.len == 0) {
+        size_t used = parse_frames(io, c, p, n);
+        if (used < n && rc_buf_append(&c->in, p + used, n - used) != 0)
+            conn_kill(io, c);
+        return;
+    }
+    if (rc_buf_append(&c->in, p, n) != 0) {
+        conn_kill(io, c);
+        return;
+    }
+    size_t used = parse_frames(io, c, c->in.data, c->in.len);
+    memmove(c->in.data, c->in.data + used, c->in.len - used);
+    c->in.len -= used;
+    buf_shrink(&c->in);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shards                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Tells the sender its request could not be queued. */
+static void reject_overloaded(rc_io *io, rc_job *j)
+{
+    rc_conn *c = io->conns[rc_conn_slot(j->conn)];
+    if (j->kind == RC_JOB_DETACH || j->kind == RC_JOB_STOP)
+        return; /* never rejected: flush_jobs keeps them */
+    if (c && c->gen == rc_conn_gen(j->conn)) {
+        rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
+        conn_error(io, c, &m, RC_E_OVERLOADED, "the group's shard is saturated; retry with backoff");
+    }
+    free(j);
+}
+
+static void drain_outbound(rc_io *io);
+
+/* Pushes queued jobs to their shards. A full ring is retried with
+ * exponential backoff and jitter (draining our own outbound ring meanwhile,
+ * so a shard waiting on us can progress) up to submit_max_wait_us; what still
+ * does not fit is answered with E_OVERLOADED. Detach jobs are never dropped:
+ * they stay queued for the next turn. */
+static void flush_jobs(rc_io *io)
+{
+    for (uint32_t s = 0; s < io->n_shards; s++) {
+        uint32_t n = io->n_pending[s], done = 0;
+        uint64_t waited = 0, backoff = 1;
+        while (done < n) {
+            done += rc_shard_submit(io->shards[s], io->pending[s] + done, n - done);
+            if (done == n || waited >= io->lim.submit_max_wait_us)
+                break;
+            STAT_ADD(io, submit_retries, 1);
+            uint64_t us = backoff + (uint64_t)rand() % (backoff + 1);
+            struct timespec ts = { 0, (long)(us * 1000) };
+            nanosleep(&ts, NULL);
+            waited += us;
+            backoff = backoff < 1024 ? backoff * 2 : backoff;
+            drain_outbound(io);
+        }
+        uint32_t keep = 0;
+        for (uint32_t i = done; i < n; i++) {
+            rc_job *j = io->pending[s][i];
+            if (j->kind == RC_JOB_DETACH)
+                io->pending[s][keep++] = j;
+            else
+                reject_overloaded(io, j);
+        }
+        io->n_pending[s] = keep;
+    }
+}
+
+static void deliver_one(rc_io *io, const rc_delivery *d)
+{
+    uint32_t slot = rc_conn_slot(d->conn);
+    rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
+    if (c && c->gen == rc_conn_gen(d->conn) && c->state != CS_DEAD) {
+        conn_write(io, c, d->frame->data, d->frame->len);
+        STAT_ADD(io, deliveries, 1);
+    } else {
+        STAT_ADD(io, dropped_closed, 1);
+    }
+    rc_frame_unref(d->frame);
+}
+
+static void drain_outbound(rc_io *io)
+{
+    rc_outbatch *bs[RC_IO_OUT_BURST];
+    uint32_t n;
+    while ((n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST)) > 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            for (uint32_t k = 0; k < bs[i]->n; k++)
+                deliver_one(io, &bs[i]->d[k]);
+            free(bs[i]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Completions                                                          */
+/* ------------------------------------------------------------------ */
+
+static void recycle_buffer(rc_io *io, uint32_t bid)
+{
+    io_uring_buf_ring_add(io->br, io->bufs + (size_t)bid * io->lim.recv_buffer_size, io->lim.recv_buffer_size,
+                          (unsigned short)bid, io_uring_buf_ring_mask(io->lim.recv_buffers), 0);
+    io_uring_buf_ring_advance(io->br, 1);
+}
+
+static void on_recv(rc_io *io, rc_conn *c, const struct io_uring_cqe *cqe)
+{
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        if (cqe->res > 0)
+            conn_input(io, c, io->bufs + (size_t)bid * io->lim.recv_buffer_size, (size_t)cqe->res);
+        recycle_buffer(io, bid);
+    }
+    if (!more)
+        c->recv_armed = false;
+    if (cqe->res == -ENOBUFS) {
+        STAT_ADD(io, enobufs, 1);
+    } else if (cqe->res <= 0) {
+        conn_kill(io, c); /* EOF or error */
+    }
+    if (c->state == CS_DEAD) {
+        conn_reap_later(io, c);
+        return;
+    }
+    if (!c->recv_armed && c->state == CS_OPEN)
+        arm_recv(io, c);
+}
+
+static void on_send(rc_io *io, rc_conn *c, int res)
+{
+    c->send_inflight = false;
+    if (res < 0) {
+        conn_kill(io, c);
+    } else {
+        STAT_ADD(io, bytes_out, (uint64_t)res);
+        c->woff += (size_t)res;
+        if (c->woff < c->wbuf.len && c->state != CS_DEAD) {
+            submit_send(io, c); /* short send: finish this buffer first */
+            return;
+        }
+        c->wbuf.len = 0;
+        c->woff = 0;
+        buf_shrink(&c->wbuf);
+        buf_shrink(&c->out);
+        if (c->out.len)
+            conn_mark_dirty(io, c);
+        else if (c->state == CS_DRAINING)
+            conn_kill(io, c);
+    }
+    conn_reap_later(io, c);
+}
+
+static void arm_accept(rc_io *io)
+{
+    struct io_uring_sqe *sqe = get_sqe(io);
+    io_uring_prep_multishot_accept(sqe, io->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, NULL));
+}
+
+static void arm_wake(rc_io *io)
+{
+    struct io_uring_sqe *sqe = get_sqe(io);
+    io_uring_prep_read(sqe, io->waker.efd, &io->wake_val, sizeof(io->wake_val), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, NULL));
+}
+
+static void handle_cqe(rc_io *io, const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    enum op op = (enum op)(ud >> 56);
+    uint32_t slot = (uint32_t)(ud >> 32) & (RC_MAX_CONN_SLOTS - 1), gen = (uint32_t)ud;
+    if (op == OP_ACCEPT) {
+        if (cqe->res >= 0)
+            conn_accept(io, cqe->res);
+        if (!(cqe->flags & IORING_CQE_F_MORE) && io->listen_fd >= 0 &&
+            atomic_load_explicit(&io->phase, memory_order_relaxed) == RC_IO_RUNNING)
+            arm_accept(io);
+        return;
+    }
+    if (op == OP_WAKE) {
+        arm_wake(io);
+        return;
+    }
+    if (op != OP_RECV && op != OP_SEND)
+        return;
+    rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
+    if (!c || c->gen != gen) {
+        if (op == OP_RECV && (cqe->flags & IORING_CQE_F_BUFFER))
+            recycle_buffer(io, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        return;
+    }
+    if (op == OP_RECV)
+        on_recv(io, c, cqe);
+    else
+        on_send(io, c, cqe->res);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shutdown                                                             */
+/* ------------------------------------------------------------------ */
+
+static void stop_input(rc_io *io)
+{
+    if (io->listen_fd >= 0) {
+        struct io_uring_sqe *sqe = get_sqe(io);
+        io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, NULL), 0);
+        io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, NULL));
+        shutdown(io->listen_fd, SHUT_RDWR);
+    }
+    flush_jobs(io);
+    /* release: the jobs pushed above are visible to whoever sees the flag. */
+    atomic_store_explicit(&io->input_stopped, 1, memory_order_release);
+}
+
+/* Says bye to every connection; they close as their output drains. */
+static void say_bye(rc_io *io)
+{
+    rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c("server shutting down") };
+    for (uint32_t i = 0; i < io->n_slots; i++) {
+        rc_conn *c = io->conns[i];
+        if (c && c->state == CS_OPEN) {
+            conn_reply(io, c, &bye);
+            conn_drain(io, c);
+        }
+    }
+}
+
+static void kill_all(rc_io *io)
+{
+    for (uint32_t i = 0; i < io->n_slots; i++)
+        if (io->conns[i])
+            conn_kill(io, io->conns[i]);
+}
+
+static uint32_t open_conns(const rc_io *io)
+{
+    return io->n_slots - io->n_free;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loop                                                                 */
+/* ------------------------------------------------------------------ */
+
+static void handle_completions(rc_io *io)
+{
+    struct io_uring_cqe *cqes[RC_IO_CQE_BATCH];
+    unsigned n;
+    while ((n = io_uring_peek_batch_cqe(&io->ring, cqes, RC_IO_CQE_BATCH)) > 0) {
+        for (unsigned i = 0; i < n; i++)
+            handle_cqe(io, cqes[i]);
+        io_uring_cq_advance(&io->ring, n);
+        STAT_ADD(io, cqes, n);
+    }
+}
+
+/* Waits for completions unless shards queued work meanwhile. */
+static void submit_and_wait(rc_io *io, bool final)
+{
+    /* seq_cst store then re-check: pairs with rc_waker_wake's fence. */
+    atomic_store_explicit(&io->waker.sleeping, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    unsigned wait = rc_ring_count(io->outbound) == 0 && io->n_dirty == 0 ? 1 : 0;
+    int r;
+    if (final && wait) {
+        struct __kernel_timespec ts = { 0, RC_IO_FINAL_TICK_MS * 1000000L };
+        struct io_uring_cqe *cqe;
+        r = io_uring_submit_and_wait_timeout(&io->ring, &cqe, 1, &ts, NULL);
+    } else {
+        r = io_uring_submit_and_wait(&io->ring, wait);
+    }
+    if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY) {
+        fprintf(stderr, "level=error component=io io=%u event=submit_failed err=\"%s\"\n", io->idx, strerror(-r));
+        struct timespec ts = { 0, 1000000 }; /* do not spin on a persistent error */
+        nanosleep(&ts, NULL);
+    }
+    atomic_store_explicit(&io->waker.sleeping, 0, memory_order_relaxed);
+}
+
+static void *io_main(void *arg)
+{
+    rc_io *io = arg;
+    int seen_phase = RC_IO_RUNNING;
+    arm_accept(io);
+    arm_wake(io);
+    for (;;) {
+        int phase = atomic_load_explicit(&io->phase, memory_order_acquire);
+        if (phase != seen_phase) {
+            if (phase >= RC_IO_STOP_INPUT && seen_phase < RC_IO_STOP_INPUT)
+                stop_input(io);
+            if (phase == RC_IO_FINAL) {
+                drain_outbound(io);
+                say_bye(io);
+            }
+            seen_phase = phase;
+        }
+        if (phase == RC_IO_FINAL) {
+            if (open_conns(io) == 0)
+                break;
+            if (rc_now_ns() > io->deadline_ns)
+                kill_all(io);
+        }
+        drain_outbound(io);
+        flush_jobs(io);
+        flush_sends(io);
+        submit_and_wait(io, phase == RC_IO_FINAL);
+        handle_completions(io);
+        reap_conns(io);
+        STAT_ADD(io, loops, 1);
+    }
+    return NULL;
+}
+
+int rc_io_start(rc_io *io)
+{
+    int e = pthread_create(&io->thread, NULL, io_main, io);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+void rc_io_set_phase(rc_io *io, int phase, uint64_t deadline_ns)
+{
+    io->deadline_ns = deadline_ns;
+    /* release: the deadline is visible to the thread that sees the phase. */
+    atomic_store_explicit(&io->phase, phase, memory_order_release);
+    rc_waker_kick(&io->waker);
+}
+
+void rc_io_join(rc_io *io)
+{
+    pthread_join(io->thread, NULL);
+}
+
+void rc_io_destroy(rc_io *io)
+{
+    if (io->conns)
+        for (uint32_t i = 0; i < io->n_slots; i++)
+            if (io->conns[i])
+                conn_free(io, io->conns[i]);
+    if (io->outbound) {
+        drain_outbound(io);
+        rc_ring_destroy(io->outbound);
+    }
+    for (uint32_t s = 0; io->pending && s < io->n_shards; s++) {
+        for (uint32_t i = 0; i < io->n_pending[s]; i++)
+            free(io->pending[s][i]);
+        free(io->pending[s]);
+    }
+    free(io->pending);
+    free(io->n_pending);
+    free(io->conns);
+    free(io->gens);
+    free(io->free_slots);
+    free(io->dirty);
+    free(io->reap);
+    if (io->ring.ring_fd > 0)
+        io_uring_queue_exit(&io->ring);
+    if (io->br)
+        munmap(io->br, io->lim.recv_buffers * sizeof(struct io_uring_buf));
+    free(io->bufs);
+    if (io->listen_fd >= 0)
+        close(io->listen_fd);
+    rc_waker_close(&io->waker);
+    rc_decoder_free(&io->dec);
+    rc_buf_free(&io->scratch);
+}

@@ -1,0 +1,103 @@
+/*
+ * An io thread: one io_uring event loop that owns a listening socket and the
+ * connections it accepted. This is where a message enters (recv, framing,
+ * decoding, routing to its group's shard) and where it leaves (outbatches
+ * from shards copied into per-connection output, one send per connection in
+ * flight, at most one new send per connection per loop turn).
+ */
+#ifndef RC_NET_IO_H
+#define RC_NET_IO_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/chash.h"
+#include "core/dispatch.h"
+#include "core/ring.h"
+#include "core/shard.h"
+
+#define RC_IO_OUT_RING 4096u  /* outbatches queued to one io thread */
+#define RC_IO_CQE_BATCH 256u  /* completions handled per peek */
+#define RC_IO_BGID 1u         /* provided-buffer group id */
+
+/* What an io thread needs to know; copied from the server config. */
+typedef struct rc_io_limits {
+    uint32_t max_frame;              /* bytes of map per frame */
+    uint32_t max_connections;        /* this thread's share of max_connections */
+    uint32_t max_groups_per_session; /* groups one connection may join */
+    uint32_t recv_buffers;           /* provided buffers (power of two) */
+    uint32_t recv_buffer_size;       /* bytes each */
+    uint64_t outbound_kill_bytes;    /* queued output past which a connection is closed */
+    uint32_t submit_max_wait_us;     /* backoff budget for a full shard ring */
+} rc_io_limits;
+
+/* Counters, written by the io thread only, read by the metrics page. */
+typedef struct rc_io_stats {
+    _Atomic uint64_t accepted, closed, open, rejected;
+    _Atomic uint64_t frames_in[RC_T_COUNT];
+    _Atomic uint64_t frames_out;        /* frames queued to sockets */
+    _Atomic uint64_t deliveries;        /* msg deliveries queued to sockets */
+    _Atomic uint64_t dropped_closed;    /* frames for connections already closed */
+    _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t errors[RC_E_COUNT];/* err replies by code */
+    _Atomic uint64_t loops, cqes, enobufs, sends, slow_kills, submit_retries;
+} rc_io_stats;
+
+enum rc_io_phase {
+    RC_IO_RUNNING = 0,
+    RC_IO_STOP_INPUT = 1, /* stop accepting and reading; flush queued jobs */
+    RC_IO_FINAL = 2,      /* deliver what shards sent, say bye, close everything */
+};
+
+struct rc_conn;
+
+typedef struct rc_io {
+    uint32_t idx;
+    struct io_uring ring;
+    int listen_fd;
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+    rc_ring *outbound;            /* MPSC: shards -> this thread */
+    rc_waker waker;
+    uint64_t wake_val;            /* eventfd read target */
+    rc_shard **shards;
+    uint32_t n_shards;
+    const rc_chash *chash;
+    rc_io_limits lim;
+    struct rc_conn **conns;       /* slot -> connection (NULL when free) */
+    uint32_t *gens;               /* slot -> generation */
+    uint32_t *free_slots;
+    uint32_t n_free, n_slots;
+    uint32_t *dirty;              /* slots with output waiting for a send */
+    uint32_t n_dirty;
+    uint32_t *reap;               /* slots of dead connections to free this turn */
+    uint32_t n_reap;
+    rc_job ***pending;            /* per shard: jobs waiting for a ring push */
+    uint32_t *n_pending;
+    rc_decoder dec;
+    rc_buf scratch;
+    _Atomic int phase;
+    _Atomic int input_stopped;    /* acknowledges RC_IO_STOP_INPUT */
+    uint64_t deadline_ns;         /* forced close time in RC_IO_FINAL */
+    pthread_t thread;
+    rc_io_stats stats;
+} rc_io;
+
+/* Opens a listening TCP socket (SO_REUSEPORT so io threads can share a port).
+ * Returns the fd, or -1 with a message in err. *port receives the bound port. */
+int rc_io_listen(const char *host, uint16_t *port, char *err, size_t errlen);
+
+/* Sets up the io_uring loop; fails with a message naming the cause when the
+ * kernel refuses io_uring (e.g. the kernel.io_uring_disabled sysctl). */
+int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, rc_shard **shards,
+               uint32_t n_shards, const rc_chash *chash, char *err, size_t errlen);
+int rc_io_start(rc_io *io);
+void rc_io_set_phase(rc_io *io, int phase, uint64_t deadline_ns);
+void rc_io_join(rc_io *io);
+void rc_io_destroy(rc_io *io);
+
+uint64_t rc_now_ns(void);
+
+#endif

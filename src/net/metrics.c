@@ -1,0 +1,118 @@
+/*
+ * /metrics: Prometheus text exposition of the io threads' and shards'
+ * counters. Counters are written by their owning thread with relaxed
+ * stores and read here with relaxed loads: each value is exact for its
+ * moment, values are not a consistent snapshot of one another.
+ */
+#include <stdio.h>
+
+#include "net/server.h"
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+typedef struct io_metric {
+    const char *name, *help, *type;
+    size_t offset;
+} io_metric;
+
+#define IO_METRIC(field, name, type, help) { "ringcast_" name, help, type, offsetof(rc_io_stats, field) }
+
+static const io_metric io_metrics[] = {
+    IO_METRIC(open, "connections_open", "gauge", "Connections open now."),
+    IO_METRIC(accepted, "connections_accepted_total", "counter", "Connections accepted."),
+    IO_METRIC(closed, "connections_closed_total", "counter", "Connections closed."),
+    IO_METRIC(rejected, "connections_rejected_total", "counter", "Connections refused at max_connections or shutdown."),
+    IO_METRIC(frames_out, "frames_out_total", "counter", "Frames queued to client sockets."),
+    IO_METRIC(deliveries, "deliveries_total", "counter", "Deliveries (msg, replies from shards) queued to sockets."),
+    IO_METRIC(dropped_closed, "deliveries_to_closed_total", "counter", "Frames for connections that had already closed (the messages stay in history)."),
+    IO_METRIC(bytes_in, "bytes_in_total", "counter", "Bytes received from clients."),
+    IO_METRIC(bytes_out, "bytes_out_total", "counter", "Bytes sent to clients."),
+    IO_METRIC(loops, "io_loop_iterations_total", "counter", "Event loop turns."),
+    IO_METRIC(cqes, "io_cqes_total", "counter", "io_uring completions handled."),
+    IO_METRIC(sends, "io_sends_total", "counter", "Send operations submitted."),
+    IO_METRIC(enobufs, "io_recv_enobufs_total", "counter", "Receives that found no provided buffer."),
+    IO_METRIC(slow_kills, "slow_consumer_closed_total", "counter", "Connections closed past outbound_kill_bytes."),
+    IO_METRIC(submit_retries, "shard_submit_retries_total", "counter", "Backoff retries on a full shard ring."),
+};
+
+static uint64_t io_field(const rc_io *io, size_t offset)
+{
+    const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&io->stats + offset);
+    return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static void io_section(rc_server *s, struct rc_admin_body *out)
+{
+    for (size_t m = 0; m < sizeof(io_metrics) / sizeof(io_metrics[0]); m++) {
+        const io_metric *im = &io_metrics[m];
+        rc_admin_body_printf(out, "# HELP %s %s\n# TYPE %s %s\n", im->name, im->help, im->name, im->type);
+        for (uint32_t i = 0; i < s->n_io; i++)
+            rc_admin_body_printf(out, "%s{io=\"%u\"} %llu\n", im->name, i,
+                                 (unsigned long long)io_field(&s->ios[i], im->offset));
+    }
+    rc_admin_body_printf(out, "# HELP ringcast_frames_in_total Frames received, by type.\n"
+                              "# TYPE ringcast_frames_in_total counter\n");
+    for (int t = RC_T_NONE; t < RC_T_COUNT; t++) {
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < s->n_io; i++)
+            sum += LOAD(s->ios[i].stats.frames_in[t]);
+        rc_admin_body_printf(out, "ringcast_frames_in_total{type=\"%s\"} %llu\n",
+                             t == RC_T_NONE ? "invalid" : rc_type_name((rc_type)t), (unsigned long long)sum);
+    }
+    rc_admin_body_printf(out, "# HELP ringcast_errors_total Error replies, by code.\n"
+                              "# TYPE ringcast_errors_total counter\n");
+    for (int e = RC_E_BAD_FRAME; e < RC_E_COUNT; e++) {
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < s->n_io; i++)
+            sum += LOAD(s->ios[i].stats.errors[e]);
+        rc_admin_body_printf(out, "ringcast_errors_total{code=\"%s\"} %llu\n", rc_err_name((rc_err)e),
+                             (unsigned long long)sum);
+    }
+    rc_admin_body_printf(out, "# HELP ringcast_io_out_ring_depth Outbatches waiting for an io thread.\n"
+                              "# TYPE ringcast_io_out_ring_depth gauge\n");
+    for (uint32_t i = 0; i < s->n_io; i++)
+        rc_admin_body_printf(out, "ringcast_io_out_ring_depth{io=\"%u\"} %u\nringcast_io_out_ring_capacity{io=\"%u\"} %u\n",
+                             i, rc_ring_count(s->ios[i].outbound), i, rc_ring_capacity(s->ios[i].outbound));
+}
+
+static void shard_line(struct rc_admin_body *out, const char *name, const char *type, const char *help,
+                       rc_server *s, size_t offset)
+{
+    rc_admin_body_printf(out, "# HELP ringcast_%s %s\n# TYPE ringcast_%s %s\n", name, help, name, type);
+    for (uint32_t i = 0; i < s->n_shards; i++) {
+        const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&s->shards[i].stats + offset);
+        rc_admin_body_printf(out, "ringcast_%s{shard=\"%u\"} %llu\n", name, i,
+                             (unsigned long long)atomic_load_explicit(p, memory_order_relaxed));
+    }
+}
+
+static void shard_section(rc_server *s, struct rc_admin_body *out)
+{
+    shard_line(out, "messages_sequenced_total", "counter", "Messages sequenced.", s, offsetof(rc_shard_stats, sequenced));
+    shard_line(out, "fanout_total", "counter", "msg deliveries handed to io threads.", s, offsetof(rc_shard_stats, deliveries));
+    shard_line(out, "dedup_hits_total", "counter", "Sends answered as duplicates.", s, offsetof(rc_shard_stats, dups));
+    shard_line(out, "shard_errors_total", "counter", "Error replies from shards.", s, offsetof(rc_shard_stats, errors));
+    shard_line(out, "shard_jobs_total", "counter", "Requests processed.", s, offsetof(rc_shard_stats, jobs));
+    shard_line(out, "shard_batches_total", "counter", "Inbound bursts processed.", s, offsetof(rc_shard_stats, batches));
+    shard_line(out, "shard_groups", "gauge", "Groups held.", s, offsetof(rc_shard_stats, groups));
+    shard_line(out, "shard_out_stalls_total", "counter", "Waits on a full io outbound ring.", s, offsetof(rc_shard_stats, out_stalls));
+    shard_line(out, "shard_sleeps_total", "counter", "Times the shard slept for lack of work.", s, offsetof(rc_shard_stats, sleeps));
+    rc_admin_body_printf(out, "# HELP ringcast_shard_ring_depth Jobs waiting in a shard's inbound ring.\n"
+                              "# TYPE ringcast_shard_ring_depth gauge\n");
+    for (uint32_t i = 0; i < s->n_shards; i++)
+        rc_admin_body_printf(out, "ringcast_shard_ring_depth{shard=\"%u\"} %u\n", i, rc_ring_count(s->shards[i].inbound));
+    rc_admin_body_printf(out, "# HELP ringcast_shard_ring_capacity Slots of a shard's inbound ring.\n"
+                              "# TYPE ringcast_shard_ring_capacity gauge\n");
+    for (uint32_t i = 0; i < s->n_shards; i++)
+        rc_admin_body_printf(out, "ringcast_shard_ring_capacity{shard=\"%u\"} %u\n", i, rc_ring_capacity(s->shards[i].inbound));
+}
+
+void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
+{
+    rc_admin_body_printf(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\n"
+                              "ringcast_uptime_seconds %.3f\n", (double)(rc_now_ns() - s->started_ns) / 1e9);
+    rc_admin_body_printf(out, "# HELP ringcast_shards Shards running.\n# TYPE ringcast_shards gauge\nringcast_shards %u\n",
+                         s->n_shards);
+    io_section(s, out);
+    shard_section(s, out);
+}

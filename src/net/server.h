@@ -1,0 +1,40 @@
+/*
+ * The whole server process: config, the consistent-hash ring, shards, io
+ * threads and the admin HTTP endpoint, started and stopped in order.
+ */
+#ifndef RC_NET_SERVER_H
+#define RC_NET_SERVER_H
+
+#include "core/chash.h"
+#include "core/shard.h"
+#include "net/io.h"
+#include "ringcast/admin.h"
+#include "ringcast/config.h"
+
+#define RC_SUBMIT_MAX_WAIT_US 2000u /* backoff budget before E_OVERLOADED */
+
+typedef struct rc_server {
+    rc_config cfg;
+    rc_chash *chash;
+    rc_shard *shards;
+    rc_shard **shard_ptrs;
+    uint32_t n_shards;
+    rc_io *ios;
+    rc_ring **out_rings;   /* per io thread: its outbound ring (shards' outlets) */
+    rc_waker **out_wakers; /* per io thread: its waker */
+    uint32_t n_io;
+    rc_admin *admin;
+    uint16_t port;        /* bound TCP port */
+    uint64_t started_ns;
+} rc_server;
+
+/* Starts everything; on failure returns -1 with the cause in err and leaves
+ * nothing running. */
+int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen);
+/* Drains and stops: stop input, let shards finish, say bye, close. */
+void rc_server_stop(rc_server *s);
+
+/* Prometheus text exposition of every counter. */
+void rc_server_metrics(rc_server *s, struct rc_admin_body *out);
+
+#endif

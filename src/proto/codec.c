@@ -1,0 +1,592 @@
+/*
+ * Codec for wire protocol v1: strict decoding of MessagePack maps into
+ * rc_msg, and encoding of rc_msg into length-prefixed frames.
+ *
+ * Decoding is two passes over the map msgpack-c built: the first finds `t`
+ * and `rid` (so every error can echo the rid), the second reads only the keys
+ * that type defines, checking each one's MessagePack type and length bounds.
+ * Keys a type does not define are ignored, as the protocol promises forward
+ * compatibility. Strings and bodies are not copied: msgpack-c's unpacker
+ * points str/bin objects into the caller's buffer.
+ */
+#include "ringcast/proto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RC_DECODER_ZONE_CHUNK 4096u /* msgpack zone chunk: one hist reply fits a few chunks */
+
+static const char *const type_names[RC_T_COUNT] = {
+    [RC_T_NONE] = "?",       [RC_T_HELLO] = "hello",   [RC_T_JOIN] = "join",
+    [RC_T_LEAVE] = "leave",  [RC_T_SEND] = "send",     [RC_T_HIST] = "hist",
+    [RC_T_PING] = "ping",    [RC_T_REPLAY] = "replay", [RC_T_WELCOME] = "welcome",
+    [RC_T_JOINED] = "joined", [RC_T_SYNCED] = "synced", [RC_T_LEFT] = "left",
+    [RC_T_ACK] = "ack",      [RC_T_MSG] = "msg",       [RC_T_PONG] = "pong",
+    [RC_T_ERR] = "err",      [RC_T_BYE] = "bye",
+};
+
+static const char *const err_names[RC_E_COUNT] = {
+    [RC_OK] = "OK",
+    [RC_E_BAD_FRAME] = "E_BAD_FRAME",
+    [RC_E_FRAME_TOO_LARGE] = "E_FRAME_TOO_LARGE",
+    [RC_E_UNKNOWN_TYPE] = "E_UNKNOWN_TYPE",
+    [RC_E_MISSING_FIELD] = "E_MISSING_FIELD",
+    [RC_E_BAD_FIELD] = "E_BAD_FIELD",
+    [RC_E_NOT_AUTHENTICATED] = "E_NOT_AUTHENTICATED",
+    [RC_E_AUTH_FAILED] = "E_AUTH_FAILED",
+    [RC_E_FORBIDDEN] = "E_FORBIDDEN",
+    [RC_E_NOT_MEMBER] = "E_NOT_MEMBER",
+    [RC_E_RATE_LIMITED] = "E_RATE_LIMITED",
+    [RC_E_OVERLOADED] = "E_OVERLOADED",
+    [RC_E_LIMIT] = "E_LIMIT",
+    [RC_E_SHUTTING_DOWN] = "E_SHUTTING_DOWN",
+    [RC_E_INTERNAL] = "E_INTERNAL",
+};
+
+const char *rc_type_name(rc_type t)
+{
+    return (t > RC_T_NONE && t < RC_T_COUNT) ? type_names[t] : "?";
+}
+
+const char *rc_err_name(rc_err e)
+{
+    return (e >= RC_OK && e < RC_E_COUNT) ? err_names[e] : "E_UNKNOWN";
+}
+
+rc_err rc_err_from_name(const char *s, size_t len)
+{
+    for (int e = RC_E_BAD_FRAME; e < RC_E_COUNT; e++)
+        if (strlen(err_names[e]) == len && memcmp(err_names[e], s, len) == 0)
+            return (rc_err)e;
+    return RC_E_COUNT;
+}
+
+bool rc_str_eq(rc_str a, rc_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame)
+{
+    if (n == 0)
+        return RC_E_BAD_FRAME;
+    if (n > max_frame)
+        return RC_E_FRAME_TOO_LARGE;
+    return RC_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Field table: every key the protocol knows, its MessagePack kind and  */
+/* bounds. A type's spec lists which of these it requires or accepts.   */
+/* ------------------------------------------------------------------ */
+
+typedef enum field_id {
+    F_RID, F_USER, F_TOKEN, F_G, F_SINCE, F_BODY, F_MID, F_BEFORE, F_LIMIT,
+    F_SEQ, F_TS, F_FROM, F_CODE, F_TEXT, F_REASON, F_SRV, F_SID, F_MAX_FRAME,
+    F_DUP, F_LOST, F_MSGS, F_TO, F_COUNT
+} field_id;
+
+typedef enum field_kind { K_UINT, K_STR, K_BODY, K_BOOL, K_ARRAY } field_kind;
+
+typedef struct field_def {
+    const char *key;
+    field_kind kind;
+    uint32_t min_len; /* K_STR: bytes */
+    uint32_t max_len;
+} field_def;
+
+static const field_def fields[F_COUNT] = {
+    [F_RID] = { "rid", K_UINT, 0, 0 },
+    [F_USER] = { "user", K_STR, 1, RC_MAX_USER },
+    [F_TOKEN] = { "token", K_STR, 0, RC_MAX_TOKEN },
+    [F_G] = { "g", K_STR, 1, RC_MAX_GROUP },
+    [F_SINCE] = { "since", K_UINT, 0, 0 },
+    [F_BODY] = { "body", K_BODY, 0, UINT32_MAX },
+    [F_MID] = { "mid", K_STR, 1, RC_MAX_MID },
+    [F_BEFORE] = { "before", K_UINT, 0, 0 },
+    [F_LIMIT] = { "limit", K_UINT, 1, RC_MAX_HIST_LIMIT },
+    [F_SEQ] = { "seq", K_UINT, 0, 0 },
+    [F_TS] = { "ts", K_UINT, 0, 0 },
+    [F_FROM] = { "from", K_STR, 1, RC_MAX_USER },
+    [F_CODE] = { "code", K_STR, 1, 64 },
+    [F_TEXT] = { "msg", K_STR, 0, RC_MAX_TEXT },
+    [F_REASON] = { "reason", K_STR, 0, RC_MAX_TEXT },
+    [F_SRV] = { "srv", K_STR, 0, RC_MAX_TEXT },
+    [F_SID] = { "sid", K_UINT, 0, 0 },
+    [F_MAX_FRAME] = { "max_frame", K_UINT, 0, 0 },
+    [F_DUP] = { "dup", K_BOOL, 0, 0 },
+    [F_LOST] = { "lost", K_BOOL, 0, 0 },
+    [F_MSGS] = { "msgs", K_ARRAY, 0, 0 },
+    [F_TO] = { "to", K_STR, 1, RC_MAX_USER },
+};
+
+#define REQ(f) (1ull << (f))
+#define OPT(f) (1ull << ((f) + 32))
+
+/* Required and optional fields per type (bit f = required, bit 32+f = optional). */
+static const uint64_t type_spec[RC_T_COUNT] = {
+    [RC_T_HELLO] = REQ(F_USER) | OPT(F_TOKEN),
+    [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE),
+    [RC_T_LEAVE] = REQ(F_G),
+    [RC_T_SEND] = REQ(F_G) | REQ(F_BODY) | OPT(F_MID),
+    [RC_T_HIST] = REQ(F_G) | OPT(F_BEFORE) | OPT(F_LIMIT) | OPT(F_MSGS),
+    [RC_T_PING] = 0,
+    [RC_T_REPLAY] = OPT(F_G) | OPT(F_SEQ) | OPT(F_FROM) | OPT(F_TO) | OPT(F_TS) | OPT(F_MID) |
+                    OPT(F_BODY) | OPT(F_REASON),
+    [RC_T_WELCOME] = REQ(F_SID) | REQ(F_SRV) | REQ(F_MAX_FRAME),
+    [RC_T_JOINED] = REQ(F_G) | REQ(F_SEQ),
+    [RC_T_SYNCED] = REQ(F_G) | REQ(F_SEQ) | REQ(F_LOST),
+    [RC_T_LEFT] = REQ(F_G),
+    [RC_T_ACK] = REQ(F_G) | REQ(F_SEQ) | REQ(F_TS) | OPT(F_DUP),
+    [RC_T_MSG] = REQ(F_G) | REQ(F_SEQ) | REQ(F_FROM) | REQ(F_TS) | REQ(F_BODY) | OPT(F_MID),
+    [RC_T_PONG] = 0,
+    [RC_T_ERR] = REQ(F_CODE) | REQ(F_TEXT),
+    [RC_T_BYE] = REQ(F_REASON),
+};
+
+void rc_decoder_init(rc_decoder *d)
+{
+    d->zone_ready = msgpack_zone_init(&d->zone, RC_DECODER_ZONE_CHUNK);
+}
+
+void rc_decoder_free(rc_decoder *d)
+{
+    if (d->zone_ready)
+        msgpack_zone_destroy(&d->zone);
+    d->zone_ready = false;
+}
+
+static bool key_is(const msgpack_object *k, const char *s)
+{
+    size_t n = strlen(s);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, s, n) == 0;
+}
+
+static rc_type type_from_str(const msgpack_object_str *s)
+{
+    for (int t = RC_T_HELLO; t < RC_T_COUNT; t++)
+        if (strlen(type_names[t]) == s->size && memcmp(type_names[t], s->ptr, s->size) == 0)
+            return (rc_type)t;
+    return RC_T_NONE;
+}
+
+static field_id field_lookup(const msgpack_object *k)
+{
+    if (k->type != MSGPACK_OBJECT_STR)
+        return F_COUNT;
+    for (int f = 0; f < F_COUNT; f++)
+        if (key_is(k, fields[f].key))
+            return (field_id)f;
+    return F_COUNT;
+}
+
+static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, const char **why, int depth);
+
+/* Stores one field's value into out after checking its kind and bounds. */
+static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc_msg *out,
+                          const char **why, int depth)
+{
+    const field_def *def = &fields[f];
+    rc_str s = { 0 };
+    uint64_t u = 0;
+
+    switch (def->kind) {
+    case K_UINT:
+        if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            *why = "field must be an unsigned integer";
+            return RC_E_BAD_FIELD;
+        }
+        u = v->via.u64;
+        if (def->max_len && (u < def->min_len || u > def->max_len)) {
+            *why = "integer field out of range";
+            return RC_E_BAD_FIELD;
+        }
+        break;
+    case K_STR:
+        if (v->type != MSGPACK_OBJECT_STR) {
+            *why = "field must be a string";
+            return RC_E_BAD_FIELD;
+        }
+        s.ptr = v->via.str.ptr;
+        s.len = v->via.str.size;
+        if (s.len < def->min_len || s.len > def->max_len) {
+            *why = "string field outside its length bounds";
+            return RC_E_BAD_FIELD;
+        }
+        break;
+    case K_BODY:
+        if (v->type == MSGPACK_OBJECT_STR) {
+            out->body = (rc_str){ v->via.str.ptr, v->via.str.size };
+            out->body_is_str = true;
+        } else if (v->type == MSGPACK_OBJECT_BIN) {
+            out->body = (rc_str){ v->via.bin.ptr, v->via.bin.size };
+            out->body_is_str = false;
+        } else {
+            *why = "body must be bin or str";
+            return RC_E_BAD_FIELD;
+        }
+        return RC_OK;
+    case K_BOOL:
+        if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+            *why = "field must be a boolean";
+            return RC_E_BAD_FIELD;
+        }
+        break;
+    case K_ARRAY:
+        if (v->type != MSGPACK_OBJECT_ARRAY || depth > 0) {
+            *why = "msgs must be an array of msg maps";
+            return RC_E_BAD_FIELD;
+        }
+        out->n_msgs = v->via.array.size;
+        out->msgs = NULL;
+        out->has |= RC_HAS_MSGS;
+        if (out->n_msgs) {
+            out->msgs = msgpack_zone_malloc(&d->zone, sizeof(rc_msg) * out->n_msgs);
+            if (!out->msgs) {
+                *why = "out of memory decoding msgs";
+                return RC_E_INTERNAL;
+            }
+        }
+        for (uint32_t i = 0; i < out->n_msgs; i++) {
+            rc_err e = decode_map(d, &v->via.array.ptr[i], &out->msgs[i], why, depth + 1);
+            if (e != RC_OK)
+                return e;
+            if (out->msgs[i].type != RC_T_MSG) {
+                *why = "msgs must hold msg maps";
+                return RC_E_BAD_FIELD;
+            }
+        }
+        return RC_OK;
+    }
+
+    switch (f) {
+    case F_RID: out->rid = u; out->has |= RC_HAS_RID; break;
+    case F_USER: out->user = s; break;
+    case F_TOKEN: out->token = s; out->has |= RC_HAS_TOKEN; break;
+    case F_G: out->g = s; break;
+    case F_SINCE: out->since = u; out->has |= RC_HAS_SINCE; break;
+    case F_MID: out->mid = s; out->has |= RC_HAS_MID; break;
+    case F_BEFORE: out->before = u; out->has |= RC_HAS_BEFORE; break;
+    case F_LIMIT: out->limit = u; out->has |= RC_HAS_LIMIT; break;
+    case F_SEQ: out->seq = u; out->has |= RC_HAS_SEQ; break;
+    case F_TS: out->ts = u; break;
+    case F_FROM: out->from = s; break;
+    case F_CODE:
+        out->code = rc_err_from_name(s.ptr, s.len);
+        break;
+    case F_TEXT: out->text = s; break;
+    case F_REASON: out->reason = s; break;
+    case F_SRV: out->srv = s; break;
+    case F_SID: out->sid = u; break;
+    case F_MAX_FRAME: out->max_frame = u; break;
+    case F_DUP: out->dup = v->via.boolean; out->has |= RC_HAS_DUP; break;
+    case F_LOST: out->lost = v->via.boolean; break;
+    case F_TO: out->to = s; out->has |= RC_HAS_TO; break;
+    default: break;
+    }
+    return RC_OK;
+}
+
+/* First pass: `t` and `rid`, so that later errors can echo the rid. */
+static rc_err decode_header(const msgpack_object_map *map, rc_msg *out, const char **why)
+{
+    const msgpack_object *t = NULL;
+    for (uint32_t i = 0; i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+        if (key_is(k, "rid")) {
+            if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+                *why = "rid must be an unsigned integer";
+                return RC_E_BAD_FIELD;
+            }
+            out->rid = v->via.u64;
+            out->has |= RC_HAS_RID;
+        } else if (key_is(k, "t")) {
+            t = v;
+        }
+    }
+    if (!t) {
+        *why = "every map needs a `t` (type) key";
+        return RC_E_MISSING_FIELD;
+    }
+    if (t->type != MSGPACK_OBJECT_STR) {
+        *why = "`t` must be a string";
+        return RC_E_BAD_FIELD;
+    }
+    out->type = type_from_str(&t->via.str);
+    if (out->type == RC_T_NONE) {
+        *why = "unknown message type `t`";
+        return RC_E_UNKNOWN_TYPE;
+    }
+    return RC_OK;
+}
+
+static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, const char **why, int depth)
+{
+    memset(out, 0, sizeof(*out));
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        *why = "a frame must hold one MessagePack map";
+        return RC_E_BAD_FRAME;
+    }
+    const msgpack_object_map *map = &o->via.map;
+    rc_err e = decode_header(map, out, why);
+    if (e != RC_OK)
+        return e;
+
+    uint64_t spec = type_spec[out->type];
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < map->size; i++) {
+        field_id f = field_lookup(&map->ptr[i].key);
+        if (f == F_COUNT || f == F_RID || !(spec & (REQ(f) | OPT(f))))
+            continue; /* unknown to this type: ignored for forward compatibility */
+        if (seen & REQ(f)) {
+            *why = "a key appears twice in the map";
+            return RC_E_BAD_FIELD;
+        }
+        seen |= REQ(f);
+        e = store_field(d, f, &map->ptr[i].val, out, why, depth);
+        if (e != RC_OK)
+            return e;
+    }
+    uint64_t required = spec & 0xffffffffull;
+    if ((seen & required) != required) {
+        *why = "a required field is missing";
+        return RC_E_MISSING_FIELD;
+    }
+    return RC_OK;
+}
+
+rc_err rc_decode(rc_decoder *d, const uint8_t *buf, size_t len, rc_msg *out, const char **why)
+{
+    static const char *unused;
+    if (!why)
+        why = &unused;
+    *why = "";
+    memset(out, 0, sizeof(*out));
+    if (!d->zone_ready) {
+        *why = "decoder has no memory";
+        return RC_E_INTERNAL;
+    }
+    msgpack_zone_clear(&d->zone);
+    msgpack_object obj;
+    size_t off = 0;
+    msgpack_unpack_return r = msgpack_unpack((const char *)buf, len, &off, &d->zone, &obj);
+    if (r == MSGPACK_UNPACK_NOMEM_ERROR) {
+        *why = "out of memory decoding the frame";
+        return RC_E_INTERNAL;
+    }
+    if (r == MSGPACK_UNPACK_CONTINUE || r == MSGPACK_UNPACK_PARSE_ERROR) {
+        *why = "the frame is not valid MessagePack";
+        return RC_E_BAD_FRAME;
+    }
+    if (r == MSGPACK_UNPACK_EXTRA_BYTES || off != len) {
+        *why = "bytes follow the map inside the frame";
+        return RC_E_BAD_FRAME;
+    }
+    return decode_map(d, &obj, out, why, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Encoding                                                             */
+/* ------------------------------------------------------------------ */
+
+#define RC_BUF_MIN_CAP 256u
+
+void rc_buf_init(rc_buf *b)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void rc_buf_free(rc_buf *b)
+{
+    free(b->data);
+    rc_buf_init(b);
+}
+
+int rc_buf_reserve(rc_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = b->cap ? b->cap : RC_BUF_MIN_CAP;
+    while (cap - b->len < extra)
+        cap *= 2;
+    uint8_t *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int rc_buf_append(rc_buf *b, const void *p, size_t n)
+{
+    if (rc_buf_reserve(b, n) != 0)
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* msgpack_packer write callback: appends to an rc_buf; any failure sticks. */
+typedef struct packer_sink {
+    rc_buf *buf;
+    bool failed;
+} packer_sink;
+
+static int sink_write(void *data, const char *p, size_t n)
+{
+    packer_sink *s = data;
+    if (!s->failed && rc_buf_append(s->buf, p, n) != 0)
+        s->failed = true;
+    return s->failed ? -1 : 0;
+}
+
+static void pack_key(msgpack_packer *pk, const char *k)
+{
+    size_t n = strlen(k);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, k, n);
+}
+
+static void pack_kstr(msgpack_packer *pk, const char *k, rc_str v)
+{
+    pack_key(pk, k);
+    msgpack_pack_str(pk, v.len);
+    msgpack_pack_str_body(pk, v.ptr, v.len);
+}
+
+static void pack_kuint(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    pack_key(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void pack_kbool(msgpack_packer *pk, const char *k, bool v)
+{
+    pack_key(pk, k);
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+static void pack_body(msgpack_packer *pk, const rc_msg *m)
+{
+    pack_key(pk, "body");
+    if (m->body_is_str) {
+        msgpack_pack_str(pk, m->body.len);
+        msgpack_pack_str_body(pk, m->body.ptr, m->body.len);
+    } else {
+        msgpack_pack_bin(pk, m->body.len);
+        msgpack_pack_bin_body(pk, m->body.ptr, m->body.len);
+    }
+}
+
+static bool opt_set(const rc_msg *m, field_id f)
+{
+    switch (f) {
+    case F_TOKEN: return m->has & RC_HAS_TOKEN;
+    case F_SINCE: return m->has & RC_HAS_SINCE;
+    case F_MID: return m->has & RC_HAS_MID;
+    case F_BEFORE: return m->has & RC_HAS_BEFORE;
+    case F_LIMIT: return m->has & RC_HAS_LIMIT;
+    case F_DUP: return m->has & RC_HAS_DUP;
+    case F_TO: return m->has & RC_HAS_TO;
+    case F_SEQ: return m->has & RC_HAS_SEQ;
+    case F_MSGS: return m->has & RC_HAS_MSGS;
+    case F_G: case F_FROM: case F_TS: case F_BODY: case F_REASON: return m->type == RC_T_REPLAY;
+    default: return false;
+    }
+}
+
+static bool field_encoded(const rc_msg *m, uint64_t spec, field_id f)
+{
+    return (spec & REQ(f)) || ((spec & OPT(f)) && opt_set(m, f));
+}
+
+/* Number of map entries m encodes to: `t`, `rid` if set, then its fields. */
+static uint32_t count_fields(const rc_msg *m, uint64_t spec)
+{
+    uint32_t n = 1 + ((m->has & RC_HAS_RID) != 0);
+    for (int f = 0; f < F_COUNT; f++)
+        n += field_encoded(m, spec, (field_id)f);
+    return n;
+}
+
+static void pack_msg(msgpack_packer *pk, const rc_msg *m);
+
+static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
+{
+    switch (f) {
+    case F_USER: pack_kstr(pk, "user", m->user); break;
+    case F_TOKEN: pack_kstr(pk, "token", m->token); break;
+    case F_G: pack_kstr(pk, "g", m->g); break;
+    case F_SINCE: pack_kuint(pk, "since", m->since); break;
+    case F_BODY: pack_body(pk, m); break;
+    case F_MID: pack_kstr(pk, "mid", m->mid); break;
+    case F_BEFORE: pack_kuint(pk, "before", m->before); break;
+    case F_LIMIT: pack_kuint(pk, "limit", m->limit); break;
+    case F_SEQ: pack_kuint(pk, "seq", m->seq); break;
+    case F_TS: pack_kuint(pk, "ts", m->ts); break;
+    case F_FROM: pack_kstr(pk, "from", m->from); break;
+    case F_CODE: pack_kstr(pk, "code", rc_str_c(rc_err_name(m->code))); break;
+    case F_TEXT: pack_kstr(pk, "msg", m->text); break;
+    case F_REASON: pack_kstr(pk, "reason", m->reason); break;
+    case F_SRV: pack_kstr(pk, "srv", m->srv); break;
+    case F_SID: pack_kuint(pk, "sid", m->sid); break;
+    case F_MAX_FRAME: pack_kuint(pk, "max_frame", m->max_frame); break;
+    case F_DUP: pack_kbool(pk, "dup", m->dup); break;
+    case F_LOST: pack_kbool(pk, "lost", m->lost); break;
+    case F_TO: pack_kstr(pk, "to", m->to); break;
+    case F_MSGS:
+        pack_key(pk, "msgs");
+        msgpack_pack_array(pk, m->n_msgs);
+        for (uint32_t i = 0; i < m->n_msgs; i++)
+            pack_msg(pk, &m->msgs[i]);
+        break;
+    default: break;
+    }
+}
+
+static void pack_msg(msgpack_packer *pk, const rc_msg *m)
+{
+    uint64_t spec = type_spec[m->type];
+    msgpack_pack_map(pk, count_fields(m, spec));
+    pack_kstr(pk, "t", rc_str_c(rc_type_name(m->type)));
+    if (m->has & RC_HAS_RID)
+        pack_kuint(pk, "rid", m->rid);
+    for (int f = 0; f < F_COUNT; f++) {
+        if (field_encoded(m, spec, (field_id)f))
+            pack_field(pk, m, (field_id)f);
+    }
+}
+
+int rc_encode(rc_buf *b, const rc_msg *m)
+{
+    if (m->type <= RC_T_NONE || m->type >= RC_T_COUNT)
+        return -1;
+    size_t start = b->len;
+    uint8_t hdr[RC_FRAME_HEADER] = { 0 };
+    if (rc_buf_append(b, hdr, sizeof(hdr)) != 0)
+        return -1;
+    packer_sink sink = { b, false };
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sink, sink_write);
+    pack_msg(&pk, m);
+    if (sink.failed) {
+        b->len = start;
+        return -1;
+    }
+    rc_frame_put_len(b->data + start, (uint32_t)(b->len - start - RC_FRAME_HEADER));
+    return 0;
+}
+
+int rc_encode_err(rc_buf *b, bool has_rid, uint64_t rid, rc_err code, const char *text)
+{
+    rc_msg m = { .type = RC_T_ERR, .code = code, .text = rc_str_c(text) };
+    if (has_rid) {
+        m.has |= RC_HAS_RID;
+        m.rid = rid;
+    }
+    return rc_encode(b, &m);
+}
