@@ -97,7 +97,7 @@ static void reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *tex
         m.has |= RC_HAS_RID;
         m.rid = j->rid;
     }
-    STAT_ADD(s, errors, 1);
+    STAT_ADD(s, errors[code], 1);
     reply(s, j->conn, &m);
 }
 

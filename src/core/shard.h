@@ -33,7 +33,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t sequenced;     /* messages sequenced */
     _Atomic uint64_t deliveries;    /* msg frames handed to io threads (fan-out) */
     _Atomic uint64_t dups;          /* sends answered with dup: true */
-    _Atomic uint64_t errors;        /* error replies sent */
+    _Atomic uint64_t errors[RC_E_COUNT]; /* error replies sent, by code */
     _Atomic uint64_t groups;        /* groups held */
     _Atomic uint64_t out_stalls;    /* times an io outbound ring was full */
     _Atomic uint64_t sleeps;        /* times the shard went to sleep */

@@ -649,7 +649,8 @@ static void reject_overloaded(rc_io *io, rc_job *j)
     free(j);
 }
 
-static void drain_outbound(rc_io *io);
+static void drain_outbound(rc_io *io, uint32_t max);
+#define DRAIN_ALL UINT32_MAX
 
 /* Pushes queued jobs to their shards. A full ring is retried with
  * exponential backoff and jitter (draining our own outbound ring meanwhile,
@@ -671,7 +672,7 @@ static void flush_jobs(rc_io *io)
             nanosleep(&ts, NULL);
             waited += us;
             backoff = backoff < 1024 ? backoff * 2 : backoff;
-            drain_outbound(io);
+            drain_outbound(io, 1);
         }
         uint32_t keep = 0;
         for (uint32_t i = done; i < n; i++) {
@@ -698,11 +699,17 @@ static void deliver_one(rc_io *io, const rc_delivery *d)
     rc_frame_unref(d->frame);
 }
 
-static void drain_outbound(rc_io *io)
+/* Copies up to `max` bursts of outbatches into connection output. A loop
+ * turn takes one burst, so it ends (and starts its sends) even while shards
+ * keep producing; shutdown takes everything. */
+static void drain_outbound(rc_io *io, uint32_t max)
 {
     rc_outbatch *bs[RC_IO_OUT_BURST];
     uint32_t n;
-    while ((n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST)) > 0) {
+    for (uint32_t round = 0; round < max; round++) {
+        n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST);
+        if (n == 0)
+            return;
         for (uint32_t i = 0; i < n; i++) {
             for (uint32_t k = 0; k < bs[i]->n; k++)
                 deliver_one(io, &bs[i]->d[k]);
@@ -863,14 +870,14 @@ static uint32_t open_conns(const rc_io *io)
 
 static void handle_completions(rc_io *io)
 {
+    /* One batch per turn, like the outbound side: multishot receives keep
+     * producing completions, and the turn must reach its sends. */
     struct io_uring_cqe *cqes[RC_IO_CQE_BATCH];
-    unsigned n;
-    while ((n = io_uring_peek_batch_cqe(&io->ring, cqes, RC_IO_CQE_BATCH)) > 0) {
-        for (unsigned i = 0; i < n; i++)
-            handle_cqe(io, cqes[i]);
-        io_uring_cq_advance(&io->ring, n);
-        STAT_ADD(io, cqes, n);
-    }
+    unsigned n = io_uring_peek_batch_cqe(&io->ring, cqes, RC_IO_CQE_BATCH);
+    for (unsigned i = 0; i < n; i++)
+        handle_cqe(io, cqes[i]);
+    io_uring_cq_advance(&io->ring, n);
+    STAT_ADD(io, cqes, n);
 }
 
 /* Waits for completions unless shards queued work meanwhile. */
@@ -908,7 +915,7 @@ static void *io_main(void *arg)
             if (phase >= RC_IO_STOP_INPUT && seen_phase < RC_IO_STOP_INPUT)
                 stop_input(io);
             if (phase == RC_IO_FINAL) {
-                drain_outbound(io);
+                drain_outbound(io, DRAIN_ALL);
                 say_bye(io);
             }
             seen_phase = phase;
@@ -919,7 +926,7 @@ static void *io_main(void *arg)
             if (rc_now_ns() > io->deadline_ns)
                 kill_all(io);
         }
-        drain_outbound(io);
+        drain_outbound(io, 1);
         flush_jobs(io);
         flush_sends(io);
         submit_and_wait(io, phase == RC_IO_FINAL);
@@ -960,7 +967,7 @@ void rc_io_destroy(rc_io *io)
             if (io->conns[i])
                 conn_free(io, io->conns[i]);
     if (io->outbound) {
-        drain_outbound(io);
+        drain_outbound(io, DRAIN_ALL);
         rc_ring_destroy(io->outbound);
     }
     for (uint32_t s = 0; io->pending && s < io->n_shards; s++) {

@@ -59,12 +59,14 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
         rc_admin_body_printf(out, "ringcast_frames_in_total{type=\"%s\"} %llu\n",
                              t == RC_T_NONE ? "invalid" : rc_type_name((rc_type)t), (unsigned long long)sum);
     }
-    rc_admin_body_printf(out, "# HELP ringcast_errors_total Error replies, by code.\n"
+    rc_admin_body_printf(out, "# HELP ringcast_errors_total Error replies sent by io threads and shards, by code.\n"
                               "# TYPE ringcast_errors_total counter\n");
     for (int e = RC_E_BAD_FRAME; e < RC_E_COUNT; e++) {
         uint64_t sum = 0;
         for (uint32_t i = 0; i < s->n_io; i++)
             sum += LOAD(s->ios[i].stats.errors[e]);
+        for (uint32_t i = 0; i < s->n_shards; i++)
+            sum += LOAD(s->shards[i].stats.errors[e]);
         rc_admin_body_printf(out, "ringcast_errors_total{code=\"%s\"} %llu\n", rc_err_name((rc_err)e),
                              (unsigned long long)sum);
     }
@@ -91,7 +93,6 @@ static void shard_section(rc_server *s, struct rc_admin_body *out)
     shard_line(out, "messages_sequenced_total", "counter", "Messages sequenced.", s, offsetof(rc_shard_stats, sequenced));
     shard_line(out, "fanout_total", "counter", "msg deliveries handed to io threads.", s, offsetof(rc_shard_stats, deliveries));
     shard_line(out, "dedup_hits_total", "counter", "Sends answered as duplicates.", s, offsetof(rc_shard_stats, dups));
-    shard_line(out, "shard_errors_total", "counter", "Error replies from shards.", s, offsetof(rc_shard_stats, errors));
     shard_line(out, "shard_jobs_total", "counter", "Requests processed.", s, offsetof(rc_shard_stats, jobs));
     shard_line(out, "shard_batches_total", "counter", "Inbound bursts processed.", s, offsetof(rc_shard_stats, batches));
     shard_line(out, "shard_groups", "gauge", "Groups held.", s, offsetof(rc_shard_stats, groups));
