@@ -30,7 +30,7 @@ RUN_SLACK_S=90         # setup (60 s at most) + drain (5 s) + margin, per run
 PORT_TRIES=50
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
@@ -70,14 +70,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Sets FREE_PORT to a loopback port nobody listens on and we have not chosen.
+# Sets FREE_PORT to a loopback port no socket uses and we have not chosen,
+# below the ephemeral range so that no client connection can take it meanwhile.
 TAKEN=" "
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_LOW=10000
 free_port() {
   local p i
   for ((i = 0; i < PORT_TRIES; i++)); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((PORT_LOW + RANDOM % (EPHEMERAL_LOW - PORT_LOW)))
     [[ "$TAKEN" == *" $p "* ]] && continue
-    ss -Htln "sport = :$p" 2>/dev/null | grep -q . && continue
+    ss -Htan "sport = :$p" 2>/dev/null | grep -q . && continue
     TAKEN+="$p "
     FREE_PORT=$p
     return 0
@@ -96,21 +99,22 @@ wait_port() {
   return 1
 }
 
+# Starts server $1 on free ports: 0 ok, 1 it did not come up, 2 not installed.
 start_server() {
   local s=$1 p log="$tmp/$1.log"
   free_port; p=$FREE_PORT
   case "$s" in
     nats)
-      command -v nats-server >/dev/null || { echo "compare.sh: nats-server not installed, skipping" >&2; return 1; }
+      command -v nats-server >/dev/null || { echo "compare.sh: nats-server not installed, skipping" >&2; return 2; }
       nats-server -a 127.0.0.1 -p "$p" >"$log" 2>&1 &
       ;;
     redis)
-      command -v redis-server >/dev/null || { echo "compare.sh: redis-server not installed, skipping" >&2; return 1; }
+      command -v redis-server >/dev/null || { echo "compare.sh: redis-server not installed, skipping" >&2; return 2; }
       redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
         --client-output-buffer-limit 'pubsub 0 0 0' >"$log" 2>&1 &
       ;;
     ringcast)
-      [ -x "$RINGCASTD" ] || { echo "compare.sh: no ringcastd at $RINGCASTD, skipping ringcast" >&2; return 1; }
+      [ -x "$RINGCASTD" ] || { echo "compare.sh: no ringcastd at $RINGCASTD, skipping ringcast" >&2; return 2; }
       local http admin
       free_port; http=$FREE_PORT
       free_port; admin=$FREE_PORT
@@ -153,16 +157,28 @@ stats() {
 
 median() { stats | cut -d' ' -f1; }
 
+START_ATTEMPTS=3 # a port can still be taken between the check and the bind
 active=()
 for s in $SYSTEMS; do
-  start_server "$s" && active+=("$s")
+  for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
+    start_server "$s"
+    case $? in
+      0) active+=("$s"); break ;;
+      2) break ;; # not installed: no point in trying again
+    esac
+  done
 done
 [ ${#active[@]} -gt 0 ] || die "no system could be started"
 
 run_timeout=$((WARMUP + DURATION + RUN_SLACK_S))
 for ((rep = 1; rep <= REPS; rep++)); do
   for s in "${active[@]}"; do
-    kill -0 "${PID[$s]}" 2>/dev/null || { echo "compare.sh: $s is no longer running" >&2; continue; }
+    if ! kill -0 "${PID[$s]}" 2>/dev/null; then
+      echo "compare.sh: $s is no longer running; its log ends:" >&2
+      tail -n 3 "$tmp/$s.log" >&2
+      echo "$s failed" >>"$tmp/results"
+      continue
+    fi
     line=$(timeout --signal=INT --kill-after=10 "$run_timeout" "$BENCH" fanout --system "$s" \
       --port "${PORT[$s]}" --duration "$DURATION" --warmup "$WARMUP" --server-pid "${PID[$s]}" \
       "${EXTRA[@]}" 2>"$tmp/$s.bench.err" | grep '^ringcast-bench ')

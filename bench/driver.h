@@ -19,21 +19,30 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <ringcast/proto.h> /* rc_buf */
+
 #define BENCH_NO_GROUP UINT32_MAX   /* an event that belongs to no group */
 #define BENCH_SEQ_HEX 16u           /* NATS/Redis bodies start with the seq as 16 hex digits */
 
-/* A growable byte buffer. */
-typedef struct bench_buf {
-    uint8_t *data;
-    size_t len;     /* bytes held */
-    size_t cap;     /* bytes allocated */
-} bench_buf;
+/* Appends formatted text to b: 0 or -1 (ENOMEM). */
+int bench_printf(rc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-int bench_buf_reserve(bench_buf *b, size_t extra);          /* 0 or -1 (ENOMEM) */
-int bench_buf_append(bench_buf *b, const void *p, size_t n); /* 0 or -1 (ENOMEM) */
-int bench_buf_printf(bench_buf *b, const char *fmt, ...)     /* 0 or -1 */
-    __attribute__((format(printf, 2, 3)));
-void bench_buf_free(bench_buf *b);
+/* One pre-encoded byte string per group (a publish frame, a command prefix). */
+typedef struct bench_table {
+    rc_buf bytes;          /* the strings, back to back */
+    size_t *off;           /* [G + 1]: group g's string is bytes[off[g]..off[g+1]) */
+} bench_table;
+
+/* Builds t by calling emit(out, g, arg) for every group; 0 or -1 (ENOMEM). */
+int bench_table_build(bench_table *t, uint32_t groups,
+                      int (*emit)(rc_buf *out, uint32_t g, const void *arg), const void *arg);
+void bench_table_free(bench_table *t);
+/* Appends group g's string to out. */
+int bench_table_append(rc_buf *out, const bench_table *t, uint32_t g);
+/* Appends a text-protocol publish (NATS, Redis): group g's prefix, the body
+ * with seq in its first BENCH_SEQ_HEX bytes, CRLF. */
+int bench_append_seq_msg(rc_buf *out, const bench_table *t, uint32_t g, const uint8_t *body,
+                         size_t body_len, uint64_t seq);
 
 typedef enum bench_role { BENCH_SUB, BENCH_PUB } bench_role;
 
@@ -44,8 +53,9 @@ typedef struct bench_conn {
     uint32_t index;        /* subscriber number (0..C-1) or publisher number (0..P-1) */
     uint32_t pending;      /* setup replies still awaited; 0 = ready */
     bool dead;             /* closed or failed; no more I/O */
-    bool dirty;            /* on the generator's list of connections to flush */
-    bench_buf out;         /* queued bytes; out.data[out_off..out.len) not yet written */
+    bool dirty;            /* generator: on its list of connections to flush */
+    bool epollout;         /* generator: EPOLLOUT is armed (the socket was full) */
+    rc_buf out;            /* queued bytes; out.data[out_off..out.len) not yet written */
     size_t out_off;
     uint8_t *in;           /* received bytes not yet parsed: in[0..in_len) */
     size_t in_len;
@@ -55,7 +65,8 @@ typedef struct bench_conn {
 /* The workload parameters a driver needs to prepare its frames. */
 typedef struct bench_params {
     uint32_t groups;       /* G */
-    uint32_t body;         /* body bytes per message */
+    const uint8_t *body;   /* the body template (bench_body_fill with seq 0) */
+    uint32_t body_len;     /* body bytes per message */
 } bench_params;
 
 typedef struct bench_driver {

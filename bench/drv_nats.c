@@ -9,8 +9,6 @@
  * Incoming: MSG <subject> <sid> [reply-to] <n>\r\n<payload>\r\n, PING (we
  * answer PONG), PONG, +OK, -ERR, INFO.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "driver.h"
@@ -19,50 +17,34 @@
 #define NATS_MAX_TOKENS 4     /* MSG <subject> <sid> [reply-to] <#bytes> */
 
 static bench_params g_params;
-static bench_buf g_pub_hdr;   /* "PUB g.<k> <n>\r\n" of every group, back to back */
-static size_t *g_pub_off;     /* g_pub_off[g]: offset of group g's header; [G] = end */
-static uint8_t *g_body;       /* body template; the seq is written into a copy */
+static bench_table g_pub_hdr;   /* "PUB g.<k> <n>\r\n" per group */
+
+static int emit_pub_hdr(rc_buf *out, uint32_t g, const void *arg)
+{
+    return bench_printf(out, "PUB g.%u %u\r\n", g, *(const uint32_t *)arg);
+}
 
 static int nats_init(const bench_params *p)
 {
     g_params = *p;
-    g_pub_off = calloc((size_t)p->groups + 1, sizeof *g_pub_off);
-    g_body = malloc(p->body);
-    if (!g_pub_off || !g_body)
-        goto oom;
-    bench_body_fill(g_body, p->body, 0);
-    for (uint32_t g = 0; g < p->groups; g++) {
-        g_pub_off[g] = g_pub_hdr.len;
-        if (bench_buf_printf(&g_pub_hdr, "PUB g.%u %u\r\n", g, p->body) < 0)
-            goto oom;
-    }
-    g_pub_off[p->groups] = g_pub_hdr.len;
-    return 0;
-oom:
-    fprintf(stderr, "ringcast-bench: out of memory\n");
-    return -1;
+    return bench_table_build(&g_pub_hdr, p->groups, emit_pub_hdr, &p->body_len);
 }
 
 static void nats_fini(void)
 {
-    bench_buf_free(&g_pub_hdr);
-    free(g_pub_off);
-    free(g_body);
-    g_pub_off = NULL;
-    g_body = NULL;
+    bench_table_free(&g_pub_hdr);
 }
 
 static int nats_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 {
-    if (bench_buf_printf(&c->out,
-                         "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"%c%u\"}\r\n",
-                         c->role == BENCH_SUB ? 's' : 'p', c->index) < 0)
+    if (bench_printf(&c->out, "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"%c%u\"}\r\n",
+                     c->role == BENCH_SUB ? 's' : 'p', c->index) < 0)
         return -1;
     if (c->role == BENCH_SUB)
         for (uint32_t i = 0; i < n; i++)
-            if (bench_buf_printf(&c->out, "SUB g.%u %u\r\n", groups[i], i + 1) < 0)
+            if (bench_printf(&c->out, "SUB g.%u %u\r\n", groups[i], i + 1) < 0)
                 return -1;
-    if (bench_buf_append(&c->out, "PING\r\n", 6) < 0)
+    if (rc_buf_append(&c->out, "PING\r\n", 6) < 0)
         return -1;
     c->pending = 1; /* the PONG */
     return 0;
@@ -70,16 +52,7 @@ static int nats_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 
 static int nats_publish(bench_conn *c, uint32_t g, uint64_t seq)
 {
-    size_t hdr = g_pub_off[g + 1] - g_pub_off[g];
-    if (bench_buf_reserve(&c->out, hdr + g_params.body + 2) < 0)
-        return -1;
-    uint8_t *p = c->out.data + c->out.len;
-    memcpy(p, g_pub_hdr.data + g_pub_off[g], hdr);
-    memcpy(p + hdr, g_body, g_params.body);
-    bench_put_hex16(p + hdr, seq);
-    memcpy(p + hdr + g_params.body, "\r\n", 2);
-    c->out.len += hdr + g_params.body + 2;
-    return 0;
+    return bench_append_seq_msg(&c->out, &g_pub_hdr, g, g_params.body, g_params.body_len, seq);
 }
 
 static bool starts(const uint8_t *line, size_t n, const char *word)

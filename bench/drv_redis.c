@@ -9,7 +9,6 @@
  * digits. Deliveries arrive as ["message", channel, payload] pushes.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "driver.h"
@@ -17,54 +16,39 @@
 #define RESP_MAX_LINE 4096u   /* a header line longer than this is a protocol error */
 
 static bench_params g_params;
-static bench_buf g_pub_hdr;   /* PUBLISH command up to the body, per group, back to back */
-static size_t *g_pub_off;     /* g_pub_off[g]: offset of group g's prefix; [G] = end */
-static uint8_t *g_body;       /* body template; the seq is written into a copy */
+static bench_table g_pub_hdr;   /* the PUBLISH command up to the body, per group */
+
+static int emit_pub_hdr(rc_buf *out, uint32_t g, const void *arg)
+{
+    char ch[16];
+    int chlen = snprintf(ch, sizeof ch, "g:%u", g);
+    return bench_printf(out, "*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%u\r\n", chlen, ch,
+                        *(const uint32_t *)arg);
+}
 
 static int redis_init(const bench_params *p)
 {
     g_params = *p;
-    g_pub_off = calloc((size_t)p->groups + 1, sizeof *g_pub_off);
-    g_body = malloc(p->body);
-    if (!g_pub_off || !g_body)
-        goto oom;
-    bench_body_fill(g_body, p->body, 0);
-    for (uint32_t g = 0; g < p->groups; g++) {
-        char ch[16];
-        int chlen = snprintf(ch, sizeof ch, "g:%u", g);
-        g_pub_off[g] = g_pub_hdr.len;
-        if (bench_buf_printf(&g_pub_hdr, "*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%u\r\n", chlen, ch,
-                             p->body) < 0)
-            goto oom;
-    }
-    g_pub_off[p->groups] = g_pub_hdr.len;
-    return 0;
-oom:
-    fprintf(stderr, "ringcast-bench: out of memory\n");
-    return -1;
+    return bench_table_build(&g_pub_hdr, p->groups, emit_pub_hdr, &p->body_len);
 }
 
 static void redis_fini(void)
 {
-    bench_buf_free(&g_pub_hdr);
-    free(g_pub_off);
-    free(g_body);
-    g_pub_off = NULL;
-    g_body = NULL;
+    bench_table_free(&g_pub_hdr);
 }
 
 static int redis_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 {
     if (c->role == BENCH_PUB || n == 0) {
         c->pending = 1; /* +PONG */
-        return bench_buf_append(&c->out, "PING\r\n", 6);
+        return rc_buf_append(&c->out, "PING\r\n", 6);
     }
-    if (bench_buf_printf(&c->out, "*%u\r\n$9\r\nSUBSCRIBE\r\n", n + 1) < 0)
+    if (bench_printf(&c->out, "*%u\r\n$9\r\nSUBSCRIBE\r\n", n + 1) < 0)
         return -1;
     for (uint32_t i = 0; i < n; i++) {
         char ch[16];
         int chlen = snprintf(ch, sizeof ch, "g:%u", groups[i]);
-        if (bench_buf_printf(&c->out, "$%d\r\n%s\r\n", chlen, ch) < 0)
+        if (bench_printf(&c->out, "$%d\r\n%s\r\n", chlen, ch) < 0)
             return -1;
     }
     c->pending = n; /* one subscribe confirmation per channel */
@@ -73,16 +57,7 @@ static int redis_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 
 static int redis_publish(bench_conn *c, uint32_t g, uint64_t seq)
 {
-    size_t hdr = g_pub_off[g + 1] - g_pub_off[g];
-    if (bench_buf_reserve(&c->out, hdr + g_params.body + 2) < 0)
-        return -1;
-    uint8_t *p = c->out.data + c->out.len;
-    memcpy(p, g_pub_hdr.data + g_pub_off[g], hdr);
-    memcpy(p + hdr, g_body, g_params.body);
-    bench_put_hex16(p + hdr, seq);
-    memcpy(p + hdr + g_params.body, "\r\n", 2);
-    c->out.len += hdr + g_params.body + 2;
-    return 0;
+    return bench_append_seq_msg(&c->out, &g_pub_hdr, g, g_params.body, g_params.body_len, seq);
 }
 
 /* A RESP cursor over the bytes received so far. */

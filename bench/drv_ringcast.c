@@ -2,12 +2,13 @@
  * ringcast driver: TCP frames of DESIGN §2 (4-byte big-endian length, then one
  * MessagePack map).
  *
- * Outgoing frames are encoded once with msgpack-c: the `send` frame of every
- * group is pre-encoded at init, so publishing is one memcpy. Incoming frames
- * go through a small strict MessagePack map scanner that extracts only what
- * the benchmark checks (t, g, seq, body length, err code): it does not use
- * the project's codec on purpose, so the generator stays cheap and keeps
- * working while the codec changes, and so a codec bug cannot hide itself.
+ * Outgoing frames are encoded with the project's codec (rc_encode); the
+ * `send` frame of every group is encoded once at init, so publishing is one
+ * memcpy. Incoming frames go through a small strict MessagePack map scanner
+ * that extracts only what the benchmark checks (t, g, seq, body length, err
+ * code) instead of rc_decode: it allocates nothing and costs a few
+ * nanoseconds per frame (the generator shares the cores with the server),
+ * and a decoder bug cannot hide itself by being on both ends.
  * Strict means: one map per frame, string keys, known fields of the right
  * type, nothing after the map.
  */
@@ -15,118 +16,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <msgpack.h>
-
 #include "driver.h"
 
-#define RC_FRAME_HDR 4u           /* big-endian length prefix */
-#define RC_MAX_FRAME 65536u       /* DESIGN §2 default max_frame */
 #define MP_MAX_DEPTH 8            /* nesting the scanner follows when skipping */
 
-static bench_params g_params;
-static bench_buf g_send_frames;   /* the `send` frame of every group, back to back */
-static size_t *g_send_off;        /* g_send_off[g]: offset of group g's frame; [G] = end */
+static bench_table g_send;        /* the `send` frame of every group */
 
-/* ---- encoding ---- */
-
-static void pack_str(msgpack_packer *pk, const char *s)
+static rc_str group_name(uint32_t g, char *buf, size_t n)
 {
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
+    int len = snprintf(buf, n, "g%u", g);
+    return (rc_str){ buf, (uint32_t)len };
 }
 
-/* Appends sb's map to out as one frame. */
-static int frame_append(bench_buf *out, const msgpack_sbuffer *sb)
+static int emit_send(rc_buf *out, uint32_t g, const void *arg)
 {
-    uint8_t hdr[RC_FRAME_HDR] = { (uint8_t)(sb->size >> 24), (uint8_t)(sb->size >> 16),
-                                  (uint8_t)(sb->size >> 8), (uint8_t)sb->size };
-    if (bench_buf_append(out, hdr, sizeof hdr) < 0)
-        return -1;
-    return bench_buf_append(out, sb->data, sb->size);
-}
-
-static int encode_hello(bench_buf *out, const char *user)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    pack_str(&pk, "t");
-    pack_str(&pk, "hello");
-    pack_str(&pk, "user");
-    pack_str(&pk, user);
-    int rc = sb.data ? frame_append(out, &sb) : -1;
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
-}
-
-/* Appends the frame {"t": t, "g": "g<k>"} (+ "body": bin when body != NULL). */
-static int encode_group_frame(bench_buf *out, const char *t, uint32_t g, const uint8_t *body,
-                              size_t body_len)
-{
+    const bench_params *p = arg;
     char name[16];
-    snprintf(name, sizeof name, "g%u", g);
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, body ? 3 : 2);
-    pack_str(&pk, "t");
-    pack_str(&pk, t);
-    pack_str(&pk, "g");
-    pack_str(&pk, name);
-    if (body) {
-        pack_str(&pk, "body");
-        msgpack_pack_bin(&pk, body_len);
-        msgpack_pack_bin_body(&pk, body, body_len);
-    }
-    int rc = sb.data ? frame_append(out, &sb) : -1;
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    rc_msg m = { .type = RC_T_SEND, .g = group_name(g, name, sizeof name),
+                 .body = { (const char *)p->body, p->body_len } };
+    return rc_encode(out, &m);
 }
 
 static int rc_init(const bench_params *p)
 {
-    g_params = *p;
-    g_send_off = calloc((size_t)p->groups + 1, sizeof *g_send_off);
-    uint8_t *body = malloc(p->body);
-    if (!g_send_off || !body) {
-        free(body);
-        fprintf(stderr, "ringcast-bench: out of memory\n");
-        return -1;
-    }
-    bench_body_fill(body, p->body, 0);
-    for (uint32_t g = 0; g < p->groups; g++) {
-        g_send_off[g] = g_send_frames.len;
-        if (encode_group_frame(&g_send_frames, "send", g, body, p->body) < 0) {
-            free(body);
-            fprintf(stderr, "ringcast-bench: out of memory\n");
-            return -1;
-        }
-    }
-    g_send_off[p->groups] = g_send_frames.len;
-    free(body);
-    return 0;
+    return bench_table_build(&g_send, p->groups, emit_send, p);
 }
 
 static void rc_fini(void)
 {
-    bench_buf_free(&g_send_frames);
-    free(g_send_off);
-    g_send_off = NULL;
+    bench_table_free(&g_send);
 }
 
 static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 {
-    char user[24];
+    char user[24], name[16];
     snprintf(user, sizeof user, "%c%u", c->role == BENCH_SUB ? 's' : 'p', c->index);
-    if (encode_hello(&c->out, user) < 0)
+    rc_msg hello = { .type = RC_T_HELLO, .user = rc_str_c(user) };
+    if (rc_encode(&c->out, &hello) < 0)
         return -1;
-    for (uint32_t i = 0; i < n; i++)
-        if (encode_group_frame(&c->out, "join", groups[i], NULL, 0) < 0)
+    for (uint32_t i = 0; i < n; i++) {
+        rc_msg join = { .type = RC_T_JOIN, .g = group_name(groups[i], name, sizeof name) };
+        if (rc_encode(&c->out, &join) < 0)
             return -1;
+    }
     c->pending = 1 + n; /* welcome + one joined per group */
     return 0;
 }
@@ -134,8 +66,7 @@ static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 static int rc_publish(bench_conn *c, uint32_t g, uint64_t seq)
 {
     (void)seq; /* the server sequences */
-    return bench_buf_append(&c->out, g_send_frames.data + g_send_off[g],
-                            g_send_off[g + 1] - g_send_off[g]);
+    return bench_table_append(&c->out, &g_send, g);
 }
 
 /* ---- the scanner ---- */
@@ -365,21 +296,21 @@ static int dispatch(bench_conn *c, const rc_frame *f)
 static ssize_t rc_parse(bench_conn *c, const uint8_t *in, size_t len)
 {
     size_t off = 0;
-    while (len - off >= RC_FRAME_HDR) {
-        uint32_t n = (uint32_t)be(in + off, RC_FRAME_HDR);
-        if (n == 0 || n > RC_MAX_FRAME) {
+    while (len - off >= RC_FRAME_HEADER) {
+        uint32_t n = rc_frame_len(in + off);
+        if (rc_frame_check_len(n, RC_DEFAULT_MAX_FRAME) != RC_OK) {
             fprintf(stderr, "ringcast-bench: bad frame length %u\n", n);
             return -1;
         }
-        if (len - off - RC_FRAME_HDR < n)
+        if (len - off - RC_FRAME_HEADER < n)
             break;
         rc_frame f;
-        if (scan_map(in + off + RC_FRAME_HDR, n, &f) < 0 || dispatch(c, &f) < 0) {
+        if (scan_map(in + off + RC_FRAME_HEADER, n, &f) < 0 || dispatch(c, &f) < 0) {
             fprintf(stderr, "ringcast-bench: unexpected frame (%u bytes) on %s%u\n", n,
                     c->role == BENCH_SUB ? "s" : "p", c->index);
             return -1;
         }
-        off += RC_FRAME_HDR + n;
+        off += RC_FRAME_HEADER + n;
     }
     return (ssize_t)off;
 }

@@ -281,7 +281,6 @@ typedef struct generator {
     uint32_t nconns;
     bench_conn **dirty;       /* connections with bytes to write */
     uint32_t ndirty;
-    bool *epollout;           /* [nconns]: EPOLLOUT is armed */
     uint32_t dead;
 } generator;
 
@@ -289,7 +288,7 @@ static generator g_gen;
 
 int bench_reply(bench_conn *c, const void *p, size_t n)
 {
-    if (bench_buf_append(&c->out, p, n) < 0)
+    if (rc_buf_append(&c->out, p, n) < 0)
         return -1;
     if (!c->dirty) {
         c->dirty = true;
@@ -328,11 +327,10 @@ static void conn_kill(bench_conn *c, const char *why)
 
 static int set_epollout(bench_conn *c, bool on)
 {
-    uint32_t i = (uint32_t)(c - g_gen.conns);
-    if (g_gen.epollout[i] == on)
+    if (c->epollout == on)
         return 0;
     struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
-    g_gen.epollout[i] = on;
+    c->epollout = on;
     return epoll_ctl(g_gen.ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
@@ -477,11 +475,10 @@ static void close_all(void)
         if (c->fd >= 0)
             close(c->fd);
         free(c->in);
-        bench_buf_free(&c->out);
+        rc_buf_free(&c->out);
     }
     free(g_gen.conns);
     free(g_gen.dirty);
-    free(g_gen.epollout);
     if (g_gen.ep >= 0)
         close(g_gen.ep);
 }
@@ -646,9 +643,8 @@ static int run(const options *o)
     g_gen.nconns = o->fo.subs + o->fo.pubs;
     g_gen.conns = calloc(g_gen.nconns, sizeof *g_gen.conns);
     g_gen.dirty = calloc(g_gen.nconns, sizeof *g_gen.dirty);
-    g_gen.epollout = calloc(g_gen.nconns, sizeof *g_gen.epollout);
     g_gen.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!g_gen.conns || !g_gen.dirty || !g_gen.epollout || g_gen.ep < 0) {
+    if (!g_gen.conns || !g_gen.dirty || g_gen.ep < 0) {
         fprintf(stderr, "ringcast-bench: cannot allocate %u connections\n", g_gen.nconns);
         return 1;
     }
@@ -689,18 +685,25 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    bench_params bp = { .groups = o.fo.groups, .body = o.fo.body };
     g_gen.drv = drv;
     g_gen.ep = -1;
-    if (fanout_init(&o.fo, drv) < 0)
+    uint8_t *body = malloc(o.fo.body);
+    if (!body || fanout_init(&o.fo, drv) < 0) {
+        free(body);
         return 1;
+    }
+    bench_body_fill(body, o.fo.body, 0);
+    bench_params bp = { .groups = o.fo.groups, .body = body, .body_len = o.fo.body };
     if (drv->init(&bp) < 0) {
+        fprintf(stderr, "ringcast-bench: out of memory preparing %s frames\n", drv->name);
         fanout_free();
+        free(body);
         return 1;
     }
     rc = run(&o);
     close_all();
     drv->fini();
     fanout_free();
+    free(body);
     return rc;
 }

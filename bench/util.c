@@ -1,6 +1,7 @@
 /*
- * Small helpers shared by the generator and its drivers: the byte buffer,
- * group names, and the seq that NATS and Redis bodies carry.
+ * Small helpers shared by the generator and its drivers: formatted appends,
+ * per-group tables of pre-encoded bytes, group names, and the seq that NATS
+ * and Redis bodies carry.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,42 +10,13 @@
 
 #include "driver.h"
 
-#define BUF_MIN_CAP 4096u
-
-int bench_buf_reserve(bench_buf *b, size_t extra)
-{
-    if (b->cap - b->len >= extra)
-        return 0;
-    size_t cap = b->cap ? b->cap : BUF_MIN_CAP;
-    while (cap - b->len < extra) {
-        if (cap > SIZE_MAX / 2)
-            return -1;
-        cap *= 2;
-    }
-    uint8_t *p = realloc(b->data, cap);
-    if (!p)
-        return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-int bench_buf_append(bench_buf *b, const void *p, size_t n)
-{
-    if (bench_buf_reserve(b, n) < 0)
-        return -1;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-int bench_buf_printf(bench_buf *b, const char *fmt, ...)
+int bench_printf(rc_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || bench_buf_reserve(b, (size_t)n + 1) < 0)
+    if (n < 0 || rc_buf_reserve(b, (size_t)n + 1) < 0)
         return -1;
     va_start(ap, fmt);
     vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -53,11 +25,49 @@ int bench_buf_printf(bench_buf *b, const char *fmt, ...)
     return 0;
 }
 
-void bench_buf_free(bench_buf *b)
+int bench_table_build(bench_table *t, uint32_t groups,
+                      int (*emit)(rc_buf *out, uint32_t g, const void *arg), const void *arg)
 {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
+    rc_buf_init(&t->bytes);
+    t->off = calloc((size_t)groups + 1, sizeof *t->off);
+    if (!t->off)
+        return -1;
+    for (uint32_t g = 0; g < groups; g++) {
+        t->off[g] = t->bytes.len;
+        if (emit(&t->bytes, g, arg) < 0) {
+            bench_table_free(t);
+            return -1;
+        }
+    }
+    t->off[groups] = t->bytes.len;
+    return 0;
+}
+
+void bench_table_free(bench_table *t)
+{
+    rc_buf_free(&t->bytes);
+    free(t->off);
+    t->off = NULL;
+}
+
+int bench_table_append(rc_buf *out, const bench_table *t, uint32_t g)
+{
+    return rc_buf_append(out, t->bytes.data + t->off[g], t->off[g + 1] - t->off[g]);
+}
+
+int bench_append_seq_msg(rc_buf *out, const bench_table *t, uint32_t g, const uint8_t *body,
+                         size_t body_len, uint64_t seq)
+{
+    size_t prefix = t->off[g + 1] - t->off[g];
+    if (rc_buf_reserve(out, prefix + body_len + 2) < 0)
+        return -1;
+    uint8_t *p = out->data + out->len;
+    memcpy(p, t->bytes.data + t->off[g], prefix);
+    memcpy(p + prefix, body, body_len);
+    bench_put_hex16(p + prefix, seq);
+    memcpy(p + prefix + body_len, "\r\n", 2);
+    out->len += prefix + body_len + 2;
+    return 0;
 }
 
 uint32_t bench_parse_group(const uint8_t *s, size_t n, const char *prefix, size_t prefix_len)

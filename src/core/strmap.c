@@ -94,6 +94,7 @@ bool rc_strmap_del(rc_strmap *m, const void *key, uint32_t len)
     if (!m->slots[i].hash)
         return false;
     free(m->slots[i].key);
+    m->slots[i].key = NULL;
     m->slots[i].hash = 0;
     m->n--;
     /* Backward shift: move each later entry of the run into the hole if its

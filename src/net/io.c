@@ -84,12 +84,37 @@ static uint64_t ud_make(enum op op, const rc_conn *c)
     return ((uint64_t)op << 56) | (c ? ((uint64_t)c->slot << 32) | c->gen : 0);
 }
 
+/* Moves every completion waiting in the CQ to io->deferred, to be handled
+ * at the start of the next handle_completions. Used when the kernel refuses
+ * submissions until the CQ has room (-EBUSY), at a point where handling
+ * completions directly would re-enter the code that asked for an SQE. */
+static void defer_completions(rc_io *io)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&io->ring, head, cqe) {
+        if (io->n_deferred == io->cap_deferred) {
+            uint32_t cap = io->cap_deferred ? io->cap_deferred * 2 : RC_IO_CQE_BATCH;
+            struct io_uring_cqe *p = realloc(io->deferred, cap * sizeof(*p));
+            if (!p)
+                break; /* leave the rest in the CQ; it is handled next turn */
+            io->deferred = p;
+            io->cap_deferred = cap;
+        }
+        io->deferred[io->n_deferred++] = *cqe;
+        n++;
+    }
+    io_uring_cq_advance(&io->ring, n);
+}
+
 static struct io_uring_sqe *get_sqe(rc_io *io)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
     while (!sqe) {
         /* SQ full: submit what is queued to make room. */
-        io_uring_submit(&io->ring);
+        int r = io_uring_submit(&io->ring);
+        if (r == -EBUSY || r == -EAGAIN)
+            defer_completions(io);
         sqe = io_uring_get_sqe(&io->ring);
     }
     return sqe;
@@ -570,9 +595,15 @@ static void handle_request(rc_io *io, rc_conn *c, const rc_msg *m)
         conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only");
         break;
     default:
-        conn_error(io, c, m, RC_E_UNKNOWN_TYPE, "this type is sent by the server, not by clients");
-        break;
+        break; /* handle_frame answered server-only types already */
     }
+}
+
+/* Types a client may send; the others are server -> client only. */
+static bool is_request(rc_type t)
+{
+    return t == RC_T_HELLO || t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST ||
+           t == RC_T_PING || t == RC_T_REPLAY;
 }
 
 static void handle_frame(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
@@ -581,6 +612,10 @@ static void handle_frame(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
     const char *why = NULL;
     rc_err e = rc_decode(&io->dec, p, len, &m, &why);
     STAT_ADD(io, frames_in[m.type], 1);
+    if (m.type != RC_T_NONE && !is_request(m.type)) {
+        conn_error(io, c, &m, RC_E_UNKNOWN_TYPE, "this type is sent by the server, not by clients");
+        return;
+    }
     if (e != RC_OK) {
         conn_error(io, c, &m, e, why);
         return;
@@ -872,6 +907,11 @@ static void handle_completions(rc_io *io)
 {
     /* One batch per turn, like the outbound side: multishot receives keep
      * producing completions, and the turn must reach its sends. */
+    for (uint32_t i = 0; i < io->n_deferred; i++) {
+        struct io_uring_cqe cqe = io->deferred[i]; /* copy: handling may grow the array */
+        handle_cqe(io, &cqe);
+    }
+    io->n_deferred = 0;
     struct io_uring_cqe *cqes[RC_IO_CQE_BATCH];
     unsigned n = io_uring_peek_batch_cqe(&io->ring, cqes, RC_IO_CQE_BATCH);
     for (unsigned i = 0; i < n; i++)
@@ -982,6 +1022,7 @@ void rc_io_destroy(rc_io *io)
     free(io->free_slots);
     free(io->dirty);
     free(io->reap);
+    free(io->deferred);
     if (io->ring.ring_fd > 0)
         io_uring_queue_exit(&io->ring);
     if (io->br)

@@ -74,6 +74,8 @@ typedef struct rc_io {
     uint32_t n_dirty;
     uint32_t *reap;               /* slots of dead connections to free this turn */
     uint32_t n_reap;
+    struct io_uring_cqe *deferred; /* completions taken off a full CQ, handled next */
+    uint32_t n_deferred, cap_deferred;
     rc_job ***pending;            /* per shard: jobs waiting for a ring push */
     uint32_t *n_pending;
     rc_decoder dec;
