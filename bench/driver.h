@@ -75,7 +75,7 @@ typedef struct bench_driver {
     bool acks_carry_seq;       /* acks name the group and its seq (ringcast) */
     bool has_acks;             /* every publish gets a reply (ringcast ack, Redis :N) */
 
-    /* Prepares per-run state (pre-encoded frames). 0 or -1 with a message on stderr. */
+    /* Prepares per-run state (pre-encoded frames). 0 or -1 (ENOMEM). */
     int (*init)(const bench_params *p);
     void (*fini)(void);
     /*

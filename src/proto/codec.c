@@ -248,6 +248,10 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
             }
         }
         for (uint32_t i = 0; i < out->n_msgs; i++) {
+            if (v->via.array.ptr[i].type != MSGPACK_OBJECT_MAP) {
+                *why = "msgs must hold msg maps";
+                return RC_E_BAD_FIELD;
+            }
             rc_err e = decode_map(d, &v->via.array.ptr[i], &out->msgs[i], why, depth + 1);
             if (e != RC_OK)
                 return e;
@@ -291,9 +295,16 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
 static rc_err decode_header(const msgpack_object_map *map, rc_msg *out, const char **why)
 {
     const msgpack_object *t = NULL;
+    bool seen_rid = false;
     for (uint32_t i = 0; i < map->size; i++) {
         const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+        if ((key_is(k, "rid") && seen_rid) || (key_is(k, "t") && t)) {
+            out->has &= ~(uint32_t)RC_HAS_RID; /* which rid to echo is ambiguous */
+            *why = "a key appears twice in the map";
+            return RC_E_BAD_FIELD;
+        }
         if (key_is(k, "rid")) {
+            seen_rid = true;
             if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
                 *why = "rid must be an unsigned integer";
                 return RC_E_BAD_FIELD;
@@ -355,6 +366,102 @@ static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, co
     return RC_OK;
 }
 
+/*
+ * Structural pre-check before msgpack-c builds objects: every array or map
+ * may declare no more elements than bytes remain (each element takes at
+ * least one byte), and nesting stays within RC_MAX_DEPTH. Without it a
+ * 15-byte frame declaring 2^32 elements makes the unpacker try a huge
+ * allocation, and deep nesting overflows its fixed stack.
+ */
+#define RC_MAX_DEPTH 32u /* nesting of arrays/maps a frame may have (msgpack-c's stack) */
+
+static uint64_t be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Shape of the item at p (left > 0 bytes): header bytes, payload bytes to
+ * skip, and child items that follow. -1 for a reserved or truncated header. */
+static int item_shape(const uint8_t *p, size_t left, size_t *hdr, uint64_t *skip, uint64_t *children)
+{
+    uint8_t b = p[0];
+    unsigned lb = 0;  /* bytes of a length field after the tag */
+    unsigned extra = 0; /* fixed payload bytes (beyond a length) */
+    int kind = 0;     /* 0 scalar/fixed, 1 length-prefixed payload, 2 array, 3 map */
+    *hdr = 1;
+    *skip = 0;
+    *children = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return 0;
+    if (b <= 0x8f) { *children = 2u * (b & 0x0fu); return 0; }
+    if (b <= 0x9f) { *children = b & 0x0fu; return 0; }
+    if (b <= 0xbf) { *skip = b & 0x1fu; return 0; }
+    switch (b) {
+    case 0xc4: case 0xd9: lb = 1; kind = 1; break;            /* bin8, str8 */
+    case 0xc5: case 0xda: lb = 2; kind = 1; break;            /* bin16, str16 */
+    case 0xc6: case 0xdb: lb = 4; kind = 1; break;            /* bin32, str32 */
+    case 0xc7: lb = 1; extra = 1; kind = 1; break;            /* ext8: len, type */
+    case 0xc8: lb = 2; extra = 1; kind = 1; break;            /* ext16 */
+    case 0xc9: lb = 4; extra = 1; kind = 1; break;            /* ext32 */
+    case 0xca: case 0xce: case 0xd2: extra = 4; break;        /* float32, uint32, int32 */
+    case 0xcb: case 0xcf: case 0xd3: extra = 8; break;        /* float64, uint64, int64 */
+    case 0xcc: case 0xd0: extra = 1; break;                   /* uint8, int8 */
+    case 0xcd: case 0xd1: extra = 2; break;                   /* uint16, int16 */
+    case 0xd4: extra = 2; break;                              /* fixext1: type + 1 */
+    case 0xd5: extra = 3; break;
+    case 0xd6: extra = 5; break;
+    case 0xd7: extra = 9; break;
+    case 0xd8: extra = 17; break;
+    case 0xdc: lb = 2; kind = 2; break;                       /* array16 */
+    case 0xdd: lb = 4; kind = 2; break;                       /* array32 */
+    case 0xde: lb = 2; kind = 3; break;                       /* map16 */
+    case 0xdf: lb = 4; kind = 3; break;                       /* map32 */
+    default: return -1;                                       /* 0xc1: never used */
+    }
+    if (left < 1u + lb)
+        return -1;
+    uint64_t n = be(p + 1, lb);
+    *hdr = 1u + lb;
+    if (kind == 0 || kind == 1)
+        *skip = n + extra;
+    else
+        *children = kind == 3 ? 2u * n : n;
+    return 0;
+}
+
+static rc_err prescan(const uint8_t *p, size_t len)
+{
+    uint64_t pending[RC_MAX_DEPTH + 1]; /* items still to read at each level */
+    unsigned depth = 0;
+    size_t off = 0;
+    pending[0] = 1;
+    while (depth > 0 || pending[0] > 0) {
+        if (pending[depth] == 0) {
+            depth--;
+            continue;
+        }
+        if (off >= len)
+            return RC_E_BAD_FRAME;
+        size_t hdr;
+        uint64_t skip, children;
+        if (item_shape(p + off, len - off, &hdr, &skip, &children) != 0)
+            return RC_E_BAD_FRAME;
+        pending[depth]--;
+        if (skip > len - off - hdr || children > len - off - hdr)
+            return RC_E_BAD_FRAME;
+        off += hdr + skip;
+        if (children) {
+            if (depth == RC_MAX_DEPTH)
+                return RC_E_BAD_FRAME;
+            pending[++depth] = children;
+        }
+    }
+    return RC_OK;
+}
+
 rc_err rc_decode(rc_decoder *d, const uint8_t *buf, size_t len, rc_msg *out, const char **why)
 {
     static const char *unused;
@@ -365,6 +472,10 @@ rc_err rc_decode(rc_decoder *d, const uint8_t *buf, size_t len, rc_msg *out, con
     if (!d->zone_ready) {
         *why = "decoder has no memory";
         return RC_E_INTERNAL;
+    }
+    if (prescan(buf, len) != RC_OK) {
+        *why = "the frame is not valid MessagePack, nests too deep, or declares more items than it holds";
+        return RC_E_BAD_FRAME;
     }
     msgpack_zone_clear(&d->zone);
     msgpack_object obj;
@@ -420,6 +531,8 @@ int rc_buf_reserve(rc_buf *b, size_t extra)
 
 int rc_buf_append(rc_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (rc_buf_reserve(b, n) != 0)
         return -1;
     memcpy(b->data + b->len, p, n);

@@ -581,6 +581,14 @@ static void record(const vector *v, bool ok, const char *why, run_count *c)
     CU_assertImplementation(CU_FALSE, v->line, msg, v->file, "", CU_FALSE);
 }
 
+/* Ends the XFAIL/FAIL lines so that CUnit's verdict starts a line of its own. */
+static void end_report_lines(const run_count *c)
+{
+    if (c->passed + c->xfailed != c->ran || c->xfailed)
+        printf("\n  ");
+    fflush(stdout);
+}
+
 static void test_valid_vectors(void)
 {
     CU_ASSERT_FATAL(g_valid.n > 0);
@@ -599,6 +607,7 @@ static void test_valid_vectors(void)
             ok = check_expect(v, &m, why);
         record(v, ok, why, &g_count_valid);
     }
+    end_report_lines(&g_count_valid);
     rc_decoder_free(&d);
 }
 
@@ -632,6 +641,7 @@ static void test_invalid_vectors(void)
             snprintf(why, sizeof(why), "the error has no human text");
         record(v, ok, why, &g_count_invalid);
     }
+    end_report_lines(&g_count_invalid);
     rc_decoder_free(&d);
 }
 
@@ -657,6 +667,7 @@ static void test_length_vectors(void)
         }
         record(v, ok, why, &g_count_lengths);
     }
+    end_report_lines(&g_count_lengths);
 }
 
 /* ------------------------------------------------------------------ */

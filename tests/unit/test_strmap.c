@@ -1,0 +1,518 @@
+/*
+ * String map: put/get/update/del, growth through many resizes, backward-shift
+ * deletion (including runs that wrap around the end of the table), keys with
+ * embedded NUL bytes, freeing after deletes, and a long randomized
+ * differential run against a plain array. Deterministic: every random choice
+ * comes from a seeded splitmix64.
+ */
+#include "core/strmap.h"
+
+#include <CUnit/CUnit.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/chash.h"
+#include "testutil.h"
+
+#define GROW_KEYS 100000u
+#define GROW_SEED UINT64_C(0x57A7AB1E)
+#define KEY_BUF 32u
+
+#define DIFF_KEYS 20000u     /* distinct keys the differential run draws from */
+#define DIFF_OPS 400000u     /* operations in the differential run */
+#define DIFF_PHASE 50000u    /* ops per phase; phases alternate insert-heavy/delete-heavy */
+#define DIFF_CHECK_EVERY 25000u
+#define DIFF_SEED UINT64_C(0xD1FF5EED)
+#define DIFF_KEY_MAX 16u     /* longest generated key, bytes */
+
+#define WRAP_CAP 8u          /* table size the wrap-around test works in */
+#define WRAP_KEYS 4u         /* keys it uses: at most WRAP_CAP / 2 */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+static uint32_t rnd_below(uint64_t *state, uint32_t n)
+{
+    return (uint32_t)(splitmix64(state) % n);
+}
+
+static void shuffle(uint32_t *a, uint32_t n, uint64_t *state)
+{
+    for (uint32_t i = n; i > 1; i--) {
+        uint32_t j = rnd_below(state, i);
+        uint32_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+/* Structural invariant: n matches the occupied slots, the load stays at or
+ * below 1/2, and every stored key is reachable from its home slot without
+ * crossing an empty slot (what backward-shift deletion must preserve). */
+static int map_consistent(const rc_strmap *m)
+{
+    if (m->cap == 0)
+        return m->n == 0 && m->slots == NULL;
+    if ((m->cap & (m->cap - 1)) != 0 || m->n * 2u > m->cap)
+        return 0;
+    uint32_t mask = m->cap - 1, n = 0;
+    for (uint32_t i = 0; i < m->cap; i++) {
+        const rc_strmap_slot *s = &m->slots[i];
+        if (!s->hash)
+            continue;
+        n++;
+        if (s->key == NULL || s->key[s->len] != '\0')
+            return 0;
+        for (uint32_t j = (uint32_t)s->hash & mask; j != i; j = (j + 1) & mask)
+            if (!m->slots[j].hash)
+                return 0;
+        if (rc_strmap_get(m, s->key, s->len) != &s->val)
+            return 0;
+    }
+    return n == m->n;
+}
+
+/* ---- basics ---- */
+
+static void test_empty(void)
+{
+    rc_strmap m;
+    rc_strmap_init(&m);
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "a", 1));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "", 0));
+    CU_ASSERT_FALSE(rc_strmap_del(&m, "a", 1));
+    CU_ASSERT_EQUAL(m.n, 0);
+    rc_strmap_free(&m);
+    rc_strmap_free(&m); /* free leaves an empty map: freeing again is harmless */
+    CU_ASSERT_EQUAL(m.cap, 0);
+}
+
+static void test_put_get_update_del(void)
+{
+    rc_strmap m;
+    rc_strmap_init(&m);
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, "alpha", 5, 1), 0);
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, "beta", 4, 2), 0);
+    CU_ASSERT_EQUAL(m.n, 2);
+    CU_ASSERT_EQUAL(m.cap, RC_STRMAP_MIN_CAP);
+
+    uint64_t *v = rc_strmap_get(&m, "alpha", 5);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    CU_ASSERT_EQUAL(*v, 1);
+    v = rc_strmap_get(&m, "beta", 4);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    CU_ASSERT_EQUAL(*v, 2);
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "gamma", 5));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "alph", 4));   /* prefix */
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "alphab", 6)); /* extension */
+
+    /* update keeps one entry */
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, "alpha", 5, UINT64_MAX), 0);
+    CU_ASSERT_EQUAL(m.n, 2);
+    v = rc_strmap_get(&m, "alpha", 5);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    CU_ASSERT_EQUAL(*v, UINT64_MAX);
+
+    /* the returned pointer writes through */
+    *v = 42;
+    CU_ASSERT_EQUAL(*rc_strmap_get(&m, "alpha", 5), 42);
+
+    /* the map owns a copy of the key */
+    char buf[] = "delta";
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, buf, 5, 4), 0);
+    buf[0] = 'X';
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "delta", 5));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, buf, 5));
+
+    CU_ASSERT_TRUE(rc_strmap_del(&m, "alpha", 5));
+    CU_ASSERT_FALSE(rc_strmap_del(&m, "alpha", 5));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "alpha", 5));
+    CU_ASSERT_EQUAL(m.n, 2);
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "beta", 4));
+
+    /* re-insert after delete */
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, "alpha", 5, 7), 0);
+    CU_ASSERT_EQUAL(*rc_strmap_get(&m, "alpha", 5), 7);
+    CU_ASSERT_EQUAL(m.n, 3);
+    CU_ASSERT_TRUE(map_consistent(&m));
+    rc_strmap_free(&m);
+    CU_ASSERT_EQUAL(m.n, 0);
+    CU_ASSERT_EQUAL(m.cap, 0);
+    CU_ASSERT_PTR_NULL(m.slots);
+}
+
+/* ---- growth and bulk deletion ---- */
+
+static uint32_t grow_key(char *buf, uint32_t i)
+{
+    return (uint32_t)snprintf(buf, KEY_BUF, "user-%u", i);
+}
+
+static void test_growth_and_random_delete(void)
+{
+    rc_strmap m;
+    rc_strmap_init(&m);
+    char k[KEY_BUF];
+    uint32_t resizes = 0, last_cap = 0;
+    for (uint32_t i = 0; i < GROW_KEYS; i++) {
+        CU_ASSERT_EQUAL_FATAL(rc_strmap_put(&m, k, grow_key(k, i), i), 0);
+        if (m.cap != last_cap) {
+            resizes++;
+            last_cap = m.cap;
+        }
+    }
+    CU_ASSERT_EQUAL(m.n, GROW_KEYS);
+    CU_ASSERT(resizes >= 14); /* 8 -> 262144 */
+    CU_ASSERT_TRUE(map_consistent(&m));
+
+    uint32_t bad = 0;
+    for (uint32_t i = 0; i < GROW_KEYS; i++) {
+        uint64_t *v = rc_strmap_get(&m, k, grow_key(k, i));
+        if (!v || *v != i)
+            bad++;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    for (uint32_t i = GROW_KEYS; i < 2 * GROW_KEYS; i++)
+        if (rc_strmap_get(&m, k, grow_key(k, i)))
+            bad++;
+    CU_ASSERT_EQUAL(bad, 0);
+
+    /* Delete half, in random order. With 100k keys in a 256k table, many
+     * runs cross the end of the table, so shifts wrap around. */
+    uint32_t *order = malloc(GROW_KEYS * sizeof(*order));
+    uint8_t *gone = calloc(GROW_KEYS, 1);
+    CU_ASSERT_FATAL(order != NULL && gone != NULL);
+    for (uint32_t i = 0; i < GROW_KEYS; i++)
+        order[i] = i;
+    uint64_t seed = GROW_SEED;
+    shuffle(order, GROW_KEYS, &seed);
+    for (uint32_t i = 0; i < GROW_KEYS / 2; i++) {
+        if (!rc_strmap_del(&m, k, grow_key(k, order[i])))
+            bad++;
+        gone[order[i]] = 1;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(m.n, GROW_KEYS - GROW_KEYS / 2);
+    CU_ASSERT_TRUE(map_consistent(&m));
+
+    uint32_t lost = 0, ghosts = 0;
+    for (uint32_t i = 0; i < GROW_KEYS; i++) {
+        uint64_t *v = rc_strmap_get(&m, k, grow_key(k, i));
+        if (gone[i] && v)
+            ghosts++;
+        if (!gone[i] && (!v || *v != i))
+            lost++;
+    }
+    CU_ASSERT_EQUAL(lost, 0);
+    CU_ASSERT_EQUAL(ghosts, 0);
+    for (uint32_t i = 0; i < GROW_KEYS / 2; i++)
+        if (rc_strmap_del(&m, k, grow_key(k, order[i])))
+            bad++;
+    CU_ASSERT_EQUAL(bad, 0);
+
+    free(order);
+    free(gone);
+    rc_strmap_free(&m);
+}
+
+/* ---- wrap-around, deterministically ---- */
+
+/* Finds a key "w<i>" whose home slot in a table of WRAP_CAP is `home`,
+ * skipping the first `skip` matches. */
+static uint32_t key_with_home(char *buf, uint32_t home, uint32_t skip)
+{
+    for (uint32_t i = 0;; i++) {
+        uint32_t len = (uint32_t)snprintf(buf, KEY_BUF, "w%u", i);
+        uint64_t h = rc_hash64(buf, len);
+        if ((uint32_t)(h ? h : 1) % WRAP_CAP == home && skip-- == 0)
+            return len;
+    }
+}
+
+static void test_wraparound_every_delete_order(void)
+{
+    /* Homes 7, 7, 7, 0 in an 8-slot table: the run is slots 7, 0, 1, 2. */
+    static const uint32_t homes[WRAP_KEYS] = { WRAP_CAP - 1, WRAP_CAP - 1, WRAP_CAP - 1, 0 };
+    static const uint32_t skips[WRAP_KEYS] = { 0, 1, 2, 0 };
+    char keys[WRAP_KEYS][KEY_BUF];
+    uint32_t lens[WRAP_KEYS];
+    for (uint32_t k = 0; k < WRAP_KEYS; k++)
+        lens[k] = key_with_home(keys[k], homes[k], skips[k]);
+
+    /* Every deletion order of every non-empty subset: 4! orders, deleting a
+     * prefix of each of length 1..4. */
+    uint32_t perm[WRAP_KEYS] = { 0, 1, 2, 3 };
+    uint32_t bad = 0, cases = 0;
+    for (uint32_t p = 0; p < 24; p++) {
+        /* p-th permutation via factorial digits */
+        uint32_t pool[WRAP_KEYS] = { 0, 1, 2, 3 }, left = WRAP_KEYS, x = p;
+        for (uint32_t i = 0; i < WRAP_KEYS; i++) {
+            uint32_t f = 1;
+            for (uint32_t j = 2; j < left; j++)
+                f *= j;
+            uint32_t d = x / f;
+            x %= f;
+            perm[i] = pool[d];
+            for (uint32_t j = d; j + 1 < left; j++)
+                pool[j] = pool[j + 1];
+            left--;
+        }
+        for (uint32_t ndel = 1; ndel <= WRAP_KEYS; ndel++) {
+            rc_strmap m;
+            rc_strmap_init(&m);
+            for (uint32_t k = 0; k < WRAP_KEYS; k++)
+                if (rc_strmap_put(&m, keys[k], lens[k], k) != 0)
+                    bad++;
+            if (m.cap != WRAP_CAP || !m.slots[WRAP_CAP - 1].hash || !m.slots[0].hash ||
+                !m.slots[1].hash || !m.slots[2].hash)
+                bad++; /* the layout this test relies on */
+            uint8_t gone[WRAP_KEYS] = { 0 };
+            for (uint32_t i = 0; i < ndel; i++) {
+                if (!rc_strmap_del(&m, keys[perm[i]], lens[perm[i]]))
+                    bad++;
+                gone[perm[i]] = 1;
+                if (!map_consistent(&m))
+                    bad++;
+                for (uint32_t k = 0; k < WRAP_KEYS; k++) {
+                    uint64_t *v = rc_strmap_get(&m, keys[k], lens[k]);
+                    if (gone[k] ? v != NULL : (v == NULL || *v != k))
+                        bad++;
+                }
+            }
+            cases++;
+            rc_strmap_free(&m);
+        }
+    }
+    CU_ASSERT_EQUAL(cases, 24 * WRAP_KEYS);
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* ---- binary keys ---- */
+
+static void test_embedded_nul_and_prefixes(void)
+{
+    static const struct { const char *p; uint32_t len; } keys[] = {
+        { "", 0 },        { "a", 1 },          { "a\0", 2 },     { "a\0b", 3 },
+        { "a\0c", 3 },    { "a\0\0", 3 },      { "ab", 2 },      { "\0", 1 },
+        { "\0\0", 2 },    { "alice\0m1", 8 },  { "alice\0m", 7 }, { "alic\0em1", 8 },
+        { "alice\0m1\0", 9 },
+    };
+    const uint32_t n = sizeof(keys) / sizeof(keys[0]);
+    rc_strmap m;
+    rc_strmap_init(&m);
+    for (uint32_t i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(rc_strmap_put(&m, keys[i].p, keys[i].len, 100 + i), 0);
+    CU_ASSERT_EQUAL(m.n, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t *v = rc_strmap_get(&m, keys[i].p, keys[i].len);
+        CU_ASSERT_PTR_NOT_NULL(v);
+        if (v)
+            CU_ASSERT_EQUAL(*v, 100 + i);
+    }
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "a\0d", 3));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "\0\0\0", 3));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "alice", 5));
+
+    /* the stored copy keeps every byte */
+    for (uint32_t s = 0; s < m.cap; s++) {
+        if (m.slots[s].hash && m.slots[s].len == 3 && m.slots[s].key[0] == 'a') {
+            CU_ASSERT_EQUAL(m.slots[s].key[1], '\0');
+            CU_ASSERT_EQUAL(m.slots[s].key[3], '\0');
+        }
+    }
+
+    /* deleting one NUL variant leaves its neighbours alone */
+    CU_ASSERT_TRUE(rc_strmap_del(&m, "a\0", 2));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "a\0", 2));
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "a", 1));
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "a\0b", 3));
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "a\0\0", 3));
+    CU_ASSERT_TRUE(rc_strmap_del(&m, "", 0));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "", 0));
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "\0", 1));
+    CU_ASSERT_EQUAL(m.n, n - 2);
+    CU_ASSERT_TRUE(map_consistent(&m));
+    rc_strmap_free(&m);
+}
+
+/* ---- deletes followed by free (double-free regression) ---- */
+
+static void test_delete_then_free(void)
+{
+    char k[KEY_BUF];
+    /* A few deletes, including ones whose successors shift back, then free:
+     * under ASan a key freed by del and again by free aborts. */
+    rc_strmap m;
+    rc_strmap_init(&m);
+    for (uint32_t i = 0; i < 1000; i++)
+        CU_ASSERT_EQUAL(rc_strmap_put(&m, k, grow_key(k, i), i), 0);
+    for (uint32_t i = 0; i < 1000; i += 3)
+        CU_ASSERT_TRUE(rc_strmap_del(&m, k, grow_key(k, i)));
+    CU_ASSERT_TRUE(map_consistent(&m));
+    for (uint32_t i = 0; i < m.cap; i++)
+        if (!m.slots[i].hash)
+            CU_ASSERT_PTR_NULL(m.slots[i].key);
+    rc_strmap_free(&m);
+
+    /* everything deleted, then free */
+    rc_strmap_init(&m);
+    for (uint32_t i = 0; i < 100; i++)
+        CU_ASSERT_EQUAL(rc_strmap_put(&m, k, grow_key(k, i), i), 0);
+    for (uint32_t i = 0; i < 100; i++)
+        CU_ASSERT_TRUE(rc_strmap_del(&m, k, grow_key(k, i)));
+    CU_ASSERT_EQUAL(m.n, 0);
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, k, grow_key(k, 5)));
+    rc_strmap_free(&m);
+
+    /* delete then grow (the moved-out slots are copied by grow), then free */
+    rc_strmap_init(&m);
+    for (uint32_t i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(rc_strmap_put(&m, k, grow_key(k, i), i), 0);
+    CU_ASSERT_TRUE(rc_strmap_del(&m, k, grow_key(k, 0)));
+    CU_ASSERT_TRUE(rc_strmap_del(&m, k, grow_key(k, 1)));
+    for (uint32_t i = 10; i < 40; i++)
+        CU_ASSERT_EQUAL(rc_strmap_put(&m, k, grow_key(k, i), i), 0);
+    CU_ASSERT_EQUAL(m.n, 32);
+    CU_ASSERT_TRUE(map_consistent(&m));
+    rc_strmap_free(&m);
+}
+
+/* ---- randomized differential test ---- */
+
+/* Key id -> bytes: bijective base 3 over { NUL, 'a', 'b' }, so ids map to
+ * distinct keys (id 0 is the empty key) that share prefixes and embed NULs. */
+static uint32_t diff_key(char *buf, uint32_t id)
+{
+    static const char digits[3] = { '\0', 'a', 'b' };
+    uint32_t len = 0;
+    while (id > 0) {
+        id--;
+        buf[len++] = digits[id % 3];
+        id /= 3;
+    }
+    return len;
+}
+
+/* Inverse of diff_key; ids past UINT32_MAX / 3 do not occur here. */
+static uint32_t diff_id(const char *key, uint32_t len)
+{
+    uint32_t id = 0;
+    for (uint32_t i = len; i-- > 0;)
+        id = id * 3 + (key[i] == '\0' ? 0u : key[i] == 'a' ? 1u : 2u) + 1;
+    return id;
+}
+
+typedef struct ref_map {
+    uint8_t *present; /* by key id */
+    uint64_t *val;
+    uint32_t n;
+} ref_map;
+
+static uint32_t check_all(const rc_strmap *m, const ref_map *r)
+{
+    char k[DIFF_KEY_MAX];
+    uint32_t bad = 0;
+    for (uint32_t id = 0; id < DIFF_KEYS; id++) {
+        const uint64_t *v = rc_strmap_get(m, k, diff_key(k, id));
+        if (r->present[id] ? (v == NULL || *v != r->val[id]) : v != NULL)
+            bad++;
+    }
+    if (m->n != r->n || !map_consistent(m))
+        bad++;
+    return bad;
+}
+
+static void test_differential(void)
+{
+    ref_map r = { calloc(DIFF_KEYS, 1), calloc(DIFF_KEYS, sizeof(uint64_t)), 0 };
+    CU_ASSERT_FATAL(r.present != NULL && r.val != NULL);
+    rc_strmap m;
+    rc_strmap_init(&m);
+    uint64_t seed = DIFF_SEED;
+    char k[DIFF_KEY_MAX];
+    uint32_t bad = 0, puts = 0, dels = 0, gets = 0;
+
+    for (uint32_t op = 0; op < DIFF_OPS; op++) {
+        /* Insert-heavy and delete-heavy phases alternate, so the map fills,
+         * drains and fills again over a table that never shrinks. */
+        uint32_t put_pct = ((op / DIFF_PHASE) % 2 == 0) ? 60 : 20;
+        uint32_t dice = rnd_below(&seed, 100);
+        uint32_t id = rnd_below(&seed, DIFF_KEYS);
+        uint32_t len = diff_key(k, id);
+        if (dice < put_pct) {
+            uint64_t v = splitmix64(&seed);
+            if (rc_strmap_put(&m, k, len, v) != 0)
+                bad++;
+            if (!r.present[id])
+                r.n++;
+            r.present[id] = 1;
+            r.val[id] = v;
+            puts++;
+        } else if (dice < 70) {
+            bool had = rc_strmap_del(&m, k, len);
+            if (had != (bool)r.present[id])
+                bad++;
+            if (r.present[id])
+                r.n--;
+            r.present[id] = 0;
+            dels++;
+        } else {
+            const uint64_t *v = rc_strmap_get(&m, k, len);
+            if (r.present[id] ? (v == NULL || *v != r.val[id]) : v != NULL)
+                bad++;
+            gets++;
+        }
+        if (m.n != r.n)
+            bad++;
+        if ((op + 1) % DIFF_CHECK_EVERY == 0)
+            bad += check_all(&m, &r);
+        if (bad) {
+            fprintf(stderr, "differential: first mismatch at op %u\n", op);
+            break;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(puts > 0 && dels > 0 && gets > 0);
+    CU_ASSERT_EQUAL(check_all(&m, &r), 0);
+
+    /* every stored slot is a key the reference holds, with its value */
+    uint32_t strays = 0;
+    for (uint32_t i = 0; i < m.cap; i++) {
+        const rc_strmap_slot *sl = &m.slots[i];
+        if (!sl->hash)
+            continue;
+        uint32_t id = diff_id(sl->key, sl->len);
+        if (id >= DIFF_KEYS || !r.present[id] || r.val[id] != sl->val)
+            strays++;
+    }
+    CU_ASSERT_EQUAL(strays, 0);
+
+    rc_strmap_free(&m);
+    free(r.present);
+    free(r.val);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return CU_get_error();
+    CU_pSuite s = CU_add_suite("strmap", NULL, NULL);
+    if (s == NULL || !CU_add_test(s, "empty map", test_empty) ||
+        !CU_add_test(s, "put/get/update/del", test_put_get_update_del) ||
+        !CU_add_test(s, "100k keys, delete half at random", test_growth_and_random_delete) ||
+        !CU_add_test(s, "wrap-around: every delete order", test_wraparound_every_delete_order) ||
+        !CU_add_test(s, "embedded NULs and shared prefixes", test_embedded_nul_and_prefixes) ||
+        !CU_add_test(s, "delete then free", test_delete_then_free) ||
+        !CU_add_test(s, "differential vs reference", test_differential)) {
+        CU_cleanup_registry();
+        return CU_get_error();
+    }
+    return rc_test_run();
+}
