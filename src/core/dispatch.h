@@ -123,12 +123,13 @@ typedef struct rc_outbatch {
 /* ---- waking a sleeping consumer ---- */
 
 /*
- * A consumer that finds its ring empty announces `sleeping`, re-checks the
- * ring, then blocks on its eventfd. A producer that pushed checks `sleeping`
- * after the push and writes the eventfd only then, so a busy consumer costs
- * producers no syscall. Both sides use seq_cst between their two steps
- * (store flag / load ring, store ring / load flag): that is the classic
- * store-load pattern and needs a full fence on both sides.
+ * A consumer that finds its ring empty announces `sleeping`
+ * (rc_waker_prepare_sleep), re-checks the ring, then blocks on its eventfd,
+ * and clears the flag when it wakes (rc_waker_awake). A producer that pushed
+ * checks `sleeping` after the push and writes the eventfd only then, so a
+ * busy consumer costs producers no syscall. This is the store-load pattern;
+ * it is made safe by doing every access to the flag as an RMW (see
+ * rc_waker_wake).
  */
 typedef struct rc_waker {
     int efd;
@@ -138,6 +139,8 @@ typedef struct rc_waker {
 int rc_waker_init(rc_waker *w);   /* 0 or -1 (errno) */
 void rc_waker_close(rc_waker *w);
 void rc_waker_wake(rc_waker *w);  /* producer side, after a push */
+int rc_waker_prepare_sleep(rc_waker *w); /* consumer: announce sleep, then re-check */
+void rc_waker_awake(rc_waker *w);  /* consumer: clear the announcement */
 void rc_waker_kick(rc_waker *w);  /* unconditional wake-up */
 
 #endif

@@ -335,16 +335,14 @@ static void process_job(rc_shard *s, rc_job *j)
 /* Blocks until a producer wakes us, unless the ring filled meanwhile. */
 static void shard_sleep(rc_shard *s)
 {
-    /* seq_cst store then re-check: pairs with rc_waker_wake's fence. */
-    atomic_store_explicit(&s->waker.sleeping, 1, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
+    rc_waker_prepare_sleep(&s->waker);
     if (rc_ring_count(s->inbound) == 0) {
         uint64_t v;
         STAT_ADD(s, sleeps, 1);
         ssize_t r = read(s->waker.efd, &v, sizeof(v));
         (void)r; /* EINTR: the loop re-checks the ring either way */
     }
-    atomic_store_explicit(&s->waker.sleeping, 0, memory_order_relaxed);
+    rc_waker_awake(&s->waker);
 }
 
 static void *shard_main(void *arg)

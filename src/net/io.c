@@ -923,9 +923,7 @@ static void handle_completions(rc_io *io)
 /* Waits for completions unless shards queued work meanwhile. */
 static void submit_and_wait(rc_io *io, bool final)
 {
-    /* seq_cst store then re-check: pairs with rc_waker_wake's fence. */
-    atomic_store_explicit(&io->waker.sleeping, 1, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
+    rc_waker_prepare_sleep(&io->waker);
     unsigned wait = rc_ring_count(io->outbound) == 0 && io->n_dirty == 0 ? 1 : 0;
     int r;
     if (final && wait) {
@@ -940,7 +938,7 @@ static void submit_and_wait(rc_io *io, bool final)
         struct timespec ts = { 0, 1000000 }; /* do not spin on a persistent error */
         nanosleep(&ts, NULL);
     }
-    atomic_store_explicit(&io->waker.sleeping, 0, memory_order_relaxed);
+    rc_waker_awake(&io->waker);
 }
 
 static void *io_main(void *arg)

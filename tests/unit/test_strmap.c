@@ -20,8 +20,10 @@
 #define GROW_SEED UINT64_C(0x57A7AB1E)
 #define KEY_BUF 32u
 
-#define DIFF_KEYS 20000u     /* distinct keys the differential run draws from */
-#define DIFF_OPS 400000u     /* operations in the differential run */
+#define DIFF_KEYS 20000u     /* distinct keys the large differential run draws from */
+#define DIFF_OPS 400000u     /* operations in the large differential run */
+#define DIFF_SMALL_KEYS 24u  /* the small run: a table of 32..64 slots, runs wrap often */
+#define DIFF_SMALL_OPS 200000u
 #define DIFF_PHASE 50000u    /* ops per phase; phases alternate insert-heavy/delete-heavy */
 #define DIFF_CHECK_EVERY 25000u
 #define DIFF_SEED UINT64_C(0xD1FF5EED)
@@ -415,11 +417,11 @@ typedef struct ref_map {
     uint32_t n;
 } ref_map;
 
-static uint32_t check_all(const rc_strmap *m, const ref_map *r)
+static uint32_t check_all(const rc_strmap *m, const ref_map *r, uint32_t nkeys)
 {
     char k[DIFF_KEY_MAX];
     uint32_t bad = 0;
-    for (uint32_t id = 0; id < DIFF_KEYS; id++) {
+    for (uint32_t id = 0; id < nkeys; id++) {
         const uint64_t *v = rc_strmap_get(m, k, diff_key(k, id));
         if (r->present[id] ? (v == NULL || *v != r->val[id]) : v != NULL)
             bad++;
@@ -429,22 +431,23 @@ static uint32_t check_all(const rc_strmap *m, const ref_map *r)
     return bad;
 }
 
-static void test_differential(void)
+/* nops random puts, dels and gets over nkeys distinct keys, checked op by op
+ * against the reference and in full every DIFF_CHECK_EVERY ops. */
+static void differential(uint32_t nkeys, uint32_t nops, uint64_t seed)
 {
-    ref_map r = { calloc(DIFF_KEYS, 1), calloc(DIFF_KEYS, sizeof(uint64_t)), 0 };
+    ref_map r = { calloc(nkeys, 1), calloc(nkeys, sizeof(uint64_t)), 0 };
     CU_ASSERT_FATAL(r.present != NULL && r.val != NULL);
     rc_strmap m;
     rc_strmap_init(&m);
-    uint64_t seed = DIFF_SEED;
     char k[DIFF_KEY_MAX];
     uint32_t bad = 0, puts = 0, dels = 0, gets = 0;
 
-    for (uint32_t op = 0; op < DIFF_OPS; op++) {
+    for (uint32_t op = 0; op < nops; op++) {
         /* Insert-heavy and delete-heavy phases alternate, so the map fills,
          * drains and fills again over a table that never shrinks. */
         uint32_t put_pct = ((op / DIFF_PHASE) % 2 == 0) ? 60 : 20;
         uint32_t dice = rnd_below(&seed, 100);
-        uint32_t id = rnd_below(&seed, DIFF_KEYS);
+        uint32_t id = rnd_below(&seed, nkeys);
         uint32_t len = diff_key(k, id);
         if (dice < put_pct) {
             uint64_t v = splitmix64(&seed);
@@ -472,15 +475,15 @@ static void test_differential(void)
         if (m.n != r.n)
             bad++;
         if ((op + 1) % DIFF_CHECK_EVERY == 0)
-            bad += check_all(&m, &r);
+            bad += check_all(&m, &r, nkeys);
         if (bad) {
-            fprintf(stderr, "differential: first mismatch at op %u\n", op);
+            fprintf(stderr, "differential(%u keys): first mismatch at op %u\n", nkeys, op);
             break;
         }
     }
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT(puts > 0 && dels > 0 && gets > 0);
-    CU_ASSERT_EQUAL(check_all(&m, &r), 0);
+    CU_ASSERT_EQUAL(check_all(&m, &r, nkeys), 0);
 
     /* every stored slot is a key the reference holds, with its value */
     uint32_t strays = 0;
@@ -489,7 +492,7 @@ static void test_differential(void)
         if (!sl->hash)
             continue;
         uint32_t id = diff_id(sl->key, sl->len);
-        if (id >= DIFF_KEYS || !r.present[id] || r.val[id] != sl->val)
+        if (id >= nkeys || !r.present[id] || r.val[id] != sl->val)
             strays++;
     }
     CU_ASSERT_EQUAL(strays, 0);
@@ -497,6 +500,12 @@ static void test_differential(void)
     rc_strmap_free(&m);
     free(r.present);
     free(r.val);
+}
+
+static void test_differential(void)
+{
+    differential(DIFF_KEYS, DIFF_OPS, DIFF_SEED);
+    differential(DIFF_SMALL_KEYS, DIFF_SMALL_OPS, DIFF_SEED + 1);
 }
 
 int main(void)
