@@ -1,6 +1,8 @@
 /* Frames, jobs and wake-ups shared by io threads and shards (see dispatch.h). */
 #include "core/dispatch.h"
 
+#include "core/ring.h"
+
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -97,4 +99,11 @@ int rc_waker_prepare_sleep(rc_waker *w)
 void rc_waker_awake(rc_waker *w)
 {
     atomic_exchange_explicit(&w->sleeping, 0, memory_order_acq_rel);
+}
+
+void rc_outbatch_recycle(rc_outbatch *b)
+{
+    b->n = 0;
+    if (!b->home || !rc_ring_enqueue(b->home, b))
+        free(b);
 }

@@ -62,6 +62,13 @@ static inline void rc_frame_ref(rc_frame *f, uint32_t n)
     atomic_fetch_add_explicit(&f->refs, n, memory_order_relaxed);
 }
 
+static inline void rc_frame_unref_n(rc_frame *f, uint32_t n)
+{
+    /* acq_rel, as in rc_frame_unref. */
+    if (atomic_fetch_sub_explicit(&f->refs, n, memory_order_acq_rel) == n)
+        free(f);
+}
+
 static inline void rc_frame_unref(rc_frame *f)
 {
     /* acq_rel: release so this thread's reads of the frame happen before a
@@ -117,8 +124,13 @@ typedef struct rc_delivery {
 
 typedef struct rc_outbatch {
     uint32_t n;
+    struct rc_ring *home; /* the sending shard's spare ring: where it goes back empty */
     rc_delivery d[RC_OUTBATCH_CAP];
 } rc_outbatch;
+
+/* Hands an emptied outbatch back to its shard for reuse (or frees it when
+ * the spare ring is full). Any thread. */
+void rc_outbatch_recycle(rc_outbatch *b);
 
 /* ---- waking a sleeping consumer ---- */
 

@@ -34,7 +34,8 @@ rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uin
 
 static rc_hist_entry *hist_slot(const rc_group *g, uint32_t i)
 {
-    return &g->hist[(g->hist_head + i) % g->hist_cap];
+    uint32_t k = g->hist_head + i; /* both < hist_cap: one subtraction wraps it */
+    return &g->hist[k >= g->hist_cap ? k - g->hist_cap : k];
 }
 
 void rc_group_free(rc_group *g)
@@ -150,7 +151,7 @@ int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, u
         rc_hist_entry *old = hist_slot(g, 0);
         rc_frame_unref(old->frame);
         free(old->dkey);
-        g->hist_head = (g->hist_head + 1) % g->hist_cap;
+        g->hist_head = g->hist_head + 1 == g->hist_cap ? 0 : g->hist_head + 1;
         g->hist_n--;
     }
     g->last_seq++;

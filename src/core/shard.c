@@ -52,26 +52,31 @@ static void flush_outbatches(rc_shard *s)
     }
 }
 
+/* An empty outbatch: a recycled one when io threads gave some back. */
+static rc_outbatch *outbatch_get(rc_shard *s)
+{
+    rc_outbatch *b = NULL;
+    if (rc_ring_dequeue_burst(s->spare, (void **)&b, 1) == 0) {
+        while (!(b = malloc(sizeof(*b)))) {
+            /* Out of memory: wait for io threads to free frames and batches. */
+            flush_outbatches(s);
+            sched_yield();
+        }
+    }
+    b->n = 0;
+    b->home = s->spare;
+    return b;
+}
+
 /* Queues one delivery of f (the caller gave it a reference) to conn. */
 static void deliver(rc_shard *s, rc_conn_id conn, rc_frame *f)
 {
     uint32_t io = rc_conn_io(conn);
-    rc_outbatch *b = s->pending[io];
-    if (b && b->n == RC_OUTBATCH_CAP) {
+    if (s->pending[io] && s->pending[io]->n == RC_OUTBATCH_CAP)
         flush_outbatches(s);
-        b = NULL;
-    }
-    while (!b) {
-        b = malloc(sizeof(*b));
-        if (!b) {
-            /* Out of memory: wait for io threads to free frames and batches. */
-            flush_outbatches(s);
-            sched_yield();
-            continue;
-        }
-        b->n = 0;
-        s->pending[io] = b;
-    }
+    if (!s->pending[io])
+        s->pending[io] = outbatch_get(s);
+    rc_outbatch *b = s->pending[io];
     b->d[b->n++] = (rc_delivery){ f, conn };
 }
 
@@ -384,8 +389,9 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
     rc_buf_init(&s->scratch);
     rc_decoder_init(&s->dec);
     s->inbound = rc_ring_create(ring_capacity, RC_RING_MPSC);
+    s->spare = rc_ring_create(RC_SHARD_SPARE, RC_RING_MPSC);
     s->pending = calloc(out->n, sizeof(*s->pending));
-    if (!s->inbound || !s->pending || rc_waker_init(&s->waker) != 0) {
+    if (!s->inbound || !s->spare || !s->pending || rc_waker_init(&s->waker) != 0) {
         rc_shard_destroy(s);
         return -1;
     }
@@ -421,11 +427,18 @@ void rc_shard_destroy(rc_shard *s)
                 free(left[i]);
         rc_ring_destroy(s->inbound);
     }
+    if (s->spare) {
+        void *b;
+        while (rc_ring_dequeue_burst(s->spare, &b, 1) == 1)
+            free(b);
+        rc_ring_destroy(s->spare);
+    }
     free(s->pending);
     rc_buf_free(&s->scratch);
     rc_decoder_free(&s->dec);
     rc_waker_close(&s->waker);
     s->inbound = NULL;
+    s->spare = NULL;
     s->pending = NULL;
 }
 

@@ -18,6 +18,7 @@
 
 #define RC_SHARD_BATCH 256u        /* jobs taken from the inbound ring at once */
 #define RC_SHARD_SPIN 64u          /* empty polls before the shard sleeps */
+#define RC_SHARD_SPARE 256u        /* emptied outbatches kept for reuse */
 
 /* Limits a shard applies; copied in at start (SIGHUP reload is future work). */
 typedef struct rc_shard_limits {
@@ -53,6 +54,7 @@ typedef struct rc_shard {
     rc_shard_limits limits;
     rc_outlets out;
     rc_outbatch **pending;      /* per io thread: batch being filled */
+    rc_ring *spare;             /* MPSC: emptied outbatches coming back from io threads */
     rc_strmap groups;           /* group id -> rc_group* */
     rc_buf scratch;             /* encoding buffer */
     rc_decoder dec;

@@ -721,17 +721,30 @@ static void flush_jobs(rc_io *io)
     }
 }
 
-static void deliver_one(rc_io *io, const rc_delivery *d)
+/* Queues one batch's deliveries. Consecutive deliveries of one frame (a
+ * message's recipients on this thread) drop their references with one
+ * atomic operation. */
+static void deliver_batch(rc_io *io, rc_outbatch *b)
 {
-    uint32_t slot = rc_conn_slot(d->conn);
-    rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
-    if (c && c->gen == rc_conn_gen(d->conn) && c->state != CS_DEAD) {
-        conn_write(io, c, d->frame->data, d->frame->len);
-        STAT_ADD(io, deliveries, 1);
-    } else {
-        STAT_ADD(io, dropped_closed, 1);
+    uint32_t i = 0;
+    while (i < b->n) {
+        rc_frame *f = b->d[i].frame;
+        uint32_t k = i;
+        for (; k < b->n && b->d[k].frame == f; k++) {
+            rc_conn_id id = b->d[k].conn;
+            uint32_t slot = rc_conn_slot(id);
+            rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
+            if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD) {
+                conn_write(io, c, f->data, f->len);
+                STAT_ADD(io, deliveries, 1);
+            } else {
+                STAT_ADD(io, dropped_closed, 1);
+            }
+        }
+        rc_frame_unref_n(f, k - i);
+        i = k;
     }
-    rc_frame_unref(d->frame);
+    rc_outbatch_recycle(b);
 }
 
 /* Copies up to `max` bursts of outbatches into connection output. A loop
@@ -745,11 +758,8 @@ static void drain_outbound(rc_io *io, uint32_t max)
         n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST);
         if (n == 0)
             return;
-        for (uint32_t i = 0; i < n; i++) {
-            for (uint32_t k = 0; k < bs[i]->n; k++)
-                deliver_one(io, &bs[i]->d[k]);
-            free(bs[i]);
-        }
+        for (uint32_t i = 0; i < n; i++)
+            deliver_batch(io, bs[i]);
     }
 }
 
@@ -802,8 +812,8 @@ static void on_send(rc_io *io, rc_conn *c, int res)
         }
         c->wbuf.len = 0;
         c->woff = 0;
-        buf_shrink(&c->wbuf);
-        buf_shrink(&c->out);
+        if (c->out.len == 0) /* idle now: give back large buffers; busy ones keep theirs */
+            buf_shrink(&c->wbuf);
         if (c->out.len)
             conn_mark_dirty(io, c);
         else if (c->state == CS_DRAINING)

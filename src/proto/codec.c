@@ -554,21 +554,21 @@ static int sink_write(void *data, const char *p, size_t n)
     return s->failed ? -1 : 0;
 }
 
-static void pack_key(msgpack_packer *pk, const char *k)
+static inline void pack_key(msgpack_packer *pk, const char *k)
 {
-    size_t n = strlen(k);
+    size_t n = __builtin_strlen(k); /* constant for the literal keys used below */
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, k, n);
 }
 
-static void pack_kstr(msgpack_packer *pk, const char *k, rc_str v)
+static inline void pack_kstr(msgpack_packer *pk, const char *k, rc_str v)
 {
     pack_key(pk, k);
     msgpack_pack_str(pk, v.len);
     msgpack_pack_str_body(pk, v.ptr, v.len);
 }
 
-static void pack_kuint(msgpack_packer *pk, const char *k, uint64_t v)
+static inline void pack_kuint(msgpack_packer *pk, const char *k, uint64_t v)
 {
     pack_key(pk, k);
     msgpack_pack_uint64(pk, v);

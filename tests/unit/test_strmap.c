@@ -20,14 +20,19 @@
 #define GROW_SEED UINT64_C(0x57A7AB1E)
 #define KEY_BUF 32u
 
-#define DIFF_KEYS 20000u     /* distinct keys the large differential run draws from */
-#define DIFF_OPS 400000u     /* operations in the large differential run */
-#define DIFF_SMALL_KEYS 24u  /* the small run: a table of 32..64 slots, runs wrap often */
-#define DIFF_SMALL_OPS 200000u
-#define DIFF_PHASE 50000u    /* ops per phase; phases alternate insert-heavy/delete-heavy */
-#define DIFF_CHECK_EVERY 25000u
+/* The differential runs: keys are drawn from a pool of ids; the live set
+ * grows in insert-heavy phases and shrinks in delete-heavy ones. The large
+ * run takes the table through many sizes; the small one keeps it at a few
+ * dozen slots with keys changing all the time, so runs often wrap around. */
+#define DIFF_POOL (1u << 20)   /* ids keys are drawn from */
+#define DIFF_OPS 400000u
+#define DIFF_PHASE 50000u      /* ops per phase */
+#define DIFF_SMALL_OPS 300000u
+#define DIFF_SMALL_PHASE 64u
+#define DIFF_SMALL_LIVE 24u    /* the small run never holds more keys than this */
+#define DIFF_CHECK_EVERY 20000u /* full comparison this often */
 #define DIFF_SEED UINT64_C(0xD1FF5EED)
-#define DIFF_KEY_MAX 16u     /* longest generated key, bytes */
+#define DIFF_KEY_MAX 16u       /* longest generated key, bytes (ids < 3^14) */
 
 #define WRAP_CAP 8u          /* table size the wrap-around test works in */
 #define WRAP_KEYS 4u         /* keys it uses: at most WRAP_CAP / 2 */
@@ -402,7 +407,7 @@ static uint32_t diff_key(char *buf, uint32_t id)
     return len;
 }
 
-/* Inverse of diff_key; ids past UINT32_MAX / 3 do not occur here. */
+/* Inverse of diff_key. */
 static uint32_t diff_id(const char *key, uint32_t len)
 {
     uint32_t id = 0;
@@ -411,19 +416,53 @@ static uint32_t diff_id(const char *key, uint32_t len)
     return id;
 }
 
+/* The reference: an array of the live keys (as ids) and their values, plus
+ * each id's position in it for O(1) lookup and removal. */
 typedef struct ref_map {
-    uint8_t *present; /* by key id */
-    uint64_t *val;
+    uint32_t *ids;
+    uint64_t *vals;
     uint32_t n;
+    uint32_t *pos; /* by id: index in ids + 1, or 0 when absent */
 } ref_map;
 
-static uint32_t check_all(const rc_strmap *m, const ref_map *r, uint32_t nkeys)
+static void ref_put(ref_map *r, uint32_t id, uint64_t v)
+{
+    if (!r->pos[id]) {
+        r->ids[r->n] = id;
+        r->pos[id] = ++r->n;
+    }
+    r->vals[r->pos[id] - 1] = v;
+}
+
+static void ref_del(ref_map *r, uint32_t id)
+{
+    uint32_t p = r->pos[id];
+    if (!p)
+        return;
+    r->n--;
+    r->ids[p - 1] = r->ids[r->n];
+    r->vals[p - 1] = r->vals[r->n];
+    r->pos[r->ids[p - 1]] = p;
+    r->pos[id] = 0;
+}
+
+/* Full comparison: every live key maps to its value, and every stored slot
+ * is a live key with that value. Returns the number of mismatches. */
+static uint32_t check_all(const rc_strmap *m, const ref_map *r)
 {
     char k[DIFF_KEY_MAX];
     uint32_t bad = 0;
-    for (uint32_t id = 0; id < nkeys; id++) {
-        const uint64_t *v = rc_strmap_get(m, k, diff_key(k, id));
-        if (r->present[id] ? (v == NULL || *v != r->val[id]) : v != NULL)
+    for (uint32_t i = 0; i < r->n; i++) {
+        const uint64_t *v = rc_strmap_get(m, k, diff_key(k, r->ids[i]));
+        if (v == NULL || *v != r->vals[i])
+            bad++;
+    }
+    for (uint32_t i = 0; i < m->cap; i++) {
+        const rc_strmap_slot *sl = &m->slots[i];
+        if (!sl->hash)
+            continue;
+        uint32_t id = sl->len < DIFF_KEY_MAX ? diff_id(sl->key, sl->len) : DIFF_POOL;
+        if (id >= DIFF_POOL || !r->pos[id] || r->vals[r->pos[id] - 1] != sl->val)
             bad++;
     }
     if (m->n != r->n || !map_consistent(m))
@@ -431,81 +470,72 @@ static uint32_t check_all(const rc_strmap *m, const ref_map *r, uint32_t nkeys)
     return bad;
 }
 
-/* nops random puts, dels and gets over nkeys distinct keys, checked op by op
- * against the reference and in full every DIFF_CHECK_EVERY ops. */
-static void differential(uint32_t nkeys, uint32_t nops, uint64_t seed)
+/* nops random puts, dels and gets, each aimed half the time at a live key
+ * and half at a random id, checked op by op against the reference. With
+ * max_live keys stored, the next op deletes a live one. */
+static void differential(uint32_t nops, uint32_t phase, uint32_t max_live, uint64_t seed)
 {
-    ref_map r = { calloc(nkeys, 1), calloc(nkeys, sizeof(uint64_t)), 0 };
-    CU_ASSERT_FATAL(r.present != NULL && r.val != NULL);
+    ref_map r = { calloc(nops, sizeof(uint32_t)), calloc(nops, sizeof(uint64_t)), 0,
+                  calloc(DIFF_POOL, sizeof(uint32_t)) };
+    CU_ASSERT_FATAL(r.ids != NULL && r.vals != NULL && r.pos != NULL);
     rc_strmap m;
     rc_strmap_init(&m);
     char k[DIFF_KEY_MAX];
-    uint32_t bad = 0, puts = 0, dels = 0, gets = 0;
+    uint32_t bad = 0, puts = 0, dels = 0, gets = 0, hits = 0, peak = 0, cap_peak = 0;
 
-    for (uint32_t op = 0; op < nops; op++) {
-        /* Insert-heavy and delete-heavy phases alternate, so the map fills,
-         * drains and fills again over a table that never shrinks. */
-        uint32_t put_pct = ((op / DIFF_PHASE) % 2 == 0) ? 60 : 20;
+    for (uint32_t op = 0; op < nops && !bad; op++) {
+        uint32_t put_pct = ((op / phase) % 2 == 0) ? 60 : 20;
         uint32_t dice = rnd_below(&seed, 100);
-        uint32_t id = rnd_below(&seed, nkeys);
+        bool live = r.n > 0 && (splitmix64(&seed) & 1);
+        if (r.n >= max_live) {
+            dice = 69; /* a delete */
+            live = true;
+        }
+        uint32_t id = live ? r.ids[rnd_below(&seed, r.n)] : rnd_below(&seed, DIFF_POOL);
         uint32_t len = diff_key(k, id);
         if (dice < put_pct) {
             uint64_t v = splitmix64(&seed);
-            if (rc_strmap_put(&m, k, len, v) != 0)
-                bad++;
-            if (!r.present[id])
-                r.n++;
-            r.present[id] = 1;
-            r.val[id] = v;
+            bad += rc_strmap_put(&m, k, len, v) != 0;
+            ref_put(&r, id, v);
             puts++;
         } else if (dice < 70) {
-            bool had = rc_strmap_del(&m, k, len);
-            if (had != (bool)r.present[id])
-                bad++;
-            if (r.present[id])
-                r.n--;
-            r.present[id] = 0;
+            bad += rc_strmap_del(&m, k, len) != (r.pos[id] != 0);
+            hits += r.pos[id] != 0;
+            ref_del(&r, id);
             dels++;
         } else {
             const uint64_t *v = rc_strmap_get(&m, k, len);
-            if (r.present[id] ? (v == NULL || *v != r.val[id]) : v != NULL)
-                bad++;
+            bad += r.pos[id] ? (v == NULL || *v != r.vals[r.pos[id] - 1]) : v != NULL;
             gets++;
         }
-        if (m.n != r.n)
-            bad++;
-        if ((op + 1) % DIFF_CHECK_EVERY == 0)
-            bad += check_all(&m, &r, nkeys);
-        if (bad) {
-            fprintf(stderr, "differential(%u keys): first mismatch at op %u\n", nkeys, op);
-            break;
-        }
+        bad += m.n != r.n;
+        if ((op + 1) % DIFF_CHECK_EVERY == 0 || (phase < DIFF_CHECK_EVERY && op % 97 == 0))
+            bad += check_all(&m, &r);
+        if (bad)
+            fprintf(stderr, "differential: first mismatch at op %u\n", op);
+        peak = r.n > peak ? r.n : peak;
+        cap_peak = m.cap > cap_peak ? m.cap : cap_peak;
     }
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT(puts > 0 && dels > 0 && gets > 0);
-    CU_ASSERT_EQUAL(check_all(&m, &r, nkeys), 0);
-
-    /* every stored slot is a key the reference holds, with its value */
-    uint32_t strays = 0;
-    for (uint32_t i = 0; i < m.cap; i++) {
-        const rc_strmap_slot *sl = &m.slots[i];
-        if (!sl->hash)
-            continue;
-        uint32_t id = diff_id(sl->key, sl->len);
-        if (id >= nkeys || !r.present[id] || r.val[id] != sl->val)
-            strays++;
-    }
-    CU_ASSERT_EQUAL(strays, 0);
+    CU_ASSERT(puts > 0 && dels > hits && hits > 0 && gets > 0);
+    CU_ASSERT_EQUAL(check_all(&m, &r), 0);
+    printf("(%u puts, %u dels of which %u hit, %u gets; peak %u keys in %u slots) ", puts,
+           dels, hits, gets, peak, cap_peak);
 
     rc_strmap_free(&m);
-    free(r.present);
-    free(r.val);
+    free(r.ids);
+    free(r.vals);
+    free(r.pos);
 }
 
 static void test_differential(void)
 {
-    differential(DIFF_KEYS, DIFF_OPS, DIFF_SEED);
-    differential(DIFF_SMALL_KEYS, DIFF_SMALL_OPS, DIFF_SEED + 1);
+    differential(DIFF_OPS, DIFF_PHASE, UINT32_MAX, DIFF_SEED);
+}
+
+static void test_differential_small_table(void)
+{
+    differential(DIFF_SMALL_OPS, DIFF_SMALL_PHASE, DIFF_SMALL_LIVE, DIFF_SEED + 1);
 }
 
 int main(void)
@@ -519,7 +549,8 @@ int main(void)
         !CU_add_test(s, "wrap-around: every delete order", test_wraparound_every_delete_order) ||
         !CU_add_test(s, "embedded NULs and shared prefixes", test_embedded_nul_and_prefixes) ||
         !CU_add_test(s, "delete then free", test_delete_then_free) ||
-        !CU_add_test(s, "differential vs reference", test_differential)) {
+        !CU_add_test(s, "differential vs reference", test_differential) ||
+        !CU_add_test(s, "differential, small table", test_differential_small_table)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
