@@ -149,12 +149,15 @@ int rc_client_recv(rc_client *c, rc_msg *out, int timeout_ms)
                 return 1;
             }
         }
+        /* timeout 0 still reads what the socket already holds. */
         int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return 0;
+        if (left < 0)
+            left = 0;
         int r = fill(c, timeout_ms < 0 ? -1 : (int)left);
         if (r < 0)
             return -1;
+        if (r == 0 && left == 0)
+            return 0;
     }
 }
 

@@ -14,6 +14,7 @@ rc_frame *rc_frame_new(const uint8_t *p, uint32_t len)
         return NULL;
     atomic_init(&f->refs, 1);
     f->len = len;
+    f->kind = RC_FRAME_WIRE;
     memcpy(f->data, p, len);
     return f;
 }

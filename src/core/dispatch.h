@@ -42,10 +42,17 @@ static inline uint32_t rc_conn_gen(rc_conn_id c) { return (uint32_t)c; }
 
 /* ---- shared frames ---- */
 
+/* What a frame tells the io thread: bytes to send, or an instruction. */
+enum rc_frame_kind {
+    RC_FRAME_WIRE = 0,        /* data is an encoded frame for the socket */
+    RC_FRAME_JOIN_REFUSED = 1, /* data is a group id the session failed to join */
+};
+
 /* One encoded frame (length prefix included), shared by reference count. */
 typedef struct rc_frame {
     _Atomic uint32_t refs;
     uint32_t len;
+    uint8_t kind;             /* enum rc_frame_kind */
     uint8_t data[];
 } rc_frame;
 

@@ -164,25 +164,37 @@ static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
     reply(s, j->conn, &m);
 }
 
+/* Answers a refused join, and tells the io thread the session did not join
+ * (it counted the group against max_groups_per_session when it routed). */
+static void refuse_join(rc_shard *s, const rc_job *j, rc_err code, const char *text)
+{
+    reply_err(s, j, code, text);
+    rc_frame *f = rc_frame_new((const uint8_t *)rc_job_g(j), j->g_len);
+    if (!f)
+        return; /* the session keeps the place until it leaves or closes */
+    f->kind = RC_FRAME_JOIN_REFUSED;
+    deliver(s, j->conn, f);
+}
+
 static void do_join(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_get_or_create(s, j);
     if (!g) {
-        reply_err(s, j, RC_E_INTERNAL, "out of memory creating the group; try again later");
+        refuse_join(s, j, RC_E_INTERNAL, "out of memory creating the group; try again later");
         return;
     }
     if (!is_member(g, j)) {
         if (g->members.n >= s->limits.max_members_per_group) {
-            reply_err(s, j, RC_E_LIMIT, "the group has reached max_members_per_group");
+            refuse_join(s, j, RC_E_LIMIT, "the group has reached max_members_per_group");
             return;
         }
         if (rc_strmap_put(&g->members, rc_job_user(j), j->user_len, 1) != 0) {
-            reply_err(s, j, RC_E_INTERNAL, "out of memory adding the member; try again later");
+            refuse_join(s, j, RC_E_INTERNAL, "out of memory adding the member; try again later");
             return;
         }
     }
     if (rc_group_subscribe(g, j->conn) != 0) {
-        reply_err(s, j, RC_E_INTERNAL, "out of memory subscribing; try again later");
+        refuse_join(s, j, RC_E_INTERNAL, "out of memory subscribing; try again later");
         return;
     }
     rc_msg m = reply_to(j, RC_T_JOINED, g);

@@ -301,7 +301,8 @@ static void test_slow_consumer(void)
     }
     if (kills < 1)
         kills = rc_test_metric(srv.s.admin_port, SLOW_METRIC, 1);
-    printf("\n    %d messages sent until the slow consumer was closed (%s=%g)\n", st.sent, SLOW_METRIC, kills);
+    printf("\n    %d messages sent until the slow consumer was closed (slow_consumer_closed_total %g)\n", st.sent,
+           kills);
     if (st.failure[0])
         printf("    %s\n", st.failure);
     CU_ASSERT_FATAL(ok);
