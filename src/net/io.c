@@ -237,13 +237,15 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, 
     io->reap = malloc(io->n_slots * sizeof(*io->reap));
     io->pending = calloc(n_shards, sizeof(*io->pending));
     io->n_pending = calloc(n_shards, sizeof(*io->n_pending));
+    io->cap_pending = calloc(n_shards, sizeof(*io->cap_pending));
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
-        !io->n_pending || rc_waker_init(&io->waker) != 0) {
+        !io->n_pending || !io->cap_pending || rc_waker_init(&io->waker) != 0) {
         snprintf(err, errlen, "out of memory setting up io thread %u", idx);
         return -1;
     }
     for (uint32_t s = 0; s < n_shards; s++) {
         io->pending[s] = malloc(RC_SHARD_BATCH * sizeof(rc_job *));
+        io->cap_pending[s] = RC_SHARD_BATCH;
         if (!io->pending[s]) {
             snprintf(err, errlen, "out of memory setting up io thread %u", idx);
             return -1;
@@ -522,10 +524,24 @@ static void session_remove(rc_conn *c, rc_str g)
 
 static void flush_jobs(rc_io *io);
 
+/* Queues a job for its shard; pushed at the end of the turn, or now when a
+ * full batch is waiting. The queue grows when a shard's ring stays full
+ * (only detach jobs stay queued then), so queueing never blocks or drops. */
 static void queue_job(rc_io *io, rc_job *j, uint32_t shard)
 {
-    if (io->n_pending[shard] == RC_SHARD_BATCH)
+    if (io->n_pending[shard] >= RC_SHARD_BATCH && !io->in_drain)
         flush_jobs(io);
+    if (io->n_pending[shard] == io->cap_pending[shard]) {
+        uint32_t cap = io->cap_pending[shard] * 2;
+        rc_job **p = realloc(io->pending[shard], cap * sizeof(*p));
+        if (!p) {
+            fprintf(stderr, "level=error component=io event=job_queue_nomem kind=%d\n", (int)j->kind);
+            free(j); /* a lost detach leaves a stale subscription; its deliveries are dropped by generation */
+            return;
+        }
+        io->pending[shard] = p;
+        io->cap_pending[shard] = cap;
+    }
     io->pending[shard][io->n_pending[shard]++] = j;
 }
 
@@ -679,6 +695,8 @@ static void reject_overloaded(rc_io *io, rc_job *j)
         return; /* never rejected: flush_jobs keeps them */
     if (c && c->gen == rc_conn_gen(j->conn)) {
         rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
+        if (j->kind == RC_JOB_JOIN) /* the session did not join after all */
+            session_remove(c, (rc_str){ rc_job_g(j), j->g_len });
         conn_error(io, c, &m, RC_E_OVERLOADED, "the group's shard is saturated; retry with backoff");
     }
     free(j);
@@ -707,7 +725,8 @@ static void flush_jobs(rc_io *io)
             nanosleep(&ts, NULL);
             waited += us;
             backoff = backoff < 1024 ? backoff * 2 : backoff;
-            drain_outbound(io, 1);
+            if (!io->in_drain) /* never inside a drain: batches would interleave */
+                drain_outbound(io, 1);
         }
         uint32_t keep = 0;
         for (uint32_t i = done; i < n; i++) {
@@ -756,13 +775,15 @@ static void drain_outbound(rc_io *io, uint32_t max)
 {
     rc_outbatch *bs[RC_IO_OUT_BURST];
     uint32_t n;
+    io->in_drain = true;
     for (uint32_t round = 0; round < max; round++) {
         n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST);
         if (n == 0)
-            return;
+            break;
         for (uint32_t i = 0; i < n; i++)
             deliver_batch(io, bs[i]);
     }
+    io->in_drain = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1027,6 +1048,7 @@ void rc_io_destroy(rc_io *io)
     }
     free(io->pending);
     free(io->n_pending);
+    free(io->cap_pending);
     free(io->conns);
     free(io->gens);
     free(io->free_slots);

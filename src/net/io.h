@@ -78,6 +78,8 @@ typedef struct rc_io {
     uint32_t n_deferred, cap_deferred;
     rc_job ***pending;            /* per shard: jobs waiting for a ring push */
     uint32_t *n_pending;
+    uint32_t *cap_pending;
+    bool in_drain;                /* delivering outbatches: no nested drain */
     rc_decoder dec;
     rc_buf scratch;
     _Atomic int phase;
