@@ -138,6 +138,8 @@ int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, u
     char *key = NULL;
     if (hist_reserve(g) != 0)
         return -1;
+    /* Expire first: the key leaving the window may equal the new one. */
+    dedup_expire(g);
     if (dkey && g->dedup_window > 0) {
         key = malloc(dkey_len);
         if (!key || rc_strmap_put(&g->dedup, dkey, dkey_len, g->last_seq + 1) != 0) {
@@ -146,7 +148,6 @@ int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, u
         }
         memcpy(key, dkey, dkey_len);
     }
-    dedup_expire(g);
     if (g->hist_n == g->hist_max) {
         rc_hist_entry *old = hist_slot(g, 0);
         rc_frame_unref(old->frame);
