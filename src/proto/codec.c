@@ -617,12 +617,18 @@ static bool field_encoded(const rc_msg *m, uint64_t spec, field_id f)
     return (spec & REQ(f)) || ((spec & OPT(f)) && opt_set(m, f));
 }
 
+/* The fields a type may carry, one bit per field_id. */
+static uint32_t spec_fields(uint64_t spec)
+{
+    return (uint32_t)spec | (uint32_t)(spec >> 32);
+}
+
 /* Number of map entries m encodes to: `t`, `rid` if set, then its fields. */
 static uint32_t count_fields(const rc_msg *m, uint64_t spec)
 {
     uint32_t n = 1 + ((m->has & RC_HAS_RID) != 0);
-    for (int f = 0; f < F_COUNT; f++)
-        n += field_encoded(m, spec, (field_id)f);
+    for (uint32_t bits = spec_fields(spec); bits; bits &= bits - 1)
+        n += field_encoded(m, spec, (field_id)__builtin_ctz(bits));
     return n;
 }
 
@@ -668,9 +674,10 @@ static void pack_msg(msgpack_packer *pk, const rc_msg *m)
     pack_kstr(pk, "t", rc_str_c(rc_type_name(m->type)));
     if (m->has & RC_HAS_RID)
         pack_kuint(pk, "rid", m->rid);
-    for (int f = 0; f < F_COUNT; f++) {
-        if (field_encoded(m, spec, (field_id)f))
-            pack_field(pk, m, (field_id)f);
+    for (uint32_t bits = spec_fields(spec); bits; bits &= bits - 1) {
+        field_id f = (field_id)__builtin_ctz(bits);
+        if (field_encoded(m, spec, f))
+            pack_field(pk, m, f);
     }
 }
 
