@@ -174,8 +174,15 @@ static uint32_t mp_claim(rc_ring *r, uint32_t n, bool bulk, uint32_t *old_head)
     return take;
 }
 
+#define RC_RING_COPY_LOOP 4u /* up to this many pointers: a loop beats a memcpy call */
+
 static void copy_in(rc_ring *r, uint32_t head, void *const *objs, uint32_t n)
 {
+    if (n <= RC_RING_COPY_LOOP) {
+        for (uint32_t i = 0; i < n; i++)
+            r->slots[(head + i) & r->mask] = objs[i];
+        return;
+    }
     uint32_t idx = head & r->mask;
     uint32_t first = r->capacity - idx < n ? r->capacity - idx : n;
     memcpy(&r->slots[idx], objs, first * sizeof(void *));
@@ -184,6 +191,11 @@ static void copy_in(rc_ring *r, uint32_t head, void *const *objs, uint32_t n)
 
 static void copy_out(const rc_ring *r, uint32_t tail, void **objs, uint32_t n)
 {
+    if (n <= RC_RING_COPY_LOOP) {
+        for (uint32_t i = 0; i < n; i++)
+            objs[i] = r->slots[(tail + i) & r->mask];
+        return;
+    }
     uint32_t idx = tail & r->mask;
     uint32_t first = r->capacity - idx < n ? r->capacity - idx : n;
     memcpy(objs, &r->slots[idx], first * sizeof(void *));
