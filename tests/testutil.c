@@ -58,6 +58,16 @@ static int port_accepts(uint16_t port)
 
 int rc_test_server_start(rc_test_server *s, const char *const *extra)
 {
+    snprintf(s->dir, sizeof(s->dir), "/tmp/ringcast-test-XXXXXX");
+    if (!mkdtemp(s->dir)) {
+        fprintf(stderr, "cannot create a data directory: %s\n", strerror(errno));
+        return -1;
+    }
+    return rc_test_server_restart(s, extra);
+}
+
+int rc_test_server_restart(rc_test_server *s, const char *const *extra)
+{
     const char *bin = getenv("RINGCASTD");
     if (!bin) {
         fprintf(stderr, "RINGCASTD is not set\n");
@@ -68,8 +78,8 @@ int rc_test_server_start(rc_test_server *s, const char *const *extra)
     char port[8], admin[8];
     snprintf(port, sizeof(port), "%u", s->port);
     snprintf(admin, sizeof(admin), "%u", s->admin_port);
-    const char *argv[64] = { bin, "--port", port, "--admin-port", admin, "--http-port", "0" };
-    int n = 7;
+    const char *argv[64] = { bin, "--port", port, "--admin-port", admin, "--http-port", "0", "--data-dir", s->dir };
+    int n = 9;
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -79,7 +89,10 @@ int rc_test_server_start(rc_test_server *s, const char *const *extra)
         _exit(127);
     }
     for (int waited = 0; waited < START_WAIT_MS; waited += 20) {
-        if (port_accepts(s->port))
+        int status = -1;
+        char *body = port_accepts(s->port) ? rc_test_http_get(s->admin_port, "/readyz", &status) : NULL;
+        free(body);
+        if (status == 200)
             return 0;
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
@@ -93,7 +106,24 @@ int rc_test_server_start(rc_test_server *s, const char *const *extra)
     return -1;
 }
 
+/* Removes the server's data directory (one level of files and folders:
+ * RocksDB keeps everything at the top level). */
+void rc_test_remove_dir(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (strncmp(dir, "/tmp/ringcast-test-", 19) == 0 && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
 int rc_test_server_stop(rc_test_server *s)
+{
+    int st = rc_test_server_stop_keep(s);
+    rc_test_remove_dir(s->dir);
+    return st;
+}
+
+int rc_test_server_stop_keep(rc_test_server *s)
 {
     kill(s->pid, SIGTERM);
     for (int waited = 0; waited < STOP_WAIT_MS; waited += 10) {
@@ -107,19 +137,21 @@ int rc_test_server_stop(rc_test_server *s)
     return -1;
 }
 
-double rc_test_metric(uint16_t admin_port, const char *prefix, int sum)
+char *rc_test_http_get(uint16_t port, const char *path, int *status)
 {
+    *status = -1;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(admin_port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
         if (fd >= 0)
             close(fd);
-        return -1;
+        return NULL;
     }
-    const char req[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    if (write(fd, req, sizeof(req) - 1) < 0) {
+    char req[256];
+    int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    if (write(fd, req, (size_t)rl) < 0) {
         close(fd);
-        return -1;
+        return NULL;
     }
     size_t cap = 1 << 20, len = 0;
     char *buf = malloc(cap);
@@ -128,13 +160,29 @@ double rc_test_metric(uint16_t admin_port, const char *prefix, int sum)
         len += (size_t)n;
     close(fd);
     if (!buf)
-        return -1;
+        return NULL;
     buf[len] = '\0';
+    if (strncmp(buf, "HTTP/1.", 7) == 0 && len > 12)
+        *status = atoi(buf + 9);
+    char *body = strstr(buf, "\r\n\r\n");
+    if (body)
+        memmove(buf, body + 4, strlen(body + 4) + 1);
+    return buf;
+}
+
+double rc_test_metric(uint16_t admin_port, const char *prefix, int sum)
+{
+    int status;
+    char *buf = rc_test_http_get(admin_port, "/metrics", &status);
+    if (!buf)
+        return -1;
     double total = -1;
     size_t pl = strlen(prefix);
     for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         if (strncmp(line, prefix, pl) == 0) {
-            char *sp = strchr(line + pl, ' ');
+            /* The value follows the first space after the name and labels
+             * (the prefix may already end with that space). */
+            char *sp = pl && prefix[pl - 1] == ' ' ? line + pl - 1 : strchr(line + pl, ' ');
             double v = sp ? strtod(sp + 1, NULL) : 0;
             total = total < 0 ? v : total + v;
             if (!sum)

@@ -15,13 +15,25 @@ uint16_t rc_test_free_port(void);
 typedef struct rc_test_server {
     pid_t pid;
     uint16_t port, admin_port;
+    char dir[64]; /* its data directory, under /tmp */
 } rc_test_server;
 
-/* Starts $RINGCASTD on free ports with extra args (NULL-terminated) and waits
- * until its TCP port accepts. 0 or -1. */
+/* Starts $RINGCASTD on free ports and a fresh data directory with extra
+ * args (NULL-terminated) and waits until /readyz says ready. 0 or -1. */
 int rc_test_server_start(rc_test_server *s, const char *const *extra_args);
-/* SIGTERM and wait; returns the exit status (or -1). */
+/* Starts $RINGCASTD again on the data directory s->dir (new ports). */
+int rc_test_server_restart(rc_test_server *s, const char *const *extra_args);
+/* Removes a /tmp/ringcast-test-* directory and what it holds. */
+void rc_test_remove_dir(const char *dir);
+
+/* SIGTERM and wait; returns the exit status (or -1). Removes the data
+ * directory; the _keep variant leaves it for a restart. */
 int rc_test_server_stop(rc_test_server *s);
+int rc_test_server_stop_keep(rc_test_server *s);
+
+/* GET path on 127.0.0.1:port; returns the malloc'ed body (NULL on failure)
+ * and the HTTP status in *status. */
+char *rc_test_http_get(uint16_t port, const char *path, int *status);
 
 /* Reads /metrics and returns the value of the first line starting with
  * `prefix` (e.g. "ringcast_connections_open{io=\"0\"}"), summing lines that

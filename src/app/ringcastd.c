@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "net/server.h"
+#include "app/server.h"
 #include "ringcast/config.h"
 
 static void block_signals(sigset_t *set)

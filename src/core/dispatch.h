@@ -46,6 +46,7 @@ static inline uint32_t rc_conn_gen(rc_conn_id c) { return (uint32_t)c; }
 enum rc_frame_kind {
     RC_FRAME_WIRE = 0,        /* data is an encoded frame for the socket */
     RC_FRAME_JOIN_REFUSED = 1, /* data is a group id the session failed to join */
+    RC_FRAME_VOID = 2,        /* withdrawn before it left the shard (its write failed): skip */
 };
 
 /* One encoded frame (length prefix included), shared by reference count. */

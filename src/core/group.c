@@ -160,3 +160,17 @@ int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, u
     g->hist_n++;
     return 0;
 }
+
+void rc_group_forget_last(rc_group *g)
+{
+    if (g->hist_n == 0)
+        return;
+    rc_hist_entry *e = hist_slot(g, g->hist_n - 1);
+    if (e->dkey) {
+        rc_strmap_del(&g->dedup, e->dkey, e->dkey_len);
+        free(e->dkey);
+    }
+    rc_frame_unref(e->frame);
+    g->hist_n--;
+    g->last_seq--;
+}

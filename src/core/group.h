@@ -34,6 +34,13 @@ typedef struct rc_group {
     uint32_t hist_n, hist_head;
     uint32_t dedup_window;  /* mids remembered: min(dedup_window, history_max) */
     rc_strmap dedup;        /* user NUL mid -> seq */
+    /* Persistence (DESIGN §4); unused when the server keeps no store. */
+    uint64_t version;       /* snapshot version: rises with each snapshot written */
+    uint64_t created_ms, updated_ms;
+    uint32_t changes;       /* messages and membership changes since the last snapshot */
+    uint64_t snap_ms;       /* monotonic ms of the last snapshot */
+    bool warm;              /* history ring holds every retained message (false after recovery until loaded) */
+    bool snap_queued;       /* on the shard's list of groups to snapshot this tick */
 } rc_group;
 
 rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uint32_t dedup_window);
@@ -47,6 +54,11 @@ bool rc_group_unsubscribe(rc_group *g, rc_conn_id c);
  * that seq, is kept in history; takes the caller's frame reference. dkey may
  * be NULL. 0, or -1 on ENOMEM (nothing changed). */
 int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, uint32_t dkey_len);
+
+/* Undoes the last rc_group_remember (a write that did not reach storage):
+ * last_seq falls by one, the entry and its dedup key are dropped and its
+ * frame reference released. Only valid right after remember. */
+void rc_group_forget_last(rc_group *g);
 
 /* The history entry of seq, or NULL when it is not retained. */
 const rc_hist_entry *rc_group_hist_at(const rc_group *g, uint64_t seq);

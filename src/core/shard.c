@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "core/group.h"
+#include "core/persist.h"
+#include "core/shard_persist.h"
 
 #define RC_HIST_DEFAULT_LIMIT 100u /* hist without limit returns this many */
 #define RC_DKEY_MAX (RC_MAX_USER + 1u + RC_MAX_MID)
@@ -25,7 +27,7 @@
     atomic_store_explicit(&(s)->stats.f, atomic_load_explicit(&(s)->stats.f, memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 
-static uint64_t now_unix_ms(void)
+uint64_t rc_shard_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -69,7 +71,7 @@ static rc_outbatch *outbatch_get(rc_shard *s)
 }
 
 /* Queues one delivery of f (the caller gave it a reference) to conn. */
-static void deliver(rc_shard *s, rc_conn_id conn, rc_frame *f)
+void rc_shard_deliver(rc_shard *s, rc_conn_id conn, rc_frame *f)
 {
     uint32_t io = rc_conn_io(conn);
     if (s->pending[io] && s->pending[io]->n == RC_OUTBATCH_CAP)
@@ -80,8 +82,9 @@ static void deliver(rc_shard *s, rc_conn_id conn, rc_frame *f)
     b->d[b->n++] = (rc_delivery){ f, conn };
 }
 
-/* Encodes m into a fresh frame for one recipient. */
-static void reply(rc_shard *s, rc_conn_id conn, const rc_msg *m)
+/* Encodes m into a fresh frame for one recipient; returns the frame (NULL
+ * when out of memory, which is logged). */
+static rc_frame *reply(rc_shard *s, rc_conn_id conn, const rc_msg *m)
 {
     s->scratch.len = 0;
     rc_frame *f = NULL;
@@ -90,12 +93,13 @@ static void reply(rc_shard *s, rc_conn_id conn, const rc_msg *m)
     if (!f) {
         fprintf(stderr, "level=error component=shard id=%u event=reply_nomem type=%s\n", s->id,
                 rc_type_name(m->type));
-        return;
+        return NULL;
     }
-    deliver(s, conn, f);
+    rc_shard_deliver(s, conn, f);
+    return f;
 }
 
-static void reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *text)
+void rc_shard_reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *text)
 {
     rc_msg m = { .type = RC_T_ERR, .code = code, .text = rc_str_c(text) };
     if (j->has & RC_HAS_RID) {
@@ -119,10 +123,15 @@ static rc_msg reply_to(const rc_job *j, rc_type t, const rc_group *g)
 
 /* ---- groups ---- */
 
+/* The job's group, with its history in memory (loaded on first use after
+ * a restart), or NULL. */
 static rc_group *group_find(rc_shard *s, const rc_job *j)
 {
     uint64_t *v = rc_strmap_get(&s->groups, rc_job_g(j), j->g_len);
-    return v ? (rc_group *)(uintptr_t)*v : NULL;
+    rc_group *g = v ? (rc_group *)(uintptr_t)*v : NULL;
+    if (g && !g->warm && j->kind != RC_JOB_DETACH)
+        rc_shard_group_warm(s, g);
+    return g;
 }
 
 static rc_group *group_get_or_create(rc_shard *s, const rc_job *j)
@@ -133,6 +142,8 @@ static rc_group *group_get_or_create(rc_shard *s, const rc_job *j)
     g = rc_group_new(rc_job_g(j), j->g_len, s->limits.history_max, s->limits.dedup_window);
     if (!g)
         return NULL;
+    g->created_ms = g->updated_ms = rc_shard_now_ms();
+    g->warm = true; /* nothing stored yet */
     if (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
         rc_group_free(g);
         return NULL;
@@ -156,7 +167,7 @@ static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
     for (uint64_t seq = from; seq <= g->last_seq; seq++) {
         const rc_hist_entry *e = rc_group_hist_at(g, seq);
         rc_frame_ref(e->frame, 1);
-        deliver(s, j->conn, e->frame);
+        rc_shard_deliver(s, j->conn, e->frame);
     }
     rc_msg m = reply_to(j, RC_T_SYNCED, g);
     m.seq = g->last_seq;
@@ -168,12 +179,12 @@ static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
  * (it counted the group against max_groups_per_session when it routed). */
 static void refuse_join(rc_shard *s, const rc_job *j, rc_err code, const char *text)
 {
-    reply_err(s, j, code, text);
+    rc_shard_reply_err(s, j, code, text);
     rc_frame *f = rc_frame_new((const uint8_t *)rc_job_g(j), j->g_len);
     if (!f)
         return; /* the session keeps the place until it leaves or closes */
     f->kind = RC_FRAME_JOIN_REFUSED;
-    deliver(s, j->conn, f);
+    rc_shard_deliver(s, j->conn, f);
 }
 
 static void do_join(rc_shard *s, const rc_job *j)
@@ -192,6 +203,8 @@ static void do_join(rc_shard *s, const rc_job *j)
             refuse_join(s, j, RC_E_INTERNAL, "out of memory adding the member; try again later");
             return;
         }
+        g->updated_ms = rc_shard_now_ms();
+        rc_shard_persist_snapshot(s, g);
     }
     if (rc_group_subscribe(g, j->conn) != 0) {
         refuse_join(s, j, RC_E_INTERNAL, "out of memory subscribing; try again later");
@@ -208,7 +221,10 @@ static void do_leave(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_find(s, j);
     if (g) {
-        rc_strmap_del(&g->members, rc_job_user(j), j->user_len);
+        if (rc_strmap_del(&g->members, rc_job_user(j), j->user_len)) {
+            g->updated_ms = rc_shard_now_ms();
+            rc_shard_persist_snapshot(s, g);
+        }
         rc_group_unsubscribe(g, j->conn);
     }
     rc_msg m = reply_to(j, RC_T_LEFT, g);
@@ -222,7 +238,7 @@ static void do_detach(rc_shard *s, const rc_job *j)
         rc_group_unsubscribe(g, j->conn);
 }
 
-static void ack(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t seq, uint64_t ts, bool dup)
+static rc_frame *ack(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t seq, uint64_t ts, bool dup)
 {
     rc_msg m = reply_to(j, RC_T_ACK, g);
     m.seq = seq;
@@ -231,7 +247,7 @@ static void ack(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t seq, u
         m.has |= RC_HAS_DUP;
         m.dup = true;
     }
-    reply(s, j->conn, &m);
+    return reply(s, j->conn, &m);
 }
 
 /* Builds the dedup key "user NUL mid"; returns its length, 0 without mid. */
@@ -267,7 +283,7 @@ static void do_send(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_find(s, j);
     if (!g || !is_member(g, j)) {
-        reply_err(s, j, RC_E_NOT_MEMBER, "join the group before sending to it");
+        rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "join the group before sending to it");
         return;
     }
     char dkey[RC_DKEY_MAX];
@@ -278,21 +294,23 @@ static void do_send(rc_shard *s, const rc_job *j)
         ack(s, j, g, dup_seq, rc_group_hist_at(g, dup_seq)->ts, true);
         return;
     }
-    uint64_t ts = now_unix_ms();
+    uint64_t ts = rc_shard_now_ms();
     rc_frame *f = encode_msg(s, j, g, ts);
     if (!f || rc_group_remember(g, ts, f, dkey_len ? dkey : NULL, dkey_len) != 0) {
         if (f)
             rc_frame_unref(f);
-        reply_err(s, j, RC_E_INTERNAL, "out of memory sequencing the message; try again later");
+        rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory sequencing the message; try again later");
         return;
     }
     STAT_ADD(s, sequenced, 1);
     /* History holds the frame's first reference; one more per recipient. */
     rc_frame_ref(f, g->n_subs);
     for (uint32_t i = 0; i < g->n_subs; i++)
-        deliver(s, g->subs[i], f);
+        rc_shard_deliver(s, g->subs[i], f);
     STAT_ADD(s, deliveries, g->n_subs);
-    ack(s, j, g, g->last_seq, ts, false);
+    rc_frame *a = ack(s, j, g, g->last_seq, ts, false);
+    if (a)
+        rc_shard_persist_msg(s, g, j, f, a);
 }
 
 /* Appends the encoded `hist` reply: header fields, then the stored msg maps
@@ -301,7 +319,7 @@ static void do_hist(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_find(s, j);
     if (!g || !is_member(g, j)) {
-        reply_err(s, j, RC_E_NOT_MEMBER, "join the group before reading its history");
+        rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "join the group before reading its history");
         return;
     }
     uint64_t before = (j->has & RC_HAS_BEFORE) ? j->before : g->last_seq + 1;
@@ -318,7 +336,7 @@ static void do_hist(rc_shard *s, const rc_job *j)
     if (n) {
         msgs = calloc(n, sizeof(*msgs));
         if (!msgs) {
-            reply_err(s, j, RC_E_INTERNAL, "out of memory reading history; try again later");
+            rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory reading history; try again later");
             return;
         }
     }
@@ -385,16 +403,19 @@ static void *shard_main(void *arg)
         }
         STAT_ADD(s, jobs, n);
         STAT_ADD(s, batches, 1);
+        rc_shard_persist_commit(s); /* replies and deliveries leave only after the write */
         flush_outbatches(s);
     }
     return NULL;
 }
 
 int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_shard_limits *lim,
-                  const rc_outlets *out)
+                  const rc_outlets *out, const rc_shard_store *store)
 {
     memset(s, 0, sizeof(*s));
     s->id = id;
+    if (store)
+        s->store = *store;
     s->limits = *lim;
     s->out = *out;
     rc_strmap_init(&s->groups);
@@ -427,6 +448,7 @@ void rc_shard_join(rc_shard *s)
 
 void rc_shard_destroy(rc_shard *s)
 {
+    rc_shard_persist_free(s);
     for (uint32_t i = 0; i < s->groups.cap; i++)
         if (s->groups.slots && s->groups.slots[i].hash)
             rc_group_free((rc_group *)(uintptr_t)s->groups.slots[i].val);

@@ -25,7 +25,25 @@ typedef struct rc_shard_limits {
     uint32_t history_max;           /* messages kept per group */
     uint32_t dedup_window;          /* mids remembered per group */
     uint32_t max_members_per_group; /* stored members per group */
+    uint32_t snapshot_every;        /* changes per snapshot */
+    uint32_t snapshot_interval_ms;  /* a changed group's snapshot at least this often */
 } rc_shard_limits;
+
+/* Storage a shard writes through (NULL persist: memory only). */
+typedef struct rc_shard_store {
+    struct rc_persist *persist;
+    const struct rc_persist_ops *ops;
+    int durability;                 /* rc_durability */
+} rc_shard_store;
+
+/* One message sequenced in the current tick, kept until its write lands. */
+typedef struct rc_tick_send {
+    struct rc_group *g;
+    rc_frame *msg, *ack;
+    rc_conn_id conn;
+    uint64_t rid;
+    uint32_t has;
+} rc_tick_send;
 
 /* Counters, written by the shard thread only, read by the metrics page. */
 typedef struct rc_shard_stats {
@@ -38,6 +56,11 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t groups;        /* groups held */
     _Atomic uint64_t out_stalls;    /* times an io outbound ring was full */
     _Atomic uint64_t sleeps;        /* times the shard went to sleep */
+    _Atomic uint64_t store_commits; /* batches written */
+    _Atomic uint64_t store_commit_ns; /* time spent writing them */
+    _Atomic uint64_t store_errors;  /* batches that failed (their sends got E_INTERNAL) */
+    _Atomic uint64_t snapshots;     /* group snapshots written */
+    _Atomic uint64_t warmups;       /* groups whose history was loaded from storage */
 } rc_shard_stats;
 
 /* Where a shard's output goes: one outbound ring and waker per io thread. */
@@ -59,11 +82,21 @@ typedef struct rc_shard {
     rc_buf scratch;             /* encoding buffer */
     rc_decoder dec;
     pthread_t thread;
+    rc_shard_store store;
+    struct rc_persist_batch *batch; /* the tick's writes, or NULL */
+    rc_tick_send *tick;             /* the tick's sequenced messages */
+    uint32_t n_tick, cap_tick;
+    struct rc_group **snap;         /* groups whose snapshot goes out this tick */
+    uint32_t n_snap, cap_snap;
     rc_shard_stats stats;
 } rc_shard;
 
 int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_shard_limits *lim,
-                  const rc_outlets *out);
+                  const rc_outlets *out, const rc_shard_store *store);
+/* Recovery, before the shard starts: takes over one stored group. 0 or -1
+ * (message in err). */
+struct rc_persist_group;
+int rc_shard_adopt(rc_shard *s, const struct rc_persist_group *pg, char *err, size_t errlen);
 int rc_shard_start(rc_shard *s);
 /* Waits for the thread to end (it ends after processing an RC_JOB_STOP). */
 void rc_shard_join(rc_shard *s);

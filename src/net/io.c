@@ -753,7 +753,9 @@ static void deliver_batch(rc_io *io, rc_outbatch *b)
             rc_conn_id id = b->d[k].conn;
             uint32_t slot = rc_conn_slot(id);
             rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
-            if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD && f->kind == RC_FRAME_JOIN_REFUSED) {
+            if (f->kind == RC_FRAME_VOID) {
+                continue;
+            } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD && f->kind == RC_FRAME_JOIN_REFUSED) {
                 session_remove(c, (rc_str){ (const char *)f->data, f->len });
             } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD) {
                 conn_write(io, c, f->data, f->len);

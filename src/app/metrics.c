@@ -6,7 +6,7 @@
  */
 #include <stdio.h>
 
-#include "net/server.h"
+#include "app/server.h"
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -98,6 +98,11 @@ static void shard_section(rc_server *s, struct rc_admin_body *out)
     shard_line(out, "shard_groups", "gauge", "Groups held.", s, offsetof(rc_shard_stats, groups));
     shard_line(out, "shard_out_stalls_total", "counter", "Waits on a full io outbound ring.", s, offsetof(rc_shard_stats, out_stalls));
     shard_line(out, "shard_sleeps_total", "counter", "Times the shard slept for lack of work.", s, offsetof(rc_shard_stats, sleeps));
+    shard_line(out, "store_commits_total", "counter", "Write batches committed (one per shard tick with writes).", s, offsetof(rc_shard_stats, store_commits));
+    shard_line(out, "store_commit_ns_total", "counter", "Nanoseconds spent committing write batches.", s, offsetof(rc_shard_stats, store_commit_ns));
+    shard_line(out, "store_write_errors_total", "counter", "Write batches that failed; their sends were answered E_INTERNAL.", s, offsetof(rc_shard_stats, store_errors));
+    shard_line(out, "snapshots_total", "counter", "Group snapshots written.", s, offsetof(rc_shard_stats, snapshots));
+    shard_line(out, "history_loads_total", "counter", "Groups whose history was loaded from storage on first use.", s, offsetof(rc_shard_stats, warmups));
     rc_admin_body_printf(out, "# HELP ringcast_shard_ring_depth Jobs waiting in a shard's inbound ring.\n"
                               "# TYPE ringcast_shard_ring_depth gauge\n");
     for (uint32_t i = 0; i < s->n_shards; i++)
@@ -114,6 +119,11 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
                               "ringcast_uptime_seconds %.3f\n", (double)(rc_now_ns() - s->started_ns) / 1e9);
     rc_admin_body_printf(out, "# HELP ringcast_shards Shards running.\n# TYPE ringcast_shards gauge\nringcast_shards %u\n",
                          s->n_shards);
+    rc_admin_body_printf(out, "# HELP ringcast_ready 1 once recovery is done and the server serves.\n# TYPE ringcast_ready gauge\nringcast_ready 1\n");
+    rc_admin_body_printf(out, "# HELP ringcast_recovery_seconds Time the start-up recovery took.\n# TYPE ringcast_recovery_seconds gauge\n"
+                              "ringcast_recovery_seconds %.6f\n", (double)s->recovery_ns / 1e9);
+    rc_admin_body_printf(out, "# HELP ringcast_recovered_groups Groups loaded from the data directory at start.\n# TYPE ringcast_recovered_groups gauge\n"
+                              "ringcast_recovered_groups %llu\n", (unsigned long long)s->recovered_groups);
     io_section(s, out);
     shard_section(s, out);
 }

@@ -6,6 +6,7 @@
 #define RC_NET_SERVER_H
 
 #include "core/chash.h"
+#include "core/persist.h"
 #include "core/shard.h"
 #include "net/io.h"
 #include "ringcast/admin.h"
@@ -26,6 +27,10 @@ typedef struct rc_server {
     rc_admin *admin;
     uint16_t port;        /* bound TCP port */
     uint64_t started_ns;
+    rc_persist *persist;  /* the data directory (RocksDB) */
+    uint64_t recovered_groups;
+    uint64_t recovery_ns; /* time the start-up recovery took */
+    _Atomic int ready;    /* /readyz: recovery done and serving */
 } rc_server;
 
 /* Starts everything; on failure returns -1 with the cause in err and leaves

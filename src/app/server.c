@@ -8,7 +8,9 @@
  * what shards produced, say `bye`, and close within shutdown_timeout_ms.
  */
 #define _GNU_SOURCE
-#include "net/server.h"
+#include "app/server.h"
+
+#include "store/store.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -22,8 +24,18 @@
 static int admin_handler(void *ud, const char *path, struct rc_admin_body *body, const char **ctype)
 {
     rc_server *s = ud;
-    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+    bool ready = atomic_load_explicit(&s->ready, memory_order_acquire);
+    if (strcmp(path, "/healthz") == 0) {
         rc_admin_body_printf(body, "ok\n");
+        return 200;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        rc_admin_body_printf(body, ready ? "ready\n" : "recovering\n");
+        return ready ? 200 : 503;
+    }
+    if (strcmp(path, "/metrics") == 0 && !ready) {
+        rc_admin_body_printf(body, "# ringcastd is recovering; metrics follow once it serves\n"
+                                   "ringcast_ready 0\n");
         return 200;
     }
     if (strcmp(path, "/metrics") == 0) {
@@ -35,11 +47,49 @@ static int admin_handler(void *ud, const char *path, struct rc_admin_body *body,
     return 404;
 }
 
+static rc_durability durability_of(const char *name)
+{
+    return strcmp(name, "none") == 0 ? RC_DURABILITY_NONE
+         : strcmp(name, "sync") == 0 ? RC_DURABILITY_SYNC
+                                     : RC_DURABILITY_BATCH;
+}
+
+typedef struct recovery_ctx {
+    rc_server *s;
+    char *err;
+    size_t errlen;
+} recovery_ctx;
+
+static int adopt_group(void *ud, const rc_persist_group *pg)
+{
+    recovery_ctx *r = ud;
+    uint32_t shard = rc_chash_lookup(r->s->chash, pg->g, pg->g_len);
+    if (rc_shard_adopt(&r->s->shards[shard], pg, r->err, r->errlen) != 0)
+        return -1;
+    r->s->recovered_groups++;
+    return 0;
+}
+
+/* Loads every stored group into the shard that owns it now. */
+static int recover(rc_server *s, char *err, size_t errlen)
+{
+    uint64_t t0 = rc_now_ns();
+    recovery_ctx r = { s, err, errlen };
+    if (rc_store_ops()->load_groups(s->persist, adopt_group, &r, err, errlen) != 0)
+        return -1;
+    s->recovery_ns = rc_now_ns() - t0;
+    fprintf(stderr, "level=info component=server event=recovered groups=%llu ms=%.1f data_dir=%s\n",
+            (unsigned long long)s->recovered_groups, (double)s->recovery_ns / 1e6, s->cfg.data_dir);
+    return 0;
+}
+
 static int start_shards(rc_server *s, rc_outlets *out, char *err, size_t errlen)
 {
-    rc_shard_limits lim = { s->cfg.history_max, s->cfg.dedup_window, s->cfg.max_members_per_group };
+    rc_shard_limits lim = { s->cfg.history_max, s->cfg.dedup_window, s->cfg.max_members_per_group,
+                            s->cfg.snapshot_every, s->cfg.snapshot_interval_ms };
+    rc_shard_store store = { s->persist, rc_store_ops(), (int)durability_of(s->cfg.durability) };
     for (uint32_t i = 0; i < s->n_shards; i++) {
-        if (rc_shard_init(&s->shards[i], i, s->cfg.ring_capacity, &lim, out) != 0) {
+        if (rc_shard_init(&s->shards[i], i, s->cfg.ring_capacity, &lim, out, &store) != 0) {
             snprintf(err, errlen, "cannot set up shard %u: %s", i, strerror(errno));
             return -1;
         }
@@ -92,6 +142,12 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     }
     for (uint32_t i = 0; i < s->n_io; i++)
         s->ios[i].listen_fd = -1;
+    s->admin = rc_admin_start(cfg->admin_host, cfg->admin_port, admin_handler, s, err, errlen);
+    if (!s->admin)
+        goto fail;
+    s->persist = rc_store_open(cfg->data_dir, NULL, err, errlen);
+    if (!s->persist)
+        goto fail;
     for (uint32_t i = 0; i < s->n_shards; i++)
         s->shard_ptrs[i] = &s->shards[i];
     if (init_ios(s, err, errlen) != 0)
@@ -103,6 +159,8 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     rc_outlets out = { s->n_io, rings, wakers };
     if (start_shards(s, &out, err, errlen) != 0)
         goto fail;
+    if (recover(s, err, errlen) != 0)
+        goto fail;
     for (uint32_t i = 0; i < s->n_shards; i++)
         if (rc_shard_start(&s->shards[i]) != 0) {
             snprintf(err, errlen, "cannot start shard thread: %s", strerror(errno));
@@ -113,9 +171,8 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
             snprintf(err, errlen, "cannot start io thread: %s", strerror(errno));
             goto fail;
         }
-    s->admin = rc_admin_start(cfg->admin_host, cfg->admin_port, admin_handler, s, err, errlen);
-    if (!s->admin)
-        goto fail;
+    /* release: everything set up above is visible to the admin thread. */
+    atomic_store_explicit(&s->ready, 1, memory_order_release);
     return 0;
 fail:
     /* Only reached before threads run, or at a point where exiting is the
@@ -125,6 +182,7 @@ fail:
 
 void rc_server_stop(rc_server *s)
 {
+    atomic_store_explicit(&s->ready, 0, memory_order_release); /* /readyz: draining */
     uint64_t deadline = rc_now_ns() + (uint64_t)s->cfg.shutdown_timeout_ms * 1000000u;
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_set_phase(&s->ios[i], RC_IO_STOP_INPUT, deadline);
@@ -148,6 +206,7 @@ void rc_server_stop(rc_server *s)
         rc_shard_destroy(&s->shards[i]);
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_destroy(&s->ios[i]);
+    rc_store_close(s->persist);
     rc_chash_destroy(s->chash);
     free(s->shards);
     free(s->shard_ptrs);

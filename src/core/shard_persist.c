@@ -1,0 +1,282 @@
+/*
+ * Shard persistence: group commit of each tick's writes, undo on a failed
+ * write, recovery of stored groups and lazy loading of their history.
+ * See shard_persist.h for the contract.
+ */
+#include "core/shard_persist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/persist.h"
+#include "core/snapshot.h"
+
+#define RC_TRIM_EVERY 64u      /* retention deletes are issued every this many messages */
+#define RC_TICK_MIN 64u        /* first allocation of the tick lists */
+
+#define STAT_ADD(s, f, n) \
+    atomic_store_explicit(&(s)->stats.f, atomic_load_explicit(&(s)->stats.f, memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool persisting(const rc_shard *s)
+{
+    return s->store.persist != NULL;
+}
+
+static int grow(void **p, uint32_t *cap, size_t elem)
+{
+    uint32_t n = *cap ? *cap * 2 : RC_TICK_MIN;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static struct rc_persist_batch *tick_batch(rc_shard *s)
+{
+    if (!s->batch)
+        s->batch = s->store.ops->batch_begin(s->store.persist);
+    return s->batch;
+}
+
+/* ---- recovery ---- */
+
+int rc_shard_adopt(rc_shard *s, const rc_persist_group *pg, char *err, size_t errlen)
+{
+    rc_group *g = rc_group_new(pg->g, pg->g_len, s->limits.history_max, s->limits.dedup_window);
+    const char *why = "out of memory";
+    if (!g || rc_snapshot_apply(g, pg->snapshot, pg->snapshot_len, &why) != 0) {
+        snprintf(err, errlen, "group %.*s: bad snapshot: %s", (int)pg->g_len, pg->g, why);
+        rc_group_free(g);
+        return -1;
+    }
+    /* History wins: messages may have been stored after the last snapshot. */
+    if (pg->newest_seq > g->last_seq)
+        g->last_seq = pg->newest_seq;
+    g->warm = false;
+    g->snap_ms = mono_ms();
+    if (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
+        snprintf(err, errlen, "out of memory adopting group %.*s", (int)pg->g_len, pg->g);
+        rc_group_free(g);
+        return -1;
+    }
+    STAT_ADD(s, groups, 1);
+    return 0;
+}
+
+/* ---- lazy history load ---- */
+
+typedef struct warm_ctx {
+    rc_shard *s;
+    rc_group *g;
+    bool broken;
+} warm_ctx;
+
+static void ring_clear(rc_group *g)
+{
+    while (g->hist_n)
+        rc_group_forget_last(g);
+}
+
+static int warm_one(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
+{
+    warm_ctx *w = ud;
+    rc_msg m;
+    const char *why;
+    if (seq != w->g->last_seq + 1 || rc_decode(&w->s->dec, map, len, &m, &why) != RC_OK || m.type != RC_T_MSG) {
+        w->broken = true;
+        return 1;
+    }
+    char dkey[RC_MAX_USER + 1 + RC_MAX_MID];
+    uint32_t dkey_len = 0;
+    if (m.has & RC_HAS_MID) {
+        memcpy(dkey, m.from.ptr, m.from.len);
+        dkey[m.from.len] = '\0';
+        memcpy(dkey + m.from.len + 1, m.mid.ptr, m.mid.len);
+        dkey_len = m.from.len + 1u + m.mid.len;
+    }
+    uint64_t ts = m.ts;
+    rc_frame *f = malloc(sizeof(*f) + RC_FRAME_HEADER + len);
+    if (!f) {
+        w->broken = true;
+        return 1;
+    }
+    atomic_init(&f->refs, 1);
+    f->kind = RC_FRAME_WIRE;
+    f->len = RC_FRAME_HEADER + len;
+    rc_frame_put_len(f->data, len);
+    memcpy(f->data + RC_FRAME_HEADER, map, len);
+    if (rc_group_remember(w->g, ts, f, dkey_len ? dkey : NULL, dkey_len) != 0) {
+        rc_frame_unref(f);
+        w->broken = true;
+        return 1;
+    }
+    return 0;
+}
+
+void rc_shard_group_warm(rc_shard *s, rc_group *g)
+{
+    if (g->warm || !persisting(s))
+        return;
+    uint64_t last = g->last_seq;
+    uint64_t from = last >= g->hist_max ? last - g->hist_max + 1 : 1;
+    ring_clear(g);
+    g->last_seq = from - 1;
+    warm_ctx w = { s, g, false };
+    char err[256] = "";
+    int r = last >= from ? s->store.ops->scan(s->store.persist, g->name, g->name_len, from, last, g->hist_max,
+                                               warm_one, &w, err, sizeof(err))
+                         : 0;
+    if (r != 0 || w.broken || g->last_seq != last) {
+        /* Retention or a failed read left less than expected: the ring must
+         * still end at last_seq, so keep only a gapless tail. */
+        if (g->last_seq != last) {
+            ring_clear(g);
+            fprintf(stderr, "level=warn component=shard id=%u event=history_incomplete group=%s last_seq=%llu err=\"%s\"\n",
+                    s->id, g->name, (unsigned long long)last, err);
+        }
+        g->last_seq = last;
+    }
+    g->warm = true;
+    STAT_ADD(s, warmups, 1);
+}
+
+/* ---- the tick ---- */
+
+void rc_shard_persist_snapshot(rc_shard *s, rc_group *g)
+{
+    if (!persisting(s) || g->snap_queued)
+        return;
+    if (s->n_snap == s->cap_snap && grow((void **)&s->snap, &s->cap_snap, sizeof(*s->snap)) != 0)
+        return; /* written with a later tick, when memory allows */
+    g->snap_queued = true;
+    s->snap[s->n_snap++] = g;
+}
+
+void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *msg, rc_frame *ack)
+{
+    if (!persisting(s))
+        return;
+    struct rc_persist_batch *b = tick_batch(s);
+    s->store.ops->put_msg(b, g->name, g->name_len, g->last_seq, msg->data + RC_FRAME_HEADER,
+                          msg->len - RC_FRAME_HEADER);
+    if (g->last_seq > g->hist_max && g->last_seq % RC_TRIM_EVERY == 0)
+        s->store.ops->trim_before(b, g->name, g->name_len, g->last_seq - g->hist_max + 1);
+    if (s->n_tick == s->cap_tick && grow((void **)&s->tick, &s->cap_tick, sizeof(*s->tick)) != 0) {
+        /* Without a record the send could not be undone: give up on it now. */
+        fprintf(stderr, "level=error component=shard id=%u event=tick_nomem\n", s->id);
+    } else {
+        rc_frame_ref(msg, 1);
+        rc_frame_ref(ack, 1);
+        s->tick[s->n_tick++] = (rc_tick_send){ g, msg, ack, j->conn, j->rid, j->has };
+    }
+    g->updated_ms = rc_shard_now_ms();
+    if (++g->changes >= s->limits.snapshot_every || mono_ms() - g->snap_ms >= s->limits.snapshot_interval_ms)
+        rc_shard_persist_snapshot(s, g);
+}
+
+/* Puts every due snapshot into the batch; versions rise with each. */
+static int put_snapshots(rc_shard *s, rc_buf *buf)
+{
+    uint64_t now = mono_ms();
+    for (uint32_t i = 0; i < s->n_snap; i++) {
+        rc_group *g = s->snap[i];
+        buf->len = 0;
+        g->version++;
+        if (rc_snapshot_encode(g, buf) != 0)
+            return -1;
+        s->store.ops->put_group(tick_batch(s), g->name, g->name_len, buf->data, (uint32_t)buf->len);
+        g->changes = 0;
+        g->snap_ms = now;
+    }
+    return 0;
+}
+
+/* The write failed: undo the tick's sends, newest first. */
+static void undo_tick(rc_shard *s)
+{
+    for (uint32_t i = s->n_tick; i-- > 0;) {
+        rc_tick_send *t = &s->tick[i];
+        rc_group_forget_last(t->g);
+        t->g->warm = false; /* the ring may have dropped an older entry: reload it on next use */
+        t->msg->kind = RC_FRAME_VOID;
+        t->ack->kind = RC_FRAME_VOID;
+        rc_job j = { .conn = t->conn, .rid = t->rid, .has = t->has };
+        rc_shard_reply_err(s, &j, RC_E_INTERNAL, "the message could not be stored; it was not sent; retry");
+    }
+}
+
+static void tick_reset(rc_shard *s, bool keep_snapshots)
+{
+    for (uint32_t i = 0; i < s->n_tick; i++) {
+        rc_frame_unref(s->tick[i].msg);
+        rc_frame_unref(s->tick[i].ack);
+    }
+    s->n_tick = 0;
+    if (!keep_snapshots) {
+        for (uint32_t i = 0; i < s->n_snap; i++)
+            s->snap[i]->snap_queued = false;
+        s->n_snap = 0;
+    }
+    s->batch = NULL;
+}
+
+void rc_shard_persist_commit(rc_shard *s)
+{
+    if (!persisting(s) || (s->n_snap == 0 && !s->batch))
+        return;
+    char err[256] = "";
+    uint64_t t0 = mono_ns();
+    int r = put_snapshots(s, &s->scratch);
+    if (r != 0)
+        snprintf(err, sizeof(err), "out of memory encoding snapshots");
+    if (r == 0)
+        r = s->store.ops->batch_commit(s->store.persist, s->batch, (rc_durability)s->store.durability, err,
+                                       sizeof(err));
+    else
+        s->store.ops->batch_abort(s->batch);
+    s->batch = NULL;
+    STAT_ADD(s, store_commit_ns, mono_ns() - t0);
+    if (r == 0) {
+        STAT_ADD(s, store_commits, 1);
+        STAT_ADD(s, snapshots, s->n_snap);
+        tick_reset(s, false);
+        return;
+    }
+    STAT_ADD(s, store_errors, 1);
+    fprintf(stderr, "level=error component=shard id=%u event=store_write_failed sends=%u snapshots=%u err=\"%s\"\n",
+            s->id, s->n_tick, s->n_snap, err);
+    undo_tick(s);
+    tick_reset(s, true); /* membership snapshots are retried with the next batch */
+}
+
+void rc_shard_persist_free(rc_shard *s)
+{
+    if (s->batch)
+        s->store.ops->batch_abort(s->batch);
+    s->batch = NULL;
+    tick_reset(s, false);
+    free(s->tick);
+    free(s->snap);
+    s->tick = NULL;
+    s->snap = NULL;
+    s->cap_tick = s->cap_snap = 0;
+}

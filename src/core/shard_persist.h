@@ -1,0 +1,37 @@
+/*
+ * The shard's side of persistence (DESIGN §4), internal to src/core/shard*.c.
+ *
+ * During a tick the shard records what it changed: each sequenced message
+ * (history entry, plus its msg and ack frames) and each group whose snapshot
+ * is due. At the end of the tick, before any reply or delivery of the tick
+ * leaves, rc_shard_persist_commit writes all of it in one batch (group
+ * commit) with the configured durability. If the write fails, the tick's
+ * sends are undone (seqs given back, frames voided so io threads skip them)
+ * and answered with E_INTERNAL; membership changes stay queued and are
+ * written with a later batch.
+ */
+#ifndef RC_CORE_SHARD_PERSIST_H
+#define RC_CORE_SHARD_PERSIST_H
+
+#include "core/group.h"
+#include "core/shard.h"
+
+/* Internal helpers of shard.c that persistence uses. */
+void rc_shard_deliver(rc_shard *s, rc_conn_id conn, rc_frame *f);
+void rc_shard_reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *text);
+uint64_t rc_shard_now_ms(void);
+
+/* Loads a recovered group's retained history into memory if it is not
+ * there yet (first use after a restart). */
+void rc_shard_group_warm(rc_shard *s, rc_group *g);
+
+/* A message was just sequenced in g (rc_group_remember): store it, and
+ * remember its frames in case the tick's write fails. */
+void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *msg, rc_frame *ack);
+/* g's membership changed: its snapshot goes out with this tick. */
+void rc_shard_persist_snapshot(rc_shard *s, rc_group *g);
+/* Writes the tick's batch; see the header comment. */
+void rc_shard_persist_commit(rc_shard *s);
+void rc_shard_persist_free(rc_shard *s);
+
+#endif

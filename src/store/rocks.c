@@ -1,0 +1,604 @@
+/*
+ * Opening, tuning and closing the RocksDB data directory, the on-disk format
+ * marker, and the statistics report.
+ *
+ * The rule that shapes rc_store_open: a server must never start silently
+ * empty on top of data it failed to read. So only a missing or empty
+ * directory is initialised. A directory holding a RocksDB database (it has a
+ * CURRENT file) is opened without create_if_missing, must carry all of our
+ * column families and the format marker of this build; everything else
+ * (unrelated files, a corrupt or unreadable database, another format) is an
+ * error naming the directory and the cause.
+ */
+#define _GNU_SOURCE
+#include "store/rocks.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MB (1024u * 1024u)
+#define KB 1024u
+#define FORMAT_KEY "format"
+#define FORMAT_BYTES 4u
+#define LOG_FILE_MAX_MB 16u     /* RocksDB's own LOG file, rotated at this size */
+#define LOG_FILES_KEPT 5u       /* old LOG files kept */
+#define WRITE_BUFFERS 3         /* memtables per family: one active, two flushing */
+#define PREFIX_EXTRACTOR_NAME "ringcast.history.group.v1"
+#define NOT_LINKED "not linked with the binary" /* RocksDB's message for a missing compression library */
+
+const char *const rc_store_cf_names[RC_CF_COUNT] = {
+    [RC_CF_DEFAULT] = "default", [RC_CF_GROUPS] = "groups", [RC_CF_HISTORY] = "history",
+    [RC_CF_SPOOL] = "spool",     [RC_CF_META] = "meta",
+};
+
+/* Compression, best first; open falls back when the library lacks one. */
+enum compression_profile { COMPRESS_LZ4_ZSTD, COMPRESS_LZ4, COMPRESS_NONE, COMPRESS_PROFILES };
+
+/* What rc_store_open finds at the data directory path. */
+enum dir_state { DIR_MISSING, DIR_EMPTY, DIR_DATABASE };
+
+void rc_store_options_default(rc_store_options *opt)
+{
+    *opt = (rc_store_options){
+        .write_buffer_mb = 64,
+        .small_write_buffer_mb = 8,
+        .block_cache_mb = 64,
+        .max_background_jobs = 2,
+        .bytes_per_sync_kb = 1024,
+        .bloom_bits_per_key = 10,
+        .memtable_prefix_bloom = 0.05,
+        .max_open_files = 512,
+        .compression = true,
+        .statistics = true,
+    };
+}
+
+int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return -1;
+    int n = snprintf(err, errlen, "data_dir %s: ", dir ? dir : "(null)");
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* Reports a RocksDB error string (and frees it). */
+static int fail_rocks(char *err, size_t errlen, const char *dir, const char *what, char *rerr)
+{
+    rc_store_fail(err, errlen, dir, "%s: %s", what, rerr ? rerr : "unknown RocksDB error");
+    rocksdb_free(rerr);
+    return -1;
+}
+
+/* ---- the history prefix extractor: 1 + key[0] bytes (length byte + group id) ---- */
+
+static char *history_prefix(void *state, const char *key, size_t len, size_t *dst_len)
+{
+    (void)state;
+    (void)len; /* in_domain guarantees len >= 1 + key[0] */
+    *dst_len = rc_store_history_prefix_len(key);
+    return (char *)key;
+}
+
+static unsigned char history_in_domain(void *state, const char *key, size_t len)
+{
+    (void)state;
+    return len >= 1 && len >= rc_store_history_prefix_len(key);
+}
+
+static unsigned char history_in_range(void *state, const char *key, size_t len)
+{
+    (void)state, (void)key, (void)len;
+    return 0; /* deprecated by RocksDB, never consulted */
+}
+
+static const char *history_prefix_name(void *state)
+{
+    (void)state;
+    return PREFIX_EXTRACTOR_NAME; /* stored in SST properties: change it with the key layout */
+}
+
+static void history_prefix_free(void *state)
+{
+    (void)state; /* stateless */
+}
+
+/* ---- tuning ---- */
+
+static void set_compression(rocksdb_options_t *o, enum compression_profile cp)
+{
+    static const int level[COMPRESS_PROFILES] = { rocksdb_lz4_compression, rocksdb_lz4_compression,
+                                                  rocksdb_no_compression };
+    static const int bottom[COMPRESS_PROFILES] = { rocksdb_zstd_compression, rocksdb_lz4_compression,
+                                                   rocksdb_no_compression };
+    rocksdb_options_set_compression(o, level[cp]);
+    rocksdb_options_set_bottommost_compression(o, bottom[cp]);
+}
+
+/* Options of one column family. Block cache and bloom filters for all; the
+ * history family also gets the group prefix extractor with prefix blooms
+ * (memtable and SST), and no whole-key filter: history is only ever read by
+ * range, never by single key. */
+static rocksdb_options_t *cf_options(const rc_store_options *o, rocksdb_cache_t *cache, enum rc_store_cf cf,
+                                     enum compression_profile cp)
+{
+    bool history = cf == RC_CF_HISTORY;
+    rocksdb_options_t *opts = rocksdb_options_create();
+    uint32_t wb_mb = history ? o->write_buffer_mb : o->small_write_buffer_mb;
+    rocksdb_options_set_write_buffer_size(opts, (size_t)wb_mb * MB);
+    rocksdb_options_set_max_write_buffer_number(opts, WRITE_BUFFERS);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(opts, 1);
+    set_compression(opts, cp);
+
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(t, cache);
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom(o->bloom_bits_per_key));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_block_based_options_set_whole_key_filtering(t, !history);
+    rocksdb_options_set_block_based_table_factory(opts, t); /* copies t */
+    rocksdb_block_based_options_destroy(t);
+
+    if (history) {
+        rocksdb_options_set_prefix_extractor(
+            opts, rocksdb_slicetransform_create(NULL, history_prefix_free, history_prefix, history_in_domain,
+                                                history_in_range, history_prefix_name)); /* opts owns it */
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(opts, o->memtable_prefix_bloom);
+    }
+    return opts;
+}
+
+/* Database-wide options (they are also the options of `default`). */
+static rocksdb_options_t *db_options(const rc_store_options *o, rocksdb_cache_t *cache, enum compression_profile cp)
+{
+    rocksdb_options_t *opts = cf_options(o, cache, RC_CF_DEFAULT, cp);
+    rocksdb_options_set_max_background_jobs(opts, (int)o->max_background_jobs);
+    rocksdb_options_set_bytes_per_sync(opts, (uint64_t)o->bytes_per_sync_kb * KB);
+    rocksdb_options_set_wal_bytes_per_sync(opts, (uint64_t)o->bytes_per_sync_kb * KB);
+    rocksdb_options_set_max_open_files(opts, o->max_open_files);
+    /* With durability none the WAL is off; atomic flush keeps the families
+     * consistent with each other on disk (no snapshot without its history). */
+    rocksdb_options_set_atomic_flush(opts, 1);
+    rocksdb_options_set_max_log_file_size(opts, (size_t)LOG_FILE_MAX_MB * MB);
+    rocksdb_options_set_keep_log_file_num(opts, LOG_FILES_KEPT);
+    if (o->statistics)
+        rocksdb_options_enable_statistics(opts);
+    return opts;
+}
+
+static int check_options(const rc_store_options *o, const char *dir, char *err, size_t errlen)
+{
+    if (o->write_buffer_mb == 0 || o->small_write_buffer_mb == 0 || o->block_cache_mb == 0)
+        return rc_store_fail(err, errlen, dir, "store options: buffer and cache sizes must be at least 1 MB");
+    if (o->max_background_jobs == 0 || o->bytes_per_sync_kb == 0)
+        return rc_store_fail(err, errlen, dir, "store options: max_background_jobs and bytes_per_sync must be > 0");
+    if (o->memtable_prefix_bloom < 0 || o->memtable_prefix_bloom > 0.25)
+        return rc_store_fail(err, errlen, dir, "store options: memtable_prefix_bloom must be in 0..0.25");
+    return 0;
+}
+
+/* ---- handle lifetime ---- */
+
+static void free_options(rc_persist *p)
+{
+    for (int i = 0; i < RC_CF_COUNT; i++) {
+        if (p->cf_opts[i])
+            rocksdb_options_destroy(p->cf_opts[i]);
+        p->cf_opts[i] = NULL;
+    }
+    if (p->db_opts)
+        rocksdb_options_destroy(p->db_opts);
+    p->db_opts = NULL;
+}
+
+static void tune(rc_persist *p, const rc_store_options *o, enum compression_profile cp)
+{
+    free_options(p);
+    p->db_opts = db_options(o, p->cache, cp);
+    for (int i = 0; i < RC_CF_COUNT; i++)
+        p->cf_opts[i] = i == RC_CF_DEFAULT ? NULL : cf_options(o, p->cache, (enum rc_store_cf)i, cp);
+}
+
+static rc_persist *persist_new(const char *dir, const rc_store_options *o, bool readonly)
+{
+    rc_persist *p = calloc(1, sizeof(*p));
+    if (!p || !(p->dir = strdup(dir))) {
+        free(p);
+        return NULL;
+    }
+    p->readonly = readonly;
+    p->cache = rocksdb_cache_create_lru((size_t)o->block_cache_mb * MB);
+    static const rc_durability modes[] = { RC_DURABILITY_NONE, RC_DURABILITY_BATCH, RC_DURABILITY_SYNC };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+        rocksdb_writeoptions_disable_WAL(w, modes[i] == RC_DURABILITY_NONE);
+        rocksdb_writeoptions_set_sync(w, modes[i] == RC_DURABILITY_SYNC);
+        p->wopts[modes[i]] = w;
+    }
+    return p;
+}
+
+void rc_store_close(rc_persist *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < RC_CF_COUNT; i++)
+        if (p->cf[i])
+            rocksdb_column_family_handle_destroy(p->cf[i]);
+    for (size_t i = 0; i < p->n_extra_cf; i++)
+        if (p->extra_cf[i])
+            rocksdb_column_family_handle_destroy(p->extra_cf[i]);
+    free(p->extra_cf);
+    if (p->db)
+        rocksdb_close(p->db);
+    free_options(p);
+    for (int i = 0; i < 3; i++)
+        if (p->wopts[i])
+            rocksdb_writeoptions_destroy(p->wopts[i]);
+    if (p->cache)
+        rocksdb_cache_destroy(p->cache);
+    free(p->dir);
+    free(p);
+}
+
+/* ---- the directory ---- */
+
+/* A file name RocksDB leaves in its directory (to tell "CURRENT is missing"
+ * from "these are somebody else's files"). */
+static bool rocksdb_file_name(const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(name, "MANIFEST-", 9) == 0 || strcmp(name, "IDENTITY") == 0 || strncmp(name, "OPTIONS-", 8) == 0 ||
+           (n > 4 && strcmp(name + n - 4, ".sst") == 0) || (n > 4 && strcmp(name + n - 4, ".log") == 0);
+}
+
+static int dir_state(const char *dir, enum dir_state *state, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT) {
+            *state = DIR_MISSING;
+            return 0;
+        }
+        return rc_store_fail(err, errlen, dir, "cannot stat: %s", strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return rc_store_fail(err, errlen, dir, "exists and is not a directory");
+    DIR *d = opendir(dir);
+    if (!d)
+        return rc_store_fail(err, errlen, dir, "cannot read directory: %s", strerror(errno));
+    bool current = false, rocks_files = false, other = false;
+    char example[64] = ""; /* the first foreign name, for the message */
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "lost+found"))
+            continue;
+        if (!strcmp(n, "CURRENT"))
+            current = true;
+        else if (rocksdb_file_name(n))
+            rocks_files = true;
+        else if (!other) {
+            other = true;
+            snprintf(example, sizeof(example), "%.*s", (int)sizeof(example) - 1, n);
+        }
+    }
+    closedir(d);
+    if (current) {
+        *state = DIR_DATABASE;
+        return 0;
+    }
+    if (rocks_files)
+        return rc_store_fail(err, errlen, dir,
+                             "holds RocksDB files but no CURRENT file: the database is damaged; "
+                             "restore it from a backup or move it away to start empty");
+    if (other)
+        return rc_store_fail(err, errlen, dir,
+                             "is not empty (e.g. '%s') and holds no RocksDB database (no CURRENT file); "
+                             "refusing to create one over other files: point data_dir at an empty directory",
+                             example);
+    *state = DIR_EMPTY;
+    return 0;
+}
+
+/* Opens the database with the given families; handles land in p->cf (ours)
+ * and p->extra_cf (unknown ones, in names[RC_CF_COUNT..]). */
+static int open_families(rc_persist *p, const char *const *names, size_t n, char **rerr)
+{
+    const rocksdb_options_t **opts = calloc(n, sizeof(*opts));
+    rocksdb_column_family_handle_t **h = calloc(n, sizeof(*h));
+    if (!opts || !h) {
+        free(opts);
+        free(h);
+        *rerr = strdup("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        opts[i] = i < RC_CF_COUNT && p->cf_opts[i] ? p->cf_opts[i] : p->db_opts;
+    if (p->readonly)
+        p->db = rocksdb_open_for_read_only_column_families(p->db_opts, p->dir, (int)n, names, opts, h, 0, rerr);
+    else
+        p->db = rocksdb_open_column_families(p->db_opts, p->dir, (int)n, names, opts, h, rerr);
+    free(opts);
+    if (!p->db) {
+        free(h);
+        return -1;
+    }
+    memcpy(p->cf, h, RC_CF_COUNT * sizeof(*h));
+    p->n_extra_cf = n - RC_CF_COUNT;
+    p->extra_cf = p->n_extra_cf ? h : NULL;
+    if (p->n_extra_cf)
+        memmove(h, h + RC_CF_COUNT, p->n_extra_cf * sizeof(*h));
+    else
+        free(h);
+    return 0;
+}
+
+static bool our_family(const char *name)
+{
+    for (int i = 0; i < RC_CF_COUNT; i++)
+        if (!strcmp(name, rc_store_cf_names[i]))
+            return true;
+    return false;
+}
+
+/* The family list of an existing database: ours first (all must exist),
+ * then any unknown ones (RocksDB insists every family is opened; in
+ * read-only mode a subset will do). */
+static int existing_families(rc_persist *p, const char ***names_out, size_t *n_out, char ***listed_out,
+                             size_t *n_listed_out, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    size_t n_listed = 0;
+    char **listed = rocksdb_list_column_families(p->db_opts, p->dir, &n_listed, &rerr);
+    if (rerr) {
+        rocksdb_list_column_families_destroy(listed, n_listed); /* allocated even on error */
+        return fail_rocks(err, errlen, p->dir, "cannot read the database", rerr);
+    }
+    for (int i = 0; i < RC_CF_COUNT; i++) {
+        bool found = false;
+        for (size_t j = 0; j < n_listed && !found; j++)
+            found = !strcmp(listed[j], rc_store_cf_names[i]);
+        if (!found) {
+            rocksdb_list_column_families_destroy(listed, n_listed);
+            return rc_store_fail(err, errlen, p->dir,
+                                 "is a RocksDB database without the column family '%s': "
+                                 "not a ringcast data directory (or its creation was interrupted)",
+                                 rc_store_cf_names[i]);
+        }
+    }
+    const char **names = calloc(n_listed + RC_CF_COUNT, sizeof(*names));
+    if (!names) {
+        rocksdb_list_column_families_destroy(listed, n_listed);
+        return rc_store_fail(err, errlen, p->dir, "out of memory");
+    }
+    size_t n = 0;
+    for (int i = 0; i < RC_CF_COUNT; i++)
+        names[n++] = rc_store_cf_names[i];
+    for (size_t j = 0; j < n_listed && !p->readonly; j++)
+        if (!our_family(listed[j]))
+            names[n++] = listed[j];
+    *names_out = names;
+    *n_out = n;
+    *listed_out = listed;
+    *n_listed_out = n_listed;
+    return 0;
+}
+
+/* Opens with the best compression profile the RocksDB library supports. */
+static int open_database(rc_persist *p, const rc_store_options *o, bool create, char *err, size_t errlen)
+{
+    const char **names = (const char **)rc_store_cf_names;
+    size_t n = RC_CF_COUNT;
+    char **listed = NULL;
+    size_t n_listed = 0;
+    int rc = -1;
+    enum compression_profile cp = o->compression ? COMPRESS_LZ4_ZSTD : COMPRESS_NONE;
+    for (; cp < COMPRESS_PROFILES; cp++) {
+        tune(p, o, cp);
+        rocksdb_options_set_create_if_missing(p->db_opts, create);
+        rocksdb_options_set_create_missing_column_families(p->db_opts, create);
+        if (!create && !listed && existing_families(p, &names, &n, &listed, &n_listed, err, errlen) != 0)
+            return -1;
+        char *rerr = NULL;
+        if (open_families(p, (const char *const *)names, n, &rerr) == 0) {
+            rc = 0;
+            break;
+        }
+        if (!rerr || !strstr(rerr, NOT_LINKED) || cp + 1 == COMPRESS_PROFILES) {
+            fail_rocks(err, errlen, p->dir, create ? "cannot create the database" : "cannot open the database",
+                       rerr);
+            break;
+        }
+        rocksdb_free(rerr); /* this RocksDB lacks a compression library: try the next profile */
+    }
+    if (listed) {
+        free(names);
+        rocksdb_list_column_families_destroy(listed, n_listed);
+    }
+    return rc;
+}
+
+/* ---- the format marker ---- */
+
+static int family_empty(rc_persist *p, enum rc_store_cf cf, bool *empty, char *err, size_t errlen)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(ro, 1);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[cf]);
+    rocksdb_iter_seek_to_first(it);
+    *empty = !rocksdb_iter_valid(it);
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rerr ? fail_rocks(err, errlen, p->dir, "cannot read", rerr) : 0;
+}
+
+static int write_format(rc_persist *p, char *err, size_t errlen)
+{
+    uint8_t v[FORMAT_BYTES];
+    for (unsigned i = 0; i < FORMAT_BYTES; i++)
+        v[i] = (uint8_t)(RC_PERSIST_FORMAT >> (8 * (FORMAT_BYTES - 1 - i)));
+    char *rerr = NULL;
+    rocksdb_put_cf(p->db, p->wopts[RC_DURABILITY_SYNC], p->cf[RC_CF_META], FORMAT_KEY, strlen(FORMAT_KEY),
+                   (const char *)v, sizeof(v), &rerr);
+    return rerr ? fail_rocks(err, errlen, p->dir, "cannot write the format marker", rerr) : 0;
+}
+
+/* A marker that is missing from a database without data means its creation
+ * was interrupted between creating the families and writing the marker:
+ * finish it. With data present, it is not ours to guess about. */
+static int missing_format(rc_persist *p, char *err, size_t errlen)
+{
+    bool groups_empty, history_empty;
+    if (family_empty(p, RC_CF_GROUPS, &groups_empty, err, errlen) != 0 ||
+        family_empty(p, RC_CF_HISTORY, &history_empty, err, errlen) != 0)
+        return -1;
+    if (!groups_empty || !history_empty || p->readonly)
+        return rc_store_fail(err, errlen, p->dir, "has no format marker (meta/%s)%s; this build reads format %u",
+                             FORMAT_KEY, groups_empty && history_empty ? "" : " but holds data", RC_PERSIST_FORMAT);
+    return write_format(p, err, errlen);
+}
+
+static int check_format(rc_persist *p, char *err, size_t errlen)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *rerr = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(p->db, ro, p->cf[RC_CF_META], FORMAT_KEY, strlen(FORMAT_KEY), &len, &rerr);
+    rocksdb_readoptions_destroy(ro);
+    if (rerr)
+        return fail_rocks(err, errlen, p->dir, "cannot read the format marker", rerr);
+    if (!v)
+        return missing_format(p, err, errlen);
+    uint32_t format = 0;
+    for (size_t i = 0; i < len && i < FORMAT_BYTES; i++)
+        format = (format << 8) | (uint8_t)v[i];
+    rocksdb_free(v);
+    if (len != FORMAT_BYTES)
+        return rc_store_fail(err, errlen, p->dir, "format marker is %zu bytes, expected %u: corrupt", len,
+                             FORMAT_BYTES);
+    if (format != RC_PERSIST_FORMAT) {
+        if (err && errlen)
+            snprintf(err, errlen, "data_dir %s has format %u, this build reads %u", p->dir, format, RC_PERSIST_FORMAT);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- open ---- */
+
+static rc_persist *open_dir(const char *dir, const rc_store_options *opt, bool readonly, char *err, size_t errlen)
+{
+    rc_store_options o;
+    if (opt)
+        o = *opt;
+    else
+        rc_store_options_default(&o);
+    if (!dir || !*dir) {
+        rc_store_fail(err, errlen, "", "no data directory given");
+        return NULL;
+    }
+    enum dir_state st = DIR_MISSING;
+    if (check_options(&o, dir, err, errlen) != 0 || dir_state(dir, &st, err, errlen) != 0)
+        return NULL;
+    if (readonly && st != DIR_DATABASE) {
+        rc_store_fail(err, errlen, dir, "%s: no database to open read-only",
+                      st == DIR_MISSING ? "does not exist" : "is empty");
+        return NULL;
+    }
+    rc_persist *p = persist_new(dir, &o, readonly);
+    if (!p) {
+        rc_store_fail(err, errlen, dir, "out of memory");
+        return NULL;
+    }
+    bool create = st != DIR_DATABASE;
+    if (open_database(p, &o, create, err, errlen) != 0 ||
+        (create ? write_format(p, err, errlen) : check_format(p, err, errlen)) != 0) {
+        rc_store_close(p);
+        return NULL;
+    }
+    return p;
+}
+
+rc_persist *rc_store_open(const char *dir, const rc_store_options *opt, char *err, size_t errlen)
+{
+    return open_dir(dir, opt, false, err, errlen);
+}
+
+rc_persist *rc_store_open_readonly(const char *dir, char *err, size_t errlen)
+{
+    return open_dir(dir, NULL, true, err, errlen);
+}
+
+/* ---- statistics ---- */
+
+typedef struct report {
+    char *buf;
+    size_t len, off; /* off counts the full report, even past len */
+} report;
+
+static void add(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *at = r->off < r->len ? r->buf + r->off : NULL;
+    int n = vsnprintf(at, at ? r->len - r->off : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        r->off += (size_t)n;
+}
+
+static void add_property(report *r, rc_persist *p, rocksdb_column_family_handle_t *cf, const char *name)
+{
+    char *v = cf ? rocksdb_property_value_cf(p->db, cf, name) : rocksdb_property_value(p->db, name);
+    if (v)
+        add(r, "%s", v);
+    rocksdb_free(v);
+}
+
+int rc_store_stats(rc_persist *p, char *buf, size_t len)
+{
+    if (!p)
+        return -1;
+    report r = { buf, len, 0 };
+    if (buf && len)
+        buf[0] = '\0';
+    static const char *const per_cf[] = { "rocksdb.estimate-num-keys", "rocksdb.total-sst-files-size",
+                                          "rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-live-data-size" };
+    add(&r, "data_dir %s%s format %u\n", p->dir, p->readonly ? " (read-only)" : "", RC_PERSIST_FORMAT);
+    for (int i = RC_CF_GROUPS; i < RC_CF_COUNT; i++) {
+        add(&r, "cf %s:", rc_store_cf_names[i]);
+        for (size_t j = 0; j < sizeof(per_cf) / sizeof(per_cf[0]); j++) {
+            uint64_t v = 0;
+            if (rocksdb_property_int_cf(p->db, p->cf[i], per_cf[j], &v) == 0)
+                add(&r, " %s=%llu", per_cf[j] + strlen("rocksdb."), (unsigned long long)v);
+        }
+        add(&r, "\n");
+    }
+    add(&r, "block_cache usage=%zu capacity=%zu\n", rocksdb_cache_get_usage(p->cache),
+        rocksdb_cache_get_capacity(p->cache));
+    add(&r, "\n** history **\n");
+    add_property(&r, p, p->cf[RC_CF_HISTORY], "rocksdb.cfstats-no-file-histogram");
+    add(&r, "\n** groups **\n");
+    add_property(&r, p, p->cf[RC_CF_GROUPS], "rocksdb.cfstats-no-file-histogram");
+    add_property(&r, p, NULL, "rocksdb.dbstats");
+    char *s = rocksdb_options_statistics_get_string(p->db_opts);
+    if (s) {
+        add(&r, "\n** statistics **\n%s", s);
+        rocksdb_free(s);
+    }
+    return r.off > (size_t)INT32_MAX ? INT32_MAX : (int)r.off;
+}

@@ -1,0 +1,83 @@
+/*
+ * Private to src/store: the open database (rocks.c opens and tunes it,
+ * history.c reads and writes it) and the history key layout both use.
+ *
+ * history key: [1 byte: group id length n][n bytes: group id][8 bytes: seq, big-endian]
+ *
+ * The length byte makes a group's keys one contiguous range that no other
+ * group's keys fall into, even when one id is a prefix of another ("g" and
+ * "g1" differ in the first byte already), and makes 1 + n bytes a prefix
+ * that is a function of the key alone: the prefix extractor and its bloom
+ * filters work on it. Big-endian seq makes byte order equal seq order.
+ */
+#ifndef RC_STORE_ROCKS_H
+#define RC_STORE_ROCKS_H
+
+#include <rocksdb/c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define RC_STORE_SEQ_BYTES 8u
+#define RC_STORE_KEY_MAX (1u + RC_STORE_GROUP_MAX + RC_STORE_SEQ_BYTES)
+/* An exclusive upper bound just above key(g, seq): key(g, seq) + one 0 byte. */
+#define RC_STORE_BOUND_MAX (RC_STORE_KEY_MAX + 1u)
+
+enum rc_store_cf {
+    RC_CF_DEFAULT = 0, /* required by RocksDB, unused */
+    RC_CF_GROUPS,      /* group id -> snapshot map */
+    RC_CF_HISTORY,     /* history key -> msg map */
+    RC_CF_SPOOL,       /* dead letters waiting for Kafka (src/dlq) */
+    RC_CF_META,        /* "format" -> big-endian u32 RC_PERSIST_FORMAT */
+    RC_CF_COUNT
+};
+
+extern const char *const rc_store_cf_names[RC_CF_COUNT];
+
+struct rc_persist {
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf[RC_CF_COUNT];
+    rocksdb_column_family_handle_t **extra_cf; /* unknown families a newer build left (opened, unused) */
+    size_t n_extra_cf;
+    rocksdb_options_t *db_opts;                /* kept: it owns the statistics object */
+    rocksdb_options_t *cf_opts[RC_CF_COUNT];
+    rocksdb_cache_t *cache;
+    rocksdb_writeoptions_t *wopts[3];          /* indexed by rc_durability */
+    bool readonly;
+    char *dir;
+};
+
+/* Writes the history key of (g, seq) into out (RC_STORE_KEY_MAX bytes);
+ * returns its length. g_len must be 1..RC_STORE_GROUP_MAX. */
+static inline size_t rc_store_history_key(char *out, const char *g, uint32_t g_len, uint64_t seq)
+{
+    out[0] = (char)(uint8_t)g_len;
+    for (uint32_t i = 0; i < g_len; i++)
+        out[1 + i] = g[i];
+    for (unsigned i = 0; i < RC_STORE_SEQ_BYTES; i++)
+        out[1 + g_len + i] = (char)(uint8_t)(seq >> (8 * (RC_STORE_SEQ_BYTES - 1 - i)));
+    return 1u + g_len + RC_STORE_SEQ_BYTES;
+}
+
+/* The seq of a history key whose group part is prefix_len bytes long. */
+static inline uint64_t rc_store_history_seq(const char *key, size_t prefix_len)
+{
+    uint64_t seq = 0;
+    for (unsigned i = 0; i < RC_STORE_SEQ_BYTES; i++)
+        seq = (seq << 8) | (uint8_t)key[prefix_len + i];
+    return seq;
+}
+
+/* Length of the group part (length byte + id) of a well-formed history key. */
+static inline size_t rc_store_history_prefix_len(const char *key)
+{
+    return 1u + (uint8_t)key[0];
+}
+
+/* "data_dir <dir>: <what>" into err; returns -1 for `return store_fail(...)`. */
+int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * The RocksDB implementation of core's persistence interface (core/persist.h,
+ * DESIGN §4). One rc_persist is one open data directory: a RocksDB database
+ * with the column families `groups`, `history`, `spool` and `meta` (plus
+ * RocksDB's own `default`, unused). The handle is thread-safe: every shard
+ * may use the same one, each with its own batches.
+ *
+ * Opening never starts silently empty: only a missing or empty directory is
+ * initialised; anything else must be a RocksDB database of this build's
+ * format (RC_PERSIST_FORMAT), or the open fails with a message naming the
+ * directory and the cause. Tuning and the on-disk layout are described in
+ * src/store/README.md.
+ */
+#ifndef RC_STORE_STORE_H
+#define RC_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/persist.h"
+
+#define RC_STORE_GROUP_MAX 255u /* longest group id the history key can hold (one length byte) */
+
+/* RocksDB tuning, sized for a small (2-core) server. rc_store_options_default
+ * fills in the values in brackets; see src/store/README.md for the why. */
+typedef struct rc_store_options {
+    uint32_t write_buffer_mb;        /* history memtable size, MB [64] */
+    uint32_t small_write_buffer_mb;  /* memtable size of groups, spool, meta, MB [8] */
+    uint32_t block_cache_mb;         /* shared LRU block cache, MB [64] */
+    uint32_t max_background_jobs;    /* flush + compaction threads [2] */
+    uint32_t bytes_per_sync_kb;      /* incremental fsync of SST and WAL writes, KB [1024] */
+    uint32_t bloom_bits_per_key;     /* SST bloom filter bits per key (prefix bloom for history) [10] */
+    double memtable_prefix_bloom;    /* memtable prefix bloom, fraction of write buffer [0.05] */
+    int max_open_files;              /* SST file handles kept open, -1 = all [512] */
+    bool compression;                /* lz4, and zstd for the bottommost level [true] */
+    bool statistics;                 /* RocksDB statistics for rc_store_stats [true] */
+} rc_store_options;
+
+void rc_store_options_default(rc_store_options *opt);
+
+/* Opens (or, when the directory is missing or empty, creates) the data
+ * directory. opt NULL means the defaults. NULL with a message in err on
+ * failure: another format version, corruption, missing files, permissions,
+ * or a non-empty directory that is not a RocksDB database. */
+rc_persist *rc_store_open(const char *dir, const rc_store_options *opt, char *err, size_t errlen);
+
+/* Opens an existing data directory read-only (inspection tools; may run next
+ * to a live server). Commits on the handle fail. NULL with a message in err. */
+rc_persist *rc_store_open_readonly(const char *dir, char *err, size_t errlen);
+
+/* Closes the database and frees the handle; no batch may still be open.
+ * Writes made with durability none are flushed to SST files by RocksDB here.
+ * NULL is a no-op. */
+void rc_store_close(rc_persist *p);
+
+/* The function table core calls through. Where core/persist.h leaves room:
+ * - put_msg, put_group, trim_before with a group id outside
+ *   1..RC_STORE_GROUP_MAX bytes (or after batch_begin returned NULL) poison
+ *   the batch: batch_commit then fails and writes none of it.
+ * - batch_commit frees the batch in every case; an empty batch is not written.
+ * - load_groups reports groups in byte order of their ids; a callback
+ *   returning non-zero stops it and it returns -1 (recovery incomplete).
+ *   A group with history but no snapshot is not reported: a group's first
+ *   batch must carry its snapshot.
+ * - scan with limit 0 or from > to calls fn for nothing and returns 0.
+ * - the group and map pointers handed to callbacks are valid only during
+ *   the call: copy what you keep. */
+const rc_persist_ops *rc_store_ops(void);
+
+/* Writes a human-readable report into buf (NUL-terminated, truncated to
+ * len - 1): per column family key estimates, SST and memtable sizes, block
+ * cache usage, RocksDB's `rocksdb.stats` and, when enabled, its statistics.
+ * Returns the length the full report has (snprintf style: >= len means it
+ * was truncated), or -1 when p is NULL. */
+int rc_store_stats(rc_persist *p, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,902 @@
+/*
+ * The RocksDB store (src/store): format marker on creation, history keys of
+ * groups whose ids are prefixes of each other never mixing, scan bounds,
+ * limits and early stop, snapshots with oldest/newest seq at recovery,
+ * retention deletes, reopen, every durability mode, poisoned batches, and
+ * every way an existing directory must be refused (other format, corrupt
+ * CURRENT, missing files, foreign files, no permission). Then read-only
+ * access next to a writer, the statistics report, and a timed 100k-message
+ * write, reopen and recovery.
+ *
+ * Each test works in its own directory under one mkdtemp root in /tmp,
+ * removed at the end.
+ */
+#define _GNU_SOURCE
+#include "store/store.h"
+
+#include <CUnit/CUnit.h>
+#include <ftw.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define ERR_LEN 512u
+#define PATH_LEN 512u
+#define VAL_LEN 320u       /* room for a 255-byte group id in a value */
+#define MAX_SEEN 256u          /* entries a collecting scan keeps */
+#define MAX_GROUPS_SEEN 16u    /* groups a small load_groups keeps */
+#define SCALE_GROUPS 1000u
+#define SCALE_MSGS 100000u     /* spread evenly over SCALE_GROUPS */
+#define SCALE_BATCH 1000u      /* messages per commit: one shard tick */
+#define SCALE_BODY 120u        /* bytes per stored msg map */
+#define OTHER_FORMAT 99u
+#define NOBODY_ID 65534        /* uid and gid of nobody/nogroup on Debian */
+
+static char root[] = "/tmp/rc_store_XXXXXX";
+static unsigned dirs_made;
+
+static const rc_persist_ops *ops;
+
+/* A fresh path under the root (not created). */
+static void new_path(char *out, const char *tag)
+{
+    snprintf(out, PATH_LEN, "%s/%s%u", root, tag, dirs_made++);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static rc_persist *open_ok(const char *dir)
+{
+    char err[ERR_LEN] = "";
+    rc_persist *p = rc_store_open(dir, NULL, err, sizeof(err));
+    if (!p)
+        fprintf(stderr, "open %s: %s\n", dir, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    return p;
+}
+
+/* A store in a fresh directory under the root. */
+static rc_persist *open_new(const char *tag)
+{
+    char dir[PATH_LEN];
+    new_path(dir, tag);
+    return open_ok(dir);
+}
+
+/* Expects rc_store_open to fail with a message containing both needles. */
+static void open_fails(const char *dir, const char *needle1, const char *needle2)
+{
+    char err[ERR_LEN] = "";
+    rc_persist *p = rc_store_open(dir, NULL, err, sizeof(err));
+    CU_ASSERT_PTR_NULL(p);
+    rc_store_close(p);
+    printf("\n    refused as expected: %s\n   ", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, needle1));
+    if (needle2)
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, needle2));
+}
+
+static void val_of(char *out, const char *g, uint64_t seq)
+{
+    snprintf(out, VAL_LEN, "msg %s #%llu", g, (unsigned long long)seq);
+}
+
+static void put_msgs(rc_persist_batch *b, const char *g, uint64_t from, uint64_t to)
+{
+    char v[VAL_LEN];
+    for (uint64_t s = from; s <= to; s++) {
+        val_of(v, g, s);
+        ops->put_msg(b, g, (uint32_t)strlen(g), s, (const uint8_t *)v, (uint32_t)strlen(v));
+        if (s == UINT64_MAX)
+            break;
+    }
+}
+
+static void commit_ok(rc_persist *p, rc_persist_batch *b, rc_durability d)
+{
+    char err[ERR_LEN] = "";
+    int rc = ops->batch_commit(p, b, d, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "commit: %s\n", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+}
+
+/* One batch of g's messages from..to, committed with durability batch. */
+static void add_msgs(rc_persist *p, const char *g, uint64_t from, uint64_t to)
+{
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_msgs(b, g, from, to);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+}
+
+/* ---- collecting scans ---- */
+
+typedef struct seen {
+    const char *g;     /* the group scanned: every value must name it */
+    uint32_t n;
+    uint32_t stop_after; /* fn returns non-zero after this many, 0 = never */
+    uint64_t seq[MAX_SEEN];
+    bool values_ok;
+} seen;
+
+static int collect(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
+{
+    seen *s = ud;
+    char want[VAL_LEN];
+    val_of(want, s->g, seq);
+    if (len != strlen(want) || memcmp(map, want, len) != 0)
+        s->values_ok = false;
+    if (s->n < MAX_SEEN)
+        s->seq[s->n] = seq;
+    s->n++;
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static seen scan_of(rc_persist *p, const char *g, uint64_t from, uint64_t to, uint32_t limit, uint32_t stop_after)
+{
+    seen s = { .g = g, .stop_after = stop_after, .values_ok = true };
+    char err[ERR_LEN] = "";
+    int rc = ops->scan(p, g, (uint32_t)strlen(g), from, to, limit, collect, &s, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "scan: %s\n", err);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(s.values_ok);
+    return s;
+}
+
+/* Asserts a scan saw exactly first..last, ascending. */
+static void expect_run(const seen *s, uint64_t first, uint64_t last)
+{
+    CU_ASSERT_EQUAL_FATAL(s->n, last - first + 1);
+    for (uint32_t i = 0; i < s->n && i < MAX_SEEN; i++)
+        CU_ASSERT_EQUAL(s->seq[i], first + i);
+}
+
+/* ---- collecting recovery ---- */
+
+typedef struct group_seen {
+    char g[VAL_LEN];
+    char snap[VAL_LEN];
+    uint64_t oldest, newest;
+} group_seen;
+
+typedef struct groups_seen {
+    uint32_t n;
+    group_seen g[MAX_GROUPS_SEEN];
+} groups_seen;
+
+static int collect_group(void *ud, const rc_persist_group *grp)
+{
+    groups_seen *gs = ud;
+    if (gs->n < MAX_GROUPS_SEEN) {
+        group_seen *e = &gs->g[gs->n];
+        snprintf(e->g, sizeof(e->g), "%.*s", (int)grp->g_len, grp->g);
+        snprintf(e->snap, sizeof(e->snap), "%.*s", (int)grp->snapshot_len, (const char *)grp->snapshot);
+        e->oldest = grp->oldest_seq;
+        e->newest = grp->newest_seq;
+    }
+    gs->n++;
+    return 0;
+}
+
+static groups_seen load_of(rc_persist *p)
+{
+    groups_seen gs = { 0 };
+    char err[ERR_LEN] = "";
+    int rc = ops->load_groups(p, collect_group, &gs, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "load_groups: %s\n", err);
+    CU_ASSERT_EQUAL(rc, 0);
+    return gs;
+}
+
+static const group_seen *find_group(const groups_seen *gs, const char *g)
+{
+    for (uint32_t i = 0; i < gs->n && i < MAX_GROUPS_SEEN; i++)
+        if (!strcmp(gs->g[i].g, g))
+            return &gs->g[i];
+    return NULL;
+}
+
+static void put_snapshot(rc_persist_batch *b, const char *g)
+{
+    char v[VAL_LEN];
+    snprintf(v, sizeof(v), "snap of %s", g);
+    ops->put_group(b, g, (uint32_t)strlen(g), (const uint8_t *)v, (uint32_t)strlen(v));
+}
+
+static void expect_group(const groups_seen *gs, const char *g, uint64_t oldest, uint64_t newest)
+{
+    const group_seen *e = find_group(gs, g);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    char want[VAL_LEN];
+    snprintf(want, sizeof(want), "snap of %s", g);
+    CU_ASSERT_STRING_EQUAL(e->snap, want);
+    CU_ASSERT_EQUAL(e->oldest, oldest);
+    CU_ASSERT_EQUAL(e->newest, newest);
+}
+
+/* ---- raw RocksDB access, for what the store API cannot (and must not) do ---- */
+
+static const char *const families[] = { "default", "groups", "history", "spool", "meta" };
+#define N_FAMILIES 5
+
+/* Reads (value_to_write == 0) or overwrites the format marker directly. */
+static uint32_t raw_format(const char *dir, uint32_t value_to_write)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    char *e = NULL;
+    rocksdb_t *db = value_to_write
+                        ? rocksdb_open_column_families(o, dir, N_FAMILIES, families, co, h, &e)
+                        : rocksdb_open_for_read_only_column_families(o, dir, N_FAMILIES, families, co, h, 0, &e);
+    if (e)
+        fprintf(stderr, "raw open: %s\n", e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    uint32_t format = 0;
+    if (value_to_write) {
+        uint8_t v[4] = { (uint8_t)(value_to_write >> 24), (uint8_t)(value_to_write >> 16),
+                         (uint8_t)(value_to_write >> 8), (uint8_t)value_to_write };
+        rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+        rocksdb_put_cf(db, w, h[4], "format", 6, (const char *)v, 4, &e);
+        rocksdb_writeoptions_destroy(w);
+        CU_ASSERT_PTR_NULL(e);
+        format = value_to_write;
+    } else {
+        rocksdb_readoptions_t *r = rocksdb_readoptions_create();
+        size_t len = 0;
+        char *v = rocksdb_get_cf(db, r, h[4], "format", 6, &len, &e);
+        rocksdb_readoptions_destroy(r);
+        CU_ASSERT_PTR_NOT_NULL(v);
+        CU_ASSERT_EQUAL(len, 4);
+        for (size_t i = 0; v && i < len; i++)
+            format = (format << 8) | (uint8_t)v[i];
+        rocksdb_free(v);
+    }
+    for (int i = 0; i < N_FAMILIES; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    return format;
+}
+
+static void write_file(const char *dir, const char *name, const char *content)
+{
+    char path[PATH_LEN + 64];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(content, f);
+    fclose(f);
+}
+
+/* The name of the first file in dir whose name ends in suffix (or starts
+ * with it when prefix is set). */
+static bool find_file(const char *dir, const char *affix, bool prefix, char *out, size_t outlen)
+{
+    char cmd[PATH_LEN + 128];
+    snprintf(cmd, sizeof(cmd), "ls '%s' | grep -m1 '%s%s%s'", dir, prefix ? "^" : "", affix, prefix ? "" : "$");
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(out, (int)outlen, f) != NULL;
+    pclose(f);
+    if (ok)
+        out[strcspn(out, "\n")] = '\0';
+    return ok && out[0];
+}
+
+/* A small database: two groups' history, flushed to an SST by close. */
+static void make_small_db(const char *dir)
+{
+    rc_persist *p = open_ok(dir);
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "g");
+    put_msgs(b, "g", 1, 10);
+    commit_ok(p, b, RC_DURABILITY_NONE); /* no WAL: close flushes an SST */
+    rc_store_close(p);
+}
+
+/* ---- tests ---- */
+
+static void test_new_dir_format(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "new");
+    rc_persist *p = open_ok(dir); /* missing directory: created */
+    rc_store_close(p);
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
+
+    new_path(dir, "empty");
+    CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0); /* existing empty directory: initialised */
+    rc_store_close(open_ok(dir));
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
+}
+
+static void test_prefix_groups_never_mix(void)
+{
+    rc_persist *p = open_new("prefix");
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_msgs(b, "g", 1, 5);
+    put_msgs(b, "g1", 1, 3);
+    put_msgs(b, "a", 1, 4);
+    put_msgs(b, "ab", 1, 2);
+    put_msgs(b, "b", 1, 2);
+    put_msgs(b, "\xff", UINT64_MAX - 1, UINT64_MAX); /* highest byte and seq: bound edge cases */
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+
+    static const struct { const char *g; uint64_t first, last; } want[] = {
+        { "g", 1, 5 }, { "g1", 1, 3 }, { "a", 1, 4 }, { "ab", 1, 2 }, { "b", 1, 2 },
+        { "\xff", UINT64_MAX - 1, UINT64_MAX },
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        seen s = scan_of(p, want[i].g, 0, UINT64_MAX, 1000, 0);
+        expect_run(&s, want[i].first, want[i].last);
+    }
+    seen none = scan_of(p, "g2", 0, UINT64_MAX, 1000, 0);
+    CU_ASSERT_EQUAL(none.n, 0);
+    none = scan_of(p, "ab1", 0, UINT64_MAX, 1000, 0);
+    CU_ASSERT_EQUAL(none.n, 0);
+    rc_store_close(p);
+}
+
+static void test_scan_bounds_limit_stop(void)
+{
+    rc_persist *p = open_new("scan");
+    add_msgs(p, "s", 1, 100);
+    add_msgs(p, "s0", 1, 100);
+
+    seen s = scan_of(p, "s", 10, 20, 1000, 0);
+    expect_run(&s, 10, 20);
+    s = scan_of(p, "s", 10, 20, 5, 0); /* limit */
+    expect_run(&s, 10, 14);
+    s = scan_of(p, "s", 10, 20, 1000, 3); /* fn stops early */
+    expect_run(&s, 10, 12);
+    s = scan_of(p, "s", 95, UINT64_MAX, 1000, 0);
+    expect_run(&s, 95, 100);
+    s = scan_of(p, "s", 0, 1, 1000, 0);
+    expect_run(&s, 1, 1);
+    s = scan_of(p, "s", 20, 10, 1000, 0); /* from > to */
+    CU_ASSERT_EQUAL(s.n, 0);
+    s = scan_of(p, "s", 1, 100, 0, 0); /* limit 0 */
+    CU_ASSERT_EQUAL(s.n, 0);
+    s = scan_of(p, "s", 101, UINT64_MAX, 1000, 0);
+    CU_ASSERT_EQUAL(s.n, 0);
+    s = scan_of(p, "s", 50, 50, 1000, 0);
+    expect_run(&s, 50, 50);
+
+    char err[ERR_LEN] = "";
+    seen bad = { .g = "" };
+    CU_ASSERT_EQUAL(ops->scan(p, "", 0, 0, 10, 10, collect, &bad, err, sizeof(err)), -1);
+    CU_ASSERT(err[0] != '\0');
+    rc_store_close(p);
+}
+
+static void test_groups_and_seq_bounds(void)
+{
+    rc_persist *p = open_new("groups");
+    rc_persist_batch *b = ops->batch_begin(p);
+    static const char *const gs[] = { "g", "g1", "a", "ab", "quiet" };
+    for (size_t i = 0; i < 5; i++)
+        put_snapshot(b, gs[i]);
+    put_msgs(b, "g", 3, 7);
+    put_msgs(b, "g1", 1, 9);
+    put_msgs(b, "a", 42, 42);
+    put_msgs(b, "ab", 1, 2);
+    put_msgs(b, "orphan", 1, 2); /* history without snapshot: not a group */
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+
+    groups_seen got = load_of(p);
+    CU_ASSERT_EQUAL(got.n, 5);
+    expect_group(&got, "g", 3, 7);
+    expect_group(&got, "g1", 1, 9);
+    expect_group(&got, "a", 42, 42);
+    expect_group(&got, "ab", 1, 2);
+    expect_group(&got, "quiet", 0, 0);
+
+    /* a snapshot is replaced, not duplicated */
+    b = ops->batch_begin(p);
+    ops->put_group(b, "g", 1, (const uint8_t *)"snap of g", 9);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    CU_ASSERT_EQUAL(load_of(p).n, 5);
+    rc_store_close(p);
+}
+
+static void test_trim_before(void)
+{
+    rc_persist *p = open_new("trim");
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "t");
+    put_snapshot(b, "t1");
+    put_msgs(b, "t", 1, 50);
+    put_msgs(b, "t1", 1, 50);
+    put_msgs(b, "u", 1, 5);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+
+    b = ops->batch_begin(p);
+    ops->trim_before(b, "t", 1, 20);
+    ops->trim_before(b, "u", 1, 0); /* no-op */
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    seen s = scan_of(p, "t", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 20, 50);
+    s = scan_of(p, "t1", 0, UINT64_MAX, 1000, 0); /* a longer id sharing the prefix is untouched */
+    expect_run(&s, 1, 50);
+    s = scan_of(p, "u", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 1, 5);
+    groups_seen got = load_of(p);
+    expect_group(&got, "t", 20, 50);
+    expect_group(&got, "t1", 1, 50);
+
+    /* trim and append in one batch, as a shard does at retention */
+    b = ops->batch_begin(p);
+    put_msgs(b, "t", 51, 51);
+    ops->trim_before(b, "t", 1, 51);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    s = scan_of(p, "t", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 51, 51);
+
+    b = ops->batch_begin(p);
+    ops->trim_before(b, "t", 1, UINT64_MAX); /* everything */
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    got = load_of(p);
+    expect_group(&got, "t", 0, 0);
+    rc_store_close(p);
+}
+
+static void test_reopen_and_durability(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "reopen");
+    rc_persist *p = open_ok(dir);
+    static const rc_durability modes[] = { RC_DURABILITY_NONE, RC_DURABILITY_BATCH, RC_DURABILITY_SYNC };
+    static const char *const gs[] = { "none", "batch", "sync" };
+    for (int i = 0; i < 3; i++) {
+        rc_persist_batch *b = ops->batch_begin(p);
+        put_snapshot(b, gs[i]);
+        put_msgs(b, gs[i], 1, 10);
+        commit_ok(p, b, modes[i]);
+    }
+    commit_ok(p, ops->batch_begin(p), RC_DURABILITY_SYNC); /* an empty batch */
+    rc_store_close(p);
+
+    p = open_ok(dir);
+    groups_seen got = load_of(p);
+    CU_ASSERT_EQUAL(got.n, 3);
+    for (int i = 0; i < 3; i++) {
+        expect_group(&got, gs[i], 1, 10);
+        seen s = scan_of(p, gs[i], 0, UINT64_MAX, 1000, 0);
+        expect_run(&s, 1, 10);
+    }
+    rc_store_close(p);
+}
+
+static void test_poisoned_batch_and_abort(void)
+{
+    rc_persist *p = open_new("poison");
+    char err[ERR_LEN] = "";
+    char long_id[RC_STORE_GROUP_MAX + 2];
+    memset(long_id, 'x', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_msgs(b, "ok", 1, 3);
+    put_msgs(b, long_id, 1, 1); /* 256 bytes: no room in the length byte */
+    CU_ASSERT_EQUAL(ops->batch_commit(p, b, RC_DURABILITY_BATCH, err, sizeof(err)), -1);
+    printf("\n    refused as expected: %s\n   ", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "256"));
+    seen s = scan_of(p, "ok", 0, UINT64_MAX, 1000, 0);
+    CU_ASSERT_EQUAL(s.n, 0); /* nothing of the batch was written */
+
+    b = ops->batch_begin(p);
+    ops->put_group(b, "", 0, (const uint8_t *)"x", 1);
+    CU_ASSERT_EQUAL(ops->batch_commit(p, b, RC_DURABILITY_BATCH, err, sizeof(err)), -1);
+
+    b = ops->batch_begin(p);
+    put_msgs(b, "ok", 1, 3);
+    ops->batch_abort(b);
+    s = scan_of(p, "ok", 0, UINT64_MAX, 1000, 0);
+    CU_ASSERT_EQUAL(s.n, 0);
+
+    long_id[RC_STORE_GROUP_MAX] = '\0'; /* 255 bytes: the longest id that fits */
+    b = ops->batch_begin(p);
+    put_msgs(b, long_id, 1, 2);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    s = scan_of(p, long_id, 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 1, 2);
+    rc_store_close(p);
+}
+
+static void test_wrong_format(void)
+{
+    char dir[PATH_LEN], want[64];
+    new_path(dir, "format");
+    rc_store_close(open_ok(dir));
+    raw_format(dir, OTHER_FORMAT);
+    snprintf(want, sizeof(want), "has format %u", OTHER_FORMAT);
+    char reads[64];
+    snprintf(reads, sizeof(reads), "this build reads %u", RC_PERSIST_FORMAT);
+    open_fails(dir, want, reads);
+    CU_ASSERT_EQUAL(raw_format(dir, 0), OTHER_FORMAT); /* refused without touching it */
+    char err[ERR_LEN] = "";
+    CU_ASSERT_PTR_NULL(rc_store_open_readonly(dir, err, sizeof(err)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+}
+
+/* A RocksDB database made without the store: the given families (default
+ * always), optionally one history entry, never a format marker. */
+static void raw_create(const char *dir, int n_families, bool history_entry)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, n_families, families, co, h, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    if (history_entry) {
+        rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+        rocksdb_put_cf(db, w, h[2], "\001g\0\0\0\0\0\0\0\001", 10, "x", 1, &e);
+        rocksdb_writeoptions_destroy(w);
+        CU_ASSERT_PTR_NULL(e);
+    }
+    for (int i = 0; i < n_families; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
+static void raw_add_family(const char *dir, const char *name)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, N_FAMILIES, families, co, h, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    rocksdb_column_family_handle_t *extra = rocksdb_create_column_family(db, o, name, &e);
+    CU_ASSERT_PTR_NULL(e);
+    rocksdb_column_family_handle_destroy(extra);
+    for (int i = 0; i < N_FAMILIES; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
+static void test_interrupted_or_foreign_database(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "interrupted");
+    raw_create(dir, N_FAMILIES, false); /* families made, marker not yet written */
+    rc_store_close(open_ok(dir));
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
+
+    new_path(dir, "nomarker");
+    raw_create(dir, N_FAMILIES, true);
+    open_fails(dir, "no format marker", "holds data");
+
+    new_path(dir, "newer");
+    rc_store_close(open_ok(dir));
+    raw_add_family(dir, "added_by_a_newer_build");
+    rc_persist *p = open_ok(dir); /* opened along, left alone */
+    add_msgs(p, "g", 1, 2);
+    rc_store_close(p);
+    rc_store_close(open_ok(dir));
+
+    new_path(dir, "otherdb");
+    raw_create(dir, 1, false); /* someone else's RocksDB */
+    open_fails(dir, "without the column family 'groups'", NULL);
+}
+
+static void test_corrupt_or_missing_files(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "current");
+    make_small_db(dir);
+    write_file(dir, "CURRENT", "garbage without newline");
+    open_fails(dir, dir, "CURRENT");
+
+    char name[256];
+    new_path(dir, "manifest");
+    make_small_db(dir);
+    CU_ASSERT_FATAL(find_file(dir, "MANIFEST-", true, name, sizeof(name)));
+    char path[PATH_LEN + 300];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    open_fails(dir, dir, NULL);
+
+    new_path(dir, "sst");
+    make_small_db(dir);
+    CU_ASSERT_FATAL(find_file(dir, ".sst", false, name, sizeof(name)));
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    open_fails(dir, dir, NULL);
+
+    new_path(dir, "nocurrent");
+    make_small_db(dir);
+    snprintf(path, sizeof(path), "%s/CURRENT", dir);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    open_fails(dir, dir, "no CURRENT");
+}
+
+static void test_foreign_directory(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "foreign");
+    CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+    write_file(dir, "notes.txt", "not a database\n");
+    open_fails(dir, dir, "not empty");
+    char name[256];
+    CU_ASSERT_FALSE(find_file(dir, "CURRENT", true, name, sizeof(name))); /* nothing created */
+
+    new_path(dir, "file");
+    CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+    char path[PATH_LEN + 16];
+    snprintf(path, sizeof(path), "%s/plain", dir);
+    write_file(dir, "plain", "x");
+    open_fails(path, path, "not a directory");
+
+    snprintf(path, sizeof(path), "%s/no/such/parent", root);
+    open_fails(path, path, NULL);
+
+    char err[ERR_LEN] = "";
+    CU_ASSERT_PTR_NULL(rc_store_open("", NULL, err, sizeof(err)));
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.block_cache_mb = 0;
+    new_path(dir, "badopt");
+    CU_ASSERT_PTR_NULL(rc_store_open(dir, &o, err, sizeof(err)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cache"));
+}
+
+/* Runs rc_store_open(dir) as user nobody in a child; returns the message
+ * (empty when it opened). Root ignores permissions, so the test drops them. */
+static void open_as_nobody(const char *dir, char *err, size_t errlen)
+{
+    int fd[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fd), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        close(fd[0]);
+        char msg[ERR_LEN] = "";
+        if (setgid(NOBODY_ID) != 0 || setuid(NOBODY_ID) != 0)
+            snprintf(msg, sizeof(msg), "setuid failed");
+        else {
+            rc_persist *p = rc_store_open(dir, NULL, msg, sizeof(msg));
+            if (p)
+                msg[0] = '\0';
+            rc_store_close(p);
+        }
+        ssize_t w = write(fd[1], msg, strlen(msg));
+        (void)w;
+        _exit(0); /* no exit handlers: RocksDB's belong to the parent */
+    }
+    close(fd[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < errlen && (r = read(fd[0], err + n, errlen - 1 - n)) > 0)
+        n += (size_t)r;
+    err[n] = '\0';
+    close(fd[0]);
+    waitpid(pid, NULL, 0);
+}
+
+static void test_no_permission(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    new_path(dir, "perm");
+    make_small_db(dir);
+    if (geteuid() != 0) {
+        CU_ASSERT_EQUAL_FATAL(chmod(dir, 0), 0);
+        open_fails(dir, dir, "Permission denied");
+        CU_ASSERT_EQUAL(chmod(dir, 0700), 0);
+        return;
+    }
+    /* as root: let nobody reach the directory, then deny it the directory... */
+    CU_ASSERT_EQUAL_FATAL(chmod(root, 0711), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(dir, 0700), 0);
+    open_as_nobody(dir, err, sizeof(err));
+    printf("\n    refused as expected (user nobody): %s\n   ", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, dir));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "Permission denied"));
+    /* ...then only RocksDB's files: the error now comes from RocksDB */
+    CU_ASSERT_EQUAL_FATAL(chmod(dir, 0777), 0);
+    char path[PATH_LEN + 16];
+    snprintf(path, sizeof(path), "%s/CURRENT", dir);
+    CU_ASSERT_EQUAL_FATAL(chmod(path, 0600), 0);
+    open_as_nobody(dir, err, sizeof(err));
+    printf("\n    refused as expected (user nobody): %s\n   ", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, dir));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "Permission denied"));
+    CU_ASSERT_EQUAL(chmod(root, 0700), 0);
+}
+
+static void test_readonly(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    new_path(dir, "ro");
+    CU_ASSERT_PTR_NULL(rc_store_open_readonly(dir, err, sizeof(err))); /* missing: nothing to read */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "read-only"));
+
+    rc_persist *w = open_ok(dir);
+    rc_persist_batch *b = ops->batch_begin(w);
+    put_snapshot(b, "g");
+    put_msgs(b, "g", 1, 10);
+    commit_ok(w, b, RC_DURABILITY_BATCH); /* in the WAL only: the reader replays it */
+
+    rc_persist *r = rc_store_open_readonly(dir, err, sizeof(err));
+    if (!r)
+        fprintf(stderr, "readonly: %s\n", err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    seen s = scan_of(r, "g", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 1, 10);
+    groups_seen got = load_of(r);
+    expect_group(&got, "g", 1, 10);
+    b = ops->batch_begin(r);
+    put_msgs(b, "g", 11, 11);
+    CU_ASSERT_EQUAL(ops->batch_commit(r, b, RC_DURABILITY_BATCH, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "read-only"));
+    rc_store_close(r);
+    rc_store_close(w);
+}
+
+static void test_stats(void)
+{
+    rc_persist *p = open_new("stats");
+    add_msgs(p, "g", 1, 100);
+    seen s = scan_of(p, "g", 1, 100, 1000, 0);
+    CU_ASSERT_EQUAL(s.n, 100);
+
+    size_t cap = 1u << 20;
+    char *buf = malloc(cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    int n = rc_store_stats(p, buf, cap);
+    CU_ASSERT(n > 0 && (size_t)n < cap);
+    CU_ASSERT_EQUAL((size_t)n, strlen(buf));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "cf history:"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "estimate-num-keys=100"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "rocksdb.number.keys.written COUNT : 101")); /* + the format marker */
+    char small[32];
+    CU_ASSERT(rc_store_stats(p, small, sizeof(small)) > (int)sizeof(small)); /* truncated, full length told */
+    CU_ASSERT_EQUAL(strlen(small), sizeof(small) - 1);
+    CU_ASSERT_EQUAL(rc_store_stats(NULL, small, sizeof(small)), -1);
+    printf("\n    report: %d bytes\n   ", n);
+    free(buf);
+    rc_store_close(p);
+}
+
+/* ---- scale ---- */
+
+typedef struct scale_check {
+    uint32_t groups, bad;
+} scale_check;
+
+static int check_scale_group(void *ud, const rc_persist_group *grp)
+{
+    scale_check *c = ud;
+    c->groups++;
+    if (grp->oldest_seq != 1 || grp->newest_seq != SCALE_MSGS / SCALE_GROUPS || grp->snapshot_len != 8)
+        c->bad++;
+    return 0;
+}
+
+static int count_entry(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
+{
+    (void)seq, (void)map;
+    *(uint32_t *)ud += len == SCALE_BODY;
+    return 0;
+}
+
+static void test_scale(void)
+{
+    char dir[PATH_LEN], g[32];
+    new_path(dir, "scale");
+    uint8_t body[SCALE_BODY];
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (uint8_t)(i * 7);
+    const uint32_t per_group = SCALE_MSGS / SCALE_GROUPS;
+
+    double t0 = now_s();
+    rc_persist *p = open_ok(dir);
+    rc_persist_batch *b = ops->batch_begin(p);
+    uint32_t in_batch = 0;
+    /* round-robin over groups, as messages arrive in a busy server */
+    for (uint32_t seq = 1; seq <= per_group; seq++) {
+        for (uint32_t i = 0; i < SCALE_GROUPS; i++) {
+            int glen = snprintf(g, sizeof(g), "room-%u", i);
+            ops->put_msg(b, g, (uint32_t)glen, seq, body, sizeof(body));
+            if (seq == per_group)
+                ops->put_group(b, g, (uint32_t)glen, (const uint8_t *)"snapshot", 8);
+            if (++in_batch == SCALE_BATCH) {
+                commit_ok(p, b, RC_DURABILITY_BATCH);
+                b = ops->batch_begin(p);
+                in_batch = 0;
+            }
+        }
+    }
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    double t_write = now_s() - t0;
+    rc_store_close(p);
+
+    t0 = now_s();
+    p = open_ok(dir);
+    double t_open = now_s() - t0;
+    t0 = now_s();
+    scale_check c = { 0 };
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(ops->load_groups(p, check_scale_group, &c, err, sizeof(err)), 0);
+    double t_load = now_s() - t0;
+    CU_ASSERT_EQUAL(c.groups, SCALE_GROUPS);
+    CU_ASSERT_EQUAL(c.bad, 0);
+
+    t0 = now_s();
+    uint32_t scanned = 0;
+    for (uint32_t i = 0; i < SCALE_GROUPS; i++) {
+        snprintf(g, sizeof(g), "room-%u", i);
+        CU_ASSERT_EQUAL(ops->scan(p, g, (uint32_t)strlen(g), per_group - 49, UINT64_MAX, 1000, count_entry,
+                                  &scanned, err, sizeof(err)),
+                        0);
+    }
+    double t_scan = now_s() - t0;
+    CU_ASSERT_EQUAL(scanned, SCALE_GROUPS * 50);
+    rc_store_close(p);
+    printf("\n    %u msgs / %u groups: write %.2f s (%.0f msg/s, batches of %u), reopen %.3f s, "
+           "load_groups %.3f s, %u scans of 50 %.3f s",
+           SCALE_MSGS, SCALE_GROUPS, t_write, SCALE_MSGS / t_write, SCALE_BATCH, t_open, t_load, SCALE_GROUPS,
+           t_scan);
+    printf("\n   ");
+    CU_ASSERT(t_write + t_open + t_load < 60.0);
+}
+
+/* ---- setup ---- */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    chmod(path, 0700);
+    return remove(path);
+}
+
+int main(void)
+{
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    ops = rc_store_ops();
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("store", NULL, NULL);
+    CU_add_test(s, "new directory gets the format marker", test_new_dir_format);
+    CU_add_test(s, "groups sharing a prefix never mix", test_prefix_groups_never_mix);
+    CU_add_test(s, "scan bounds, limit and early stop", test_scan_bounds_limit_stop);
+    CU_add_test(s, "load_groups: snapshots, oldest and newest seq", test_groups_and_seq_bounds);
+    CU_add_test(s, "trim_before deletes exactly seq < before", test_trim_before);
+    CU_add_test(s, "reopen keeps every durability mode's writes", test_reopen_and_durability);
+    CU_add_test(s, "a refused operation poisons the batch; abort", test_poisoned_batch_and_abort);
+    CU_add_test(s, "another format version is refused", test_wrong_format);
+    CU_add_test(s, "interrupted creation completed, other databases refused", test_interrupted_or_foreign_database);
+    CU_add_test(s, "corrupt CURRENT, missing MANIFEST/SST/CURRENT refused", test_corrupt_or_missing_files);
+    CU_add_test(s, "foreign files, a file, a missing parent, bad options", test_foreign_directory);
+    CU_add_test(s, "no permission", test_no_permission);
+    CU_add_test(s, "read-only open next to a writer", test_readonly);
+    CU_add_test(s, "statistics report", test_stats);
+    CU_add_test(s, "100k messages over 1000 groups: write, reopen, recover", test_scale);
+    int rc = rc_test_run();
+    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return rc;
+}
