@@ -57,6 +57,7 @@ typedef struct rc_config {
     uint32_t max_frame;                   /* 65536; 16..16777216 bytes */
     uint32_t history_max;                 /* 1000; 1..1000000 messages kept per group */
     uint32_t dedup_window;                /* 1000; 0..1000000 message ids remembered per sender */
+    uint64_t history_ttl;                 /* 604800 (7 days); seconds a message stays in history */
     uint32_t snapshot_interval_ms;        /* 1000; 1..3600000, a changed group's snapshot at least this often */
     uint32_t snapshot_every;              /* 1000; 1..1e8 changes per snapshot */
     uint32_t max_connections;             /* 20000; 1..1000000 */

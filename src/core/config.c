@@ -98,6 +98,7 @@ static const key_def keys[] = {
     U32(max_frame, "65536", 16, 16777216, 0, "largest accepted frame, bytes"),
     U32(history_max, "1000", 1, 1000000, 0, "messages of history kept per group"),
     U32(dedup_window, "1000", 0, 1000000, 0, "recent message ids remembered per sender (0: off)"),
+    U64(history_ttl, "604800", 1, UINT64_C(1) << 40, "seconds a message is kept in history (also bounded by history_max)"),
     U32(snapshot_interval_ms, "1000", 1, 3600000, 0, "a changed group's snapshot is written at least this often, ms"),
     U32(snapshot_every, "1000", 1, 100000000, 0, "a group's snapshot is written after this many changes"),
     U64(outbound_high_bytes, "4194304", 1, UINT64_C(1) << 40,

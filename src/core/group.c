@@ -88,6 +88,20 @@ uint64_t rc_group_first_seq(const rc_group *g)
     return g->last_seq + 1 - g->hist_n;
 }
 
+uint64_t rc_group_first_live_seq(const rc_group *g, uint64_t cutoff_ms)
+{
+    /* Timestamps rise with seq within a group, so binary search the ring. */
+    uint32_t lo = 0, hi = g->hist_n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (hist_slot(g, mid)->ts < cutoff_ms)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return rc_group_first_seq(g) + lo;
+}
+
 const rc_hist_entry *rc_group_hist_at(const rc_group *g, uint64_t seq)
 {
     uint64_t first = rc_group_first_seq(g);

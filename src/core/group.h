@@ -64,6 +64,9 @@ void rc_group_forget_last(rc_group *g);
 const rc_hist_entry *rc_group_hist_at(const rc_group *g, uint64_t seq);
 /* Oldest retained seq (last_seq + 1 when history is empty). */
 uint64_t rc_group_first_seq(const rc_group *g);
+/* Oldest retained seq whose message is not older than cutoff_ms (unix ms):
+ * history_ttl applied on top of history_max. */
+uint64_t rc_group_first_live_seq(const rc_group *g, uint64_t cutoff_ms);
 /* Seq a user's mid was sequenced at, or 0. */
 uint64_t rc_group_find_dup(const rc_group *g, const char *dkey, uint32_t dkey_len);
 

@@ -159,10 +159,17 @@ static bool is_member(const rc_group *g, const rc_job *j)
 
 /* ---- requests ---- */
 
+uint64_t rc_shard_first_served(const rc_shard *s, const rc_group *g)
+{
+    uint64_t now = rc_shard_now_ms();
+    uint64_t cutoff = now > s->limits.history_ttl_ms ? now - s->limits.history_ttl_ms : 0;
+    return rc_group_first_live_seq(g, cutoff);
+}
+
 /* Sends history entries with seq > since (oldest first), then `synced`. */
 static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
 {
-    uint64_t first = rc_group_first_seq(g);
+    uint64_t first = rc_shard_first_served(s, g);
     uint64_t from = j->since + 1 > first ? j->since + 1 : first;
     for (uint64_t seq = from; seq <= g->last_seq; seq++) {
         const rc_hist_entry *e = rc_group_hist_at(g, seq);
@@ -326,7 +333,7 @@ static void do_hist(rc_shard *s, const rc_job *j)
     if (before > g->last_seq + 1)
         before = g->last_seq + 1;
     uint64_t limit = (j->has & RC_HAS_LIMIT) ? j->limit : RC_HIST_DEFAULT_LIMIT;
-    uint64_t first = rc_group_first_seq(g);
+    uint64_t first = rc_shard_first_served(s, g);
     uint64_t from = before > first + limit ? before - limit : first;
     uint32_t n = before > from ? (uint32_t)(before - from) : 0;
 

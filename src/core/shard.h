@@ -27,6 +27,7 @@ typedef struct rc_shard_limits {
     uint32_t max_members_per_group; /* stored members per group */
     uint32_t snapshot_every;        /* changes per snapshot */
     uint32_t snapshot_interval_ms;  /* a changed group's snapshot at least this often */
+    uint64_t history_ttl_ms;        /* messages older than this leave history */
 } rc_shard_limits;
 
 /* Storage a shard writes through (NULL persist: memory only). */
@@ -105,5 +106,9 @@ void rc_shard_destroy(rc_shard *s);
 /* Queues jobs for the shard (any io thread), in order, as many as fit:
  * returns how many were queued, and wakes the shard if it sleeps. */
 uint32_t rc_shard_submit(rc_shard *s, rc_job *const *jobs, uint32_t n);
+
+/* Oldest seq of g that history still serves (history_max and history_ttl). */
+struct rc_group;
+uint64_t rc_shard_first_served(const rc_shard *s, const struct rc_group *g);
 
 #endif

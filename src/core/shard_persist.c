@@ -101,6 +101,8 @@ static int warm_one(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
     warm_ctx *w = ud;
     rc_msg m;
     const char *why;
+    if (w->g->hist_n == 0 && seq > w->g->last_seq + 1)
+        w->g->last_seq = seq - 1; /* older entries left by history_ttl */
     if (seq != w->g->last_seq + 1 || rc_decode(&w->s->dec, map, len, &m, &why) != RC_OK || m.type != RC_T_MSG) {
         w->broken = true;
         return 1;
@@ -178,8 +180,11 @@ void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *m
     struct rc_persist_batch *b = tick_batch(s);
     s->store.ops->put_msg(b, g->name, g->name_len, g->last_seq, msg->data + RC_FRAME_HEADER,
                           msg->len - RC_FRAME_HEADER);
-    if (g->last_seq > g->hist_max && g->last_seq % RC_TRIM_EVERY == 0)
-        s->store.ops->trim_before(b, g->name, g->name_len, g->last_seq - g->hist_max + 1);
+    if (g->last_seq % RC_TRIM_EVERY == 0) {
+        uint64_t keep = rc_shard_first_served(s, g); /* history_max and history_ttl */
+        if (keep > 1)
+            s->store.ops->trim_before(b, g->name, g->name_len, keep);
+    }
     if (s->n_tick == s->cap_tick && grow((void **)&s->tick, &s->cap_tick, sizeof(*s->tick)) != 0) {
         /* Without a record the send could not be undone: give up on it now. */
         fprintf(stderr, "level=error component=shard id=%u event=tick_nomem\n", s->id);

@@ -17,6 +17,7 @@
 
 #define T_MS 5000
 #define CRASH_ROUNDS 5
+#define CRASH_ROUNDS_SYNC 2
 #define CRASH_SENDERS 3
 #define CRASH_MAX_SENDS 20000      /* per sender per round, at most */
 #define CRASH_WINDOW 64            /* sends in flight per sender */
@@ -116,6 +117,33 @@ static void test_retention_reports_lost(void)
     CU_ASSERT_EQUAL(n, 10);
     CU_ASSERT(n == 10 && seqs[0] == 21 && seqs[9] == 30);
     CU_ASSERT(synced.seq == 30 && synced.lost);
+    rc_client_close(&b);
+    CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
+}
+
+static void test_history_ttl(void)
+{
+    const char *flags[] = { "--history-ttl", "1", NULL };
+    rc_test_server srv;
+    CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);
+    rc_client a;
+    login(&a, &srv, "alice");
+    CU_ASSERT(rc_client_join(&a, "ttl", T_MS, NULL) == 0);
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT(rc_client_publish(&a, "ttl", "old", 3, NULL, T_MS, NULL) == 0);
+    struct timespec pause = { 1, 300000000L };
+    nanosleep(&pause, NULL);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT(rc_client_publish(&a, "ttl", "new", 3, NULL, T_MS, NULL) == 0);
+    rc_client b;
+    login(&b, &srv, "bob");
+    uint64_t seqs[16];
+    rc_msg synced;
+    int n = join_since(&b, "ttl", 0, seqs, 16, &synced);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT(n == 2 && seqs[0] == 6 && seqs[1] == 7);
+    CU_ASSERT(synced.seq == 7 && synced.lost);
+    rc_client_close(&a);
     rc_client_close(&b);
     CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
 }
@@ -235,9 +263,8 @@ static void verify_after_crash(rc_test_server *srv, uint64_t *last_seq)
     rc_client_close(&v);
 }
 
-static void test_sigkill_loses_no_acked_message(void)
+static void run_crash_rounds(const char *const *flags, uint32_t rounds)
 {
-    const char *flags[] = { "--history-max", "400000", "--dedup-window", "1000", NULL };
     acks = calloc(CRASH_MAX_ACKED, sizeof(*acks));
     CU_ASSERT_FATAL(acks != NULL);
     n_acks = 0;
@@ -245,7 +272,7 @@ static void test_sigkill_loses_no_acked_message(void)
     CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);
     srand(12345);
     uint64_t last = 0;
-    for (uint32_t round = 0; round < CRASH_ROUNDS; round++) {
+    for (uint32_t round = 0; round < rounds; round++) {
         load_until_killed(&srv, round, 100 + rand() % 400);
         CU_ASSERT_FATAL(rc_test_server_restart(&srv, flags) == 0);
         verify_after_crash(&srv, &last);
@@ -253,6 +280,18 @@ static void test_sigkill_loses_no_acked_message(void)
     CU_ASSERT(n_acks > 0);
     CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
     free(acks);
+}
+
+static void test_sigkill_loses_no_acked_message(void)
+{
+    const char *flags[] = { "--history-max", "400000", "--dedup-window", "1000", NULL };
+    run_crash_rounds(flags, CRASH_ROUNDS);
+}
+
+static void test_sigkill_with_sync_durability(void)
+{
+    const char *flags[] = { "--history-max", "400000", "--durability", "sync", NULL };
+    run_crash_rounds(flags, CRASH_ROUNDS_SYNC);
 }
 
 /* ---- bad data directories ---- */
@@ -354,7 +393,9 @@ int main(void)
     CU_pSuite s = CU_add_suite("persistence", NULL, NULL);
     CU_add_test(s, "restart keeps membership, seqs, history, dedup", test_restart_keeps_state);
     CU_add_test(s, "retention trims to history_max and reports lost", test_retention_reports_lost);
+    CU_add_test(s, "history_ttl drops old messages and reports lost", test_history_ttl);
     CU_add_test(s, "SIGKILL rounds lose no acked message, reuse no seq", test_sigkill_loses_no_acked_message);
+    CU_add_test(s, "SIGKILL rounds with durability=sync", test_sigkill_with_sync_durability);
     CU_add_test(s, "corrupt or foreign data directory is an error", test_bad_data_dir_is_an_error);
     CU_add_test(s, "readyz and recovery metrics", test_readyz_and_recovery_metric);
     return rc_test_run();
