@@ -298,7 +298,8 @@ static void do_send(rc_shard *s, const rc_job *j)
     uint64_t dup_seq = dkey_len ? rc_group_find_dup(g, dkey, dkey_len) : 0;
     if (dup_seq) {
         STAT_ADD(s, dups, 1);
-        ack(s, j, g, dup_seq, rc_group_hist_at(g, dup_seq)->ts, true);
+        rc_frame *a = ack(s, j, g, dup_seq, rc_group_hist_at(g, dup_seq)->ts, true);
+        rc_shard_persist_dup(s, g, j, dup_seq, a);
         return;
     }
     uint64_t ts = rc_shard_now_ms();
@@ -315,9 +316,8 @@ static void do_send(rc_shard *s, const rc_job *j)
     for (uint32_t i = 0; i < g->n_subs; i++)
         rc_shard_deliver(s, g->subs[i], f);
     STAT_ADD(s, deliveries, g->n_subs);
-    rc_frame *a = ack(s, j, g, g->last_seq, ts, false);
-    if (a)
-        rc_shard_persist_msg(s, g, j, f, a);
+    rc_frame *a = ack(s, j, g, g->last_seq, ts, false); /* NULL when out of memory: stored anyway */
+    rc_shard_persist_msg(s, g, j, f, a);
 }
 
 /* Appends the encoded `hist` reply: header fields, then the stored msg maps

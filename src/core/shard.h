@@ -40,7 +40,8 @@ typedef struct rc_shard_store {
 /* One message sequenced in the current tick, kept until its write lands. */
 typedef struct rc_tick_send {
     struct rc_group *g;
-    rc_frame *msg, *ack;
+    uint64_t seq;
+    rc_frame *msg, *ack;        /* msg NULL: a dup ack naming a seq of this tick */
     rc_conn_id conn;
     uint64_t rid;
     uint32_t has;

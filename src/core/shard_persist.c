@@ -173,6 +173,30 @@ void rc_shard_persist_snapshot(rc_shard *s, rc_group *g)
     s->snap[s->n_snap++] = g;
 }
 
+/* Keeps a reference to the tick's frames until the write is known. */
+static void tick_record(rc_shard *s, rc_tick_send t)
+{
+    if (s->n_tick == s->cap_tick && grow((void **)&s->tick, &s->cap_tick, sizeof(*s->tick)) != 0) {
+        fprintf(stderr, "level=error component=shard id=%u event=tick_nomem\n", s->id);
+        return; /* without a record a failed write cannot withdraw these frames */
+    }
+    if (t.msg)
+        rc_frame_ref(t.msg, 1);
+    if (t.ack)
+        rc_frame_ref(t.ack, 1);
+    s->tick[s->n_tick++] = t;
+}
+
+void rc_shard_persist_dup(rc_shard *s, rc_group *g, const rc_job *j, uint64_t seq, rc_frame *ack)
+{
+    for (uint32_t i = 0; i < s->n_tick; i++) {
+        if (s->tick[i].g == g && s->tick[i].msg && s->tick[i].seq == seq) {
+            tick_record(s, (rc_tick_send){ g, seq, NULL, ack, j->conn, j->rid, j->has });
+            return;
+        }
+    }
+}
+
 void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *msg, rc_frame *ack)
 {
     if (!persisting(s))
@@ -185,14 +209,7 @@ void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *m
         if (keep > 1)
             s->store.ops->trim_before(b, g->name, g->name_len, keep);
     }
-    if (s->n_tick == s->cap_tick && grow((void **)&s->tick, &s->cap_tick, sizeof(*s->tick)) != 0) {
-        /* Without a record the send could not be undone: give up on it now. */
-        fprintf(stderr, "level=error component=shard id=%u event=tick_nomem\n", s->id);
-    } else {
-        rc_frame_ref(msg, 1);
-        rc_frame_ref(ack, 1);
-        s->tick[s->n_tick++] = (rc_tick_send){ g, msg, ack, j->conn, j->rid, j->has };
-    }
+    tick_record(s, (rc_tick_send){ g, g->last_seq, msg, ack, j->conn, j->rid, j->has });
     g->updated_ms = rc_shard_now_ms();
     if (++g->changes >= s->limits.snapshot_every || mono_ms() - g->snap_ms >= s->limits.snapshot_interval_ms)
         rc_shard_persist_snapshot(s, g);
@@ -220,10 +237,13 @@ static void undo_tick(rc_shard *s)
 {
     for (uint32_t i = s->n_tick; i-- > 0;) {
         rc_tick_send *t = &s->tick[i];
-        rc_group_forget_last(t->g);
-        t->g->warm = false; /* the ring may have dropped an older entry: reload it on next use */
-        t->msg->kind = RC_FRAME_VOID;
-        t->ack->kind = RC_FRAME_VOID;
+        if (t->msg) {
+            rc_group_forget_last(t->g);
+            t->g->warm = false; /* the ring may have dropped an older entry: reload it on next use */
+            t->msg->kind = RC_FRAME_VOID;
+        }
+        if (t->ack)
+            t->ack->kind = RC_FRAME_VOID;
         rc_job j = { .conn = t->conn, .rid = t->rid, .has = t->has };
         rc_shard_reply_err(s, &j, RC_E_INTERNAL, "the message could not be stored; it was not sent; retry");
     }
@@ -232,8 +252,10 @@ static void undo_tick(rc_shard *s)
 static void tick_reset(rc_shard *s, bool keep_snapshots)
 {
     for (uint32_t i = 0; i < s->n_tick; i++) {
-        rc_frame_unref(s->tick[i].msg);
-        rc_frame_unref(s->tick[i].ack);
+        if (s->tick[i].msg)
+            rc_frame_unref(s->tick[i].msg);
+        if (s->tick[i].ack)
+            rc_frame_unref(s->tick[i].ack);
     }
     s->n_tick = 0;
     if (!keep_snapshots) {
@@ -256,7 +278,7 @@ void rc_shard_persist_commit(rc_shard *s)
     if (r == 0)
         r = s->store.ops->batch_commit(s->store.persist, s->batch, (rc_durability)s->store.durability, err,
                                        sizeof(err));
-    else
+    else if (s->batch)
         s->store.ops->batch_abort(s->batch);
     s->batch = NULL;
     STAT_ADD(s, store_commit_ns, mono_ns() - t0);

@@ -28,6 +28,9 @@ void rc_shard_group_warm(rc_shard *s, rc_group *g);
 /* A message was just sequenced in g (rc_group_remember): store it, and
  * remember its frames in case the tick's write fails. */
 void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *msg, rc_frame *ack);
+/* A dup ack for seq was sent: if seq was sequenced in this tick, the ack
+ * must share the fate of that write. */
+void rc_shard_persist_dup(rc_shard *s, rc_group *g, const rc_job *j, uint64_t seq, rc_frame *ack);
 /* g's membership changed: its snapshot goes out with this tick. */
 void rc_shard_persist_snapshot(rc_shard *s, rc_group *g);
 /* Writes the tick's batch; see the header comment. */
