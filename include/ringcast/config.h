@@ -43,7 +43,7 @@ typedef struct rc_config {
 
     /* Storage and dead letters. */
     char data_dir[RC_CONFIG_PATH_SIZE];   /* "./data"; history, snapshots, spool */
-    char durability[RC_CONFIG_ENUM_SIZE]; /* "batch"; none | batch | sync */
+    char durability[RC_CONFIG_ENUM_SIZE]; /* "batch"; off | none | batch | sync (off: memory only) */
     char kafka_brokers[RC_CONFIG_BROKERS_SIZE]; /* ""; empty: dead letters spool to disk only */
     char dlq_topic[RC_CONFIG_TOPIC_SIZE]; /* "ringcast.deadletter" */
 

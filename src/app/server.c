@@ -73,6 +73,10 @@ static int adopt_group(void *ud, const rc_persist_group *pg)
 /* Loads every stored group into the shard that owns it now. */
 static int recover(rc_server *s, char *err, size_t errlen)
 {
+    if (!s->persist) {
+        fprintf(stderr, "level=warn component=server event=memory_only msg=\"durability=off: nothing is stored; a restart forgets every group\"\n");
+        return 0;
+    }
     uint64_t t0 = rc_now_ns();
     recovery_ctx r = { s, err, errlen };
     if (rc_store_ops()->load_groups(s->persist, adopt_group, &r, err, errlen) != 0)
@@ -145,9 +149,12 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     s->admin = rc_admin_start(cfg->admin_host, cfg->admin_port, admin_handler, s, err, errlen);
     if (!s->admin)
         goto fail;
-    s->persist = rc_store_open(cfg->data_dir, NULL, err, errlen);
-    if (!s->persist)
-        goto fail;
+    /* durability=off keeps everything in memory: nothing is stored or recovered. */
+    if (strcmp(cfg->durability, "off") != 0) {
+        s->persist = rc_store_open(cfg->data_dir, NULL, err, errlen);
+        if (!s->persist)
+            goto fail;
+    }
     for (uint32_t i = 0; i < s->n_shards; i++)
         s->shard_ptrs[i] = &s->shards[i];
     if (init_ios(s, err, errlen) != 0)

@@ -148,6 +148,27 @@ static void test_history_ttl(void)
     CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
 }
 
+static void test_durability_off_stores_nothing(void)
+{
+    const char *flags[] = { "--durability", "off", NULL };
+    rc_test_server srv;
+    CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);
+    rc_client a;
+    login(&a, &srv, "alice");
+    uint64_t seq = 99;
+    CU_ASSERT(rc_client_join(&a, "mem", T_MS, &seq) == 0 && seq == 0);
+    CU_ASSERT(rc_client_publish(&a, "mem", "x", 1, NULL, T_MS, NULL) == 0);
+    rc_client_close(&a);
+    CU_ASSERT_EQUAL_FATAL(rc_test_server_stop_keep(&srv), 0);
+    CU_ASSERT_FATAL(rc_test_server_restart(&srv, flags) == 0);
+    login(&a, &srv, "alice");
+    seq = 99;
+    CU_ASSERT(rc_client_join(&a, "mem", T_MS, &seq) == 0);
+    CU_ASSERT_EQUAL(seq, 0); /* memory only: the restart forgot the group */
+    rc_client_close(&a);
+    CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
+}
+
 /* ---- crash test ---- */
 
 typedef struct acked {
@@ -394,6 +415,7 @@ int main(void)
     CU_add_test(s, "restart keeps membership, seqs, history, dedup", test_restart_keeps_state);
     CU_add_test(s, "retention trims to history_max and reports lost", test_retention_reports_lost);
     CU_add_test(s, "history_ttl drops old messages and reports lost", test_history_ttl);
+    CU_add_test(s, "durability=off keeps nothing across a restart", test_durability_off_stores_nothing);
     CU_add_test(s, "SIGKILL rounds lose no acked message, reuse no seq", test_sigkill_loses_no_acked_message);
     CU_add_test(s, "SIGKILL rounds with durability=sync", test_sigkill_with_sync_durability);
     CU_add_test(s, "corrupt or foreign data directory is an error", test_bad_data_dir_is_an_error);
