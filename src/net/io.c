@@ -959,7 +959,9 @@ static void handle_completions(rc_io *io)
 static void submit_and_wait(rc_io *io, bool final)
 {
     rc_waker_prepare_sleep(&io->waker);
-    unsigned wait = rc_ring_count(io->outbound) == 0 && io->n_dirty == 0 ? 1 : 0;
+    /* Connections left dirty by flush_sends all have a send in flight: its
+     * completion wakes us, so they are no reason to poll. */
+    unsigned wait = rc_ring_count(io->outbound) == 0 ? 1 : 0;
     int r;
     if (final && wait) {
         struct __kernel_timespec ts = { 0, RC_IO_FINAL_TICK_MS * 1000000L };
