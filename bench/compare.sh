@@ -1,33 +1,73 @@
 #!/usr/bin/env bash
-# Side-by-side fan-out benchmark: ringcastd, nats-server and redis-server on
-# loopback, the same ringcast-bench workload against each, interleaved
-# (A B C A B C ...) so that drift of the machine hits every system alike.
-# Prints a Markdown report; see bench/README.md for the method.
+# Side-by-side benchmark: ringcastd, nats-server, redis-server and the
+# speed-of-light server ringcast-sol on loopback, the same ringcast-bench
+# workloads against each, interleaved (A B C D A B C D ...) so that drift of
+# the machine hits every system alike. Prints a Markdown report (median and
+# spread per system, ratio to the best peer and fraction of ringcast-sol);
+# see bench/README.md for the method.
 #
-#   bench/compare.sh [--reps N] [--duration S] [--warmup S] [--systems "ringcast nats redis"]
-#                    [--out FILE] [-- extra ringcast-bench flags, e.g. --window 8000]
+#   bench/compare.sh [--workloads "fanout rooms many-groups"] [--systems "ringcast nats redis sol"]
+#                    [--reps N] [--duration S] [--warmup S] [--rate R]
+#                    [--sweep] [--sweep-steps LIST] [--sweep-duration S] [--sweep-peak R]
+#                    [--out FILE] [--json FILE] [--charts DIR]
+#                    [-- extra ringcast-bench flags, e.g. --threads 2 --window 8000]
+#
+#   --workloads LIST   ringcast-bench presets, run one after the other; every
+#                      server is restarted for each workload (default fanout)
+#   --systems LIST     ringcast, nats, redis, sol (default all four); a system
+#                      whose server is missing or does not start is skipped
+#                      with a note
+#   --reps N           interleaved repetitions per workload, 1..20 (default 3)
+#   --duration S       measured seconds per run (default 10)
+#   --warmup S         warm-up seconds per run (default 2)
+#   --rate R           open loop at R msgs/s instead of the closed loop (--max):
+#                      compares latency at one offered load
+#   --sweep            after the reps, one ringcast-bench --sweep per system and
+#                      workload (throughput and latency against offered load)
+#   --sweep-steps L    the sweep's percentages (default 10,20,...,120)
+#   --sweep-duration S measured seconds per sweep step (default 3, warm-up 1)
+#   --sweep-peak R     one 100 % rate for every system (default: each system's
+#                      own peak, measured by the sweep's first step)
+#   --out FILE         also append the report to FILE
+#   --json FILE        write every run and the summary as JSON (needs jq)
+#   --charts DIR       SVG charts via bench/plot.sh: latency CDF per workload
+#                      (each system's median run) and, with --sweep, throughput
+#                      and latency against offered load
 #
 # Environment: RINGCASTD (default build/ringcastd), RINGCAST_BENCH (default
-# build/ringcast-bench), RINGCASTD_ARGS (extra ringcastd flags).
+# build/ringcast-bench), RINGCAST_SOL (default ringcast-sol next to
+# RINGCAST_BENCH), RINGCASTD_ARGS (extra ringcastd flags).
 set -u -o pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 RINGCASTD=${RINGCASTD:-$top/build/ringcastd}
 BENCH=${RINGCAST_BENCH:-$top/build/ringcast-bench}
+SOL=${RINGCAST_SOL:-$(dirname "$BENCH")/ringcast-sol}
 RINGCASTD_ARGS=${RINGCASTD_ARGS:-}
 
 REPS=3
 DURATION=10
 WARMUP=2
-SYSTEMS="ringcast nats redis"
+RATE=""
+WORKLOADS="fanout"
+SYSTEMS="ringcast nats redis sol"
 OUT=""
+JSON=""
+CHARTS=""
+SWEEP=0
+SWEEP_STEPS="10,20,30,40,50,60,70,80,90,100,110,120"
+SWEEP_DURATION=3
+SWEEP_WARMUP=1
+SWEEP_PEAK=""
 EXTRA=()
 
 MAX_REPS=20
 START_TIMEOUT_S=15     # a server must accept connections within this
-RUN_SLACK_S=90         # setup (60 s at most) + drain (5 s) + margin, per run
+RUN_SLACK_S=100        # setup (60 s at most) + drain (5..30 s) + margin, per run
+STEP_SLACK_S=32        # per sweep step: drain (5..30 s) + margin
 PORT_TRIES=50
+PEERS="nats redis"     # the systems ringcast is compared against
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -40,8 +80,16 @@ while [ $# -gt 0 ]; do
     --reps) REPS=${2:?}; shift 2 ;;
     --duration) DURATION=${2:?}; shift 2 ;;
     --warmup) WARMUP=${2:?}; shift 2 ;;
+    --rate) RATE=${2:?}; shift 2 ;;
+    --workloads) WORKLOADS=${2:?}; shift 2 ;;
     --systems) SYSTEMS=${2:?}; shift 2 ;;
+    --sweep) SWEEP=1; shift ;;
+    --sweep-steps) SWEEP_STEPS=${2:?}; shift 2 ;;
+    --sweep-duration) SWEEP_DURATION=${2:?}; shift 2 ;;
+    --sweep-peak) SWEEP_PEAK=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
+    --json) JSON=${2:?}; shift 2 ;;
+    --charts) CHARTS=${2:?}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; EXTRA=("$@"); break ;;
     *) usage >&2; exit 1 ;;
@@ -51,11 +99,28 @@ in_range() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 in_range "$REPS" 1 $MAX_REPS || die "--reps wants 1..$MAX_REPS"
 in_range "$DURATION" 1 600 || die "--duration wants 1..600 seconds"
 in_range "$WARMUP" 0 60 || die "--warmup wants 0..60 seconds"
+in_range "$SWEEP_DURATION" 1 600 || die "--sweep-duration wants 1..600 seconds"
+[ -z "$RATE" ] || [[ $RATE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--rate wants a number of msgs/s"
+[ -z "$SWEEP_PEAK" ] || [[ $SWEEP_PEAK =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--sweep-peak wants a number of msgs/s"
+[[ $SWEEP_STEPS =~ ^[0-9.]+(,[0-9.]+)*$ ]] || die "--sweep-steps wants comma-separated percentages"
+for w in $WORKLOADS; do
+  case "$w" in fanout|rooms|many-groups|chat-day) ;; *) die "unknown workload '$w' (fanout rooms many-groups chat-day)" ;; esac
+done
+for s in $SYSTEMS; do
+  case "$s" in ringcast|nats|redis|sol) ;; *) die "unknown system '$s' (ringcast nats redis sol)" ;; esac
+done
 [ -x "$BENCH" ] || die "no ringcast-bench at $BENCH (build it, or set RINGCAST_BENCH)"
+[ -z "$JSON" ] || command -v jq >/dev/null || die "--json needs jq (apt-get install jq)"
+if [ -n "$CHARTS" ]; then
+  command -v gnuplot >/dev/null || die "--charts needs gnuplot (apt-get install gnuplot-nox)"
+  mkdir -p "$CHARTS" || die "cannot create $CHARTS"
+fi
+n_steps=$(tr ',' '\n' <<<"$SWEEP_STEPS" | grep -c .)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-compare.XXXXXX") || die "mktemp failed"
+mkdir -p "$tmp/runs"
 declare -A PID PORT
-cleanup() {
+stop_servers() {
   local s
   for s in "${!PID[@]}"; do
     kill "${PID[$s]}" 2>/dev/null
@@ -64,7 +129,13 @@ cleanup() {
     # bounded wait, then insist
     for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "${PID[$s]}" 2>/dev/null || break; sleep 0.5; done
     kill -9 "${PID[$s]}" 2>/dev/null
+    wait "${PID[$s]}" 2>/dev/null
   done
+  PID=()
+  PORT=()
+}
+cleanup() {
+  stop_servers
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -105,11 +176,11 @@ start_server() {
   free_port; p=$FREE_PORT
   case "$s" in
     nats)
-      command -v nats-server >/dev/null || { echo "compare.sh: nats-server not installed, skipping" >&2; return 2; }
+      command -v nats-server >/dev/null || { echo "compare.sh: nats-server not installed, skipping nats" >&2; return 2; }
       nats-server -a 127.0.0.1 -p "$p" >"$log" 2>&1 &
       ;;
     redis)
-      command -v redis-server >/dev/null || { echo "compare.sh: redis-server not installed, skipping" >&2; return 2; }
+      command -v redis-server >/dev/null || { echo "compare.sh: redis-server not installed, skipping redis" >&2; return 2; }
       redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
         --client-output-buffer-limit 'pubsub 0 0 0' >"$log" 2>&1 &
       ;;
@@ -118,12 +189,16 @@ start_server() {
       local http admin
       free_port; http=$FREE_PORT
       free_port; admin=$FREE_PORT
+      rm -rf "$tmp/ringcast-data"
       mkdir -p "$tmp/ringcast-data"
       # shellcheck disable=SC2086 # RINGCASTD_ARGS is a list of flags
       "$RINGCASTD" --port "$p" --http-port "$http" --admin-port "$admin" \
         --data-dir "$tmp/ringcast-data" $RINGCASTD_ARGS >"$log" 2>&1 &
       ;;
-    *) die "unknown system '$s' (ringcast, nats, redis)" ;;
+    sol)
+      [ -x "$SOL" ] || { echo "compare.sh: no ringcast-sol at $SOL (build it, or set RINGCAST_SOL), skipping sol" >&2; return 2; }
+      "$SOL" --port "$p" >"$log" 2>&1 &
+      ;;
   esac
   PID[$s]=$!
   PORT[$s]=$p
@@ -141,8 +216,12 @@ version_of() {
     nats) nats-server --version 2>&1 | head -n 1 ;;
     redis) redis-server --version 2>&1 | head -n 1 | cut -d' ' -f1-3 ;;
     ringcast) "$RINGCASTD" --version 2>&1 | head -n 1 ;;
+    sol) echo "ringcast-sol" ;;
   esac
 }
+
+# The ringcast-bench driver of a system (ringcast-sol speaks ringcast).
+driver_of() { [ "$1" = sol ] && echo ringcast || echo "$1"; }
 
 # Value of key=... in a ringcast-bench result line.
 field() { grep -o "\b$2=[^ ]*" <<<"$1" | head -n 1 | cut -d= -f2; }
@@ -154,102 +233,225 @@ stats() {
     m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
     printf "%.0f %.0f %.0f\n", m, v[1], v[NR] }'
 }
-
 median() { stats | cut -d' ' -f1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0 || a == "") print "-"; else printf "%.2f", a / b }'; }
 
 START_ATTEMPTS=3 # a port can still be taken between the check and the bind
-active=()
-for s in $SYSTEMS; do
-  for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
-    start_server "$s"
-    case $? in
-      0) active+=("$s"); break ;;
-      2) break ;; # not installed: no point in trying again
-    esac
+start_all() {
+  active=()
+  local s attempt
+  for s in $SYSTEMS; do
+    for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
+      start_server "$s"
+      case $? in
+        0) active+=("$s"); break ;;
+        2) break ;; # not installed: no point in trying again
+      esac
+    done
   done
-done
-[ ${#active[@]} -gt 0 ] || die "no system could be started"
+}
 
-run_timeout=$((WARMUP + DURATION + RUN_SLACK_S))
-for ((rep = 1; rep <= REPS; rep++)); do
-  for s in "${active[@]}"; do
-    if ! kill -0 "${PID[$s]}" 2>/dev/null; then
-      echo "compare.sh: $s is no longer running; its log ends:" >&2
-      tail -n 3 "$tmp/$s.log" >&2
-      echo "$s failed" >>"$tmp/results"
-      continue
-    fi
-    line=$(timeout --signal=INT --kill-after=10 "$run_timeout" "$BENCH" fanout --system "$s" \
-      --port "${PORT[$s]}" --duration "$DURATION" --warmup "$WARMUP" --server-pid "${PID[$s]}" \
-      "${EXTRA[@]}" 2>"$tmp/$s.bench.err" | grep '^ringcast-bench ')
-    rc=$?
-    if [ $rc -ne 0 ] || [ -z "$line" ] || [ "$(field "$line" interrupted)" != 0 ]; then
-      echo "compare.sh: run $rep of $s failed; stderr ends:" >&2
-      tail -n 3 "$tmp/$s.bench.err" >&2
-      echo "$s failed" >>"$tmp/results"
-      continue
-    fi
-    echo "compare.sh: rep $rep $s $(field "$line" deliveries_per_s) deliveries/s" >&2
-    echo "$s ok $line" >>"$tmp/results"
+mode_args=(--max)
+[ -n "$RATE" ] && mode_args=(--rate "$RATE")
+results="$tmp/results"   # lines: WORKLOAD SYSTEM ok|loss|failed REP [result line]
+: >"$results"
+
+# Runs ringcast-bench for workload $1 against system $2, rep $3.
+run_one() {
+  local w=$1 s=$2 rep=$3 line rc base="$tmp/runs/$1.$2.$3"
+  if ! kill -0 "${PID[$s]}" 2>/dev/null; then
+    echo "compare.sh: $s is no longer running; its log ends:" >&2
+    tail -n 3 "$tmp/$s.log" >&2
+    echo "$w $s failed $rep" >>"$results"
+    return
+  fi
+  line=$(timeout --signal=INT --kill-after=10 "$((WARMUP + DURATION + RUN_SLACK_S))" "$BENCH" "$w" \
+    --system "$(driver_of "$s")" --port "${PORT[$s]}" --duration "$DURATION" --warmup "$WARMUP" \
+    "${mode_args[@]}" --server-pid "${PID[$s]}" --no-progress --json "$base.json" \
+    --hist-out "$base.hist.csv" "${EXTRA[@]}" 2>"$base.err" | grep '^ringcast-bench ')
+  rc=$? # ringcast-bench's status (pipefail), or grep's when there is no line
+  if [ -z "$line" ] || { [ $rc -ne 0 ] && [ $rc -ne 3 ]; } || [ "$(field "$line" interrupted)" != 0 ]; then
+    echo "compare.sh: $w run $rep of $s failed (status $rc); stderr ends:" >&2
+    tail -n 3 "$base.err" >&2
+    echo "$w $s failed $rep" >>"$results"
+    return
+  fi
+  if [ $rc -eq 3 ]; then
+    echo "compare.sh: $w run $rep of $s lost or reordered messages:" >&2
+    grep 'FAILED' "$base.err" >&2
+    echo "$w $s loss $rep $line" >>"$results"
+    return
+  fi
+  echo "compare.sh: $w rep $rep $s $(field "$line" deliveries_per_s) deliveries/s, p99 $(field "$line" lat_p99_us) us" >&2
+  echo "$w $s ok $rep $line" >>"$results"
+}
+
+# One sweep of workload $1 against system $2.
+sweep_one() {
+  local w=$1 s=$2 base="$tmp/runs/$1.$2.sweep" peak=()
+  [ -n "$SWEEP_PEAK" ] && peak=(--peak "$SWEEP_PEAK")
+  kill -0 "${PID[$s]}" 2>/dev/null || { echo "compare.sh: $s is not running, no sweep" >&2; return; }
+  echo "compare.sh: $w sweep of $s ($n_steps steps of ${SWEEP_DURATION} s)" >&2
+  timeout --signal=INT --kill-after=10 "$(( (n_steps + 1) * (SWEEP_WARMUP + SWEEP_DURATION + STEP_SLACK_S) + RUN_SLACK_S ))" \
+    "$BENCH" "$w" --system "$(driver_of "$s")" --port "${PORT[$s]}" --sweep --steps "$SWEEP_STEPS" \
+    "${peak[@]}" --duration "$SWEEP_DURATION" --warmup "$SWEEP_WARMUP" --server-pid "${PID[$s]}" \
+    --no-progress --csv "$base.csv" --json "$base.json" "${EXTRA[@]}" >"$base.out" 2>"$base.err"
+  local rc=$?
+  [ $rc -eq 0 ] || { echo "compare.sh: $w sweep of $s exited $rc; stderr ends:" >&2; tail -n 3 "$base.err" >&2; }
+  grep -h 'knee' "$base.err" | sed "s/^ringcast-bench:/compare.sh: $w $s:/" >&2
+}
+
+for w in $WORKLOADS; do
+  stop_servers
+  start_all
+  [ ${#active[@]} -gt 0 ] || die "no system could be started"
+  echo "$w ${active[*]}" >>"$tmp/active"
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for s in "${active[@]}"; do
+      run_one "$w" "$s" "$rep"
+    done
   done
+  if [ $SWEEP -eq 1 ]; then
+    for s in "${active[@]}"; do
+      sweep_one "$w" "$s"
+    done
+  fi
+  # peak RSS covers this workload only: the servers restart for the next
 done
+stop_servers
 
 # ---- the report ----
-results=$(cat "$tmp/results" 2>/dev/null)
-col() { # col SYSTEM KEY: the KEY values of SYSTEM's successful runs, one per line
-  grep "^$1 ok " <<<"$results" | while read -r l; do field "$l" "$2"; done
+col() { # col WORKLOAD SYSTEM KEY [STATUS]: the KEY values of those runs, one per line
+  grep "^$1 $2 ${4:-ok} " "$results" | while read -r l; do field "$l" "$3"; done
 }
-sum_col() { col "$1" "$2" | awk '{ s += $1 } END { printf "%d", s }'; }
+sum_col() { # over ok and loss runs
+  { col "$1" "$2" "$3" ok; col "$1" "$2" "$3" loss; } | awk '{ s += $1 } END { printf "%d", s }'
+}
 
 declare -A MED
-best=0
-for s in "${active[@]}"; do
-  MED[$s]=$(col "$s" deliveries_per_s | median)
-  [ "${MED[$s]}" != "-" ] && [ "${MED[$s]}" -gt "$best" ] && best=${MED[$s]}
-done
-
-any=$(grep -m 1 ' ok ' <<<"$results")
+summary_json="$tmp/summary.jsonl"
+: >"$summary_json"
 report() {
-  echo "### ringcast-bench fanout, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  local w s med lo hi spread any best bestpeer ratio sol_frac rss ok fail st act
+  echo "### ringcast-bench, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Workload: groups=$(field "$any" groups) members=$(field "$any" members) subs=$(field "$any" subs)" \
-       "pubs=$(field "$any" pubs) body=$(field "$any" body) window=$(field "$any" window);" \
-       "${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps."
   echo "Machine: $(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)."
-  echo "Command: \`bench/compare.sh --reps $REPS --duration $DURATION --warmup $WARMUP --systems \"$SYSTEMS\"${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
-  echo
-  echo "| system | version | deliveries/s median | min | max | msgs/s median | × best | server CPU % | generator CPU % | server peak RSS MB | gaps/dups/reorders/missing | errors | runs ok |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
-  local s st ratio rss ok fail
-  for s in "${active[@]}"; do
-    read -r med lo hi <<<"$(col "$s" deliveries_per_s | stats)"
-    ratio=$(awk -v a="$med" -v b="$best" 'BEGIN { if (a == "-" || b == 0) print "-"; else printf "%.2f", a / b }')
-    rss=$(col "$s" server_peak_rss_kb | sort -g | tail -n 1 | awk '{ if ($1 > 0) printf "%.0f", $1 / 1024; else print "-" }')
-    ok=$(grep -c "^$s ok " <<<"$results")
-    fail=$(grep -c "^$s failed" <<<"$results")
-    st="$(sum_col "$s" gaps)/$(sum_col "$s" dups)/$(sum_col "$s" reorders)/$(sum_col "$s" missing)"
-    echo "| $s | $(version_of "$s") | $med | $lo | $hi | $(col "$s" msgs_per_s | median) | $ratio |" \
-         "$(col "$s" server_cpu_pct | median) | $(col "$s" gen_cpu_pct | median) | ${rss:--} | $st |" \
-         "$(sum_col "$s" errors) | $ok/$((ok + fail)) |"
+  echo "Command: \`bench/compare.sh --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${RATE:+ --rate $RATE}$([ $SWEEP -eq 1 ] && echo " --sweep")${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
+  echo "Mode: $([ -n "$RATE" ] && echo "open loop at $RATE msgs/s" || echo "closed loop (--max)"); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload."
+  for w in $WORKLOADS; do
+    act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
+    any=$(grep -m 1 "^$w [a-z]* ok " "$results")
+    echo
+    echo "#### $w"
+    echo
+    if [ -n "$any" ]; then
+      echo "Shape: groups=$(field "$any" groups) members=$(field "$any" members) (mean fan-out $(field "$any" mean_fanout), largest group $(field "$any" max_group))" \
+           "subs=$(field "$any" subs) pubs=$(field "$any" pubs) body=$(field "$any" body) window=$(field "$any" window) threads=$(field "$any" threads)."
+      echo
+    fi
+    best=0; bestpeer=""
+    for s in $act; do
+      MED[$s]=$(col "$w" "$s" deliveries_per_s | median)
+      [[ " $PEERS " == *" $s "* ]] && [ "${MED[$s]}" != "-" ] && [ "${MED[$s]}" -gt "$best" ] && { best=${MED[$s]}; bestpeer=$s; }
+    done
+    local solmed=${MED[sol]:--}
+    [[ " $act " == *" sol "* ]] || solmed="-"
+    echo "| system | version | deliveries/s median | min | max | spread | msgs/s median | × best peer | of sol | p50 µs | p99 µs | p99.9 µs | server CPU % | gen CPU % | server peak RSS MB | gaps/dups/reorders/missing | errors | runs ok |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+    for s in $act; do
+      read -r med lo hi <<<"$(col "$w" "$s" deliveries_per_s | stats)"
+      spread=$(awk -v m="$med" -v a="$lo" -v b="$hi" 'BEGIN { if (m == "-" || m == 0) print "-"; else printf "%.0f %%", 100 * (b - a) / m }')
+      ratio=$([ -n "$bestpeer" ] && ratio "$med" "$best" || echo "-")
+      sol_frac=$(ratio "$med" "$solmed")
+      rss=$(col "$w" "$s" server_peak_rss_kb | sort -g | tail -n 1 | awk '{ if ($1 > 0) printf "%.0f", $1 / 1024; else print "-" }')
+      ok=$(grep -c "^$w $s ok " "$results")
+      fail=$(grep -c "^$w $s \(failed\|loss\) " "$results")
+      st="$(sum_col "$w" "$s" gaps)/$(sum_col "$w" "$s" dups)/$(sum_col "$w" "$s" reorders)/$(sum_col "$w" "$s" missing)"
+      echo "| $s | $(version_of "$s") | $med | $lo | $hi | $spread | $(col "$w" "$s" msgs_per_s | median) | $ratio | $sol_frac |" \
+           "$(col "$w" "$s" lat_p50_us | median) | $(col "$w" "$s" lat_p99_us | median) | $(col "$w" "$s" lat_p999_us | median) |" \
+           "$(col "$w" "$s" server_cpu_pct | median) | $(col "$w" "$s" gen_cpu_pct | median) | ${rss:--} | $st |" \
+           "$(sum_col "$w" "$s" errors) | $ok/$((ok + fail)) |"
+      printf '{"workload":"%s","system":"%s","version":"%s","deliveries_per_s":{"median":%s,"min":%s,"max":%s},"msgs_per_s_median":%s,"lat_p50_us_median":%s,"lat_p99_us_median":%s,"ratio_best_peer":%s,"fraction_of_sol":%s,"best_peer":"%s","runs_ok":%d,"runs_failed":%d}\n' \
+        "$w" "$s" "$(version_of "$s")" "$(jnum "$med")" "$(jnum "$lo")" "$(jnum "$hi")" \
+        "$(jnum "$(col "$w" "$s" msgs_per_s | median)")" "$(jnum "$(col "$w" "$s" lat_p50_us | median)")" \
+        "$(jnum "$(col "$w" "$s" lat_p99_us | median)")" "$(jnum "$ratio")" "$(jnum "$sol_frac")" "$bestpeer" "$ok" "$fail" >>"$summary_json"
+    done
+    echo
+    if [[ " $act " == *" ringcast "* ]] && [ "${MED[ringcast]}" != "-" ]; then
+      [ -n "$bestpeer" ] && echo "ringcast / best peer ($bestpeer): $(ratio "${MED[ringcast]}" "$best")× deliveries/s (medians)."
+      [ "$solmed" != "-" ] && echo "ringcast / ringcast-sol: $(ratio "${MED[ringcast]}" "$solmed") (the fraction of the speed of light)."
+    else
+      echo "ringcast was not measured (not started or every run failed)."
+    fi
+    if [ $SWEEP -eq 1 ]; then
+      echo
+      echo "Sweeps (knee = the highest offered rate still sent at ≥ 95 % with p99 within 5× the lightest step's):"
+      for s in $act; do
+        local knee
+        knee=$(grep -ho 'knee at about [0-9]*' "$tmp/runs/$w.$s.sweep.err" 2>/dev/null | grep -o '[0-9]*$')
+        echo "- $s: knee ${knee:-not found} msgs/s"
+      done
+    fi
   done
   echo
-  if [[ " ${active[*]} " == *" ringcast "* ]] && [ "${MED[ringcast]}" != "-" ]; then
-    local peer="" pbest=0
-    for s in "${active[@]}"; do
-      [ "$s" = ringcast ] && continue
-      [ "${MED[$s]}" != "-" ] && [ "${MED[$s]}" -gt "$pbest" ] && { pbest=${MED[$s]}; peer=$s; }
-    done
-    [ -n "$peer" ] && echo "ringcast / best peer ($peer): $(awk -v a="${MED[ringcast]}" -v b="$pbest" 'BEGIN { printf "%.2f", a / b }')× deliveries/s (medians)."
-  else
-    echo "ringcast was not measured (not started or every run failed)."
-  fi
-  echo
   echo "Deliveries count subscriber connections only (ringcast's echo of each message to its sender is excluded)." \
-       "CPU % is of one core over the measured window; the machine has $(nproc) cores shared by server and generator."
+       "Latency is send (closed loop) or scheduled (open loop) time to delivery, over the measured window." \
+       "CPU % is of one core over the measured window; the machine has $(nproc) cores shared by server and generator." \
+       "Runs with loss or disorder count as failed and are left out of the medians."
 }
+jnum() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && echo "$1" || echo null; }
 
 if [ -n "$OUT" ]; then
   report | tee -a "$OUT"
 else
   report
+fi
+
+# ---- JSON ----
+if [ -n "$JSON" ]; then
+  runs_json="$tmp/runs.jsonl"
+  : >"$runs_json"
+  while read -r w s status rep _; do
+    f="$tmp/runs/$w.$s.$rep.json"
+    if [ "$status" != failed ] && [ -s "$f" ]; then
+      jq -c --arg w "$w" --arg s "$s" --arg st "$status" --argjson rep "$rep" \
+        '{workload: $w, system: $s, status: $st, rep: $rep, result: .}' "$f" >>"$runs_json"
+    else
+      jq -cn --arg w "$w" --arg s "$s" --argjson rep "$rep" '{workload: $w, system: $s, status: "failed", rep: $rep}' >>"$runs_json"
+    fi
+  done <"$results"
+  sweeps_json="$tmp/sweeps.jsonl"
+  : >"$sweeps_json"
+  for f in "$tmp"/runs/*.sweep.json; do
+    [ -s "$f" ] || continue
+    b=$(basename "$f" .sweep.json)
+    jq -c --arg w "${b%%.*}" --arg s "${b#*.}" '{workload: $w, system: $s, knee_msgs_per_s: .knee_msgs_per_s, steps: .steps}' "$f" >>"$sweeps_json"
+  done
+  jq -n --slurpfile summary "$summary_json" --slurpfile runs "$runs_json" --slurpfile sweeps "$sweeps_json" \
+    --arg date "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" --arg machine "$(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)" \
+    --arg workloads "$WORKLOADS" --arg systems "$SYSTEMS" --argjson reps "$REPS" --argjson duration "$DURATION" \
+    --argjson warmup "$WARMUP" --arg rate "$RATE" --arg extra "${EXTRA[*]}" \
+    '{date: $date, machine: $machine, workloads: ($workloads | split(" ")), systems: ($systems | split(" ")),
+      reps: $reps, duration: $duration, warmup: $warmup, mode: (if $rate == "" then "max" else "rate" end),
+      rate: (if $rate == "" then null else ($rate | tonumber) end), extra_flags: $extra,
+      summary: $summary, runs: $runs, sweeps: $sweeps}' >"$JSON" \
+    && echo "compare.sh: wrote $JSON" >&2 || echo "compare.sh: writing $JSON failed" >&2
+fi
+
+# ---- charts ----
+if [ -n "$CHARTS" ]; then
+  for w in $WORKLOADS; do
+    act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
+    for s in $act; do
+      # the histogram of the run whose deliveries/s is closest to the median
+      med=$(col "$w" "$s" deliveries_per_s | median)
+      [ "$med" = "-" ] && continue
+      rep=$(grep "^$w $s ok " "$results" | while read -r _ _ _ r l; do
+        echo "$r $(field "$l" deliveries_per_s)"; done |
+        awk -v m="$med" '{ d = $2 - m; if (d < 0) d = -d; if (best == "" || d < bd) { best = $1; bd = d } } END { print best }')
+      [ -n "$rep" ] && cp "$tmp/runs/$w.$s.$rep.hist.csv" "$CHARTS/$w.$s.hist.csv"
+      [ -s "$tmp/runs/$w.$s.sweep.csv" ] && cp "$tmp/runs/$w.$s.sweep.csv" "$CHARTS/$w.$s.sweep.csv"
+    done
+  done
+  "$here/plot.sh" dir "$CHARTS" && echo "compare.sh: charts in $CHARTS" >&2
 fi

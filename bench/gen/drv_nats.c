@@ -2,13 +2,15 @@
  * NATS driver: the NATS client text protocol, core NATS (no JetStream).
  *
  * Session: the server greets with INFO; we send CONNECT (verbose off, so no
- * +OK per command), then SUB g.<k> <sid> per group, then PING: NATS handles
+ * +OK per command), then SUB P.<k> <sid> per group, then PING: NATS handles
  * a connection's commands in order, so the PONG confirms every SUB.
- * Publish: PUB g.<k> <n>\r\n<body>\r\n; the body starts with the publisher's
- * seq for the group in 16 hex digits, which the subscribers check.
+ * Publish: PUB P.<k> <n>\r\n<body>\r\n (P: the workload's group prefix); the
+ * body header carries the publisher's seq for the group, which the
+ * subscribers check, and the timestamp.
  * Incoming: MSG <subject> <sid> [reply-to] <n>\r\n<payload>\r\n, PING (we
  * answer PONG), PONG, +OK, -ERR, INFO.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "driver.h"
@@ -17,16 +19,20 @@
 #define NATS_MAX_TOKENS 4     /* MSG <subject> <sid> [reply-to] <#bytes> */
 
 static bench_params g_params;
-static bench_table g_pub_hdr;   /* "PUB g.<k> <n>\r\n" per group */
+static bench_table g_pub_hdr;   /* "PUB P.<k> <n>\r\n" per group */
+static char g_prefix[BENCH_PREFIX_MAX + 1];   /* "P." */
+static size_t g_prefix_len;
 
 static int emit_pub_hdr(rc_buf *out, uint32_t g, const void *arg)
 {
-    return bench_printf(out, "PUB g.%u %u\r\n", g, *(const uint32_t *)arg);
+    return bench_printf(out, "PUB %s%u %u\r\n", g_prefix, g, *(const uint32_t *)arg);
 }
 
 static int nats_init(const bench_params *p)
 {
     g_params = *p;
+    snprintf(g_prefix, sizeof g_prefix, "%s.", p->prefix);
+    g_prefix_len = strlen(g_prefix);
     return bench_table_build(&g_pub_hdr, p->groups, emit_pub_hdr, &p->body_len);
 }
 
@@ -42,7 +48,7 @@ static int nats_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
         return -1;
     if (c->role == BENCH_SUB)
         for (uint32_t i = 0; i < n; i++)
-            if (bench_printf(&c->out, "SUB g.%u %u\r\n", groups[i], i + 1) < 0)
+            if (bench_printf(&c->out, "SUB %s%u %u\r\n", g_prefix, groups[i], i + 1) < 0)
                 return -1;
     if (rc_buf_append(&c->out, "PING\r\n", 6) < 0)
         return -1;
@@ -50,9 +56,10 @@ static int nats_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
     return 0;
 }
 
-static int nats_publish(bench_conn *c, uint32_t g, uint64_t seq)
+static int nats_publish(bench_conn *c, uint32_t g, uint64_t seq, uint64_t ts_ns)
 {
-    return bench_append_seq_msg(&c->out, &g_pub_hdr, g, g_params.body, g_params.body_len, seq);
+    return bench_append_seq_msg(&c->out, &g_pub_hdr, g, g_params.body, g_params.body_len, seq,
+                                ts_ns);
 }
 
 static bool starts(const uint8_t *line, size_t n, const char *word)
@@ -111,11 +118,11 @@ static ssize_t handle_msg(bench_conn *c, const uint8_t *args, size_t n, const ui
     if (avail < size + 2)
         return 0;
     uint64_t seq;
-    uint32_t g = bench_parse_group(tok[0], tok_len[0], "g.", 2);
+    uint32_t g = bench_parse_group(tok[0], tok_len[0], g_prefix, g_prefix_len);
     if (g == BENCH_NO_GROUP || size < BENCH_SEQ_HEX || !bench_get_hex16(payload, &seq) ||
         payload[size] != '\r' || payload[size + 1] != '\n')
         return -1;
-    bench_on_delivery(c, g, seq, size);
+    bench_on_delivery(c, g, seq, payload, size);
     return (ssize_t)(size + 2);
 }
 

@@ -1,12 +1,13 @@
 /*
  * Redis driver: RESP2 pub/sub.
  *
- * Subscribers send one SUBSCRIBE g:<k> ... with all their channels; Redis
+ * Subscribers send one SUBSCRIBE P:<k> ... with all their channels; Redis
  * confirms each channel with a ["subscribe", channel, count] push. Publishers
- * send PING (confirmed by +PONG), then PUBLISH g:<k> <body>; each PUBLISH is
- * answered with :N, the number of subscribers it reached, which we check
- * against M. The body starts with the publisher's seq for the group in 16 hex
- * digits. Deliveries arrive as ["message", channel, payload] pushes.
+ * send PING (confirmed by +PONG), then PUBLISH P:<k> <body> (P: the
+ * workload's group prefix); each PUBLISH is answered with :N, the number of
+ * subscribers it reached, which we check against the group's size. The body
+ * header carries the publisher's seq for the group and the timestamp.
+ * Deliveries arrive as ["message", channel, payload] pushes.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,11 +18,13 @@
 
 static bench_params g_params;
 static bench_table g_pub_hdr;   /* the PUBLISH command up to the body, per group */
+static char g_prefix[BENCH_PREFIX_MAX + 1];   /* "P:" */
+static size_t g_prefix_len;
 
 static int emit_pub_hdr(rc_buf *out, uint32_t g, const void *arg)
 {
-    char ch[16];
-    int chlen = snprintf(ch, sizeof ch, "g:%u", g);
+    char ch[32];
+    int chlen = snprintf(ch, sizeof ch, "%s%u", g_prefix, g);
     return bench_printf(out, "*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%u\r\n", chlen, ch,
                         *(const uint32_t *)arg);
 }
@@ -29,6 +32,8 @@ static int emit_pub_hdr(rc_buf *out, uint32_t g, const void *arg)
 static int redis_init(const bench_params *p)
 {
     g_params = *p;
+    snprintf(g_prefix, sizeof g_prefix, "%s:", p->prefix);
+    g_prefix_len = strlen(g_prefix);
     return bench_table_build(&g_pub_hdr, p->groups, emit_pub_hdr, &p->body_len);
 }
 
@@ -46,8 +51,8 @@ static int redis_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
     if (bench_printf(&c->out, "*%u\r\n$9\r\nSUBSCRIBE\r\n", n + 1) < 0)
         return -1;
     for (uint32_t i = 0; i < n; i++) {
-        char ch[16];
-        int chlen = snprintf(ch, sizeof ch, "g:%u", groups[i]);
+        char ch[32];
+        int chlen = snprintf(ch, sizeof ch, "%s%u", g_prefix, groups[i]);
         if (bench_printf(&c->out, "$%d\r\n%s\r\n", chlen, ch) < 0)
             return -1;
     }
@@ -55,9 +60,10 @@ static int redis_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
     return 0;
 }
 
-static int redis_publish(bench_conn *c, uint32_t g, uint64_t seq)
+static int redis_publish(bench_conn *c, uint32_t g, uint64_t seq, uint64_t ts_ns)
 {
-    return bench_append_seq_msg(&c->out, &g_pub_hdr, g, g_params.body, g_params.body_len, seq);
+    return bench_append_seq_msg(&c->out, &g_pub_hdr, g, g_params.body, g_params.body_len, seq,
+                                ts_ns);
 }
 
 /* A RESP cursor over the bytes received so far. */
@@ -152,7 +158,7 @@ static int resp_push(bench_conn *c, resp_cur *cur)
         rc = resp_bulk(cur, &ch, &ch_len);
     if (rc != RESP_OK)
         return rc;
-    uint32_t g = bench_parse_group(ch, ch_len, "g:", 2);
+    uint32_t g = bench_parse_group(ch, ch_len, g_prefix, g_prefix_len);
     if (g == BENCH_NO_GROUP)
         return RESP_BAD;
     if (bulk_is(kind, kind_len, "message")) {
@@ -162,7 +168,7 @@ static int resp_push(bench_conn *c, resp_cur *cur)
             return rc;
         if (payload_len < BENCH_SEQ_HEX || !bench_get_hex16(payload, &seq))
             return RESP_BAD;
-        bench_on_delivery(c, g, seq, payload_len);
+        bench_on_delivery(c, g, seq, payload, payload_len);
         return RESP_OK;
     }
     if (bulk_is(kind, kind_len, "subscribe")) {

@@ -4,7 +4,7 @@
  *
  * Outgoing frames are encoded with the project's codec (rc_encode); the
  * `send` frame of every group is encoded once at init, so publishing is one
- * memcpy. Incoming frames go through a small strict MessagePack map scanner
+ * memcpy plus writing the body header (seq, timestamp) at its known offset. Incoming frames go through a small strict MessagePack map scanner
  * that extracts only what the benchmark checks (t, g, seq, body length, err
  * code) instead of rc_decode: it allocates nothing and costs a few
  * nanoseconds per frame (the generator shares the cores with the server),
@@ -12,6 +12,7 @@
  * Strict means: one map per frame, string keys, known fields of the right
  * type, nothing after the map.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +22,13 @@
 #define MP_MAX_DEPTH 8            /* nesting the scanner follows when skipping */
 
 static bench_table g_send;        /* the `send` frame of every group */
+static uint32_t *g_body_off;      /* [G]: offset of the body within group g's frame */
+static char g_prefix[BENCH_PREFIX_MAX];
+static size_t g_prefix_len;
 
 static rc_str group_name(uint32_t g, char *buf, size_t n)
 {
-    int len = snprintf(buf, n, "g%u", g);
+    int len = snprintf(buf, n, "%s%u", g_prefix, g);
     return (rc_str){ buf, (uint32_t)len };
 }
 
@@ -39,12 +43,30 @@ static int emit_send(rc_buf *out, uint32_t g, const void *arg)
 
 static int rc_init(const bench_params *p)
 {
-    return bench_table_build(&g_send, p->groups, emit_send, p);
+    snprintf(g_prefix, sizeof g_prefix, "%s", p->prefix);
+    g_prefix_len = strlen(g_prefix);
+    if (bench_table_build(&g_send, p->groups, emit_send, p) < 0)
+        return -1;
+    g_body_off = malloc(sizeof *g_body_off * (p->groups ? p->groups : 1));
+    if (!g_body_off)
+        return -1;
+    /* The body template (zero header, then letters) occurs once per frame. */
+    for (uint32_t g = 0; g < p->groups; g++) {
+        const uint8_t *f = g_send.bytes.data + g_send.off[g];
+        size_t n = g_send.off[g + 1] - g_send.off[g];
+        const uint8_t *b = memmem(f, n, p->body, p->body_len);
+        if (!b)
+            return -1;
+        g_body_off[g] = (uint32_t)(b - f);
+    }
+    return 0;
 }
 
 static void rc_fini(void)
 {
     bench_table_free(&g_send);
+    free(g_body_off);
+    g_body_off = NULL;
 }
 
 static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
@@ -63,10 +85,14 @@ static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
     return 0;
 }
 
-static int rc_publish(bench_conn *c, uint32_t g, uint64_t seq)
+static int rc_publish(bench_conn *c, uint32_t g, uint64_t seq, uint64_t ts_ns)
 {
-    (void)seq; /* the server sequences */
-    return bench_table_append(&c->out, &g_send, g);
+    size_t at = c->out.len;
+    if (bench_table_append(&c->out, &g_send, g) < 0)
+        return -1;
+    /* the server sequences; seq in the body is only informative here */
+    bench_body_stamp(c->out.data + at + g_body_off[g], seq, ts_ns);
+    return 0;
 }
 
 /* ---- the scanner ---- */
@@ -213,6 +239,7 @@ typedef struct rc_frame {
     uint32_t g_len;
     uint64_t seq;
     bool has_seq;
+    const uint8_t *body;
     uint32_t body_len;
     const uint8_t *code;     /* err: code; bye: reason */
     uint32_t code_len;
@@ -239,7 +266,7 @@ static int scan_map(const uint8_t *p, size_t len, rc_frame *f)
     else
         return -1;
     for (uint64_t i = 0; i < n; i++) {
-        const uint8_t *k, *body;
+        const uint8_t *k;
         uint32_t kn;
         int rc;
         if (mp_strbin(&c, false, &k, &kn) < 0)
@@ -254,8 +281,8 @@ static int scan_map(const uint8_t *p, size_t len, rc_frame *f)
         }
         else if (key_is(k, kn, "body")) /* bin, or str per DESIGN §2 */
             rc = (c.p < c.end && (*c.p == 0xc4 || *c.p == 0xc5 || *c.p == 0xc6))
-                     ? mp_strbin(&c, true, &body, &f->body_len)
-                     : mp_strbin(&c, false, &body, &f->body_len);
+                     ? mp_strbin(&c, true, &f->body, &f->body_len)
+                     : mp_strbin(&c, false, &f->body, &f->body_len);
         else if (key_is(k, kn, "code") || key_is(k, kn, "reason"))
             rc = mp_strbin(&c, false, &f->code, &f->code_len);
         else
@@ -269,11 +296,11 @@ static int scan_map(const uint8_t *p, size_t len, rc_frame *f)
 /* Reports one scanned map; -1 if it is not a map the benchmark expects. */
 static int dispatch(bench_conn *c, const rc_frame *f)
 {
-    uint32_t g = f->g ? bench_parse_group(f->g, f->g_len, "g", 1) : BENCH_NO_GROUP;
+    uint32_t g = f->g ? bench_parse_group(f->g, f->g_len, g_prefix, g_prefix_len) : BENCH_NO_GROUP;
     if (key_is(f->t, f->t_len, "msg")) {
-        if (g == BENCH_NO_GROUP || !f->has_seq)
+        if (g == BENCH_NO_GROUP || !f->has_seq || !f->body)
             return -1;
-        bench_on_delivery(c, g, f->seq, f->body_len);
+        bench_on_delivery(c, g, f->seq, f->body, f->body_len);
     } else if (key_is(f->t, f->t_len, "ack")) {
         if (g == BENCH_NO_GROUP || !f->has_seq)
             return -1;

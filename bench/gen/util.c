@@ -1,7 +1,7 @@
 /*
  * Small helpers shared by the generator and its drivers: formatted appends,
- * per-group tables of pre-encoded bytes, group names, and the seq that NATS
- * and Redis bodies carry.
+ * per-group tables of pre-encoded bytes, group names, and the header (seq and
+ * timestamp, 16 hex digits each) that every body starts with.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@ int bench_table_append(rc_buf *out, const bench_table *t, uint32_t g)
 }
 
 int bench_append_seq_msg(rc_buf *out, const bench_table *t, uint32_t g, const uint8_t *body,
-                         size_t body_len, uint64_t seq)
+                         size_t body_len, uint64_t seq, uint64_t ts_ns)
 {
     size_t prefix = t->off[g + 1] - t->off[g];
     if (rc_buf_reserve(out, prefix + body_len + 2) < 0)
@@ -64,7 +64,7 @@ int bench_append_seq_msg(rc_buf *out, const bench_table *t, uint32_t g, const ui
     uint8_t *p = out->data + out->len;
     memcpy(p, t->bytes.data + t->off[g], prefix);
     memcpy(p + prefix, body, body_len);
-    bench_put_hex16(p + prefix, seq);
+    bench_body_stamp(p + prefix, seq, ts_ns);
     memcpy(p + prefix + body_len, "\r\n", 2);
     out->len += prefix + body_len + 2;
     return 0;
@@ -85,36 +85,41 @@ uint32_t bench_parse_group(const uint8_t *s, size_t n, const char *prefix, size_
 
 static const char HEX[] = "0123456789abcdef";
 
-void bench_put_hex16(uint8_t *p, uint64_t seq)
+void bench_put_hex16(uint8_t *p, uint64_t v)
 {
     for (int i = BENCH_SEQ_HEX - 1; i >= 0; i--) {
-        p[i] = (uint8_t)HEX[seq & 0xf];
-        seq >>= 4;
+        p[i] = (uint8_t)HEX[v & 0xf];
+        v >>= 4;
     }
 }
 
-bool bench_get_hex16(const uint8_t *p, uint64_t *seq)
+bool bench_get_hex16(const uint8_t *p, uint64_t *v)
 {
-    uint64_t v = 0;
+    uint64_t x = 0;
     for (unsigned i = 0; i < BENCH_SEQ_HEX; i++) {
-        uint8_t c = p[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
+        unsigned c = p[i], d;
+        if (c - '0' <= 9u)
             d = c - '0';
-        else if (c >= 'a' && c <= 'f')
+        else if (c - 'a' <= 5u)
             d = c - 'a' + 10;
         else
             return false;
-        v = (v << 4) | d;
+        x = (x << 4) | d;
     }
-    *seq = v;
+    *v = x;
     return true;
 }
 
-void bench_body_fill(uint8_t *body, size_t len, uint64_t seq)
+void bench_body_stamp(uint8_t *body, uint64_t seq, uint64_t ts_ns)
+{
+    bench_put_hex16(body, seq);
+    bench_put_hex16(body + BENCH_TS_OFF, ts_ns);
+}
+
+void bench_body_fill(uint8_t *body, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         body[i] = (uint8_t)('a' + i % 26);
-    if (len >= BENCH_SEQ_HEX)
-        bench_put_hex16(body, seq);
+    if (len >= BENCH_HDR_LEN)
+        bench_body_stamp(body, 0, 0);
 }

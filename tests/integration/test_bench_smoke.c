@@ -1,0 +1,312 @@
+/*
+ * Smoke test of the load generator (bench/gen, $RINGCAST_BENCH): a short,
+ * small fan-out run against ringcastd, nats-server and redis-server, each
+ * started here on free loopback ports, must exit 0, deliver something and
+ * report no gaps, duplicates, reorders or missing deliveries; a short
+ * open-loop (--rate) run against ringcastd must report latency percentiles
+ * in order. Every child is bounded in time and killed at the end.
+ */
+#define _GNU_SOURCE
+#include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+#define BENCH_TIMEOUT_MS 40000   /* one ringcast-bench run, setup and drain included */
+#define PEER_START_MS 10000      /* a peer server must accept within this */
+#define PEER_STOP_MS 5000
+#define OUT_CAP 8192
+
+/* The small fan-out shape of every run: 50 groups x 4 members on 20
+ * subscriber connections, 2 s measured, no warm-up. */
+#define SHAPE "--groups", "50", "--subs", "20", "--members", "4", "--duration", "2", "--warmup", "0", \
+              "--no-progress"
+
+/* ---- child processes ---- */
+
+typedef struct child {
+    pid_t pid;
+    uint16_t port;
+} child;
+
+static bool on_path(const char *prog)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        return false;
+    char *dup = strdup(path), *save = NULL;
+    bool found = false;
+    for (char *dir = strtok_r(dup, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+        char full[4096];
+        snprintf(full, sizeof full, "%s/%s", dir, prog);
+        found = access(full, X_OK) == 0;
+    }
+    free(dup);
+    return found;
+}
+
+static bool port_open(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Starts argv (argv[0] looked up on PATH) with output to /dev/null and waits
+ * until it accepts on port. 0 or -1. */
+static int peer_start(child *c, uint16_t port, char *const *argv)
+{
+    c->port = port;
+    c->pid = fork();
+    if (c->pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    if (c->pid < 0)
+        return -1;
+    for (int64_t end = it_now_ms() + PEER_START_MS; it_now_ms() < end; it_sleep_ms(20)) {
+        if (port_open(port))
+            return 0;
+        if (waitpid(c->pid, NULL, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return -1;
+        }
+    }
+    return -1;
+}
+
+static void child_stop(child *c)
+{
+    if (c->pid <= 0)
+        return;
+    kill(c->pid, SIGTERM);
+    for (int64_t end = it_now_ms() + PEER_STOP_MS; it_now_ms() < end; it_sleep_ms(10))
+        if (waitpid(c->pid, NULL, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return;
+        }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    c->pid = 0;
+}
+
+/*
+ * Runs $RINGCAST_BENCH with args (NULL-terminated) and returns its exit
+ * status (-1 if it could not run or was killed at the timeout); its stdout
+ * goes to out. stderr stays the test's, so the log shows the generator's
+ * complaints.
+ */
+static int run_bench(const char *const *args, char *out, size_t cap)
+{
+    const char *bench = getenv("RINGCAST_BENCH");
+    out[0] = 0;
+    if (!bench) {
+        printf("\n    RINGCAST_BENCH is not set\n");
+        return -1;
+    }
+    const char *argv[64] = { bench };
+    int n = 1;
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        execv(bench, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return -1;
+    }
+    size_t len = 0;
+    bool timed_out = false;
+    int64_t end = it_now_ms() + BENCH_TIMEOUT_MS;
+    for (;;) {
+        int64_t left = end - it_now_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd p = { .fd = fds[0], .events = POLLIN };
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t r = read(fds[0], buf, sizeof buf);
+        if (r <= 0)
+            break;
+        size_t take = (size_t)r < cap - 1 - len ? (size_t)r : cap - 1 - len;
+        memcpy(out + len, buf, take);
+        len += take;
+        out[len] = 0;
+    }
+    close(fds[0]);
+    if (timed_out) {
+        printf("\n    ringcast-bench did not finish within %d ms\n", BENCH_TIMEOUT_MS);
+        kill(pid, SIGINT);
+        it_sleep_ms(2000);
+        kill(pid, SIGKILL);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || timed_out)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The value of " key=" in the result line; false if absent. */
+static bool kv(const char *out, const char *key, double *v)
+{
+    const char *line = strstr(out, "ringcast-bench system=");
+    if (!line)
+        return false;
+    char pat[64];
+    snprintf(pat, sizeof pat, " %s=", key);
+    const char *p = strstr(line, pat);
+    const char *eol = strchr(line, '\n');
+    if (!p || (eol && p > eol))
+        return false;
+    char *end;
+    *v = strtod(p + strlen(pat), &end);
+    return end != p + strlen(pat);
+}
+
+/* Asserts a clean closed-loop result: status 0, deliveries, no disorder. */
+static void check_clean(const char *what, int status, const char *out)
+{
+    double deliveries = -1, gaps = -1, dups = -1, reorders = -1, missing = -1, stray = -1;
+    bool parsed = kv(out, "deliveries", &deliveries) && kv(out, "gaps", &gaps) &&
+                  kv(out, "dups", &dups) && kv(out, "reorders", &reorders) &&
+                  kv(out, "missing", &missing) && kv(out, "stray", &stray);
+    if (status != 0 || !parsed || deliveries <= 0 || gaps || dups || reorders || missing || stray)
+        printf("\n    %s: status %d, output: %s\n", what, status, out);
+    CU_ASSERT_EQUAL(status, 0);
+    CU_ASSERT_TRUE(parsed);
+    CU_ASSERT(deliveries > 0);
+    CU_ASSERT_EQUAL(gaps, 0);
+    CU_ASSERT_EQUAL(dups, 0);
+    CU_ASSERT_EQUAL(reorders, 0);
+    CU_ASSERT_EQUAL(missing, 0);
+    CU_ASSERT_EQUAL(stray, 0);
+}
+
+/* ---- tests ---- */
+
+static it_server g_rc;
+
+static void test_ringcast(void)
+{
+    CU_ASSERT_FATAL(it_start(&g_rc, NULL) == 0);
+    char port[8], pid[16], out[OUT_CAP];
+    snprintf(port, sizeof port, "%u", g_rc.s.port);
+    snprintf(pid, sizeof pid, "%d", (int)g_rc.s.pid);
+    const char *args[] = { "fanout", "--system", "ringcast", "--port", port, "--server-pid", pid,
+                           "--threads", "2", SHAPE, NULL };
+    int st = run_bench(args, out, sizeof out);
+    check_clean("ringcast", st, out);
+    double cpu = -1;
+    CU_ASSERT_TRUE(kv(out, "server_cpu_pct", &cpu) && cpu >= 0);
+}
+
+static void test_ringcast_rate(void)
+{
+    CU_ASSERT_FATAL(g_rc.up);
+    char port[8], out[OUT_CAP];
+    snprintf(port, sizeof port, "%u", g_rc.s.port);
+    const char *args[] = { "fanout", "--system", "ringcast", "--port", port, "--rate", "2000",
+                           SHAPE, NULL };
+    int st = run_bench(args, out, sizeof out);
+    check_clean("ringcast --rate", st, out);
+    double n = -1, p50 = -1, p90 = -1, p99 = -1, p999 = -1, max = -1, offered = -1;
+    CU_ASSERT_TRUE(kv(out, "lat_count", &n) && kv(out, "lat_p50_us", &p50) &&
+                   kv(out, "lat_p90_us", &p90) && kv(out, "lat_p99_us", &p99) &&
+                   kv(out, "lat_p999_us", &p999) && kv(out, "lat_max_us", &max) &&
+                   kv(out, "offered_msgs_per_s", &offered));
+    if (!(n > 0 && p50 > 0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max))
+        printf("\n    latency not in order: %s\n", out);
+    CU_ASSERT(n > 0);
+    CU_ASSERT(p50 > 0);
+    CU_ASSERT(p50 <= p90);
+    CU_ASSERT(p90 <= p99);
+    CU_ASSERT(p99 <= p999);
+    CU_ASSERT(p999 <= max);
+    CU_ASSERT_EQUAL(offered, 2000);
+    CU_ASSERT_EQUAL(it_stop(&g_rc), 0);
+}
+
+static void test_nats(void)
+{
+    if (!on_path("nats-server")) {
+        printf("\n    SKIPPED: nats-server is not on PATH\n");
+        return;
+    }
+    uint16_t p = rc_test_free_port();
+    char port[8], out[OUT_CAP];
+    snprintf(port, sizeof port, "%u", p);
+    char *argv[] = { "nats-server", "-a", "127.0.0.1", "-p", port, NULL };
+    child c = { 0 };
+    CU_ASSERT_FATAL(peer_start(&c, p, argv) == 0);
+    const char *args[] = { "fanout", "--system", "nats", "--port", port, SHAPE, NULL };
+    int st = run_bench(args, out, sizeof out);
+    child_stop(&c);
+    check_clean("nats", st, out);
+}
+
+static void test_redis(void)
+{
+    if (!on_path("redis-server")) {
+        printf("\n    SKIPPED: redis-server is not on PATH\n");
+        return;
+    }
+    uint16_t p = rc_test_free_port();
+    char port[8], out[OUT_CAP];
+    snprintf(port, sizeof port, "%u", p);
+    char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", NULL };
+    child c = { 0 };
+    CU_ASSERT_FATAL(peer_start(&c, p, argv) == 0);
+    const char *args[] = { "fanout", "--system", "redis", "--port", port, SHAPE, NULL };
+    int st = run_bench(args, out, sizeof out);
+    child_stop(&c);
+    check_clean("redis", st, out);
+}
+
+static int suite_cleanup(void)
+{
+    return it_cleanup(&g_rc);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("bench_smoke", NULL, suite_cleanup);
+    CU_add_test(s, "ringcast fanout, 2 threads", test_ringcast);
+    CU_add_test(s, "ringcast open loop reports ordered latency", test_ringcast_rate);
+    CU_add_test(s, "nats fanout", test_nats);
+    CU_add_test(s, "redis fanout", test_redis);
+    return rc_test_run();
+}
