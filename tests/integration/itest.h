@@ -340,4 +340,38 @@ static inline int it_pump(rc_client *cs, int n, int timeout_ms, it_frame_fn fn, 
     return handled;
 }
 
+/* ---- one server per test program: the short forms the suites use ---- */
+
+static it_server it_srv __attribute__((unused));
+
+/* Suite cleanup: stops a server a fatally failed test left running. */
+static inline int it_suite_cleanup(void)
+{
+    return it_cleanup(&it_srv);
+}
+
+static inline void it_suite_start(const char *const *flags)
+{
+    it_cleanup(&it_srv); /* left by a test that failed fatally */
+    CU_ASSERT_FATAL(it_start(&it_srv, flags) == 0);
+}
+
+static inline void it_suite_stop(void)
+{
+    CU_ASSERT_EQUAL(it_stop(&it_srv), 0);
+}
+
+static inline void it_suite_login(rc_client *c, const char *user)
+{
+    CU_ASSERT_FATAL(it_login(c, &it_srv, user) == 0);
+}
+
+/* Joins g and checks the `joined` seq. */
+static inline void it_suite_join(rc_client *c, const char *g, uint64_t want_seq)
+{
+    uint64_t seq = UINT64_MAX;
+    CU_ASSERT_FATAL(rc_client_join(c, g, IT_TIMEOUT_MS, &seq) == 0);
+    CU_ASSERT_EQUAL(seq, want_seq);
+}
+
 #endif

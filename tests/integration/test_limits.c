@@ -34,35 +34,6 @@
 
 #define SYNC_RID 9000000u /* rid of ping barriers */
 
-static it_server srv;
-
-static int cleanup(void)
-{
-    return it_cleanup(&srv);
-}
-
-static void start(const char *const *flags)
-{
-    it_cleanup(&srv); /* left by a test that failed fatally */
-    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
-}
-
-static void stop(void)
-{
-    CU_ASSERT_EQUAL(it_stop(&srv), 0);
-}
-
-static void login(rc_client *c, const char *user)
-{
-    CU_ASSERT_FATAL(it_login(c, &srv, user) == 0);
-}
-
-static void join(rc_client *c, const char *g, uint64_t want_seq)
-{
-    uint64_t seq = UINT64_MAX;
-    CU_ASSERT_FATAL(rc_client_join(c, g, IT_TIMEOUT_MS, &seq) == 0);
-    CU_ASSERT_EQUAL(seq, want_seq);
-}
 
 /* msg frames queued for c right now (ping barrier); -1 on failure or when
  * anything but msg frames came before the pong. */
@@ -97,16 +68,16 @@ static void test_max_members_per_group(void)
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", MEMBER_LIMIT);
     const char *flags[] = { "--max-members-per-group", limit, NULL };
-    start(flags);
+    it_suite_start(flags);
 
     rc_client u[MEMBER_LIMIT + 1];
     for (int i = 0; i <= MEMBER_LIMIT; i++) {
         char user[16];
         snprintf(user, sizeof(user), "mm-u%d", i);
-        login(&u[i], user);
+        it_suite_login(&u[i], user);
     }
     for (int i = 0; i < MEMBER_LIMIT; i++)
-        join(&u[i], "mm", 0);
+        it_suite_join(&u[i], "mm", 0);
 
     /* A 4th user is one member too many. */
     rc_msg m = { .type = RC_T_JOIN, .g = rc_str_c("mm") };
@@ -118,10 +89,10 @@ static void test_max_members_per_group(void)
     CU_ASSERT(it_next(&u[MEMBER_LIMIT], &m) == 1 && it_is_err(&m, RC_E_NOT_MEMBER, true, 78));
 
     /* Existing members re-join: in the same session and in a new one. */
-    join(&u[0], "mm", 0);
+    it_suite_join(&u[0], "mm", 0);
     rc_client again;
-    login(&again, "mm-u1");
-    join(&again, "mm", 0);
+    it_suite_login(&again, "mm-u1");
+    it_suite_join(&again, "mm", 0);
     /* Still full for newcomers. */
     m = (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("mm") };
     CU_ASSERT_FATAL(it_request(&u[MEMBER_LIMIT], &m, 79) == 0);
@@ -144,12 +115,12 @@ static void test_max_members_per_group(void)
 
     /* Leaving frees a place for the newcomer. */
     CU_ASSERT(rc_client_leave(&u[2], "mm", IT_TIMEOUT_MS) == 0);
-    join(&u[MEMBER_LIMIT], "mm", 1);
+    it_suite_join(&u[MEMBER_LIMIT], "mm", 1);
 
     for (int i = 0; i <= MEMBER_LIMIT; i++)
         rc_client_close(&u[i]);
     rc_client_close(&again);
-    stop();
+    it_suite_stop();
 }
 
 /* A join refused with E_LIMIT has no effect (PROTOCOL §6.3): it must not
@@ -157,11 +128,11 @@ static void test_max_members_per_group(void)
 static void test_refused_join_takes_no_session_place(void)
 {
     const char *flags[] = { "--max-members-per-group", "1", "--max-groups-per-session", "1", NULL };
-    start(flags);
+    it_suite_start(flags);
     rc_client a, b;
-    login(&a, "rj-a");
-    login(&b, "rj-b");
-    join(&a, "rj-full", 0);
+    it_suite_login(&a, "rj-a");
+    it_suite_login(&b, "rj-b");
+    it_suite_join(&a, "rj-full", 0);
     rc_msg m = { .type = RC_T_JOIN, .g = rc_str_c("rj-full") };
     CU_ASSERT_FATAL(it_request(&b, &m, 5) == 0);
     CU_ASSERT(it_next(&b, &m) == 1 && it_is_err(&m, RC_E_LIMIT, true, 5));
@@ -174,7 +145,7 @@ static void test_refused_join_takes_no_session_place(void)
     CU_ASSERT(m.type == RC_T_JOINED && m.rid == 6 && it_str_is(m.g, "rj-other"));
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 }
 
 /* ================================================================== */
@@ -259,18 +230,18 @@ static int connect_small_rcvbuf(rc_client *c, uint16_t port, int rcvbuf)
 static void test_slow_consumer(void)
 {
     const char *flags[] = { "--outbound-high-bytes", SLOW_HIGH, "--outbound-kill-bytes", SLOW_KILL, NULL };
-    start(flags);
+    it_suite_start(flags);
 
     rc_client s;
-    CU_ASSERT_FATAL(connect_small_rcvbuf(&s, srv.s.port, SLOW_RCVBUF) == 0);
+    CU_ASSERT_FATAL(connect_small_rcvbuf(&s, it_srv.s.port, SLOW_RCVBUF) == 0);
     CU_ASSERT_FATAL(rc_client_hello(&s, "slow", IT_TIMEOUT_MS) == 0);
-    join(&s, "g", 0);
+    it_suite_join(&s, "g", 0);
 
     rc_client ab[2];
-    login(&ab[0], "alice");
-    login(&ab[1], "bob");
-    join(&ab[0], "g", 0);
-    join(&ab[1], "g", 0);
+    it_suite_login(&ab[0], "alice");
+    it_suite_login(&ab[1], "bob");
+    it_suite_join(&ab[0], "g", 0);
+    it_suite_join(&ab[1], "g", 0);
 
     static slow_state st;
     memset(&st, 0, sizeof(st));
@@ -296,11 +267,11 @@ static void test_slow_consumer(void)
             ok = failf(st.failure, sizeof(st.failure), "pump failed: A: %s B: %s", ab[0].err, ab[1].err);
         if (st.sent >= next_metric) {
             next_metric += SLOW_METRIC_EVERY;
-            kills = rc_test_metric(srv.s.admin_port, SLOW_METRIC, 1);
+            kills = rc_test_metric(it_srv.s.admin_port, SLOW_METRIC, 1);
         }
     }
     if (kills < 1)
-        kills = rc_test_metric(srv.s.admin_port, SLOW_METRIC, 1);
+        kills = rc_test_metric(it_srv.s.admin_port, SLOW_METRIC, 1);
     printf("\n    %d messages sent until the slow consumer was closed (slow_consumer_closed_total %g)\n", st.sent,
            kills);
     if (st.failure[0])
@@ -349,8 +320,8 @@ static void test_slow_consumer(void)
 
     /* The server still serves: a newcomer joins, sends, and the members get it. */
     rc_client n;
-    login(&n, "newbie");
-    join(&n, "g", (uint64_t)st.acked);
+    it_suite_login(&n, "newbie");
+    it_suite_join(&n, "g", (uint64_t)st.acked);
     rc_msg m = { .type = RC_T_SEND, .g = rc_str_c("g"), .body = rc_str_c("after"), .body_is_str = true };
     CU_ASSERT_FATAL(it_request(&n, &m, 3) == 0);
     rc_msg r;
@@ -362,7 +333,7 @@ static void test_slow_consumer(void)
     rc_client_close(&ab[0]);
     rc_client_close(&ab[1]);
     rc_client_close(&n);
-    stop();
+    it_suite_stop();
 }
 
 /* ================================================================== */
@@ -482,7 +453,7 @@ static bool ov_frame(void *ud, int i, const rc_msg *m)
 static void test_overload_admission(void)
 {
     const char *flags[] = { "--ring-capacity", "2", "--shards", "1", NULL };
-    start(flags);
+    it_suite_start(flags);
     static ov_state st;
     memset(&st, 0, sizeof(st));
     for (int g = 0; g < OV_GROUPS; g++) {
@@ -497,7 +468,7 @@ static void test_overload_admission(void)
         snprintf(user, sizeof(user), "ov-u%d", i);
         snprintf(g1, sizeof(g1), "ov-g%d", i % OV_GROUPS);
         snprintf(g2, sizeof(g2), "ov-g%d", (i + 1) % OV_GROUPS);
-        login(&cs[i], user);
+        it_suite_login(&cs[i], user);
         CU_ASSERT_FATAL(rc_client_join(&cs[i], g1, IT_TIMEOUT_MS, NULL) == 0);
         CU_ASSERT_FATAL(rc_client_join(&cs[i], g2, IT_TIMEOUT_MS, NULL) == 0);
     }
@@ -570,14 +541,14 @@ static void test_overload_admission(void)
     for (int i = 0; i < OV_CLIENTS; i++)
         CU_ASSERT_EQUAL(pending_msgs(&cs[i]), 0);
 
-    double metric = it_wait_metric(&srv, OV_METRIC, (double)st.overloaded);
+    double metric = it_wait_metric(&it_srv, OV_METRIC, (double)st.overloaded);
     CU_ASSERT_EQUAL(metric, (double)st.overloaded);
 
     for (int i = 0; i < OV_CLIENTS; i++)
         rc_client_close(&cs[i]);
     for (int g = 0; g < OV_GROUPS; g++)
         free(st.owner[g]);
-    stop();
+    it_suite_stop();
 }
 
 /* ================================================================== */
@@ -616,12 +587,12 @@ static bool re_expect(rc_client *a, rc_client *b, uint64_t rid, uint64_t seq, co
 
 static void test_frame_reassembly(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, b;
-    login(&a, "re-a");
-    login(&b, "re-b");
-    join(&a, "re", 0);
-    join(&b, "re", 0);
+    it_suite_login(&a, "re-a");
+    it_suite_login(&b, "re-b");
+    it_suite_join(&a, "re", 0);
+    it_suite_join(&b, "re", 0);
     int one = 1;
     CU_ASSERT(setsockopt(a.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0);
     rc_buf buf;
@@ -674,7 +645,7 @@ static void test_frame_reassembly(void)
     rc_buf_free(&buf);
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 }
 
 /* ================================================================== */
@@ -707,13 +678,13 @@ static void test_large_frame(void)
     char mf[16];
     snprintf(mf, sizeof(mf), "%u", BIG_MAX_FRAME);
     const char *flags[] = { "--max-frame", mf, NULL };
-    start(flags);
+    it_suite_start(flags);
     rc_client a, b;
-    login(&a, "big-a");
-    login(&b, "big-b");
+    it_suite_login(&a, "big-a");
+    it_suite_login(&b, "big-b");
     CU_ASSERT_EQUAL(a.max_frame, BIG_MAX_FRAME);
-    join(&a, "big", 0);
-    join(&b, "big", 0);
+    it_suite_join(&a, "big", 0);
+    it_suite_join(&b, "big", 0);
 
     uint8_t *body = malloc(BIG_MAX_FRAME + 1);
     CU_ASSERT_FATAL(body != NULL);
@@ -757,7 +728,7 @@ static void test_large_frame(void)
     rc_buf_free(&buf);
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 }
 
 /* ================================================================== */
@@ -874,15 +845,15 @@ static void test_cli_chat(void)
 {
     const char *bin = getenv("RINGCAST_CLI");
     CU_ASSERT_FATAL(bin != NULL);
-    start(NULL);
+    it_suite_start(NULL);
     rc_client d;
-    login(&d, "dave");
-    join(&d, "lobby", 0);
+    it_suite_login(&d, "dave");
+    it_suite_join(&d, "lobby", 0);
 
     static chat_proc p;
     memset(&p, 0, sizeof(p));
     char port[8];
-    snprintf(port, sizeof(port), "%u", srv.s.port);
+    snprintf(port, sizeof(port), "%u", it_srv.s.port);
     const char *argv[] = { bin, "chat", "--host", IT_HOST, "--port", port, "--user", "carol", "--group", "lobby", NULL };
     CU_ASSERT_FATAL(chat_spawn(&p, argv) == 0);
 
@@ -913,7 +884,7 @@ static void test_cli_chat(void)
     close(p.out);
     close(p.err);
     rc_client_close(&d);
-    stop();
+    it_suite_stop();
 }
 
 int main(void)
@@ -921,7 +892,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN); /* a dead chat's stdin must fail a write, not end the run */
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
-    CU_pSuite s = CU_add_suite("limits", NULL, cleanup);
+    CU_pSuite s = CU_add_suite("limits", NULL, it_suite_cleanup);
     if (!s) {
         CU_cleanup_registry();
         return 1;

@@ -24,35 +24,6 @@
 #define GROUP_LIMIT 3      /* --max-groups-per-session of the limit test */
 #define CONN_LIMIT 5       /* --max-connections of the limit test */
 
-static it_server srv;
-
-static int cleanup(void)
-{
-    return it_cleanup(&srv);
-}
-
-static void start(const char *const *flags)
-{
-    it_cleanup(&srv); /* left by a test that failed fatally */
-    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
-}
-
-static void stop(void)
-{
-    CU_ASSERT_EQUAL(it_stop(&srv), 0);
-}
-
-static void login(rc_client *c, const char *user)
-{
-    CU_ASSERT_FATAL(it_login(c, &srv, user) == 0);
-}
-
-static void join(rc_client *c, const char *g, uint64_t want_seq)
-{
-    uint64_t seq = UINT64_MAX;
-    CU_ASSERT_FATAL(rc_client_join(c, g, IT_TIMEOUT_MS, &seq) == 0);
-    CU_ASSERT_EQUAL(seq, want_seq);
-}
 
 static void body_text(int i, char *out, size_t n)
 {
@@ -113,10 +84,10 @@ static int pending_msgs(rc_client *c)
 
 static void test_hello_welcome(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, b;
     rc_msg m = { .type = RC_T_HELLO, .user = rc_str_c("alice") };
-    CU_ASSERT_FATAL(rc_client_connect(&a, IT_HOST, srv.s.port, IT_TIMEOUT_MS) == 0);
+    CU_ASSERT_FATAL(rc_client_connect(&a, IT_HOST, it_srv.s.port, IT_TIMEOUT_MS) == 0);
     CU_ASSERT(it_request(&a, &m, 7) == 0);
     CU_ASSERT_FATAL(it_expect(&a, &m, RC_T_WELCOME));
     CU_ASSERT(m.has & RC_HAS_RID);
@@ -126,26 +97,26 @@ static void test_hello_welcome(void)
     CU_ASSERT_EQUAL(m.max_frame, RC_DEFAULT_MAX_FRAME);
     uint64_t sid_a = m.sid;
 
-    login(&b, "bob");
+    it_suite_login(&b, "bob");
     CU_ASSERT(b.sid > 0 && b.sid != sid_a); /* every session has its own id */
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 
     /* max_frame in welcome is the server's configured value. */
     const char *flags[] = { "--max-frame", "1024", NULL };
-    start(flags);
-    login(&a, "alice");
+    it_suite_start(flags);
+    it_suite_login(&a, "alice");
     CU_ASSERT_EQUAL(a.max_frame, 1024);
     rc_client_close(&a);
-    stop();
+    it_suite_stop();
 }
 
 static void test_ping_pong(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a;
-    login(&a, "alice");
+    it_suite_login(&a, "alice");
     rc_msg m = { .type = RC_T_PING };
     CU_ASSERT(it_request(&a, &m, 42) == 0);
     CU_ASSERT_FATAL(it_expect(&a, &m, RC_T_PONG));
@@ -155,14 +126,14 @@ static void test_ping_pong(void)
     CU_ASSERT_FATAL(it_expect(&a, &m, RC_T_PONG));
     CU_ASSERT(!(m.has & RC_HAS_RID));
     rc_client_close(&a);
-    stop();
+    it_suite_stop();
 }
 
 static void test_join_joined_seq(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, b;
-    login(&a, "alice");
+    it_suite_login(&a, "alice");
     rc_msg m = { .type = RC_T_JOIN, .g = rc_str_c("pj") };
     CU_ASSERT(it_request(&a, &m, 5) == 0);
     CU_ASSERT_FATAL(it_expect(&a, &m, RC_T_JOINED));
@@ -170,25 +141,25 @@ static void test_join_joined_seq(void)
     CU_ASSERT(it_str_is(m.g, "pj"));
     CU_ASSERT_EQUAL(m.seq, 0); /* a new group */
     CU_ASSERT(collect_sends(&a, "pj", 3, 1, 1) == 0);
-    login(&b, "bob");
-    join(&b, "pj", 3); /* joined carries the group's last seq */
-    join(&a, "pj", 3); /* joining again is harmless */
+    it_suite_login(&b, "bob");
+    it_suite_join(&b, "pj", 3); /* joined carries the group's last seq */
+    it_suite_join(&a, "pj", 3); /* joining again is harmless */
     CU_ASSERT_EQUAL(pending_msgs(&b), 0);
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 }
 
 /* ---- dedup ---- */
 
 static void test_dedup_by_mid(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, b;
-    login(&a, "alice");
-    login(&b, "bob");
-    join(&a, "dd", 0);
-    join(&b, "dd", 0);
+    it_suite_login(&a, "alice");
+    it_suite_login(&b, "bob");
+    it_suite_join(&a, "dd", 0);
+    it_suite_join(&b, "dd", 0);
 
     rc_msg m = { .type = RC_T_SEND, .g = rc_str_c("dd"), .body = rc_str_c("one"), .mid = rc_str_c("m1"),
                  .has = RC_HAS_MID };
@@ -230,7 +201,7 @@ static void test_dedup_by_mid(void)
     CU_ASSERT(!((r.has & RC_HAS_DUP) && r.dup));
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 }
 
 /* ---- join with since ---- */
@@ -256,17 +227,17 @@ static void join_since(rc_client *c, const char *g, uint64_t since, uint64_t las
 
 static void test_join_since(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, b, c, d;
-    login(&a, "alice");
-    join(&a, "js", 0);
+    it_suite_login(&a, "alice");
+    it_suite_join(&a, "js", 0);
     CU_ASSERT_FATAL(collect_sends(&a, "js", N_SINCE, 1, 1) == 0);
 
-    login(&b, "bob");
+    it_suite_login(&b, "bob");
     join_since(&b, "js", SINCE, N_SINCE, SINCE + 1, "alice", false); /* msgs 3, 4, 5 */
-    login(&c, "carol");
+    it_suite_login(&c, "carol");
     join_since(&c, "js", 0, N_SINCE, 1, "alice", false); /* everything */
-    login(&d, "dave");
+    it_suite_login(&d, "dave");
     join_since(&d, "js", N_SINCE, N_SINCE, N_SINCE + 1, "alice", false); /* up to date: none */
 
     /* After the catch-up, live messages follow without a gap. */
@@ -278,7 +249,7 @@ static void test_join_since(void)
     rc_client_close(&b);
     rc_client_close(&c);
     rc_client_close(&d);
-    stop();
+    it_suite_stop();
 }
 
 /* ---- hist ---- */
@@ -300,13 +271,13 @@ static void hist_expect(rc_client *c, const char *g, bool has_before, uint64_t b
 
 static void test_hist(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, b;
-    login(&a, "alice");
-    join(&a, "hh", 0);
+    it_suite_login(&a, "alice");
+    it_suite_join(&a, "hh", 0);
     CU_ASSERT_FATAL(collect_sends(&a, "hh", N_HIST, 1, 1) == 0);
-    login(&b, "bob");
-    join(&b, "hh", N_HIST);
+    it_suite_login(&b, "bob");
+    it_suite_join(&b, "hh", N_HIST);
     hist_expect(&b, "hh", false, 0, false, 0, 1, N_HIST);     /* default: all 10 */
     hist_expect(&b, "hh", false, 0, true, 3, N_HIST - 2, N_HIST); /* the latest 3 */
     hist_expect(&b, "hh", true, 5, false, 0, 1, 4);            /* below seq 5 */
@@ -316,17 +287,17 @@ static void test_hist(void)
     CU_ASSERT_EQUAL(pending_msgs(&b), 0); /* hist delivers no msg frames */
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 }
 
 static void test_hist_not_member(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, c;
-    login(&a, "alice");
-    join(&a, "hn", 0);
+    it_suite_login(&a, "alice");
+    it_suite_join(&a, "hn", 0);
     CU_ASSERT_FATAL(collect_sends(&a, "hn", 1, 1, 1) == 0);
-    login(&c, "carol");
+    it_suite_login(&c, "carol");
     rc_msg m = { .type = RC_T_HIST, .g = rc_str_c("hn") };
     CU_ASSERT(it_request(&c, &m, 4) == 0);
     CU_ASSERT(it_next(&c, &m) == 1 && it_is_err(&m, RC_E_NOT_MEMBER, true, 4));
@@ -335,19 +306,19 @@ static void test_hist_not_member(void)
     CU_ASSERT(it_next(&c, &m) == 1 && it_is_err(&m, RC_E_NOT_MEMBER, true, 5));
     rc_client_close(&a);
     rc_client_close(&c);
-    stop();
+    it_suite_stop();
 }
 
 /* ---- leave ---- */
 
 static void test_leave(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, b;
-    login(&a, "alice");
-    login(&b, "bob");
-    join(&a, "lv", 0);
-    join(&b, "lv", 0);
+    it_suite_login(&a, "alice");
+    it_suite_login(&b, "bob");
+    it_suite_join(&a, "lv", 0);
+    it_suite_join(&b, "lv", 0);
     rc_msg m = { .type = RC_T_LEAVE, .g = rc_str_c("lv") };
     CU_ASSERT(it_request(&b, &m, 3) == 0);
     CU_ASSERT_FATAL(it_expect(&b, &m, RC_T_LEFT));
@@ -367,22 +338,22 @@ static void test_leave(void)
     CU_ASSERT(collect_sends(&a, "lv", 1, 3, 3) == 0);
     rc_client_close(&a);
     rc_client_close(&b);
-    stop();
+    it_suite_stop();
 }
 
 /* ---- stored membership ---- */
 
 static void test_membership_stored(void)
 {
-    start(NULL);
+    it_suite_start(NULL);
     rc_client a, u;
-    login(&u, "mem");
-    join(&u, "ms", 0);
+    it_suite_login(&u, "mem");
+    it_suite_join(&u, "ms", 0);
     rc_client_close(&u);
 
-    login(&a, "alice");
-    join(&a, "ms", 0);
-    login(&u, "mem"); /* a new session of the same user */
+    it_suite_login(&a, "alice");
+    it_suite_join(&a, "ms", 0);
+    it_suite_login(&u, "mem"); /* a new session of the same user */
 
     /* Membership is stored: sending needs no new join ... */
     rc_msg m = { .type = RC_T_SEND, .g = rc_str_c("ms"), .body = rc_str_c("back") };
@@ -395,13 +366,13 @@ static void test_membership_stored(void)
     /* ... but this session receives the group only after it joins. */
     CU_ASSERT_FATAL(collect_sends(&a, "ms", 1, 2, 2) == 0);
     CU_ASSERT_EQUAL(pending_msgs(&u), 0);
-    join(&u, "ms", 2);
+    it_suite_join(&u, "ms", 2);
     CU_ASSERT_FATAL(collect_sends(&a, "ms", 1, 3, 3) == 0);
     CU_ASSERT_FATAL(it_expect(&u, &m, RC_T_MSG));
     CU_ASSERT(msg_is(&m, "ms", 3, "alice", 3));
     rc_client_close(&a);
     rc_client_close(&u);
-    stop();
+    it_suite_stop();
 }
 
 /* ---- retention ---- */
@@ -411,22 +382,22 @@ static void test_history_max(void)
     char retain[16];
     snprintf(retain, sizeof(retain), "%d", RETAIN);
     const char *flags[] = { "--history-max", retain, NULL };
-    start(flags);
+    it_suite_start(flags);
     rc_client a, b;
-    login(&a, "alice");
-    join(&a, "hm", 0);
+    it_suite_login(&a, "alice");
+    it_suite_join(&a, "hm", 0);
     CU_ASSERT_FATAL(collect_sends(&a, "hm", N_RETAIN, 1, 1) == 0);
-    login(&b, "bob");
+    it_suite_login(&b, "bob");
     /* History keeps 21..30 only: since=5 reaches back past it, so lost. */
     join_since(&b, "hm", RETAIN_SINCE, N_RETAIN, N_RETAIN - RETAIN + 1, "alice", true);
     hist_expect(&b, "hm", false, 0, false, 0, N_RETAIN - RETAIN + 1, N_RETAIN);
     rc_client c;
-    login(&c, "carol"); /* since inside what is kept: not lost */
+    it_suite_login(&c, "carol"); /* since inside what is kept: not lost */
     join_since(&c, "hm", N_RETAIN - 3, N_RETAIN, N_RETAIN - 2, "alice", false);
     rc_client_close(&a);
     rc_client_close(&b);
     rc_client_close(&c);
-    stop();
+    it_suite_stop();
 }
 
 /* ---- limits ---- */
@@ -436,23 +407,23 @@ static void test_max_groups_per_session(void)
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", GROUP_LIMIT);
     const char *flags[] = { "--max-groups-per-session", limit, NULL };
-    start(flags);
+    it_suite_start(flags);
     rc_client a;
-    login(&a, "alice");
-    join(&a, "lim1", 0);
-    join(&a, "lim2", 0);
-    join(&a, "lim3", 0);
+    it_suite_login(&a, "alice");
+    it_suite_join(&a, "lim1", 0);
+    it_suite_join(&a, "lim2", 0);
+    it_suite_join(&a, "lim3", 0);
     rc_msg m = { .type = RC_T_JOIN, .g = rc_str_c("lim4") };
     CU_ASSERT(it_request(&a, &m, 9) == 0);
     CU_ASSERT(it_next(&a, &m) == 1 && it_is_err(&m, RC_E_LIMIT, true, 9));
-    join(&a, "lim2", 0); /* a group already joined is not a new one */
+    it_suite_join(&a, "lim2", 0); /* a group already joined is not a new one */
     CU_ASSERT(rc_client_leave(&a, "lim1", IT_TIMEOUT_MS) == 0);
-    join(&a, "lim4", 0); /* leaving frees a place */
+    it_suite_join(&a, "lim4", 0); /* leaving frees a place */
     /* The refused join did not make alice a member of lim4 before: the
      * session still works and holds lim2, lim3, lim4. */
     CU_ASSERT(collect_sends(&a, "lim4", 1, 1, 1) == 0);
     rc_client_close(&a);
-    stop();
+    it_suite_stop();
 }
 
 static void test_max_connections(void)
@@ -460,21 +431,21 @@ static void test_max_connections(void)
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", CONN_LIMIT);
     const char *flags[] = { "--max-connections", limit, NULL };
-    start(flags);
+    it_suite_start(flags);
     /* The start-up probe connection must be gone before counting. */
-    CU_ASSERT_FATAL(it_wait_metric(&srv, IT_OPEN_CONNS, 0) == 0);
+    CU_ASSERT_FATAL(it_wait_metric(&it_srv, IT_OPEN_CONNS, 0) == 0);
     rc_client cs[CONN_LIMIT];
     int n = 0;
     for (; n < CONN_LIMIT; n++) {
         char user[16];
         snprintf(user, sizeof(user), "mc%d", n);
-        if (it_login(&cs[n], &srv, user) != 0)
+        if (it_login(&cs[n], &it_srv, user) != 0)
             break;
     }
     CU_ASSERT_EQUAL_FATAL(n, CONN_LIMIT);
 
     rc_client x;
-    CU_ASSERT_FATAL(rc_client_connect(&x, IT_HOST, srv.s.port, IT_TIMEOUT_MS) == 0);
+    CU_ASSERT_FATAL(rc_client_connect(&x, IT_HOST, it_srv.s.port, IT_TIMEOUT_MS) == 0);
     rc_msg m;
     CU_ASSERT(it_next(&x, &m) == 1 && it_is_err(&m, RC_E_LIMIT, false, 0));
     CU_ASSERT_EQUAL(it_next(&x, &m), -1); /* then closed */
@@ -484,24 +455,24 @@ static void test_max_connections(void)
     for (int i = 0; i < n; i++)
         CU_ASSERT_EQUAL(pending_msgs(&cs[i]), 0);
     rc_client_close(&cs[0]);
-    CU_ASSERT(it_wait_metric(&srv, IT_OPEN_CONNS, CONN_LIMIT - 1) == CONN_LIMIT - 1);
-    CU_ASSERT(it_login(&cs[0], &srv, "mc-again") == 0);
+    CU_ASSERT(it_wait_metric(&it_srv, IT_OPEN_CONNS, CONN_LIMIT - 1) == CONN_LIMIT - 1);
+    CU_ASSERT(it_login(&cs[0], &it_srv, "mc-again") == 0);
     for (int i = 0; i < n; i++)
         rc_client_close(&cs[i]);
-    stop();
+    it_suite_stop();
 }
 
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
-    CU_pSuite s = CU_add_suite("protocol", NULL, cleanup);
-    CU_pSuite l = CU_add_suite("limits", NULL, cleanup);
+    CU_pSuite s = CU_add_suite("protocol", NULL, it_suite_cleanup);
+    CU_pSuite l = CU_add_suite("limits", NULL, it_suite_cleanup);
     if (!s || !l) {
         CU_cleanup_registry();
         return 1;
     }
-    CU_add_test(s, "hello -> welcome {sid, srv, max_frame}", test_hello_welcome);
+    CU_add_test(s, "hello -> welcome {sid, it_srv, max_frame}", test_hello_welcome);
     CU_add_test(s, "ping -> pong with rid", test_ping_pong);
     CU_add_test(s, "join -> joined with the last seq", test_join_joined_seq);
     CU_add_test(s, "dedup by mid", test_dedup_by_mid);
