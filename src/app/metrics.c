@@ -10,6 +10,7 @@
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
+/* One per-thread counter: name, help, type and where it sits in the stats. */
 typedef struct io_metric {
     const char *name, *help, *type;
     size_t offset;
@@ -77,32 +78,38 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
                              i, rc_ring_count(s->ios[i].outbound), i, rc_ring_capacity(s->ios[i].outbound));
 }
 
-static void shard_line(struct rc_admin_body *out, const char *name, const char *type, const char *help,
-                       rc_server *s, size_t offset)
+static void shard_line(struct rc_admin_body *out, const io_metric *m, rc_server *s)
 {
-    rc_admin_body_printf(out, "# HELP ringcast_%s %s\n# TYPE ringcast_%s %s\n", name, help, name, type);
+    rc_admin_body_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
     for (uint32_t i = 0; i < s->n_shards; i++) {
-        const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&s->shards[i].stats + offset);
-        rc_admin_body_printf(out, "ringcast_%s{shard=\"%u\"} %llu\n", name, i,
+        const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&s->shards[i].stats + m->offset);
+        rc_admin_body_printf(out, "%s{shard=\"%u\"} %llu\n", m->name, i,
                              (unsigned long long)atomic_load_explicit(p, memory_order_relaxed));
     }
 }
 
+#define SHARD_METRIC(field, name, type, help) { "ringcast_" name, help, type, offsetof(rc_shard_stats, field) }
+
+static const io_metric shard_metrics[] = {
+    SHARD_METRIC(sequenced, "messages_sequenced_total", "counter", "Messages sequenced."),
+    SHARD_METRIC(deliveries, "fanout_total", "counter", "msg deliveries handed to io threads."),
+    SHARD_METRIC(dups, "dedup_hits_total", "counter", "Sends answered as duplicates."),
+    SHARD_METRIC(jobs, "shard_jobs_total", "counter", "Requests processed."),
+    SHARD_METRIC(batches, "shard_batches_total", "counter", "Inbound bursts processed."),
+    SHARD_METRIC(groups, "shard_groups", "gauge", "Groups held."),
+    SHARD_METRIC(out_stalls, "shard_out_stalls_total", "counter", "Waits on a full io outbound ring."),
+    SHARD_METRIC(sleeps, "shard_sleeps_total", "counter", "Times the shard slept for lack of work."),
+    SHARD_METRIC(store_commits, "store_commits_total", "counter", "Write batches committed (one per shard tick with writes)."),
+    SHARD_METRIC(store_commit_ns, "store_commit_ns_total", "counter", "Nanoseconds spent committing write batches."),
+    SHARD_METRIC(store_errors, "store_write_errors_total", "counter", "Write batches that failed; their sends were answered E_INTERNAL."),
+    SHARD_METRIC(snapshots, "snapshots_total", "counter", "Group snapshots written."),
+    SHARD_METRIC(warmups, "history_loads_total", "counter", "Groups whose history was loaded from storage on first use."),
+};
+
 static void shard_section(rc_server *s, struct rc_admin_body *out)
 {
-    shard_line(out, "messages_sequenced_total", "counter", "Messages sequenced.", s, offsetof(rc_shard_stats, sequenced));
-    shard_line(out, "fanout_total", "counter", "msg deliveries handed to io threads.", s, offsetof(rc_shard_stats, deliveries));
-    shard_line(out, "dedup_hits_total", "counter", "Sends answered as duplicates.", s, offsetof(rc_shard_stats, dups));
-    shard_line(out, "shard_jobs_total", "counter", "Requests processed.", s, offsetof(rc_shard_stats, jobs));
-    shard_line(out, "shard_batches_total", "counter", "Inbound bursts processed.", s, offsetof(rc_shard_stats, batches));
-    shard_line(out, "shard_groups", "gauge", "Groups held.", s, offsetof(rc_shard_stats, groups));
-    shard_line(out, "shard_out_stalls_total", "counter", "Waits on a full io outbound ring.", s, offsetof(rc_shard_stats, out_stalls));
-    shard_line(out, "shard_sleeps_total", "counter", "Times the shard slept for lack of work.", s, offsetof(rc_shard_stats, sleeps));
-    shard_line(out, "store_commits_total", "counter", "Write batches committed (one per shard tick with writes).", s, offsetof(rc_shard_stats, store_commits));
-    shard_line(out, "store_commit_ns_total", "counter", "Nanoseconds spent committing write batches.", s, offsetof(rc_shard_stats, store_commit_ns));
-    shard_line(out, "store_write_errors_total", "counter", "Write batches that failed; their sends were answered E_INTERNAL.", s, offsetof(rc_shard_stats, store_errors));
-    shard_line(out, "snapshots_total", "counter", "Group snapshots written.", s, offsetof(rc_shard_stats, snapshots));
-    shard_line(out, "history_loads_total", "counter", "Groups whose history was loaded from storage on first use.", s, offsetof(rc_shard_stats, warmups));
+    for (size_t m = 0; m < sizeof(shard_metrics) / sizeof(shard_metrics[0]); m++)
+        shard_line(out, &shard_metrics[m], s);
     rc_admin_body_printf(out, "# HELP ringcast_shard_ring_depth Jobs waiting in a shard's inbound ring.\n"
                               "# TYPE ringcast_shard_ring_depth gauge\n");
     for (uint32_t i = 0; i < s->n_shards; i++)
