@@ -113,7 +113,9 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .max_groups_per_session = s->cfg.max_groups_per_session,
         .recv_buffers = s->cfg.recv_buffers,
         .recv_buffer_size = s->cfg.recv_buffer_size,
+        .outbound_high_bytes = s->cfg.outbound_high_bytes,
         .outbound_kill_bytes = s->cfg.outbound_kill_bytes,
+        .letters = NULL, /* set once the dead-letter producer is wired in */
         .submit_max_wait_us = RC_SUBMIT_MAX_WAIT_US,
     };
     s->port = s->cfg.port;

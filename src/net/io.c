@@ -271,15 +271,21 @@ static void conn_mark_dirty(rc_io *io, rc_conn *c)
 
 static void conn_kill(rc_io *io, rc_conn *c);
 
+/* Output bytes waiting: queued plus the unsent part of the send in flight. */
+static size_t conn_queued(const rc_conn *c)
+{
+    return c->out.len + (c->wbuf.len - c->woff);
+}
+
 /* Appends one complete frame to the connection's output. */
 static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
     if (c->state == CS_DEAD)
         return;
-    if (c->out.len + (c->wbuf.len - c->woff) + n > io->lim.outbound_kill_bytes) {
+    if (conn_queued(c) + n > io->lim.outbound_kill_bytes) {
         STAT_ADD(io, slow_kills, 1);
         fprintf(stderr, "level=warn component=io event=slow_consumer_closed sid=%llu queued=%zu limit=%llu\n",
-                (unsigned long long)c->sid, c->out.len + c->wbuf.len - c->woff,
+                (unsigned long long)c->sid, conn_queued(c),
                 (unsigned long long)io->lim.outbound_kill_bytes);
         conn_kill(io, c);
         return;
@@ -740,6 +746,33 @@ static void flush_jobs(rc_io *io)
     }
 }
 
+/* A delivery to a connection past outbound_high_bytes: the msg becomes a
+ * slow_consumer dead letter instead of more queued output (it stays in the
+ * group's history, so a reconnect with `since` recovers it). Returns true
+ * when the frame was turned into a letter. */
+static bool deliver_as_letter(rc_io *io, rc_conn *c, const rc_frame *f)
+{
+    if (!io->lim.letters || conn_queued(c) <= io->lim.outbound_high_bytes)
+        return false;
+    rc_msg m;
+    if (rc_decode(&io->dec, f->data + RC_FRAME_HEADER, f->len - RC_FRAME_HEADER, &m, NULL) != RC_OK ||
+        m.type != RC_T_MSG)
+        return false; /* replies and errors are queued up to the kill bound */
+    char why[96];
+    snprintf(why, sizeof(why), "outbound queue of %zu bytes passed outbound_high_bytes", conn_queued(c));
+    rc_letter l = { .reason = RC_LETTER_SLOW_CONSUMER, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
+                    .to = { c->user, c->user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
+                    .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
+    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
+        STAT_ADD(io, slow_letters, 1);
+    } else {
+        STAT_ADD(io, letters_refused, 1);
+        fprintf(stderr, "level=error component=io event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s\n",
+                (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->user_len, c->user);
+    }
+    return true;
+}
+
 /* Queues one batch's deliveries. Consecutive deliveries of one frame (a
  * message's recipients on this thread) drop their references with one
  * atomic operation. */
@@ -758,8 +791,10 @@ static void deliver_batch(rc_io *io, rc_outbatch *b)
             } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD && f->kind == RC_FRAME_JOIN_REFUSED) {
                 session_remove(c, (rc_str){ (const char *)f->data, f->len });
             } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD) {
-                conn_write(io, c, f->data, f->len);
-                STAT_ADD(io, deliveries, 1);
+                if (!deliver_as_letter(io, c, f)) {
+                    conn_write(io, c, f->data, f->len);
+                    STAT_ADD(io, deliveries, 1);
+                }
             } else {
                 STAT_ADD(io, dropped_closed, 1);
             }

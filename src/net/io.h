@@ -15,6 +15,7 @@
 
 #include "core/chash.h"
 #include "core/dispatch.h"
+#include "core/letters.h"
 #include "core/ring.h"
 #include "core/shard.h"
 
@@ -29,7 +30,9 @@ typedef struct rc_io_limits {
     uint32_t max_groups_per_session; /* groups one connection may join */
     uint32_t recv_buffers;           /* provided buffers (power of two) */
     uint32_t recv_buffer_size;       /* bytes each */
+    uint64_t outbound_high_bytes;    /* queued output past which deliveries become dead letters */
     uint64_t outbound_kill_bytes;    /* queued output past which a connection is closed */
+    const rc_letter_sink *letters;   /* where dead letters go (NULL: no dead letters) */
     uint32_t submit_max_wait_us;     /* backoff budget for a full shard ring */
 } rc_io_limits;
 
@@ -43,6 +46,8 @@ typedef struct rc_io_stats {
     _Atomic uint64_t bytes_in, bytes_out;
     _Atomic uint64_t errors[RC_E_COUNT];/* err replies by code */
     _Atomic uint64_t loops, cqes, enobufs, sends, slow_kills, submit_retries;
+    _Atomic uint64_t slow_letters;      /* deliveries turned into slow_consumer letters */
+    _Atomic uint64_t letters_refused;   /* letters the sink could not queue (logged) */
 } rc_io_stats;
 
 enum rc_io_phase {
