@@ -122,6 +122,28 @@ static void shard_section(rc_server *s, struct rc_admin_body *out)
         rc_admin_body_printf(out, "ringcast_shard_ring_capacity{shard=\"%u\"} %u\n", i, rc_ring_capacity(s->shards[i].inbound));
 }
 
+static void letters_section(rc_server *s, struct rc_admin_body *out)
+{
+    if (!s->dlq)
+        return;
+#ifndef RC_NO_DLQ
+    rc_dlq_stats st;
+    rc_dlq_stats_read(s->dlq, &st);
+    rc_admin_body_printf(out, "# HELP ringcast_letters_total Dead letters, by reason and what became of them.\n"
+                              "# TYPE ringcast_letters_total counter\n");
+    static const char *const states[] = { "submitted", "delivered", "failed", "queue_full", "rejected" };
+    for (int r = 0; r < RC_LETTER_REASONS; r++) {
+        const uint64_t v[] = { st.submitted[r], st.delivered[r], st.failed[r], st.queue_full[r], st.rejected[r] };
+        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
+            rc_admin_body_printf(out, "ringcast_letters_total{reason=\"%s\",state=\"%s\"} %llu\n",
+                                 rc_letter_reason_name((rc_letter_reason)r), states[k], (unsigned long long)v[k]);
+    }
+    rc_admin_body_printf(out, "# HELP ringcast_letters_queued Dead letters waiting for Kafka.\n"
+                              "# TYPE ringcast_letters_queued gauge\nringcast_letters_queued %llu\n",
+                         (unsigned long long)st.queued);
+#endif
+}
+
 void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\n"
@@ -135,4 +157,5 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
                               "ringcast_recovered_groups %llu\n", (unsigned long long)s->recovered_groups);
     io_section(s, out);
     shard_section(s, out);
+    letters_section(s, out);
 }

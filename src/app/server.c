@@ -115,7 +115,7 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .recv_buffer_size = s->cfg.recv_buffer_size,
         .outbound_high_bytes = s->cfg.outbound_high_bytes,
         .outbound_kill_bytes = s->cfg.outbound_kill_bytes,
-        .letters = NULL, /* set once the dead-letter producer is wired in */
+        .letters = s->dlq ? &s->letters : NULL,
         .submit_max_wait_us = RC_SUBMIT_MAX_WAIT_US,
     };
     s->port = s->cfg.port;
@@ -151,6 +151,15 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     s->admin = rc_admin_start(cfg->admin_host, cfg->admin_port, admin_handler, s, err, errlen);
     if (!s->admin)
         goto fail;
+#ifndef RC_NO_DLQ
+    rc_dlq_config dc = { .brokers = cfg->kafka_brokers, .topic = cfg->dlq_topic, .node = "ringcastd" };
+    s->dlq = rc_dlq_open(&dc, err, errlen);
+    if (!s->dlq)
+        goto fail;
+    s->letters = rc_dlq_sink(s->dlq);
+    fprintf(stderr, "level=info component=server event=dead_letters brokers=%s topic=%s\n", rc_dlq_bootstrap(s->dlq),
+            rc_dlq_topic(s->dlq));
+#endif
     /* durability=off keeps everything in memory: nothing is stored or recovered. */
     if (strcmp(cfg->durability, "off") != 0) {
         s->persist = rc_store_open(cfg->data_dir, NULL, err, errlen);
@@ -215,6 +224,9 @@ void rc_server_stop(rc_server *s)
         rc_shard_destroy(&s->shards[i]);
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_destroy(&s->ios[i]);
+#ifndef RC_NO_DLQ
+    rc_dlq_close(s->dlq, (int)s->cfg.shutdown_timeout_ms); /* flushes what io threads queued */
+#endif
     rc_store_close(s->persist);
     rc_chash_destroy(s->chash);
     free(s->shards);

@@ -6,7 +6,9 @@
 #define RC_NET_SERVER_H
 
 #include "core/chash.h"
+#include "core/letters.h"
 #include "core/persist.h"
+#include "dlq/dlq.h"
 #include "core/shard.h"
 #include "net/io.h"
 #include "ringcast/admin.h"
@@ -28,6 +30,8 @@ typedef struct rc_server {
     uint16_t port;        /* bound TCP port */
     uint64_t started_ns;
     rc_persist *persist;  /* the data directory (RocksDB) */
+    rc_dlq *dlq;          /* dead-letter producer (Kafka) */
+    rc_letter_sink letters; /* the io threads' way to it */
     uint64_t recovered_groups;
     uint64_t recovery_ns; /* time the start-up recovery took */
     _Atomic int ready;    /* /readyz: recovery done and serving */

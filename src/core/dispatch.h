@@ -123,9 +123,15 @@ rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg 
 
 /* ---- shard -> io ---- */
 
+/* Delivery flags. */
+enum {
+    RC_DELIVERY_SYNC = 1u << 0, /* history the session asked for (join since): never a dead letter */
+};
+
 typedef struct rc_delivery {
     rc_frame *frame; /* one reference owned by this delivery */
     rc_conn_id conn;
+    uint32_t flags;  /* RC_DELIVERY_* */
 } rc_delivery;
 
 #define RC_OUTBATCH_CAP 1024u /* deliveries per batch */

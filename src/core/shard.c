@@ -73,13 +73,18 @@ static rc_outbatch *outbatch_get(rc_shard *s)
 /* Queues one delivery of f (the caller gave it a reference) to conn. */
 void rc_shard_deliver(rc_shard *s, rc_conn_id conn, rc_frame *f)
 {
+    rc_shard_deliver_flags(s, conn, f, 0);
+}
+
+void rc_shard_deliver_flags(rc_shard *s, rc_conn_id conn, rc_frame *f, uint32_t flags)
+{
     uint32_t io = rc_conn_io(conn);
     if (s->pending[io] && s->pending[io]->n == RC_OUTBATCH_CAP)
         flush_outbatches(s);
     if (!s->pending[io])
         s->pending[io] = outbatch_get(s);
     rc_outbatch *b = s->pending[io];
-    b->d[b->n++] = (rc_delivery){ f, conn };
+    b->d[b->n++] = (rc_delivery){ f, conn, flags };
 }
 
 /* Encodes m into a fresh frame for one recipient; returns the frame (NULL
@@ -174,7 +179,7 @@ static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
     for (uint64_t seq = from; seq <= g->last_seq; seq++) {
         const rc_hist_entry *e = rc_group_hist_at(g, seq);
         rc_frame_ref(e->frame, 1);
-        rc_shard_deliver(s, j->conn, e->frame);
+        rc_shard_deliver_flags(s, j->conn, e->frame, RC_DELIVERY_SYNC);
     }
     rc_msg m = reply_to(j, RC_T_SYNCED, g);
     m.seq = g->last_seq;

@@ -62,6 +62,7 @@ typedef struct rc_conn {
     rc_buf out;   /* output waiting for the next send */
     rc_buf wbuf;  /* output of the send in flight */
     size_t woff;  /* bytes of wbuf already sent */
+    uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
     char **groups;          /* groups joined in this session (for detach on close) */
     uint32_t n_groups, cap_groups;
 } rc_conn;
@@ -763,12 +764,21 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const rc_frame *f)
     rc_letter l = { .reason = RC_LETTER_SLOW_CONSUMER, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
                     .to = { c->user, c->user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
                     .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
+    c->lettered += f->len;
     if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
         STAT_ADD(io, slow_letters, 1);
     } else {
         STAT_ADD(io, letters_refused, 1);
         fprintf(stderr, "level=error component=io event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s\n",
                 (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->user_len, c->user);
+    }
+    /* Behind by more than the kill bound, counting what became letters. */
+    if (conn_queued(c) + c->lettered > io->lim.outbound_kill_bytes) {
+        STAT_ADD(io, slow_kills, 1);
+        fprintf(stderr, "level=warn component=io event=slow_consumer_closed sid=%llu queued=%zu lettered=%llu limit=%llu\n",
+                (unsigned long long)c->sid, conn_queued(c), (unsigned long long)c->lettered,
+                (unsigned long long)io->lim.outbound_kill_bytes);
+        conn_kill(io, c);
     }
     return true;
 }
@@ -791,7 +801,7 @@ static void deliver_batch(rc_io *io, rc_outbatch *b)
             } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD && f->kind == RC_FRAME_JOIN_REFUSED) {
                 session_remove(c, (rc_str){ (const char *)f->data, f->len });
             } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD) {
-                if (!deliver_as_letter(io, c, f)) {
+                if ((b->d[k].flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f)) {
                     conn_write(io, c, f->data, f->len);
                     STAT_ADD(io, deliveries, 1);
                 }
@@ -872,6 +882,8 @@ static void on_send(rc_io *io, rc_conn *c, int res)
         }
         c->wbuf.len = 0;
         c->woff = 0;
+        if (conn_queued(c) <= io->lim.outbound_high_bytes)
+            c->lettered = 0; /* caught up: the slow-consumer count starts over */
         if (c->out.len == 0) /* idle now: give back large buffers; busy ones keep theirs */
             buf_shrink(&c->wbuf);
         if (c->out.len)

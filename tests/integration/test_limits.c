@@ -152,8 +152,8 @@ static void test_refused_join_takes_no_session_place(void)
 /* 2. Slow consumer                                                     */
 /* ================================================================== */
 
-#define SLOW_HIGH "65536"
-#define SLOW_KILL "262144"
+#define SLOW_HIGH "1048576"  /* healthy members with a 64-message window stay far below */
+#define SLOW_KILL "4194304"
 #define SLOW_RCVBUF 4096
 #define SLOW_MAX_MSGS 20000
 #define SLOW_BODY 1000

@@ -1,0 +1,171 @@
+/* Dead letters end to end (DESIGN §3, §5): a member that joins and never
+ * reads passes outbound_high_bytes; further deliveries to it become
+ * slow_consumer letters in Kafka (ringcast-kafka-dev as the broker), which
+ * kcat reads back with the group as key and the reason header, while the
+ * other members get every message. */
+#define _GNU_SOURCE
+#include <CUnit/CUnit.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ringcast/client.h"
+#include "testutil.h"
+
+#define T_MS 5000
+#define BODY_BYTES 1000
+#define MAX_SENDS 20000
+#define BURST 20 /* sends between reads: healthy members stay far below the bound */
+#define SLOW_RCVBUF 4096
+#define KCAT_OUT (1u << 20)
+
+static pid_t broker_pid;
+static char bootstrap[256];
+
+/* Starts ringcast-kafka-dev and reads its `bootstrap=HOST:PORT` line. */
+static int broker_start(void)
+{
+    const char *bin = getenv("RINGCAST_KAFKA_DEV");
+    if (!bin)
+        return -1;
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    broker_pid = fork();
+    if (broker_pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char line[256] = "";
+    struct pollfd pfd = { p[0], POLLIN, 0 };
+    int ok = poll(&pfd, 1, T_MS) == 1 && fgets(line, sizeof(line), f) && strncmp(line, "bootstrap=", 10) == 0;
+    fclose(f);
+    if (!ok)
+        return -1;
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(bootstrap, sizeof(bootstrap), "%s", line + 10);
+    return 0;
+}
+
+static void broker_stop(void)
+{
+    kill(broker_pid, SIGTERM);
+    waitpid(broker_pid, NULL, 0);
+}
+
+static void login(rc_client *c, const rc_test_server *srv, const char *user, bool slow)
+{
+    memset(c, 0, sizeof(*c));
+    if (slow) {
+        /* A tiny receive buffer makes the server's queue fill quickly. */
+        int fd = socket(AF_INET, SOCK_STREAM, 0), sz = SLOW_RCVBUF;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(srv->port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+        CU_ASSERT_FATAL(rc_client_connect(c, "127.0.0.1", srv->port, T_MS) == 0);
+        close(c->fd);
+        c->fd = fd;
+    } else {
+        CU_ASSERT_FATAL(rc_client_connect(c, "127.0.0.1", srv->port, T_MS) == 0);
+    }
+    CU_ASSERT_FATAL(rc_client_hello(c, user, T_MS) == 0);
+    CU_ASSERT_FATAL(rc_client_join(c, "busy", T_MS, NULL) == 0);
+}
+
+/* Drains whatever a healthy client has, counting msgs; never blocks long. */
+static void drain(rc_client *c, uint64_t *msgs, uint64_t *next_seq, bool *ordered)
+{
+    rc_msg m;
+    while (rc_client_recv(c, &m, 0) == 1) {
+        if (m.type != RC_T_MSG)
+            continue;
+        *ordered &= m.seq == *next_seq;
+        *next_seq = m.seq + 1;
+        (*msgs)++;
+    }
+}
+
+static void test_slow_consumer_letters(void)
+{
+    CU_ASSERT_FATAL(broker_start() == 0);
+    char brokers[256];
+    snprintf(brokers, sizeof(brokers), "%s", bootstrap);
+    const char *flags[] = { "--kafka-brokers", brokers, "--outbound-high-bytes", "1048576",
+                            "--outbound-kill-bytes", "1073741824", NULL };
+    rc_test_server srv;
+    CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);
+    rc_client slow, a, b;
+    login(&slow, &srv, "slowpoke", true);
+    login(&a, &srv, "alice", false);
+    login(&b, &srv, "bob", false);
+
+    static char body[BODY_BYTES];
+    memset(body, 'x', sizeof(body));
+    uint64_t a_msgs = 0, b_msgs = 0, a_next = 1, b_next = 1, sent = 0;
+    bool a_ord = true, b_ord = true;
+    double letters = 0;
+    while (sent < MAX_SENDS && letters < 50) {
+        for (int k = 0; k < BURST; k++, sent++) {
+            rc_msg m = { .type = RC_T_SEND, .g = rc_str_c("busy"), .body = { body, sizeof(body) } };
+            CU_ASSERT_FATAL(rc_client_send(&a, &m) == 0);
+        }
+        drain(&a, &a_msgs, &a_next, &a_ord);
+        drain(&b, &b_msgs, &b_next, &b_ord);
+        letters = rc_test_metric(srv.admin_port, "ringcast_slow_consumer_letters_total", 1);
+    }
+    CU_ASSERT(letters >= 50);
+    /* The healthy members still get everything, in order. */
+    for (int i = 0; i < 200 && (a_msgs < sent || b_msgs < sent); i++) {
+        drain(&a, &a_msgs, &a_next, &a_ord);
+        drain(&b, &b_msgs, &b_next, &b_ord);
+        usleep(10000);
+    }
+    CU_ASSERT_EQUAL(a_msgs, sent);
+    CU_ASSERT_EQUAL(b_msgs, sent);
+    CU_ASSERT(a_ord && b_ord);
+    letters = rc_test_metric(srv.admin_port, "ringcast_slow_consumer_letters_total", 1);
+    printf("\n    %llu sent, %.0f slow_consumer letters", (unsigned long long)sent, letters);
+    rc_client_close(&slow);
+    rc_client_close(&a);
+    rc_client_close(&b);
+    CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0); /* flushes the producer */
+
+    /* kcat, an independent client, reads the letters back. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 30 kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%k\\t%%h\\n' 2>&1", bootstrap);
+    FILE *k = popen(cmd, "r");
+    CU_ASSERT_FATAL(k != NULL);
+    char line[1024];
+    unsigned n = 0, good = 0;
+    while (fgets(line, sizeof(line), k)) {
+        n++;
+        if (strncmp(line, "busy\t", 5) == 0 && strstr(line, "reason=slow_consumer") && strstr(line, "node=") &&
+            strstr(line, "ts="))
+            good++;
+    }
+    pclose(k);
+    printf(", kcat read %u records (%u with key busy and reason=slow_consumer)", n, good);
+    CU_ASSERT_EQUAL(n, (unsigned)letters);
+    CU_ASSERT_EQUAL(good, n);
+    broker_stop();
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("dead letters", NULL, NULL);
+    CU_add_test(s, "slow consumer deliveries become letters kcat reads", test_slow_consumer_letters);
+    return rc_test_run();
+}
