@@ -695,11 +695,32 @@ static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 /* ------------------------------------------------------------------ */
 
 /* Tells the sender its request could not be queued. */
-static void reject_overloaded(rc_io *io, rc_job *j)
+/* An overloaded send becomes an `overloaded` dead letter (DESIGN §5), so
+ * no message is refused without a trace. */
+static void letter_overloaded(rc_io *io, const rc_job *j, uint32_t attempts)
+{
+    if (j->kind != RC_JOB_SEND || !io->lim.letters)
+        return;
+    rc_letter l = { .reason = RC_LETTER_OVERLOADED, .g = { rc_job_g(j), j->g_len },
+                    .from = { rc_job_user(j), j->user_len }, .ts = (uint64_t)time(NULL) * 1000u,
+                    .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
+                    .body_is_str = j->body_is_str, .attempts = attempts,
+                    .err = rc_str_c("the group's shard ring stayed full through the backoff budget") };
+    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
+        STAT_ADD(io, overload_letters, 1);
+    } else {
+        STAT_ADD(io, letters_refused, 1);
+        fprintf(stderr, "level=error component=io event=letter_refused reason=overloaded group=%.*s from=%.*s\n",
+                (int)j->g_len, rc_job_g(j), (int)j->user_len, rc_job_user(j));
+    }
+}
+
+static void reject_overloaded(rc_io *io, rc_job *j, uint32_t attempts)
 {
     rc_conn *c = io->conns[rc_conn_slot(j->conn)];
     if (j->kind == RC_JOB_DETACH || j->kind == RC_JOB_STOP)
         return; /* never rejected: flush_jobs keeps them */
+    letter_overloaded(io, j, attempts);
     if (c && c->gen == rc_conn_gen(j->conn)) {
         rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
         if (j->kind == RC_JOB_JOIN) /* the session did not join after all */
@@ -722,11 +743,13 @@ static void flush_jobs(rc_io *io)
     for (uint32_t s = 0; s < io->n_shards; s++) {
         uint32_t n = io->n_pending[s], done = 0;
         uint64_t waited = 0, backoff = 1;
+        uint32_t attempts = 1;
         while (done < n) {
             done += rc_shard_submit(io->shards[s], io->pending[s] + done, n - done);
             if (done == n || waited >= io->lim.submit_max_wait_us)
                 break;
             STAT_ADD(io, submit_retries, 1);
+            attempts++;
             uint64_t us = backoff + (uint64_t)rand() % (backoff + 1);
             struct timespec ts = { 0, (long)(us * 1000) };
             nanosleep(&ts, NULL);
@@ -741,7 +764,7 @@ static void flush_jobs(rc_io *io)
             if (j->kind == RC_JOB_DETACH)
                 io->pending[s][keep++] = j;
             else
-                reject_overloaded(io, j);
+                reject_overloaded(io, j, attempts);
         }
         io->n_pending[s] = keep;
     }

@@ -543,6 +543,12 @@ static void test_overload_admission(void)
 
     double metric = it_wait_metric(&it_srv, OV_METRIC, (double)st.overloaded);
     CU_ASSERT_EQUAL(metric, (double)st.overloaded);
+    /* Every refused send also left a trace: an `overloaded` dead letter. */
+    double letters = it_wait_metric(&it_srv, "ringcast_overloaded_letters_total{", (double)st.overloaded);
+    CU_ASSERT_EQUAL(letters, (double)st.overloaded);
+    double submitted = it_wait_metric(&it_srv, "ringcast_letters_total{reason=\"overloaded\",state=\"submitted\"}",
+                                      (double)st.overloaded);
+    CU_ASSERT_EQUAL(submitted, (double)st.overloaded);
 
     for (int i = 0; i < OV_CLIENTS; i++)
         rc_client_close(&cs[i]);
