@@ -116,6 +116,7 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .outbound_high_bytes = s->cfg.outbound_high_bytes,
         .outbound_kill_bytes = s->cfg.outbound_kill_bytes,
         .letters = s->dlq ? &s->letters : NULL,
+        .admin_token = s->cfg.admin_token,
         .submit_max_wait_us = RC_SUBMIT_MAX_WAIT_US,
     };
     s->port = s->cfg.port;

@@ -51,6 +51,7 @@ typedef struct rc_conn {
     uint32_t slot, gen;
     enum conn_state state;
     bool authed;
+    bool admin;   /* said hello with the admin token: may replay dead letters */
     bool recv_armed;
     bool send_inflight;
     bool dirty;
@@ -569,6 +570,14 @@ static void on_hello(rc_io *io, rc_conn *c, const rc_msg *m)
         conn_error(io, c, m, RC_E_FORBIDDEN, "hello was already accepted on this connection");
         return;
     }
+    const char *admin = io->lim.admin_token ? io->lim.admin_token : "";
+    if ((m->has & RC_HAS_TOKEN) && admin[0]) {
+        if (!rc_str_eq(m->token, rc_str_c(admin))) {
+            conn_error(io, c, m, RC_E_AUTH_FAILED, "the token is not valid for this server");
+            return;
+        }
+        c->admin = true;
+    }
     memcpy(c->user, m->user.ptr, m->user.len);
     c->user_len = (uint8_t)m->user.len;
     c->authed = true;
@@ -588,6 +597,49 @@ static void on_join(rc_io *io, rc_conn *c, const rc_msg *m)
         return;
     }
     route(io, c, m, RC_JOB_JOIN);
+}
+
+/* A dead letter brought back by ringcast-replay (DESIGN §3). A
+ * slow_consumer letter was sequenced already and stays in history, where a
+ * reconnect with `since` finds it: acknowledged as it is. Other letters were
+ * never sequenced: they are sent now as from their original sender with the
+ * original mid (or one derived from the letter), so replaying twice delivers
+ * once. */
+static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
+{
+    if (!c->admin) {
+        conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only (hello with the admin token)");
+        return;
+    }
+    int reason = -1;
+    for (int r = 0; r < RC_LETTER_REASONS; r++)
+        if (rc_str_eq(m->reason, rc_str_c(rc_letter_reason_name((rc_letter_reason)r))))
+            reason = r;
+    if (reason < 0) {
+        conn_error(io, c, m, RC_E_BAD_FIELD, "reason must be slow_consumer, overloaded, expired, shutdown or poison");
+        return;
+    }
+    if (reason == RC_LETTER_SLOW_CONSUMER) {
+        rc_msg ack = { .type = RC_T_ACK, .has = (m->has & RC_HAS_RID) | RC_HAS_DUP, .rid = m->rid, .g = m->g,
+                       .seq = m->seq, .ts = m->ts, .dup = true };
+        conn_reply(io, c, &ack);
+        return;
+    }
+    rc_msg send = *m;
+    char mid[RC_MAX_MID];
+    if (!(m->has & RC_HAS_MID)) {
+        /* Same letter, same mid: the dedup window makes the replay idempotent. */
+        uint64_t h = rc_hash64(m->body.ptr, m->body.len) ^ (m->ts * 0x9e3779b97f4a7c15ull);
+        snprintf(mid, sizeof(mid), "dl-%016llx", (unsigned long long)h);
+        send.mid = rc_str_c(mid);
+        send.has |= RC_HAS_MID;
+    }
+    rc_job *j = rc_job_new(RC_JOB_SEND, rc_conn_id_make(io->idx, c->slot, c->gen), m->from, &send);
+    if (!j) {
+        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the replay; try again later");
+        return;
+    }
+    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len));
 }
 
 static void handle_request(rc_io *io, rc_conn *c, const rc_msg *m)
@@ -614,9 +666,7 @@ static void handle_request(rc_io *io, rc_conn *c, const rc_msg *m)
         break;
     case RC_T_SEND: route(io, c, m, RC_JOB_SEND); break;
     case RC_T_HIST: route(io, c, m, RC_JOB_HIST); break;
-    case RC_T_REPLAY:
-        conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only");
-        break;
+    case RC_T_REPLAY: on_replay(io, c, m); break;
     default:
         break; /* handle_frame answered server-only types already */
     }

@@ -33,6 +33,7 @@ typedef struct rc_io_limits {
     uint64_t outbound_high_bytes;    /* queued output past which deliveries become dead letters */
     uint64_t outbound_kill_bytes;    /* queued output past which a connection is closed */
     const rc_letter_sink *letters;   /* where dead letters go (NULL: no dead letters) */
+    const char *admin_token;         /* hello token that makes a session admin ("" : none) */
     uint32_t submit_max_wait_us;     /* backoff budget for a full shard ring */
 } rc_io_limits;
 

@@ -131,8 +131,8 @@ static const uint64_t type_spec[RC_T_COUNT] = {
     [RC_T_SEND] = REQ(F_G) | REQ(F_BODY) | OPT(F_MID),
     [RC_T_HIST] = REQ(F_G) | OPT(F_BEFORE) | OPT(F_LIMIT) | OPT(F_MSGS),
     [RC_T_PING] = 0,
-    [RC_T_REPLAY] = OPT(F_G) | OPT(F_SEQ) | OPT(F_FROM) | OPT(F_TO) | OPT(F_TS) | OPT(F_MID) |
-                    OPT(F_BODY) | OPT(F_REASON),
+    [RC_T_REPLAY] = REQ(F_G) | REQ(F_FROM) | REQ(F_TS) | REQ(F_BODY) | REQ(F_REASON) | OPT(F_SEQ) | OPT(F_TO) |
+                    OPT(F_MID),
     [RC_T_WELCOME] = REQ(F_SID) | REQ(F_SRV) | REQ(F_MAX_FRAME),
     [RC_T_JOINED] = REQ(F_G) | REQ(F_SEQ),
     [RC_T_SYNCED] = REQ(F_G) | REQ(F_SEQ) | REQ(F_LOST),
@@ -607,7 +607,6 @@ static bool opt_set(const rc_msg *m, field_id f)
     case F_TO: return m->has & RC_HAS_TO;
     case F_SEQ: return m->has & RC_HAS_SEQ;
     case F_MSGS: return m->has & RC_HAS_MSGS;
-    case F_G: case F_FROM: case F_TS: case F_BODY: case F_REASON: return m->type == RC_T_REPLAY;
     default: return false;
     }
 }

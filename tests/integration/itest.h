@@ -374,4 +374,16 @@ static inline void it_suite_join(rc_client *c, const char *g, uint64_t want_seq)
     CU_ASSERT_EQUAL(seq, want_seq);
 }
 
+#define IT_SYNC_RID 999999u /* rid of the ping barrier it_pending_msgs uses */
+
+/* msg frames queued for c right now (ping barrier). -1 on failure or when
+ * something other than msg frames was queued. */
+static inline int it_pending_msgs(rc_client *c)
+{
+    int msgs = 0, others = 0;
+    if (it_sync(c, IT_SYNC_RID, &msgs, &others) != 0 || others != 0)
+        return -1;
+    return msgs;
+}
+
 #endif

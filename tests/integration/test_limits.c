@@ -35,15 +35,6 @@
 #define SYNC_RID 9000000u /* rid of ping barriers */
 
 
-/* msg frames queued for c right now (ping barrier); -1 on failure or when
- * anything but msg frames came before the pong. */
-static int pending_msgs(rc_client *c)
-{
-    int msgs = 0, others = 0;
-    if (it_sync(c, SYNC_RID, &msgs, &others) != 0 || others != 0)
-        return -1;
-    return msgs;
-}
 
 /* Keeps the first failure's text in buf; always returns false. */
 __attribute__((format(printf, 3, 4))) static bool failf(char *buf, size_t n, const char *fmt, ...)
@@ -105,13 +96,13 @@ static void test_max_members_per_group(void)
     int skipped = 0;
     CU_ASSERT_FATAL(it_wait(&u[2], RC_T_ACK, 80, &r, &skipped) == 1 && r.type == RC_T_ACK);
     CU_ASSERT_EQUAL(r.seq, 1);
-    CU_ASSERT_EQUAL(skipped + pending_msgs(&u[2]), 1); /* its own msg */
+    CU_ASSERT_EQUAL(skipped + it_pending_msgs(&u[2]), 1); /* its own msg */
     rc_client *readers[] = { &u[0], &u[1], &again };
     for (int i = 0; i < 3; i++) {
         CU_ASSERT_FATAL(it_expect(readers[i], &r, RC_T_MSG));
         CU_ASSERT(r.seq == 1 && it_str_is(r.from, "mm-u2") && it_str_is(r.body, "still here"));
     }
-    CU_ASSERT_EQUAL(pending_msgs(&u[MEMBER_LIMIT]), 0); /* the refused user got nothing */
+    CU_ASSERT_EQUAL(it_pending_msgs(&u[MEMBER_LIMIT]), 0); /* the refused user got nothing */
 
     /* Leaving frees a place for the newcomer. */
     CU_ASSERT(rc_client_leave(&u[2], "mm", IT_TIMEOUT_MS) == 0);
@@ -290,8 +281,8 @@ static void test_slow_consumer(void)
     CU_ASSERT_EQUAL(st.acked, st.sent);
     CU_ASSERT_EQUAL((int)st.b_seq, st.acked);
     CU_ASSERT_EQUAL((int)st.a_seq, st.acked);
-    CU_ASSERT_EQUAL(pending_msgs(&ab[0]), 0);
-    CU_ASSERT_EQUAL(pending_msgs(&ab[1]), 0);
+    CU_ASSERT_EQUAL(it_pending_msgs(&ab[0]), 0);
+    CU_ASSERT_EQUAL(it_pending_msgs(&ab[1]), 0);
 
     /* The slow socket: what was queued, then the end of the stream. */
     size_t got = 0;
@@ -539,7 +530,7 @@ static void test_overload_admission(void)
 
     /* No reply or msg beyond those. */
     for (int i = 0; i < OV_CLIENTS; i++)
-        CU_ASSERT_EQUAL(pending_msgs(&cs[i]), 0);
+        CU_ASSERT_EQUAL(it_pending_msgs(&cs[i]), 0);
 
     double metric = it_wait_metric(&it_srv, OV_METRIC, (double)st.overloaded);
     CU_ASSERT_EQUAL(metric, (double)st.overloaded);
@@ -647,7 +638,7 @@ static void test_frame_reassembly(void)
             printf("\n    split at offset %zu of %zu failed\n", off, len);
     }
     CU_ASSERT(ok);
-    CU_ASSERT_EQUAL(pending_msgs(&b), 0);
+    CU_ASSERT_EQUAL(it_pending_msgs(&b), 0);
     rc_buf_free(&buf);
     rc_client_close(&a);
     rc_client_close(&b);
@@ -716,7 +707,7 @@ static void test_large_frame(void)
     CU_ASSERT(!r.body_is_str);
     CU_ASSERT_EQUAL_FATAL(r.body.len, n);
     CU_ASSERT(memcmp(r.body.ptr, body, n) == 0);
-    CU_ASSERT_EQUAL(skipped + pending_msgs(&a), 1); /* its own echo */
+    CU_ASSERT_EQUAL(skipped + it_pending_msgs(&a), 1); /* its own echo */
 
     /* One byte more: E_FRAME_TOO_LARGE without rid, then close. */
     uint32_t n2 = big_frame(&buf, body, BIG_MAX_FRAME + 1);
@@ -728,7 +719,7 @@ static void test_large_frame(void)
         printf("\n    after a frame of max_frame+1: %s\n", got == 0 ? "nothing (timeout)" : a.err);
     CU_ASSERT(got == 1 && it_is_err(&r, RC_E_FRAME_TOO_LARGE, false, 0));
     CU_ASSERT_EQUAL(it_next(&a, &r), -1); /* closed */
-    CU_ASSERT_EQUAL(pending_msgs(&b), 0); /* nothing was sequenced */
+    CU_ASSERT_EQUAL(it_pending_msgs(&b), 0); /* nothing was sequenced */
 
     free(body);
     rc_buf_free(&buf);

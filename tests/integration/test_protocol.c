@@ -71,14 +71,6 @@ static bool msg_is(const rc_msg *m, const char *g, uint64_t seq, const char *fro
            rc_str_eq(m->body, rc_str_c(body)) && m->ts > 0;
 }
 
-/* msg frames queued for c right now (ping barrier). -1 on failure. */
-static int pending_msgs(rc_client *c)
-{
-    int msgs = 0, others = 0;
-    if (it_sync(c, SYNC_RID, &msgs, &others) != 0 || others != 0)
-        return -1;
-    return msgs;
-}
 
 /* ---- hello, ping, join ---- */
 
@@ -144,7 +136,7 @@ static void test_join_joined_seq(void)
     it_suite_login(&b, "bob");
     it_suite_join(&b, "pj", 3); /* joined carries the group's last seq */
     it_suite_join(&a, "pj", 3); /* joining again is harmless */
-    CU_ASSERT_EQUAL(pending_msgs(&b), 0);
+    CU_ASSERT_EQUAL(it_pending_msgs(&b), 0);
     rc_client_close(&a);
     rc_client_close(&b);
     it_suite_stop();
@@ -171,7 +163,7 @@ static void test_dedup_by_mid(void)
     CU_ASSERT(!((r.has & RC_HAS_DUP) && r.dup));
     uint64_t ts = r.ts;
     CU_ASSERT(ts > 0);
-    CU_ASSERT_EQUAL(echo + pending_msgs(&a), 1); /* the sender's own msg, once */
+    CU_ASSERT_EQUAL(echo + it_pending_msgs(&a), 1); /* the sender's own msg, once */
     CU_ASSERT_FATAL(it_expect(&b, &r, RC_T_MSG));
     CU_ASSERT(r.seq == 1 && it_str_is(r.mid, "m1") && (r.has & RC_HAS_MID));
 
@@ -183,8 +175,8 @@ static void test_dedup_by_mid(void)
     CU_ASSERT_EQUAL(r.seq, 1);
     CU_ASSERT_EQUAL(r.ts, ts);
     CU_ASSERT(it_str_is(r.g, "dd"));
-    CU_ASSERT_EQUAL(skipped + pending_msgs(&a), 0); /* no second msg for the sender */
-    CU_ASSERT_EQUAL(pending_msgs(&b), 0);           /* nor for the other member */
+    CU_ASSERT_EQUAL(skipped + it_pending_msgs(&a), 0); /* no second msg for the sender */
+    CU_ASSERT_EQUAL(it_pending_msgs(&b), 0);           /* nor for the other member */
 
     /* A new mid takes the next seq: the duplicate did not use one. */
     m.mid = rc_str_c("m2");
@@ -222,7 +214,7 @@ static void join_since(rc_client *c, const char *g, uint64_t since, uint64_t las
     CU_ASSERT(it_str_is(m.g, g));
     CU_ASSERT_EQUAL(m.seq, last);
     CU_ASSERT_EQUAL(m.lost, lost);
-    CU_ASSERT_EQUAL(pending_msgs(c), 0);
+    CU_ASSERT_EQUAL(it_pending_msgs(c), 0);
 }
 
 static void test_join_since(void)
@@ -284,7 +276,7 @@ static void test_hist(void)
     hist_expect(&b, "hh", true, 5, true, 2, 3, 4);             /* the 2 just below seq 5 */
     hist_expect(&b, "hh", true, 1, false, 0, 1, 0);            /* nothing below seq 1 */
     hist_expect(&b, "hh", false, 0, true, 1000, 1, N_HIST);    /* limit beyond what exists */
-    CU_ASSERT_EQUAL(pending_msgs(&b), 0); /* hist delivers no msg frames */
+    CU_ASSERT_EQUAL(it_pending_msgs(&b), 0); /* hist delivers no msg frames */
     rc_client_close(&a);
     rc_client_close(&b);
     it_suite_stop();
@@ -325,12 +317,12 @@ static void test_leave(void)
     CU_ASSERT(m.rid == 3 && it_str_is(m.g, "lv"));
 
     CU_ASSERT_FATAL(collect_sends(&a, "lv", 2, 1, 1) == 0);
-    CU_ASSERT_EQUAL(pending_msgs(&b), 0); /* no deliveries after left */
+    CU_ASSERT_EQUAL(it_pending_msgs(&b), 0); /* no deliveries after left */
 
     m = (rc_msg){ .type = RC_T_SEND, .g = rc_str_c("lv"), .body = rc_str_c("x") };
     CU_ASSERT(it_request(&b, &m, 5) == 0);
     CU_ASSERT(it_next(&b, &m) == 1 && it_is_err(&m, RC_E_NOT_MEMBER, true, 5));
-    CU_ASSERT_EQUAL(pending_msgs(&a), 0); /* bob's send was not sequenced */
+    CU_ASSERT_EQUAL(it_pending_msgs(&a), 0); /* bob's send was not sequenced */
     m = (rc_msg){ .type = RC_T_HIST, .g = rc_str_c("lv") };
     CU_ASSERT(it_request(&b, &m, 6) == 0);
     CU_ASSERT(it_next(&b, &m) == 1 && it_is_err(&m, RC_E_NOT_MEMBER, true, 6));
@@ -365,7 +357,7 @@ static void test_membership_stored(void)
 
     /* ... but this session receives the group only after it joins. */
     CU_ASSERT_FATAL(collect_sends(&a, "ms", 1, 2, 2) == 0);
-    CU_ASSERT_EQUAL(pending_msgs(&u), 0);
+    CU_ASSERT_EQUAL(it_pending_msgs(&u), 0);
     it_suite_join(&u, "ms", 2);
     CU_ASSERT_FATAL(collect_sends(&a, "ms", 1, 3, 3) == 0);
     CU_ASSERT_FATAL(it_expect(&u, &m, RC_T_MSG));
@@ -453,7 +445,7 @@ static void test_max_connections(void)
 
     /* The others were not disturbed, and a freed place is usable again. */
     for (int i = 0; i < n; i++)
-        CU_ASSERT_EQUAL(pending_msgs(&cs[i]), 0);
+        CU_ASSERT_EQUAL(it_pending_msgs(&cs[i]), 0);
     rc_client_close(&cs[0]);
     CU_ASSERT(it_wait_metric(&it_srv, IT_OPEN_CONNS, CONN_LIMIT - 1) == CONN_LIMIT - 1);
     CU_ASSERT(it_login(&cs[0], &it_srv, "mc-again") == 0);
