@@ -10,6 +10,11 @@
  * group+seq+to), so a record replayed twice is delivered once; the second
  * ack says dup:true.
  *
+ * The tool assigns itself every partition of the topic instead of joining
+ * the group's rebalancing (a join waits for the broker's rebalance delay and
+ * for members that left): the consumer group only holds committed offsets,
+ * so run one instance per consumer group at a time.
+ *
  * Offsets: a Kafka commit means "everything below this offset is done", so a
  * committed record also passes the records before it that were filtered out
  * or undecodable. Use one consumer group per filter. Once a replay fails in a
@@ -50,7 +55,6 @@
 #define SERVER_TIMEOUT_MS 5000    /* connect, hello */
 #define REPLAY_TIMEOUT_MS 10000   /* one replay's ack */
 #define METADATA_TIMEOUT_MS 5000  /* broker reachability check */
-#define ASSIGN_TIMEOUT_MS 15000   /* longest wait for the group to assign partitions */
 #define POLL_MS 100               /* consumer poll step */
 #define PROGRESS_MS 500           /* progress line refresh on a terminal */
 #define RATE_BURST_S 0.1          /* token bucket depth, seconds of --rate (at least 1) */
@@ -102,7 +106,6 @@ typedef struct run_state {
     rc_client cl;
     bool connected;
     counters c;
-    bool assigned;
     int32_t blocked[MAX_BLOCKED];
     int n_blocked;
     double tokens;
@@ -530,20 +533,6 @@ static replay_result replay_one(run_state *st, const rd_kafka_message_t *km, con
 
 /* ---- Kafka ----------------------------------------------------------- */
 
-static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-    run_state *st = opaque;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        if (st->o->from_offset >= 0)
-            for (int i = 0; i < parts->cnt; i++)
-                parts->elems[i].offset = st->o->from_offset;
-        rd_kafka_assign(rk, parts);
-        st->assigned = true;
-    } else {
-        rd_kafka_assign(rk, NULL);
-    }
-}
-
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
     char err[ERRSTR];
@@ -554,8 +543,9 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
     return 0;
 }
 
-/* Checks that the brokers answer and carry the topic. 0 or -1 (printed). */
-static int check_topic(run_state *st)
+/* Checks that the brokers answer and carry the topic; sets *partitions.
+ * 0 or -1 (printed). */
+static int check_topic(run_state *st, int *partitions)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(st->rk, 1, NULL, &md, METADATA_TIMEOUT_MS);
@@ -565,7 +555,10 @@ static int check_topic(run_state *st)
     }
     bool found = false;
     for (int i = 0; i < md->topic_cnt && !found; i++)
-        found = strcmp(md->topics[i].topic, st->o->topic) == 0 && md->topics[i].err == 0;
+        if (strcmp(md->topics[i].topic, st->o->topic) == 0 && md->topics[i].err == 0) {
+            found = true;
+            *partitions = md->topics[i].partition_cnt;
+        }
     rd_kafka_metadata_destroy(md);
     if (!found)
         fprintf(stderr, "ringcast-replay: topic %s does not exist on %s\n", st->o->topic, st->o->brokers);
@@ -583,8 +576,6 @@ static int consumer_open(run_state *st)
         rd_kafka_conf_destroy(conf);
         return -1;
     }
-    rd_kafka_conf_set_opaque(conf, st);
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     st->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!st->rk) {
         fprintf(stderr, "ringcast-replay: cannot create the consumer: %s\n", err);
@@ -592,14 +583,19 @@ static int consumer_open(run_state *st)
         return -1;
     }
     rd_kafka_poll_set_consumer(st->rk);
-    if (check_topic(st) != 0)
+    int partitions = 0;
+    if (check_topic(st, &partitions) != 0)
         return -1;
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, o->topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(st->rk, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
+    /* Every partition, from the group's committed offset (INVALID: stored
+     * offset, else auto.offset.reset) or from --from-offset. */
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
+    for (int32_t p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(parts, o->topic, p)->offset =
+            o->from_offset >= 0 ? o->from_offset : RD_KAFKA_OFFSET_INVALID;
+    rd_kafka_resp_err_t e = rd_kafka_assign(st->rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
     if (e) {
-        fprintf(stderr, "ringcast-replay: cannot subscribe to %s: %s\n", o->topic, rd_kafka_err2str(e));
+        fprintf(stderr, "ringcast-replay: cannot assign the partitions of %s: %s\n", o->topic, rd_kafka_err2str(e));
         return -1;
     }
     return 0;
@@ -672,24 +668,16 @@ static bool handle_record(run_state *st, const rd_kafka_message_t *km)
     return go_on;
 }
 
-/* Polls until idle, limit, signal or a fatal error. 0, or -1 when the group
- * never assigned partitions (broker unreachable). */
+/* Polls until idle, limit, signal or a fatal error: 0, or 1 after a fatal
+ * replay error. */
 static int consume(run_state *st)
 {
     const options *o = st->o;
-    int64_t start = now_ms(), last = 0;
+    int64_t last = now_ms();
     while (!stop_requested) {
         if (o->limit && st->c.matched >= o->limit)
             break;
-        int64_t t = now_ms();
-        if (!st->assigned && t - start > ASSIGN_TIMEOUT_MS) {
-            report(st, "ringcast-replay: consumer group %s got no partitions of %s within %d ms\n", o->cgroup,
-                   o->topic, ASSIGN_TIMEOUT_MS);
-            return -1;
-        }
-        if (st->assigned && !last)
-            last = t; /* the idle clock starts once partitions are assigned */
-        if (last && t - last >= o->idle_ms)
+        if (now_ms() - last >= o->idle_ms)
             break;
         rd_kafka_message_t *km = rd_kafka_consumer_poll(st->rk, POLL_MS);
         show_progress(st, false);
@@ -752,9 +740,7 @@ int main(int argc, char **argv)
     if ((o.dry_run || server_open(st) == 0) && consumer_open(st) == 0) {
         int cr = consume(st);
         print_summary(st);
-        if (cr < 0)
-            rc = EXIT_UNAVAILABLE;
-        else if (cr > 0 && st->c.failed && !st->c.replayed)
+        if (cr > 0 && st->c.failed && !st->c.replayed)
             rc = EXIT_UNAVAILABLE; /* refused or lost before anything went through */
         else
             rc = st->c.failed ? EXIT_FAILED : EXIT_OK;
