@@ -35,6 +35,7 @@ static const io_metric io_metrics[] = {
     IO_METRIC(slow_kills, "slow_consumer_closed_total", "counter", "Connections closed past outbound_kill_bytes."),
     IO_METRIC(slow_letters, "slow_consumer_letters_total", "counter", "Deliveries past outbound_high_bytes sent to the dead-letter topic instead."),
     IO_METRIC(overload_letters, "overloaded_letters_total", "counter", "Sends refused with E_OVERLOADED and sent to the dead-letter topic."),
+    IO_METRIC(shutdown_letters, "shutdown_letters_total", "counter", "Deliveries still queued when the stop deadline passed, sent to the dead-letter topic."),
     IO_METRIC(letters_refused, "letters_refused_total", "counter", "Dead letters the producer could not queue (each one logged)."),
     IO_METRIC(submit_retries, "shard_submit_retries_total", "counter", "Backoff retries on a full shard ring."),
 };

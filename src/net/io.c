@@ -1042,11 +1042,44 @@ static void say_bye(rc_io *io)
     }
 }
 
+/* The stop deadline passed with output still queued for c: every `msg` in
+ * it that the kernel never got becomes a `shutdown` dead letter. (The tail
+ * of the send in flight is not: part of it may have left.) */
+static void letter_queued_output(rc_io *io, rc_conn *c)
+{
+    if (!io->lim.letters || c->state == CS_DEAD)
+        return;
+    for (size_t off = 0; off + RC_FRAME_HEADER <= c->out.len;) {
+        uint32_t len = rc_frame_len(c->out.data + off);
+        if (off + RC_FRAME_HEADER + len > c->out.len)
+            break;
+        rc_msg m;
+        if (rc_decode(&io->dec, c->out.data + off + RC_FRAME_HEADER, len, &m, NULL) == RC_OK && m.type == RC_T_MSG) {
+            rc_letter l = { .reason = RC_LETTER_SHUTDOWN, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
+                            .to = { c->user, c->user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
+                            .body_is_str = m.body_is_str, .attempts = 1,
+                            .err = rc_str_c("the server stopped before this delivery left") };
+            if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
+                STAT_ADD(io, shutdown_letters, 1);
+            } else {
+                STAT_ADD(io, letters_refused, 1);
+                fprintf(stderr, "level=error component=io event=letter_refused reason=shutdown group=%.*s seq=%llu\n",
+                        (int)m.g.len, m.g.ptr, (unsigned long long)m.seq);
+            }
+        }
+        off += RC_FRAME_HEADER + len;
+    }
+    c->out.len = 0;
+}
+
 static void kill_all(rc_io *io)
 {
-    for (uint32_t i = 0; i < io->n_slots; i++)
-        if (io->conns[i])
+    for (uint32_t i = 0; i < io->n_slots; i++) {
+        if (io->conns[i]) {
+            letter_queued_output(io, io->conns[i]);
             conn_kill(io, io->conns[i]);
+        }
+    }
 }
 
 static uint32_t open_conns(const rc_io *io)

@@ -49,6 +49,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t loops, cqes, enobufs, sends, slow_kills, submit_retries;
     _Atomic uint64_t slow_letters;      /* deliveries turned into slow_consumer letters */
     _Atomic uint64_t overload_letters;  /* sends refused with E_OVERLOADED, sent as letters */
+    _Atomic uint64_t shutdown_letters;  /* deliveries still queued at a forced stop, sent as letters */
     _Atomic uint64_t letters_refused;   /* letters the sink could not queue (logged) */
 } rc_io_stats;
 

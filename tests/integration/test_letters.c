@@ -161,11 +161,60 @@ static void test_slow_consumer_letters(void)
     broker_stop();
 }
 
+/* A forced stop: output still queued for a member that never reads
+ * becomes `shutdown` letters. */
+static void test_shutdown_letters(void)
+{
+    CU_ASSERT_FATAL(broker_start() == 0);
+    char brokers[256];
+    snprintf(brokers, sizeof(brokers), "%s", bootstrap);
+    const char *flags[] = { "--kafka-brokers", brokers, "--shutdown-timeout-ms", "300", "--outbound-high-bytes",
+                            "67108864", "--outbound-kill-bytes", "134217728", NULL };
+    rc_test_server srv;
+    CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);
+    rc_client slow, a;
+    login(&slow, &srv, "sleeper", true);
+    login(&a, &srv, "alice", false);
+    static char body[BODY_BYTES];
+    memset(body, 'y', sizeof(body));
+    uint64_t a_msgs = 0, a_next = 1;
+    bool ord = true;
+    for (int i = 0; i < 3000; i++) {
+        rc_msg m = { .type = RC_T_SEND, .g = rc_str_c("busy"), .body = { body, sizeof(body) } };
+        CU_ASSERT_FATAL(rc_client_send(&a, &m) == 0);
+        if (i % BURST == 0)
+            drain(&a, &a_msgs, &a_next, &ord);
+    }
+    for (int i = 0; i < 200 && a_msgs < 3000; i++) {
+        drain(&a, &a_msgs, &a_next, &ord);
+        usleep(10000);
+    }
+    CU_ASSERT_EQUAL(a_msgs, 3000);
+    rc_client_close(&a);
+    CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0); /* the sleeper's queue is still full at the deadline */
+    rc_client_close(&slow);
+
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 30 kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%k\t%%h\n' 2>&1", bootstrap);
+    FILE *k = popen(cmd, "r");
+    CU_ASSERT_FATAL(k != NULL);
+    char line[1024];
+    unsigned shutdown = 0;
+    while (fgets(line, sizeof(line), k))
+        shutdown += strncmp(line, "busy\t", 5) == 0 && strstr(line, "reason=shutdown") != NULL;
+    pclose(k);
+    printf("\n    %u shutdown letters read back by kcat", shutdown);
+    CU_ASSERT(shutdown > 0);
+    broker_stop();
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("dead letters", NULL, NULL);
     CU_add_test(s, "slow consumer deliveries become letters kcat reads", test_slow_consumer_letters);
+    CU_add_test(s, "queued output at a forced stop becomes shutdown letters", test_shutdown_letters);
     return rc_test_run();
 }
