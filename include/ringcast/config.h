@@ -74,6 +74,7 @@ typedef struct rc_config {
     uint32_t recv_buffers;                /* 1024; power of two in 1..32768, provided buffers per io thread */
     uint32_t recv_buffer_size;            /* 16384; 512..1048576 bytes */
     uint32_t shutdown_timeout_ms;         /* 5000; 1..600000, drain time on SIGTERM */
+    uint32_t max_queue_ms;                /* 2000; 1..600000, longest wait in a shard queue before a send expires */
     char log_level[RC_CONFIG_ENUM_SIZE];  /* "info"; debug | info | warn | error */
 } rc_config;
 

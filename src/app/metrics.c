@@ -108,6 +108,8 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(store_errors, "store_write_errors_total", "counter", "Write batches that failed; their sends were answered E_INTERNAL."),
     SHARD_METRIC(snapshots, "snapshots_total", "counter", "Group snapshots written."),
     SHARD_METRIC(warmups, "history_loads_total", "counter", "Groups whose history was loaded from storage on first use."),
+    SHARD_METRIC(expired, "expired_letters_total", "counter", "Sends that waited past max_queue_ms: answered E_OVERLOADED, sent to the dead-letter topic."),
+    SHARD_METRIC(letters_refused, "shard_letters_refused_total", "counter", "Expired letters the producer could not queue (each logged)."),
 };
 
 static void shard_section(rc_server *s, struct rc_admin_body *out)

@@ -181,6 +181,8 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     if (recover(s, err, errlen) != 0)
         goto fail;
     for (uint32_t i = 0; i < s->n_shards; i++)
+        rc_shard_set_letters(&s->shards[i], s->dlq ? &s->letters : NULL, cfg->max_queue_ms);
+    for (uint32_t i = 0; i < s->n_shards; i++)
         if (rc_shard_start(&s->shards[i]) != 0) {
             snprintf(err, errlen, "cannot start shard thread: %s", strerror(errno));
             goto fail; /* threads already started are left to process exit */

@@ -114,6 +114,7 @@ static const key_def keys[] = {
     U32(recv_buffers, "1024", 1, 32768, KEY_POW2, "provided receive buffers per I/O thread"),
     U32(recv_buffer_size, "16384", 512, 1048576, 0, "bytes per receive buffer"),
     U32(shutdown_timeout_ms, "5000", 1, 600000, 0, "time SIGTERM allows for draining, ms"),
+    U32(max_queue_ms, "2000", 1, 600000, 0, "a send that waited longer in its shard's queue becomes an expired dead letter, ms"),
     ENUM(log_level, "info", "debug|info|warn|error", "lowest level of log line written"),
 };
 

@@ -291,8 +291,43 @@ static rc_frame *encode_msg(rc_shard *s, const rc_job *j, const rc_group *g, uin
     return rc_frame_take(&s->scratch, 0);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A send that waited longer than max_queue_ms in the shard's ring is not
+ * sequenced: the sender gets E_OVERLOADED and the message an `expired` dead
+ * letter (DESIGN §3), so nothing is refused without a trace. */
+static bool expire_send(rc_shard *s, const rc_job *j)
+{
+    if (!s->max_queue_ns || !j->enq_ns || s->tick_ns <= j->enq_ns || s->tick_ns - j->enq_ns <= s->max_queue_ns)
+        return false;
+    uint64_t waited_ms = (s->tick_ns - j->enq_ns) / 1000000u;
+    char why[96];
+    snprintf(why, sizeof(why), "waited %llu ms in the shard queue, over max_queue_ms", (unsigned long long)waited_ms);
+    STAT_ADD(s, expired, 1);
+    if (s->letters) {
+        rc_letter l = { .reason = RC_LETTER_EXPIRED, .g = { rc_job_g(j), j->g_len },
+                        .from = { rc_job_user(j), j->user_len }, .ts = rc_shard_now_ms(),
+                        .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
+                        .body_is_str = j->body_is_str, .attempts = 1, .err = rc_str_c(why) };
+        if (s->letters->submit(s->letters->self, &l) != 0) {
+            STAT_ADD(s, letters_refused, 1);
+            fprintf(stderr, "level=error component=shard id=%u event=letter_refused reason=expired group=%.*s\n",
+                    s->id, (int)j->g_len, rc_job_g(j));
+        }
+    }
+    rc_shard_reply_err(s, j, RC_E_OVERLOADED, "the message waited longer than max_queue_ms and was not sent; retry");
+    return true;
+}
+
 static void do_send(rc_shard *s, const rc_job *j)
 {
+    if (expire_send(s, j))
+        return;
     rc_group *g = group_find(s, j);
     if (!g || !is_member(g, j)) {
         rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "join the group before sending to it");
@@ -408,6 +443,8 @@ static void *shard_main(void *arg)
             continue;
         }
         idle = 0;
+        if (s->max_queue_ns)
+            s->tick_ns = mono_ns();
         for (uint32_t i = 0; i < n; i++) {
             stop |= jobs[i]->kind == RC_JOB_STOP;
             process_job(s, jobs[i]);
@@ -441,6 +478,12 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
         return -1;
     }
     return 0;
+}
+
+void rc_shard_set_letters(rc_shard *s, const rc_letter_sink *letters, uint32_t max_queue_ms)
+{
+    s->letters = letters;
+    s->max_queue_ns = (uint64_t)max_queue_ms * 1000000u;
 }
 
 int rc_shard_start(rc_shard *s)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/dispatch.h"
+#include "core/letters.h"
 #include "core/ring.h"
 #include "core/strmap.h"
 
@@ -63,6 +64,8 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t store_errors;  /* batches that failed (their sends got E_INTERNAL) */
     _Atomic uint64_t snapshots;     /* group snapshots written */
     _Atomic uint64_t warmups;       /* groups whose history was loaded from storage */
+    _Atomic uint64_t expired;       /* sends that waited past max_queue_ms: E_OVERLOADED and a letter */
+    _Atomic uint64_t letters_refused; /* expired letters the sink could not queue (logged) */
 } rc_shard_stats;
 
 /* Where a shard's output goes: one outbound ring and waker per io thread. */
@@ -90,6 +93,9 @@ typedef struct rc_shard {
     uint32_t n_tick, cap_tick;
     struct rc_group **snap;         /* groups whose snapshot goes out this tick */
     uint32_t n_snap, cap_snap;
+    const rc_letter_sink *letters;  /* dead letters (NULL: none) */
+    uint64_t max_queue_ns;          /* max_queue_ms; 0: sends never expire */
+    uint64_t tick_ns;               /* monotonic time the current burst started */
     rc_shard_stats stats;
 } rc_shard;
 
@@ -99,6 +105,8 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
  * (message in err). */
 struct rc_persist_group;
 int rc_shard_adopt(rc_shard *s, const struct rc_persist_group *pg, char *err, size_t errlen);
+/* Before start: where expired sends go, and after how long a send expires. */
+void rc_shard_set_letters(rc_shard *s, const rc_letter_sink *letters, uint32_t max_queue_ms);
 int rc_shard_start(rc_shard *s);
 /* Waits for the thread to end (it ends after processing an RC_JOB_STOP). */
 void rc_shard_join(rc_shard *s);

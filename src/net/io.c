@@ -560,7 +560,7 @@ static void route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kind)
         conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the request; try again later");
         return;
     }
-    j->enq_ns = 0;
+    j->enq_ns = rc_now_ns(); /* the shard expires sends that wait longer than max_queue_ms */
     queue_job(io, j, shard_of(io, m->g.ptr, m->g.len));
 }
 
@@ -635,6 +635,8 @@ static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
         send.has |= RC_HAS_MID;
     }
     rc_job *j = rc_job_new(RC_JOB_SEND, rc_conn_id_make(io->idx, c->slot, c->gen), m->from, &send);
+    if (j)
+        j->enq_ns = rc_now_ns();
     if (!j) {
         conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the replay; try again later");
         return;

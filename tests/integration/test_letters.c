@@ -209,6 +209,71 @@ static void test_shutdown_letters(void)
     broker_stop();
 }
 
+/* Sends that wait in their shard's queue longer than max_queue_ms are not
+ * sequenced: E_OVERLOADED to the sender and an `expired` letter each. */
+static void test_expired_letters(void)
+{
+    CU_ASSERT_FATAL(broker_start() == 0);
+    char brokers[256];
+    snprintf(brokers, sizeof(brokers), "%s", bootstrap);
+    const char *flags[] = { "--kafka-brokers", brokers, "--max-queue-ms", "1", "--shards", "1", NULL };
+    rc_test_server srv;
+    CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);
+    enum { CLIENTS = 8, SENDS = 1000 };
+    static rc_client c[CLIENTS];
+    char user[16];
+    for (int i = 0; i < CLIENTS; i++) {
+        snprintf(user, sizeof(user), "u%d", i);
+        login(&c[i], &srv, user, false);
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        for (int k = 0; k < SENDS; k++) {
+            rc_msg m = { .type = RC_T_SEND, .g = rc_str_c("busy"), .body = { "tick", 4 }, .has = RC_HAS_RID,
+                         .rid = (uint64_t)k + 1 };
+            CU_ASSERT_FATAL(rc_client_send(&c[i], &m) == 0);
+        }
+    unsigned acks = 0, expired = 0, other = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        unsigned replies = 0;
+        rc_msg r;
+        while (replies < SENDS && rc_client_recv(&c[i], &r, T_MS) == 1) {
+            if (r.type == RC_T_ACK) {
+                acks++;
+                replies++;
+            } else if (r.type == RC_T_ERR) {
+                replies++;
+                if (r.code == RC_E_OVERLOADED)
+                    expired++;
+                else
+                    other++;
+            }
+        }
+    }
+    printf("\n    %u acked, %u expired", acks, expired);
+    CU_ASSERT_EQUAL(acks + expired, CLIENTS * SENDS); /* every send answered once */
+    CU_ASSERT_EQUAL(other, 0);
+    CU_ASSERT(expired > 0);
+    double metric = rc_test_metric(srv.admin_port, "ringcast_expired_letters_total", 1);
+    CU_ASSERT_EQUAL(metric, (double)expired);
+    for (int i = 0; i < CLIENTS; i++)
+        rc_client_close(&c[i]);
+    CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
+
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 30 kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%k\t%%h\n' 2>&1", bootstrap);
+    FILE *k = popen(cmd, "r");
+    CU_ASSERT_FATAL(k != NULL);
+    char line[1024];
+    unsigned read_back = 0;
+    while (fgets(line, sizeof(line), k))
+        read_back += strncmp(line, "busy\t", 5) == 0 && strstr(line, "reason=expired") != NULL;
+    pclose(k);
+    printf(", %u expired letters read back by kcat", read_back);
+    CU_ASSERT_EQUAL(read_back, expired);
+    broker_stop();
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -216,5 +281,6 @@ int main(void)
     CU_pSuite s = CU_add_suite("dead letters", NULL, NULL);
     CU_add_test(s, "slow consumer deliveries become letters kcat reads", test_slow_consumer_letters);
     CU_add_test(s, "queued output at a forced stop becomes shutdown letters", test_shutdown_letters);
+    CU_add_test(s, "sends past max_queue_ms become expired letters", test_expired_letters);
     return rc_test_run();
 }
