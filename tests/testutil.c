@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,4 +192,65 @@ double rc_test_metric(uint16_t admin_port, const char *prefix, int sum)
     }
     free(buf);
     return total;
+}
+
+#define KAFKA_DEV_WAIT_MS 10000 /* ringcast-kafka-dev prints its address within this */
+#define KCAT_TIMEOUT_S 30
+
+pid_t rc_test_kafka_dev_start(char *bootstrap, size_t len)
+{
+    const char *bin = getenv("RINGCAST_KAFKA_DEV");
+    int p[2];
+    if (!bin || pipe(p) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char line[256] = "";
+    struct pollfd pfd = { p[0], POLLIN, 0 };
+    int ok = poll(&pfd, 1, KAFKA_DEV_WAIT_MS) == 1 && fgets(line, sizeof(line), f) &&
+             strncmp(line, "bootstrap=", 10) == 0;
+    fclose(f);
+    if (!ok) {
+        rc_test_kafka_dev_stop(pid);
+        return -1;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(bootstrap, len, "%s", line + 10);
+    return pid;
+}
+
+void rc_test_kafka_dev_stop(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+int rc_test_kcat_count(const char *bootstrap, const char *key, const char *header, unsigned *total)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "timeout %d kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%k\\t%%h\\n' 2>&1",
+             KCAT_TIMEOUT_S, bootstrap);
+    FILE *k = popen(cmd, "r");
+    if (!k)
+        return -1;
+    char line[1024];
+    size_t kl = strlen(key);
+    unsigned n = 0, match = 0;
+    while (fgets(line, sizeof(line), k)) {
+        n++;
+        match += strncmp(line, key, kl) == 0 && line[kl] == '\t' && strstr(line + kl, header) != NULL;
+    }
+    pclose(k);
+    if (total)
+        *total = n;
+    return (int)match;
 }

@@ -31,6 +31,17 @@ void rc_test_remove_dir(const char *dir);
 int rc_test_server_stop(rc_test_server *s);
 int rc_test_server_stop_keep(rc_test_server *s);
 
+/* Starts $RINGCAST_KAFKA_DEV and reads its `bootstrap=HOST:PORT` line into
+ * bootstrap. Returns its pid, or -1. */
+pid_t rc_test_kafka_dev_start(char *bootstrap, size_t len);
+void rc_test_kafka_dev_stop(pid_t pid);
+
+/* Reads the whole dead-letter topic with kcat (an independent client) and
+ * counts the records whose key is `key` and whose headers contain `header`
+ * (e.g. "reason=expired"); *total receives the count of all records. -1 when
+ * kcat cannot run. */
+int rc_test_kcat_count(const char *bootstrap, const char *key, const char *header, unsigned *total);
+
 /* GET path on 127.0.0.1:port; returns the malloc'ed body (NULL on failure)
  * and the HTTP status in *status. */
 char *rc_test_http_get(uint16_t port, const char *path, int *status);

@@ -28,39 +28,15 @@
 static pid_t broker_pid;
 static char bootstrap[256];
 
-/* Starts ringcast-kafka-dev and reads its `bootstrap=HOST:PORT` line. */
 static int broker_start(void)
 {
-    const char *bin = getenv("RINGCAST_KAFKA_DEV");
-    if (!bin)
-        return -1;
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    broker_pid = fork();
-    if (broker_pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    FILE *f = fdopen(p[0], "r");
-    char line[256] = "";
-    struct pollfd pfd = { p[0], POLLIN, 0 };
-    int ok = poll(&pfd, 1, T_MS) == 1 && fgets(line, sizeof(line), f) && strncmp(line, "bootstrap=", 10) == 0;
-    fclose(f);
-    if (!ok)
-        return -1;
-    line[strcspn(line, "\n")] = '\0';
-    snprintf(bootstrap, sizeof(bootstrap), "%s", line + 10);
-    return 0;
+    broker_pid = rc_test_kafka_dev_start(bootstrap, sizeof(bootstrap));
+    return broker_pid > 0 ? 0 : -1;
 }
 
 static void broker_stop(void)
 {
-    kill(broker_pid, SIGTERM);
-    waitpid(broker_pid, NULL, 0);
+    rc_test_kafka_dev_stop(broker_pid);
 }
 
 static void login(rc_client *c, const rc_test_server *srv, const char *user, bool slow)
@@ -141,23 +117,11 @@ static void test_slow_consumer_letters(void)
     CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0); /* flushes the producer */
 
     /* kcat, an independent client, reads the letters back. */
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd),
-             "timeout 30 kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%k\\t%%h\\n' 2>&1", bootstrap);
-    FILE *k = popen(cmd, "r");
-    CU_ASSERT_FATAL(k != NULL);
-    char line[1024];
-    unsigned n = 0, good = 0;
-    while (fgets(line, sizeof(line), k)) {
-        n++;
-        if (strncmp(line, "busy\t", 5) == 0 && strstr(line, "reason=slow_consumer") && strstr(line, "node=") &&
-            strstr(line, "ts="))
-            good++;
-    }
-    pclose(k);
-    printf(", kcat read %u records (%u with key busy and reason=slow_consumer)", n, good);
+    unsigned n = 0;
+    int good = rc_test_kcat_count(bootstrap, "busy", "reason=slow_consumer", &n);
+    printf(", kcat read %u records (%d with key busy and reason=slow_consumer)", n, good);
     CU_ASSERT_EQUAL(n, (unsigned)letters);
-    CU_ASSERT_EQUAL(good, n);
+    CU_ASSERT_EQUAL(good, (int)n);
     broker_stop();
 }
 
@@ -194,17 +158,8 @@ static void test_shutdown_letters(void)
     CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0); /* the sleeper's queue is still full at the deadline */
     rc_client_close(&slow);
 
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd),
-             "timeout 30 kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%k\t%%h\n' 2>&1", bootstrap);
-    FILE *k = popen(cmd, "r");
-    CU_ASSERT_FATAL(k != NULL);
-    char line[1024];
-    unsigned shutdown = 0;
-    while (fgets(line, sizeof(line), k))
-        shutdown += strncmp(line, "busy\t", 5) == 0 && strstr(line, "reason=shutdown") != NULL;
-    pclose(k);
-    printf("\n    %u shutdown letters read back by kcat", shutdown);
+    int shutdown = rc_test_kcat_count(bootstrap, "busy", "reason=shutdown", NULL);
+    printf("\n    %d shutdown letters read back by kcat", shutdown);
     CU_ASSERT(shutdown > 0);
     broker_stop();
 }
@@ -259,18 +214,9 @@ static void test_expired_letters(void)
         rc_client_close(&c[i]);
     CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
 
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd),
-             "timeout 30 kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%k\t%%h\n' 2>&1", bootstrap);
-    FILE *k = popen(cmd, "r");
-    CU_ASSERT_FATAL(k != NULL);
-    char line[1024];
-    unsigned read_back = 0;
-    while (fgets(line, sizeof(line), k))
-        read_back += strncmp(line, "busy\t", 5) == 0 && strstr(line, "reason=expired") != NULL;
-    pclose(k);
-    printf(", %u expired letters read back by kcat", read_back);
-    CU_ASSERT_EQUAL(read_back, expired);
+    int read_back = rc_test_kcat_count(bootstrap, "busy", "reason=expired", NULL);
+    printf(", %d expired letters read back by kcat", read_back);
+    CU_ASSERT_EQUAL(read_back, (int)expired);
     broker_stop();
 }
 

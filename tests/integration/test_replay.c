@@ -38,37 +38,14 @@ static uint64_t base_ts;
 
 static int broker_start(void)
 {
-    const char *bin = getenv("RINGCAST_KAFKA_DEV");
-    int p[2];
-    if (!bin || pipe(p) != 0)
-        return -1;
-    broker_pid = fork();
-    if (broker_pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    FILE *f = fdopen(p[0], "r");
-    char line[256] = "";
-    struct pollfd pfd = { p[0], POLLIN, 0 };
-    int ok = poll(&pfd, 1, IT_TIMEOUT_MS) == 1 && fgets(line, sizeof(line), f) && strncmp(line, "bootstrap=", 10) == 0;
-    fclose(f);
-    if (!ok)
-        return -1;
-    line[strcspn(line, "\n")] = '\0';
-    snprintf(bootstrap, sizeof(bootstrap), "%s", line + 10);
-    return 0;
+    broker_pid = rc_test_kafka_dev_start(bootstrap, sizeof(bootstrap));
+    return broker_pid > 0 ? 0 : -1;
 }
 
 static void broker_stop(void)
 {
-    if (broker_pid > 0) {
-        kill(broker_pid, SIGTERM);
-        waitpid(broker_pid, NULL, 0);
-        broker_pid = -1;
-    }
+    rc_test_kafka_dev_stop(broker_pid);
+    broker_pid = -1;
 }
 
 typedef struct test_letter {
