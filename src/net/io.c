@@ -599,12 +599,13 @@ static void on_join(rc_io *io, rc_conn *c, const rc_msg *m)
     route(io, c, m, RC_JOB_JOIN);
 }
 
-/* A dead letter brought back by ringcast-replay (DESIGN §3). A
- * slow_consumer letter was sequenced already and stays in history, where a
- * reconnect with `since` finds it: acknowledged as it is. Other letters were
- * never sequenced: they are sent now as from their original sender with the
- * original mid (or one derived from the letter), so replaying twice delivers
- * once. */
+/* A dead letter brought back by ringcast-replay (DESIGN §3). A letter with
+ * a seq (slow_consumer, shutdown of a queued delivery) names a message that
+ * was sequenced and stays in history, where a reconnect with `since` finds
+ * it: acknowledged as it is, never sequenced twice. A letter without one
+ * (overloaded, expired) was never sequenced: it is sent now as from its
+ * original sender with the original mid (or one derived from the letter),
+ * so replaying twice delivers once. */
 static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
 {
     if (!c->admin) {
@@ -619,7 +620,7 @@ static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
         conn_error(io, c, m, RC_E_BAD_FIELD, "reason must be slow_consumer, overloaded, expired, shutdown or poison");
         return;
     }
-    if (reason == RC_LETTER_SLOW_CONSUMER) {
+    if (reason == RC_LETTER_SLOW_CONSUMER || (m->has & RC_HAS_SEQ)) {
         rc_msg ack = { .type = RC_T_ACK, .has = (m->has & RC_HAS_RID) | RC_HAS_DUP, .rid = m->rid, .g = m->g,
                        .seq = m->seq, .ts = m->ts, .dup = true };
         conn_reply(io, c, &ack);

@@ -75,6 +75,11 @@ static void test_replay_command(void)
     sc.has |= RC_HAS_SEQ;
     sc.seq = 1;
     CU_ASSERT(replay(&admin, sc, &r) == 0 && r.type == RC_T_ACK && r.seq == 1);
+    /* A shutdown letter of a queued delivery carries its seq: also history. */
+    rc_msg sd = letter("shutdown", "m1", 16);
+    sd.has |= RC_HAS_SEQ;
+    sd.seq = 1;
+    CU_ASSERT(replay(&admin, sd, &r) == 0 && r.type == RC_T_ACK && r.seq == 1 && r.dup);
     CU_ASSERT(replay(&admin, letter("bogus", "m9", 15), &r) == 0 && r.type == RC_T_ERR && r.code == RC_E_BAD_FIELD);
     CU_ASSERT_EQUAL(it_pending_msgs(&bob), 0);
 
