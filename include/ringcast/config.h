@@ -44,8 +44,10 @@ typedef struct rc_config {
     /* Storage and dead letters. */
     char data_dir[RC_CONFIG_PATH_SIZE];   /* "./data"; history, snapshots, spool */
     char durability[RC_CONFIG_ENUM_SIZE]; /* "batch"; off | none | batch | sync (off: memory only) */
-    char kafka_brokers[RC_CONFIG_BROKERS_SIZE]; /* ""; empty: dead letters spool to disk only */
+    char kafka_brokers[RC_CONFIG_BROKERS_SIZE]; /* ""; empty: embedded development broker (mock cluster) */
     char dlq_topic[RC_CONFIG_TOPIC_SIZE]; /* "ringcast.deadletter" */
+    uint64_t spool_max_bytes;             /* 268435456 (256 MiB); 4096..2^40, dead-letter spool bound */
+    uint32_t dlq_breaker_ms;              /* 1000; 10..600000, open breaker's first wait before a probe */
 
     /* Shards and threads. min_shards <= shards <= max_shards. */
     uint32_t shards;                      /* 2; 1..256, shards at start */

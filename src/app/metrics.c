@@ -126,6 +126,39 @@ static void shard_section(rc_server *s, struct rc_admin_body *out)
         rc_admin_body_printf(out, "ringcast_shard_ring_capacity{shard=\"%u\"} %u\n", i, rc_ring_capacity(s->shards[i].inbound));
 }
 
+#ifndef RC_NO_DLQ
+/* The breaker and the spool (DESIGN §3): where letters wait while Kafka is away. */
+static void spool_section(const rc_dlq_stats *st, struct rc_admin_body *out)
+{
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_breaker_state Dead-letter circuit breaker: 1 for the state it is in.\n"
+                              "# TYPE ringcast_dlq_breaker_state gauge\n");
+    for (int b = RC_BREAKER_CLOSED; b <= RC_BREAKER_HALF_OPEN; b++)
+        rc_admin_body_printf(out, "ringcast_dlq_breaker_state{state=\"%s\"} %d\n",
+                             rc_breaker_state_name((rc_breaker_state)b), st->breaker == (rc_breaker_state)b);
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_breaker_opens_total Times Kafka errors opened the breaker.\n"
+                              "# TYPE ringcast_dlq_breaker_opens_total counter\nringcast_dlq_breaker_opens_total %llu\n",
+                         (unsigned long long)st->breaker_opens);
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_letters Dead letters in the spool.\n"
+                              "# TYPE ringcast_dlq_spool_letters gauge\nringcast_dlq_spool_letters %llu\n",
+                         (unsigned long long)st->spool_letters);
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_bytes Bytes of dead letters in the spool.\n"
+                              "# TYPE ringcast_dlq_spool_bytes gauge\nringcast_dlq_spool_bytes %llu\n",
+                         (unsigned long long)st->spool_bytes);
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_max_bytes The spool's bound (spool_max_bytes).\n"
+                              "# TYPE ringcast_dlq_spool_max_bytes gauge\nringcast_dlq_spool_max_bytes %llu\n",
+                         (unsigned long long)st->spool_max_bytes);
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_drained_total Spooled dead letters Kafka has acknowledged.\n"
+                              "# TYPE ringcast_dlq_spool_drained_total counter\nringcast_dlq_spool_drained_total %llu\n",
+                         (unsigned long long)st->drained);
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_errors_total Spool reads and writes that failed (logged).\n"
+                              "# TYPE ringcast_dlq_spool_errors_total counter\nringcast_dlq_spool_errors_total %llu\n",
+                         (unsigned long long)st->spool_errors);
+    rc_admin_body_printf(out, "# HELP ringcast_dlq_produce_errors_total Dead-letter delivery reports with an error.\n"
+                              "# TYPE ringcast_dlq_produce_errors_total counter\nringcast_dlq_produce_errors_total %llu\n",
+                         (unsigned long long)st->produce_errors);
+}
+#endif
+
 static void letters_section(rc_server *s, struct rc_admin_body *out)
 {
     if (!s->dlq)
@@ -135,16 +168,18 @@ static void letters_section(rc_server *s, struct rc_admin_body *out)
     rc_dlq_stats_read(s->dlq, &st);
     rc_admin_body_printf(out, "# HELP ringcast_letters_total Dead letters, by reason and what became of them.\n"
                               "# TYPE ringcast_letters_total counter\n");
-    static const char *const states[] = { "submitted", "delivered", "failed", "queue_full", "rejected" };
+    static const char *const states[] = { "submitted", "delivered", "failed", "queue_full", "rejected", "spooled", "spool_full" };
     for (int r = 0; r < RC_LETTER_REASONS; r++) {
-        const uint64_t v[] = { st.submitted[r], st.delivered[r], st.failed[r], st.queue_full[r], st.rejected[r] };
+        const uint64_t v[] = { st.submitted[r], st.delivered[r], st.failed[r], st.queue_full[r], st.rejected[r],
+                               st.spooled[r], st.spool_full[r] };
         for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
             rc_admin_body_printf(out, "ringcast_letters_total{reason=\"%s\",state=\"%s\"} %llu\n",
                                  rc_letter_reason_name((rc_letter_reason)r), states[k], (unsigned long long)v[k]);
     }
-    rc_admin_body_printf(out, "# HELP ringcast_letters_queued Dead letters waiting for Kafka.\n"
+    rc_admin_body_printf(out, "# HELP ringcast_letters_queued Dead letters in librdkafka's queue, waiting for Kafka.\n"
                               "# TYPE ringcast_letters_queued gauge\nringcast_letters_queued %llu\n",
                          (unsigned long long)st.queued);
+    spool_section(&st, out);
 #endif
 }
 

@@ -152,21 +152,27 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     s->admin = rc_admin_start(cfg->admin_host, cfg->admin_port, admin_handler, s, err, errlen);
     if (!s->admin)
         goto fail;
-#ifndef RC_NO_DLQ
-    rc_dlq_config dc = { .brokers = cfg->kafka_brokers, .topic = cfg->dlq_topic, .node = "ringcastd" };
-    s->dlq = rc_dlq_open(&dc, err, errlen);
-    if (!s->dlq)
-        goto fail;
-    s->letters = rc_dlq_sink(s->dlq);
-    fprintf(stderr, "level=info component=server event=dead_letters brokers=%s topic=%s\n", rc_dlq_bootstrap(s->dlq),
-            rc_dlq_topic(s->dlq));
-#endif
-    /* durability=off keeps everything in memory: nothing is stored or recovered. */
+    /* durability=off keeps everything in memory: nothing is stored or
+     * recovered, and the dead-letter spool is in memory too. */
     if (strcmp(cfg->durability, "off") != 0) {
         s->persist = rc_store_open(cfg->data_dir, NULL, err, errlen);
         if (!s->persist)
             goto fail;
     }
+#ifndef RC_NO_DLQ
+    rc_dlq_config dc = { .brokers = cfg->kafka_brokers, .topic = cfg->dlq_topic, .node = "ringcastd",
+                         .spool_max_bytes = cfg->spool_max_bytes, .breaker_ms = cfg->dlq_breaker_ms };
+    if (s->persist) {
+        dc.spool = rc_store_spool(s->persist);
+        dc.spool_durable = true;
+    }
+    s->dlq = rc_dlq_open(&dc, err, errlen);
+    if (!s->dlq)
+        goto fail;
+    s->letters = rc_dlq_sink(s->dlq);
+    fprintf(stderr, "level=info component=server event=dead_letters brokers=%s topic=%s spool=%s\n",
+            rc_dlq_bootstrap(s->dlq), rc_dlq_topic(s->dlq), s->persist ? "rocksdb" : "memory");
+#endif
     for (uint32_t i = 0; i < s->n_shards; i++)
         s->shard_ptrs[i] = &s->shards[i];
     if (init_ios(s, err, errlen) != 0)

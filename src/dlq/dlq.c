@@ -1,13 +1,27 @@
 /*
  * Dead-letter producer (DESIGN §3). submit encodes a letter into a
- * MessagePack map and hands it to librdkafka with a copy, so it never holds
- * the caller's memory and never blocks: when the local queue is full it
- * returns -1 and the caller counts the loss. The letter's reason rides along
- * as the message's opaque so the delivery report, served by our own poll
- * thread, can count per reason.
+ * MessagePack map and either hands it to librdkafka with a copy or writes it
+ * to the spool; it never holds the caller's memory and never blocks on
+ * Kafka. Which way a letter goes is decided under one mutex, so the order
+ * letters were submitted in is the order they reach Kafka:
+ *
+ *   breaker closed and spool empty  -> librdkafka (direct)
+ *   otherwise                       -> spool, under the next key
+ *
+ * Every letter gets a key from one counter when it is submitted; the key
+ * rides along in the message's opaque with its reason and whether it came
+ * from the spool. The service thread (service_loop) serves delivery reports,
+ * probes Kafka when the breaker is due, and drains the spool in key order
+ * once it is closed, at most DLQ_DRAIN_WINDOW letters in flight. A spooled
+ * letter is deleted from the spool only when Kafka acknowledged it, so a
+ * crash during the drain sends it again rather than losing it.
  *
  * The producer is idempotent with acks=all: a letter retried by librdkafka
- * lands once and in order per partition.
+ * lands once and in order per partition. A letter librdkafka gives back
+ * (timed out, purged at close) is spooled again under its own key, before
+ * everything submitted after it. The one way to get a duplicate is a letter
+ * the broker wrote but whose acknowledgement never came before librdkafka
+ * gave up on it (message.timeout.ms, or purged in flight at close).
  */
 #include "dlq/dlq.h"
 
@@ -23,7 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-#define DLQ_POLL_MS 100           /* delivery-report thread wakes this often to see stop */
+#define DLQ_POLL_MS 50            /* service thread wakes this often to probe, drain and see stop */
 #define DLQ_LINGER_MS "5"         /* batch letters briefly; they are not latency-critical */
 #define DLQ_COMPRESSION "lz4"
 #define DLQ_MOCK_BROKERS 1        /* embedded development broker: one node */
@@ -31,6 +45,20 @@
 #define DLQ_FAIL_LOG_INTERVAL_S 1 /* at most one delivery-failure line per second */
 #define DLQ_TS_TEXT 24            /* decimal uint64 plus NUL */
 #define DLQ_LOG_TEXT 512
+#define DLQ_DRAIN_WINDOW 1000u    /* spooled letters in flight to Kafka at most */
+#define DLQ_PROBE_TIMEOUT_MS 2000 /* a half-open breaker's metadata probe waits this long */
+#define DLQ_SPOOL_SCAN_BATCH 4096u /* records per scan when counting the spool at open */
+
+/* The opaque of each produced message: bit 63 = it came from the spool,
+ * bits 8..62 = its key, bits 0..7 = its reason. */
+#define DLQ_OPQ_SPOOLED (UINT64_C(1) << 63)
+#define DLQ_OPQ_KEY_MAX (UINT64_C(1) << 55)
+
+/* A spool record: [0] format, [1] reason, [2..9] ts big-endian,
+ * [10..11] group id length big-endian, the group id (Kafka key), then the
+ * record's value as Kafka gets it. */
+#define DLQ_SPOOL_FORMAT 1u
+#define DLQ_SPOOL_HEAD 12u
 
 struct rc_dlq {
     rd_kafka_t *rk;               /* the producer */
@@ -42,18 +70,40 @@ struct rc_dlq {
     char *node;
     pthread_t poller;
     atomic_bool stop;
+    /* The order of letters, the breaker and the spool: under mu. submit
+     * holds it across producev (which never blocks or calls back), and the
+     * service thread across its drain; callbacks take it, and nobody polls
+     * librdkafka while holding it. */
+    pthread_mutex_t mu;
+    rc_spool spool;
+    rc_spool_mem *mem_spool;      /* owned when no spool was given */
+    bool spool_durable;
+    uint64_t spool_max_bytes;
+    rc_breaker br;
+    uint64_t next_key;            /* key of the next letter submitted */
+    uint64_t spool_n, spool_bytes;
+    uint64_t drain_from;          /* next key the drain produces */
+    uint64_t rescan_from;         /* a key below drain_from waits again; UINT64_MAX: none */
+    uint32_t drain_inflight;      /* spooled letters produced, not yet reported */
     /* Counters: relaxed, they are statistics and order nothing else. */
     atomic_uint_fast64_t submitted[RC_LETTER_REASONS];
     atomic_uint_fast64_t delivered[RC_LETTER_REASONS];
     atomic_uint_fast64_t failed[RC_LETTER_REASONS];
     atomic_uint_fast64_t queue_full[RC_LETTER_REASONS];
     atomic_uint_fast64_t rejected[RC_LETTER_REASONS];
+    atomic_uint_fast64_t spooled[RC_LETTER_REASONS];
+    atomic_uint_fast64_t spool_full[RC_LETTER_REASONS];
     atomic_uint_fast64_t invalid;
+    atomic_uint_fast64_t drained;
+    atomic_uint_fast64_t spool_errors;
+    atomic_uint_fast64_t produce_errors;
     /* Failure-log rate limit. Callbacks run on the poll thread and in
      * whoever calls flush, so these are atomics too (relaxed: a lost race
      * only prints one line more or less). */
     atomic_llong fail_logged_at;
     atomic_uint_fast64_t fail_suppressed;
+    atomic_llong full_logged_at;
+    atomic_uint_fast64_t full_suppressed;
 };
 
 static void count(atomic_uint_fast64_t *c)
@@ -86,11 +136,18 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
             syslog_level_name(level), rd_kafka_name(rk), fac, msg);
 }
 
+static void breaker_trip(rc_dlq *d, const char *why);
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     char msg[DLQ_LOG_TEXT], fatal[DLQ_LOG_TEXT];
-    (void)opaque;
     log_value(msg, sizeof msg, reason);
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        rc_dlq *d = opaque;
+        pthread_mutex_lock(&d->mu);
+        breaker_trip(d, "all_brokers_down");
+        pthread_mutex_unlock(&d->mu);
+    }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_fatal_error(rk, fatal, sizeof fatal);
         log_value(msg, sizeof msg, fatal);
@@ -101,47 +158,364 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
             rd_kafka_err2name((rd_kafka_resp_err_t)err), msg);
 }
 
-/* ---- delivery reports ------------------------------------------------ */
+/* ---- rate-limited warnings --------------------------------------------- */
 
-static void log_delivery_failure(rc_dlq *d, rc_letter_reason r, rd_kafka_resp_err_t err)
+/* True when a line may be written now (at most one per second); otherwise
+ * counts it as suppressed. *suppressed_out gets the count to report. */
+static bool log_allowed(atomic_llong *at, atomic_uint_fast64_t *suppressed, uint64_t *suppressed_out)
 {
     long long now = (long long)time(NULL);
-    long long last = atomic_load_explicit(&d->fail_logged_at, memory_order_relaxed);
+    long long last = atomic_load_explicit(at, memory_order_relaxed);
     if (now - last < DLQ_FAIL_LOG_INTERVAL_S ||
-        !atomic_compare_exchange_strong_explicit(&d->fail_logged_at, &last, now, memory_order_relaxed,
-                                                 memory_order_relaxed)) {
-        count(&d->fail_suppressed);
+        !atomic_compare_exchange_strong_explicit(at, &last, now, memory_order_relaxed, memory_order_relaxed)) {
+        count(suppressed);
+        return false;
+    }
+    *suppressed_out = (uint64_t)atomic_exchange_explicit(suppressed, 0, memory_order_relaxed);
+    return true;
+}
+
+static void log_delivery_failure(rc_dlq *d, rc_letter_reason r, rd_kafka_resp_err_t err, const char *then)
+{
+    uint64_t suppressed;
+    if (!log_allowed(&d->fail_logged_at, &d->fail_suppressed, &suppressed))
+        return;
+    fprintf(stderr,
+            "level=warn component=dlq event=delivery_failed reason=%s error=%s then=%s suppressed=%" PRIu64
+            " msg=\"%s\"\n",
+            rc_letter_reason_name(r), rd_kafka_err2name(err), then, suppressed, rd_kafka_err2str(err));
+}
+
+static void log_spool_full(rc_dlq *d, rc_letter_reason r, uint32_t len)
+{
+    uint64_t suppressed;
+    if (!log_allowed(&d->full_logged_at, &d->full_suppressed, &suppressed))
+        return;
+    fprintf(stderr,
+            "level=error component=dlq event=spool_full reason=%s bytes=%" PRIu32 " spool_bytes=%" PRIu64
+            " spool_max_bytes=%" PRIu64 " suppressed=%" PRIu64
+            " msg=\"dead letter refused: the spool is at spool_max_bytes while Kafka is away\"\n",
+            rc_letter_reason_name(r), len, d->spool_bytes, d->spool_max_bytes, suppressed);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the breaker ----------------------------------------------------- */
+
+/* Caller holds mu. */
+static void breaker_trip(rc_dlq *d, const char *why)
+{
+    if (rc_breaker_trip(&d->br, mono_ms()))
+        fprintf(stderr,
+                "level=warn component=dlq event=breaker_open why=%s wait_ms=%" PRIu64
+                " msg=\"Kafka unreachable: dead letters go to the spool until a probe finds it back\"\n",
+                why, d->br.wait_ms);
+}
+
+/* Errors that mean "Kafka is away or busy": the letter waits in the spool.
+ * Anything else is a property of the letter itself (too large, not
+ * authorised) that no retry cures: counted failed and logged. */
+static bool outage_error(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* ---- the spool ------------------------------------------------------- */
+
+static void put_be(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+static uint64_t get_be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* A decoded spool record; pointers into the record. */
+typedef struct spool_rec {
+    rc_letter_reason reason;
+    uint64_t ts;
+    const char *g;
+    uint32_t g_len;
+    const uint8_t *value;
+    uint32_t value_len;
+} spool_rec;
+
+static int spool_rec_decode(const uint8_t *rec, uint32_t len, spool_rec *out)
+{
+    if (len < DLQ_SPOOL_HEAD || rec[0] != DLQ_SPOOL_FORMAT || rec[1] >= RC_LETTER_REASONS)
+        return -1;
+    out->reason = (rc_letter_reason)rec[1];
+    out->ts = get_be(rec + 2, 8);
+    out->g_len = (uint32_t)get_be(rec + 10, 2);
+    if (len - DLQ_SPOOL_HEAD < out->g_len)
+        return -1;
+    out->g = (const char *)rec + DLQ_SPOOL_HEAD;
+    out->value = rec + DLQ_SPOOL_HEAD + out->g_len;
+    out->value_len = len - DLQ_SPOOL_HEAD - out->g_len;
+    return 0;
+}
+
+static uint64_t spool_rec_len(uint32_t g_len, size_t value_len)
+{
+    return DLQ_SPOOL_HEAD + (uint64_t)g_len + value_len;
+}
+
+/* Writes one letter to the spool under key. Caller holds mu. 0, or -1 when
+ * the spool is at its bound or the write failed (both counted and logged). */
+static int spool_put(rc_dlq *d, uint64_t key, const spool_rec *r)
+{
+    uint64_t len = spool_rec_len(r->g_len, r->value_len);
+    char err[DLQ_LOG_TEXT];
+    if (d->spool_bytes + len > d->spool_max_bytes || len > UINT32_MAX) {
+        count(&d->spool_full[r->reason]);
+        log_spool_full(d, r->reason, (uint32_t)(len > UINT32_MAX ? UINT32_MAX : len));
+        return -1;
+    }
+    uint8_t *rec = malloc(len);
+    if (!rec) {
+        count(&d->spool_errors);
+        fprintf(stderr, "level=error component=dlq event=spool_error msg=\"out of memory\"\n");
+        return -1;
+    }
+    rec[0] = DLQ_SPOOL_FORMAT;
+    rec[1] = (uint8_t)r->reason;
+    put_be(rec + 2, r->ts, 8);
+    put_be(rec + 10, r->g_len, 2);
+    memcpy(rec + DLQ_SPOOL_HEAD, r->g, r->g_len);
+    memcpy(rec + DLQ_SPOOL_HEAD + r->g_len, r->value, r->value_len);
+    int rc = d->spool.ops->put(d->spool.self, key, rec, (uint32_t)len, err, sizeof err);
+    free(rec);
+    if (rc != 0) {
+        count(&d->spool_errors);
+        fprintf(stderr, "level=error component=dlq event=spool_error msg=\"%s\"\n", err);
+        return -1;
+    }
+    count(&d->spooled[r->reason]);
+    d->spool_n++;
+    d->spool_bytes += len;
+    if (key < d->drain_from && key < d->rescan_from)
+        d->rescan_from = key;
+    return 0;
+}
+
+/* Removes a letter Kafka acknowledged (or refused for good). Caller holds mu. */
+static void spool_remove(rc_dlq *d, uint64_t key, uint64_t len)
+{
+    char err[DLQ_LOG_TEXT];
+    if (d->spool.ops->del(d->spool.self, key, err, sizeof err) != 0) {
+        /* It stays on disk and would be sent again after a restart. */
+        count(&d->spool_errors);
+        fprintf(stderr, "level=error component=dlq event=spool_error key=%" PRIu64 " msg=\"%s\"\n", key, err);
+    }
+    d->spool_n--;
+    d->spool_bytes -= len;
+}
+
+/* ---- producing ------------------------------------------------------- */
+
+static void *opaque_make(uint64_t key, rc_letter_reason r, bool spooled)
+{
+    return (void *)(uintptr_t)((spooled ? DLQ_OPQ_SPOOLED : 0) | (key % DLQ_OPQ_KEY_MAX) << 8 | (uint64_t)r);
+}
+
+static rd_kafka_resp_err_t produce(rc_dlq *d, uint64_t key, const spool_rec *r, bool spooled)
+{
+    char ts[DLQ_TS_TEXT];
+    const char *reason = rc_letter_reason_name(r->reason);
+    snprintf(ts, sizeof ts, "%" PRIu64, r->ts);
+    return rd_kafka_producev(d->rk, RD_KAFKA_V_RKT(d->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_KEY(r->g, r->g_len), RD_KAFKA_V_VALUE((void *)r->value, r->value_len),
+                             RD_KAFKA_V_HEADER("reason", reason, (ssize_t)strlen(reason)),
+                             RD_KAFKA_V_HEADER("node", d->node, (ssize_t)strlen(d->node)),
+                             RD_KAFKA_V_HEADER("ts", ts, (ssize_t)strlen(ts)),
+                             RD_KAFKA_V_OPAQUE(opaque_make(key, r->reason, spooled)), RD_KAFKA_V_END);
+}
+
+/* ---- delivery reports ------------------------------------------------ */
+
+/* The letter of a delivery report as a spool record (ts from its header). */
+static void report_rec(const rd_kafka_message_t *m, rc_letter_reason r, spool_rec *out)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    char ts[DLQ_TS_TEXT] = "0";
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "ts", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR && n < sizeof ts) {
+        memcpy(ts, v, n);
+        ts[n] = '\0';
+    }
+    *out = (spool_rec){ .reason = r, .ts = strtoull(ts, NULL, 10), .g = m->key, .g_len = (uint32_t)m->key_len,
+                        .value = m->payload, .value_len = (uint32_t)m->len };
+}
+
+/* A failed delivery: Kafka away -> the letter waits in the spool (a direct
+ * one is written there under its own key; a spooled one is still there);
+ * anything else -> failed for good. Caller holds mu. */
+static void delivery_failed(rc_dlq *d, const rd_kafka_message_t *m, rc_letter_reason r, uint64_t key, bool spooled)
+{
+    spool_rec rec;
+    report_rec(m, r, &rec);
+    count(&d->produce_errors);
+    if (!outage_error(m->err)) {
+        count(&d->failed[r]);
+        log_delivery_failure(d, r, m->err, "dropped");
+        if (spooled)
+            spool_remove(d, key, spool_rec_len(rec.g_len, rec.value_len));
         return;
     }
-    fprintf(stderr,
-            "level=warn component=dlq event=delivery_failed reason=%s error=%s suppressed=%" PRIu64
-            " msg=\"%s\"\n",
-            rc_letter_reason_name(r), rd_kafka_err2name(err),
-            (uint64_t)atomic_exchange_explicit(&d->fail_suppressed, 0, memory_order_relaxed),
-            rd_kafka_err2str(err));
+    if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        breaker_trip(d, rd_kafka_err2name(m->err));
+    if (spooled) {
+        if (key < d->rescan_from)
+            d->rescan_from = key;
+        return;
+    }
+    if (spool_put(d, key, &rec) == 0) {
+        log_delivery_failure(d, r, m->err, "spooled");
+    } else {
+        count(&d->failed[r]);
+        log_delivery_failure(d, r, m->err, "lost");
+    }
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     rc_dlq *d = opaque;
-    rc_letter_reason r = (rc_letter_reason)(uintptr_t)m->_private;
+    uint64_t opq = (uint64_t)(uintptr_t)m->_private;
+    rc_letter_reason r = (rc_letter_reason)(opq & 0xff);
+    uint64_t key = (opq & ~DLQ_OPQ_SPOOLED) >> 8;
+    bool spooled = (opq & DLQ_OPQ_SPOOLED) != 0;
     (void)rk;
     if (r >= RC_LETTER_REASONS) /* cannot happen: submit checked it */
         return;
+    pthread_mutex_lock(&d->mu);
+    if (spooled)
+        d->drain_inflight--;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         count(&d->delivered[r]);
+        if (spooled) {
+            count(&d->drained);
+            spool_remove(d, key, spool_rec_len((uint32_t)m->key_len, m->len));
+        }
     } else {
-        count(&d->failed[r]);
-        log_delivery_failure(d, r, m->err);
+        delivery_failed(d, m, r, key, spooled);
     }
+    pthread_mutex_unlock(&d->mu);
 }
 
-static void *poll_loop(void *arg)
+/* ---- probing and draining ------------------------------------------------ */
+
+/* Asks the cluster for the topic's metadata: true when Kafka answered. */
+static bool probe(rc_dlq *d)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(d->rk, 0, d->rkt, &md, DLQ_PROBE_TIMEOUT_MS);
+    bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return ok;
+}
+
+/* Open long enough and nothing left in librdkafka (letters it still holds
+ * come before anything spooled): probe, then close or stay open. */
+static void maybe_probe(rc_dlq *d)
+{
+    pthread_mutex_lock(&d->mu);
+    bool due = rd_kafka_outq_len(d->rk) == 0 && rc_breaker_probe_due(&d->br, mono_ms());
+    pthread_mutex_unlock(&d->mu);
+    if (!due)
+        return;
+    bool ok = probe(d); /* without mu: it waits for the network */
+    pthread_mutex_lock(&d->mu);
+    rc_breaker_probe_done(&d->br, ok, mono_ms());
+    if (d->br.state == RC_BREAKER_CLOSED)
+        fprintf(stderr,
+                "level=info component=dlq event=breaker_closed spool_letters=%" PRIu64 " spool_bytes=%" PRIu64
+                " msg=\"Kafka is back: draining the spool in order\"\n",
+                d->spool_n, d->spool_bytes);
+    pthread_mutex_unlock(&d->mu);
+}
+
+typedef struct drain_ctx {
+    rc_dlq *d;
+    uint32_t budget;     /* letters this pass may produce */
+    bool stopped;        /* librdkafka refused one: try again next pass */
+} drain_ctx;
+
+static int drain_one(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
+{
+    drain_ctx *c = ud;
+    rc_dlq *d = c->d;
+    spool_rec r;
+    if (spool_rec_decode(rec, len, &r) != 0) {
+        /* Not a record this build wrote: kept on disk, skipped, logged. */
+        count(&d->spool_errors);
+        fprintf(stderr, "level=error component=dlq event=spool_bad_record key=%" PRIu64 " bytes=%" PRIu32 "\n", key,
+                len);
+        d->drain_from = key + 1;
+        return 0;
+    }
+    if (produce(d, key, &r, true) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        c->stopped = true; /* queue full or no producer: this key again next pass */
+        return 1;
+    }
+    d->drain_inflight++;
+    d->drain_from = key + 1;
+    return --c->budget == 0;
+}
+
+/* Breaker closed: sends the next spooled letters in key order. */
+static void drain(rc_dlq *d)
+{
+    char err[DLQ_LOG_TEXT];
+    pthread_mutex_lock(&d->mu);
+    if (d->rescan_from != UINT64_MAX && d->drain_inflight == 0) {
+        d->drain_from = d->rescan_from; /* nothing in flight: safe to go back */
+        d->rescan_from = UINT64_MAX;
+    }
+    if (d->br.state == RC_BREAKER_CLOSED && d->spool_n > 0 && d->drain_inflight < DLQ_DRAIN_WINDOW) {
+        drain_ctx c = { .d = d, .budget = DLQ_DRAIN_WINDOW - d->drain_inflight };
+        if (d->spool.ops->scan(d->spool.self, d->drain_from, c.budget, drain_one, &c, err, sizeof err) != 0) {
+            count(&d->spool_errors);
+            fprintf(stderr, "level=error component=dlq event=spool_error msg=\"%s\"\n", err);
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void *service_loop(void *arg)
 {
     rc_dlq *d = arg;
     /* acquire: pairs with the release store in rc_dlq_close. */
-    while (!atomic_load_explicit(&d->stop, memory_order_acquire))
+    while (!atomic_load_explicit(&d->stop, memory_order_acquire)) {
         rd_kafka_poll(d->rk, DLQ_POLL_MS);
+        maybe_probe(d);
+        drain(d);
+    }
     return NULL;
 }
 
@@ -207,42 +581,45 @@ static int encode_letter(msgpack_sbuffer *sb, const rc_letter *l)
 
 /* ---- submit ---------------------------------------------------------- */
 
+/* Caller holds mu: Kafka directly when nothing waits before this letter. */
+static bool goes_direct(const rc_dlq *d)
+{
+    return d->br.state == RC_BREAKER_CLOSED && d->spool_n == 0;
+}
+
 int rc_dlq_submit(rc_dlq *d, const rc_letter *l)
 {
     msgpack_sbuffer sb;
-    char ts[DLQ_TS_TEXT];
-    const char *reason;
-    rd_kafka_resp_err_t err;
+    int rc = 0;
 
     if ((unsigned)l->reason >= RC_LETTER_REASONS) {
         count(&d->invalid);
         return -1;
     }
     msgpack_sbuffer_init(&sb);
-    if (encode_letter(&sb, l) != 0) {
+    if (encode_letter(&sb, l) != 0 || l->g.len > UINT16_MAX || sb.size > UINT32_MAX) {
         msgpack_sbuffer_destroy(&sb);
         count(&d->rejected[l->reason]);
         return -1;
     }
-    reason = rc_letter_reason_name(l->reason);
-    snprintf(ts, sizeof ts, "%" PRIu64, l->ts);
-    err = rd_kafka_producev(d->rk, RD_KAFKA_V_RKT(d->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_KEY(l->g.ptr, l->g.len), RD_KAFKA_V_VALUE(sb.data, sb.size),
-                            RD_KAFKA_V_HEADER("reason", reason, (ssize_t)strlen(reason)),
-                            RD_KAFKA_V_HEADER("node", d->node, (ssize_t)strlen(d->node)),
-                            RD_KAFKA_V_HEADER("ts", ts, (ssize_t)strlen(ts)),
-                            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)l->reason), RD_KAFKA_V_END);
-    msgpack_sbuffer_destroy(&sb);
-    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        count(&d->queue_full[l->reason]);
-        return -1;
-    }
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spool_rec r = { .reason = l->reason, .ts = l->ts, .g = l->g.ptr, .g_len = l->g.len,
+                    .value = (const uint8_t *)sb.data, .value_len = (uint32_t)sb.size };
+    pthread_mutex_lock(&d->mu);
+    uint64_t key = d->next_key++;
+    rd_kafka_resp_err_t err = goes_direct(d) ? produce(d, key, &r, false) : RD_KAFKA_RESP_ERR__STATE;
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        count(&d->queue_full[l->reason]); /* the spool takes it */
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        count(&d->submitted[l->reason]);
+    else if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || err == RD_KAFKA_RESP_ERR__STATE)
+        rc = spool_put(d, key, &r);
+    else {
         count(&d->rejected[l->reason]);
-        return -1;
+        rc = -1;
     }
-    count(&d->submitted[l->reason]);
-    return 0;
+    pthread_mutex_unlock(&d->mu);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
 }
 
 static int sink_submit(void *self, const rc_letter *l)
@@ -369,37 +746,95 @@ static void dlq_free(rc_dlq *d)
         rd_kafka_mock_cluster_destroy(d->mock);
     if (d->mock_rk != NULL)
         rd_kafka_destroy(d->mock_rk);
+    rc_spool_mem_free(d->mem_spool);
+    pthread_mutex_destroy(&d->mu);
     free(d->bootstrap);
     free(d->topic);
     free(d->node);
     free(d);
 }
 
-rc_dlq *rc_dlq_open(const rc_dlq_config *cfg, char *err, size_t errlen)
-{
-    rc_dlq *d = calloc(1, sizeof *d);
-    bool embedded = cfg->brokers == NULL || cfg->brokers[0] == '\0';
+typedef struct spool_census {
+    rc_dlq *d;
+    uint64_t last;  /* key of the last record seen */
+    uint32_t seen;  /* records in this scan */
+} spool_census;
 
-    if (d == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+static int census_one(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
+{
+    spool_census *c = ud;
+    (void)rec;
+    c->d->spool_n++;
+    c->d->spool_bytes += len;
+    c->last = key;
+    c->seen++;
+    return 0;
+}
+
+/* Counts what an earlier run left in the spool; new letters get keys after
+ * it, so it drains first. */
+static int spool_census_run(rc_dlq *d, char *err, size_t errlen)
+{
+    spool_census c = { .d = d };
+    uint64_t from = 0;
+    do {
+        c.seen = 0;
+        if (d->spool.ops->scan(d->spool.self, from, DLQ_SPOOL_SCAN_BATCH, census_one, &c, err, errlen) != 0)
+            return -1;
+        from = c.last + 1;
+    } while (c.seen == DLQ_SPOOL_SCAN_BATCH);
+    d->next_key = d->spool_n ? c.last + 1 : 0;
+    if (d->spool_n)
+        fprintf(stderr,
+                "level=info component=dlq event=spool_found letters=%" PRIu64 " bytes=%" PRIu64
+                " msg=\"dead letters left by an earlier run drain first\"\n",
+                d->spool_n, d->spool_bytes);
+    return 0;
+}
+
+static int dlq_init(rc_dlq *d, const rc_dlq_config *cfg, char *err, size_t errlen)
+{
+    bool embedded = cfg->brokers == NULL || cfg->brokers[0] == '\0';
+    pthread_mutex_init(&d->mu, NULL);
     atomic_init(&d->stop, false);
+    rc_breaker_init(&d->br, cfg->breaker_ms ? cfg->breaker_ms : RC_DLQ_DEFAULT_BREAKER_MS);
+    d->spool_max_bytes = cfg->spool_max_bytes ? cfg->spool_max_bytes : RC_DLQ_DEFAULT_SPOOL_MAX_BYTES;
+    d->rescan_from = UINT64_MAX;
+    d->spool = cfg->spool;
+    d->spool_durable = cfg->spool.ops != NULL && cfg->spool_durable;
+    if (d->spool.ops == NULL) {
+        d->mem_spool = rc_spool_mem_new();
+        if (d->mem_spool)
+            d->spool = rc_spool_mem_spool(d->mem_spool);
+    }
     d->topic = strdup(or_default(cfg->topic, RC_DLQ_DEFAULT_TOPIC));
     d->node = strdup(or_default(cfg->node, RC_DLQ_DEFAULT_NODE));
     if (!embedded)
         d->bootstrap = strdup(cfg->brokers);
-    if (d->topic == NULL || d->node == NULL || (!embedded && d->bootstrap == NULL)) {
+    if (d->topic == NULL || d->node == NULL || (!embedded && d->bootstrap == NULL) || d->spool.ops == NULL) {
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (spool_census_run(d, err, errlen) != 0)
+        return -1;
+    if ((embedded && start_mock(d, err, errlen) != 0) || start_producer(d, cfg, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+rc_dlq *rc_dlq_open(const rc_dlq_config *cfg, char *err, size_t errlen)
+{
+    rc_dlq *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (dlq_init(d, cfg, err, errlen) != 0) {
         dlq_free(d);
         return NULL;
     }
-    if ((embedded && start_mock(d, err, errlen) != 0) || start_producer(d, cfg, err, errlen) != 0) {
-        dlq_free(d);
-        return NULL;
-    }
-    if (pthread_create(&d->poller, NULL, poll_loop, d) != 0) {
-        snprintf(err, errlen, "could not start the delivery-report thread");
+    if (pthread_create(&d->poller, NULL, service_loop, d) != 0) {
+        snprintf(err, errlen, "could not start the dead-letter service thread");
         dlq_free(d);
         return NULL;
     }
@@ -408,7 +843,7 @@ rc_dlq *rc_dlq_open(const rc_dlq_config *cfg, char *err, size_t errlen)
 
 int rc_dlq_flush(rc_dlq *d, int timeout_ms)
 {
-    /* rd_kafka_flush serves delivery reports itself; the poll thread may
+    /* rd_kafka_flush serves delivery reports itself; the service thread may
      * serve some of them concurrently, which librdkafka allows. */
     rd_kafka_flush(d->rk, timeout_ms);
     return rd_kafka_outq_len(d->rk);
@@ -438,8 +873,31 @@ void rc_dlq_stats_read(rc_dlq *d, rc_dlq_stats *out)
     copy_counts(out->failed, d->failed);
     copy_counts(out->queue_full, d->queue_full);
     copy_counts(out->rejected, d->rejected);
+    copy_counts(out->spooled, d->spooled);
+    copy_counts(out->spool_full, d->spool_full);
     out->invalid = atomic_load_explicit(&d->invalid, memory_order_relaxed);
+    out->drained = atomic_load_explicit(&d->drained, memory_order_relaxed);
+    out->spool_errors = atomic_load_explicit(&d->spool_errors, memory_order_relaxed);
+    out->produce_errors = atomic_load_explicit(&d->produce_errors, memory_order_relaxed);
     out->queued = queued > 0 ? (uint64_t)queued : 0;
+    pthread_mutex_lock(&d->mu);
+    out->breaker = d->br.state;
+    out->breaker_opens = d->br.opens;
+    out->spool_letters = d->spool_n;
+    out->spool_bytes = d->spool_bytes;
+    out->spool_max_bytes = d->spool_max_bytes;
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* A letter left in a memory spool at close: failed, by reason. */
+static int count_lost(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
+{
+    rc_dlq *d = ud;
+    spool_rec r;
+    (void)key;
+    if (spool_rec_decode(rec, len, &r) == 0)
+        count(&d->failed[r.reason]);
+    return 0;
 }
 
 void rc_dlq_close(rc_dlq *d, int timeout_ms)
@@ -447,17 +905,30 @@ void rc_dlq_close(rc_dlq *d, int timeout_ms)
     int left;
     if (d == NULL)
         return;
-    /* release: the poll thread's acquire load sees stop and exits. */
+    /* release: the service thread's acquire load sees stop and exits. */
     atomic_store_explicit(&d->stop, true, memory_order_release);
     pthread_join(d->poller, NULL);
     left = rc_dlq_flush(d, timeout_ms);
     if (left > 0) {
-        /* Purged letters get a delivery report with an error: counted as
-         * failed by on_delivery, served by the poll below. */
+        /* Purged letters get a delivery report with a purge error: back to
+         * the spool under their own keys (delivery_failed), served here. */
         rd_kafka_purge(d->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(d->rk, 0);
-        fprintf(stderr, "level=warn component=dlq event=letters_lost count=%d timeout_ms=%d\n", left,
-                timeout_ms);
     }
+    pthread_mutex_lock(&d->mu);
+    if (d->spool_n > 0 && d->spool_durable)
+        fprintf(stderr,
+                "level=warn component=dlq event=spool_kept letters=%" PRIu64 " bytes=%" PRIu64
+                " msg=\"Kafka did not take every dead letter before the stop; they drain at the next start\"\n",
+                d->spool_n, d->spool_bytes);
+    else if (d->spool_n > 0) {
+        char err[DLQ_LOG_TEXT];
+        d->spool.ops->scan(d->spool.self, 0, UINT32_MAX, count_lost, d, err, sizeof err);
+        fprintf(stderr,
+                "level=error component=dlq event=letters_lost count=%" PRIu64
+                " msg=\"Kafka did not take every dead letter before the stop and the spool is in memory\"\n",
+                d->spool_n);
+    }
+    pthread_mutex_unlock(&d->mu);
     dlq_free(d);
 }

@@ -5,6 +5,16 @@
  * headers reason, node and ts. A background thread serves delivery reports
  * and counts delivered / failed letters per reason for /metrics.
  *
+ * A circuit breaker (breaker.h) watches Kafka: broker errors open it, and
+ * while it is open, or while older letters still wait, letters go to the
+ * spool (core/spool.h: RocksDB, or memory with durability=off) instead of
+ * librdkafka, in the order they were submitted. Once a probe finds Kafka
+ * back, the spool drains in that order and only then do letters go straight
+ * to Kafka again. At spool_max_bytes a letter is refused: submit returns -1,
+ * the refusal is counted per reason and logged. Letters Kafka gives back
+ * (delivery timeout, purged at close) return to the spool under their
+ * original place in the order.
+ *
  * With no brokers configured, rc_dlq starts librdkafka's in-process mock
  * cluster (rdkafka_mock.h) as a development broker; its contents vanish when
  * the process exits.
@@ -12,14 +22,19 @@
 #ifndef RC_DLQ_DLQ_H
 #define RC_DLQ_DLQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/letters.h"
+#include "core/spool.h"
+#include "dlq/breaker.h"
 
 #define RC_DLQ_DEFAULT_TOPIC "ringcast.deadletter"
 #define RC_DLQ_DEFAULT_NODE "ringcastd"
 #define RC_DLQ_VERSION 1 /* the record's `v` field */
+#define RC_DLQ_DEFAULT_SPOOL_MAX_BYTES (UINT64_C(256) << 20)
+#define RC_DLQ_DEFAULT_BREAKER_MS 1000u
 
 typedef struct rc_dlq rc_dlq;
 
@@ -28,7 +43,11 @@ typedef struct rc_dlq_config {
     const char *topic;        /* NULL or "": RC_DLQ_DEFAULT_TOPIC */
     const char *node;         /* the `node` header; NULL or "": RC_DLQ_DEFAULT_NODE */
     uint32_t queue_max;       /* local queue bound, messages; 0: librdkafka default (100000) */
-    uint32_t delivery_timeout_ms; /* give up on a letter after this; 0: librdkafka default (300 s) */
+    uint32_t delivery_timeout_ms; /* librdkafka gives a letter back after this; 0: librdkafka default (300 s) */
+    rc_spool spool;           /* where letters wait while Kafka is away; ops NULL: an in-memory spool */
+    bool spool_durable;       /* the spool outlives the process (else what is left at close is lost, logged) */
+    uint64_t spool_max_bytes; /* spool bound; 0: RC_DLQ_DEFAULT_SPOOL_MAX_BYTES */
+    uint32_t breaker_ms;      /* open breaker's wait before a probe; 0: RC_DLQ_DEFAULT_BREAKER_MS */
 } rc_dlq_config;
 
 /* Counters, all monotonic. submitted = accepted into the local queue; every
@@ -40,22 +59,33 @@ typedef struct rc_dlq_stats {
     uint64_t queue_full[RC_LETTER_REASONS]; /* submit returned -1: local queue full */
     uint64_t rejected[RC_LETTER_REASONS];   /* submit returned -1: any other producer error */
     uint64_t invalid;                       /* submit returned -1: reason out of range */
+    uint64_t spooled[RC_LETTER_REASONS];    /* written to the spool (a letter may be spooled again) */
+    uint64_t spool_full[RC_LETTER_REASONS]; /* refused at spool_max_bytes (logged) */
+    uint64_t drained;                       /* spooled letters Kafka has acknowledged */
+    uint64_t spool_errors;                  /* spool reads and writes that failed (logged) */
+    uint64_t produce_errors;                /* delivery reports with an error */
+    uint64_t breaker_opens;                 /* closed -> open transitions */
+    rc_breaker_state breaker;               /* now */
+    uint64_t spool_letters, spool_bytes;    /* now: in the spool (gauges) */
+    uint64_t spool_max_bytes;               /* the bound in force */
     uint64_t queued;                        /* now: in librdkafka's queues (gauge) */
 } rc_dlq_stats;
 
-/* Creates the producer (and the mock cluster when no brokers are given) and
- * starts the delivery-report thread. NULL with a message in err on failure. */
+/* Creates the producer (and the mock cluster when no brokers are given),
+ * counts what an earlier run left in the spool (it drains first), and starts
+ * the thread that serves delivery reports, probes and drains. NULL with a
+ * message in err on failure. */
 rc_dlq *rc_dlq_open(const rc_dlq_config *cfg, char *err, size_t errlen);
 
 /* The core-facing sink; valid until rc_dlq_close. submit is thread-safe. */
 rc_letter_sink rc_dlq_sink(rc_dlq *d);
 
-/* Queues one letter (what the sink's submit calls): 0, or -1 if it could
- * not be queued (counted in stats). */
+/* Queues one letter (what the sink's submit calls) to Kafka or the spool:
+ * 0, or -1 if it could be neither (counted in stats). */
 int rc_dlq_submit(rc_dlq *d, const rc_letter *l);
 
-/* Waits up to timeout_ms for queued letters to be delivered; returns the
- * number still queued (0: all delivered or failed). */
+/* Waits up to timeout_ms for letters queued in librdkafka to be delivered;
+ * returns the number still queued there (the spool is not counted). */
 int rc_dlq_flush(rc_dlq *d, int timeout_ms);
 
 /* The bootstrap list in use (the mock cluster's when embedded). */
@@ -64,8 +94,11 @@ const char *rc_dlq_topic(const rc_dlq *d);
 
 void rc_dlq_stats_read(rc_dlq *d, rc_dlq_stats *out);
 
-/* Flushes for up to timeout_ms, counts what is left as failed (logged),
- * then destroys the producer and the mock cluster. NULL is a no-op. */
+/* Flushes for up to timeout_ms; what librdkafka still holds goes back to
+ * the spool, where a durable spool keeps it for the next start (a memory
+ * spool's contents are counted as failed and logged). Then destroys the
+ * producer and the mock cluster. The spool itself is the caller's.
+ * NULL is a no-op. */
 void rc_dlq_close(rc_dlq *d, int timeout_ms);
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/persist.h"
+#include "core/spool.h"
 
 #define RC_STORE_GROUP_MAX 255u /* longest group id the history key can hold (one length byte) */
 
@@ -67,6 +68,10 @@ void rc_store_close(rc_persist *p);
  * - the group and map pointers handed to callbacks are valid only during
  *   the call: copy what you keep. */
 const rc_persist_ops *rc_store_ops(void);
+
+/* The dead-letter spool (core/spool.h) on the `spool` column family; valid
+ * until rc_store_close. Writes go through the WAL whatever the durability. */
+rc_spool rc_store_spool(rc_persist *p);
 
 /* Writes a human-readable report into buf (NUL-terminated, truncated to
  * len - 1): per column family key estimates, SST and memtable sizes, block

@@ -3,8 +3,10 @@
  * reason, with and without their optional fields, are read back by a
  * librdkafka consumer (key, headers and every value field decoded with
  * msgpack) and by kcat as an independent reader; delivery counters add up.
- * Bad input: an out-of-range reason, a full local queue, and an unreachable
- * broker whose letters time out and are counted as failed.
+ * Bad input: an out-of-range reason, a full local queue (the spool takes the
+ * overflow), an unreachable broker (letters wait in the spool), a spool at
+ * its bound (refused and counted), and an outage of the dev broker (spool,
+ * then drained once and in order).
  */
 #include "dlq/dlq.h"
 
@@ -35,7 +37,13 @@
 #define UNREACHABLE_TIMEOUT_MS 500
 #define UNREACHABLE_LETTERS 3
 #define TEST_NODE "test-node"
-#define DOWN_FLUSH_MS 1500      /* a letter must still be queued after this while brokers are down */
+#define WAIT_MS 20000           /* bounded wait for the breaker, spool or drain to reach a state */
+#define WAIT_POLL_US 20000
+#define SMALL_SPOOL_BYTES 4096u /* spool bound in the bound test */
+#define BOUND_TRIES 200
+#define OUTAGE_LETTERS 300      /* letters written while the brokers are down */
+#define OUTAGE_GROUP "outage-g"
+#define OUTAGE_BREAKER_MS 200
 #define SIGNAL_SETTLE_US 300000 /* the dev broker handles a signal well within this */
 #define PATH_TEXT 4096
 
@@ -209,20 +217,44 @@ static rd_kafka_t *consumer_new(const char *bootstrap, const char *topic)
     return rk;
 }
 
-/* Reads until every fixture's key was seen once or CONSUME_MS passes;
- * checks each record against its fixture. Returns how many matched. */
-static int consume_and_check(const char *bootstrap, const char *topic, fixture *f)
+/* An outage letter: its seq must be the next one expected (in order,
+ * exactly once). */
+static void check_outage_record(const rd_kafka_message_t *m, uint64_t *next)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    CU_ASSERT_EQUAL_FATAL(msgpack_unpack_next(&u, m->payload, m->len, NULL), MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *seq = map_get(&u.data, "seq");
+    CU_ASSERT_PTR_NOT_NULL(seq);
+    if (seq) {
+        CU_ASSERT_EQUAL(seq->via.u64, *next);
+        *next = seq->via.u64 + 1;
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+static bool is_outage_key(const rd_kafka_message_t *m)
+{
+    return m->key_len == strlen(OUTAGE_GROUP) && memcmp(m->key, OUTAGE_GROUP, m->key_len) == 0;
+}
+
+/* Reads until every fixture's key was seen once (and, with outage_next, the
+ * outage letters up to OUTAGE_LETTERS) or CONSUME_MS passes; checks each
+ * record against its fixture. Returns how many fixtures matched. */
+static int consume_and_check_all(const char *bootstrap, const char *topic, fixture *f, uint64_t *outage_next)
 {
     bool seen[LETTERS] = {0};
     int matched = 0;
     rd_kafka_t *rk = consumer_new(bootstrap, topic);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
     long long deadline = now_ms() + CONSUME_MS;
-    while (matched < LETTERS && now_ms() < deadline) {
+    while ((matched < LETTERS || (outage_next && *outage_next <= OUTAGE_LETTERS)) && now_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, CONSUME_POLL_MS);
         if (m == NULL)
             continue;
-        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && outage_next && is_outage_key(m)) {
+            check_outage_record(m, outage_next);
+        } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             int i = 0;
             while (i < LETTERS && !(m->key_len == f[i].l.g.len && memcmp(m->key, f[i].g, m->key_len) == 0))
                 i++;
@@ -242,6 +274,11 @@ static int consume_and_check(const char *bootstrap, const char *topic, fixture *
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return matched;
+}
+
+static int consume_and_check(const char *bootstrap, const char *topic, fixture *f)
+{
+    return consume_and_check_all(bootstrap, topic, f, NULL);
 }
 
 /* kcat, an independent reader, prints one key a line. */
@@ -339,50 +376,117 @@ static void test_invalid_reason(void)
     rc_dlq_close(d, FLUSH_MS);
 }
 
-/* With a one-message local queue, a burst overflows it: the overflow is
- * refused (-1) and counted, and everything accepted is delivered. */
+typedef bool (*stats_pred)(const rc_dlq_stats *st, uint64_t want);
+
+static bool spool_empty(const rc_dlq_stats *st, uint64_t want)
+{
+    (void)want;
+    return st->spool_letters == 0 && st->queued == 0;
+}
+
+static bool spool_holds(const rc_dlq_stats *st, uint64_t want)
+{
+    return st->spool_letters == want && st->queued == 0;
+}
+
+static bool breaker_open(const rc_dlq_stats *st, uint64_t want)
+{
+    (void)want;
+    return st->breaker != RC_BREAKER_CLOSED;
+}
+
+/* Polls the stats until pred holds or WAIT_MS passes; st gets the last read. */
+static bool wait_stats(rc_dlq *d, stats_pred pred, uint64_t want, rc_dlq_stats *st)
+{
+    long long deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        rc_dlq_stats_read(d, st);
+        if (pred(st, want))
+            return true;
+        if (now_ms() >= deadline)
+            return false;
+        usleep(WAIT_POLL_US);
+    }
+}
+
+/* With a one-message local queue, a burst overflows it: the overflow waits
+ * in the spool instead of being refused, and everything is delivered. */
 static void test_queue_full(void)
 {
     fixture f[LETTERS];
-    int ok = 0, refused = 0;
     rc_dlq *d = open_embedded(NULL, QUEUE_FULL_MAX);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     make_letters(f, "full");
-    for (int i = 0; i < QUEUE_FULL_TRIES; i++) {
-        if (rc_dlq_submit(d, &f[1].l) == 0)
-            ok++;
-        else
-            refused++;
-    }
-    CU_ASSERT(refused > 0);
-    CU_ASSERT_EQUAL(rc_dlq_flush(d, FLUSH_MS), 0);
+    for (int i = 0; i < QUEUE_FULL_TRIES; i++)
+        CU_ASSERT_EQUAL(rc_dlq_submit(d, &f[1].l), 0);
     rc_dlq_stats st;
-    rc_dlq_stats_read(d, &st);
+    CU_ASSERT(wait_stats(d, spool_empty, 0, &st));
     rc_letter_reason r = f[1].l.reason;
-    CU_ASSERT_EQUAL(st.submitted[r], (uint64_t)ok);
-    CU_ASSERT_EQUAL(st.queue_full[r], (uint64_t)refused);
-    CU_ASSERT_EQUAL(st.delivered[r], (uint64_t)ok);
+    CU_ASSERT(st.queue_full[r] > 0);
+    /* Once one letter waits in the spool, later ones queue behind it there. */
+    CU_ASSERT(st.spooled[r] >= st.queue_full[r]);
+    CU_ASSERT_EQUAL(st.submitted[r] + st.spooled[r], QUEUE_FULL_TRIES);
+    CU_ASSERT_EQUAL(st.drained, st.spooled[r]);
+    CU_ASSERT_EQUAL(st.delivered[r], QUEUE_FULL_TRIES);
+    CU_ASSERT_EQUAL(st.failed[r], 0);
     rc_dlq_close(d, FLUSH_MS);
 }
 
-/* Nothing listens: letters time out and are counted failed, not lost silently. */
+static rc_dlq *open_unreachable(uint64_t spool_max_bytes)
+{
+    char err[ERR_TEXT] = "";
+    rc_dlq_config cfg = {.brokers = UNREACHABLE, .node = TEST_NODE, .delivery_timeout_ms = UNREACHABLE_TIMEOUT_MS,
+                         .spool_max_bytes = spool_max_bytes};
+    rc_dlq *d = rc_dlq_open(&cfg, err, sizeof err);
+    if (d == NULL)
+        fprintf(stderr, "rc_dlq_open: %s\n", err);
+    return d;
+}
+
+/* Nothing listens: the breaker opens and every letter waits in the spool
+ * (those librdkafka held time out and are spooled too), none counted lost. */
 static void test_unreachable_broker(void)
 {
     fixture f[LETTERS];
-    char err[ERR_TEXT] = "";
-    rc_dlq_config cfg = {.brokers = UNREACHABLE, .node = TEST_NODE, .delivery_timeout_ms = UNREACHABLE_TIMEOUT_MS};
-    rc_dlq *d = rc_dlq_open(&cfg, err, sizeof err);
+    rc_dlq *d = open_unreachable(0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     CU_ASSERT_STRING_EQUAL(rc_dlq_bootstrap(d), UNREACHABLE);
     make_letters(f, "lost");
     for (int i = 0; i < UNREACHABLE_LETTERS; i++)
         CU_ASSERT_EQUAL(rc_dlq_submit(d, &f[0].l), 0);
-    CU_ASSERT_EQUAL(rc_dlq_flush(d, FLUSH_MS), 0);
     rc_dlq_stats st;
-    rc_dlq_stats_read(d, &st);
-    CU_ASSERT_EQUAL(st.submitted[f[0].l.reason], UNREACHABLE_LETTERS);
-    CU_ASSERT_EQUAL(st.failed[f[0].l.reason], UNREACHABLE_LETTERS);
+    CU_ASSERT(wait_stats(d, spool_holds, UNREACHABLE_LETTERS, &st));
+    CU_ASSERT(st.breaker != RC_BREAKER_CLOSED);
+    CU_ASSERT(st.breaker_opens >= 1);
+    CU_ASSERT_EQUAL(st.failed[f[0].l.reason], 0);
     CU_ASSERT_EQUAL(st.delivered[f[0].l.reason], 0);
+    CU_ASSERT_EQUAL(st.spooled[f[0].l.reason], UNREACHABLE_LETTERS);
+    CU_ASSERT(st.spool_bytes > 0);
+    rc_dlq_close(d, 0);
+}
+
+/* At spool_max_bytes letters are refused (-1), counted per reason, and the
+ * spool never passes its bound. */
+static void test_spool_bound(void)
+{
+    fixture f[LETTERS];
+    int refused = 0;
+    rc_dlq *d = open_unreachable(SMALL_SPOOL_BYTES);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    make_letters(f, "bound");
+    rc_dlq_stats st;
+    CU_ASSERT(wait_stats(d, breaker_open, 0, &st));
+    for (int i = 0; i < BOUND_TRIES; i++)
+        refused += rc_dlq_submit(d, &f[0].l) != 0;
+    rc_dlq_stats_read(d, &st);
+    rc_letter_reason r = f[0].l.reason;
+    CU_ASSERT(refused > 0);
+    CU_ASSERT(refused < BOUND_TRIES);
+    CU_ASSERT_EQUAL(st.spool_full[r], (uint64_t)refused);
+    CU_ASSERT_EQUAL(st.spooled[r], (uint64_t)(BOUND_TRIES - refused));
+    CU_ASSERT_EQUAL(st.spool_letters, (uint64_t)(BOUND_TRIES - refused));
+    CU_ASSERT(st.spool_bytes <= SMALL_SPOOL_BYTES);
+    CU_ASSERT_EQUAL(st.spool_max_bytes, SMALL_SPOOL_BYTES);
     rc_dlq_close(d, 0);
 }
 
@@ -469,42 +573,74 @@ static int kafka_dev_stop(kafka_dev *k)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* External dev broker: letters flow; with its brokers down (SIGUSR1) a
- * letter waits in the local queue, and arrives once they are up (SIGUSR2). */
-static void test_kafka_dev_down_up(void)
+/* kcat, an independent reader: records with this key. */
+static int kcat_key_count(const char *bootstrap, const char *topic, const char *key)
+{
+    char cmd[1024], line[256];
+    int n = 0;
+    snprintf(cmd, sizeof cmd, "timeout %d kcat -b '%s' -t '%s' -C -e -q -o beginning -f '%%k\\n' 2>/dev/null",
+             KCAT_TIMEOUT_S, bootstrap, topic);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    while (fgets(line, sizeof line, p) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        n += strcmp(line, key) == 0;
+    }
+    CU_ASSERT_EQUAL(pclose(p), 0);
+    return n;
+}
+
+/* Outage against the external dev broker: letters flow; with its brokers
+ * down (SIGUSR1) the breaker opens and letters go to the spool (its depth
+ * rises); with them up (SIGUSR2) a probe closes the breaker and the spool
+ * drains: every letter arrives exactly once, in the order submitted. */
+static void test_kafka_dev_outage(void)
 {
     static fixture f[LETTERS];
+    static rc_letter out[OUTAGE_LETTERS];
     char path[PATH_TEXT], err[ERR_TEXT] = "";
     const char *topic = "test.dev.deadletter";
     kafka_dev k;
+    rc_dlq_stats st;
     if (kafka_dev_path(path, sizeof path) != 0) {
         fprintf(stderr, "(ringcast-kafka-dev not built next to the test: skipped) ");
         return;
     }
     CU_ASSERT_EQUAL_FATAL(kafka_dev_start(&k, path, topic), 0);
-    rc_dlq_config cfg = {.brokers = k.bootstrap, .topic = topic, .node = TEST_NODE};
+    rc_dlq_config cfg = {.brokers = k.bootstrap, .topic = topic, .node = TEST_NODE, .breaker_ms = OUTAGE_BREAKER_MS};
     rc_dlq *d = rc_dlq_open(&cfg, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL(d);
     if (d != NULL) {
         make_letters(f, "dev");
-        for (int i = 0; i < LETTERS - 1; i++)
+        for (int i = 0; i < LETTERS; i++)
             CU_ASSERT_EQUAL(rc_dlq_submit(d, &f[i].l), 0);
         CU_ASSERT_EQUAL(rc_dlq_flush(d, FLUSH_MS), 0);
 
         kill(k.pid, SIGUSR1);
-        usleep(SIGNAL_SETTLE_US);
-        CU_ASSERT_EQUAL(rc_dlq_submit(d, &f[LETTERS - 1].l), 0);
-        CU_ASSERT_EQUAL(rc_dlq_flush(d, DOWN_FLUSH_MS), 1);
-        kill(k.pid, SIGUSR2);
-        CU_ASSERT_EQUAL(rc_dlq_flush(d, FLUSH_MS), 0);
+        CU_ASSERT(wait_stats(d, breaker_open, 0, &st));
+        for (int i = 0; i < OUTAGE_LETTERS; i++) {
+            out[i] = f[0].l;
+            out[i].g = str(OUTAGE_GROUP);
+            out[i].seq = (uint64_t)i + 1;
+            CU_ASSERT_EQUAL(rc_dlq_submit(d, &out[i]), 0);
+        }
+        CU_ASSERT(wait_stats(d, spool_holds, OUTAGE_LETTERS, &st));
+        CU_ASSERT_EQUAL(st.spooled[f[0].l.reason], OUTAGE_LETTERS);
+        CU_ASSERT(st.spool_bytes > 0);
 
-        rc_dlq_stats st;
-        rc_dlq_stats_read(d, &st);
+        kill(k.pid, SIGUSR2);
+        CU_ASSERT(wait_stats(d, spool_empty, 0, &st));
+        CU_ASSERT_EQUAL(st.breaker, RC_BREAKER_CLOSED);
+        CU_ASSERT_EQUAL(st.spool_bytes, 0);
+        CU_ASSERT_EQUAL(st.drained, OUTAGE_LETTERS);
         for (int r = 0; r < RC_LETTER_REASONS; r++) {
-            CU_ASSERT_EQUAL(st.delivered[r], 2);
+            CU_ASSERT_EQUAL(st.delivered[r], 2u + (r == (int)f[0].l.reason ? OUTAGE_LETTERS : 0u));
             CU_ASSERT_EQUAL(st.failed[r], 0);
         }
-        CU_ASSERT_EQUAL(consume_and_check(k.bootstrap, topic, f), LETTERS);
+        uint64_t next = 1;
+        CU_ASSERT_EQUAL(consume_and_check_all(k.bootstrap, topic, f, &next), LETTERS);
+        CU_ASSERT_EQUAL(next, OUTAGE_LETTERS + 1u);
+        CU_ASSERT_EQUAL(kcat_key_count(k.bootstrap, topic, OUTAGE_GROUP), OUTAGE_LETTERS);
         rc_dlq_close(d, FLUSH_MS);
     }
     CU_ASSERT_EQUAL(kafka_dev_stop(&k), 0);
@@ -519,9 +655,10 @@ int main(void)
         !CU_add_test(s, "round trip: consumer and kcat", test_roundtrip) ||
         !CU_add_test(s, "invalid reason refused", test_invalid_reason) ||
         !CU_add_test(s, "local queue full", test_queue_full) ||
-        !CU_add_test(s, "unreachable broker: failed", test_unreachable_broker) ||
+        !CU_add_test(s, "unreachable broker: spooled", test_unreachable_broker) ||
+        !CU_add_test(s, "spool bound: refused and counted", test_spool_bound) ||
         !CU_add_test(s, "bad config", test_bad_config) ||
-        !CU_add_test(s, "ringcast-kafka-dev: brokers down and up", test_kafka_dev_down_up)) {
+        !CU_add_test(s, "ringcast-kafka-dev outage: spool, drain in order, once", test_kafka_dev_outage)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
