@@ -37,6 +37,9 @@ static const io_metric io_metrics[] = {
     IO_METRIC(overload_letters, "overloaded_letters_total", "counter", "Sends refused with E_OVERLOADED and sent to the dead-letter topic."),
     IO_METRIC(shutdown_letters, "shutdown_letters_total", "counter", "Deliveries still queued when the stop deadline passed, sent to the dead-letter topic."),
     IO_METRIC(letters_refused, "letters_refused_total", "counter", "Dead letters the producer could not queue (each one logged)."),
+    IO_METRIC(redelivered, "redelivered_total", "counter", "Replayed slow_consumer letters sent to the connection that missed them."),
+    IO_METRIC(redelivery_skipped, "redelivery_skipped_total", "counter", "Replayed slow_consumer letters for a connection of their recipient that no longer owed them (already redelivered, or forgotten)."),
+    IO_METRIC(lettered_forgotten, "lettered_forgotten_total", "counter", "Owed slow_consumer letters a connection forgot past its bound; history still serves them."),
     IO_METRIC(submit_retries, "shard_submit_retries_total", "counter", "Backoff retries on a full shard ring."),
 };
 
@@ -105,11 +108,14 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(sleeps, "shard_sleeps_total", "counter", "Times the shard slept for lack of work."),
     SHARD_METRIC(store_commits, "store_commits_total", "counter", "Write batches committed (one per shard tick with writes)."),
     SHARD_METRIC(store_commit_ns, "store_commit_ns_total", "counter", "Nanoseconds spent committing write batches."),
-    SHARD_METRIC(store_errors, "store_write_errors_total", "counter", "Write batches that failed; their sends were answered E_INTERNAL."),
+    SHARD_METRIC(store_errors, "store_write_errors_total", "counter", "Write batches that failed every attempt; their sends were answered E_INTERNAL."),
     SHARD_METRIC(snapshots, "snapshots_total", "counter", "Group snapshots written."),
     SHARD_METRIC(warmups, "history_loads_total", "counter", "Groups whose history was loaded from storage on first use."),
     SHARD_METRIC(expired, "expired_letters_total", "counter", "Sends that waited past max_queue_ms: answered E_OVERLOADED, sent to the dead-letter topic."),
-    SHARD_METRIC(letters_refused, "shard_letters_refused_total", "counter", "Expired letters the producer could not queue (each logged)."),
+    SHARD_METRIC(poison_letters, "poison_letters_total", "counter", "Sends whose store write failed every attempt: answered E_INTERNAL, sent to the dead-letter topic."),
+    SHARD_METRIC(store_retries, "store_write_retries_total", "counter", "Store writes tried again after a failure."),
+    SHARD_METRIC(redeliveries, "redeliveries_total", "counter", "Replayed slow_consumer letters sent towards their group's online subscribers."),
+    SHARD_METRIC(letters_refused, "shard_letters_refused_total", "counter", "Expired and poison letters the producer could not queue (each logged)."),
 };
 
 static void shard_section(rc_server *s, struct rc_admin_body *out)

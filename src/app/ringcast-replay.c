@@ -8,7 +8,9 @@
  * session, waiting for its `ack` before it commits the record's offset
  * (synchronously). Replay is idempotent on the server (dedup by mid, or by
  * group+seq+to), so a record replayed twice is delivered once; the second
- * ack says dup:true.
+ * ack says dup:true (a redelivered slow_consumer letter's ack says so only
+ * when nobody in its group is online: the recipient's io thread, not the
+ * shard that acks, knows whether it was still owed).
  *
  * The tool assigns itself every partition of the topic instead of joining
  * the group's rebalancing (a join waits for the broker's rebalance delay and

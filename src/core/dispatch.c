@@ -26,10 +26,26 @@ rc_frame *rc_frame_take(rc_buf *b, size_t from)
     return f;
 }
 
+rc_frame *rc_frame_redeliver_new(rc_str to, const uint8_t *wire, uint32_t wire_len)
+{
+    uint8_t to_len = (uint8_t)to.len; /* user names are at most RC_MAX_USER bytes */
+    rc_frame *f = malloc(sizeof(*f) + 1u + to_len + wire_len);
+    if (!f)
+        return NULL;
+    atomic_init(&f->refs, 1);
+    f->len = 1u + to_len + wire_len;
+    f->kind = RC_FRAME_REDELIVER;
+    f->data[0] = to_len;
+    memcpy(f->data + 1, to.ptr, to_len);
+    memcpy(f->data + 1 + to_len, wire, wire_len);
+    return f;
+}
+
 rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg *m)
 {
     uint32_t g_len = m ? m->g.len : 0, mid_len = m ? m->mid.len : 0, body_len = m ? m->body.len : 0;
-    rc_job *j = malloc(sizeof(*j) + g_len + user.len + mid_len + body_len);
+    uint32_t to_len = m && (m->has & RC_HAS_TO) ? m->to.len : 0;
+    rc_job *j = malloc(sizeof(*j) + g_len + user.len + mid_len + body_len + to_len);
     if (!j)
         return NULL;
     memset(j, 0, sizeof(*j));
@@ -39,12 +55,15 @@ rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg 
     j->user_len = (uint8_t)user.len;
     j->mid_len = (uint8_t)mid_len;
     j->body_len = body_len;
+    j->to_len = (uint8_t)to_len;
     if (m) {
         j->has = m->has;
         j->rid = m->rid;
         j->since = m->since;
         j->before = m->before;
         j->limit = m->limit;
+        j->seq = m->seq;
+        j->ts = m->ts;
         j->body_is_str = m->body_is_str;
         if (g_len)
             memcpy(j->data, m->g.ptr, g_len);
@@ -52,6 +71,8 @@ rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg 
             memcpy(j->data + g_len + user.len, m->mid.ptr, mid_len);
         if (body_len)
             memcpy(j->data + g_len + user.len + mid_len, m->body.ptr, body_len);
+        if (to_len)
+            memcpy(j->data + g_len + user.len + mid_len + body_len, m->to.ptr, to_len);
     }
     if (user.len)
         memcpy(j->data + g_len, user.ptr, user.len);

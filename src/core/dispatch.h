@@ -47,6 +47,7 @@ enum rc_frame_kind {
     RC_FRAME_WIRE = 0,        /* data is an encoded frame for the socket */
     RC_FRAME_JOIN_REFUSED = 1, /* data is a group id the session failed to join */
     RC_FRAME_VOID = 2,        /* withdrawn before it left the shard (its write failed): skip */
+    RC_FRAME_REDELIVER = 3,   /* data is a redelivery: see rc_frame_redeliver_new */
 };
 
 /* One encoded frame (length prefix included), shared by reference count. */
@@ -61,6 +62,27 @@ rc_frame *rc_frame_new(const uint8_t *p, uint32_t len);
 /* Copies one encoded frame out of b (from offset `from` to its end) and
  * truncates b back to `from`. NULL on ENOMEM. */
 rc_frame *rc_frame_take(rc_buf *b, size_t from);
+
+/* A replayed slow_consumer letter going back to its recipient: data holds
+ * one byte with the length of the user `to`, `to`, then the encoded `msg`
+ * frame (length prefix included). One frame goes to every subscriber of the
+ * group; the io thread sends it only to a connection of `to` that still
+ * owes that (group, seq), and drops it for every other one: a filter, not a
+ * loss. NULL on ENOMEM. */
+rc_frame *rc_frame_redeliver_new(rc_str to, const uint8_t *wire, uint32_t wire_len);
+
+static inline rc_str rc_frame_redeliver_to(const rc_frame *f)
+{
+    return (rc_str){ (const char *)f->data + 1, f->data[0] };
+}
+
+/* The encoded `msg` frame inside a redelivery; *len receives its length. */
+static inline const uint8_t *rc_frame_redeliver_wire(const rc_frame *f, uint32_t *len)
+{
+    uint32_t off = 1u + f->data[0];
+    *len = f->len - off;
+    return f->data + off;
+}
 
 static inline void rc_frame_ref(rc_frame *f, uint32_t n)
 {
@@ -94,6 +116,7 @@ typedef enum rc_job_kind {
     RC_JOB_SEND,   /* send g body mid? */
     RC_JOB_HIST,   /* hist g before? limit? */
     RC_JOB_DETACH, /* the connection closed: drop its subscription to g */
+    RC_JOB_REDELIVER, /* replayed slow_consumer letter: g seq ts body mid? from (user) to */
     RC_JOB_STOP,   /* shutdown barrier: everything before it is processed */
 } rc_job_kind;
 
@@ -102,12 +125,13 @@ typedef struct rc_job {
     rc_conn_id conn;
     uint32_t has;       /* RC_HAS_* of the request */
     uint64_t rid, since, before, limit;
+    uint64_t seq, ts;   /* redeliver: the letter's seq and original time */
     uint64_t enq_ns;    /* when the io thread queued it (monotonic) */
     uint16_t g_len;
-    uint8_t user_len, mid_len;
+    uint8_t user_len, mid_len, to_len;
     bool body_is_str;
     uint32_t body_len;
-    char data[];        /* g, user, mid, body, back to back */
+    char data[];        /* g, user, mid, body, to, back to back */
 } rc_job;
 
 static inline const char *rc_job_g(const rc_job *j) { return j->data; }
@@ -117,8 +141,10 @@ static inline const char *rc_job_body(const rc_job *j)
 {
     return j->data + j->g_len + j->user_len + j->mid_len;
 }
+static inline const char *rc_job_to(const rc_job *j) { return rc_job_body(j) + j->body_len; }
 
-/* Builds a job from a decoded request; strings are copied. NULL on ENOMEM. */
+/* Builds a job from a decoded request; strings are copied (`to` only when
+ * the request has one). NULL on ENOMEM. */
 rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg *m);
 
 /* ---- shard -> io ---- */

@@ -273,10 +273,10 @@ static uint32_t dedup_key(const rc_job *j, char *out)
     return j->user_len + 1u + j->mid_len;
 }
 
-/* Encodes the `msg` frame for the group's next seq. */
-static rc_frame *encode_msg(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t ts)
+/* Encodes the `msg` frame of j's message (from its user) as seq of g. */
+static rc_frame *encode_msg(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t seq, uint64_t ts)
 {
-    rc_msg m = { .type = RC_T_MSG, .seq = g->last_seq + 1, .ts = ts };
+    rc_msg m = { .type = RC_T_MSG, .seq = seq, .ts = ts };
     m.g = (rc_str){ g->name, g->name_len };
     m.from = (rc_str){ rc_job_user(j), j->user_len };
     m.body = (rc_str){ rc_job_body(j), j->body_len };
@@ -298,6 +298,18 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l)
+{
+    if (!s->letters)
+        return false;
+    if (s->letters->submit(s->letters->self, l) == 0)
+        return true;
+    STAT_ADD(s, letters_refused, 1);
+    fprintf(stderr, "level=error component=shard id=%u event=letter_refused reason=%s group=%.*s\n", s->id,
+            rc_letter_reason_name(l->reason), (int)l->g.len, l->g.ptr);
+    return false;
+}
+
 /* A send that waited longer than max_queue_ms in the shard's ring is not
  * sequenced: the sender gets E_OVERLOADED and the message an `expired` dead
  * letter (DESIGN §3), so nothing is refused without a trace. */
@@ -309,17 +321,11 @@ static bool expire_send(rc_shard *s, const rc_job *j)
     char why[96];
     snprintf(why, sizeof(why), "waited %llu ms in the shard queue, over max_queue_ms", (unsigned long long)waited_ms);
     STAT_ADD(s, expired, 1);
-    if (s->letters) {
-        rc_letter l = { .reason = RC_LETTER_EXPIRED, .g = { rc_job_g(j), j->g_len },
-                        .from = { rc_job_user(j), j->user_len }, .ts = rc_shard_now_ms(),
-                        .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
-                        .body_is_str = j->body_is_str, .attempts = 1, .err = rc_str_c(why) };
-        if (s->letters->submit(s->letters->self, &l) != 0) {
-            STAT_ADD(s, letters_refused, 1);
-            fprintf(stderr, "level=error component=shard id=%u event=letter_refused reason=expired group=%.*s\n",
-                    s->id, (int)j->g_len, rc_job_g(j));
-        }
-    }
+    rc_letter l = { .reason = RC_LETTER_EXPIRED, .g = { rc_job_g(j), j->g_len },
+                    .from = { rc_job_user(j), j->user_len }, .ts = rc_shard_now_ms(),
+                    .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
+                    .body_is_str = j->body_is_str, .attempts = 1, .err = rc_str_c(why) };
+    rc_shard_submit_letter(s, &l);
     rc_shard_reply_err(s, j, RC_E_OVERLOADED, "the message waited longer than max_queue_ms and was not sent; retry");
     return true;
 }
@@ -343,7 +349,7 @@ static void do_send(rc_shard *s, const rc_job *j)
         return;
     }
     uint64_t ts = rc_shard_now_ms();
-    rc_frame *f = encode_msg(s, j, g, ts);
+    rc_frame *f = encode_msg(s, j, g, g->last_seq + 1, ts);
     if (!f || rc_group_remember(g, ts, f, dkey_len ? dkey : NULL, dkey_len) != 0) {
         if (f)
             rc_frame_unref(f);
@@ -358,6 +364,46 @@ static void do_send(rc_shard *s, const rc_job *j)
     STAT_ADD(s, deliveries, g->n_subs);
     rc_frame *a = ack(s, j, g, g->last_seq, ts, false); /* NULL when out of memory: stored anyway */
     rc_shard_persist_msg(s, g, j, f, a);
+}
+
+/* The redelivery frame of the letter in j: history's own `msg` frame when
+ * the group still retains that seq, else one encoded from the letter's
+ * fields by the encoder `send` uses. NULL on ENOMEM. */
+static rc_frame *redeliver_frame(rc_shard *s, const rc_job *j, const rc_group *g)
+{
+    const rc_hist_entry *e = rc_group_hist_at(g, j->seq);
+    rc_frame *own = e ? NULL : encode_msg(s, j, g, j->seq, j->ts);
+    const rc_frame *wire = e ? e->frame : own;
+    rc_frame *f = wire ? rc_frame_redeliver_new((rc_str){ rc_job_to(j), j->to_len }, wire->data, wire->len) : NULL;
+    if (own)
+        rc_frame_unref(own);
+    return f;
+}
+
+/* A replayed slow_consumer letter (io.c on_replay). The shard does not know
+ * which user a subscribed connection belongs to, so the message goes to
+ * every online subscriber as one redelivery frame naming its recipient, and
+ * each io thread hands it only to a connection of that user that still owes
+ * it: replaying twice delivers once. Nothing is sequenced or stored. The
+ * admin gets an ack with the letter's seq and ts; dup: true when nobody is
+ * online in the group at all (history serves the recipient's next join
+ * with since). */
+static void do_redeliver(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    uint32_t n = g ? g->n_subs : 0;
+    if (n) {
+        rc_frame *f = redeliver_frame(s, j, g);
+        if (!f) {
+            rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory redelivering the letter; try again later");
+            return;
+        }
+        rc_frame_ref(f, n - 1); /* one reference per subscriber */
+        for (uint32_t i = 0; i < n; i++)
+            rc_shard_deliver(s, g->subs[i], f);
+        STAT_ADD(s, redeliveries, 1);
+    }
+    ack(s, j, g, j->seq, j->ts, n == 0);
 }
 
 /* Appends the encoded `hist` reply: header fields, then the stored msg maps
@@ -408,6 +454,7 @@ static void process_job(rc_shard *s, rc_job *j)
     case RC_JOB_SEND: do_send(s, j); break;
     case RC_JOB_HIST: do_hist(s, j); break;
     case RC_JOB_DETACH: do_detach(s, j); break;
+    case RC_JOB_REDELIVER: do_redeliver(s, j); break;
     case RC_JOB_STOP: break;
     }
 }

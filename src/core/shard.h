@@ -20,6 +20,12 @@
 #define RC_SHARD_BATCH 256u        /* jobs taken from the inbound ring at once */
 #define RC_SHARD_SPIN 64u          /* empty polls before the shard sleeps */
 #define RC_SHARD_SPARE 256u        /* emptied outbatches kept for reuse */
+/* A tick's store write is tried this many times before its sends fail with
+ * E_INTERNAL and become `poison` dead letters (DESIGN §3). */
+#define RC_POISON_ATTEMPTS 3u
+/* Wait before the first retry of a failed write; doubles with each retry,
+ * so a failing store holds the shard for at most 1 + 2 ms per tick. */
+#define RC_POISON_BACKOFF_US 1000u
 
 /* Limits a shard applies; copied in at start (SIGHUP reload is future work). */
 typedef struct rc_shard_limits {
@@ -61,11 +67,14 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t sleeps;        /* times the shard went to sleep */
     _Atomic uint64_t store_commits; /* batches written */
     _Atomic uint64_t store_commit_ns; /* time spent writing them */
-    _Atomic uint64_t store_errors;  /* batches that failed (their sends got E_INTERNAL) */
+    _Atomic uint64_t store_errors;  /* batches that failed every attempt (their sends got E_INTERNAL) */
+    _Atomic uint64_t store_retries; /* writes tried again after a failure */
     _Atomic uint64_t snapshots;     /* group snapshots written */
     _Atomic uint64_t warmups;       /* groups whose history was loaded from storage */
     _Atomic uint64_t expired;       /* sends that waited past max_queue_ms: E_OVERLOADED and a letter */
-    _Atomic uint64_t letters_refused; /* expired letters the sink could not queue (logged) */
+    _Atomic uint64_t poison_letters; /* sends whose write failed RC_POISON_ATTEMPTS times: E_INTERNAL and a letter */
+    _Atomic uint64_t letters_refused; /* expired and poison letters the sink could not queue (logged) */
+    _Atomic uint64_t redeliveries;  /* replayed slow_consumer letters sent to the group's io threads */
 } rc_shard_stats;
 
 /* Where a shard's output goes: one outbound ring and waker per io thread. */
@@ -91,6 +100,7 @@ typedef struct rc_shard {
     struct rc_persist_batch *batch; /* the tick's writes, or NULL */
     rc_tick_send *tick;             /* the tick's sequenced messages */
     uint32_t n_tick, cap_tick;
+    bool tick_unrecorded;           /* a send of this tick got no record (ENOMEM): its write is not retried */
     struct rc_group **snap;         /* groups whose snapshot goes out this tick */
     uint32_t n_snap, cap_snap;
     const rc_letter_sink *letters;  /* dead letters (NULL: none) */
@@ -105,7 +115,8 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
  * (message in err). */
 struct rc_persist_group;
 int rc_shard_adopt(rc_shard *s, const struct rc_persist_group *pg, char *err, size_t errlen);
-/* Before start: where expired sends go, and after how long a send expires. */
+/* Before start: where dead letters go (expired sends, poison sends whose
+ * write failed every try), and after how long a send expires. */
 void rc_shard_set_letters(rc_shard *s, const rc_letter_sink *letters, uint32_t max_queue_ms);
 int rc_shard_start(rc_shard *s);
 /* Waits for the thread to end (it ends after processing an RC_JOB_STOP). */

@@ -1,6 +1,7 @@
 /*
- * Shard persistence: group commit of each tick's writes, undo on a failed
- * write, recovery of stored groups and lazy loading of their history.
+ * Shard persistence: group commit of each tick's writes, bounded retries of
+ * a failed write, undo and `poison` letters when every try failed, recovery
+ * of stored groups and lazy loading of their history.
  * See shard_persist.h for the contract.
  */
 #include "core/shard_persist.h"
@@ -178,6 +179,7 @@ static void tick_record(rc_shard *s, rc_tick_send t)
 {
     if (s->n_tick == s->cap_tick && grow((void **)&s->tick, &s->cap_tick, sizeof(*s->tick)) != 0) {
         fprintf(stderr, "level=error component=shard id=%u event=tick_nomem\n", s->id);
+        s->tick_unrecorded = true; /* a rebuilt batch would miss this send: no retry */
         return; /* without a record a failed write cannot withdraw these frames */
     }
     if (t.msg)
@@ -197,18 +199,24 @@ void rc_shard_persist_dup(rc_shard *s, rc_group *g, const rc_job *j, uint64_t se
     }
 }
 
-void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *msg, rc_frame *ack)
+/* Puts one history entry into the tick's batch, with the retention delete
+ * that every RC_TRIM_EVERY-th seq carries. */
+static void put_history(rc_shard *s, rc_group *g, uint64_t seq, const rc_frame *msg)
 {
-    if (!persisting(s))
-        return;
     struct rc_persist_batch *b = tick_batch(s);
-    s->store.ops->put_msg(b, g->name, g->name_len, g->last_seq, msg->data + RC_FRAME_HEADER,
-                          msg->len - RC_FRAME_HEADER);
-    if (g->last_seq % RC_TRIM_EVERY == 0) {
+    s->store.ops->put_msg(b, g->name, g->name_len, seq, msg->data + RC_FRAME_HEADER, msg->len - RC_FRAME_HEADER);
+    if (seq % RC_TRIM_EVERY == 0) {
         uint64_t keep = rc_shard_first_served(s, g); /* history_max and history_ttl */
         if (keep > 1)
             s->store.ops->trim_before(b, g->name, g->name_len, keep);
     }
+}
+
+void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *msg, rc_frame *ack)
+{
+    if (!persisting(s))
+        return;
+    put_history(s, g, g->last_seq, msg);
     tick_record(s, (rc_tick_send){ g, g->last_seq, msg, ack, j->conn, j->rid, j->has });
     g->updated_ms = rc_shard_now_ms();
     if (++g->changes >= s->limits.snapshot_every || mono_ms() - g->snap_ms >= s->limits.snapshot_interval_ms)
@@ -258,6 +266,7 @@ static void tick_reset(rc_shard *s, bool keep_snapshots)
             rc_frame_unref(s->tick[i].ack);
     }
     s->n_tick = 0;
+    s->tick_unrecorded = false;
     if (!keep_snapshots) {
         for (uint32_t i = 0; i < s->n_snap; i++)
             s->snap[i]->snap_queued = false;
@@ -266,22 +275,95 @@ static void tick_reset(rc_shard *s, bool keep_snapshots)
     s->batch = NULL;
 }
 
+/* One attempt at writing the tick: due snapshots into the batch, then the
+ * commit, which frees the batch whatever its outcome. 0, or -1 with err. */
+static int commit_once(rc_shard *s, char *err, size_t errlen)
+{
+    uint64_t t0 = mono_ns();
+    int r = put_snapshots(s, &s->scratch);
+    if (r != 0) {
+        snprintf(err, errlen, "out of memory encoding snapshots");
+        if (s->batch)
+            s->store.ops->batch_abort(s->batch);
+    } else {
+        r = s->store.ops->batch_commit(s->store.persist, tick_batch(s), (rc_durability)s->store.durability, err,
+                                       errlen);
+    }
+    s->batch = NULL;
+    STAT_ADD(s, store_commit_ns, mono_ns() - t0);
+    return r;
+}
+
+/* Before retry number `tried` (1, 2, ...): logs the failure and waits a
+ * short, doubling backoff, so a store that failed for a moment (a full
+ * disk being cleared, a stalled write) can recover within the tick. The
+ * tick's replies and deliveries wait with it; nothing else is held. */
+static void retry_wait(rc_shard *s, uint32_t tried, const char *err)
+{
+    STAT_ADD(s, store_retries, 1);
+    fprintf(stderr, "level=warn component=shard id=%u event=store_write_retry attempt=%u of=%u err=\"%s\"\n", s->id,
+            tried, RC_POISON_ATTEMPTS, err);
+    uint64_t us = (uint64_t)RC_POISON_BACKOFF_US << (tried - 1);
+    struct timespec ts = { (time_t)(us / 1000000u), (long)(us % 1000000u) * 1000L };
+    nanosleep(&ts, NULL);
+}
+
+/* The failed commit freed its batch: puts the tick's history entries into
+ * a new one. Snapshots need nothing here: put_snapshots re-encodes them on
+ * every attempt (each attempt takes a new version; versions only have to
+ * rise, and a failed attempt stored none). */
+static void rebuild_batch(rc_shard *s)
+{
+    tick_batch(s);
+    for (uint32_t i = 0; i < s->n_tick; i++)
+        if (s->tick[i].msg)
+            put_history(s, s->tick[i].g, s->tick[i].seq, s->tick[i].msg);
+}
+
+/* Every send of a tick whose write failed on each attempt becomes a
+ * `poison` dead letter (DESIGN §3: failed processing repeatedly), oldest
+ * first, so the message outlives the E_INTERNAL its sender gets. Its seq is
+ * given back, so the letter carries none: a replay sequences it anew as
+ * from its sender. A dup ack (msg NULL) names a message of this tick and
+ * gets no letter of its own: that message's letter covers it. */
+static void poison_tick(rc_shard *s, uint32_t attempts, const char *err)
+{
+    for (uint32_t i = 0; i < s->n_tick; i++) {
+        const rc_tick_send *t = &s->tick[i];
+        if (!t->msg)
+            continue;
+        STAT_ADD(s, poison_letters, 1);
+        rc_msg m;
+        if (rc_decode(&s->dec, t->msg->data + RC_FRAME_HEADER, t->msg->len - RC_FRAME_HEADER, &m, NULL) != RC_OK) {
+            /* Our own frame only fails to decode when memory runs out. */
+            fprintf(stderr, "level=error component=shard id=%u event=letter_lost reason=poison group=%s\n", s->id,
+                    t->g->name);
+            continue;
+        }
+        rc_letter l = { .reason = RC_LETTER_POISON, .g = { t->g->name, t->g->name_len }, .from = m.from,
+                        .ts = m.ts, .mid = m.mid, .body = m.body, .body_is_str = m.body_is_str,
+                        .attempts = attempts, .err = rc_str_c(err) };
+        rc_shard_submit_letter(s, &l);
+    }
+}
+
+/* Writes the tick, retrying a failed write up to RC_POISON_ATTEMPTS tries in
+ * all. Retrying here, inside the tick, is possible because nothing of the
+ * tick has left yet: replies and deliveries wait in the outbatches until the
+ * write is known. */
 void rc_shard_persist_commit(rc_shard *s)
 {
     if (!persisting(s) || (s->n_snap == 0 && !s->batch))
         return;
     char err[256] = "";
-    uint64_t t0 = mono_ns();
-    int r = put_snapshots(s, &s->scratch);
-    if (r != 0)
-        snprintf(err, sizeof(err), "out of memory encoding snapshots");
-    if (r == 0)
-        r = s->store.ops->batch_commit(s->store.persist, s->batch, (rc_durability)s->store.durability, err,
-                                       sizeof(err));
-    else if (s->batch)
-        s->store.ops->batch_abort(s->batch);
-    s->batch = NULL;
-    STAT_ADD(s, store_commit_ns, mono_ns() - t0);
+    uint32_t tries = 1;
+    int r = commit_once(s, err, sizeof(err));
+    while (r != 0 && tries < RC_POISON_ATTEMPTS && !s->tick_unrecorded) {
+        retry_wait(s, tries, err);
+        rebuild_batch(s);
+        r = commit_once(s, err, sizeof(err));
+        tries++;
+    }
     if (r == 0) {
         STAT_ADD(s, store_commits, 1);
         STAT_ADD(s, snapshots, s->n_snap);
@@ -289,8 +371,10 @@ void rc_shard_persist_commit(rc_shard *s)
         return;
     }
     STAT_ADD(s, store_errors, 1);
-    fprintf(stderr, "level=error component=shard id=%u event=store_write_failed sends=%u snapshots=%u err=\"%s\"\n",
-            s->id, s->n_tick, s->n_snap, err);
+    fprintf(stderr,
+            "level=error component=shard id=%u event=store_write_failed attempts=%u sends=%u snapshots=%u err=\"%s\"\n",
+            s->id, tries, s->n_tick, s->n_snap, err);
+    poison_tick(s, tries, err);
     undo_tick(s);
     tick_reset(s, true); /* membership snapshots are retried with the next batch */
 }

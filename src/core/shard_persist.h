@@ -5,10 +5,12 @@
  * (history entry, plus its msg and ack frames) and each group whose snapshot
  * is due. At the end of the tick, before any reply or delivery of the tick
  * leaves, rc_shard_persist_commit writes all of it in one batch (group
- * commit) with the configured durability. If the write fails, the tick's
- * sends are undone (seqs given back, frames voided so io threads skip them)
- * and answered with E_INTERNAL; membership changes stay queued and are
- * written with a later batch.
+ * commit) with the configured durability. A failed write is tried again,
+ * RC_POISON_ATTEMPTS tries in all with a short backoff, the batch rebuilt
+ * from the tick's records. If every try fails, the tick's sends are undone
+ * (seqs given back, frames voided so io threads skip them), answered with
+ * E_INTERNAL and each becomes a `poison` dead letter; membership changes
+ * stay queued and are written with a later batch.
  */
 #ifndef RC_CORE_SHARD_PERSIST_H
 #define RC_CORE_SHARD_PERSIST_H
@@ -21,6 +23,10 @@ void rc_shard_deliver(rc_shard *s, rc_conn_id conn, rc_frame *f);
 void rc_shard_deliver_flags(rc_shard *s, rc_conn_id conn, rc_frame *f, uint32_t flags);
 void rc_shard_reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *text);
 uint64_t rc_shard_now_ms(void);
+/* Hands a dead letter to the shard's sink (if any); a letter the sink
+ * refuses is counted (letters_refused) and logged, never lost silently.
+ * true when it was queued. */
+bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l);
 
 /* Loads a recovered group's retained history into memory if it is not
  * there yet (first use after a restart). */

@@ -46,6 +46,14 @@ enum conn_state {
     CS_DEAD,     /* socket shut down; freed when no operation is in flight */
 };
 
+/* One message a connection missed because it became a slow_consumer letter:
+ * the group (by its 64-bit hash: two groups would need the same hash and
+ * the same seq to be confused) and the seq; seq 0 marks a slot already
+ * redelivered. */
+typedef struct owed_msg {
+    uint64_t g_hash, seq;
+} owed_msg;
+
 typedef struct rc_conn {
     int fd;
     uint32_t slot, gen;
@@ -64,6 +72,8 @@ typedef struct rc_conn {
     rc_buf wbuf;  /* output of the send in flight */
     size_t woff;  /* bytes of wbuf already sent */
     uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
+    owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
+    uint32_t owed_head, n_owed;
     char **groups;          /* groups joined in this session (for detach on close) */
     uint32_t n_groups, cap_groups;
 } rc_conn;
@@ -383,6 +393,7 @@ static void conn_free(rc_io *io, rc_conn *c)
     for (uint32_t i = 0; i < c->n_groups; i++)
         free(c->groups[i]);
     free(c->groups);
+    free(c->owed);
     io->conns[c->slot] = NULL;
     io->gens[c->slot]++;
     io->free_slots[io->n_free++] = c->slot;
@@ -599,50 +610,83 @@ static void on_join(rc_io *io, rc_conn *c, const rc_msg *m)
     route(io, c, m, RC_JOB_JOIN);
 }
 
-/* A dead letter brought back by ringcast-replay (DESIGN §3). A letter with
- * a seq (slow_consumer, shutdown of a queued delivery) names a message that
- * was sequenced and stays in history, where a reconnect with `since` finds
- * it: acknowledged as it is, never sequenced twice. A letter without one
- * (overloaded, expired) was never sequenced: it is sent now as from its
- * original sender with the original mid (or one derived from the letter),
- * so replaying twice delivers once. */
+/* The letter reason a replay names, or -1 when it names none. */
+static int replay_reason(const rc_msg *m)
+{
+    for (int r = 0; r < RC_LETTER_REASONS; r++)
+        if (rc_str_eq(m->reason, rc_str_c(rc_letter_reason_name((rc_letter_reason)r))))
+            return r;
+    return -1;
+}
+
+/* A letter for one recipient of a sequenced message: redelivered to it. */
+static bool replay_redelivers(int reason, const rc_msg *m)
+{
+    return (reason == RC_LETTER_SLOW_CONSUMER || reason == RC_LETTER_SHUTDOWN) && (m->has & RC_HAS_SEQ) &&
+           (m->has & RC_HAS_TO);
+}
+
+/* Queues the replayed letter to its group's shard as a job from its
+ * original sender. */
+static void replay_route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kind)
+{
+    rc_job *j = rc_job_new(kind, rc_conn_id_make(io->idx, c->slot, c->gen), m->from, m);
+    if (!j) {
+        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the replay; try again later");
+        return;
+    }
+    j->enq_ns = rc_now_ns();
+    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len));
+}
+
+/* A letter that was never sequenced is sent now as from its sender, with
+ * its mid or, without one, a mid derived from the letter: the dedup window
+ * makes a second replay an ack with dup: true. */
+static void replay_send(rc_io *io, rc_conn *c, const rc_msg *m)
+{
+    rc_msg send = *m;
+    char mid[RC_MAX_MID];
+    if (!(m->has & RC_HAS_MID)) {
+        uint64_t h = rc_hash64(m->body.ptr, m->body.len) ^ (m->ts * 0x9e3779b97f4a7c15ull);
+        snprintf(mid, sizeof(mid), "dl-%016llx", (unsigned long long)h);
+        send.mid = rc_str_c(mid);
+        send.has |= RC_HAS_MID;
+    }
+    replay_route(io, c, &send, RC_JOB_SEND);
+}
+
+/* A dead letter brought back by ringcast-replay (DESIGN §3):
+ *  - slow_consumer (or shutdown of a queued delivery) with seq and `to`:
+ *    one recipient missed a sequenced message. It goes to the group's shard
+ *    (RC_JOB_REDELIVER), which sends it towards every subscriber; only a
+ *    connection of `to` that still owes that (g, seq) (deliver_as_letter
+ *    remembered it) receives it, so replaying twice delivers once. A
+ *    recipient not online now finds it in history (join with since). The
+ *    shard acks; dup: true when the group has nobody online.
+ *  - any other letter with a seq (or a slow_consumer letter without one):
+ *    history covers it; acknowledged with dup: true, nothing sent.
+ *  - a letter without seq (overloaded, expired, poison, ...) was never
+ *    sequenced: sent now as from its original sender (replay_send). */
 static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
 {
     if (!c->admin) {
         conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only (hello with the admin token)");
         return;
     }
-    int reason = -1;
-    for (int r = 0; r < RC_LETTER_REASONS; r++)
-        if (rc_str_eq(m->reason, rc_str_c(rc_letter_reason_name((rc_letter_reason)r))))
-            reason = r;
+    int reason = replay_reason(m);
     if (reason < 0) {
         conn_error(io, c, m, RC_E_BAD_FIELD, "reason must be slow_consumer, overloaded, expired, shutdown or poison");
         return;
     }
-    if (reason == RC_LETTER_SLOW_CONSUMER || (m->has & RC_HAS_SEQ)) {
+    if (replay_redelivers(reason, m)) {
+        replay_route(io, c, m, RC_JOB_REDELIVER);
+    } else if (reason == RC_LETTER_SLOW_CONSUMER || (m->has & RC_HAS_SEQ)) {
         rc_msg ack = { .type = RC_T_ACK, .has = (m->has & RC_HAS_RID) | RC_HAS_DUP, .rid = m->rid, .g = m->g,
                        .seq = m->seq, .ts = m->ts, .dup = true };
         conn_reply(io, c, &ack);
-        return;
+    } else {
+        replay_send(io, c, m);
     }
-    rc_msg send = *m;
-    char mid[RC_MAX_MID];
-    if (!(m->has & RC_HAS_MID)) {
-        /* Same letter, same mid: the dedup window makes the replay idempotent. */
-        uint64_t h = rc_hash64(m->body.ptr, m->body.len) ^ (m->ts * 0x9e3779b97f4a7c15ull);
-        snprintf(mid, sizeof(mid), "dl-%016llx", (unsigned long long)h);
-        send.mid = rc_str_c(mid);
-        send.has |= RC_HAS_MID;
-    }
-    rc_job *j = rc_job_new(RC_JOB_SEND, rc_conn_id_make(io->idx, c->slot, c->gen), m->from, &send);
-    if (j)
-        j->enq_ns = rc_now_ns();
-    if (!j) {
-        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the replay; try again later");
-        return;
-    }
-    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len));
 }
 
 static void handle_request(rc_io *io, rc_conn *c, const rc_msg *m)
@@ -823,26 +867,66 @@ static void flush_jobs(rc_io *io)
     }
 }
 
-/* A delivery to a connection past outbound_high_bytes: the msg becomes a
- * slow_consumer dead letter instead of more queued output (it stays in the
- * group's history, so a reconnect with `since` recovers it). Returns true
- * when the frame was turned into a letter. */
-static bool deliver_as_letter(rc_io *io, rc_conn *c, const rc_frame *f)
+/* ---- messages owed to a connection (slow_consumer letters to redeliver) ---- */
+
+/* Remembers that c missed (g, seq) because it became a letter. When the ring
+ * is full the oldest pair is forgotten (counted): its replay then delivers
+ * nothing, and history still serves it. */
+static void owed_remember(rc_io *io, rc_conn *c, rc_str g, uint64_t seq)
+{
+    if (!c->owed && !(c->owed = calloc(RC_CONN_LETTERED_MAX, sizeof(*c->owed)))) {
+        fprintf(stderr, "level=error component=io event=owed_nomem sid=%llu\n", (unsigned long long)c->sid);
+        return; /* a replay of this letter will deliver nothing; history covers it */
+    }
+    if (c->n_owed == RC_CONN_LETTERED_MAX) {
+        if (c->owed[c->owed_head].seq)
+            STAT_ADD(io, lettered_forgotten, 1);
+        c->owed_head = (c->owed_head + 1) % RC_CONN_LETTERED_MAX;
+        c->n_owed--;
+    }
+    c->owed[(c->owed_head + c->n_owed++) % RC_CONN_LETTERED_MAX] = (owed_msg){ rc_hash64(g.ptr, g.len), seq };
+}
+
+/* True when c owed (g, seq), which it then no longer owes. */
+static bool owed_take(rc_conn *c, rc_str g, uint64_t seq)
+{
+    uint64_t h = rc_hash64(g.ptr, g.len);
+    for (uint32_t i = 0; seq && i < c->n_owed; i++) {
+        owed_msg *o = &c->owed[(c->owed_head + i) % RC_CONN_LETTERED_MAX];
+        if (o->seq == seq && o->g_hash == h) {
+            o->seq = 0;
+            while (c->n_owed && c->owed[c->owed_head].seq == 0) { /* replays usually come oldest first */
+                c->owed_head = (c->owed_head + 1) % RC_CONN_LETTERED_MAX;
+                c->n_owed--;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A delivery to a connection past outbound_high_bytes: the msg (the encoded
+ * frame p, len bytes) becomes a slow_consumer dead letter instead of more
+ * queued output (it stays in the group's history, so a reconnect with
+ * `since` recovers it), and the connection remembers it is owed, for a
+ * replay to redeliver. Returns true when the frame was turned into a
+ * letter. */
+static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
 {
     if (!io->lim.letters || conn_queued(c) <= io->lim.outbound_high_bytes)
         return false;
     rc_msg m;
-    if (rc_decode(&io->dec, f->data + RC_FRAME_HEADER, f->len - RC_FRAME_HEADER, &m, NULL) != RC_OK ||
-        m.type != RC_T_MSG)
+    if (rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
         return false; /* replies and errors are queued up to the kill bound */
     char why[96];
     snprintf(why, sizeof(why), "outbound queue of %zu bytes passed outbound_high_bytes", conn_queued(c));
     rc_letter l = { .reason = RC_LETTER_SLOW_CONSUMER, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
                     .to = { c->user, c->user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
                     .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
-    c->lettered += f->len;
+    c->lettered += len;
     if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
         STAT_ADD(io, slow_letters, 1);
+        owed_remember(io, c, m.g, m.seq);
     } else {
         STAT_ADD(io, letters_refused, 1);
         fprintf(stderr, "level=error component=io event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s\n",
@@ -859,6 +943,53 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const rc_frame *f)
     return true;
 }
 
+/* One `msg` (or reply) frame for a live connection: queued, or past
+ * outbound_high_bytes a slow_consumer letter (never for history the session
+ * asked for). */
+static void deliver_msg(rc_io *io, rc_conn *c, const rc_frame *f, uint32_t flags)
+{
+    if ((flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f->data, f->len)) {
+        conn_write(io, c, f->data, f->len);
+        STAT_ADD(io, deliveries, 1);
+    }
+}
+
+/* A replayed slow_consumer letter (rc_frame_redeliver_new) reaching one
+ * subscriber of its group: sent only when this connection belongs to the
+ * letter's recipient and still owes that (g, seq), which it then no longer
+ * owes, so a second replay delivers nothing. Any other connection drops it
+ * silently: a filter, not a loss. A connection still past
+ * outbound_high_bytes gets it lettered again (and owed again) like any
+ * delivery, rather than queued past the bound: a new trace, never a silent
+ * drop, and the next replay can try again. */
+static void redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
+{
+    if (!rc_str_eq(rc_frame_redeliver_to(f), (rc_str){ c->user, c->user_len }))
+        return;
+    uint32_t len;
+    const uint8_t *wire = rc_frame_redeliver_wire(f, &len);
+    rc_msg m;
+    if (len < RC_FRAME_HEADER ||
+        rc_decode(&io->dec, wire + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK ||
+        m.type != RC_T_MSG || !owed_take(c, m.g, m.seq)) {
+        STAT_ADD(io, redelivery_skipped, 1);
+        return;
+    }
+    if (!deliver_as_letter(io, c, wire, len)) {
+        conn_write(io, c, wire, len);
+        STAT_ADD(io, redelivered, 1);
+    }
+}
+
+/* The connection a delivery names, or NULL when it closed (or its slot was
+ * reused since). */
+static rc_conn *delivery_conn(rc_io *io, rc_conn_id id)
+{
+    uint32_t slot = rc_conn_slot(id);
+    rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
+    return c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD ? c : NULL;
+}
+
 /* Queues one batch's deliveries. Consecutive deliveries of one frame (a
  * message's recipients on this thread) drop their references with one
  * atomic operation. */
@@ -869,20 +1000,18 @@ static void deliver_batch(rc_io *io, rc_outbatch *b)
         rc_frame *f = b->d[i].frame;
         uint32_t k = i;
         for (; k < b->n && b->d[k].frame == f; k++) {
-            rc_conn_id id = b->d[k].conn;
-            uint32_t slot = rc_conn_slot(id);
-            rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
-            if (f->kind == RC_FRAME_VOID) {
+            if (f->kind == RC_FRAME_VOID)
                 continue;
-            } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD && f->kind == RC_FRAME_JOIN_REFUSED) {
+            rc_conn *c = delivery_conn(io, b->d[k].conn);
+            if (!c) {
+                if (f->kind != RC_FRAME_REDELIVER) /* a closed subscriber owes nothing: filtered */
+                    STAT_ADD(io, dropped_closed, 1);
+            } else if (f->kind == RC_FRAME_JOIN_REFUSED) {
                 session_remove(c, (rc_str){ (const char *)f->data, f->len });
-            } else if (c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD) {
-                if ((b->d[k].flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f)) {
-                    conn_write(io, c, f->data, f->len);
-                    STAT_ADD(io, deliveries, 1);
-                }
+            } else if (f->kind == RC_FRAME_REDELIVER) {
+                redeliver(io, c, f);
             } else {
-                STAT_ADD(io, dropped_closed, 1);
+                deliver_msg(io, c, f, b->d[k].flags);
             }
         }
         rc_frame_unref_n(f, k - i);

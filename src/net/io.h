@@ -22,6 +22,11 @@
 #define RC_IO_OUT_RING 4096u  /* outbatches queued to one io thread */
 #define RC_IO_CQE_BATCH 256u  /* completions handled per peek */
 #define RC_IO_BGID 1u         /* provided-buffer group id */
+/* (group, seq) pairs one connection remembers as owed to it because they
+ * became slow_consumer letters, so a replay can redeliver them once. 16
+ * bytes each, allocated at the first letter; past this the oldest are
+ * forgotten (counted): their replay delivers nothing, history covers them. */
+#define RC_CONN_LETTERED_MAX 1024u
 
 /* What an io thread needs to know; copied from the server config. */
 typedef struct rc_io_limits {
@@ -51,6 +56,9 @@ typedef struct rc_io_stats {
     _Atomic uint64_t overload_letters;  /* sends refused with E_OVERLOADED, sent as letters */
     _Atomic uint64_t shutdown_letters;  /* deliveries still queued at a forced stop, sent as letters */
     _Atomic uint64_t letters_refused;   /* letters the sink could not queue (logged) */
+    _Atomic uint64_t redelivered;       /* replayed slow_consumer letters sent to the connection that missed them */
+    _Atomic uint64_t redelivery_skipped; /* replays for a connection of `to` that does not owe that (g, seq) */
+    _Atomic uint64_t lettered_forgotten; /* owed (g, seq) pairs dropped past RC_CONN_LETTERED_MAX (history covers them) */
 } rc_io_stats;
 
 enum rc_io_phase {

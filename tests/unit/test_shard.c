@@ -5,10 +5,13 @@
  * skipped). Storage is a fake rc_persist_ops kept in memory, so the test
  * sees every batch the shard commits and can make a commit fail.
  *
- * Covers: group commit of a join and a send, undo of a failed commit (seqs
- * given back, frames voided, E_INTERNAL per send), a dup of a send undone in
- * the same tick, rising snapshot versions, and recovery (adopt, lazy history
- * load, join since, dedup against stored mids).
+ * Covers: group commit of a join and a send, retries of a failed commit
+ * (a store that recovers within RC_POISON_ATTEMPTS tries loses nothing),
+ * undo of a commit that failed every try (seqs given back, frames voided,
+ * E_INTERNAL per send, one `poison` letter per send, caught by a fake
+ * rc_letter_sink), a dup of a send undone in the same tick, rising snapshot
+ * versions, recovery (adopt, lazy history load, join since, dedup against
+ * stored mids), and redelivery of replayed slow_consumer letters.
  */
 #define _GNU_SOURCE /* memmem */
 #include "core/shard.h"
@@ -117,6 +120,7 @@ struct rc_persist_batch {
 struct rc_persist {
     pthread_mutex_t mu;
     atomic_bool fail;                    /* the next commits fail while set */
+    atomic_uint fail_next;               /* ... and this many more after that */
     struct rc_persist_batch **commits;   /* committed batches, in order */
     uint32_t n_commits, cap_commits;
     uint32_t n_failed, n_aborted, n_begun;
@@ -215,10 +219,19 @@ static void store_apply(rc_persist *p, const fake_op *o)
     }
 }
 
+/* Takes one of the failures the test asked for with fail_next. */
+static bool fail_one_more(rc_persist *p)
+{
+    unsigned n = atomic_load(&p->fail_next);
+    while (n > 0 && !atomic_compare_exchange_weak(&p->fail_next, &n, n - 1))
+        ;
+    return n > 0;
+}
+
 static int fake_commit(rc_persist *p, rc_persist_batch *b, rc_durability d, char *err, size_t errlen)
 {
     pthread_mutex_lock(&p->mu);
-    if (atomic_load(&p->fail)) {
+    if (atomic_load(&p->fail) || fail_one_more(p)) {
         p->n_failed++;
         pthread_mutex_unlock(&p->mu);
         batch_free(b);
@@ -305,6 +318,7 @@ static void fake_init(rc_persist *p)
     memset(p, 0, sizeof(*p));
     pthread_mutex_init(&p->mu, NULL);
     atomic_init(&p->fail, false);
+    atomic_init(&p->fail_next, 0);
 }
 
 static void fake_free(rc_persist *p)
@@ -341,6 +355,64 @@ static uint32_t stored_seqs(rc_persist *p, const char *g, uint64_t *out, uint32_
 }
 
 /* ------------------------------------------------------------------ */
+/* The fake dead-letter sink                                            */
+/* ------------------------------------------------------------------ */
+
+/* One letter as the shard submitted it, strings copied. */
+typedef struct fake_letter {
+    rc_letter_reason reason;
+    bool has_seq, body_is_str;
+    uint64_t seq, ts;
+    uint32_t attempts;
+    char g[TEXT_MAX], from[TEXT_MAX], to[TEXT_MAX], mid[TEXT_MAX], body[TEXT_MAX], err[TEXT_MAX];
+} fake_letter;
+
+/* Shard thread submits, test thread reads: every access under mu. */
+typedef struct fake_sink {
+    pthread_mutex_t mu;
+    atomic_bool refuse;  /* submit returns -1 while set (a full producer queue) */
+    fake_letter *l;
+    uint32_t n, cap;
+} fake_sink;
+
+static void copy_str(char *dst, rc_str s)
+{
+    uint32_t n = s.len < TEXT_MAX - 1 ? s.len : TEXT_MAX - 1;
+    if (n)
+        memcpy(dst, s.ptr, n);
+    dst[n] = '\0';
+}
+
+static int fake_submit(void *self, const rc_letter *l)
+{
+    fake_sink *k = self;
+    if (atomic_load(&k->refuse))
+        return -1;
+    pthread_mutex_lock(&k->mu);
+    k->l = xgrow(k->l, &k->cap, k->n, sizeof(*k->l));
+    fake_letter *x = &k->l[k->n++];
+    *x = (fake_letter){ .reason = l->reason, .has_seq = l->has_seq, .body_is_str = l->body_is_str, .seq = l->seq,
+                        .ts = l->ts, .attempts = l->attempts };
+    copy_str(x->g, l->g);
+    copy_str(x->from, l->from);
+    copy_str(x->to, l->to);
+    copy_str(x->mid, l->mid);
+    copy_str(x->body, l->body);
+    copy_str(x->err, l->err);
+    pthread_mutex_unlock(&k->mu);
+    return 0;
+}
+
+/* Letters received so far. */
+static uint32_t letters_n(fake_sink *k)
+{
+    pthread_mutex_lock(&k->mu);
+    uint32_t n = k->n;
+    pthread_mutex_unlock(&k->mu);
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
 /* Harness: one shard, one io outbound ring                             */
 /* ------------------------------------------------------------------ */
 
@@ -353,6 +425,8 @@ typedef struct got {
     rc_err code;
     bool dup, lost;
     char g[TEXT_MAX], from[TEXT_MAX], mid[TEXT_MAX], body[TEXT_MAX];
+    bool redeliver;      /* came in an RC_FRAME_REDELIVER frame ... */
+    char to[TEXT_MAX];   /* ... naming this recipient */
     uint8_t *raw;        /* msg frames: the map bytes as delivered */
     uint32_t raw_len;
 } got;
@@ -364,6 +438,8 @@ typedef struct harness {
     rc_waker *wakers[1];
     rc_outlets outlets;
     rc_persist store;
+    fake_sink letters;
+    rc_letter_sink sink;
     rc_shard s;
     bool started;
     rc_decoder dec;
@@ -372,20 +448,13 @@ typedef struct harness {
     uint32_t n_void, n_refused, n_bad;
 } harness;
 
-static void copy_str(char *dst, rc_str s)
-{
-    uint32_t n = s.len < TEXT_MAX - 1 ? s.len : TEXT_MAX - 1;
-    if (n)
-        memcpy(dst, s.ptr, n);
-    dst[n] = '\0';
-}
-
-static void record_frame(harness *h, rc_conn_id conn, const rc_frame *f)
+/* Records one encoded frame (p, len: length prefix included); a
+ * redelivery also records its recipient. */
+static void record_frame(harness *h, rc_conn_id conn, const uint8_t *p, uint32_t len, const rc_str *to)
 {
     rc_msg m;
     const char *why = NULL;
-    if (f->len < RC_FRAME_HEADER ||
-        rc_decode(&h->dec, f->data + RC_FRAME_HEADER, f->len - RC_FRAME_HEADER, &m, &why) != RC_OK) {
+    if (len < RC_FRAME_HEADER || rc_decode(&h->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, &why) != RC_OK) {
         h->n_bad++;
         return;
     }
@@ -405,14 +474,28 @@ static void record_frame(harness *h, rc_conn_id conn, const rc_frame *f)
     copy_str(x->from, m.from);
     copy_str(x->mid, m.mid);
     copy_str(x->body, m.body);
+    if (to) {
+        x->redeliver = true;
+        copy_str(x->to, *to);
+    }
     if (m.type == RC_T_MSG) {
-        x->raw_len = f->len - RC_FRAME_HEADER;
-        x->raw = xdup(f->data + RC_FRAME_HEADER, x->raw_len);
+        x->raw_len = len - RC_FRAME_HEADER;
+        x->raw = xdup(p + RC_FRAME_HEADER, x->raw_len);
     }
 }
 
+/* A redelivery frame, recorded with its recipient. */
+static void record_redelivery(harness *h, rc_conn_id conn, const rc_frame *f)
+{
+    rc_str to = rc_frame_redeliver_to(f);
+    uint32_t len;
+    const uint8_t *wire = rc_frame_redeliver_wire(f, &len);
+    record_frame(h, conn, wire, len, &to);
+}
+
 /* As io.c deliver_batch: runs of one frame released with one unref_n, void
- * frames skipped, join-refused instructions counted. */
+ * frames skipped, join-refused instructions counted, redeliveries recorded
+ * for every subscriber (the io thread's filter is not modelled here). */
 static void consume_batch(harness *h, rc_outbatch *b)
 {
     uint32_t i = 0;
@@ -424,8 +507,10 @@ static void consume_batch(harness *h, rc_outbatch *b)
                 h->n_void++;
             else if (f->kind == RC_FRAME_JOIN_REFUSED)
                 h->n_refused++;
+            else if (f->kind == RC_FRAME_REDELIVER)
+                record_redelivery(h, b->d[k].conn, f);
             else
-                record_frame(h, b->d[k].conn, f);
+                record_frame(h, b->d[k].conn, f->data, f->len, NULL);
         }
         rc_frame_unref_n(f, k - i);
         i = k;
@@ -497,7 +582,13 @@ static int harness_init(harness *h)
     h->wakers[0] = &h->waker;
     h->outlets = (rc_outlets){ 1, h->rings, h->wakers };
     rc_shard_store st = { &h->store, &FAKE_OPS, RC_DURABILITY_BATCH };
-    return rc_shard_init(&h->s, 0, SHARD_RING_CAP, &LIMITS, &h->outlets, &st);
+    pthread_mutex_init(&h->letters.mu, NULL);
+    atomic_init(&h->letters.refuse, false);
+    h->sink = (rc_letter_sink){ fake_submit, &h->letters };
+    if (rc_shard_init(&h->s, 0, SHARD_RING_CAP, &LIMITS, &h->outlets, &st) != 0)
+        return -1;
+    rc_shard_set_letters(&h->s, &h->sink, 0); /* 0: sends never expire here */
+    return 0;
 }
 
 static int harness_start(harness *h)
@@ -545,6 +636,8 @@ static void harness_stop(harness *h)
         free(h->got[i].raw);
     free(h->got);
     fake_free(&h->store);
+    free(h->letters.l);
+    pthread_mutex_destroy(&h->letters.mu);
 }
 
 /* ---- jobs ---- */
@@ -849,6 +942,8 @@ static void test_failed_commit_dup_in_tick(void)
     CU_ASSERT_EQUAL(a21, -1);
     int e21 = find_got(&h, mark, RC_T_ERR, 21);
     CU_ASSERT(e21 >= 0 && h.got[e21].code == RC_E_INTERNAL);
+    /* One message, one poison letter: the repeat names the same message. */
+    CU_ASSERT_EQUAL(letters_n(&h.letters), 1);
     uint64_t seqs[4];
     CU_ASSERT_EQUAL(stored_seqs(&h.store, "room", seqs, 4), 0);
 
@@ -1053,6 +1148,235 @@ out:
     harness_stop(&h);
 }
 
+/* 5. A store that fails fewer than RC_POISON_ATTEMPTS times in a row loses
+ * nothing: the tick's batch is rebuilt and written again, the sends are
+ * acked with the seqs they were given, and no letter is made. */
+static void test_commit_retried(void)
+{
+    harness h;
+    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
+    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
+    rc_conn_id c = conn_of(5);
+    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0);
+    uint32_t mark = h.n_got;
+    atomic_store(&h.store.fail_next, RC_POISON_ATTEMPTS - 1);
+    rc_job *two[2] = { job_send(c, "u", "room", 2, "kept-a", "ka"), job_send(c, "u", "room", 3, "kept-b", NULL) };
+    CHECK_OR_OUT(submit(&h, two, 2));
+    int a2 = wait_for(&h, RC_T_ACK, 2), a3 = wait_for(&h, RC_T_ACK, 3);
+    CHECK_OR_OUT(a2 >= 0 && a3 >= 0);
+    CU_ASSERT_EQUAL(h.got[a2].seq, 1);
+    CU_ASSERT_EQUAL(h.got[a3].seq, 2);
+    CU_ASSERT_FALSE(h.got[a2].dup);
+    CU_ASSERT_EQUAL(count_type(&h, mark, RC_T_MSG), 2);
+    CU_ASSERT_EQUAL(count_type(&h, mark, RC_T_ERR), 0);
+    CU_ASSERT_EQUAL(h.n_void, 0);
+    CU_ASSERT_EQUAL(atomic_load(&h.store.fail_next), 0);
+
+    pthread_mutex_lock(&h.store.mu);
+    CU_ASSERT_EQUAL(h.store.n_failed, RC_POISON_ATTEMPTS - 1);
+    pthread_mutex_unlock(&h.store.mu);
+    uint64_t seqs[4];
+    CU_ASSERT_EQUAL(stored_seqs(&h.store, "room", seqs, 4), 2); /* the rebuilt batch held both */
+    for (uint32_t i = mark; i < h.n_got; i++) {
+        if (h.got[i].type != RC_T_MSG)
+            continue;
+        pthread_mutex_lock(&h.store.mu);
+        const fake_op *e = store_find(&h.store, "room", 4, h.got[i].seq);
+        CU_ASSERT(e && e->len == h.got[i].raw_len && memcmp(e->bytes, h.got[i].raw, e->len) == 0);
+        pthread_mutex_unlock(&h.store.mu);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.store_retries), RC_POISON_ATTEMPTS - 1);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.store_errors), 0);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.poison_letters), 0);
+    CU_ASSERT_EQUAL(letters_n(&h.letters), 0);
+out:
+    harness_stop(&h);
+}
+
+/* Checks one poison letter against the send it came from. */
+static void check_poison(const fake_letter *l, const char *body, const char *mid, uint64_t t0, uint64_t t1)
+{
+    CU_ASSERT_EQUAL(l->reason, RC_LETTER_POISON);
+    CU_ASSERT_STRING_EQUAL(l->g, "room");
+    CU_ASSERT_STRING_EQUAL(l->from, "u");
+    CU_ASSERT_STRING_EQUAL(l->to, "");
+    CU_ASSERT_FALSE(l->has_seq); /* the seq was given back */
+    CU_ASSERT(l->ts >= t0 && l->ts <= t1);
+    CU_ASSERT_STRING_EQUAL(l->mid, mid);
+    CU_ASSERT_STRING_EQUAL(l->body, body);
+    CU_ASSERT(l->body_is_str);
+    CU_ASSERT_EQUAL(l->attempts, RC_POISON_ATTEMPTS);
+    CU_ASSERT_STRING_EQUAL(l->err, "fake store: commit refused by the test");
+}
+
+static uint64_t wall_ms(void);
+
+/* 6. A store that keeps failing: after RC_POISON_ATTEMPTS tries each send
+ * gets E_INTERNAL and becomes exactly one `poison` letter with the
+ * message's fields; a letter the sink refuses is counted. */
+static void test_poison_letters(void)
+{
+    harness h;
+    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
+    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
+    rc_conn_id c = conn_of(6);
+    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0);
+    uint32_t mark = h.n_got;
+    atomic_store(&h.store.fail, true);
+    uint64_t t0 = wall_ms();
+    rc_job *two[2] = { job_send(c, "u", "room", 10, "lost-a", "ma"), job_send(c, "u", "room", 11, "lost-b", NULL) };
+    CHECK_OR_OUT(submit(&h, two, 2));
+    int e10 = wait_for(&h, RC_T_ERR, 10), e11 = wait_for(&h, RC_T_ERR, 11);
+    uint64_t t1 = wall_ms();
+    CHECK_OR_OUT(e10 >= 0 && e11 >= 0);
+    CU_ASSERT_EQUAL(h.got[e10].code, RC_E_INTERNAL);
+    CU_ASSERT_EQUAL(h.got[e11].code, RC_E_INTERNAL);
+    atomic_store(&h.store.fail, false);
+    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 12, false, 0), RC_T_JOINED, 12) >= 0);
+    CU_ASSERT_EQUAL(count_type(&h, mark, RC_T_MSG), 0);
+    CU_ASSERT_EQUAL(find_got(&h, mark, RC_T_ACK, 10), -1);
+    CU_ASSERT_EQUAL(find_got(&h, mark, RC_T_ACK, 11), -1);
+
+    CHECK_OR_OUT(letters_n(&h.letters) == 2);
+    check_poison(&h.letters.l[0], "lost-a", "ma", t0, t1); /* oldest first */
+    check_poison(&h.letters.l[1], "lost-b", "", t0, t1);
+    uint64_t errors = atomic_load(&h.s.stats.store_errors); /* 1, or 2 when the sends took two ticks */
+    CU_ASSERT(errors >= 1 && errors <= 2);
+    pthread_mutex_lock(&h.store.mu);
+    CU_ASSERT_EQUAL(h.store.n_failed, RC_POISON_ATTEMPTS * errors);
+    pthread_mutex_unlock(&h.store.mu);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.store_retries), (RC_POISON_ATTEMPTS - 1) * errors);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.poison_letters), 2);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.letters_refused), 0);
+
+    /* A sink that cannot queue: the letter is counted as refused. */
+    atomic_store(&h.letters.refuse, true);
+    atomic_store(&h.store.fail, true);
+    int e20 = request(&h, job_send(c, "u", "room", 20, "refused", NULL), RC_T_ERR, 20);
+    atomic_store(&h.store.fail, false);
+    CHECK_OR_OUT(e20 >= 0);
+    CU_ASSERT_EQUAL(h.got[e20].code, RC_E_INTERNAL);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.poison_letters), 3);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.letters_refused), 1);
+    CU_ASSERT_EQUAL(letters_n(&h.letters), 2);
+    uint64_t seqs[4];
+    CU_ASSERT_EQUAL(stored_seqs(&h.store, "room", seqs, 4), 0);
+out:
+    harness_stop(&h);
+}
+
+/* ---- redelivery ---- */
+
+static rc_job *job_redeliver(rc_conn_id admin, const char *g, uint64_t rid, uint64_t seq, uint64_t ts,
+                             const char *from, const char *to, const char *body)
+{
+    rc_msg m = { .type = RC_T_REPLAY, .has = RC_HAS_RID | RC_HAS_SEQ | RC_HAS_TO, .rid = rid, .g = rc_str_c(g),
+                 .seq = seq, .ts = ts, .to = rc_str_c(to), .body = rc_str_c(body), .body_is_str = true,
+                 .reason = rc_str_c("slow_consumer") };
+    return rc_job_new(RC_JOB_REDELIVER, admin, rc_str_c(from), &m);
+}
+
+/* Redelivery frames received since mark, each checked to name `to`, carry
+ * seq and come from alice; returns how many. */
+static uint32_t redeliveries_since(const harness *h, uint32_t mark, const char *to, uint64_t seq)
+{
+    uint32_t n = 0;
+    for (uint32_t i = mark; i < h->n_got; i++) {
+        const got *x = &h->got[i];
+        if (!x->redeliver)
+            continue;
+        n++;
+        CU_ASSERT_EQUAL(x->type, RC_T_MSG);
+        CU_ASSERT_STRING_EQUAL(x->to, to);
+        CU_ASSERT_EQUAL(x->seq, seq);
+        CU_ASSERT_STRING_EQUAL(x->from, "alice");
+    }
+    return n;
+}
+
+#define LETTER_TS 1700000000123ull /* the ts a test letter carries */
+
+/* 7. A replayed slow_consumer letter goes to every subscriber of the group
+ * as a redelivery naming its recipient (io threads filter): history's own
+ * frame while the seq is retained, else one encoded from the letter. The
+ * admin's ack has the letter's seq and ts, dup: true with nobody online. */
+static void test_redeliver(void)
+{
+    harness h;
+    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
+    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
+    rc_conn_id alice = conn_of(20), bob = conn_of(21), carol = conn_of(22), admin = conn_of(23);
+    const char *users[3] = { "alice", "bob", "carol" };
+    rc_conn_id conns[3] = { alice, bob, carol };
+    for (uint32_t i = 0; i < 3; i++)
+        CHECK_OR_OUT(request(&h, job_join(conns[i], users[i], "room", 1 + i, false, 0), RC_T_JOINED, 1 + i) >= 0);
+    int a = request(&h, job_send(alice, "alice", "room", 4, "original", "o1"), RC_T_ACK, 4);
+    CHECK_OR_OUT(a >= 0 && h.got[a].seq == 1);
+    uint64_t ts1 = h.got[a].ts;
+    const uint8_t *orig = NULL;
+    uint32_t orig_len = 0;
+    for (uint32_t i = 0; i < h.n_got; i++)
+        if (h.got[i].type == RC_T_MSG && h.got[i].conn == bob) {
+            orig = h.got[i].raw;
+            orig_len = h.got[i].raw_len;
+        }
+    CHECK_OR_OUT(orig != NULL);
+
+    /* Retained: history's frame, whatever the letter's body says. */
+    uint32_t mark = h.n_got;
+    int k = request(&h, job_redeliver(admin, "room", 5, 1, ts1, "alice", "bob", "from-letter"), RC_T_ACK, 5);
+    CHECK_OR_OUT(k >= 0);
+    CU_ASSERT_EQUAL(h.got[k].conn, admin);
+    CU_ASSERT_EQUAL(h.got[k].seq, 1);
+    CU_ASSERT_EQUAL(h.got[k].ts, ts1);
+    CU_ASSERT_FALSE(h.got[k].dup);
+    CU_ASSERT_EQUAL(redeliveries_since(&h, mark, "bob", 1), 3); /* one per subscriber */
+    for (uint32_t i = mark; i < h.n_got; i++)
+        if (h.got[i].redeliver)
+            CU_ASSERT(h.got[i].raw_len == orig_len && memcmp(h.got[i].raw, orig, orig_len) == 0);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.redeliveries), 1);
+
+    /* history_max more messages push seq 1 out of history. */
+    for (uint32_t i = 0; i < LIMITS.history_max; i++) {
+        rc_job *j = job_send(alice, "alice", "room", 100 + i, "filler", NULL);
+        CHECK_OR_OUT(submit(&h, &j, 1));
+    }
+    CHECK_OR_OUT(wait_for(&h, RC_T_ACK, 100 + LIMITS.history_max - 1) >= 0);
+    mark = h.n_got;
+    k = request(&h, job_redeliver(admin, "room", 6, 1, LETTER_TS, "alice", "bob", "from-letter"), RC_T_ACK, 6);
+    CHECK_OR_OUT(k >= 0);
+    CU_ASSERT_EQUAL(h.got[k].ts, LETTER_TS);
+    CU_ASSERT_EQUAL(redeliveries_since(&h, mark, "bob", 1), 3);
+    for (uint32_t i = mark; i < h.n_got; i++) {
+        if (!h.got[i].redeliver)
+            continue;
+        CU_ASSERT_STRING_EQUAL(h.got[i].body, "from-letter");
+        CU_ASSERT_EQUAL(h.got[i].ts, LETTER_TS);
+        CU_ASSERT_FALSE(h.got[i].has & RC_HAS_MID);
+    }
+
+    /* Nobody online: an unknown group, then the room after everyone left. */
+    mark = h.n_got;
+    k = request(&h, job_redeliver(admin, "nowhere", 7, 3, LETTER_TS, "alice", "bob", "x"), RC_T_ACK, 7);
+    CHECK_OR_OUT(k >= 0);
+    CU_ASSERT(h.got[k].dup);
+    CU_ASSERT_STRING_EQUAL(h.got[k].g, "nowhere");
+    for (uint32_t i = 0; i < 3; i++) {
+        rc_msg m = { .g = rc_str_c("room") };
+        rc_job *d = rc_job_new(RC_JOB_DETACH, conns[i], (rc_str){ NULL, 0 }, &m);
+        CHECK_OR_OUT(submit(&h, &d, 1));
+    }
+    k = request(&h, job_redeliver(admin, "room", 8, 2, LETTER_TS, "alice", "bob", "x"), RC_T_ACK, 8);
+    CHECK_OR_OUT(k >= 0);
+    CU_ASSERT(h.got[k].dup);
+    CU_ASSERT_EQUAL(h.got[k].seq, 2);
+    CU_ASSERT_EQUAL(redeliveries_since(&h, mark, "bob", 0), 0);
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.redeliveries), 2);
+    CU_ASSERT_EQUAL(h.n_bad, 0);
+out:
+    harness_stop(&h);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -1062,7 +1386,10 @@ int main(void)
         !CU_add_test(s, "failed commit: sends undone", test_failed_commit_undo) ||
         !CU_add_test(s, "failed commit: dup of an undone send", test_failed_commit_dup_in_tick) ||
         !CU_add_test(s, "snapshot versions rise", test_snapshot_versions) ||
-        !CU_add_test(s, "recovery: adopt, join since, dedup", test_recovery)) {
+        !CU_add_test(s, "recovery: adopt, join since, dedup", test_recovery) ||
+        !CU_add_test(s, "failed commit: retried, nothing lost", test_commit_retried) ||
+        !CU_add_test(s, "failed commit: poison letters", test_poison_letters) ||
+        !CU_add_test(s, "replayed slow_consumer letter: redelivered", test_redeliver)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
