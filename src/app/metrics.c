@@ -40,6 +40,10 @@ static const io_metric io_metrics[] = {
     IO_METRIC(redelivered, "redelivered_total", "counter", "Replayed slow_consumer letters sent to the connection that missed them."),
     IO_METRIC(redelivery_skipped, "redelivery_skipped_total", "counter", "Replayed slow_consumer letters for a connection of their recipient that no longer owed them (already redelivered, or forgotten)."),
     IO_METRIC(lettered_forgotten, "lettered_forgotten_total", "counter", "Owed slow_consumer letters a connection forgot past its bound; history still serves them."),
+    IO_METRIC(replay_redeliver, "replays_redeliver_total", "counter", "Replayed letters of one recipient's missed message, sent on for redelivery."),
+    IO_METRIC(replay_history, "replays_history_total", "counter", "Replayed letters that history already covers: acknowledged dup, nothing sent."),
+    IO_METRIC(replay_send, "replays_send_total", "counter", "Replayed letters never sequenced, sent now as from their sender (a repeat is acked dup)."),
+    IO_METRIC(replay_refused, "replays_refused_total", "counter", "replay commands refused: not an admin session, or an unknown reason."),
     IO_METRIC(submit_retries, "shard_submit_retries_total", "counter", "Backoff retries on a full shard ring."),
 };
 

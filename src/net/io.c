@@ -670,21 +670,26 @@ static void replay_send(rc_io *io, rc_conn *c, const rc_msg *m)
 static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
 {
     if (!c->admin) {
+        STAT_ADD(io, replay_refused, 1);
         conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only (hello with the admin token)");
         return;
     }
     int reason = replay_reason(m);
     if (reason < 0) {
+        STAT_ADD(io, replay_refused, 1);
         conn_error(io, c, m, RC_E_BAD_FIELD, "reason must be slow_consumer, overloaded, expired, shutdown or poison");
         return;
     }
     if (replay_redelivers(reason, m)) {
+        STAT_ADD(io, replay_redeliver, 1);
         replay_route(io, c, m, RC_JOB_REDELIVER);
     } else if (reason == RC_LETTER_SLOW_CONSUMER || (m->has & RC_HAS_SEQ)) {
+        STAT_ADD(io, replay_history, 1);
         rc_msg ack = { .type = RC_T_ACK, .has = (m->has & RC_HAS_RID) | RC_HAS_DUP, .rid = m->rid, .g = m->g,
                        .seq = m->seq, .ts = m->ts, .dup = true };
         conn_reply(io, c, &ack);
     } else {
+        STAT_ADD(io, replay_send, 1);
         replay_send(io, c, m);
     }
 }

@@ -59,6 +59,10 @@ typedef struct rc_io_stats {
     _Atomic uint64_t redelivered;       /* replayed slow_consumer letters sent to the connection that missed them */
     _Atomic uint64_t redelivery_skipped; /* replays for a connection of `to` that does not owe that (g, seq) */
     _Atomic uint64_t lettered_forgotten; /* owed (g, seq) pairs dropped past RC_CONN_LETTERED_MAX (history covers them) */
+    _Atomic uint64_t replay_redeliver;  /* replayed letters sent on for redelivery to their recipient */
+    _Atomic uint64_t replay_history;    /* replayed letters history already covers: acked dup, nothing sent */
+    _Atomic uint64_t replay_send;       /* replayed letters never sequenced: sent as from their sender */
+    _Atomic uint64_t replay_refused;    /* replay commands refused (not admin, unknown reason) */
 } rc_io_stats;
 
 enum rc_io_phase {

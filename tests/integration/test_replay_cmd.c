@@ -82,6 +82,12 @@ static void test_replay_command(void)
     CU_ASSERT(replay(&admin, sd, &r) == 0 && r.type == RC_T_ACK && r.seq == 1 && r.dup);
     CU_ASSERT(replay(&admin, letter("bogus", "m9", 15), &r) == 0 && r.type == RC_T_ERR && r.code == RC_E_BAD_FIELD);
     CU_ASSERT_EQUAL(it_pending_msgs(&bob), 0);
+    /* What the server did with each replay, as an operator reads it. */
+    uint16_t ap = it_srv.s.admin_port;
+    CU_ASSERT_EQUAL(rc_test_metric(ap, "ringcast_replays_send_total", 1), 4);
+    CU_ASSERT_EQUAL(rc_test_metric(ap, "ringcast_replays_history_total", 1), 2);
+    CU_ASSERT_EQUAL(rc_test_metric(ap, "ringcast_replays_redeliver_total", 1), 0);
+    CU_ASSERT_EQUAL(rc_test_metric(ap, "ringcast_replays_refused_total", 1), 2);
 
     rc_client_close(&alice);
     rc_client_close(&bob);
