@@ -48,6 +48,12 @@ uint64_t *rc_strmap_get(const rc_strmap *m, const void *key, uint32_t len)
     return m->slots[i].hash ? &m->slots[i].val : NULL;
 }
 
+void rc_strmap_prefetch(const rc_strmap *m, const void *key, uint32_t len)
+{
+    if (m->n > 0)
+        __builtin_prefetch(&m->slots[(uint32_t)key_hash(key, len) & (m->cap - 1)]);
+}
+
 static int grow(rc_strmap *m)
 {
     uint32_t cap = m->cap ? m->cap * 2 : RC_STRMAP_MIN_CAP;

@@ -32,6 +32,9 @@ void rc_strmap_free(rc_strmap *m);
 
 /* Pointer to the key's value, or NULL. Valid until the next insert or delete. */
 uint64_t *rc_strmap_get(const rc_strmap *m, const void *key, uint32_t len);
+/* Starts loading the slot key would probe first into the cache, so a
+ * lookup a little later does not wait for memory (batch processing). */
+void rc_strmap_prefetch(const rc_strmap *m, const void *key, uint32_t len);
 /* Inserts or updates: 0, or -1 on ENOMEM (map unchanged). */
 int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val);
 /* Removes the key: true if it was there. */
