@@ -145,27 +145,18 @@ static void spool_section(const rc_dlq_stats *st, struct rc_admin_body *out)
     for (int b = RC_BREAKER_CLOSED; b <= RC_BREAKER_HALF_OPEN; b++)
         rc_admin_body_printf(out, "ringcast_dlq_breaker_state{state=\"%s\"} %d\n",
                              rc_breaker_state_name((rc_breaker_state)b), st->breaker == (rc_breaker_state)b);
-    rc_admin_body_printf(out, "# HELP ringcast_dlq_breaker_opens_total Times Kafka errors opened the breaker.\n"
-                              "# TYPE ringcast_dlq_breaker_opens_total counter\nringcast_dlq_breaker_opens_total %llu\n",
-                         (unsigned long long)st->breaker_opens);
-    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_letters Dead letters in the spool.\n"
-                              "# TYPE ringcast_dlq_spool_letters gauge\nringcast_dlq_spool_letters %llu\n",
-                         (unsigned long long)st->spool_letters);
-    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_bytes Bytes of dead letters in the spool.\n"
-                              "# TYPE ringcast_dlq_spool_bytes gauge\nringcast_dlq_spool_bytes %llu\n",
-                         (unsigned long long)st->spool_bytes);
-    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_max_bytes The spool's bound (spool_max_bytes).\n"
-                              "# TYPE ringcast_dlq_spool_max_bytes gauge\nringcast_dlq_spool_max_bytes %llu\n",
-                         (unsigned long long)st->spool_max_bytes);
-    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_drained_total Spooled dead letters Kafka has acknowledged.\n"
-                              "# TYPE ringcast_dlq_spool_drained_total counter\nringcast_dlq_spool_drained_total %llu\n",
-                         (unsigned long long)st->drained);
-    rc_admin_body_printf(out, "# HELP ringcast_dlq_spool_errors_total Spool reads and writes that failed (logged).\n"
-                              "# TYPE ringcast_dlq_spool_errors_total counter\nringcast_dlq_spool_errors_total %llu\n",
-                         (unsigned long long)st->spool_errors);
-    rc_admin_body_printf(out, "# HELP ringcast_dlq_produce_errors_total Dead-letter delivery reports with an error.\n"
-                              "# TYPE ringcast_dlq_produce_errors_total counter\nringcast_dlq_produce_errors_total %llu\n",
-                         (unsigned long long)st->produce_errors);
+    const struct { const char *name, *type, *help; uint64_t v; } m[] = {
+        { "ringcast_dlq_breaker_opens_total", "counter", "Times Kafka errors opened the breaker.", st->breaker_opens },
+        { "ringcast_dlq_spool_letters", "gauge", "Dead letters in the spool.", st->spool_letters },
+        { "ringcast_dlq_spool_bytes", "gauge", "Bytes of dead letters in the spool.", st->spool_bytes },
+        { "ringcast_dlq_spool_max_bytes", "gauge", "The spool's bound (spool_max_bytes).", st->spool_max_bytes },
+        { "ringcast_dlq_spool_drained_total", "counter", "Spooled dead letters Kafka has acknowledged.", st->drained },
+        { "ringcast_dlq_spool_errors_total", "counter", "Spool reads and writes that failed (logged).", st->spool_errors },
+        { "ringcast_dlq_produce_errors_total", "counter", "Dead-letter delivery reports with an error.", st->produce_errors },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        rc_admin_body_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name, m[i].type,
+                             m[i].name, (unsigned long long)m[i].v);
 }
 #endif
 

@@ -281,26 +281,44 @@ static int consume_and_check(const char *bootstrap, const char *topic, fixture *
     return consume_and_check_all(bootstrap, topic, f, NULL);
 }
 
-/* kcat, an independent reader, prints one key a line. */
-static int kcat_keys_seen(const char *bootstrap, const char *topic, fixture *f)
+/* kcat, an independent reader, prints one key a line; every key goes to
+ * on_key. */
+static void kcat_keys(const char *bootstrap, const char *topic, void (*on_key)(void *ud, const char *key), void *ud)
 {
     char cmd[1024], line[256];
-    bool seen[LETTERS] = {0};
-    int n = 0;
     snprintf(cmd, sizeof cmd, "timeout %d kcat -b '%s' -t '%s' -C -e -q -o beginning -f '%%k\\n' 2>/dev/null",
              KCAT_TIMEOUT_S, bootstrap, topic);
     FILE *p = popen(cmd, "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     while (fgets(line, sizeof line, p) != NULL) {
         line[strcspn(line, "\n")] = '\0';
-        for (int i = 0; i < LETTERS; i++)
-            if (!seen[i] && strcmp(line, f[i].g) == 0) {
-                seen[i] = true;
-                n++;
-            }
+        on_key(ud, line);
     }
     CU_ASSERT_EQUAL(pclose(p), 0);
-    return n;
+}
+
+typedef struct keys_seen {
+    fixture *f;
+    bool seen[LETTERS];
+    int n;
+} keys_seen;
+
+static void see_fixture_key(void *ud, const char *key)
+{
+    keys_seen *k = ud;
+    for (int i = 0; i < LETTERS; i++)
+        if (!k->seen[i] && strcmp(key, k->f[i].g) == 0) {
+            k->seen[i] = true;
+            k->n++;
+        }
+}
+
+/* How many fixtures' keys kcat finds in the topic. */
+static int kcat_keys_seen(const char *bootstrap, const char *topic, fixture *f)
+{
+    keys_seen k = { .f = f };
+    kcat_keys(bootstrap, topic, see_fixture_key, &k);
+    return k.n;
 }
 
 /* ---- tests ----------------------------------------------------------- */
@@ -573,21 +591,23 @@ static int kafka_dev_stop(kafka_dev *k)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+typedef struct key_count {
+    const char *key;
+    int n;
+} key_count;
+
+static void count_key(void *ud, const char *key)
+{
+    key_count *k = ud;
+    k->n += strcmp(key, k->key) == 0;
+}
+
 /* kcat, an independent reader: records with this key. */
 static int kcat_key_count(const char *bootstrap, const char *topic, const char *key)
 {
-    char cmd[1024], line[256];
-    int n = 0;
-    snprintf(cmd, sizeof cmd, "timeout %d kcat -b '%s' -t '%s' -C -e -q -o beginning -f '%%k\\n' 2>/dev/null",
-             KCAT_TIMEOUT_S, bootstrap, topic);
-    FILE *p = popen(cmd, "r");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    while (fgets(line, sizeof line, p) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        n += strcmp(line, key) == 0;
-    }
-    CU_ASSERT_EQUAL(pclose(p), 0);
-    return n;
+    key_count k = { .key = key };
+    kcat_keys(bootstrap, topic, count_key, &k);
+    return k.n;
 }
 
 /* Outage against the external dev broker: letters flow; with its brokers
