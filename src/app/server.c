@@ -20,6 +20,11 @@
 #include <unistd.h>
 
 #define RC_STOP_POLL_US 1000u /* how often stop checks io threads' progress */
+/* The dead-letter producer's last flush at a stop gets what is left of
+ * shutdown_timeout_ms, but at least this: the shutdown letters of that
+ * moment are made at the deadline itself. What it cannot hand to Kafka in
+ * time goes to the spool (kept on disk for the next start). */
+#define RC_DLQ_CLOSE_MIN_MS 1000u
 
 static int admin_handler(void *ud, const char *path, struct rc_admin_body *body, const char **ctype)
 {
@@ -234,7 +239,8 @@ void rc_server_stop(rc_server *s)
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_destroy(&s->ios[i]);
 #ifndef RC_NO_DLQ
-    rc_dlq_close(s->dlq, (int)s->cfg.shutdown_timeout_ms); /* flushes what io threads queued */
+    uint64_t now = rc_now_ns(), left_ms = now < deadline ? (deadline - now) / 1000000u : 0;
+    rc_dlq_close(s->dlq, (int)(left_ms > RC_DLQ_CLOSE_MIN_MS ? left_ms : RC_DLQ_CLOSE_MIN_MS));
 #endif
     rc_store_close(s->persist);
     rc_chash_destroy(s->chash);
