@@ -44,8 +44,7 @@ void rc_group_free(rc_group *g)
         return;
     for (uint32_t i = 0; i < g->hist_n; i++) {
         rc_hist_entry *e = hist_slot(g, i);
-        rc_frame_unref(e->frame);
-        free(e->dkey);
+        rc_frame_unref(e->frame); /* dkey belongs to the dedup map, freed below */
     }
     rc_strmap_free(&g->members);
     rc_strmap_free(&g->dedup);
@@ -124,10 +123,24 @@ static void dedup_expire(rc_group *g)
         return;
     rc_hist_entry *e = (rc_hist_entry *)rc_group_hist_at(g, g->last_seq + 1 - g->dedup_window);
     if (e && e->dkey) {
-        rc_strmap_del(&g->dedup, e->dkey, e->dkey_len);
-        free(e->dkey);
+        rc_strmap_del(&g->dedup, e->dkey, e->dkey_len); /* frees the key e->dkey points to */
         e->dkey = NULL;
     }
+}
+
+/* Adds dkey to the dedup map for the next seq; *stored gets the map's copy,
+ * which the history entry borrows. A key already there (a mid sequenced
+ * again after a restart reloaded it) moves to the new entry: the old entry
+ * lets go of it, so the map's copy is never freed under a borrower. */
+static int dedup_add(rc_group *g, const char *dkey, uint32_t dkey_len, const char **stored)
+{
+    const uint64_t *prev = rc_strmap_get(&g->dedup, dkey, dkey_len);
+    if (prev) {
+        rc_hist_entry *e = (rc_hist_entry *)rc_group_hist_at(g, *prev);
+        if (e)
+            e->dkey = NULL;
+    }
+    return rc_strmap_put_key(&g->dedup, dkey, dkey_len, g->last_seq + 1, stored);
 }
 
 /* History grows by doubling until history_max; hist_head stays 0 until the
@@ -149,23 +162,18 @@ static int hist_reserve(rc_group *g)
 
 int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, uint32_t dkey_len)
 {
-    char *key = NULL;
+    const char *key = NULL;
     if (hist_reserve(g) != 0)
         return -1;
     /* Expire first: the key leaving the window may equal the new one. */
     dedup_expire(g);
-    if (dkey && g->dedup_window > 0) {
-        key = malloc(dkey_len);
-        if (!key || rc_strmap_put(&g->dedup, dkey, dkey_len, g->last_seq + 1) != 0) {
-            free(key);
-            return -1;
-        }
-        memcpy(key, dkey, dkey_len);
-    }
+    if (dkey && g->dedup_window > 0 && dedup_add(g, dkey, dkey_len, &key) != 0)
+        return -1;
     if (g->hist_n == g->hist_max) {
         rc_hist_entry *old = hist_slot(g, 0);
         rc_frame_unref(old->frame);
-        free(old->dkey);
+        if (old->dkey) /* still in the window only when dedup_window > history_max: never, but cheap */
+            rc_strmap_del(&g->dedup, old->dkey, old->dkey_len);
         g->hist_head = g->hist_head + 1 == g->hist_cap ? 0 : g->hist_head + 1;
         g->hist_n--;
     }
@@ -180,10 +188,8 @@ void rc_group_forget_last(rc_group *g)
     if (g->hist_n == 0)
         return;
     rc_hist_entry *e = hist_slot(g, g->hist_n - 1);
-    if (e->dkey) {
-        rc_strmap_del(&g->dedup, e->dkey, e->dkey_len);
-        free(e->dkey);
-    }
+    if (e->dkey)
+        rc_strmap_del(&g->dedup, e->dkey, e->dkey_len); /* frees the key e->dkey points to */
     rc_frame_unref(e->frame);
     g->hist_n--;
     g->last_seq--;

@@ -17,7 +17,7 @@ typedef struct rc_hist_entry {
     uint64_t seq;
     uint64_t ts;        /* unix ms it was sequenced */
     rc_frame *frame;    /* the encoded `msg` frame; history holds one reference */
-    char *dkey;         /* dedup key (user NUL mid) or NULL when sent without mid */
+    const char *dkey;   /* dedup key (user NUL mid), the dedup map's own copy; NULL without mid or once expired */
     uint32_t dkey_len;
 } rc_hist_entry;
 

@@ -71,7 +71,7 @@ static int grow(rc_strmap *m)
     return 0;
 }
 
-int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val)
+int rc_strmap_put_key(rc_strmap *m, const void *key, uint32_t len, uint64_t val, const char **stored)
 {
     if ((m->n + 1) * 2 > m->cap && grow(m) != 0)
         return -1;
@@ -79,6 +79,7 @@ int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val)
     rc_strmap_slot *s = &m->slots[find_slot(m, h, key, len)];
     if (s->hash) {
         s->val = val;
+        *stored = s->key;
         return 0;
     }
     char *copy = malloc(len + 1u);
@@ -88,7 +89,14 @@ int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val)
     copy[len] = '\0';
     *s = (rc_strmap_slot){ h, copy, len, val };
     m->n++;
+    *stored = copy;
     return 0;
+}
+
+int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val)
+{
+    const char *stored;
+    return rc_strmap_put_key(m, key, len, val, &stored);
 }
 
 bool rc_strmap_del(rc_strmap *m, const void *key, uint32_t len)

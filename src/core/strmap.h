@@ -37,6 +37,10 @@ uint64_t *rc_strmap_get(const rc_strmap *m, const void *key, uint32_t len);
 void rc_strmap_prefetch(const rc_strmap *m, const void *key, uint32_t len);
 /* Inserts or updates: 0, or -1 on ENOMEM (map unchanged). */
 int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val);
+/* rc_strmap_put that also hands back the map's own copy of the key in
+ * *stored (valid until the key is deleted or the map freed), for a caller
+ * that needs the key again later without a copy of its own. */
+int rc_strmap_put_key(rc_strmap *m, const void *key, uint32_t len, uint64_t val, const char **stored);
 /* Removes the key: true if it was there. */
 bool rc_strmap_del(rc_strmap *m, const void *key, uint32_t len);
 

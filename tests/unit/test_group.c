@@ -278,6 +278,34 @@ static void test_dedup_window_edges(void)
     rc_group_free(g);
 }
 
+/* The same key remembered twice while the first is still in the window
+ * (a mid sequenced again after a restart reloaded history): the newer entry
+ * takes the key, the older lets go of it, and expiring both later frees it
+ * once (ASan would see a double free or a use after free). */
+static void test_dedup_key_moves(void)
+{
+    rc_group *g = rc_group_new("g", 1, HIST_MAX, DEDUP_SMALL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    char k[DKEY_BUF];
+    uint32_t kl = dkey_of(k, "alice", 7);
+    CU_ASSERT_EQUAL(rc_group_remember(g, TS_BASE, frame_for(1), k, kl), 0);
+    CU_ASSERT_EQUAL(rc_group_remember(g, TS_BASE, frame_for(2), k, kl), 0);
+    CU_ASSERT_EQUAL(rc_group_find_dup(g, k, kl), 2);
+    CU_ASSERT_PTR_NULL(rc_group_hist_at(g, 1)->dkey);
+    CU_ASSERT_PTR_NOT_NULL(rc_group_hist_at(g, 2)->dkey);
+    CU_ASSERT_EQUAL(g->dedup.n, 1);
+    for (uint64_t s = 3; s <= 3 * DEDUP_SMALL; s++)
+        CU_ASSERT_EQUAL(rc_group_remember(g, TS_BASE + s, frame_for(s), NULL, 0), 0);
+    CU_ASSERT_EQUAL(rc_group_find_dup(g, k, kl), 0);
+    CU_ASSERT_EQUAL(g->dedup.n, 0);
+    /* And undoing the newest, which holds a key, releases it too. */
+    CU_ASSERT_EQUAL(rc_group_remember(g, TS_BASE, frame_for(99), k, kl), 0);
+    rc_group_forget_last(g);
+    CU_ASSERT_EQUAL(rc_group_find_dup(g, k, kl), 0);
+    CU_ASSERT_EQUAL(g->dedup.n, 0);
+    rc_group_free(g);
+}
+
 static void test_dedup_windows(void)
 {
     check_dedup(HIST_MAX, DEDUP_SMALL, N_MSGS, 0);    /* window < history */
@@ -383,6 +411,7 @@ int main(void)
         !CU_add_test(s, "history lookups at the edges", test_history_empty_after_new) ||
         !CU_add_test(s, "dedup window edge", test_dedup_window_edges) ||
         !CU_add_test(s, "dedup windows", test_dedup_windows) ||
+        !CU_add_test(s, "dedup key remembered twice moves to the newer entry", test_dedup_key_moves) ||
         !CU_add_test(s, "dedup disabled", test_dedup_disabled) ||
         !CU_add_test(s, "messages without mid", test_no_mid) ||
         !CU_add_test(s, "frames released on free", test_frames_released_on_free)) {
