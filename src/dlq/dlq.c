@@ -429,12 +429,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 /* ---- probing and draining ------------------------------------------------ */
 
-/* Asks the cluster for the topic's metadata: true when Kafka answered. */
+/* Asks the cluster for the topic's metadata: true when Kafka answered and
+ * every partition of the topic has a leader to take letters. */
 static bool probe(rc_dlq *d)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(d->rk, 0, d->rkt, &md, DLQ_PROBE_TIMEOUT_MS);
-    bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+              md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0;
+    for (int i = 0; ok && i < md->topics[0].partition_cnt; i++)
+        ok = md->topics[0].partitions[i].leader >= 0;
     if (md)
         rd_kafka_metadata_destroy(md);
     return ok;
@@ -705,8 +709,9 @@ static rd_kafka_conf_t *producer_conf(rc_dlq *d, const rc_dlq_config *cfg, char 
         conf_set(conf, "compression.type", DLQ_COMPRESSION, err, errlen) != 0 ||
         conf_set(conf, "linger.ms", DLQ_LINGER_MS, err, errlen) != 0 ||
         (cfg->queue_max && conf_set_u32(conf, "queue.buffering.max.messages", cfg->queue_max, err, errlen) != 0) ||
-        (cfg->delivery_timeout_ms &&
-         conf_set_u32(conf, "message.timeout.ms", cfg->delivery_timeout_ms, err, errlen) != 0)) {
+        conf_set_u32(conf, "message.timeout.ms",
+                     cfg->delivery_timeout_ms ? cfg->delivery_timeout_ms : RC_DLQ_DEFAULT_DELIVERY_TIMEOUT_MS, err,
+                     errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

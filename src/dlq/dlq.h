@@ -35,6 +35,11 @@
 #define RC_DLQ_VERSION 1 /* the record's `v` field */
 #define RC_DLQ_DEFAULT_SPOOL_MAX_BYTES (UINT64_C(256) << 20)
 #define RC_DLQ_DEFAULT_BREAKER_MS 1000u
+/* A letter Kafka has not acknowledged after this long goes to the spool
+ * (and opens the breaker): it waits in librdkafka's memory at most this
+ * long, not librdkafka's default 300 s, when brokers answer but cannot
+ * take it (a partition without a leader). */
+#define RC_DLQ_DEFAULT_DELIVERY_TIMEOUT_MS 30000u
 
 typedef struct rc_dlq rc_dlq;
 
@@ -43,7 +48,7 @@ typedef struct rc_dlq_config {
     const char *topic;        /* NULL or "": RC_DLQ_DEFAULT_TOPIC */
     const char *node;         /* the `node` header; NULL or "": RC_DLQ_DEFAULT_NODE */
     uint32_t queue_max;       /* local queue bound, messages; 0: librdkafka default (100000) */
-    uint32_t delivery_timeout_ms; /* librdkafka gives a letter back after this; 0: librdkafka default (300 s) */
+    uint32_t delivery_timeout_ms; /* librdkafka gives a letter back (to the spool) after this; 0: RC_DLQ_DEFAULT_DELIVERY_TIMEOUT_MS */
     rc_spool spool;           /* where letters wait while Kafka is away; ops NULL: an in-memory spool */
     bool spool_durable;       /* the spool outlives the process (else what is left at close is lost, logged) */
     uint64_t spool_max_bytes; /* spool bound; 0: RC_DLQ_DEFAULT_SPOOL_MAX_BYTES */

@@ -12,6 +12,7 @@
 
 #include <CUnit/CUnit.h>
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +45,8 @@
 #define OUTAGE_LETTERS 300      /* letters written while the brokers are down */
 #define OUTAGE_GROUP "outage-g"
 #define OUTAGE_BREAKER_MS 200
+#define LEADERLESS_TIMEOUT_MS 1000 /* delivery timeout in the leaderless test */
+#define LEADERLESS_HOLD_US 1500000 /* time for several probes to find no leader */
 #define SIGNAL_SETTLE_US 300000 /* the dev broker handles a signal well within this */
 #define PATH_TEXT 4096
 
@@ -508,6 +511,50 @@ static void test_spool_bound(void)
     rc_dlq_close(d, 0);
 }
 
+/* Brokers that answer but cannot take letters (the topic's partition has
+ * no leader): letters are given back after the delivery timeout and go to
+ * the spool, the breaker opens, and its probe keeps it open while the
+ * partition has no leader; with a leader back the spool drains, in order. */
+static void test_leaderless_partition(void)
+{
+    static fixture f[LETTERS];
+    char err[ERR_TEXT] = "";
+    const char *topic = "test.leaderless";
+    rd_kafka_conf_t *mconf = rd_kafka_conf_new();
+    rd_kafka_conf_set(mconf, "log_level", "3", err, sizeof err); /* it never connects: no notice about that */
+    rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mrk);
+    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(mrk, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mc);
+    CU_ASSERT_EQUAL(rd_kafka_mock_topic_create(mc, topic, 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    CU_ASSERT_EQUAL(rd_kafka_mock_partition_set_leader(mc, topic, 0, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rc_dlq_config cfg = {.brokers = rd_kafka_mock_cluster_bootstraps(mc), .topic = topic, .node = TEST_NODE,
+                         .delivery_timeout_ms = LEADERLESS_TIMEOUT_MS, .breaker_ms = OUTAGE_BREAKER_MS};
+    rc_dlq *d = rc_dlq_open(&cfg, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    make_letters(f, "leaderless");
+    for (int i = 0; i < LETTERS; i++)
+        CU_ASSERT_EQUAL(rc_dlq_submit(d, &f[i].l), 0);
+    rc_dlq_stats st;
+    CU_ASSERT(wait_stats(d, spool_holds, LETTERS, &st));
+    CU_ASSERT(st.breaker_opens >= 1);
+    CU_ASSERT(st.produce_errors >= (uint64_t)LETTERS);
+    usleep(LEADERLESS_HOLD_US); /* several probes: none may close the breaker */
+    rc_dlq_stats_read(d, &st);
+    CU_ASSERT_NOT_EQUAL(st.breaker, RC_BREAKER_CLOSED);
+    CU_ASSERT_EQUAL(st.spool_letters, LETTERS);
+
+    CU_ASSERT_EQUAL(rd_kafka_mock_partition_set_leader(mc, topic, 0, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    CU_ASSERT(wait_stats(d, spool_empty, 0, &st));
+    CU_ASSERT_EQUAL(st.drained, LETTERS);
+    for (int r = 0; r < RC_LETTER_REASONS; r++)
+        CU_ASSERT_EQUAL(st.failed[r], 0);
+    CU_ASSERT_EQUAL(consume_and_check(cfg.brokers, topic, f), LETTERS);
+    rc_dlq_close(d, FLUSH_MS);
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(mrk);
+}
+
 static void test_bad_config(void)
 {
     char err[ERR_TEXT] = "";
@@ -677,6 +724,7 @@ int main(void)
         !CU_add_test(s, "local queue full", test_queue_full) ||
         !CU_add_test(s, "unreachable broker: spooled", test_unreachable_broker) ||
         !CU_add_test(s, "spool bound: refused and counted", test_spool_bound) ||
+        !CU_add_test(s, "leaderless partition: spool until a leader is back", test_leaderless_partition) ||
         !CU_add_test(s, "bad config", test_bad_config) ||
         !CU_add_test(s, "ringcast-kafka-dev outage: spool, drain in order, once", test_kafka_dev_outage)) {
         CU_cleanup_registry();
