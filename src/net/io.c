@@ -953,7 +953,10 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t 
  * asked for). */
 static void deliver_msg(rc_io *io, rc_conn *c, const rc_frame *f, uint32_t flags)
 {
-    if ((flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f->data, f->len)) {
+    /* The bound is checked here first: this runs for every delivery, and
+     * deliver_as_letter is the rare path. */
+    bool past_high = io->lim.letters && conn_queued(c) > io->lim.outbound_high_bytes;
+    if (!past_high || (flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f->data, f->len)) {
         conn_write(io, c, f->data, f->len);
         STAT_ADD(io, deliveries, 1);
     }

@@ -156,16 +156,23 @@ void rc_decoder_free(rc_decoder *d)
     d->zone_ready = false;
 }
 
+/* True when the n bytes at p spell the C string s. Every frame's keys are
+ * looked up in tables by this, so the first byte is compared before the
+ * length is worked out: most table entries fail there. */
+static bool str_is(const char *p, uint32_t n, const char *s)
+{
+    return n > 0 && p[0] == s[0] && strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
 static bool key_is(const msgpack_object *k, const char *s)
 {
-    size_t n = strlen(s);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, s, n) == 0;
+    return k->type == MSGPACK_OBJECT_STR && str_is(k->via.str.ptr, k->via.str.size, s);
 }
 
 static rc_type type_from_str(const msgpack_object_str *s)
 {
     for (int t = RC_T_HELLO; t < RC_T_COUNT; t++)
-        if (strlen(type_names[t]) == s->size && memcmp(type_names[t], s->ptr, s->size) == 0)
+        if (str_is(s->ptr, s->size, type_names[t]))
             return (rc_type)t;
     return RC_T_NONE;
 }
