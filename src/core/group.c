@@ -109,6 +109,17 @@ const rc_hist_entry *rc_group_hist_at(const rc_group *g, uint64_t seq)
     return hist_slot(g, (uint32_t)(seq - first));
 }
 
+void rc_group_prefetch_remember(const rc_group *g)
+{
+    if (g->last_seq + 1 > g->dedup_window && g->dedup_window > 0) {
+        const rc_hist_entry *e = rc_group_hist_at(g, g->last_seq + 1 - g->dedup_window);
+        if (e)
+            __builtin_prefetch(e);
+    }
+    if (g->hist_n == g->hist_max && g->hist_n > 0)
+        __builtin_prefetch(hist_slot(g, 0));
+}
+
 uint64_t rc_group_find_dup(const rc_group *g, const char *dkey, uint32_t dkey_len)
 {
     const uint64_t *seq = rc_strmap_get(&g->dedup, dkey, dkey_len);

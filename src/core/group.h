@@ -67,6 +67,12 @@ uint64_t rc_group_first_seq(const rc_group *g);
 /* Oldest retained seq whose message is not older than cutoff_ms (unix ms):
  * history_ttl applied on top of history_max. */
 uint64_t rc_group_first_live_seq(const rc_group *g, uint64_t cutoff_ms);
+/* Starts loading what the next rc_group_remember touches far from the
+ * group itself: the history entry whose dedup key leaves the window (and,
+ * with a full ring, the entry it evicts), a message the group sent
+ * dedup_window messages ago and long out of the cache. */
+void rc_group_prefetch_remember(const rc_group *g);
+
 /* Seq a user's mid was sequenced at, or 0. */
 uint64_t rc_group_find_dup(const rc_group *g, const char *dkey, uint32_t dkey_len);
 

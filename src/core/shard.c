@@ -475,13 +475,22 @@ static void shard_sleep(rc_shard *s)
 }
 
 /* Memory latency, not work, dominates a job when groups are many: the job
- * was written by an io thread on another core, and its group's slot and
- * struct are cold. Before job i is processed, job i + 3 is loaded, the
- * groups-map slot of job i + 2 and the group struct of job i + 1, so by the time
- * each job's turn comes its memory is (mostly) in the cache. */
-#define RC_PREFETCH_JOB 3u
-#define RC_PREFETCH_SLOT 2u
-#define RC_PREFETCH_GROUP 1u
+ * was written by an io thread on another core, its group's slot and struct
+ * are cold, and so is the history entry whose dedup key the job's message
+ * pushes out of the window (written dedup_window messages ago). Before job
+ * i is processed, job i + 4 is loaded, the groups-map slot of job i + 3,
+ * the group struct of job i + 2 and that history entry of job i + 1, so by
+ * the time each job's turn comes its memory is (mostly) in the cache. */
+#define RC_PREFETCH_JOB 4u
+#define RC_PREFETCH_SLOT 3u
+#define RC_PREFETCH_GROUP 2u
+#define RC_PREFETCH_HIST 1u
+
+static const rc_group *peek_group(rc_shard *s, const rc_job *j)
+{
+    const uint64_t *v = rc_strmap_get(&s->groups, rc_job_g(j), j->g_len);
+    return v ? (const rc_group *)(uintptr_t)*v : NULL;
+}
 
 static void prefetch_ahead(rc_shard *s, rc_job *const *jobs, uint32_t i, uint32_t n)
 {
@@ -494,10 +503,14 @@ static void prefetch_ahead(rc_shard *s, rc_job *const *jobs, uint32_t i, uint32_
         rc_strmap_prefetch(&s->groups, rc_job_g(j), j->g_len);
     }
     if (i + RC_PREFETCH_GROUP < n) {
-        const rc_job *j = jobs[i + RC_PREFETCH_GROUP];
-        const uint64_t *v = rc_strmap_get(&s->groups, rc_job_g(j), j->g_len);
-        if (v)
-            __builtin_prefetch((const rc_group *)(uintptr_t)*v);
+        const rc_group *g = peek_group(s, jobs[i + RC_PREFETCH_GROUP]);
+        if (g)
+            __builtin_prefetch(g);
+    }
+    if (i + RC_PREFETCH_HIST < n && jobs[i + RC_PREFETCH_HIST]->kind == RC_JOB_SEND) {
+        const rc_group *g = peek_group(s, jobs[i + RC_PREFETCH_HIST]);
+        if (g)
+            rc_group_prefetch_remember(g);
     }
 }
 
