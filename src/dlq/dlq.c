@@ -476,10 +476,13 @@ static int drain_one(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
     rc_dlq *d = c->d;
     spool_rec r;
     if (spool_rec_decode(rec, len, &r) != 0) {
-        /* Not a record this build wrote: kept on disk, skipped, logged. */
+        /* Not a record this build wrote (another format, damage): it can
+         * never be sent, so it is logged, counted and removed, or the spool
+         * would never empty and letters never go straight to Kafka again. */
         count(&d->spool_errors);
-        fprintf(stderr, "level=error component=dlq event=spool_bad_record key=%" PRIu64 " bytes=%" PRIu32 "\n", key,
-                len);
+        fprintf(stderr, "level=error component=dlq event=spool_bad_record key=%" PRIu64 " bytes=%" PRIu32
+                " msg=\"not a dead-letter record of this build: removed from the spool\"\n", key, len);
+        spool_remove(d, key, len);
         d->drain_from = key + 1;
         return 0;
     }

@@ -33,6 +33,7 @@
 #define KEPT_LETTERS 25     /* letters spooled on disk across the restart */
 #define WAIT_MS 20000       /* bounded wait for the drain */
 #define WAIT_POLL_US 20000
+#define GARBAGE_KEY (KEPT_LETTERS + 100u) /* after the kept letters' keys 0..KEPT_LETTERS-1 */
 
 #define DIR_TEXT 64
 
@@ -239,6 +240,10 @@ static void test_durable_spool_restart(void)
 
     p = rc_store_open(dir, NULL, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    /* A record no build wrote sits among them: reported, removed, and it
+     * does not keep the spool from emptying. */
+    rc_spool sp = rc_store_spool(p);
+    CU_ASSERT_EQUAL(sp.ops->put(sp.self, GARBAGE_KEY, (const uint8_t *)"junk", 4, err, sizeof err), 0);
     d = open_on(p, "");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     deadline = now_ms() + WAIT_MS;
@@ -247,6 +252,8 @@ static void test_durable_spool_restart(void)
         rc_dlq_stats_read(d, &st);
     } while ((st.spool_letters != 0 || st.queued != 0) && now_ms() < deadline);
     CU_ASSERT_EQUAL(st.spool_letters, 0);
+    CU_ASSERT_EQUAL(st.spool_bytes, 0);
+    CU_ASSERT_EQUAL(st.spool_errors, 1);
     CU_ASSERT_EQUAL(st.drained, KEPT_LETTERS);
     CU_ASSERT_EQUAL(st.delivered[RC_LETTER_EXPIRED], KEPT_LETTERS);
     rc_dlq_close(d, 0);
