@@ -301,17 +301,24 @@ static double metric(const char *name)
 static const char *const FLAGS[] = { "--admin-token", TOKEN, "--outbound-high-bytes", "1048576",
                                      "--outbound-kill-bytes", "1073741824", "--history-max", "16", NULL };
 
+/* The cast of every test: bob, who stops reading, alice who sends, carol
+ * who reads everything, and an admin session that replays. */
+static void scene_start(rc_client *alice, rc_client *bob, rc_client *carol, rc_client *admin)
+{
+    reset_state();
+    it_suite_start(FLAGS);
+    login_slow(bob, "bob");
+    login_join(alice, "alice");
+    login_join(carol, "carol");
+    login_admin(admin);
+}
+
 /* 1. Missing seqs come back once; a second replay and a replay for someone
  * offline deliver nothing; carol never gets a duplicate. */
 static void test_redeliver_once(void)
 {
-    reset_state();
-    it_suite_start(FLAGS);
     rc_client alice, bob, carol, admin;
-    login_slow(&bob, "bob");
-    login_join(&alice, "alice");
-    login_join(&carol, "carol");
-    login_admin(&admin);
+    scene_start(&alice, &bob, &carol, &admin);
 
     uint64_t last = send_until_lettered(&alice, &carol, MIN_LETTERS);
     CU_ASSERT_EQUAL(acks, last);
@@ -365,13 +372,8 @@ static void test_redeliver_once(void)
  * newest are still redelivered once. */
 static void test_forgotten(void)
 {
-    reset_state();
-    it_suite_start(FLAGS);
     rc_client alice, bob, carol, admin;
-    login_slow(&bob, "bob");
-    login_join(&alice, "alice");
-    login_join(&carol, "carol");
-    login_admin(&admin);
+    scene_start(&alice, &bob, &carol, &admin);
 
     uint64_t last = send_until_lettered(&alice, &carol, 1);
     for (uint32_t i = 0; i < EXTRA_LETTERS; i++) {
