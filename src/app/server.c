@@ -124,12 +124,22 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .admin_token = s->cfg.admin_token,
         .submit_max_wait_us = RC_SUBMIT_MAX_WAIT_US,
     };
+    for (uint32_t i = 0; i < s->n_io; i++)
+        if (rc_io_init(&s->ios[i], i, s->listen_fds[i], &lim, s->shard_ptrs, s->n_shards, s->chash, err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+/* Binds the client port (one SO_REUSEPORT socket per io thread) before the
+ * embedded Kafka broker starts: that broker listens on an ephemeral port,
+ * and the kernel could otherwise hand it the very port asked for here when
+ * that port is itself a recently released ephemeral one (tests do that). */
+static int listen_all(rc_server *s, char *err, size_t errlen)
+{
     s->port = s->cfg.port;
     for (uint32_t i = 0; i < s->n_io; i++) {
-        int fd = rc_io_listen(s->cfg.host, &s->port, err, errlen);
-        if (fd < 0)
-            return -1;
-        if (rc_io_init(&s->ios[i], i, fd, &lim, s->shard_ptrs, s->n_shards, s->chash, err, errlen) != 0)
+        s->listen_fds[i] = rc_io_listen(s->cfg.host, &s->port, err, errlen);
+        if (s->listen_fds[i] < 0)
             return -1;
     }
     return 0;
@@ -148,14 +158,15 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     s->ios = calloc(s->n_io, sizeof(*s->ios));
     rc_ring **rings = s->out_rings = calloc(s->n_io, sizeof(*rings));
     rc_waker **wakers = s->out_wakers = calloc(s->n_io, sizeof(*wakers));
-    if (!s->chash || !s->shards || !s->shard_ptrs || !s->ios || !rings || !wakers) {
+    s->listen_fds = calloc(s->n_io, sizeof(*s->listen_fds));
+    if (!s->chash || !s->shards || !s->shard_ptrs || !s->ios || !rings || !wakers || !s->listen_fds) {
         snprintf(err, errlen, "out of memory starting the server");
         goto fail;
     }
     for (uint32_t i = 0; i < s->n_io; i++)
         s->ios[i].listen_fd = -1;
     s->admin = rc_admin_start(cfg->admin_host, cfg->admin_port, admin_handler, s, err, errlen);
-    if (!s->admin)
+    if (!s->admin || listen_all(s, err, errlen) != 0)
         goto fail;
     /* durability=off keeps everything in memory: nothing is stored or
      * recovered, and the dead-letter spool is in memory too. */
@@ -249,4 +260,5 @@ void rc_server_stop(rc_server *s)
     free(s->ios);
     free(s->out_rings);
     free(s->out_wakers);
+    free(s->listen_fds);
 }

@@ -28,6 +28,7 @@ typedef struct rc_server {
     uint32_t n_io;
     rc_admin *admin;
     uint16_t port;        /* bound TCP port */
+    int *listen_fds;      /* one listening socket per io thread, bound before anything else takes a port */
     uint64_t started_ns;
     rc_persist *persist;  /* the data directory (RocksDB) */
     rc_dlq *dlq;          /* dead-letter producer (Kafka) */
