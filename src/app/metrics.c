@@ -16,6 +16,12 @@ typedef struct io_metric {
     size_t offset;
 } io_metric;
 
+/* The HELP and TYPE lines that open one metric's samples. */
+static void metric_head(struct rc_admin_body *out, const char *name, const char *type, const char *help)
+{
+    rc_admin_body_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
 #define IO_METRIC(field, name, type, help) { "ringcast_" name, help, type, offsetof(rc_io_stats, field) }
 
 static const io_metric io_metrics[] = {
@@ -57,7 +63,7 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
 {
     for (size_t m = 0; m < sizeof(io_metrics) / sizeof(io_metrics[0]); m++) {
         const io_metric *im = &io_metrics[m];
-        rc_admin_body_printf(out, "# HELP %s %s\n# TYPE %s %s\n", im->name, im->help, im->name, im->type);
+        metric_head(out, im->name, im->type, im->help);
         for (uint32_t i = 0; i < s->n_io; i++)
             rc_admin_body_printf(out, "%s{io=\"%u\"} %llu\n", im->name, i,
                                  (unsigned long long)io_field(&s->ios[i], im->offset));
@@ -91,7 +97,7 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
 
 static void shard_line(struct rc_admin_body *out, const io_metric *m, rc_server *s)
 {
-    rc_admin_body_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
+    metric_head(out, m->name, m->type, m->help);
     for (uint32_t i = 0; i < s->n_shards; i++) {
         const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&s->shards[i].stats + m->offset);
         rc_admin_body_printf(out, "%s{shard=\"%u\"} %llu\n", m->name, i,
@@ -154,9 +160,10 @@ static void spool_section(const rc_dlq_stats *st, struct rc_admin_body *out)
         { "ringcast_dlq_spool_errors_total", "counter", "Spool reads and writes that failed (logged).", st->spool_errors },
         { "ringcast_dlq_produce_errors_total", "counter", "Dead-letter delivery reports with an error.", st->produce_errors },
     };
-    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
-        rc_admin_body_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name, m[i].type,
-                             m[i].name, (unsigned long long)m[i].v);
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        metric_head(out, m[i].name, m[i].type, m[i].help);
+        rc_admin_body_printf(out, "%s %llu\n", m[i].name, (unsigned long long)m[i].v);
+    }
 }
 #endif
 

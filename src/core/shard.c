@@ -492,7 +492,11 @@ static const rc_group *peek_group(rc_shard *s, const rc_job *j)
     return v ? (const rc_group *)(uintptr_t)*v : NULL;
 }
 
-static void prefetch_ahead(rc_shard *s, rc_job *const *jobs, uint32_t i, uint32_t n)
+/* ahead[k] keeps the group looked up for jobs[k] at the group stage, so the
+ * history stage one job later does not look it up again. Groups are only
+ * freed when the shard is destroyed, so a kept pointer stays valid through
+ * the burst; a group created meanwhile is just not prefetched. */
+static void prefetch_ahead(rc_shard *s, rc_job *const *jobs, const rc_group **ahead, uint32_t i, uint32_t n)
 {
     if (i + RC_PREFETCH_JOB < n) {
         __builtin_prefetch(jobs[i + RC_PREFETCH_JOB]);
@@ -503,21 +507,19 @@ static void prefetch_ahead(rc_shard *s, rc_job *const *jobs, uint32_t i, uint32_
         rc_strmap_prefetch(&s->groups, rc_job_g(j), j->g_len);
     }
     if (i + RC_PREFETCH_GROUP < n) {
-        const rc_group *g = peek_group(s, jobs[i + RC_PREFETCH_GROUP]);
+        const rc_group *g = ahead[i + RC_PREFETCH_GROUP] = peek_group(s, jobs[i + RC_PREFETCH_GROUP]);
         if (g)
             __builtin_prefetch(g);
     }
-    if (i + RC_PREFETCH_HIST < n && jobs[i + RC_PREFETCH_HIST]->kind == RC_JOB_SEND) {
-        const rc_group *g = peek_group(s, jobs[i + RC_PREFETCH_HIST]);
-        if (g)
-            rc_group_prefetch_remember(g);
-    }
+    if (i + RC_PREFETCH_HIST < n && ahead[i + RC_PREFETCH_HIST] && jobs[i + RC_PREFETCH_HIST]->kind == RC_JOB_SEND)
+        rc_group_prefetch_remember(ahead[i + RC_PREFETCH_HIST]);
 }
 
 static void *shard_main(void *arg)
 {
     rc_shard *s = arg;
     rc_job *jobs[RC_SHARD_BATCH];
+    const rc_group *ahead[RC_SHARD_BATCH]; /* see prefetch_ahead */
     uint32_t idle = 0;
     bool stop = false;
     while (!stop) {
@@ -532,8 +534,10 @@ static void *shard_main(void *arg)
         idle = 0;
         if (s->max_queue_ns)
             s->tick_ns = mono_ns();
+        for (uint32_t k = 0; k < RC_PREFETCH_GROUP; k++)
+            ahead[k] = NULL; /* the first jobs of a burst come before the pipeline fills */
         for (uint32_t i = 0; i < n; i++) {
-            prefetch_ahead(s, jobs, i, n);
+            prefetch_ahead(s, jobs, ahead, i, n);
             stop |= jobs[i]->kind == RC_JOB_STOP;
             process_job(s, jobs[i]);
             free(jobs[i]);

@@ -910,16 +910,22 @@ static bool owed_take(rc_conn *c, rc_str g, uint64_t seq)
     return false;
 }
 
-/* A delivery to a connection past outbound_high_bytes: the msg (the encoded
- * frame p, len bytes) becomes a slow_consumer dead letter instead of more
+/* A connection past outbound_high_bytes, with dead letters on: its msg
+ * deliveries become slow_consumer letters. Checked before anything else on
+ * every delivery; deliver_as_letter is the rare path behind it. */
+static bool past_high(const rc_io *io, const rc_conn *c)
+{
+    return io->lim.letters && conn_queued(c) > io->lim.outbound_high_bytes;
+}
+
+/* A delivery to a connection past_high: the msg (the encoded frame p, len
+ * bytes) becomes a slow_consumer dead letter instead of more
  * queued output (it stays in the group's history, so a reconnect with
  * `since` recovers it), and the connection remembers it is owed, for a
  * replay to redeliver. Returns true when the frame was turned into a
  * letter. */
 static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
 {
-    if (!io->lim.letters || conn_queued(c) <= io->lim.outbound_high_bytes)
-        return false;
     rc_msg m;
     if (rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
         return false; /* replies and errors are queued up to the kill bound */
@@ -953,10 +959,7 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t 
  * asked for). */
 static void deliver_msg(rc_io *io, rc_conn *c, const rc_frame *f, uint32_t flags)
 {
-    /* The bound is checked here first: this runs for every delivery, and
-     * deliver_as_letter is the rare path. */
-    bool past_high = io->lim.letters && conn_queued(c) > io->lim.outbound_high_bytes;
-    if (!past_high || (flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f->data, f->len)) {
+    if (!past_high(io, c) || (flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f->data, f->len)) {
         conn_write(io, c, f->data, f->len);
         STAT_ADD(io, deliveries, 1);
     }
@@ -983,7 +986,7 @@ static void redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
         STAT_ADD(io, redelivery_skipped, 1);
         return;
     }
-    if (!deliver_as_letter(io, c, wire, len)) {
+    if (!past_high(io, c) || !deliver_as_letter(io, c, wire, len)) {
         conn_write(io, c, wire, len);
         STAT_ADD(io, redelivered, 1);
     }

@@ -49,6 +49,22 @@ struct rc_persist {
     char *dir;
 };
 
+/* A u64 as RC_STORE_SEQ_BYTES big-endian bytes, so byte order is number
+ * order: the seq of a history key, the place of a spool record. */
+static inline void rc_store_be64_put(char *out, uint64_t v)
+{
+    for (unsigned i = 0; i < RC_STORE_SEQ_BYTES; i++)
+        out[i] = (char)(uint8_t)(v >> (8 * (RC_STORE_SEQ_BYTES - 1 - i)));
+}
+
+static inline uint64_t rc_store_be64_get(const char *in)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < RC_STORE_SEQ_BYTES; i++)
+        v = (v << 8) | (uint8_t)in[i];
+    return v;
+}
+
 /* Writes the history key of (g, seq) into out (RC_STORE_KEY_MAX bytes);
  * returns its length. g_len must be 1..RC_STORE_GROUP_MAX. */
 static inline size_t rc_store_history_key(char *out, const char *g, uint32_t g_len, uint64_t seq)
@@ -56,18 +72,14 @@ static inline size_t rc_store_history_key(char *out, const char *g, uint32_t g_l
     out[0] = (char)(uint8_t)g_len;
     for (uint32_t i = 0; i < g_len; i++)
         out[1 + i] = g[i];
-    for (unsigned i = 0; i < RC_STORE_SEQ_BYTES; i++)
-        out[1 + g_len + i] = (char)(uint8_t)(seq >> (8 * (RC_STORE_SEQ_BYTES - 1 - i)));
+    rc_store_be64_put(out + 1 + g_len, seq);
     return 1u + g_len + RC_STORE_SEQ_BYTES;
 }
 
 /* The seq of a history key whose group part is prefix_len bytes long. */
 static inline uint64_t rc_store_history_seq(const char *key, size_t prefix_len)
 {
-    uint64_t seq = 0;
-    for (unsigned i = 0; i < RC_STORE_SEQ_BYTES; i++)
-        seq = (seq << 8) | (uint8_t)key[prefix_len + i];
-    return seq;
+    return rc_store_be64_get(key + prefix_len);
 }
 
 /* Length of the group part (length byte + id) of a well-formed history key. */

@@ -1,6 +1,7 @@
 /*
  * The dead-letter spool (core/spool.h) on RocksDB's `spool` column family:
- * key = big-endian u64 (byte order is key order), value = the record.
+ * key = the u64 as rc_store_be64_put writes it (byte order is key order),
+ * value = the record.
  * Writes go through the WAL (no fsync), whatever the history durability:
  * a spooled letter is the last trace of a message that could not be
  * delivered, so it should survive a crash of the process.
@@ -9,22 +10,6 @@
 #include <stdlib.h>
 
 #include "store/rocks.h"
-
-#define SPOOL_KEY_BYTES 8u
-
-static void spool_key(char out[SPOOL_KEY_BYTES], uint64_t key)
-{
-    for (unsigned i = 0; i < SPOOL_KEY_BYTES; i++)
-        out[i] = (char)(uint8_t)(key >> (8 * (SPOOL_KEY_BYTES - 1 - i)));
-}
-
-static uint64_t spool_key_value(const char *k)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < SPOOL_KEY_BYTES; i++)
-        v = (v << 8) | (uint8_t)k[i];
-    return v;
-}
 
 /* RocksDB's error string into err, freed. Returns -1. */
 static int spool_fail(char *err, size_t errlen, const char *what, char *rerr)
@@ -37,8 +22,8 @@ static int spool_fail(char *err, size_t errlen, const char *what, char *rerr)
 static int spool_put(void *self, uint64_t key, const uint8_t *rec, uint32_t len, char *err, size_t errlen)
 {
     rc_persist *p = self;
-    char k[SPOOL_KEY_BYTES], *rerr = NULL;
-    spool_key(k, key);
+    char k[RC_STORE_SEQ_BYTES], *rerr = NULL;
+    rc_store_be64_put(k, key);
     rocksdb_put_cf(p->db, p->wopts[RC_DURABILITY_BATCH], p->cf[RC_CF_SPOOL], k, sizeof k, (const char *)rec, len,
                    &rerr);
     return rerr ? spool_fail(err, errlen, "write", rerr) : 0;
@@ -47,8 +32,8 @@ static int spool_put(void *self, uint64_t key, const uint8_t *rec, uint32_t len,
 static int spool_del(void *self, uint64_t key, char *err, size_t errlen)
 {
     rc_persist *p = self;
-    char k[SPOOL_KEY_BYTES], *rerr = NULL;
-    spool_key(k, key);
+    char k[RC_STORE_SEQ_BYTES], *rerr = NULL;
+    rc_store_be64_put(k, key);
     rocksdb_delete_cf(p->db, p->wopts[RC_DURABILITY_BATCH], p->cf[RC_CF_SPOOL], k, sizeof k, &rerr);
     return rerr ? spool_fail(err, errlen, "delete", rerr) : 0;
 }
@@ -57,18 +42,18 @@ static int spool_scan(void *self, uint64_t from, uint32_t limit, rc_spool_fn fn,
                       size_t errlen)
 {
     rc_persist *p = self;
-    char k[SPOOL_KEY_BYTES], *rerr = NULL;
+    char k[RC_STORE_SEQ_BYTES], *rerr = NULL;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_fill_cache(ro, 0); /* read once, then deleted */
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_SPOOL]);
-    spool_key(k, from);
+    rc_store_be64_put(k, from);
     for (rocksdb_iter_seek(it, k, sizeof k); limit > 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it), limit--) {
         size_t klen, vlen;
         const char *key = rocksdb_iter_key(it, &klen);
         const char *val = rocksdb_iter_value(it, &vlen);
-        if (klen != SPOOL_KEY_BYTES || vlen > UINT32_MAX)
+        if (klen != RC_STORE_SEQ_BYTES || vlen > UINT32_MAX)
             continue; /* not ours: left alone */
-        if (fn(ud, spool_key_value(key), (const uint8_t *)val, (uint32_t)vlen) != 0)
+        if (fn(ud, rc_store_be64_get(key), (const uint8_t *)val, (uint32_t)vlen) != 0)
             break;
     }
     rocksdb_iter_get_error(it, &rerr);

@@ -850,16 +850,23 @@ out:
     harness_stop(&h);
 }
 
+/* Starts the harness and has user "u" on connection c join "room" (rid 1).
+ * False when the join was not answered with joined. */
+static bool start_room_member(harness *h, rc_conn_id c)
+{
+    CU_ASSERT_EQUAL_FATAL(harness_init(h), 0);
+    CU_ASSERT_EQUAL_FATAL(harness_start(h), 0);
+    return request(h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0;
+}
+
 /* 2. A failed commit undoes its sends: E_INTERNAL per send (its rid), their
  * msg and ack frames void, the seqs given back; the next send after the
  * store recovers takes the next free seq and history stays gapless. */
 static void test_failed_commit_undo(void)
 {
     harness h;
-    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
-    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
     rc_conn_id c = conn_of(2);
-    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0);
+    CHECK_OR_OUT(start_room_member(&h, c));
     int i1 = request(&h, job_send(c, "u", "room", 2, "first", "m1"), RC_T_ACK, 2);
     CHECK_OR_OUT(i1 >= 0);
     CU_ASSERT_EQUAL(h.got[i1].seq, 1);
@@ -926,10 +933,8 @@ out:
 static void test_failed_commit_dup_in_tick(void)
 {
     harness h;
-    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
-    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
     rc_conn_id c = conn_of(3);
-    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0);
+    CHECK_OR_OUT(start_room_member(&h, c));
     atomic_store(&h.store.fail, true);
     uint32_t mark = h.n_got;
     rc_job *two[2] = { job_send(c, "u", "room", 20, "once", "same"), job_send(c, "u", "room", 21, "once", "same") };
@@ -1154,10 +1159,8 @@ out:
 static void test_commit_retried(void)
 {
     harness h;
-    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
-    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
     rc_conn_id c = conn_of(5);
-    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0);
+    CHECK_OR_OUT(start_room_member(&h, c));
     uint32_t mark = h.n_got;
     atomic_store(&h.store.fail_next, RC_POISON_ATTEMPTS - 1);
     rc_job *two[2] = { job_send(c, "u", "room", 2, "kept-a", "ka"), job_send(c, "u", "room", 3, "kept-b", NULL) };
@@ -1217,10 +1220,8 @@ static uint64_t wall_ms(void);
 static void test_poison_letters(void)
 {
     harness h;
-    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
-    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
     rc_conn_id c = conn_of(6);
-    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0);
+    CHECK_OR_OUT(start_room_member(&h, c));
     uint32_t mark = h.n_got;
     atomic_store(&h.store.fail, true);
     uint64_t t0 = wall_ms();
