@@ -14,7 +14,7 @@
  * step changes are published with release stores and read with acquire
  * loads, so a thread that sees a new step also sees its parameters.
  *
- * Steps. A run is one step (--max, --rate) or several (--sweep). A step has
+ * Steps. A run is one step (--max, --rate, --flood) or several (--sweep). A step has
  * a warm-up and a measured window [m0, m1); latency is attributed to the
  * step whose window holds the message's send (scheduled) time, so a message
  * sent near the end of a step and delivered in the next still counts where
@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "driver.h"
+#include "flood.h"
 #include "hist.h"      /* bench/lib */
 #include "plan.h"
 #include "workload.h"  /* bench/lib */
@@ -63,14 +64,19 @@ typedef struct counters {
     uint64_t errors;       /* server error replies and lost connections */
     uint64_t lost_conns;   /* connections closed under us */
     uint64_t unsent;       /* open loop: messages due in a window but never sent */
+    uint64_t refused[FLOOD_NCODES]; /* error replies to publishes, by code (flood.h) */
+    uint64_t byes;         /* bye frames received (ringcast) */
+    uint64_t readers_lost; /* subscriber connections closed under us or sent bye, each once */
+    uint64_t writers_lost; /* publisher connections likewise */
 } counters;
 #define N_COUNTERS (sizeof(counters) / sizeof(uint64_t))
 
 typedef enum phase { PH_SETUP, PH_LOAD, PH_PAUSE, PH_CUT, PH_DONE } phase;
-typedef enum run_mode { MODE_MAX, MODE_RATE, MODE_SWEEP } run_mode;
+typedef enum run_mode { MODE_MAX, MODE_RATE, MODE_SWEEP, MODE_FLOOD } run_mode;
 
 typedef struct step {
     bool open;             /* open loop at `rate`; else closed loop (window) */
+    bool flood;            /* no window: publish as fast as the socket takes it (flood.h) */
     double pct;            /* sweep: percent of the peak; 0 otherwise */
     double rate;           /* open loop: offered messages/s (mean, for a diurnal curve) */
     double warmup, duration;
@@ -164,12 +170,15 @@ void flow_free(void);
 void flow_start_step(gen_thread *t, uint32_t k);
 int flow_fill_closed(gen_thread *t, pub_state *p, uint32_t j, uint64_t now);
 int flow_fill_open(gen_thread *t, pub_state *p, uint32_t j, uint64_t limit);
+int flow_fill_flood(gen_thread *t, pub_state *p, uint32_t j);
+uint64_t flow_flood_pending(void);
+uint64_t flow_groups_lossy(void);
 bool flow_pub_blocked(const pub_state *p, uint32_t j);
 void flow_cut(gen_thread *t, uint32_t k);
 uint64_t flow_outstanding(uint32_t j);
 uint64_t flow_missing(void);
 void flow_sum(counters *out);
-void flow_count_lost(gen_thread *t);
+void flow_count_lost(gen_thread *t, bench_conn *c);
 
 static inline uint64_t mono_ns(void)
 {

@@ -71,6 +71,7 @@ typedef struct bench_conn {
     bool dead;             /* closed or failed; no more I/O */
     bool dirty;            /* generator: on its thread's list of connections to flush */
     bool epollout;         /* generator: EPOLLOUT is armed (the socket was full) */
+    bool gone;             /* generator: counted as disconnected (closed under us, or bye) */
     rc_buf out;            /* queued bytes; out.data[out_off..out.len) not yet written */
     size_t out_off;
     uint8_t *in;           /* received bytes not yet parsed: in[0..in_len) */
@@ -139,6 +140,9 @@ void bench_on_ack(bench_conn *c, uint32_t g, uint64_t seq, int64_t receivers);
 /* The server reported an error (text is not NUL-terminated); on a
  * publisher after setup it is taken as the refusal of one publish. */
 void bench_on_server_error(bench_conn *c, const char *text, size_t len);
+/* The server said goodbye (ringcast `bye`, with its reason); counted as a
+ * disconnection and, like an error, as a refused publish on a publisher. */
+void bench_on_bye(bench_conn *c, const char *reason, size_t len);
 /* Queues bytes the driver must answer with (NATS PONG) and marks c for flushing. */
 int bench_reply(bench_conn *c, const void *p, size_t n);
 

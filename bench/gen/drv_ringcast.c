@@ -311,9 +311,12 @@ static int dispatch(bench_conn *c, const rc_frame *f)
         bench_on_confirm(c, g, f->seq);
     } else if (key_is(f->t, f->t_len, "welcome")) {
         bench_on_confirm(c, BENCH_NO_GROUP, 0);
-    } else if (key_is(f->t, f->t_len, "err") || key_is(f->t, f->t_len, "bye")) {
+    } else if (key_is(f->t, f->t_len, "err")) {
         bench_on_server_error(c, f->code ? (const char *)f->code : (const char *)f->t,
                               f->code ? f->code_len : f->t_len);
+    } else if (key_is(f->t, f->t_len, "bye")) {
+        bench_on_bye(c, f->code ? (const char *)f->code : (const char *)f->t,
+                     f->code ? f->code_len : f->t_len);
     } else if (!key_is(f->t, f->t_len, "pong")) {
         return -1;
     }

@@ -20,6 +20,14 @@
  * publisher back, the wait counts: no coordinated omission. Messages due but
  * not yet written stay scheduled (the backlog) until the window ends; what
  * is still unsent after the drain is counted as `unsent`.
+ *
+ * Flood (--flood): no window at all. A publisher queues sends whenever its
+ * output buffer runs low (flood.h) and the socket takes them as fast as the
+ * server reads; acks, echoes and errors are still read and counted, so our
+ * side never blocks. Whatever the server cannot carry shows up as refused
+ * sends (by error code), disconnected readers and gaps. The drain waits for
+ * what can still come: every send acked or refused (systems that ack) and
+ * every live stream caught up with what was sent (acked, for ringcast).
  */
 #include <math.h>
 #include <stdio.h>
@@ -171,6 +179,41 @@ int flow_fill_closed(gen_thread *t, pub_state *p, uint32_t j, uint64_t now)
     return 0;
 }
 
+int flow_fill_flood(gen_thread *t, pub_state *p, uint32_t j)
+{
+    bench_conn *c = p->conn;
+    size_t room = flood_room(unsent_bytes(c), FLOOD_LOW_WATER, FLOOD_HIGH_WATER);
+    if (room == 0)
+        return 0;
+    size_t goal = unsent_bytes(c) + room;
+    /* Redis: the ack ring must hold every unanswered publish */
+    while (unsent_bytes(c) < goal && !(p->ring && p->ring_len > p->ring_mask - 1))
+        if (publish_one(t, p, j, mono_ns()) < 0)
+            return -1;
+    mark_dirty(t, c);
+    return 0;
+}
+
+/* Flood: publishes of j neither acked nor refused yet (0 for systems
+ * without acks, whose deliveries are awaited through flow_missing). */
+static uint64_t flood_unanswered(uint32_t j)
+{
+    const pub_state *p = &G.pubs[j];
+    if (!G.drv->has_acks)
+        return 0;
+    uint64_t sent = LOAD(p->sent), answered = LOAD(p->acked) + LOAD(p->rejected);
+    return sent > answered ? sent - answered : 0;
+}
+
+uint64_t flow_flood_pending(void)
+{
+    uint64_t n = flow_missing();
+    for (uint32_t j = 0; j < g_plan.P; j++)
+        if (!LOAD(G.pubs[j].conn->dead))
+            n += flood_unanswered(j);
+    return n;
+}
+
 /* The next arrival of p, as CLOCK_MONOTONIC ns. */
 static uint64_t next_arrival(pub_state *p)
 {
@@ -270,6 +313,23 @@ uint64_t flow_missing(void)
     return missing;
 }
 
+uint64_t flow_groups_lossy(void)
+{
+    const plan *pl = &g_plan;
+    uint64_t lossy = 0;
+    for (uint32_t g = 0; g < pl->G; g++) {
+        uint64_t expect = G.drv->acks_carry_seq ? LOAD(G.gacked[g]) : LOAD(G.gsent[g]);
+        for (uint64_t s = pl->gbase[g]; s < pl->gbase[g + 1]; s++) {
+            bool live = !LOAD(G.conns[pl->slot_sub[s]].dead);
+            if (LOAD(G.slot_bad[s]) || (live && expect > LOAD(G.last_seq[s]))) {
+                lossy++;
+                break;
+            }
+        }
+    }
+    return lossy;
+}
+
 void flow_sum(counters *out)
 {
     uint64_t *o = (uint64_t *)out;
@@ -281,10 +341,23 @@ void flow_sum(counters *out)
     }
 }
 
-void flow_count_lost(gen_thread *t)
+/* Counts c once as disconnected (closed under us, or said bye). */
+static void count_gone(gen_thread *t, bench_conn *c)
+{
+    if (c->gone)
+        return;
+    c->gone = true;
+    if (c->role == BENCH_SUB)
+        BUMP(t->n.readers_lost, 1);
+    else
+        BUMP(t->n.writers_lost, 1);
+}
+
+void flow_count_lost(gen_thread *t, bench_conn *c)
 {
     BUMP(t->n.lost_conns, 1);
     BUMP(t->n.errors, 1);
+    count_gone(t, c);
 }
 
 void bench_on_confirm(bench_conn *c, uint32_t g, uint64_t last_seq)
@@ -312,7 +385,7 @@ static void report_stream(const bench_conn *c, uint32_t g, int64_t slot, const c
 {
     if (G.slot_bad[slot])
         return;
-    G.slot_bad[slot] = 1;
+    STORE(G.slot_bad[slot], 1); /* read by the coordinator (flow_groups_lossy) */
     if (__atomic_fetch_add(&G.reported, 1, __ATOMIC_RELAXED) < MAX_REPORTED_STREAMS)
         fprintf(stderr, "ringcast-bench: s%u group %s%u: %s (after seq %llu came %llu)\n", c->index,
                 g_plan.cfg.prefix, g, what, (unsigned long long)last, (unsigned long long)seq);
@@ -393,7 +466,7 @@ void bench_on_ack(bench_conn *c, uint32_t g, uint64_t seq, int64_t receivers)
         BUMP(t->n.short_fanout, 1);
 }
 
-void bench_on_server_error(bench_conn *c, const char *text, size_t len)
+static void server_error(bench_conn *c, const char *text, size_t len, bool bye)
 {
     gen_thread *t = c->owner;
     if (__atomic_fetch_add(&t->reported, 1, __ATOMIC_RELAXED) < MAX_REPORTED_ERRORS)
@@ -406,6 +479,21 @@ void bench_on_server_error(bench_conn *c, const char *text, size_t len)
         pub_state *p = &G.pubs[c->index];
         BUMP(p->rejected, 1);
         BUMP(t->n.rejected, 1);
+        if (!bye)
+            BUMP(t->n.refused[flood_code_of(text, len)], 1);
         ring_pop(p);
     }
+}
+
+void bench_on_server_error(bench_conn *c, const char *text, size_t len)
+{
+    server_error(c, text, len, false);
+}
+
+void bench_on_bye(bench_conn *c, const char *reason, size_t len)
+{
+    gen_thread *t = c->owner;
+    BUMP(t->n.byes, 1);
+    count_gone(t, c);
+    server_error(c, reason, len, true);
 }

@@ -11,7 +11,7 @@
 
 #include "report.h"
 
-#define KV_MAX 80
+#define KV_MAX 100
 #define KV_VALUE 64
 
 typedef struct kv {
@@ -48,7 +48,7 @@ static void add(kvlist *l, const char *key, bool str, const char *fmt, ...)
 
 static const char *mode_name(run_mode m)
 {
-    return m == MODE_MAX ? "max" : m == MODE_RATE ? "rate" : "sweep";
+    return m == MODE_MAX ? "max" : m == MODE_RATE ? "rate" : m == MODE_FLOOD ? "flood" : "sweep";
 }
 
 double result_secs(const step_result *r)
@@ -65,6 +65,27 @@ double result_msgs_per_s(const step_result *r)
 static double us(uint64_t ns)
 {
     return (double)ns / 1000.0;
+}
+
+/* Flood keys, over the whole run (warm-up, window and drain): a server that
+ * falls behind refuses a send long after it was written, so refusals are
+ * set against every send of the run (published_total), not the window's. */
+static void add_flood(kvlist *l, const step_result *r)
+{
+    const counters *n = &r->end;
+    uint64_t refused = 0;
+    for (int i = 0; i < FLOOD_NCODES; i++)
+        refused += n->refused[i];
+    ADD_U64(l, "published_total", n->published);
+    ADD_U64(l, "acked_total", n->acked);
+    ADD_U64(l, "refused", refused);
+    ADD_F(l, "refused_pct", 2, n->published ? 100.0 * (double)refused / (double)n->published : 0);
+    for (int i = 0; i < FLOOD_NCODES; i++)
+        ADD_U64(l, flood_code_key((flood_code)i), n->refused[i]);
+    ADD_U64(l, "disconnected_readers", n->readers_lost);
+    ADD_U64(l, "disconnected_writers", n->writers_lost);
+    ADD_U64(l, "byes", n->byes);
+    ADD_I64(l, "groups_lossy", r->groups_lossy);
 }
 
 static void build(const options *o, const step_result *r, kvlist *l)
@@ -90,7 +111,7 @@ static void build(const options *o, const step_result *r, kvlist *l)
     ADD_S(l, "workload", pc->name);
     ADD_S(l, "mode", mode_name(o->mode));
     ADD_U64(l, "step", r->k);
-    ADD_S(l, "loop", r->s.open ? "open" : "closed");
+    ADD_S(l, "loop", r->s.flood ? "flood" : r->s.open ? "open" : "closed");
     ADD_F(l, "offered_pct", 1, r->s.pct);
     ADD_F(l, "offered_msgs_per_s", 1, r->s.open ? r->s.rate : 0);
     ADD_U64(l, "groups", pl->G);
@@ -140,6 +161,8 @@ static void build(const options *o, const step_result *r, kvlist *l)
     ADD_U64(l, "errors", n->errors);
     ADD_U64(l, "lost_conns", n->lost_conns);
     ADD_U64(l, "echoes", n->echoes);
+    if (r->s.flood)
+        add_flood(l, r);
     ADD_F(l, "gen_cpu_pct", 1, gen_cpu);
     ADD_F(l, "gen_thread_max_pct", 1, thread_max);
     ADD_F(l, "server_cpu_pct", 1, srv_cpu);

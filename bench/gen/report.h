@@ -26,6 +26,7 @@ typedef struct step_result {
     snapshot a, b;         /* the measured window's start and end */
     counters end;          /* after the drain: the run's counters so far */
     int64_t missing;       /* -1: not known (interrupted) */
+    int64_t groups_lossy;  /* groups with a broken or incomplete live stream; -1: not known */
     bool measured;         /* the window began (else a/b span the warm-up) */
     bool interrupted;
     bool drained;

@@ -4,8 +4,8 @@
  * Worker threads (--threads, default 1) each run one epoll loop over their
  * share of the non-blocking connections; the main thread coordinates. A run
  * goes through SETUP (connect, open sessions, subscribe; wait until every
- * connection is confirmed), then one step per measurement (--max and --rate:
- * one; --sweep: one per offered load), each LOAD (warm-up, then the measured
+ * connection is confirmed), then one step per measurement (--max, --rate and
+ * --flood: one; --sweep: one per offered load), each LOAD (warm-up, then the measured
  * window), PAUSE (stop publishing, wait a bounded time for what is in flight
  * so lost messages can be told from late ones), CUT (threads count what was
  * never sent and close the step's latency histogram); then DONE.
@@ -230,6 +230,10 @@ static void usage(FILE *out)
         "  --peak R          sweep: the 100%% rate in messages/s\n"
         "  --steps LIST      sweep: comma-separated percentages (default\n"
         "                    10,20,30,40,50,60,70,80,90,100,110,120)\n"
+        "  --flood           no window: every publisher writes sends as fast as its\n"
+        "                    socket takes them (still reading its acks and errors),\n"
+        "                    then stops and drains; reports refused sends by error\n"
+        "                    code and the readers the server disconnected\n"
         "  --window N        closed loop: messages in flight per publisher (presets:\n"
         "                    %u, rooms 400): a message is done when acked (ringcast,\n"
         "                    Redis) and delivered to all its group's subscribers\n"
@@ -328,7 +332,7 @@ static int parse_options(int argc, char **argv, options *o)
            O_WINDOW, O_DURATION, O_WARMUP, O_JSON, O_SERVER_PID, O_HELP, O_THREADS, O_MAX,
            O_RATE, O_SWEEP, O_PEAK, O_STEPS, O_MESSAGES, O_CSV, O_HIST_OUT, O_PROGRESS,
            O_NO_PROGRESS, O_SIZE_MIN, O_SIZE_MAX, O_SIZE_ZIPF, O_ACTIVITY_ZIPF, O_PTT, O_SEED,
-           O_WORKLOAD, O_TICK };
+           O_WORKLOAD, O_TICK, O_FLOOD };
     static const struct option longopts[] = {
         { "system", required_argument, 0, O_SYSTEM },
         { "host", required_argument, 0, O_HOST },
@@ -354,6 +358,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "max", no_argument, 0, O_MAX },
         { "rate", required_argument, 0, O_RATE },
         { "sweep", no_argument, 0, O_SWEEP },
+        { "flood", no_argument, 0, O_FLOOD },
         { "peak", required_argument, 0, O_PEAK },
         { "steps", required_argument, 0, O_STEPS },
         { "json", required_argument, 0, O_JSON },
@@ -444,6 +449,7 @@ static int parse_options(int argc, char **argv, options *o)
             mode_given = true;
             break;
         case O_SWEEP: o->mode = MODE_SWEEP; nmodes++; mode_given = true; break;
+        case O_FLOOD: o->mode = MODE_FLOOD; nmodes++; mode_given = true; break;
         case O_PEAK: rc = parse_num(optarg, "--peak", 0.001, MAX_RATE, &o->peak); break;
         case O_STEPS: rc = parse_steps(optarg, o); break;
         case O_JSON: o->json = optarg; break;
@@ -463,7 +469,7 @@ static int parse_options(int argc, char **argv, options *o)
     if (rc < 0)
         return -1;
     if (nmodes > 1) {
-        fprintf(stderr, "ringcast-bench: choose one of --max, --rate and --sweep\n");
+        fprintf(stderr, "ringcast-bench: choose one of --max, --rate, --sweep and --flood\n");
         return -1;
     }
     if (!mode_given && o->pc.rate > 0) { /* chat-day is an open-loop workload */
@@ -525,7 +531,7 @@ static void conn_kill(gen_thread *t, bench_conn *c, const char *why)
     epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
-    flow_count_lost(t);
+    flow_count_lost(t, c);
 }
 
 static int set_epollout(gen_thread *t, bench_conn *c, bool on)
@@ -702,6 +708,31 @@ static uint32_t count_ready(const gen_thread *t)
     return ready;
 }
 
+/* One flood turn: refill every publisher that ran low and write it out at
+ * once. Turns follow each other without waiting while some socket still
+ * takes more; otherwise EPOLLOUT (or, for Redis, acks) wakes the loop. */
+static uint64_t drive_flood(gen_thread *t, int ph, uint32_t k)
+{
+    if (ph != PH_LOAD || mono_ns() >= LOAD(G.steps[k].m1_ns))
+        return IDLE_TICK_NS;
+    bool more = false;
+    for (uint32_t i = 0; i < t->npubs; i++) {
+        uint32_t j = t->pubs[i];
+        pub_state *p = &G.pubs[j];
+        bench_conn *c = p->conn;
+        if (c->dead)
+            continue;
+        if (flow_fill_flood(t, p, j) < 0) {
+            conn_kill(t, c, "out of memory");
+            continue;
+        }
+        conn_flush(t, c);
+        if (!c->dead && !c->epollout && !flow_pub_blocked(p, j))
+            more = true;
+    }
+    return more ? 0 : IDLE_TICK_NS;
+}
+
 /* One loop turn of a step: publish what is due; returns the epoll timeout. */
 static uint64_t drive_step(gen_thread *t, int ph, uint32_t k)
 {
@@ -712,6 +743,8 @@ static uint64_t drive_step(gen_thread *t, int ph, uint32_t k)
             flow_cut(t, k);
         return IDLE_TICK_NS;
     }
+    if (s->flood)
+        return drive_flood(t, ph, k);
     if (s->open) {
         uint64_t m1 = LOAD(G.steps[k].m1_ns), limit = now < m1 ? now : m1, next = UINT64_MAX;
         bool busy = false;
@@ -889,6 +922,8 @@ static int wait_setup(void)
 
 static bool drained(uint32_t k)
 {
+    if (G.steps[k].flood)
+        return flow_flood_pending() == 0;
     uint64_t m1 = LOAD(G.steps[k].m1_ns);
     for (uint32_t j = 0; j < g_plan.P; j++) {
         const pub_state *p = &G.pubs[j];
@@ -905,6 +940,8 @@ static bool drained(uint32_t k)
 static uint64_t in_flight(uint32_t k)
 {
     const step *s = &G.steps[k];
+    if (s->flood)
+        return flow_flood_pending();
     uint64_t n = flow_missing(), m1 = LOAD(s->m1_ns);
     for (uint32_t j = 0; j < g_plan.P; j++) {
         if (LOAD(G.pubs[j].conn->dead))
@@ -1019,6 +1056,7 @@ static bool run_step(const options *o, uint32_t k, step_result *r, progress *pg)
             sleep_ns(1000000);
     flow_sum(&r->end);
     r->missing = (int64_t)flow_missing();
+    r->groups_lossy = (int64_t)flow_groups_lossy();
     r->rss_kb = proc_peak_rss_kb(o->server_pid);
     merge_hist(r, k);
     return !all_pubs_dead();
@@ -1042,6 +1080,26 @@ static double find_knee(const step_result *rs, uint32_t n)
             knee = r->s.rate;
     }
     return knee;
+}
+
+/* Flood: what the server refused and whom it disconnected, in words. */
+static void flood_summary(const step_result *r)
+{
+    const counters *c = &r->end;
+    char codes[256] = "";
+    size_t at = 0;
+    uint64_t refused = 0;
+    for (int i = 0; i < FLOOD_NCODES; i++) {
+        refused += c->refused[i];
+        if (c->refused[i] && at < sizeof codes)
+            at += (size_t)snprintf(codes + at, sizeof codes - at, "%s%s %" PRIu64, at ? ", " : "",
+                                   flood_code_name((flood_code)i), c->refused[i]);
+    }
+    fprintf(stderr, "ringcast-bench: flood: %" PRIu64 " sends refused%s%s%s, %" PRIu64 " of %u readers "
+                    "and %" PRIu64 " of %u publishers disconnected (%" PRIu64 " bye), %" PRId64
+                    " of %u groups with gaps or missing deliveries\n",
+            refused, refused ? " (" : "", codes, refused ? ")" : "", c->readers_lost, g_plan.C,
+            c->writers_lost, g_plan.P, c->byes, r->groups_lossy, g_plan.G);
 }
 
 /* Says loudly what went wrong; returns the exit status for the results. */
@@ -1068,6 +1126,8 @@ static int verdict(const step_result *rs, uint32_t n)
                         "never sent: the offered load was not sustained\n", c->unsent);
     if (c->rejected)
         fprintf(stderr, "ringcast-bench: note: the server refused %" PRIu64 " publishes\n", c->rejected);
+    if (last->s.flood)
+        flood_summary(last);
     uint64_t missing = last->missing > 0 ? (uint64_t)last->missing : 0;
     if (missing && last->drain_cut) {
         fprintf(stderr, "ringcast-bench: note: %" PRIu64 " deliveries were still on their way when "
@@ -1100,6 +1160,10 @@ static void plan_steps(const options *o)
     if (o->mode == MODE_MAX || (o->mode == MODE_SWEEP && o->peak <= 0)) {
         G.steps[G.nsteps] = base;
         G.steps[G.nsteps++].open = false;
+    }
+    if (o->mode == MODE_FLOOD) {
+        G.steps[G.nsteps] = base;
+        G.steps[G.nsteps++].flood = true;
     }
     if (o->mode == MODE_RATE) {
         G.steps[G.nsteps] = base;
@@ -1302,6 +1366,7 @@ static int run(const options *o, step_result *rs, uint32_t *nres)
         merge_hist(r, r->k);
         flow_sum(&r->end);
         r->missing = -1;
+        r->groups_lossy = -1;
         r->rss_kb = proc_peak_rss_kb(o->server_pid);
         report_line(o, r);
     }
