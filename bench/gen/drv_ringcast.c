@@ -1,6 +1,6 @@
 /*
- * ringcast driver: TCP frames of DESIGN §2 (4-byte big-endian length, then one
- * MessagePack map).
+ * ringcast driver: TCP frames of proto/PROTOCOL.md §1 (4-byte big-endian
+ * length, then one MessagePack map).
  *
  * Outgoing frames are encoded with the project's codec (rc_encode); the
  * `send` frame of every group is encoded once at init, so publishing is one
@@ -279,7 +279,7 @@ static int scan_map(const uint8_t *p, size_t len, rc_frame *f)
             rc = mp_uint(&c, &f->seq);
             f->has_seq = true;
         }
-        else if (key_is(k, kn, "body")) /* bin, or str per DESIGN §2 */
+        else if (key_is(k, kn, "body")) /* bin, or str per proto/PROTOCOL.md §2.1 */
             rc = (c.p < c.end && (*c.p == 0xc4 || *c.p == 0xc5 || *c.p == 0xc6))
                      ? mp_strbin(&c, true, &f->body, &f->body_len)
                      : mp_strbin(&c, false, &f->body, &f->body_len);

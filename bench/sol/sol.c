@@ -1,6 +1,6 @@
 /*
  * ringcast-sol: a deliberately minimal "speed-of-light" fan-out server that
- * speaks just enough of the ringcast TCP protocol (DESIGN §2) for
+ * speaks just enough of the ringcast TCP protocol (proto/PROTOCOL.md) for
  * ringcast-bench. It bounds what a ringcast server could reach on this
  * machine with one thread and no storage, metrics, auth or validation.
  *

@@ -1,5 +1,5 @@
 /*
- * The admin HTTP server: /metrics, /healthz, /readyz, /admin/... (DESIGN §6).
+ * The admin HTTP server: /metrics, /healthz, /readyz, /admin/... (ARCHITECTURE §2).
  *
  * A deliberately small HTTP/1.1 server on its own thread, with plain
  * blocking-style sockets driven by poll(). Admin traffic is a scrape every

@@ -5,7 +5,7 @@
  * in the INI file named by `--config FILE` (at top level or in any section;
  * the section name is ignored), in the environment variable RINGCAST_<KEY>
  * (key in upper case), and by the flag `--<key>` with '_' written as '-'
- * (`--http-port 7480` or `--http-port=7480`). DESIGN §6.
+ * (`--http-port 7480` or `--http-port=7480`). ARCHITECTURE §8.
  *
  * config.c holds the table (name, type, default, bounds, help); the usage
  * text, the parser, the validation and the dump are all driven by it, so a

@@ -19,7 +19,7 @@
 
 #include <msgpack.h>
 
-/* Limits of the protocol (DESIGN §2). max_frame is configurable; these are not. */
+/* Limits of the protocol (proto/PROTOCOL.md §1, §3). max_frame is configurable; these are not. */
 #define RC_FRAME_HEADER 4u          /* bytes of the big-endian length prefix */
 #define RC_DEFAULT_MAX_FRAME 65536u /* default max_frame, bytes of map per frame */
 #define RC_MAX_USER 64u             /* user name: 1..64 bytes */
@@ -51,7 +51,7 @@ typedef enum rc_type {
     RC_T_COUNT
 } rc_type;
 
-/* Error codes of DESIGN §2, in the order they are listed there. */
+/* Error codes of proto/PROTOCOL.md §5, in the order they are listed there. */
 typedef enum rc_err {
     RC_OK = 0,
     RC_E_BAD_FRAME,

@@ -143,7 +143,7 @@ static void shard_section(rc_server *s, struct rc_admin_body *out)
 }
 
 #ifndef RC_NO_DLQ
-/* The breaker and the spool (DESIGN §3): where letters wait while Kafka is away. */
+/* The breaker and the spool (ARCHITECTURE §7): where letters wait while Kafka is away. */
 static void spool_section(const rc_dlq_stats *st, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_dlq_breaker_state Dead-letter circuit breaker: 1 for the state it is in.\n"

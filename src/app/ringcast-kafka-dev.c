@@ -1,6 +1,6 @@
 /*
  * ringcast-kafka-dev: an embedded development Kafka broker in its own
- * process (DESIGN §6), built on librdkafka's mock cluster. It prints
+ * process (ARCHITECTURE §7), built on librdkafka's mock cluster. It prints
  * `bootstrap=HOST:PORT[,...]` as its first stdout line and runs until
  * SIGTERM or SIGINT. SIGUSR1 takes every broker down and SIGUSR2 brings them
  * back, so tests can watch the server spool and drain dead letters.

@@ -1,6 +1,7 @@
 /*
- * ringcast-replay: re-injects dead letters (DESIGN §3) through the protocol's
- * `replay` command (DESIGN §2).
+ * ringcast-replay: re-injects dead letters (ARCHITECTURE §7; records as
+ * proto/PROTOCOL.md §9 specifies them) through the protocol's `replay`
+ * command (proto/PROTOCOL.md §3, §6.2).
  *
  * It consumes the dead-letter topic in its own consumer group with manual
  * commits, decodes each record's MessagePack map, filters it (reason, group,

@@ -34,7 +34,7 @@ typedef struct rc_group {
     uint32_t hist_n, hist_head;
     uint32_t dedup_window;  /* mids remembered: min(dedup_window, history_max) */
     rc_strmap dedup;        /* user NUL mid -> seq */
-    /* Persistence (DESIGN §4); unused when the server keeps no store. */
+    /* Persistence (ARCHITECTURE §6); unused when the server keeps no store. */
     uint64_t version;       /* snapshot version: rises with each snapshot written */
     uint64_t created_ms, updated_ms;
     uint32_t changes;       /* messages and membership changes since the last snapshot */

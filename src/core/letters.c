@@ -1,4 +1,4 @@
-/* Dead-letter reason names, as DESIGN §3 spells them on the wire. */
+/* Dead-letter reason names, as proto/PROTOCOL.md §9 spells them on the wire. */
 #include "core/letters.h"
 
 static const char *const reason_names[RC_LETTER_REASONS] = {

@@ -1,5 +1,5 @@
 /*
- * Dead letters as core sees them (DESIGN §3): a message that could not be
+ * Dead letters as core sees them (ARCHITECTURE §7): a message that could not be
  * processed or delivered, with its reason. core defines the record and the
  * sink interface; src/dlq implements the sink with Kafka.
  */
@@ -22,8 +22,8 @@ typedef enum rc_letter_reason {
 
 const char *rc_letter_reason_name(rc_letter_reason r); /* "slow_consumer", ... */
 
-/* One dead letter, fields as DESIGN §3 names them. Strings point into the
- * caller's memory: a sink copies what it keeps before returning. */
+/* One dead letter, fields as proto/PROTOCOL.md §9 names them. Strings point
+ * into the caller's memory: a sink copies what it keeps before returning. */
 typedef struct rc_letter {
     rc_letter_reason reason;
     rc_str g;            /* group id (also the Kafka key) */

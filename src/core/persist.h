@@ -1,6 +1,6 @@
 /*
  * Persistence as core sees it: a small interface that core defines and
- * src/store implements with RocksDB (DESIGN §4). core never includes a
+ * src/store implements with RocksDB (ARCHITECTURE §6). core never includes a
  * database header; a shard holds an rc_persist and calls these functions.
  *
  * Write path: a shard gathers one tick's writes in a batch (history entries,
@@ -29,8 +29,8 @@ typedef struct rc_persist rc_persist;
 typedef struct rc_persist_batch rc_persist_batch;
 
 /* One group's snapshot as recovery hands it over. The snapshot map is the
- * MessagePack value of the `groups` column family (DESIGN §4: v, version,
- * last_seq, members, created, updated). */
+ * MessagePack value of the `groups` column family (ARCHITECTURE §6: v,
+ * version, last_seq, members, created, updated). */
 typedef struct rc_persist_group {
     const char *g;
     uint32_t g_len;

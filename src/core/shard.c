@@ -312,7 +312,7 @@ bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l)
 
 /* A send that waited longer than max_queue_ms in the shard's ring is not
  * sequenced: the sender gets E_OVERLOADED and the message an `expired` dead
- * letter (DESIGN §3), so nothing is refused without a trace. */
+ * letter (ARCHITECTURE §7), so nothing is refused without a trace. */
 static bool expire_send(rc_shard *s, const rc_job *j)
 {
     if (!s->max_queue_ns || !j->enq_ns || s->tick_ns <= j->enq_ns || s->tick_ns - j->enq_ns <= s->max_queue_ns)

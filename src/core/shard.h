@@ -21,7 +21,7 @@
 #define RC_SHARD_SPIN 64u          /* empty polls before the shard sleeps */
 #define RC_SHARD_SPARE 256u        /* emptied outbatches kept for reuse */
 /* A tick's store write is tried this many times before its sends fail with
- * E_INTERNAL and become `poison` dead letters (DESIGN §3). */
+ * E_INTERNAL and become `poison` dead letters (ARCHITECTURE §7). */
 #define RC_POISON_ATTEMPTS 3u
 /* Wait before the first retry of a failed write; doubles with each retry,
  * so a failing store holds the shard for at most 1 + 2 ms per tick. */

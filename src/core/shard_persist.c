@@ -321,7 +321,7 @@ static void rebuild_batch(rc_shard *s)
 }
 
 /* Every send of a tick whose write failed on each attempt becomes a
- * `poison` dead letter (DESIGN §3: failed processing repeatedly), oldest
+ * `poison` dead letter (proto/PROTOCOL.md §9: failed processing repeatedly), oldest
  * first, so the message outlives the E_INTERNAL its sender gets. Its seq is
  * given back, so the letter carries none: a replay sequences it anew as
  * from its sender. A dup ack (msg NULL) names a message of this tick and

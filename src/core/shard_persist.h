@@ -1,5 +1,5 @@
 /*
- * The shard's side of persistence (DESIGN §4), internal to src/core/shard*.c.
+ * The shard's side of persistence (ARCHITECTURE §6), internal to src/core/shard*.c.
  *
  * During a tick the shard records what it changed: each sequenced message
  * (history entry, plus its msg and ack frames) and each group whose snapshot

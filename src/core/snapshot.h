@@ -1,5 +1,5 @@
 /*
- * Group snapshots: the value of the `groups` column family (DESIGN §4), a
+ * Group snapshots: the value of the `groups` column family (ARCHITECTURE §6), a
  * MessagePack map {v, version, last_seq, members, created, updated}.
  * Pure encoding and decoding; the store only sees bytes.
  */

@@ -1,6 +1,6 @@
 /*
  * A spool: an ordered store of byte records keyed by a u64, where dead
- * letters wait while Kafka is away (DESIGN §3). core defines the interface;
+ * letters wait while Kafka is away (ARCHITECTURE §7). core defines the interface;
  * src/store implements it on RocksDB's `spool` column family (it survives a
  * restart), and rc_spool_mem below keeps it in memory (durability=off, and
  * tests). src/dlq is the only user.

@@ -1,5 +1,5 @@
 /*
- * The dead-letter producer's circuit breaker (DESIGN §3): closed while Kafka
+ * The dead-letter producer's circuit breaker (ARCHITECTURE §7): closed while Kafka
  * answers; a broker error opens it, and letters then go to the spool; after
  * a wait it turns half-open and one probe decides: success closes it (the
  * spool drains), failure opens it again with twice the wait, up to a cap.

@@ -1,5 +1,5 @@
 /*
- * Dead-letter producer (DESIGN §3). submit encodes a letter into a
+ * Dead-letter producer (ARCHITECTURE §7). submit encodes a letter into a
  * MessagePack map and either hands it to librdkafka with a copy or writes it
  * to the spool; it never holds the caller's memory and never blocks on
  * Kafka. Which way a letter goes is decided under one mutex, so the order
@@ -539,8 +539,8 @@ static int pack_key(msgpack_packer *pk, const char *k)
     return pack_str(pk, k, strlen(k));
 }
 
-/* The record's value: one map with DESIGN §3's field names. Optional
- * fields are left out, not sent as nil. */
+/* The record's value: one map with the field names of
+ * proto/PROTOCOL.md §9. Optional fields are left out, not sent as nil. */
 static int encode_letter(msgpack_sbuffer *sb, const rc_letter *l)
 {
     msgpack_packer pk;

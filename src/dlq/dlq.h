@@ -1,8 +1,8 @@
 /*
- * Dead letters to Kafka (DESIGN §3). rc_dlq owns one idempotent librdkafka
+ * Dead letters to Kafka (ARCHITECTURE §7). rc_dlq owns one idempotent librdkafka
  * producer and implements core's rc_letter_sink: each letter becomes one
  * record on the dead-letter topic, key = group id, value = a MessagePack map,
- * headers reason, node and ts. A background thread serves delivery reports
+ * headers reason, node and ts (proto/PROTOCOL.md §9). A background thread serves delivery reports
  * and counts delivered / failed letters per reason for /metrics.
  *
  * A circuit breaker (breaker.h) watches Kafka: broker errors open it, and

@@ -1,6 +1,6 @@
 /*
  * The RocksDB implementation of core's persistence interface (core/persist.h,
- * DESIGN §4). One rc_persist is one open data directory: a RocksDB database
+ * ARCHITECTURE §6). One rc_persist is one open data directory: a RocksDB database
  * with the column families `groups`, `history`, `spool` and `meta` (plus
  * RocksDB's own `default`, unused). The handle is thread-safe: every shard
  * may use the same one, each with its own batches.

@@ -1,5 +1,5 @@
 /*
- * Bad input (DESIGN §2 "Framing", "Maps", error codes): every class of bad
+ * Bad input (proto/PROTOCOL.md §1, §2, §5): every class of bad
  * input gets its documented error code, framing errors close only the
  * offending connection, and the server keeps serving everyone else.
  *

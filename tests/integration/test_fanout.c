@@ -1,5 +1,5 @@
 /*
- * Fan-out under concurrent, pipelined load (DESIGN §2 "Semantics").
+ * Fan-out under concurrent, pipelined load (proto/PROTOCOL.md §6.3, §6.4).
  *
  * 50 clients join a deterministic subset of 20 groups (every group has at
  * least two members), then every client sends 200 messages spread over its

@@ -1,4 +1,4 @@
-/* Dead letters end to end (DESIGN §3, §5): a member that joins and never
+/* Dead letters end to end (ARCHITECTURE §7, proto/PROTOCOL.md §9): a member that joins and never
  * reads passes outbound_high_bytes; further deliveries to it become
  * slow_consumer letters in Kafka (ringcast-kafka-dev as the broker), which
  * kcat reads back with the group as key and the reason header, while the

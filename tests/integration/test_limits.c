@@ -1,7 +1,6 @@
 /*
- * Server-side bounds and stream handling against the real server (DESIGN
- * §1 "Bounded everything", §2 framing, §5 admission and slow consumers,
- * PROTOCOL §1 and §6.6):
+ * Server-side bounds and stream handling against the real server
+ * (ARCHITECTURE §8, proto/PROTOCOL.md §1 and §6.6):
  *  - max_members_per_group: a new member past the bound gets E_LIMIT, while
  *    existing members still (re)join and the group keeps working;
  *  - a slow consumer that never reads is closed past outbound_kill_bytes

@@ -1,4 +1,4 @@
-/* A Kafka outage end to end (DESIGN §3): with ringcast-kafka-dev's brokers
+/* A Kafka outage end to end (ARCHITECTURE §7): with ringcast-kafka-dev's brokers
  * down, the server's breaker opens and slow_consumer letters go to the
  * RocksDB spool (ringcast_dlq_spool_letters rises to exactly the letters
  * made); with the brokers up, the spool drains to zero and kcat, an

@@ -1,4 +1,4 @@
-/* Durable group state (DESIGN §4): restarts keep membership, seqs and
+/* Durable group state (ARCHITECTURE §6): restarts keep membership, seqs and
  * history; SIGKILL loses no acked message and never reuses a seq; retention
  * reports `lost`; a bad data directory is a clear error. */
 #define _GNU_SOURCE

@@ -1,5 +1,5 @@
 /*
- * Wire protocol v1 against the real server (DESIGN §2): every request type
+ * Wire protocol v1 against the real server (proto/PROTOCOL.md): every request type
  * and its reply fields, dedup by mid, join with since, hist paging, leave,
  * stored membership, history retention, and the server-side limits
  * (groups per session, connections) answered with E_LIMIT.

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
-/* Redelivery of replayed slow_consumer letters, end to end (DESIGN §3:
- * "replaying a letter twice delivers it once ... by original group+seq+to").
+/* Redelivery of replayed slow_consumer letters, end to end
+ * (ARCHITECTURE §7, proto/PROTOCOL.md §6.2: replaying a letter twice
+ * delivers it once).
  *
  * bob joins a group and stops reading (a tiny receive buffer), alice sends
  * until deliveries to bob become slow_consumer letters (the server's

@@ -1,4 +1,4 @@
-/* ringcast-replay end to end (DESIGN §3): dead letters written into the
+/* ringcast-replay end to end (ARCHITECTURE §7): dead letters written into the
  * topic of ringcast-kafka-dev by librdkafka (one of them garbage), then
  * read back by $RINGCAST_REPLAY: dry runs (counts by reason, nothing
  * committed), filters, a wrong admin token, and real runs against ringcastd
@@ -53,7 +53,7 @@ typedef struct test_letter {
     uint64_t seq; /* 0: none */
 } test_letter;
 
-/* A letter's value as rc_dlq writes it (DESIGN §3). */
+/* A letter's value as rc_dlq writes it (proto/PROTOCOL.md §9). */
 static void pack_letter(msgpack_sbuffer *sb, const test_letter *l, uint64_t ts)
 {
     msgpack_packer pk;

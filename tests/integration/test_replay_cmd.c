@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-/* The server side of `replay` (DESIGN §2, §3): admin sessions only; an
+/* The server side of `replay` (proto/PROTOCOL.md §6.2, §9): admin sessions only; an
  * overloaded letter is sequenced as from its original sender with its mid,
  * once however often it is replayed; a slow_consumer letter is acknowledged
  * (history covers it). */

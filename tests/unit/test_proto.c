@@ -937,7 +937,7 @@ static void test_encode_err(void)
 
 static void test_err_names(void)
 {
-    /* DESIGN §2, in its order: the enum follows the same order. */
+    /* proto/PROTOCOL.md §5, in its order: the enum follows the same order. */
     static const char *const want[RC_E_COUNT] = {
         "OK", "E_BAD_FRAME", "E_FRAME_TOO_LARGE", "E_UNKNOWN_TYPE", "E_MISSING_FIELD", "E_BAD_FIELD",
         "E_NOT_AUTHENTICATED", "E_AUTH_FAILED", "E_FORBIDDEN", "E_NOT_MEMBER", "E_RATE_LIMITED",
