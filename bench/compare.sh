@@ -7,14 +7,16 @@
 # see bench/README.md for the method.
 #
 #   bench/compare.sh [--workloads "fanout rooms many-groups"] [--systems "ringcast nats redis sol"]
-#                    [--reps N] [--duration S] [--warmup S] [--rate R]
+#                    [--reps N] [--duration S] [--warmup S] [--rate R | --flood]
 #                    [--sweep] [--sweep-steps LIST] [--sweep-duration S] [--sweep-peak R]
 #                    [--out FILE] [--json FILE] [--charts DIR]
 #                    [-- extra ringcast-bench flags, e.g. --threads 2 --window 8000]
 #
 #   --workloads LIST   ringcast-bench presets, run one after the other; every
 #                      server is restarted for each workload (default fanout)
-#   --systems LIST     ringcast, nats, redis, sol (default all four); a system
+#   --systems LIST     ringcast, nats, redis, sol (default all four), and
+#                      ringcast-off / ringcast-batch: ringcastd with
+#                      --durability none / batch after RINGCASTD_ARGS; a system
 #                      whose server is missing or does not start is skipped
 #                      with a note
 #   --reps N           interleaved repetitions per workload, 1..20 (default 3)
@@ -22,6 +24,13 @@
 #   --warmup S         warm-up seconds per run (default 2)
 #   --rate R           open loop at R msgs/s instead of the closed loop (--max):
 #                      compares latency at one offered load
+#   --flood            ringcast-bench --flood (no window: publishers write as
+#                      fast as their sockets take it) instead of the closed
+#                      loop; one table per workload with deliveries/s, the
+#                      ratios to NATS and to the best peer, refused sends by
+#                      code and disconnected readers. Default systems
+#                      "ringcast-off ringcast-batch nats redis sol"; Redis
+#                      keeps its default pub/sub output buffer limit
 #   --sweep            after the reps, one ringcast-bench --sweep per system and
 #                      workload (throughput and latency against offered load)
 #   --sweep-steps L    the sweep's percentages (default 10,20,...,120)
@@ -60,6 +69,8 @@ SWEEP_STEPS="10,20,30,40,50,60,70,80,90,100,110,120"
 SWEEP_DURATION=3
 SWEEP_WARMUP=1
 SWEEP_PEAK=""
+FLOOD=0
+SYSTEMS_GIVEN=0
 EXTRA=()
 
 MAX_REPS=20
@@ -82,7 +93,8 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP=${2:?}; shift 2 ;;
     --rate) RATE=${2:?}; shift 2 ;;
     --workloads) WORKLOADS=${2:?}; shift 2 ;;
-    --systems) SYSTEMS=${2:?}; shift 2 ;;
+    --systems) SYSTEMS=${2:?}; SYSTEMS_GIVEN=1; shift 2 ;;
+    --flood) FLOOD=1; shift ;;
     --sweep) SWEEP=1; shift ;;
     --sweep-steps) SWEEP_STEPS=${2:?}; shift 2 ;;
     --sweep-duration) SWEEP_DURATION=${2:?}; shift 2 ;;
@@ -97,6 +109,10 @@ while [ $# -gt 0 ]; do
 done
 in_range() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 in_range "$REPS" 1 $MAX_REPS || die "--reps wants 1..$MAX_REPS"
+if [ $FLOOD -eq 1 ]; then
+  { [ -z "$RATE" ] && [ $SWEEP -eq 0 ]; } || die "--flood goes with neither --rate nor --sweep"
+  [ $SYSTEMS_GIVEN -eq 1 ] || SYSTEMS="ringcast-off ringcast-batch nats redis sol"
+fi
 in_range "$DURATION" 1 600 || die "--duration wants 1..600 seconds"
 in_range "$WARMUP" 0 60 || die "--warmup wants 0..60 seconds"
 in_range "$SWEEP_DURATION" 1 600 || die "--sweep-duration wants 1..600 seconds"
@@ -107,7 +123,8 @@ for w in $WORKLOADS; do
   case "$w" in fanout|rooms|many-groups|chat-day) ;; *) die "unknown workload '$w' (fanout rooms many-groups chat-day)" ;; esac
 done
 for s in $SYSTEMS; do
-  case "$s" in ringcast|nats|redis|sol) ;; *) die "unknown system '$s' (ringcast nats redis sol)" ;; esac
+  case "$s" in ringcast|ringcast-off|ringcast-batch|nats|redis|sol) ;;
+    *) die "unknown system '$s' (ringcast ringcast-off ringcast-batch nats redis sol)" ;; esac
 done
 [ -x "$BENCH" ] || die "no ringcast-bench at $BENCH (build it, or set RINGCAST_BENCH)"
 [ -z "$JSON" ] || command -v jq >/dev/null || die "--json needs jq (apt-get install jq)"
@@ -181,19 +198,24 @@ start_server() {
       ;;
     redis)
       command -v redis-server >/dev/null || { echo "compare.sh: redis-server not installed, skipping redis" >&2; return 2; }
+      # A flood measures Redis's own slow-subscriber policy (and keeps its
+      # memory bounded); the closed loop never reaches the limit, so it is lifted.
+      local obuf=(--client-output-buffer-limit 'pubsub 0 0 0')
+      [ $FLOOD -eq 1 ] && obuf=()
       redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
-        --client-output-buffer-limit 'pubsub 0 0 0' >"$log" 2>&1 &
+        "${obuf[@]}" >"$log" 2>&1 &
       ;;
-    ringcast)
+    ringcast|ringcast-off|ringcast-batch)
       [ -x "$RINGCASTD" ] || { echo "compare.sh: no ringcastd at $RINGCASTD, skipping ringcast" >&2; return 2; }
-      local http admin
+      local http admin dur=()
       free_port; http=$FREE_PORT
       free_port; admin=$FREE_PORT
-      rm -rf "$tmp/ringcast-data"
-      mkdir -p "$tmp/ringcast-data"
+      rm -rf "$tmp/$s-data"
+      mkdir -p "$tmp/$s-data"
+      case "$s" in ringcast-off) dur=(--durability none) ;; ringcast-batch) dur=(--durability batch) ;; esac
       # shellcheck disable=SC2086 # RINGCASTD_ARGS is a list of flags
       "$RINGCASTD" --port "$p" --http-port "$http" --admin-port "$admin" \
-        --data-dir "$tmp/ringcast-data" $RINGCASTD_ARGS >"$log" 2>&1 &
+        --data-dir "$tmp/$s-data" $RINGCASTD_ARGS "${dur[@]}" >"$log" 2>&1 &
       ;;
     sol)
       [ -x "$SOL" ] || { echo "compare.sh: no ringcast-sol at $SOL (build it, or set RINGCAST_SOL), skipping sol" >&2; return 2; }
@@ -215,13 +237,13 @@ version_of() {
   case "$1" in
     nats) nats-server --version 2>&1 | head -n 1 ;;
     redis) redis-server --version 2>&1 | head -n 1 | cut -d' ' -f1-3 ;;
-    ringcast) "$RINGCASTD" --version 2>&1 | head -n 1 ;;
+    ringcast|ringcast-off|ringcast-batch) "$RINGCASTD" --version 2>&1 | head -n 1 ;;
     sol) echo "ringcast-sol" ;;
   esac
 }
 
 # The ringcast-bench driver of a system (ringcast-sol speaks ringcast).
-driver_of() { [ "$1" = sol ] && echo ringcast || echo "$1"; }
+driver_of() { case "$1" in sol|ringcast*) echo ringcast ;; *) echo "$1" ;; esac; }
 
 # Value of key=... in a ringcast-bench result line.
 field() { grep -o "\b$2=[^ ]*" <<<"$1" | head -n 1 | cut -d= -f2; }
@@ -253,6 +275,7 @@ start_all() {
 
 mode_args=(--max)
 [ -n "$RATE" ] && mode_args=(--rate "$RATE")
+[ $FLOOD -eq 1 ] && mode_args=(--flood)
 results="$tmp/results"   # lines: WORKLOAD SYSTEM ok|loss|failed REP [result line]
 : >"$results"
 
@@ -279,10 +302,16 @@ run_one() {
   if [ $rc -eq 3 ]; then
     echo "compare.sh: $w run $rep of $s lost or reordered messages:" >&2
     grep 'FAILED' "$base.err" >&2
+    [ $FLOOD -eq 1 ] && grep 'flood:' "$base.err" >&2
     echo "$w $s loss $rep $line" >>"$results"
     return
   fi
-  echo "compare.sh: $w rep $rep $s $(field "$line" deliveries_per_s) deliveries/s, p99 $(field "$line" lat_p99_us) us" >&2
+  if [ $FLOOD -eq 1 ]; then
+    echo "compare.sh: $w rep $rep $s $(field "$line" deliveries_per_s) deliveries/s, refused $(field "$line" refused)," \
+         "disconnected readers $(field "$line" disconnected_readers)" >&2
+  else
+    echo "compare.sh: $w rep $rep $s $(field "$line" deliveries_per_s) deliveries/s, p99 $(field "$line" lat_p99_us) us" >&2
+  fi
   echo "$w $s ok $rep $line" >>"$results"
 }
 
@@ -340,7 +369,7 @@ report() {
   echo "Mode: $([ -n "$RATE" ] && echo "open loop at $RATE msgs/s" || echo "closed loop (--max)"); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload."
   for w in $WORKLOADS; do
     act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
-    any=$(grep -m 1 "^$w [a-z]* ok " "$results")
+    any=$(grep -m 1 "^$w [a-z-]* ok " "$results")
     echo
     echo "#### $w"
     echo
@@ -401,7 +430,89 @@ report() {
 }
 jnum() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && echo "$1" || echo null; }
 
-if [ -n "$OUT" ]; then
+FLOOD_CODES="overloaded rate_limited not_member limit shutting_down internal other"
+# fcol WORKLOAD SYSTEM KEY: KEY of every run that finished (ok or loss), one per line
+fcol() { col "$1" "$2" "$3" ok; col "$1" "$2" "$3" loss; }
+# "E_OVERLOADED 12, other 3": the refused sends of those runs by code, summed
+refused_codes() {
+  local c n out=""
+  for c in $FLOOD_CODES; do
+    n=$(fcol "$1" "$2" "refused_$c" | awk '{ s += $1 } END { printf "%d", s }')
+    [ "$n" -gt 0 ] || continue
+    [ "$c" = other ] && out+="${out:+, }other $n" || out+="${out:+, }E_${c^^} $n"
+  done
+  echo "${out:--}"
+}
+
+# The flood report: a run that lost or reordered counts too (loss under a
+# flood is part of the result; its counters show it), a failed run does not.
+report_flood() {
+  local w s med lo hi act any best bestpeer natsmed ok fin all st rss refused
+  echo "### ringcast-bench --flood, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Machine: $(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)."
+  echo "Command: \`${RINGCASTD_ARGS:+RINGCASTD_ARGS=\"$RINGCASTD_ARGS\" }bench/compare.sh --flood --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
+  echo "Mode: flood (no window: every publisher writes sends as fast as its socket takes them, then drains); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload." \
+       "ringcast-off is ringcastd --durability none, ringcast-batch --durability batch; Redis keeps its default pub/sub output buffer limit."
+  for w in $WORKLOADS; do
+    act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
+    any=$(grep -m 1 "^$w [a-z-]* \(ok\|loss\) " "$results")
+    echo
+    echo "#### $w (flood)"
+    echo
+    if [ -n "$any" ]; then
+      echo "Shape: groups=$(field "$any" groups) members=$(field "$any" members) (mean fan-out $(field "$any" mean_fanout))" \
+           "subs=$(field "$any" subs) pubs=$(field "$any" pubs) body=$(field "$any" body) threads=$(field "$any" threads)."
+      echo
+    fi
+    best=0; bestpeer=""; natsmed="-"
+    for s in $act; do
+      MED[$s]=$(fcol "$w" "$s" deliveries_per_s | median)
+      [[ " $PEERS " == *" $s "* ]] && [ "${MED[$s]}" != "-" ] && [ "${MED[$s]}" -gt "$best" ] && { best=${MED[$s]}; bestpeer=$s; }
+    done
+    [[ " $act " == *" nats "* ]] && natsmed=${MED[nats]}
+    echo "| system | deliveries/s median | min | max | × nats | × best peer | msgs/s offered | acked/s | refused | refused % | refused by code | disconnected readers | lossy groups | gaps/dups/reorders/missing | server CPU % | gen CPU % | server peak RSS MB | runs clean/done/all |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"
+    for s in $act; do
+      read -r med lo hi <<<"$(fcol "$w" "$s" deliveries_per_s | stats)"
+      local r_nats r_best
+      r_nats=$(ratio "$med" "$natsmed")
+      r_best=$([ -n "$bestpeer" ] && ratio "$med" "$best" || echo "-")
+      rss=$(fcol "$w" "$s" server_peak_rss_kb | sort -g | tail -n 1 | awk '{ if ($1 > 0) printf "%.0f", $1 / 1024; else print "-" }')
+      ok=$(grep -c "^$w $s ok " "$results")
+      fin=$(grep -c "^$w $s \(ok\|loss\) " "$results")
+      all=$(grep -c "^$w $s " "$results")
+      st="$(sum_col "$w" "$s" gaps)/$(sum_col "$w" "$s" dups)/$(sum_col "$w" "$s" reorders)/$(sum_col "$w" "$s" missing)"
+      refused=$(fcol "$w" "$s" refused | median)
+      echo "| $s | $med | $lo | $hi | $r_nats | $r_best | $(fcol "$w" "$s" msgs_per_s | median) | $(fcol "$w" "$s" acked_per_s | median) |" \
+           "$refused | $(fcol "$w" "$s" refused_pct | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }') |" \
+           "$(refused_codes "$w" "$s") | $(fcol "$w" "$s" disconnected_readers | median) | $(fcol "$w" "$s" groups_lossy | median) | $st |" \
+           "$(fcol "$w" "$s" server_cpu_pct | median) | $(fcol "$w" "$s" gen_cpu_pct | median) | ${rss:--} | $ok/$fin/$all |"
+      printf '{"workload":"%s","system":"%s","version":"%s","mode":"flood","deliveries_per_s":{"median":%s,"min":%s,"max":%s},"msgs_per_s_median":%s,"acked_per_s_median":%s,"ratio_nats":%s,"ratio_best_peer":%s,"best_peer":"%s","refused_median":%s,"refused_by_code":"%s","disconnected_readers_median":%s,"groups_lossy_median":%s,"runs_clean":%d,"runs_done":%d,"runs":%d}\n' \
+        "$w" "$s" "$(version_of "$s")" "$(jnum "$med")" "$(jnum "$lo")" "$(jnum "$hi")" \
+        "$(jnum "$(fcol "$w" "$s" msgs_per_s | median)")" "$(jnum "$(fcol "$w" "$s" acked_per_s | median)")" \
+        "$(jnum "$r_nats")" "$(jnum "$r_best")" "$bestpeer" "$(jnum "$refused")" "$(refused_codes "$w" "$s")" \
+        "$(jnum "$(fcol "$w" "$s" disconnected_readers | median)")" "$(jnum "$(fcol "$w" "$s" groups_lossy | median)")" \
+        "$ok" "$fin" "$all" >>"$summary_json"
+    done
+    echo
+    for s in $act; do
+      case "$s" in ringcast*) ;; *) continue ;; esac
+      [ "${MED[$s]}" = "-" ] && { echo "$s was not measured (every run failed)."; continue; }
+      echo "$s: $(ratio "${MED[$s]}" "$natsmed")× nats, $(ratio "${MED[$s]}" "$best")× the best peer${bestpeer:+ ($bestpeer)} (deliveries/s, medians)."
+    done
+  done
+  echo
+  echo "Deliveries/s: received by subscriber connections in the measured window (ringcast's echo to the sender excluded), counted and order-checked as in the closed loop." \
+       "msgs/s offered: sends written in the window; acked/s: acks received in it (NATS has none)." \
+       "Refused (median per run), refused % and by code (summed over runs): error replies to sends over the whole run, since a server that falls behind refuses a send long after it was written." \
+       "Disconnected readers and lossy groups (groups with a gap or a missing delivery on a live stream): median per run; gaps/dups/reorders/missing: summed over runs." \
+       "Runs: clean (no loss), done (finished, with or without loss; the medians are over these), all."
+}
+
+if [ $FLOOD -eq 1 ]; then
+  if [ -n "$OUT" ]; then report_flood | tee -a "$OUT"; else report_flood; fi
+elif [ -n "$OUT" ]; then
   report | tee -a "$OUT"
 else
   report
@@ -430,9 +541,10 @@ if [ -n "$JSON" ]; then
   jq -n --slurpfile summary "$summary_json" --slurpfile runs "$runs_json" --slurpfile sweeps "$sweeps_json" \
     --arg date "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" --arg machine "$(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)" \
     --arg workloads "$WORKLOADS" --arg systems "$SYSTEMS" --argjson reps "$REPS" --argjson duration "$DURATION" \
-    --argjson warmup "$WARMUP" --arg rate "$RATE" --arg extra "${EXTRA[*]}" \
+    --argjson warmup "$WARMUP" --arg rate "$RATE" --arg extra "${EXTRA[*]}" --arg flood "$FLOOD" \
     '{date: $date, machine: $machine, workloads: ($workloads | split(" ")), systems: ($systems | split(" ")),
-      reps: $reps, duration: $duration, warmup: $warmup, mode: (if $rate == "" then "max" else "rate" end),
+      reps: $reps, duration: $duration, warmup: $warmup,
+      mode: (if $flood == "1" then "flood" elif $rate == "" then "max" else "rate" end),
       rate: (if $rate == "" then null else ($rate | tonumber) end), extra_flags: $extra,
       summary: $summary, runs: $runs, sweeps: $sweeps}' >"$JSON" \
     && echo "compare.sh: wrote $JSON" >&2 || echo "compare.sh: writing $JSON failed" >&2
