@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git
   liburing-dev libmsgpack-dev librdkafka-dev librocksdb-dev libinih-dev libxxhash-dev libjemalloc-dev
-  libcunit1-dev
+  libcunit1-dev libhttp-parser-dev
   nats-server redis-server kcat libck-dev gnuplot-nox jq curl bc
   python3 python3-websockets
 )
