@@ -191,6 +191,40 @@ static void letters_section(rc_server *s, struct rc_admin_body *out)
 #endif
 }
 
+/* The admin HTTP server itself: what it answered, and what it refused or timed out. */
+static void admin_section(rc_server *s, struct rc_admin_body *out)
+{
+    struct rc_admin_stats st;
+    rc_admin_stats_read(s->admin, &st);
+    const struct { const char *name, *type, *help; uint64_t v; } m[] = {
+        { "ringcast_admin_connections_total", "counter", "Admin HTTP connections accepted.", st.connections_accepted },
+        { "ringcast_admin_connections_open", "gauge", "Admin HTTP connections being served now.", st.connections_open },
+        { "ringcast_admin_requests_total", "counter", "Admin HTTP requests answered, any status.", st.requests },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        metric_head(out, m[i].name, m[i].type, m[i].help);
+        rc_admin_body_printf(out, "%s %llu\n", m[i].name, (unsigned long long)m[i].v);
+    }
+    metric_head(out, "ringcast_admin_timeouts_total", "counter",
+                "Admin HTTP connections closed at a deadline: header (head incomplete), request (exchange unfinished).");
+    rc_admin_body_printf(out, "ringcast_admin_timeouts_total{phase=\"header\"} %llu\n"
+                              "ringcast_admin_timeouts_total{phase=\"request\"} %llu\n",
+                         (unsigned long long)st.timeouts_header, (unsigned long long)st.timeouts_request);
+    const struct { const char *reason; uint64_t v; } r[] = {
+        { "busy", st.rejected_busy },
+        { "bad_request", st.rejected_bad_request },
+        { "head_too_large", st.rejected_head_too_large },
+        { "body_too_large", st.rejected_body_too_large },
+        { "method", st.rejected_method },
+    };
+    metric_head(out, "ringcast_admin_rejected_total", "counter",
+                "Admin HTTP requests refused: busy (503 at max connections), bad_request (400), "
+                "head_too_large (431), body_too_large (413), method (405).");
+    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+        rc_admin_body_printf(out, "ringcast_admin_rejected_total{reason=\"%s\"} %llu\n", r[i].reason,
+                             (unsigned long long)r[i].v);
+}
+
 void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\n"
@@ -205,4 +239,5 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
     io_section(s, out);
     shard_section(s, out);
     letters_section(s, out);
+    admin_section(s, out);
 }
