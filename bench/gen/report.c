@@ -78,6 +78,7 @@ static void add_flood(kvlist *l, const step_result *r)
         refused += n->refused[i];
     ADD_U64(l, "published_total", n->published);
     ADD_U64(l, "acked_total", n->acked);
+    ADD_U64(l, "deliveries_total", n->deliveries);
     ADD_U64(l, "refused", refused);
     ADD_F(l, "refused_pct", 2, n->published ? 100.0 * (double)refused / (double)n->published : 0);
     for (int i = 0; i < FLOOD_NCODES; i++)

@@ -4,7 +4,9 @@
  * started here on free loopback ports, must exit 0, deliver something and
  * report no gaps, duplicates, reorders or missing deliveries; a short
  * open-loop (--rate) run against ringcastd must report latency percentiles
- * in order. Every child is bounded in time and killed at the end.
+ * in order; a short flood (--flood) against ringcastd must deliver and report
+ * its refusals and disconnections. Every child is bounded in time and killed
+ * at the end.
  */
 #define _GNU_SOURCE
 #include <CUnit/CUnit.h>
@@ -26,6 +28,7 @@
 #define PEER_START_MS 10000      /* a peer server must accept within this */
 #define PEER_STOP_MS 5000
 #define OUT_CAP 8192
+#define FLOOD_MESSAGES "20000"   /* the flood's window ends after this many sends */
 
 /* The small fan-out shape of every run: 50 groups x 4 members on 20
  * subscriber connections, 2 s measured, no warm-up. */
@@ -253,6 +256,40 @@ static void test_ringcast_rate(void)
     CU_ASSERT(p99 <= p999);
     CU_ASSERT(p999 <= max);
     CU_ASSERT_EQUAL(offered, 2000);
+}
+
+/* A flood may legitimately be refused or lose deliveries (status 3): only
+ * that it ran, delivered and reported its flood keys is checked. Its window
+ * ends after FLOOD_MESSAGES sends, so the server may deliver them only after
+ * the window (in the drain): deliveries_total counts the whole run. */
+static void test_ringcast_flood(void)
+{
+    CU_ASSERT_FATAL(g_rc.up);
+    char port[8], out[OUT_CAP];
+    snprintf(port, sizeof port, "%u", g_rc.s.port);
+    const char *args[] = { "fanout", "--system", "ringcast", "--port", port, "--flood",
+                           "--messages", FLOOD_MESSAGES, SHAPE, NULL };
+    int st = run_bench(args, out, sizeof out);
+    static const char *const keys[] = {
+        "published_total", "deliveries_total", "refused", "refused_pct", "refused_overloaded", "refused_rate_limited",
+        "refused_other", "disconnected_readers", "disconnected_writers", "byes", "groups_lossy",
+    };
+    double deliveries = -1, v;
+    bool flood = strstr(out, " mode=flood ") && strstr(out, " loop=flood ");
+    bool parsed = kv(out, "deliveries_total", &deliveries);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        bool has = kv(out, keys[i], &v);
+        if (!has)
+            printf("\n    flood: no %s= in the result\n", keys[i]);
+        CU_ASSERT_TRUE(has);
+        CU_ASSERT(!has || v >= 0);
+    }
+    if (!(st == 0 || st == 3) || !flood || !parsed || deliveries <= 0)
+        printf("\n    flood: status %d, output: %s\n", st, out);
+    CU_ASSERT(st == 0 || st == 3);
+    CU_ASSERT_TRUE(flood);
+    CU_ASSERT_TRUE(parsed);
+    CU_ASSERT(deliveries > 0);
     CU_ASSERT_EQUAL(it_stop(&g_rc), 0);
 }
 
@@ -306,6 +343,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("bench_smoke", NULL, suite_cleanup);
     CU_add_test(s, "ringcast fanout, 2 threads", test_ringcast);
     CU_add_test(s, "ringcast open loop reports ordered latency", test_ringcast_rate);
+    CU_add_test(s, "ringcast flood reports refusals and disconnections", test_ringcast_flood);
     CU_add_test(s, "nats fanout", test_nats);
     CU_add_test(s, "redis fanout", test_redis);
     return rc_test_run();
