@@ -274,6 +274,11 @@ static void respond(rc_admin *a, admin_conn *c, int status, const char *ctype, s
     write_some(a, c);
 }
 
+static bool is_head(const admin_conn *c)
+{
+    return c->http.head_done && c->http.parser.method == HTTP_HEAD;
+}
+
 static void respond_text(rc_admin *a, admin_conn *c, int status, const char *text, const char *extra)
 {
     struct rc_admin_body body = { 0 };
@@ -282,7 +287,7 @@ static void respond_text(rc_admin *a, admin_conn *c, int status, const char *tex
         conn_close(a, c);
         return;
     }
-    respond(a, c, status, RC_ADMIN_DEFAULT_CTYPE, &body, false, extra);
+    respond(a, c, status, RC_ADMIN_DEFAULT_CTYPE, &body, is_head(c), extra);
 }
 
 /* ---- reading: requests and the server's own answers ---- */
@@ -290,8 +295,8 @@ static void respond_text(rc_admin *a, admin_conn *c, int status, const char *tex
 static void serve_request(rc_admin *a, admin_conn *c)
 {
     const rc_http_request *r = &c->http.req;
-    bool head_only = strcmp(r->method, "HEAD") == 0;
-    if (!head_only && strcmp(r->method, "GET") != 0) {
+    bool head_only = is_head(c);
+    if (!head_only && c->http.parser.method != HTTP_GET) {
         COUNT(a, rejected_method);
         respond_text(a, c, 405, "method not allowed\n", "Allow: GET, HEAD\r\n");
         return;
