@@ -186,9 +186,10 @@ int flow_fill_flood(gen_thread *t, pub_state *p, uint32_t j)
     if (room == 0)
         return 0;
     size_t goal = unsent_bytes(c) + room;
+    uint64_t now = mono_ns(); /* one clock read per batch, like a receive */
     /* Redis: the ack ring must hold every unanswered publish */
     while (unsent_bytes(c) < goal && !(p->ring && p->ring_len > p->ring_mask - 1))
-        if (publish_one(t, p, j, mono_ns()) < 0)
+        if (publish_one(t, p, j, now) < 0)
             return -1;
     mark_dirty(t, c);
     return 0;
