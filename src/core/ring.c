@@ -42,6 +42,9 @@
 /* Spins on a busy index before giving the CPU away; a producer we wait for
  * may have been preempted, and spinning longer would only delay it. */
 #define RC_RING_SPINS_BEFORE_YIELD 64u
+/* rc_ring_count retries this many times for a snapshot in which cons.tail
+ * did not move, then settles for a clamped one. */
+#define RC_RING_COUNT_TRIES 4u
 
 struct rc_ring {
     /* Read-only after create: shared by every thread without contention. */
@@ -98,17 +101,34 @@ uint32_t rc_ring_capacity(const rc_ring *r)
     return r->capacity;
 }
 
+/*
+ * A snapshot is exact when cons.tail is the same before and after the
+ * prod.tail load: then 0 <= count <= capacity, so a larger count means the
+ * ring really was overfilled (the stress test relies on that). Why it holds:
+ * the producer that stored the prod.tail we read checked it against a
+ * cons.tail it had seen, no more than capacity behind; our acquire of
+ * prod.tail makes that producer's load of cons.tail happen before our second
+ * load, which therefore sees that value or a later one.
+ */
 uint32_t rc_ring_count(const rc_ring *r)
 {
-    /* Acquire keeps the prod.tail load below from being performed before this
-     * one. Reading cons.tail first means prod.tail, read later, is at least
-     * as large, so the difference never goes negative. */
-    uint32_t cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
-    /* Relaxed: only a snapshot of a counter; no slot contents are read. */
-    uint32_t prod_tail = atomic_load_explicit(&r->prod.tail, memory_order_relaxed);
+    uint32_t cons_tail = 0, prod_tail = 0;
+    for (uint32_t try = 0; try < RC_RING_COUNT_TRIES; try++) {
+        /* Acquire pairs with the consumer's release of cons.tail, which it
+         * made after loading a prod.tail at least this large: our prod.tail
+         * load below then sees at least that, so the count is never negative. */
+        cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
+        /* Acquire pairs with the release of prod.tail (see the comment above
+         * the function) and keeps the cons.tail reload below after this load. */
+        prod_tail = atomic_load_explicit(&r->prod.tail, memory_order_acquire);
+        /* Relaxed: only compared with the first load; the acquire above
+         * already orders it. */
+        if (atomic_load_explicit(&r->cons.tail, memory_order_relaxed) == cons_tail)
+            return prod_tail - cons_tail;
+    }
+    /* cons.tail kept moving: the consumer may have freed slots and producers
+     * refilled them between the loads, so the snapshot can overstate; clamp. */
     uint32_t count = prod_tail - cons_tail;
-    /* Between the two loads the consumer may have freed slots and producers
-     * refilled them, so the snapshot can overstate; clamp it. */
     return count > r->capacity ? r->capacity : count;
 }
 
@@ -149,27 +169,44 @@ static uint32_t sp_claim(rc_ring *r, uint32_t n, bool bulk, uint32_t *old_head)
     return n;
 }
 
-/* Multiple producers: claim [old_head, old_head + n) by CAS on prod.head. */
+/* Multiple producers: claim [old_head, old_head + n) by CAS on prod.head.
+ *
+ * The danger is a head newer than the cons.tail we compare it with: another
+ * producer claimed up to head against a cons.tail we have not seen yet, and
+ * capacity + cons_tail - head wraps to a huge free count. Two things rule
+ * it out: every successful CAS is a release and every load of head an
+ * acquire, so the cons.tail load of the producer that stored the head we
+ * hold happens before ours, and ours sees that value or a later one; and a
+ * free count above capacity (which also covers a head gone stale while we
+ * read cons.tail) reloads head instead of being trusted. */
 static uint32_t mp_claim(rc_ring *r, uint32_t n, bool bulk, uint32_t *old_head)
 {
-    /* Acquire keeps the cons.tail load below after this one: a cons.tail
-     * older than head could make the free count wrap and overfill. */
+    /* Acquire pairs with the release of the CAS that stored this head (see
+     * above), and keeps the cons.tail load below after this one. */
     uint32_t head = atomic_load_explicit(&r->prod.head, memory_order_acquire);
     uint32_t take;
-    do {
+    for (;;) {
         /* Acquire pairs with the consumer's release of cons.tail: its reads
          * of the freed slots happen before we overwrite them. */
         uint32_t cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
-        take = fit(n, r->capacity + cons_tail - head, bulk);
+        uint32_t free = r->capacity + cons_tail - head;
+        if (free > r->capacity) {
+            /* Acquire: as for the first load of head. */
+            head = atomic_load_explicit(&r->prod.head, memory_order_acquire);
+            continue;
+        }
+        take = fit(n, free, bulk);
         if (take == 0)
             break;
-        /* Success: the claim itself publishes nothing (slots are published
-         * by prod.tail), but C11 wants failure no stronger than success.
-         * Failure: acquire, as for the first load, since the reloaded head
-         * feeds the next cons.tail read. */
-    } while (!atomic_compare_exchange_weak_explicit(&r->prod.head, &head, head + take,
-                                                    memory_order_acquire,
-                                                    memory_order_acquire));
+        /* Success: release, so the cons.tail load above happens before the
+         * cons.tail load of whichever producer acquires this head next (the
+         * acquire half is not needed: C11 only wants the failure order no
+         * stronger than the success order). Failure: acquire, as for the
+         * first load, since the reloaded head feeds the next cons.tail load. */
+        if (atomic_compare_exchange_weak_explicit(&r->prod.head, &head, head + take,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
     *old_head = head;
     return take;
 }
