@@ -69,6 +69,7 @@ typedef struct rc_config {
     /* Slow consumers. outbound_high_bytes <= outbound_kill_bytes. */
     uint64_t outbound_high_bytes;         /* 4194304; 1..2^40, queued bytes that mark a session slow */
     uint64_t outbound_kill_bytes;         /* 16777216; 1..2^40, queued bytes that close it */
+    uint32_t outbound_stall_ms;           /* 500; 1..600000, time over outbound_high_bytes / 2 that makes a connection a slow consumer */
 
     /* Internals. */
     uint32_t ring_capacity;               /* 65536; power of two in 2..2^30, slots per shard ring */
@@ -78,6 +79,7 @@ typedef struct rc_config {
     uint32_t shutdown_timeout_ms;         /* 5000; 1..600000, drain time on SIGTERM */
     uint32_t max_queue_ms;                /* 2000; 1..600000, longest wait in a shard queue before a send expires */
     char log_level[RC_CONFIG_ENUM_SIZE];  /* "info"; debug | info | warn | error */
+    char log_format[RC_CONFIG_ENUM_SIZE]; /* "text"; text (key=value) | json (one object per line) */
 } rc_config;
 
 /* Fill c with every key's default. */

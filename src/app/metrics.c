@@ -7,8 +7,8 @@
 #include <stdio.h>
 
 #include "app/server.h"
-
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#include "core/clock.h"
+#include "core/stats.h"
 
 /* One per-thread counter: name, help, type and where it sits in the stats. */
 typedef struct io_metric {
@@ -50,13 +50,17 @@ static const io_metric io_metrics[] = {
     IO_METRIC(replay_history, "replays_history_total", "counter", "Replayed letters that history already covers: acknowledged dup, nothing sent."),
     IO_METRIC(replay_send, "replays_send_total", "counter", "Replayed letters never sequenced, sent now as from their sender (a repeat is acked dup)."),
     IO_METRIC(replay_refused, "replays_refused_total", "counter", "replay commands refused: not an admin session, or an unknown reason."),
-    IO_METRIC(submit_retries, "shard_submit_retries_total", "counter", "Backoff retries on a full shard ring."),
+    IO_METRIC(holds, "io_holds_total", "counter", "Times a connection stopped being read because its requests waited for room in a full shard ring (TCP then slows that sender)."),
+    IO_METRIC(held_conns, "io_held_connections", "gauge", "Connections not read now because their requests wait for room in a shard ring."),
+    IO_METRIC(jobs_waiting, "io_jobs_waiting", "gauge", "Requests waiting in an io thread for room in their shard's ring."),
+    IO_METRIC(out_pauses, "io_outbound_pauses_total", "counter", "Loop turns in which new deliveries waited for a connection over the pause mark (outbound_high_bytes / 2)."),
+    IO_METRIC(congested, "io_congested_connections", "gauge", "Connections over the pause mark now, not yet slow consumers."),
+    IO_METRIC(slow_marked, "slow_consumers_total", "counter", "Connections found slow: over the pause mark for outbound_stall_ms."),
 };
 
 static uint64_t io_field(const rc_io *io, size_t offset)
 {
-    const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&io->stats + offset);
-    return atomic_load_explicit(p, memory_order_relaxed);
+    return rc_stat_get((const _Atomic uint64_t *)((const char *)&io->stats + offset));
 }
 
 static void io_section(rc_server *s, struct rc_admin_body *out)
@@ -73,7 +77,7 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
     for (int t = RC_T_NONE; t < RC_T_COUNT; t++) {
         uint64_t sum = 0;
         for (uint32_t i = 0; i < s->n_io; i++)
-            sum += LOAD(s->ios[i].stats.frames_in[t]);
+            sum += rc_stat_get(&s->ios[i].stats.frames_in[t]);
         rc_admin_body_printf(out, "ringcast_frames_in_total{type=\"%s\"} %llu\n",
                              t == RC_T_NONE ? "invalid" : rc_type_name((rc_type)t), (unsigned long long)sum);
     }
@@ -82,9 +86,9 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
     for (int e = RC_E_BAD_FRAME; e < RC_E_COUNT; e++) {
         uint64_t sum = 0;
         for (uint32_t i = 0; i < s->n_io; i++)
-            sum += LOAD(s->ios[i].stats.errors[e]);
+            sum += rc_stat_get(&s->ios[i].stats.errors[e]);
         for (uint32_t i = 0; i < s->n_shards; i++)
-            sum += LOAD(s->shards[i].stats.errors[e]);
+            sum += rc_stat_get(&s->shards[i].stats.errors[e]);
         rc_admin_body_printf(out, "ringcast_errors_total{code=\"%s\"} %llu\n", rc_err_name((rc_err)e),
                              (unsigned long long)sum);
     }
@@ -101,7 +105,7 @@ static void shard_line(struct rc_admin_body *out, const io_metric *m, rc_server 
     for (uint32_t i = 0; i < s->n_shards; i++) {
         const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&s->shards[i].stats + m->offset);
         rc_admin_body_printf(out, "%s{shard=\"%u\"} %llu\n", m->name, i,
-                             (unsigned long long)atomic_load_explicit(p, memory_order_relaxed));
+                             (unsigned long long)rc_stat_get(p));
     }
 }
 
@@ -228,7 +232,7 @@ static void admin_section(rc_server *s, struct rc_admin_body *out)
 void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\n"
-                              "ringcast_uptime_seconds %.3f\n", (double)(rc_now_ns() - s->started_ns) / 1e9);
+                              "ringcast_uptime_seconds %.3f\n", (double)(rc_clock_mono_ns() - s->started_ns) / 1e9);
     rc_admin_body_printf(out, "# HELP ringcast_shards Shards running.\n# TYPE ringcast_shards gauge\nringcast_shards %u\n",
                          s->n_shards);
     rc_admin_body_printf(out, "# HELP ringcast_ready 1 once recovery is done and the server serves.\n# TYPE ringcast_ready gauge\nringcast_ready 1\n");

@@ -11,6 +11,8 @@
 #include "app/server.h"
 
 #include "store/store.h"
+#include "core/clock.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -79,15 +81,15 @@ static int adopt_group(void *ud, const rc_persist_group *pg)
 static int recover(rc_server *s, char *err, size_t errlen)
 {
     if (!s->persist) {
-        fprintf(stderr, "level=warn component=server event=memory_only msg=\"durability=off: nothing is stored; a restart forgets every group\"\n");
+        RC_LOG_WARN("server", "event=memory_only msg=\"durability=off: nothing is stored; a restart forgets every group\"");
         return 0;
     }
-    uint64_t t0 = rc_now_ns();
+    uint64_t t0 = rc_clock_mono_ns();
     recovery_ctx r = { s, err, errlen };
     if (rc_store_ops()->load_groups(s->persist, adopt_group, &r, err, errlen) != 0)
         return -1;
-    s->recovery_ns = rc_now_ns() - t0;
-    fprintf(stderr, "level=info component=server event=recovered groups=%llu ms=%.1f data_dir=%s\n",
+    s->recovery_ns = rc_clock_mono_ns() - t0;
+    RC_LOG_INFO("server", "event=recovered groups=%llu ms=%.1f data_dir=%s",
             (unsigned long long)s->recovered_groups, (double)s->recovery_ns / 1e6, s->cfg.data_dir);
     return 0;
 }
@@ -122,7 +124,8 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .outbound_kill_bytes = s->cfg.outbound_kill_bytes,
         .letters = s->dlq ? &s->letters : NULL,
         .admin_token = s->cfg.admin_token,
-        .submit_max_wait_us = RC_SUBMIT_MAX_WAIT_US,
+        .max_queue_ms = s->cfg.max_queue_ms,
+        .outbound_stall_ms = s->cfg.outbound_stall_ms,
     };
     for (uint32_t i = 0; i < s->n_io; i++)
         if (rc_io_init(&s->ios[i], i, s->listen_fds[i], &lim, s->shard_ptrs, s->n_shards, s->chash, err, errlen) != 0)
@@ -151,7 +154,7 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     s->cfg = *cfg;
     s->n_shards = cfg->shards;
     s->n_io = cfg->io_threads;
-    s->started_ns = rc_now_ns();
+    s->started_ns = rc_clock_mono_ns();
     s->chash = rc_chash_create(cfg->vnodes);
     s->shards = calloc(s->n_shards, sizeof(*s->shards));
     s->shard_ptrs = calloc(s->n_shards, sizeof(*s->shard_ptrs));
@@ -186,7 +189,7 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     if (!s->dlq)
         goto fail;
     s->letters = rc_dlq_sink(s->dlq);
-    fprintf(stderr, "level=info component=server event=dead_letters brokers=%s topic=%s spool=%s\n",
+    RC_LOG_INFO("server", "event=dead_letters brokers=%s topic=%s spool=%s",
             rc_dlq_bootstrap(s->dlq), rc_dlq_topic(s->dlq), s->persist ? "rocksdb" : "memory");
 #endif
     for (uint32_t i = 0; i < s->n_shards; i++)
@@ -226,12 +229,12 @@ fail:
 void rc_server_stop(rc_server *s)
 {
     atomic_store_explicit(&s->ready, 0, memory_order_release); /* /readyz: draining */
-    uint64_t deadline = rc_now_ns() + (uint64_t)s->cfg.shutdown_timeout_ms * 1000000u;
+    uint64_t deadline = rc_clock_mono_ns() + (uint64_t)s->cfg.shutdown_timeout_ms * RC_NS_PER_MS;
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_set_phase(&s->ios[i], RC_IO_STOP_INPUT, deadline);
     for (uint32_t i = 0; i < s->n_io; i++)
         /* acquire: pairs with the io thread's release after its last push. */
-        while (!atomic_load_explicit(&s->ios[i].input_stopped, memory_order_acquire) && rc_now_ns() < deadline)
+        while (!atomic_load_explicit(&s->ios[i].input_stopped, memory_order_acquire) && rc_clock_mono_ns() < deadline)
             usleep(RC_STOP_POLL_US);
     for (uint32_t i = 0; i < s->n_shards; i++) {
         rc_job *stop = rc_job_new(RC_JOB_STOP, 0, (rc_str){ 0 }, NULL);
@@ -250,7 +253,7 @@ void rc_server_stop(rc_server *s)
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_destroy(&s->ios[i]);
 #ifndef RC_NO_DLQ
-    uint64_t now = rc_now_ns(), left_ms = now < deadline ? (deadline - now) / 1000000u : 0;
+    uint64_t now = rc_clock_mono_ns(), left_ms = now < deadline ? (deadline - now) / RC_NS_PER_MS : 0;
     rc_dlq_close(s->dlq, (int)(left_ms > RC_DLQ_CLOSE_MIN_MS ? left_ms : RC_DLQ_CLOSE_MIN_MS));
 #endif
     rc_store_close(s->persist);

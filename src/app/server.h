@@ -14,7 +14,6 @@
 #include "ringcast/admin.h"
 #include "ringcast/config.h"
 
-#define RC_SUBMIT_MAX_WAIT_US 2000u /* backoff budget before E_OVERLOADED */
 
 typedef struct rc_server {
     rc_config cfg;

@@ -109,6 +109,8 @@ static const key_def keys[] = {
         "queued outbound bytes that mark a session slow"),
     U64(outbound_kill_bytes, "16777216", 1, UINT64_C(1) << 40,
         "queued outbound bytes that close a session"),
+    U32(outbound_stall_ms, "500", 1, 600000, 0,
+        "a connection whose output stays over outbound_high_bytes / 2 this long is a slow consumer, ms"),
     U32(max_connections, "20000", 1, 1000000, 0, "open client connections at most"),
     U32(max_groups_per_session, "1024", 1, 1048576, 0, "groups one session may join"),
     U32(max_members_per_group, "100000", 1, 10000000, 0, "members one group may have"),
@@ -117,8 +119,9 @@ static const key_def keys[] = {
     U32(recv_buffers, "1024", 1, 32768, KEY_POW2, "provided receive buffers per I/O thread"),
     U32(recv_buffer_size, "16384", 512, 1048576, 0, "bytes per receive buffer"),
     U32(shutdown_timeout_ms, "5000", 1, 600000, 0, "time SIGTERM allows for draining, ms"),
-    U32(max_queue_ms, "2000", 1, 600000, 0, "a send that waited longer in its shard's queue becomes an expired dead letter, ms"),
+    U32(max_queue_ms, "2000", 1, 600000, 0, "a send that waited longer for its shard (E_OVERLOADED: overloaded or expired dead letter), ms"),
     ENUM(log_level, "info", "debug|info|warn|error", "lowest level of log line written"),
+    ENUM(log_format, "text", "text|json", "log lines as key=value text or as one JSON object each"),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

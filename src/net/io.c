@@ -18,7 +18,11 @@
 #define _GNU_SOURCE
 #include "net/io.h"
 
+#include "core/log.h"
+#include "core/stats.h"
+
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -36,6 +40,7 @@
 #define RC_IO_BUF_SHRINK 65536u      /* free idle buffers larger than this */
 #define RC_IO_OUT_BURST 64u          /* outbatches popped at once */
 #define RC_IO_FINAL_TICK_MS 50u      /* wake-up period while closing */
+#define DRAIN_ALL UINT32_MAX         /* drain_outbound: everything, pause or not (shutdown) */
 #define RC_SERVER_NAME "ringcast/" RC_VERSION
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_CANCEL };
@@ -64,6 +69,13 @@ typedef struct rc_conn {
     bool send_inflight;
     bool dirty;
     bool reaping; /* queued on io->reap: freed at the end of the loop turn */
+    bool held;    /* not read: some of its requests wait for room in their shard's ring */
+    bool congested; /* over the pause mark since congested_ns: new deliveries wait for it */
+    bool in_cong_list; /* listed in io->congested */
+    bool slow;    /* stayed over the pause mark for outbound_stall_ms: deliveries past outbound_high_bytes become letters */
+    bool resume_listed; /* listed in io->resume */
+    uint32_t jobs_queued; /* its jobs in io->pending, not yet in a shard's ring */
+    uint64_t congested_ns;
     char user[RC_MAX_USER];
     uint8_t user_len;
     uint64_t sid;
@@ -80,15 +92,9 @@ typedef struct rc_conn {
 
 static _Atomic uint64_t next_sid = 1;
 
-#define STAT_ADD(io, f, n)                                                                        \
-    atomic_store_explicit(&(io)->stats.f, atomic_load_explicit(&(io)->stats.f, memory_order_relaxed) + (n), \
-                          memory_order_relaxed)
-
 uint64_t rc_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return rc_clock_mono_ns();
 }
 
 static uint64_t ud_make(enum op op, const rc_conn *c)
@@ -248,17 +254,20 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, 
     io->dirty = malloc(io->n_slots * sizeof(*io->dirty));
     io->reap = malloc(io->n_slots * sizeof(*io->reap));
     io->pending = calloc(n_shards, sizeof(*io->pending));
-    io->n_pending = calloc(n_shards, sizeof(*io->n_pending));
-    io->cap_pending = calloc(n_shards, sizeof(*io->cap_pending));
+    io->resume = malloc(2 * (size_t)io->n_slots * sizeof(*io->resume));
+    io->congested = malloc(io->n_slots * sizeof(*io->congested));
+    io->pause_bytes = lim->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
-        !io->n_pending || !io->cap_pending || rc_waker_init(&io->waker) != 0) {
+        !io->resume || !io->congested || rc_waker_init(&io->waker) != 0) {
         snprintf(err, errlen, "out of memory setting up io thread %u", idx);
         return -1;
     }
     for (uint32_t s = 0; s < n_shards; s++) {
-        io->pending[s] = malloc(RC_SHARD_BATCH * sizeof(rc_job *));
-        io->cap_pending[s] = RC_SHARD_BATCH;
-        if (!io->pending[s]) {
+        rc_jobq *q = &io->pending[s];
+        q->jobs = malloc(RC_SHARD_BATCH * sizeof(*q->jobs));
+        q->conns = malloc(RC_SHARD_BATCH * sizeof(*q->conns));
+        q->cap = RC_SHARD_BATCH;
+        if (!q->jobs || !q->conns) {
             snprintf(err, errlen, "out of memory setting up io thread %u", idx);
             return -1;
         }
@@ -289,13 +298,83 @@ static size_t conn_queued(const rc_conn *c)
     return c->out.len + (c->wbuf.len - c->woff);
 }
 
+/* ---- the pause mark (see drain_outbound) ---- */
+
+static rc_conn *conn_by_id(rc_io *io, rc_conn_id id);
+
+/* c's output passed the pause mark: new deliveries wait until it drains, or
+ * until outbound_stall_ms say it does not (check_stalls). A connection
+ * already known to be slow no longer holds anyone up. */
+static void conn_congest(rc_io *io, rc_conn *c)
+{
+    if (c->congested || c->slow || c->state == CS_DEAD)
+        return;
+    c->congested = true;
+    c->congested_ns = rc_loop_clock_now(&io->clock);
+    io->n_congested++;
+    RC_STAT_ADD(io->stats.congested, 1);
+    if (!c->in_cong_list) {
+        c->in_cong_list = true;
+        io->congested[io->n_congested_list++] = rc_conn_id_make(io->idx, c->slot, c->gen);
+    }
+}
+
+static void conn_uncongest(rc_io *io, rc_conn *c)
+{
+    if (!c->congested)
+        return;
+    c->congested = false;
+    io->n_congested--;
+    RC_STAT_ADD(io->stats.congested, (uint64_t)-1);
+}
+
+/* The socket took bytes: a connection back under the pause mark keeps up
+ * again (and, if it was slow, has caught up: its letter count starts over). */
+static void conn_drained(rc_io *io, rc_conn *c)
+{
+    if (conn_queued(c) > io->pause_bytes)
+        return;
+    conn_uncongest(io, c);
+    c->slow = false;
+    c->lettered = 0;
+}
+
+/* The one place that decides a connection is a slow consumer: it stayed
+ * over the pause mark for outbound_stall_ms, so its socket does not drain
+ * as fast as its groups talk. From then on it no longer pauses deliveries
+ * to others; what passes outbound_high_bytes becomes slow_consumer letters
+ * (deliver_msg), and past outbound_kill_bytes it is closed. */
+static void check_stalls(rc_io *io)
+{
+    uint64_t now = rc_loop_clock_now(&io->clock);
+    uint64_t stall_ns = (uint64_t)io->lim.outbound_stall_ms * RC_NS_PER_MS;
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < io->n_congested_list; i++) {
+        rc_conn *c = conn_by_id(io, io->congested[i]);
+        if (!c)
+            continue; /* closed since: its slot may hold another connection */
+        if (c->congested && now - c->congested_ns > stall_ns) {
+            conn_uncongest(io, c);
+            c->slow = true;
+            RC_STAT_ADD(io->stats.slow_marked, 1);
+            fprintf(stderr, "level=warn component=io event=slow_consumer sid=%llu queued=%zu stalled_ms=%llu\n",
+                    (unsigned long long)c->sid, conn_queued(c), (unsigned long long)((now - c->congested_ns) / RC_NS_PER_MS));
+        }
+        if (c->congested)
+            io->congested[keep++] = io->congested[i];
+        else
+            c->in_cong_list = false;
+    }
+    io->n_congested_list = keep;
+}
+
 /* Appends one complete frame to the connection's output. */
 static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
     if (c->state == CS_DEAD)
         return;
     if (conn_queued(c) + n > io->lim.outbound_kill_bytes) {
-        STAT_ADD(io, slow_kills, 1);
+        RC_STAT_ADD(io->stats.slow_kills, 1);
         fprintf(stderr, "level=warn component=io event=slow_consumer_closed sid=%llu queued=%zu limit=%llu\n",
                 (unsigned long long)c->sid, conn_queued(c),
                 (unsigned long long)io->lim.outbound_kill_bytes);
@@ -307,7 +386,9 @@ static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
         conn_kill(io, c);
         return;
     }
-    STAT_ADD(io, frames_out, 1);
+    RC_STAT_ADD(io->stats.frames_out, 1);
+    if (conn_queued(c) > io->pause_bytes)
+        conn_congest(io, c);
     conn_mark_dirty(io, c);
 }
 
@@ -323,7 +404,7 @@ static void conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, co
 {
     io->scratch.len = 0;
     bool has_rid = req && (req->has & RC_HAS_RID);
-    STAT_ADD(io, errors[code], 1);
+    RC_STAT_ADD(io->stats.errors[code], 1);
     if (rc_encode_err(&io->scratch, has_rid, has_rid ? req->rid : 0, code, text) == 0)
         conn_write(io, c, io->scratch.data, io->scratch.len);
 }
@@ -334,7 +415,7 @@ static void submit_send(rc_io *io, rc_conn *c)
     io_uring_prep_send(sqe, c->fd, c->wbuf.data + c->woff, c->wbuf.len - c->woff, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c));
     c->send_inflight = true;
-    STAT_ADD(io, sends, 1);
+    RC_STAT_ADD(io->stats.sends, 1);
 }
 
 static void buf_shrink(rc_buf *b)
@@ -397,8 +478,8 @@ static void conn_free(rc_io *io, rc_conn *c)
     io->conns[c->slot] = NULL;
     io->gens[c->slot]++;
     io->free_slots[io->n_free++] = c->slot;
-    STAT_ADD(io, closed, 1);
-    STAT_ADD(io, open, (uint64_t)-1);
+    RC_STAT_ADD(io->stats.closed, 1);
+    RC_STAT_ADD(io->stats.open, (uint64_t)-1);
     free(c);
 }
 
@@ -420,7 +501,7 @@ static void reap_conns(rc_io *io)
     io->n_reap = 0;
 }
 
-static void queue_job(rc_io *io, rc_job *j, uint32_t shard);
+static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);
 
 static uint32_t shard_of(rc_io *io, const char *g, uint32_t len)
 {
@@ -438,7 +519,7 @@ static void conn_detach_all(rc_io *io, rc_conn *c)
             fprintf(stderr, "level=error component=io event=detach_nomem sid=%llu\n", (unsigned long long)c->sid);
             continue; /* deliveries to the dead slot are dropped by generation */
         }
-        queue_job(io, j, shard_of(io, m.g.ptr, m.g.len));
+        queue_job(io, j, shard_of(io, m.g.ptr, m.g.len), NULL);
     }
 }
 
@@ -449,6 +530,11 @@ static void conn_kill(rc_io *io, rc_conn *c)
     if (c->state == CS_DEAD)
         return;
     c->state = CS_DEAD;
+    conn_uncongest(io, c);
+    if (c->held) {
+        c->held = false;
+        RC_STAT_ADD(io->stats.held_conns, (uint64_t)-1);
+    }
     shutdown(c->fd, SHUT_RDWR);
     conn_detach_all(io, c);
     conn_reap_later(io, c);
@@ -477,13 +563,13 @@ static void conn_accept(rc_io *io, int fd)
         }
         rc_buf_free(&b);
         close(fd);
-        STAT_ADD(io, rejected, 1);
+        RC_STAT_ADD(io->stats.rejected, 1);
         return;
     }
     rc_conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
-        STAT_ADD(io, rejected, 1);
+        RC_STAT_ADD(io->stats.rejected, 1);
         return;
     }
     int one = 1;
@@ -494,8 +580,8 @@ static void conn_accept(rc_io *io, int fd)
     c->state = CS_OPEN;
     c->sid = atomic_fetch_add_explicit(&next_sid, 1, memory_order_relaxed);
     io->conns[c->slot] = c;
-    STAT_ADD(io, accepted, 1);
-    STAT_ADD(io, open, 1);
+    RC_STAT_ADD(io->stats.accepted, 1);
+    RC_STAT_ADD(io->stats.open, 1);
     arm_recv(io, c);
 }
 
@@ -544,24 +630,40 @@ static void session_remove(rc_conn *c, rc_str g)
 static void flush_jobs(rc_io *io);
 
 /* Queues a job for its shard; pushed at the end of the turn, or now when a
- * full batch is waiting. The queue grows when a shard's ring stays full
- * (only detach jobs stay queued then), so queueing never blocks or drops. */
-static void queue_job(rc_io *io, rc_job *j, uint32_t shard)
+ * full batch is waiting. Queueing never blocks or drops: what does not fit
+ * the shard's ring waits here (flush_jobs), and its connection is not read
+ * meanwhile. */
+static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner)
 {
-    if (io->n_pending[shard] >= RC_SHARD_BATCH && !io->in_drain)
+    rc_jobq *q = &io->pending[shard];
+    if (q->n >= RC_SHARD_BATCH && !io->in_drain)
         flush_jobs(io);
-    if (io->n_pending[shard] == io->cap_pending[shard]) {
-        uint32_t cap = io->cap_pending[shard] * 2;
-        rc_job **p = realloc(io->pending[shard], cap * sizeof(*p));
-        if (!p) {
-            fprintf(stderr, "level=error component=io event=job_queue_nomem kind=%d\n", (int)j->kind);
+    if (q->head + q->n == q->cap && q->head > 0) { /* slide the live entries to the front */
+        memmove(q->jobs, q->jobs + q->head, q->n * sizeof(*q->jobs));
+        memmove(q->conns, q->conns + q->head, q->n * sizeof(*q->conns));
+        q->head = 0;
+    }
+    if (q->n == q->cap) {
+        uint32_t cap = q->cap * 2;
+        rc_job **jobs = realloc(q->jobs, cap * sizeof(*jobs));
+        if (jobs)
+            q->jobs = jobs;
+        rc_conn_id *conns = jobs ? realloc(q->conns, cap * sizeof(*conns)) : NULL;
+        if (!conns) {
+            RC_LOG_ERROR("io", "event=job_queue_nomem kind=%d", (int)j->kind);
             free(j); /* a lost detach leaves a stale subscription; its deliveries are dropped by generation */
             return;
         }
-        io->pending[shard] = p;
-        io->cap_pending[shard] = cap;
+        q->conns = conns;
+        q->cap = cap;
     }
-    io->pending[shard][io->n_pending[shard]++] = j;
+    j->enq_ns = rc_loop_clock_now(&io->clock); /* waits here and in the shard count against max_queue_ms */
+    q->jobs[q->head + q->n] = j;
+    q->conns[q->head + q->n] = owner ? rc_conn_id_make(io->idx, owner->slot, owner->gen) : 0;
+    q->n++;
+    if (owner)
+        owner->jobs_queued++;
+    RC_STAT_ADD(io->stats.jobs_waiting, 1);
 }
 
 static void route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kind)
@@ -571,8 +673,7 @@ static void route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kind)
         conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the request; try again later");
         return;
     }
-    j->enq_ns = rc_now_ns(); /* the shard expires sends that wait longer than max_queue_ms */
-    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len));
+    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len), c);
 }
 
 static void on_hello(rc_io *io, rc_conn *c, const rc_msg *m)
@@ -635,8 +736,7 @@ static void replay_route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kin
         conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the replay; try again later");
         return;
     }
-    j->enq_ns = rc_now_ns();
-    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len));
+    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len), c);
 }
 
 /* A letter that was never sequenced is sent now as from its sender, with
@@ -670,26 +770,26 @@ static void replay_send(rc_io *io, rc_conn *c, const rc_msg *m)
 static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
 {
     if (!c->admin) {
-        STAT_ADD(io, replay_refused, 1);
+        RC_STAT_ADD(io->stats.replay_refused, 1);
         conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only (hello with the admin token)");
         return;
     }
     int reason = replay_reason(m);
     if (reason < 0) {
-        STAT_ADD(io, replay_refused, 1);
+        RC_STAT_ADD(io->stats.replay_refused, 1);
         conn_error(io, c, m, RC_E_BAD_FIELD, "reason must be slow_consumer, overloaded, expired, shutdown or poison");
         return;
     }
     if (replay_redelivers(reason, m)) {
-        STAT_ADD(io, replay_redeliver, 1);
+        RC_STAT_ADD(io->stats.replay_redeliver, 1);
         replay_route(io, c, m, RC_JOB_REDELIVER);
     } else if (reason == RC_LETTER_SLOW_CONSUMER || (m->has & RC_HAS_SEQ)) {
-        STAT_ADD(io, replay_history, 1);
+        RC_STAT_ADD(io->stats.replay_history, 1);
         rc_msg ack = { .type = RC_T_ACK, .has = (m->has & RC_HAS_RID) | RC_HAS_DUP, .rid = m->rid, .g = m->g,
                        .seq = m->seq, .ts = m->ts, .dup = true };
         conn_reply(io, c, &ack);
     } else {
-        STAT_ADD(io, replay_send, 1);
+        RC_STAT_ADD(io->stats.replay_send, 1);
         replay_send(io, c, m);
     }
 }
@@ -736,7 +836,7 @@ static void handle_frame(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
     rc_msg m;
     const char *why = NULL;
     rc_err e = rc_decode(&io->dec, p, len, &m, &why);
-    STAT_ADD(io, frames_in[m.type], 1);
+    RC_STAT_ADD(io->stats.frames_in[m.type], 1);
     if (m.type != RC_T_NONE && !is_request(m.type)) {
         conn_error(io, c, &m, RC_E_UNKNOWN_TYPE, "this type is sent by the server, not by clients");
         return;
@@ -753,7 +853,7 @@ static void handle_frame(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
 static size_t parse_frames(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
     size_t off = 0;
-    while (c->state == CS_OPEN && n - off >= RC_FRAME_HEADER) {
+    while (c->state == CS_OPEN && !c->held && n - off >= RC_FRAME_HEADER) {
         uint32_t len = rc_frame_len(p + off);
         rc_err e = rc_frame_check_len(len, io->lim.max_frame);
         if (e != RC_OK) {
@@ -771,12 +871,25 @@ static size_t parse_frames(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
     return c->state == CS_OPEN ? off : n;
 }
 
+/* Parses what waits in c->in (a partial frame's tail, or input that
+ * arrived while the connection was held). */
+static void conn_parse_in(rc_io *io, rc_conn *c)
+{
+    size_t used = parse_frames(io, c, c->in.data, c->in.len);
+    memmove(c->in.data, c->in.data + used, c->in.len - used);
+    c->in.len -= used;
+    buf_shrink(&c->in);
+}
+
+/* Bytes from the socket: parsed in place from the receive buffer when
+ * nothing waits before them, else appended to c->in. A held connection
+ * only keeps them (its receive is being cancelled). */
 static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
-    STAT_ADD(io, bytes_in, n);
+    RC_STAT_ADD(io->stats.bytes_in, n);
     if (c->state != CS_OPEN)
         return;
-    if (c->in.len == 0) {
+    if (c->in.len == 0 && !c->held) {
         size_t used = parse_frames(io, c, p, n);
         if (used < n && rc_buf_append(&c->in, p + used, n - used) != 0)
             conn_kill(io, c);
@@ -786,44 +899,43 @@ static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
         conn_kill(io, c);
         return;
     }
-    size_t used = parse_frames(io, c, c->in.data, c->in.len);
-    memmove(c->in.data, c->in.data + used, c->in.len - used);
-    c->in.len -= used;
-    buf_shrink(&c->in);
+    if (!c->held)
+        conn_parse_in(io, c);
 }
 
 /* ------------------------------------------------------------------ */
 /* Shards                                                               */
 /* ------------------------------------------------------------------ */
 
-/* Tells the sender its request could not be queued. */
-/* An overloaded send becomes an `overloaded` dead letter (DESIGN §5), so
- * no message is refused without a trace. */
-static void letter_overloaded(rc_io *io, const rc_job *j, uint32_t attempts)
+/* A send that never reached its shard becomes a dead letter of `reason`
+ * (overloaded, shutdown), so no message is refused without a trace
+ * (proto/PROTOCOL.md, dead letters). */
+static void letter_refused(rc_io *io, const rc_job *j, rc_letter_reason reason, const char *why)
 {
     if (j->kind != RC_JOB_SEND || !io->lim.letters)
         return;
-    rc_letter l = { .reason = RC_LETTER_OVERLOADED, .g = { rc_job_g(j), j->g_len },
-                    .from = { rc_job_user(j), j->user_len }, .ts = (uint64_t)time(NULL) * 1000u,
+    rc_letter l = { .reason = reason, .g = { rc_job_g(j), j->g_len },
+                    .from = { rc_job_user(j), j->user_len }, .ts = rc_clock_wall_ms(),
                     .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
-                    .body_is_str = j->body_is_str, .attempts = attempts,
-                    .err = rc_str_c("the group's shard ring stayed full through the backoff budget") };
+                    .body_is_str = j->body_is_str, .attempts = 1, .err = rc_str_c(why) };
     if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-        STAT_ADD(io, overload_letters, 1);
+        if (reason == RC_LETTER_OVERLOADED)
+            RC_STAT_ADD(io->stats.overload_letters, 1);
+        else
+            RC_STAT_ADD(io->stats.shutdown_letters, 1);
     } else {
-        STAT_ADD(io, letters_refused, 1);
-        fprintf(stderr, "level=error component=io event=letter_refused reason=overloaded group=%.*s from=%.*s\n",
-                (int)j->g_len, rc_job_g(j), (int)j->user_len, rc_job_user(j));
+        RC_STAT_ADD(io->stats.letters_refused, 1);
+        RC_LOG_ERROR("io", "event=letter_refused reason=%s group=%.*s from=%.*s", rc_letter_reason_name(reason),
+                     (int)j->g_len, rc_job_g(j), (int)j->user_len, rc_job_user(j));
     }
 }
 
-static void reject_overloaded(rc_io *io, rc_job *j, uint32_t attempts)
+/* A job that waited longer than max_queue_ms for room in its shard's ring:
+ * the sender gets E_OVERLOADED and the send becomes an `overloaded` letter. */
+static void reject_overloaded(rc_io *io, rc_job *j, rc_conn *c)
 {
-    rc_conn *c = io->conns[rc_conn_slot(j->conn)];
-    if (j->kind == RC_JOB_DETACH || j->kind == RC_JOB_STOP)
-        return; /* never rejected: flush_jobs keeps them */
-    letter_overloaded(io, j, attempts);
-    if (c && c->gen == rc_conn_gen(j->conn)) {
+    letter_refused(io, j, RC_LETTER_OVERLOADED, "waited longer than max_queue_ms for room in the group's shard ring");
+    if (c) {
         rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
         if (j->kind == RC_JOB_JOIN) /* the session did not join after all */
             session_remove(c, (rc_str){ rc_job_g(j), j->g_len });
@@ -832,44 +944,106 @@ static void reject_overloaded(rc_io *io, rc_job *j, uint32_t attempts)
     free(j);
 }
 
-static void drain_outbound(rc_io *io, uint32_t max);
-#define DRAIN_ALL UINT32_MAX
+/* One job left io->pending (pushed or refused): its connection waits for
+ * one fewer, and is read again once it waits for none (resume_conns). */
+static void job_left(rc_io *io, rc_conn *c)
+{
+    RC_STAT_ADD(io->stats.jobs_waiting, (uint64_t)-1);
+    if (!c || --c->jobs_queued || !c->held || c->resume_listed)
+        return;
+    assert(io->n_resume < 2 * io->n_slots); /* one entry per live connection, one per slot freed this turn */
+    c->resume_listed = true;
+    io->resume[io->n_resume++] = rc_conn_id_make(io->idx, c->slot, c->gen);
+}
 
-/* Pushes queued jobs to their shards. A full ring is retried with
- * exponential backoff and jitter (draining our own outbound ring meanwhile,
- * so a shard waiting on us can progress) up to submit_max_wait_us; what still
- * does not fit is answered with E_OVERLOADED. Detach jobs are never dropped:
- * they stay queued for the next turn. */
+static void jobq_pop(rc_jobq *q, uint32_t k)
+{
+    q->head += k;
+    q->n -= k;
+    q->checked = q->checked > k ? q->checked - k : 0;
+    if (q->n == 0)
+        q->head = 0;
+}
+
+/* Stops reading c until its queued jobs are in their rings: TCP then
+ * slows that sender alone. The multishot receive is cancelled; bytes that
+ * arrive before the cancel lands wait in c->in, unparsed. */
+static void conn_hold(rc_io *io, rc_conn *c)
+{
+    if (c->held || c->state == CS_DEAD)
+        return;
+    c->held = true;
+    RC_STAT_ADD(io->stats.holds, 1);
+    RC_STAT_ADD(io->stats.held_conns, 1);
+    if (c->recv_armed) {
+        struct io_uring_sqe *sqe = get_sqe(io);
+        io_uring_prep_cancel64(sqe, ud_make(OP_RECV, c), 0);
+        io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, NULL));
+    }
+}
+
+/* Jobs still waiting in q after a push: the oldest past max_queue_ms are
+ * refused, and every connection with a job waiting is held. Detach and
+ * stop jobs are never refused: they wait for room like the rest. */
+static void jobq_settle(rc_io *io, rc_jobq *q)
+{
+    uint64_t now = rc_loop_clock_now(&io->clock), bound = (uint64_t)io->lim.max_queue_ms * RC_NS_PER_MS;
+    while (q->n && now - q->jobs[q->head]->enq_ns > bound && q->jobs[q->head]->kind != RC_JOB_DETACH &&
+           q->jobs[q->head]->kind != RC_JOB_STOP) {
+        rc_job *j = q->jobs[q->head];
+        rc_conn *c = conn_by_id(io, q->conns[q->head]);
+        jobq_pop(q, 1);
+        job_left(io, c);
+        reject_overloaded(io, j, c);
+    }
+    for (; q->checked < q->n; q->checked++) {
+        rc_conn *c = conn_by_id(io, q->conns[q->head + q->checked]);
+        if (c)
+            conn_hold(io, c);
+    }
+}
+
+/* Pushes queued jobs to their shards, as many as their rings take, in
+ * order. Never waits: what does not fit stays queued for the next turns,
+ * and its connection stops being read (jobq_settle). */
 static void flush_jobs(rc_io *io)
 {
     for (uint32_t s = 0; s < io->n_shards; s++) {
-        uint32_t n = io->n_pending[s], done = 0;
-        uint64_t waited = 0, backoff = 1;
-        uint32_t attempts = 1;
-        while (done < n) {
-            done += rc_shard_submit(io->shards[s], io->pending[s] + done, n - done);
-            if (done == n || waited >= io->lim.submit_max_wait_us)
-                break;
-            STAT_ADD(io, submit_retries, 1);
-            attempts++;
-            uint64_t us = backoff + (uint64_t)rand() % (backoff + 1);
-            struct timespec ts = { 0, (long)(us * 1000) };
-            nanosleep(&ts, NULL);
-            waited += us;
-            backoff = backoff < 1024 ? backoff * 2 : backoff;
-            if (!io->in_drain) /* never inside a drain: batches would interleave */
-                drain_outbound(io, 1);
-        }
-        uint32_t keep = 0;
-        for (uint32_t i = done; i < n; i++) {
-            rc_job *j = io->pending[s][i];
-            if (j->kind == RC_JOB_DETACH)
-                io->pending[s][keep++] = j;
-            else
-                reject_overloaded(io, j, attempts);
-        }
-        io->n_pending[s] = keep;
+        rc_jobq *q = &io->pending[s];
+        if (q->n == 0)
+            continue;
+        uint32_t k = rc_shard_submit(io->shards[s], q->jobs + q->head, q->n);
+        /* The pushed jobs belong to the shard now: only their owners' ids,
+         * kept beside them, are read. */
+        for (uint32_t i = 0; i < k; i++)
+            job_left(io, conn_by_id(io, q->conns[q->head + i]));
+        jobq_pop(q, k);
+        if (q->n)
+            jobq_settle(io, q);
     }
+}
+
+static void conn_parse_in(rc_io *io, rc_conn *c);
+
+/* Connections whose waiting jobs all entered their rings are read again:
+ * first what arrived while they were held, then the socket. */
+static void resume_conns(rc_io *io)
+{
+    for (uint32_t i = 0; i < io->n_resume; i++) {
+        rc_conn *c = conn_by_id(io, io->resume[i]);
+        if (!c)
+            continue;
+        c->resume_listed = false;
+        if (!c->held || c->jobs_queued)
+            continue;
+        c->held = false;
+        RC_STAT_ADD(io->stats.held_conns, (uint64_t)-1);
+        if (c->in.len)
+            conn_parse_in(io, c);
+        if (!c->held && !c->recv_armed && c->state == CS_OPEN)
+            arm_recv(io, c);
+    }
+    io->n_resume = 0;
 }
 
 /* ---- messages owed to a connection (slow_consumer letters to redeliver) ---- */
@@ -885,7 +1059,7 @@ static void owed_remember(rc_io *io, rc_conn *c, rc_str g, uint64_t seq)
     }
     if (c->n_owed == RC_CONN_LETTERED_MAX) {
         if (c->owed[c->owed_head].seq)
-            STAT_ADD(io, lettered_forgotten, 1);
+            RC_STAT_ADD(io->stats.lettered_forgotten, 1);
         c->owed_head = (c->owed_head + 1) % RC_CONN_LETTERED_MAX;
         c->n_owed--;
     }
@@ -910,12 +1084,13 @@ static bool owed_take(rc_conn *c, rc_str g, uint64_t seq)
     return false;
 }
 
-/* A connection past outbound_high_bytes, with dead letters on: its msg
- * deliveries become slow_consumer letters. Checked before anything else on
- * every delivery; deliver_as_letter is the rare path behind it. */
+/* A slow consumer (check_stalls) past outbound_high_bytes, with dead
+ * letters on: its msg deliveries become slow_consumer letters. Checked
+ * before anything else on every delivery; deliver_as_letter is the rare
+ * path behind it. */
 static bool past_high(const rc_io *io, const rc_conn *c)
 {
-    return io->lim.letters && conn_queued(c) > io->lim.outbound_high_bytes;
+    return c->slow && io->lim.letters && conn_queued(c) > io->lim.outbound_high_bytes;
 }
 
 /* A delivery to a connection past_high: the msg (the encoded frame p, len
@@ -936,16 +1111,16 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t 
                     .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
     c->lettered += len;
     if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-        STAT_ADD(io, slow_letters, 1);
+        RC_STAT_ADD(io->stats.slow_letters, 1);
         owed_remember(io, c, m.g, m.seq);
     } else {
-        STAT_ADD(io, letters_refused, 1);
+        RC_STAT_ADD(io->stats.letters_refused, 1);
         fprintf(stderr, "level=error component=io event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s\n",
                 (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->user_len, c->user);
     }
     /* Behind by more than the kill bound, counting what became letters. */
     if (conn_queued(c) + c->lettered > io->lim.outbound_kill_bytes) {
-        STAT_ADD(io, slow_kills, 1);
+        RC_STAT_ADD(io->stats.slow_kills, 1);
         fprintf(stderr, "level=warn component=io event=slow_consumer_closed sid=%llu queued=%zu lettered=%llu limit=%llu\n",
                 (unsigned long long)c->sid, conn_queued(c), (unsigned long long)c->lettered,
                 (unsigned long long)io->lim.outbound_kill_bytes);
@@ -961,7 +1136,7 @@ static void deliver_msg(rc_io *io, rc_conn *c, const rc_frame *f, uint32_t flags
 {
     if (!past_high(io, c) || (flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f->data, f->len)) {
         conn_write(io, c, f->data, f->len);
-        STAT_ADD(io, deliveries, 1);
+        RC_STAT_ADD(io->stats.deliveries, 1);
     }
 }
 
@@ -983,68 +1158,89 @@ static void redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
     if (len < RC_FRAME_HEADER ||
         rc_decode(&io->dec, wire + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK ||
         m.type != RC_T_MSG || !owed_take(c, m.g, m.seq)) {
-        STAT_ADD(io, redelivery_skipped, 1);
+        RC_STAT_ADD(io->stats.redelivery_skipped, 1);
         return;
     }
     if (!past_high(io, c) || !deliver_as_letter(io, c, wire, len)) {
         conn_write(io, c, wire, len);
-        STAT_ADD(io, redelivered, 1);
+        RC_STAT_ADD(io->stats.redelivered, 1);
     }
 }
 
-/* The connection a delivery names, or NULL when it closed (or its slot was
+/* The connection an id names, or NULL when it closed (or its slot was
  * reused since). */
-static rc_conn *delivery_conn(rc_io *io, rc_conn_id id)
+static rc_conn *conn_by_id(rc_io *io, rc_conn_id id)
 {
     uint32_t slot = rc_conn_slot(id);
     rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
     return c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD ? c : NULL;
 }
 
-/* Queues one batch's deliveries. Consecutive deliveries of one frame (a
- * message's recipients on this thread) drop their references with one
- * atomic operation. */
-static void deliver_batch(rc_io *io, rc_outbatch *b)
+static void deliver_one(rc_io *io, const rc_frame *f, const rc_delivery *d)
 {
-    uint32_t i = 0;
-    while (i < b->n) {
+    if (f->kind == RC_FRAME_VOID)
+        return;
+    rc_conn *c = conn_by_id(io, d->conn);
+    if (!c) {
+        if (f->kind != RC_FRAME_REDELIVER) /* a closed subscriber owes nothing: filtered */
+            RC_STAT_ADD(io->stats.dropped_closed, 1);
+    } else if (f->kind == RC_FRAME_JOIN_REFUSED) {
+        session_remove(c, (rc_str){ (const char *)f->data, f->len });
+    } else if (f->kind == RC_FRAME_REDELIVER) {
+        redeliver(io, c, f);
+    } else {
+        deliver_msg(io, c, f, d->flags);
+    }
+}
+
+/* Queues b's deliveries from *at on. Consecutive deliveries of one frame (a
+ * message's recipients on this thread) drop their references with one
+ * atomic operation. With `pausable`, stops right after a delivery that put
+ * a connection over the pause mark and returns false; *at is where to go
+ * on. */
+static bool deliver_batch(rc_io *io, rc_outbatch *b, uint32_t *at, bool pausable)
+{
+    uint32_t i = *at;
+    bool paused = false;
+    while (i < b->n && !paused) {
         rc_frame *f = b->d[i].frame;
         uint32_t k = i;
-        for (; k < b->n && b->d[k].frame == f; k++) {
-            if (f->kind == RC_FRAME_VOID)
-                continue;
-            rc_conn *c = delivery_conn(io, b->d[k].conn);
-            if (!c) {
-                if (f->kind != RC_FRAME_REDELIVER) /* a closed subscriber owes nothing: filtered */
-                    STAT_ADD(io, dropped_closed, 1);
-            } else if (f->kind == RC_FRAME_JOIN_REFUSED) {
-                session_remove(c, (rc_str){ (const char *)f->data, f->len });
-            } else if (f->kind == RC_FRAME_REDELIVER) {
-                redeliver(io, c, f);
-            } else {
-                deliver_msg(io, c, f, b->d[k].flags);
-            }
+        while (k < b->n && b->d[k].frame == f && !paused) {
+            deliver_one(io, f, &b->d[k++]);
+            paused = pausable && io->n_congested > 0;
         }
         rc_frame_unref_n(f, k - i);
         i = k;
     }
-    rc_outbatch_recycle(b);
+    *at = i;
+    return i == b->n;
 }
 
-/* Copies up to `max` bursts of outbatches into connection output. A loop
- * turn takes one burst, so it ends (and starts its sends) even while shards
- * keep producing; shutdown takes everything. */
+/* Moves up to `max` outbatches into connection output. A turn takes a
+ * bounded share, so it ends (and starts its sends) even while shards keep
+ * producing. Backpressure, not buffering: while a connection that keeps up
+ * has more than the pause mark queued, new deliveries wait in the ring
+ * (and behind it in the shards, and behind them in their senders' sockets)
+ * until its socket drains or check_stalls finds it slow. Shutdown takes
+ * everything (DRAIN_ALL), pause or not. */
 static void drain_outbound(rc_io *io, uint32_t max)
 {
-    rc_outbatch *bs[RC_IO_OUT_BURST];
-    uint32_t n;
+    bool pausable = max != DRAIN_ALL;
     io->in_drain = true;
-    for (uint32_t round = 0; round < max; round++) {
-        n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST);
-        if (n == 0)
+    for (uint32_t n = 0; n < max; n++) {
+        if (pausable && io->n_congested > 0) {
+            RC_STAT_ADD(io->stats.out_pauses, 1);
             break;
-        for (uint32_t i = 0; i < n; i++)
-            deliver_batch(io, bs[i]);
+        }
+        if (!io->cur) {
+            if (rc_ring_dequeue_burst(io->outbound, (void **)&io->cur, 1) == 0)
+                break;
+            io->cur_i = 0;
+        }
+        if (!deliver_batch(io, io->cur, &io->cur_i, pausable))
+            continue; /* paused inside it: counted above next time round */
+        rc_outbatch_recycle(io->cur);
+        io->cur = NULL;
     }
     io->in_drain = false;
 }
@@ -1072,7 +1268,9 @@ static void on_recv(rc_io *io, rc_conn *c, const struct io_uring_cqe *cqe)
     if (!more)
         c->recv_armed = false;
     if (cqe->res == -ENOBUFS) {
-        STAT_ADD(io, enobufs, 1);
+        RC_STAT_ADD(io->stats.enobufs, 1);
+    } else if (cqe->res == -ECANCELED) {
+        /* conn_hold cancelled it; resume_conns arms it again */
     } else if (cqe->res <= 0) {
         conn_kill(io, c); /* EOF or error */
     }
@@ -1080,7 +1278,7 @@ static void on_recv(rc_io *io, rc_conn *c, const struct io_uring_cqe *cqe)
         conn_reap_later(io, c);
         return;
     }
-    if (!c->recv_armed && c->state == CS_OPEN)
+    if (!c->recv_armed && !c->held && c->state == CS_OPEN)
         arm_recv(io, c);
 }
 
@@ -1090,16 +1288,16 @@ static void on_send(rc_io *io, rc_conn *c, int res)
     if (res < 0) {
         conn_kill(io, c);
     } else {
-        STAT_ADD(io, bytes_out, (uint64_t)res);
+        RC_STAT_ADD(io->stats.bytes_out, (uint64_t)res);
         c->woff += (size_t)res;
+        conn_drained(io, c);
         if (c->woff < c->wbuf.len && c->state != CS_DEAD) {
             submit_send(io, c); /* short send: finish this buffer first */
             return;
         }
         c->wbuf.len = 0;
         c->woff = 0;
-        if (conn_queued(c) <= io->lim.outbound_high_bytes)
-            c->lettered = 0; /* caught up: the slow-consumer count starts over */
+        conn_drained(io, c);
         if (c->out.len == 0) /* idle now: give back large buffers; busy ones keep theirs */
             buf_shrink(&c->wbuf);
         if (c->out.len)
@@ -1167,9 +1365,47 @@ static void stop_input(rc_io *io)
         io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, NULL));
         shutdown(io->listen_fd, SHUT_RDWR);
     }
-    flush_jobs(io);
-    /* release: the jobs pushed above are visible to whoever sees the flag. */
+}
+
+static uint32_t jobs_waiting(const rc_io *io)
+{
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < io->n_shards; s++)
+        n += io->pending[s].n;
+    return n;
+}
+
+/* Input has stopped and every job it produced is in a shard's ring: the
+ * server may now queue its stop barrier behind them. */
+static void ack_input_stopped(rc_io *io)
+{
+    if (atomic_load_explicit(&io->input_stopped, memory_order_relaxed) || jobs_waiting(io))
+        return;
+    /* release: the jobs pushed before are visible to whoever sees the flag. */
     atomic_store_explicit(&io->input_stopped, 1, memory_order_release);
+}
+
+/* The stop deadline passed with jobs still waiting for their rings (the
+ * shards have stopped): each send becomes a `shutdown` letter, and its
+ * sender hears E_SHUTTING_DOWN. */
+static void refuse_waiting_jobs(rc_io *io)
+{
+    for (uint32_t s = 0; s < io->n_shards; s++) {
+        rc_jobq *q = &io->pending[s];
+        while (q->n) {
+            rc_job *j = q->jobs[q->head];
+            rc_conn *c = conn_by_id(io, q->conns[q->head]);
+            jobq_pop(q, 1);
+            job_left(io, c);
+            letter_refused(io, j, RC_LETTER_SHUTDOWN, "the server stopped before this send reached its shard");
+            if (c && j->kind != RC_JOB_DETACH) {
+                rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
+                conn_error(io, c, &m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");
+            }
+            free(j);
+        }
+    }
+    io->n_resume = 0;
 }
 
 /* Says bye to every connection; they close as their output drains. */
@@ -1203,9 +1439,9 @@ static void letter_queued_output(rc_io *io, rc_conn *c)
                             .body_is_str = m.body_is_str, .attempts = 1,
                             .err = rc_str_c("the server stopped before this delivery left") };
             if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-                STAT_ADD(io, shutdown_letters, 1);
+                RC_STAT_ADD(io->stats.shutdown_letters, 1);
             } else {
-                STAT_ADD(io, letters_refused, 1);
+                RC_STAT_ADD(io->stats.letters_refused, 1);
                 fprintf(stderr, "level=error component=io event=letter_refused reason=shutdown group=%.*s seq=%llu\n",
                         (int)m.g.len, m.g.ptr, (unsigned long long)m.seq);
             }
@@ -1248,7 +1484,7 @@ static void handle_completions(rc_io *io)
     for (unsigned i = 0; i < n; i++)
         handle_cqe(io, cqes[i]);
     io_uring_cq_advance(&io->ring, n);
-    STAT_ADD(io, cqes, n);
+    RC_STAT_ADD(io->stats.cqes, n);
 }
 
 /* Waits for completions unless shards queued work meanwhile. */
@@ -1256,11 +1492,18 @@ static void submit_and_wait(rc_io *io, bool final)
 {
     rc_waker_prepare_sleep(&io->waker);
     /* Connections left dirty by flush_sends all have a send in flight: its
-     * completion wakes us, so they are no reason to poll. */
-    unsigned wait = rc_ring_count(io->outbound) == 0 ? 1 : 0;
+     * completion wakes us, so they are no reason to poll. Deliveries held
+     * back by the pause mark are no reason either: a send completion or
+     * the stall tick ends the pause. */
+    bool deliverable = io->n_congested == 0 && (io->cur || rc_ring_count(io->outbound) > 0);
+    unsigned wait = deliverable ? 0 : 1;
+    uint64_t tick_ns = final ? RC_IO_FINAL_TICK_MS * RC_NS_PER_MS
+                     : jobs_waiting(io) ? RC_IO_HOLD_RETRY_NS
+                     : io->n_congested_list ? RC_IO_STALL_TICK_NS
+                     : 0;
     int r;
-    if (final && wait) {
-        struct __kernel_timespec ts = { 0, RC_IO_FINAL_TICK_MS * 1000000L };
+    if (wait && tick_ns) {
+        struct __kernel_timespec ts = { (long long)(tick_ns / RC_NS_PER_SEC), (long long)(tick_ns % RC_NS_PER_SEC) };
         struct io_uring_cqe *cqe;
         r = io_uring_submit_and_wait_timeout(&io->ring, &cqe, 1, &ts, NULL);
     } else {
@@ -1281,11 +1524,13 @@ static void *io_main(void *arg)
     arm_accept(io);
     arm_wake(io);
     for (;;) {
+        rc_loop_clock_tick(&io->clock);
         int phase = atomic_load_explicit(&io->phase, memory_order_acquire);
         if (phase != seen_phase) {
             if (phase >= RC_IO_STOP_INPUT && seen_phase < RC_IO_STOP_INPUT)
                 stop_input(io);
             if (phase == RC_IO_FINAL) {
+                refuse_waiting_jobs(io);
                 drain_outbound(io, DRAIN_ALL);
                 say_bye(io);
             }
@@ -1294,16 +1539,21 @@ static void *io_main(void *arg)
         if (phase == RC_IO_FINAL) {
             if (open_conns(io) == 0)
                 break;
-            if (rc_now_ns() > io->deadline_ns)
+            if (rc_loop_clock_now(&io->clock) > io->deadline_ns)
                 kill_all(io);
         }
-        drain_outbound(io, 1);
+        if (io->n_congested_list)
+            check_stalls(io);
+        drain_outbound(io, phase == RC_IO_FINAL ? DRAIN_ALL : RC_IO_OUT_BURST);
         flush_jobs(io);
+        resume_conns(io);
+        if (phase == RC_IO_STOP_INPUT)
+            ack_input_stopped(io);
         flush_sends(io);
         submit_and_wait(io, phase == RC_IO_FINAL);
         handle_completions(io);
         reap_conns(io);
-        STAT_ADD(io, loops, 1);
+        RC_STAT_ADD(io->stats.loops, 1);
     }
     return NULL;
 }
@@ -1342,13 +1592,15 @@ void rc_io_destroy(rc_io *io)
         rc_ring_destroy(io->outbound);
     }
     for (uint32_t s = 0; io->pending && s < io->n_shards; s++) {
-        for (uint32_t i = 0; i < io->n_pending[s]; i++)
-            free(io->pending[s][i]);
-        free(io->pending[s]);
+        rc_jobq *q = &io->pending[s];
+        for (uint32_t i = 0; i < q->n; i++)
+            free(q->jobs[q->head + i]);
+        free(q->jobs);
+        free(q->conns);
     }
     free(io->pending);
-    free(io->n_pending);
-    free(io->cap_pending);
+    free(io->resume);
+    free(io->congested);
     free(io->conns);
     free(io->gens);
     free(io->free_slots);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/chash.h"
+#include "core/clock.h"
 #include "core/dispatch.h"
 #include "core/letters.h"
 #include "core/ring.h"
@@ -39,8 +40,19 @@ typedef struct rc_io_limits {
     uint64_t outbound_kill_bytes;    /* queued output past which a connection is closed */
     const rc_letter_sink *letters;   /* where dead letters go (NULL: no dead letters) */
     const char *admin_token;         /* hello token that makes a session admin ("" : none) */
-    uint32_t submit_max_wait_us;     /* backoff budget for a full shard ring */
+    uint32_t max_queue_ms;           /* a request that waited longer for room in its shard's ring: E_OVERLOADED */
+    uint32_t outbound_stall_ms;      /* output above the pause mark this long: the connection is a slow consumer */
 } rc_io_limits;
+
+/* New deliveries wait while a connection that keeps up has more than
+ * outbound_high_bytes / RC_IO_PAUSE_DIVISOR queued (the pause mark). */
+#define RC_IO_PAUSE_DIVISOR 2u
+/* While requests wait for room in a shard's ring, the loop wakes at least
+ * this often to retry them (the shard does not signal freed room). */
+#define RC_IO_HOLD_RETRY_NS 250000u
+/* While a connection is over the pause mark, the loop wakes at least this
+ * often to check outbound_stall_ms. */
+#define RC_IO_STALL_TICK_NS 10000000u
 
 /* Counters, written by the io thread only, read by the metrics page. */
 typedef struct rc_io_stats {
@@ -51,7 +63,13 @@ typedef struct rc_io_stats {
     _Atomic uint64_t dropped_closed;    /* frames for connections already closed */
     _Atomic uint64_t bytes_in, bytes_out;
     _Atomic uint64_t errors[RC_E_COUNT];/* err replies by code */
-    _Atomic uint64_t loops, cqes, enobufs, sends, slow_kills, submit_retries;
+    _Atomic uint64_t loops, cqes, enobufs, sends, slow_kills;
+    _Atomic uint64_t holds;             /* times a connection stopped being read: its requests waited for a full shard ring */
+    _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
+    _Atomic uint64_t jobs_waiting;      /* gauge: requests waiting for room in their shard's ring */
+    _Atomic uint64_t out_pauses;        /* times new deliveries waited for a connection over the pause mark */
+    _Atomic uint64_t congested;         /* gauge: connections over the pause mark (not yet slow consumers) */
+    _Atomic uint64_t slow_marked;       /* connections that stayed over the pause mark for outbound_stall_ms */
     _Atomic uint64_t slow_letters;      /* deliveries turned into slow_consumer letters */
     _Atomic uint64_t overload_letters;  /* sends refused with E_OVERLOADED, sent as letters */
     _Atomic uint64_t shutdown_letters;  /* deliveries still queued at a forced stop, sent as letters */
@@ -72,6 +90,15 @@ enum rc_io_phase {
 };
 
 struct rc_conn;
+
+/* Jobs queued for one shard, oldest first, with the connection each came
+ * from (read before the push: once pushed, a job belongs to the shard). */
+typedef struct rc_jobq {
+    rc_job **jobs;
+    rc_conn_id *conns;
+    uint32_t head, n, cap;        /* live entries are [head, head + n) */
+    uint32_t checked;             /* entries from head whose owner was already held */
+} rc_jobq;
 
 typedef struct rc_io {
     uint32_t idx;
@@ -96,9 +123,15 @@ typedef struct rc_io {
     uint32_t n_reap;
     struct io_uring_cqe *deferred; /* completions taken off a full CQ, handled next */
     uint32_t n_deferred, cap_deferred;
-    rc_job ***pending;            /* per shard: jobs waiting for a ring push */
-    uint32_t *n_pending;
-    uint32_t *cap_pending;
+    rc_jobq *pending;             /* per shard: jobs waiting for a ring push, oldest first */
+    rc_conn_id *resume;           /* connections whose held jobs all entered their rings this turn */
+    uint32_t n_resume;
+    rc_conn_id *congested;        /* connections over the pause mark (some entries stale), checked each turn */
+    uint32_t n_congested_list, n_congested;
+    rc_outbatch *cur;             /* outbatch being delivered (a pause can stop inside one) */
+    uint32_t cur_i;               /* its next delivery */
+    rc_loop_clock clock;          /* now, refreshed once per loop turn */
+    uint64_t pause_bytes;         /* outbound_high_bytes / RC_IO_PAUSE_DIVISOR */
     bool in_drain;                /* delivering outbatches: no nested drain */
     rc_decoder dec;
     rc_buf scratch;

@@ -79,7 +79,7 @@ static void test_slow_consumer_letters(void)
     CU_ASSERT_FATAL(broker_start() == 0);
     char brokers[256];
     snprintf(brokers, sizeof(brokers), "%s", bootstrap);
-    const char *flags[] = { "--kafka-brokers", brokers, "--outbound-high-bytes", "1048576",
+    const char *flags[] = { "--kafka-brokers", brokers, "--outbound-stall-ms", "50", "--outbound-high-bytes", "1048576",
                             "--outbound-kill-bytes", "1073741824", NULL };
     rc_test_server srv;
     CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);
@@ -135,7 +135,7 @@ static void test_shutdown_letters(void)
     CU_ASSERT_FATAL(broker_start() == 0);
     char brokers[256];
     snprintf(brokers, sizeof(brokers), "%s", bootstrap);
-    const char *flags[] = { "--kafka-brokers", brokers, "--shutdown-timeout-ms", "300", "--outbound-high-bytes",
+    const char *flags[] = { "--kafka-brokers", brokers, "--shutdown-timeout-ms", "300", "--outbound-stall-ms", "50", "--outbound-high-bytes",
                             "67108864", "--outbound-kill-bytes", "134217728", NULL };
     rc_test_server srv;
     CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);

@@ -219,7 +219,7 @@ static int connect_small_rcvbuf(rc_client *c, uint16_t port, int rcvbuf)
 
 static void test_slow_consumer(void)
 {
-    const char *flags[] = { "--outbound-high-bytes", SLOW_HIGH, "--outbound-kill-bytes", SLOW_KILL, NULL };
+    const char *flags[] = { "--outbound-stall-ms", "50", "--outbound-high-bytes", SLOW_HIGH, "--outbound-kill-bytes", SLOW_KILL, NULL };
     it_suite_start(flags);
 
     rc_client s;

@@ -165,7 +165,7 @@ static void test_outage_spool_then_drain(void)
     char bootstrap[256];
     pid_t broker = rc_test_kafka_dev_start(bootstrap, sizeof(bootstrap));
     CU_ASSERT_FATAL(broker > 0);
-    const char *flags[] = { "--kafka-brokers", bootstrap, "--dlq-breaker-ms", "200", "--outbound-high-bytes", "1048576",
+    const char *flags[] = { "--kafka-brokers", bootstrap, "--dlq-breaker-ms", "200", "--outbound-stall-ms", "50", "--outbound-high-bytes", "1048576",
                             "--outbound-kill-bytes", "1073741824", NULL };
     rc_test_server srv;
     CU_ASSERT_FATAL(rc_test_server_start(&srv, flags) == 0);

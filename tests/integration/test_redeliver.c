@@ -299,7 +299,7 @@ static double metric(const char *name)
     return rc_test_metric(it_srv.s.admin_port, name, 1);
 }
 
-static const char *const FLAGS[] = { "--admin-token", TOKEN, "--outbound-high-bytes", "1048576",
+static const char *const FLAGS[] = { "--admin-token", TOKEN, "--outbound-stall-ms", "50", "--outbound-high-bytes", "1048576",
                                      "--outbound-kill-bytes", "1073741824", "--history-max", "16", NULL };
 
 /* The cast of every test: bob, who stops reading, alice who sends, carol
