@@ -16,7 +16,7 @@
 #                      server is restarted for each workload (default fanout)
 #   --systems LIST     ringcast, nats, redis, sol (default all four), and
 #                      ringcast-off / ringcast-batch: ringcastd with
-#                      --durability none / batch after RINGCASTD_ARGS; a system
+#                      --durability off / batch after RINGCASTD_ARGS; a system
 #                      whose server is missing or does not start is skipped
 #                      with a note
 #   --reps N           interleaved repetitions per workload, 1..20 (default 3)
@@ -212,7 +212,7 @@ start_server() {
       free_port; admin=$FREE_PORT
       rm -rf "$tmp/$s-data"
       mkdir -p "$tmp/$s-data"
-      case "$s" in ringcast-off) dur=(--durability none) ;; ringcast-batch) dur=(--durability batch) ;; esac
+      case "$s" in ringcast-off) dur=(--durability off) ;; ringcast-batch) dur=(--durability batch) ;; esac
       # shellcheck disable=SC2086 # RINGCASTD_ARGS is a list of flags
       "$RINGCASTD" --port "$p" --http-port "$http" --admin-port "$admin" \
         --data-dir "$tmp/$s-data" $RINGCASTD_ARGS "${dur[@]}" >"$log" 2>&1 &
@@ -453,7 +453,7 @@ report_flood() {
   echo "Machine: $(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)."
   echo "Command: \`${RINGCASTD_ARGS:+RINGCASTD_ARGS=\"$RINGCASTD_ARGS\" }bench/compare.sh --flood --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
   echo "Mode: flood (no window: every publisher writes sends as fast as its socket takes them, then drains); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload." \
-       "ringcast-off is ringcastd --durability none, ringcast-batch --durability batch; Redis keeps its default pub/sub output buffer limit."
+       "ringcast-off is ringcastd --durability off (memory only, like the peers), ringcast-batch --durability batch; Redis keeps its default pub/sub output buffer limit."
   for w in $WORKLOADS; do
     act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
     any=$(grep -m 1 "^$w [a-z-]* \(ok\|loss\) " "$results")
