@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "dlq/dlq.h"
+#include "core/log.h"
 
 #define DEFAULT_BROKERS 1
 #define DEFAULT_PARTITIONS 1
@@ -89,10 +90,10 @@ static void set_brokers(rd_kafka_mock_cluster_t *mc, int brokers, int up)
         rd_kafka_resp_err_t err =
             up ? rd_kafka_mock_broker_set_up(mc, id) : rd_kafka_mock_broker_set_down(mc, id);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            fprintf(stderr, "level=warn component=kafka-dev event=broker_%s_failed broker=%d error=%s\n",
+            RC_LOG_WARN("kafka-dev", "event=broker_%s_failed broker=%d error=%s",
                     up ? "up" : "down", id, rd_kafka_err2name(err));
     }
-    fprintf(stderr, "level=info component=kafka-dev event=brokers_%s count=%d\n", up ? "up" : "down",
+    RC_LOG_INFO("kafka-dev", "event=brokers_%s count=%d", up ? "up" : "down",
             brokers);
 }
 
@@ -107,7 +108,7 @@ static int serve(rd_kafka_mock_cluster_t *mc, const options *o, const sigset_t *
         } else if (sig == SIGUSR2) {
             set_brokers(mc, o->brokers, 1);
         } else {
-            fprintf(stderr, "level=info component=kafka-dev event=stopping signal=%d\n", sig);
+            RC_LOG_INFO("kafka-dev", "event=stopping signal=%d", sig);
             return 0;
         }
     }
@@ -161,9 +162,9 @@ int main(int argc, char **argv)
     } else {
         printf("bootstrap=%s\n", rd_kafka_mock_cluster_bootstraps(mc));
         fflush(stdout);
-        fprintf(stderr,
-                "level=warn component=kafka-dev event=started bootstrap=%s brokers=%d topic=\"%s\" partitions=%d "
-                "msg=\"development broker: its contents vanish when it exits\"\n",
+        RC_LOG_WARN("kafka-dev",
+                "event=started bootstrap=%s brokers=%d topic=\"%s\" partitions=%d "
+                "msg=\"development broker: its contents vanish when it exits\"",
                 rd_kafka_mock_cluster_bootstraps(mc), o.brokers, o.topic, o.partitions);
         rc = serve(mc, &o, &set);
     }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/group.h"
+#include "core/log.h"
 #include "core/persist.h"
 #include "core/shard_persist.h"
 
@@ -96,7 +97,7 @@ static rc_frame *reply(rc_shard *s, rc_conn_id conn, const rc_msg *m)
     if (rc_encode(&s->scratch, m) == 0)
         f = rc_frame_take(&s->scratch, 0);
     if (!f) {
-        fprintf(stderr, "level=error component=shard id=%u event=reply_nomem type=%s\n", s->id,
+        RC_LOG_ERROR("shard", "id=%u event=reply_nomem type=%s", s->id,
                 rc_type_name(m->type));
         return NULL;
     }
@@ -305,7 +306,7 @@ bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l)
     if (s->letters->submit(s->letters->self, l) == 0)
         return true;
     STAT_ADD(s, letters_refused, 1);
-    fprintf(stderr, "level=error component=shard id=%u event=letter_refused reason=%s group=%.*s\n", s->id,
+    RC_LOG_ERROR("shard", "id=%u event=letter_refused reason=%s group=%.*s", s->id,
             rc_letter_reason_name(l->reason), (int)l->g.len, l->g.ptr);
     return false;
 }

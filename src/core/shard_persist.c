@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "core/persist.h"
 #include "core/snapshot.h"
 
@@ -153,7 +154,7 @@ void rc_shard_group_warm(rc_shard *s, rc_group *g)
          * still end at last_seq, so keep only a gapless tail. */
         if (g->last_seq != last) {
             ring_clear(g);
-            fprintf(stderr, "level=warn component=shard id=%u event=history_incomplete group=%s last_seq=%llu err=\"%s\"\n",
+            RC_LOG_WARN("shard", "id=%u event=history_incomplete group=%s last_seq=%llu err=\"%s\"",
                     s->id, g->name, (unsigned long long)last, err);
         }
         g->last_seq = last;
@@ -178,7 +179,7 @@ void rc_shard_persist_snapshot(rc_shard *s, rc_group *g)
 static void tick_record(rc_shard *s, rc_tick_send t)
 {
     if (s->n_tick == s->cap_tick && grow((void **)&s->tick, &s->cap_tick, sizeof(*s->tick)) != 0) {
-        fprintf(stderr, "level=error component=shard id=%u event=tick_nomem\n", s->id);
+        RC_LOG_ERROR("shard", "id=%u event=tick_nomem", s->id);
         s->tick_unrecorded = true; /* a rebuilt batch would miss this send: no retry */
         return; /* without a record a failed write cannot withdraw these frames */
     }
@@ -301,7 +302,7 @@ static int commit_once(rc_shard *s, char *err, size_t errlen)
 static void retry_wait(rc_shard *s, uint32_t tried, const char *err)
 {
     STAT_ADD(s, store_retries, 1);
-    fprintf(stderr, "level=warn component=shard id=%u event=store_write_retry attempt=%u of=%u err=\"%s\"\n", s->id,
+    RC_LOG_WARN("shard", "id=%u event=store_write_retry attempt=%u of=%u err=\"%s\"", s->id,
             tried, RC_POISON_ATTEMPTS, err);
     uint64_t us = (uint64_t)RC_POISON_BACKOFF_US << (tried - 1);
     struct timespec ts = { (time_t)(us / 1000000u), (long)(us % 1000000u) * 1000L };
@@ -336,7 +337,7 @@ static void poison_tick(rc_shard *s, uint32_t attempts, const char *err)
         rc_msg m;
         if (rc_decode(&s->dec, t->msg->data + RC_FRAME_HEADER, t->msg->len - RC_FRAME_HEADER, &m, NULL) != RC_OK) {
             /* Our own frame only fails to decode when memory runs out. */
-            fprintf(stderr, "level=error component=shard id=%u event=letter_lost reason=poison group=%s\n", s->id,
+            RC_LOG_ERROR("shard", "id=%u event=letter_lost reason=poison group=%s", s->id,
                     t->g->name);
             continue;
         }
@@ -371,8 +372,8 @@ void rc_shard_persist_commit(rc_shard *s)
         return;
     }
     STAT_ADD(s, store_errors, 1);
-    fprintf(stderr,
-            "level=error component=shard id=%u event=store_write_failed attempts=%u sends=%u snapshots=%u err=\"%s\"\n",
+    RC_LOG_ERROR("shard",
+            "id=%u event=store_write_failed attempts=%u sends=%u snapshots=%u err=\"%s\"",
             s->id, tries, s->n_tick, s->n_snap, err);
     poison_tick(s, tries, err);
     undo_tick(s);

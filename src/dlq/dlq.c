@@ -25,6 +25,8 @@
  */
 #include "dlq/dlq.h"
 
+#include "core/log.h"
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <msgpack.h>
@@ -123,17 +125,21 @@ static void log_value(char *out, size_t outlen, const char *in)
     out[n] = '\0';
 }
 
-static const char *syslog_level_name(int level)
+/* librdkafka logs with syslog levels: 0-3 emerg..err, 4 warning, 5-6
+ * notice and info, 7 debug. */
+static rc_log_level syslog_level(int level)
 {
-    return level <= 3 ? "error" : level <= 4 ? "warn" : level <= 6 ? "info" : "debug";
+    return level <= 3 ? RC_LEVEL_ERROR : level <= 4 ? RC_LEVEL_WARN : level <= 6 ? RC_LEVEL_INFO : RC_LEVEL_DEBUG;
 }
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
+    rc_log_level lv = syslog_level(level);
+    if (!rc_log_enabled(lv))
+        return;
     char msg[DLQ_LOG_TEXT];
     log_value(msg, sizeof msg, buf);
-    fprintf(stderr, "level=%s component=dlq event=rdkafka client=%s fac=%s msg=\"%s\"\n",
-            syslog_level_name(level), rd_kafka_name(rk), fac, msg);
+    rc_log_write(lv, "dlq", "event=rdkafka client=%s fac=%s msg=\"%s\"", rd_kafka_name(rk), fac, msg);
 }
 
 static void breaker_trip(rc_dlq *d, const char *why);
@@ -151,10 +157,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_fatal_error(rk, fatal, sizeof fatal);
         log_value(msg, sizeof msg, fatal);
-        fprintf(stderr, "level=error component=dlq event=producer_fatal msg=\"%s\"\n", msg);
+        RC_LOG_ERROR("dlq", "event=producer_fatal msg=\"%s\"", msg);
         return;
     }
-    fprintf(stderr, "level=warn component=dlq event=kafka_error error=%s msg=\"%s\"\n",
+    RC_LOG_WARN("dlq", "event=kafka_error error=%s msg=\"%s\"",
             rd_kafka_err2name((rd_kafka_resp_err_t)err), msg);
 }
 
@@ -180,9 +186,9 @@ static void log_delivery_failure(rc_dlq *d, rc_letter_reason r, rd_kafka_resp_er
     uint64_t suppressed;
     if (!log_allowed(&d->fail_logged_at, &d->fail_suppressed, &suppressed))
         return;
-    fprintf(stderr,
-            "level=warn component=dlq event=delivery_failed reason=%s error=%s then=%s suppressed=%" PRIu64
-            " msg=\"%s\"\n",
+    RC_LOG_WARN("dlq",
+            "event=delivery_failed reason=%s error=%s then=%s suppressed=%" PRIu64
+            " msg=\"%s\"",
             rc_letter_reason_name(r), rd_kafka_err2name(err), then, suppressed, rd_kafka_err2str(err));
 }
 
@@ -191,10 +197,10 @@ static void log_spool_full(rc_dlq *d, rc_letter_reason r, uint32_t len)
     uint64_t suppressed;
     if (!log_allowed(&d->full_logged_at, &d->full_suppressed, &suppressed))
         return;
-    fprintf(stderr,
-            "level=error component=dlq event=spool_full reason=%s bytes=%" PRIu32 " spool_bytes=%" PRIu64
+    RC_LOG_ERROR("dlq",
+            "event=spool_full reason=%s bytes=%" PRIu32 " spool_bytes=%" PRIu64
             " spool_max_bytes=%" PRIu64 " suppressed=%" PRIu64
-            " msg=\"dead letter refused: the spool is at spool_max_bytes while Kafka is away\"\n",
+            " msg=\"dead letter refused: the spool is at spool_max_bytes while Kafka is away\"",
             rc_letter_reason_name(r), len, d->spool_bytes, d->spool_max_bytes, suppressed);
 }
 
@@ -211,9 +217,9 @@ static uint64_t mono_ms(void)
 static void breaker_trip(rc_dlq *d, const char *why)
 {
     if (rc_breaker_trip(&d->br, mono_ms()))
-        fprintf(stderr,
-                "level=warn component=dlq event=breaker_open why=%s wait_ms=%" PRIu64
-                " msg=\"Kafka unreachable: dead letters go to the spool until a probe finds it back\"\n",
+        RC_LOG_WARN("dlq",
+                "event=breaker_open why=%s wait_ms=%" PRIu64
+                " msg=\"Kafka unreachable: dead letters go to the spool until a probe finds it back\"",
                 why, d->br.wait_ms);
 }
 
@@ -297,7 +303,7 @@ static int spool_put(rc_dlq *d, uint64_t key, const spool_rec *r)
     uint8_t *rec = malloc(len);
     if (!rec) {
         count(&d->spool_errors);
-        fprintf(stderr, "level=error component=dlq event=spool_error msg=\"out of memory\"\n");
+        RC_LOG_ERROR("dlq", "event=spool_error msg=\"out of memory\"");
         return -1;
     }
     rec[0] = DLQ_SPOOL_FORMAT;
@@ -310,7 +316,7 @@ static int spool_put(rc_dlq *d, uint64_t key, const spool_rec *r)
     free(rec);
     if (rc != 0) {
         count(&d->spool_errors);
-        fprintf(stderr, "level=error component=dlq event=spool_error msg=\"%s\"\n", err);
+        RC_LOG_ERROR("dlq", "event=spool_error msg=\"%s\"", err);
         return -1;
     }
     count(&d->spooled[r->reason]);
@@ -328,7 +334,7 @@ static void spool_remove(rc_dlq *d, uint64_t key, uint64_t len)
     if (d->spool.ops->del(d->spool.self, key, err, sizeof err) != 0) {
         /* It stays on disk and would be sent again after a restart. */
         count(&d->spool_errors);
-        fprintf(stderr, "level=error component=dlq event=spool_error key=%" PRIu64 " msg=\"%s\"\n", key, err);
+        RC_LOG_ERROR("dlq", "event=spool_error key=%" PRIu64 " msg=\"%s\"", key, err);
     }
     d->spool_n--;
     d->spool_bytes -= len;
@@ -457,9 +463,9 @@ static void maybe_probe(rc_dlq *d)
     pthread_mutex_lock(&d->mu);
     rc_breaker_probe_done(&d->br, ok, mono_ms());
     if (d->br.state == RC_BREAKER_CLOSED)
-        fprintf(stderr,
-                "level=info component=dlq event=breaker_closed spool_letters=%" PRIu64 " spool_bytes=%" PRIu64
-                " msg=\"Kafka is back: draining the spool in order\"\n",
+        RC_LOG_INFO("dlq",
+                "event=breaker_closed spool_letters=%" PRIu64 " spool_bytes=%" PRIu64
+                " msg=\"Kafka is back: draining the spool in order\"",
                 d->spool_n, d->spool_bytes);
     pthread_mutex_unlock(&d->mu);
 }
@@ -480,8 +486,8 @@ static int drain_one(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
          * never be sent, so it is logged, counted and removed, or the spool
          * would never empty and letters never go straight to Kafka again. */
         count(&d->spool_errors);
-        fprintf(stderr, "level=error component=dlq event=spool_bad_record key=%" PRIu64 " bytes=%" PRIu32
-                " msg=\"not a dead-letter record of this build: removed from the spool\"\n", key, len);
+        RC_LOG_ERROR("dlq", "event=spool_bad_record key=%" PRIu64 " bytes=%" PRIu32
+                " msg=\"not a dead-letter record of this build: removed from the spool\"", key, len);
         spool_remove(d, key, len);
         d->drain_from = key + 1;
         return 0;
@@ -508,7 +514,7 @@ static void drain(rc_dlq *d)
         drain_ctx c = { .d = d, .budget = DLQ_DRAIN_WINDOW - d->drain_inflight };
         if (d->spool.ops->scan(d->spool.self, d->drain_from, c.budget, drain_one, &c, err, sizeof err) != 0) {
             count(&d->spool_errors);
-            fprintf(stderr, "level=error component=dlq event=spool_error msg=\"%s\"\n", err);
+            RC_LOG_ERROR("dlq", "event=spool_error msg=\"%s\"", err);
         }
     }
     pthread_mutex_unlock(&d->mu);
@@ -691,9 +697,9 @@ static int start_mock(rc_dlq *d, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    fprintf(stderr,
-            "level=warn component=dlq event=embedded_broker bootstrap=%s topic=\"%s\" "
-            "msg=\"development broker: its contents vanish when ringcastd exits\"\n",
+    RC_LOG_WARN("dlq",
+            "event=embedded_broker bootstrap=%s topic=\"%s\" "
+            "msg=\"development broker: its contents vanish when ringcastd exits\"",
             d->bootstrap, d->topic);
     return 0;
 }
@@ -793,9 +799,9 @@ static int spool_census_run(rc_dlq *d, char *err, size_t errlen)
     } while (c.seen == DLQ_SPOOL_SCAN_BATCH);
     d->next_key = d->spool_n ? c.last + 1 : 0;
     if (d->spool_n)
-        fprintf(stderr,
-                "level=info component=dlq event=spool_found letters=%" PRIu64 " bytes=%" PRIu64
-                " msg=\"dead letters left by an earlier run drain first\"\n",
+        RC_LOG_INFO("dlq",
+                "event=spool_found letters=%" PRIu64 " bytes=%" PRIu64
+                " msg=\"dead letters left by an earlier run drain first\"",
                 d->spool_n, d->spool_bytes);
     return 0;
 }
@@ -925,16 +931,16 @@ void rc_dlq_close(rc_dlq *d, int timeout_ms)
     }
     pthread_mutex_lock(&d->mu);
     if (d->spool_n > 0 && d->spool_durable)
-        fprintf(stderr,
-                "level=warn component=dlq event=spool_kept letters=%" PRIu64 " bytes=%" PRIu64
-                " msg=\"Kafka did not take every dead letter before the stop; they drain at the next start\"\n",
+        RC_LOG_WARN("dlq",
+                "event=spool_kept letters=%" PRIu64 " bytes=%" PRIu64
+                " msg=\"Kafka did not take every dead letter before the stop; they drain at the next start\"",
                 d->spool_n, d->spool_bytes);
     else if (d->spool_n > 0) {
         char err[DLQ_LOG_TEXT];
         d->spool.ops->scan(d->spool.self, 0, UINT32_MAX, count_lost, d, err, sizeof err);
-        fprintf(stderr,
-                "level=error component=dlq event=letters_lost count=%" PRIu64
-                " msg=\"Kafka did not take every dead letter before the stop and the spool is in memory\"\n",
+        RC_LOG_ERROR("dlq",
+                "event=letters_lost count=%" PRIu64
+                " msg=\"Kafka did not take every dead letter before the stop and the spool is in memory\"",
                 d->spool_n);
     }
     pthread_mutex_unlock(&d->mu);
