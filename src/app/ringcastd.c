@@ -2,12 +2,26 @@
  * ringcastd: the server. Reads the configuration, starts the server, and
  * waits for signals: SIGTERM/SIGINT drain and stop, SIGHUP is logged.
  */
+#include <assert.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "app/server.h"
+#include "core/log.h"
 #include "ringcast/config.h"
+
+/* log_level and log_format hold one of the names rc_config_load accepts,
+ * which are the names the logging facility parses. */
+static void configure_logging(const rc_config *cfg)
+{
+    rc_log_level level = RC_LEVEL_INFO;
+    rc_log_format format = RC_LOG_FORMAT_TEXT;
+    int bad = rc_log_level_parse(cfg->log_level, &level) | rc_log_format_parse(cfg->log_format, &format);
+    assert(bad == 0);
+    (void)bad;
+    rc_log_configure(level, format);
+}
 
 static void block_signals(sigset_t *set)
 {
@@ -29,16 +43,17 @@ int main(int argc, char **argv)
             fprintf(stderr, "ringcastd: %s\nTry 'ringcastd --help'.\n", err);
         return r < 0 ? 2 : 0;
     }
+    configure_logging(&cfg);
     sigset_t set;
     block_signals(&set); /* before any thread starts, so all inherit the mask */
 
     static rc_server srv;
     if (rc_server_start(&srv, &cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "level=error component=server event=start_failed msg=\"%s\"\n", err);
+        RC_LOG_ERROR("server", "event=start_failed msg=\"%s\"", err);
         return 1;
     }
-    fprintf(stderr,
-            "level=info component=server event=listening tcp=%s:%u admin=%s:%u shards=%u io_threads=%u version=%s\n",
+    RC_LOG_INFO("server",
+            "event=listening tcp=%s:%u admin=%s:%u shards=%u io_threads=%u version=%s",
             cfg.host, srv.port, cfg.admin_host, rc_admin_port(srv.admin), cfg.shards, cfg.io_threads, RC_VERSION);
 
     for (;;) {
@@ -46,16 +61,16 @@ int main(int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            fprintf(stderr, "level=warn component=server event=sighup msg=\"live reload is not supported yet; restart to apply changes\"\n");
+            RC_LOG_WARN("server", "event=sighup msg=\"live reload is not supported yet; restart to apply changes\"");
             continue;
         }
-        fprintf(stderr, "level=info component=server event=stopping signal=%s timeout_ms=%u\n",
+        RC_LOG_INFO("server", "event=stopping signal=%s timeout_ms=%u",
                 sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_timeout_ms);
         break;
     }
     uint64_t t0 = rc_now_ns();
     rc_server_stop(&srv);
-    fprintf(stderr, "level=info component=server event=stopped drain_ms=%llu\n",
+    RC_LOG_INFO("server", "event=stopped drain_ms=%llu",
             (unsigned long long)((rc_now_ns() - t0) / 1000000u));
     return 0;
 }

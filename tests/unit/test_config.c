@@ -18,7 +18,7 @@
 /* Environment variables the tests set; cleared before each test. */
 static const char *const test_env[] = {
     "RINGCAST_PORT", "RINGCAST_HTTP_PORT", "RINGCAST_ADMIN_PORT", "RINGCAST_SHARDS",
-    "RINGCAST_DURABILITY", "RINGCAST_DATA_DIR",
+    "RINGCAST_DURABILITY", "RINGCAST_DATA_DIR", "RINGCAST_LOG_FORMAT",
 };
 
 static char ini_path[64];
@@ -103,6 +103,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.recv_buffer_size, 16384);
     CU_ASSERT_EQUAL(c.shutdown_timeout_ms, 5000);
     CU_ASSERT_STRING_EQUAL(c.log_level, "info");
+    CU_ASSERT_STRING_EQUAL(c.log_format, "text");
 }
 
 static void test_no_arguments_gives_defaults(void)
@@ -152,7 +153,7 @@ static void test_flag_equals_form(void)
 {
     char *argv[] = { "ringcastd", "--max-frame=1024", "--data-dir=/srv/rc", "--durability=none",
                      "--port=0", "--kafka-brokers=", "--outbound-high-bytes", "1000",
-                     "--outbound-kill-bytes=1099511627776" };
+                     "--outbound-kill-bytes=1099511627776", "--log-level=warn", "--log-format", "json" };
     rc_config c;
     char err[ERR_SIZE];
     CU_ASSERT_EQUAL_FATAL(load(&c, ARGC(argv), argv, err), 0);
@@ -163,6 +164,8 @@ static void test_flag_equals_form(void)
     CU_ASSERT_STRING_EQUAL(c.kafka_brokers, "");
     CU_ASSERT_EQUAL(c.outbound_high_bytes, 1000u);
     CU_ASSERT_EQUAL(c.outbound_kill_bytes, 1099511627776u);
+    CU_ASSERT_STRING_EQUAL(c.log_level, "warn");
+    CU_ASSERT_STRING_EQUAL(c.log_format, "json");
 }
 
 static void test_unknown_key(void)
@@ -228,6 +231,12 @@ static void test_bad_enum(void)
     expect_error(ARGC(argv), argv, "durability", "\"fast\"", "none|batch|sync");
     char *level[] = { "ringcastd", "--log-level=INFO" };
     expect_error(ARGC(level), level, "log_level", "\"INFO\"", "debug|info|warn|error");
+    char *format[] = { "ringcastd", "--log-format", "xml" };
+    expect_error(ARGC(format), format, "log_format", "\"xml\"", "text|json");
+    setenv("RINGCAST_LOG_FORMAT", "JSON", 1);
+    char *env[] = { "ringcastd" };
+    expect_error(ARGC(env), env, "RINGCAST_LOG_FORMAT", "\"JSON\"", "text|json");
+    clear_env();
 }
 
 static void test_ring_capacity_power_of_two(void)
@@ -331,6 +340,7 @@ static void test_usage_lists_every_key(void)
                               "--ring-capacity N", "[RINGCAST_RING_CAPACITY]",
                               "default \"65536\"", "power of two in 2..1073741824",
                               "--durability VALUE", "none|batch|sync", "--log-level",
+                              "--log-format VALUE", "text|json",
                               "--outbound-kill-bytes", "--shutdown-timeout-ms", "--dlq-topic",
                               "default \"ringcast.deadletter\"" };
     for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
@@ -352,6 +362,7 @@ static void test_dump(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "port = 7400\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "outbound_kill_bytes = 16777216\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "log_level = info\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "log_format = text\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "admin_token = \n"));
     free(text);
 
