@@ -44,6 +44,7 @@
 #include <librdkafka/rdkafka.h>
 #include <msgpack.h>
 
+#include "core/clock.h"
 #include "ringcast/client.h"
 
 #define DEFAULT_TOPIC "ringcast.deadletter"
@@ -123,13 +124,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(int64_t ms)
@@ -426,7 +420,7 @@ static void clear_progress(run_state *st)
 
 static void show_progress(run_state *st, bool force)
 {
-    int64_t t = now_ms();
+    int64_t t = (int64_t)rc_clock_mono_ms();
     if (!st->progress || (!force && t - st->last_progress_ms < PROGRESS_MS))
         return;
     st->last_progress_ms = t;
@@ -457,7 +451,7 @@ static void rate_wait(run_state *st)
     if (rate <= 0)
         return;
     for (;;) {
-        int64_t t = now_ms();
+        int64_t t = (int64_t)rc_clock_mono_ms();
         st->tokens += (double)(t - st->last_refill_ms) * rate / 1000.0;
         if (st->tokens > depth)
             st->tokens = depth;
@@ -676,11 +670,11 @@ static bool handle_record(run_state *st, const rd_kafka_message_t *km)
 static int consume(run_state *st)
 {
     const options *o = st->o;
-    int64_t last = now_ms();
+    int64_t last = (int64_t)rc_clock_mono_ms();
     while (!stop_requested) {
         if (o->limit && st->c.matched >= o->limit)
             break;
-        if (now_ms() - last >= o->idle_ms)
+        if ((int64_t)rc_clock_mono_ms() - last >= o->idle_ms)
             break;
         rd_kafka_message_t *km = rd_kafka_consumer_poll(st->rk, POLL_MS);
         show_progress(st, false);
@@ -692,7 +686,7 @@ static int consume(run_state *st)
             rd_kafka_message_destroy(km);
             continue;
         }
-        last = now_ms();
+        last = (int64_t)rc_clock_mono_ms();
         bool go_on = handle_record(st, km);
         rd_kafka_message_destroy(km);
         if (!go_on)
@@ -737,7 +731,7 @@ int main(int argc, char **argv)
     st->o = &o;
     st->cl.fd = -1;
     st->progress = isatty(STDERR_FILENO);
-    st->last_refill_ms = now_ms();
+    st->last_refill_ms = (int64_t)rc_clock_mono_ms();
 
     int rc = EXIT_UNAVAILABLE;
     if ((o.dry_run || server_open(st) == 0) && consumer_open(st) == 0) {

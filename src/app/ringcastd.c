@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "app/server.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "ringcast/config.h"
 
@@ -68,9 +69,9 @@ int main(int argc, char **argv)
                 sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_timeout_ms);
         break;
     }
-    uint64_t t0 = rc_now_ns();
+    uint64_t t0 = rc_clock_mono_ns();
     rc_server_stop(&srv);
     RC_LOG_INFO("server", "event=stopped drain_ms=%llu",
-            (unsigned long long)((rc_now_ns() - t0) / 1000000u));
+            (unsigned long long)((rc_clock_mono_ns() - t0) / RC_NS_PER_MS));
     return 0;
 }

@@ -17,14 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RC_CLIENT_READ 65536u /* bytes read per recv call */
+#include "core/clock.h"
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#define RC_CLIENT_READ 65536u /* bytes read per recv call */
 
 int rc_client_connect(rc_client *c, const char *host, uint16_t port, int timeout_ms)
 {
@@ -132,7 +127,7 @@ static int fill(rc_client *c, int timeout_ms)
 
 int rc_client_recv(rc_client *c, rc_msg *out, int timeout_ms)
 {
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : (int64_t)rc_clock_mono_ms() + timeout_ms;
     for (;;) {
         size_t avail = c->rlen - c->rpos;
         if (avail >= RC_FRAME_HEADER) {
@@ -150,7 +145,7 @@ int rc_client_recv(rc_client *c, rc_msg *out, int timeout_ms)
             }
         }
         /* timeout 0 still reads what the socket already holds. */
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - (int64_t)rc_clock_mono_ms();
         if (left < 0)
             left = 0;
         int r = fill(c, timeout_ms < 0 ? -1 : (int)left);
@@ -163,9 +158,9 @@ int rc_client_recv(rc_client *c, rc_msg *out, int timeout_ms)
 
 int rc_client_wait(rc_client *c, rc_type type, uint64_t rid, rc_msg *out, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = (int64_t)rc_clock_mono_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - (int64_t)rc_clock_mono_ms();
         if (left <= 0)
             return 0;
         int r = rc_client_recv(c, out, (int)left);

@@ -13,9 +13,9 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/group.h"
 #include "core/log.h"
 #include "core/persist.h"
@@ -27,13 +27,6 @@
 #define STAT_ADD(s, f, n) \
     atomic_store_explicit(&(s)->stats.f, atomic_load_explicit(&(s)->stats.f, memory_order_relaxed) + (n), \
                           memory_order_relaxed)
-
-uint64_t rc_shard_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- output ---- */
 
@@ -148,7 +141,7 @@ static rc_group *group_get_or_create(rc_shard *s, const rc_job *j)
     g = rc_group_new(rc_job_g(j), j->g_len, s->limits.history_max, s->limits.dedup_window);
     if (!g)
         return NULL;
-    g->created_ms = g->updated_ms = rc_shard_now_ms();
+    g->created_ms = g->updated_ms = rc_clock_wall_ms();
     g->warm = true; /* nothing stored yet */
     if (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
         rc_group_free(g);
@@ -167,7 +160,7 @@ static bool is_member(const rc_group *g, const rc_job *j)
 
 uint64_t rc_shard_first_served(const rc_shard *s, const rc_group *g)
 {
-    uint64_t now = rc_shard_now_ms();
+    uint64_t now = rc_clock_wall_ms();
     uint64_t cutoff = now > s->limits.history_ttl_ms ? now - s->limits.history_ttl_ms : 0;
     return rc_group_first_live_seq(g, cutoff);
 }
@@ -216,7 +209,7 @@ static void do_join(rc_shard *s, const rc_job *j)
             refuse_join(s, j, RC_E_INTERNAL, "out of memory adding the member; try again later");
             return;
         }
-        g->updated_ms = rc_shard_now_ms();
+        g->updated_ms = rc_clock_wall_ms();
         rc_shard_persist_snapshot(s, g);
     }
     if (rc_group_subscribe(g, j->conn) != 0) {
@@ -235,7 +228,7 @@ static void do_leave(rc_shard *s, const rc_job *j)
     rc_group *g = group_find(s, j);
     if (g) {
         if (rc_strmap_del(&g->members, rc_job_user(j), j->user_len)) {
-            g->updated_ms = rc_shard_now_ms();
+            g->updated_ms = rc_clock_wall_ms();
             rc_shard_persist_snapshot(s, g);
         }
         rc_group_unsubscribe(g, j->conn);
@@ -292,12 +285,6 @@ static rc_frame *encode_msg(rc_shard *s, const rc_job *j, const rc_group *g, uin
     return rc_frame_take(&s->scratch, 0);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l)
 {
@@ -323,7 +310,7 @@ static bool expire_send(rc_shard *s, const rc_job *j)
     snprintf(why, sizeof(why), "waited %llu ms in the shard queue, over max_queue_ms", (unsigned long long)waited_ms);
     STAT_ADD(s, expired, 1);
     rc_letter l = { .reason = RC_LETTER_EXPIRED, .g = { rc_job_g(j), j->g_len },
-                    .from = { rc_job_user(j), j->user_len }, .ts = rc_shard_now_ms(),
+                    .from = { rc_job_user(j), j->user_len }, .ts = rc_clock_wall_ms(),
                     .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
                     .body_is_str = j->body_is_str, .attempts = 1, .err = rc_str_c(why) };
     rc_shard_submit_letter(s, &l);
@@ -349,7 +336,7 @@ static void do_send(rc_shard *s, const rc_job *j)
         rc_shard_persist_dup(s, g, j, dup_seq, a);
         return;
     }
-    uint64_t ts = rc_shard_now_ms();
+    uint64_t ts = rc_clock_wall_ms();
     rc_frame *f = encode_msg(s, j, g, g->last_seq + 1, ts);
     if (!f || rc_group_remember(g, ts, f, dkey_len ? dkey : NULL, dkey_len) != 0) {
         if (f)
@@ -534,7 +521,7 @@ static void *shard_main(void *arg)
         }
         idle = 0;
         if (s->max_queue_ns)
-            s->tick_ns = mono_ns();
+            s->tick_ns = rc_clock_mono_ns();
         for (uint32_t k = 0; k < RC_PREFETCH_GROUP; k++)
             ahead[k] = NULL; /* the first jobs of a burst come before the pipeline fills */
         for (uint32_t i = 0; i < n; i++) {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/persist.h"
 #include "core/snapshot.h"
@@ -21,20 +22,6 @@
 #define STAT_ADD(s, f, n) \
     atomic_store_explicit(&(s)->stats.f, atomic_load_explicit(&(s)->stats.f, memory_order_relaxed) + (n), \
                           memory_order_relaxed)
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static bool persisting(const rc_shard *s)
 {
@@ -74,7 +61,7 @@ int rc_shard_adopt(rc_shard *s, const rc_persist_group *pg, char *err, size_t er
     if (pg->newest_seq > g->last_seq)
         g->last_seq = pg->newest_seq;
     g->warm = false;
-    g->snap_ms = mono_ms();
+    g->snap_ms = rc_clock_mono_ms();
     if (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
         snprintf(err, errlen, "out of memory adopting group %.*s", (int)pg->g_len, pg->g);
         rc_group_free(g);
@@ -219,15 +206,15 @@ void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *m
         return;
     put_history(s, g, g->last_seq, msg);
     tick_record(s, (rc_tick_send){ g, g->last_seq, msg, ack, j->conn, j->rid, j->has });
-    g->updated_ms = rc_shard_now_ms();
-    if (++g->changes >= s->limits.snapshot_every || mono_ms() - g->snap_ms >= s->limits.snapshot_interval_ms)
+    g->updated_ms = rc_clock_wall_ms();
+    if (++g->changes >= s->limits.snapshot_every || rc_clock_mono_ms() - g->snap_ms >= s->limits.snapshot_interval_ms)
         rc_shard_persist_snapshot(s, g);
 }
 
 /* Puts every due snapshot into the batch; versions rise with each. */
 static int put_snapshots(rc_shard *s, rc_buf *buf)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = rc_clock_mono_ms();
     for (uint32_t i = 0; i < s->n_snap; i++) {
         rc_group *g = s->snap[i];
         buf->len = 0;
@@ -280,7 +267,7 @@ static void tick_reset(rc_shard *s, bool keep_snapshots)
  * commit, which frees the batch whatever its outcome. 0, or -1 with err. */
 static int commit_once(rc_shard *s, char *err, size_t errlen)
 {
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = rc_clock_mono_ns();
     int r = put_snapshots(s, &s->scratch);
     if (r != 0) {
         snprintf(err, errlen, "out of memory encoding snapshots");
@@ -291,7 +278,7 @@ static int commit_once(rc_shard *s, char *err, size_t errlen)
                                        errlen);
     }
     s->batch = NULL;
-    STAT_ADD(s, store_commit_ns, mono_ns() - t0);
+    STAT_ADD(s, store_commit_ns, rc_clock_mono_ns() - t0);
     return r;
 }
 

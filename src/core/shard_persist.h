@@ -22,7 +22,6 @@
 void rc_shard_deliver(rc_shard *s, rc_conn_id conn, rc_frame *f);
 void rc_shard_deliver_flags(rc_shard *s, rc_conn_id conn, rc_frame *f, uint32_t flags);
 void rc_shard_reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *text);
-uint64_t rc_shard_now_ms(void);
 /* Hands a dead letter to the shard's sink (if any); a letter the sink
  * refuses is counted (letters_refused) and logged, never lost silently.
  * true when it was queued. */

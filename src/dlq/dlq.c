@@ -25,6 +25,7 @@
  */
 #include "dlq/dlq.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 
 #include <librdkafka/rdkafka.h>
@@ -37,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define DLQ_POLL_MS 50            /* service thread wakes this often to probe, drain and see stop */
 #define DLQ_LINGER_MS "5"         /* batch letters briefly; they are not latency-critical */
@@ -170,7 +170,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
  * counts it as suppressed. *suppressed_out gets the count to report. */
 static bool log_allowed(atomic_llong *at, atomic_uint_fast64_t *suppressed, uint64_t *suppressed_out)
 {
-    long long now = (long long)time(NULL);
+    long long now = (long long)(rc_clock_mono_ns() / RC_NS_PER_SEC);
     long long last = atomic_load_explicit(at, memory_order_relaxed);
     if (now - last < DLQ_FAIL_LOG_INTERVAL_S ||
         !atomic_compare_exchange_strong_explicit(at, &last, now, memory_order_relaxed, memory_order_relaxed)) {
@@ -204,19 +204,12 @@ static void log_spool_full(rc_dlq *d, rc_letter_reason r, uint32_t len)
             rc_letter_reason_name(r), len, d->spool_bytes, d->spool_max_bytes, suppressed);
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- the breaker ----------------------------------------------------- */
 
 /* Caller holds mu. */
 static void breaker_trip(rc_dlq *d, const char *why)
 {
-    if (rc_breaker_trip(&d->br, mono_ms()))
+    if (rc_breaker_trip(&d->br, rc_clock_mono_ms()))
         RC_LOG_WARN("dlq",
                 "event=breaker_open why=%s wait_ms=%" PRIu64
                 " msg=\"Kafka unreachable: dead letters go to the spool until a probe finds it back\"",
@@ -455,13 +448,13 @@ static bool probe(rc_dlq *d)
 static void maybe_probe(rc_dlq *d)
 {
     pthread_mutex_lock(&d->mu);
-    bool due = rd_kafka_outq_len(d->rk) == 0 && rc_breaker_probe_due(&d->br, mono_ms());
+    bool due = rd_kafka_outq_len(d->rk) == 0 && rc_breaker_probe_due(&d->br, rc_clock_mono_ms());
     pthread_mutex_unlock(&d->mu);
     if (!due)
         return;
     bool ok = probe(d); /* without mu: it waits for the network */
     pthread_mutex_lock(&d->mu);
-    rc_breaker_probe_done(&d->br, ok, mono_ms());
+    rc_breaker_probe_done(&d->br, ok, rc_clock_mono_ms());
     if (d->br.state == RC_BREAKER_CLOSED)
         RC_LOG_INFO("dlq",
                 "event=breaker_closed spool_letters=%" PRIu64 " spool_bytes=%" PRIu64
