@@ -20,13 +20,10 @@
 #include "core/log.h"
 #include "core/persist.h"
 #include "core/shard_persist.h"
+#include "core/stats.h"
 
 #define RC_HIST_DEFAULT_LIMIT 100u /* hist without limit returns this many */
 #define RC_DKEY_MAX (RC_MAX_USER + 1u + RC_MAX_MID)
-
-#define STAT_ADD(s, f, n) \
-    atomic_store_explicit(&(s)->stats.f, atomic_load_explicit(&(s)->stats.f, memory_order_relaxed) + (n), \
-                          memory_order_relaxed)
 
 /* ---- output ---- */
 
@@ -39,7 +36,7 @@ static void flush_outbatches(rc_shard *s)
         if (!b || b->n == 0)
             continue;
         while (!rc_ring_enqueue(s->out.rings[i], b)) {
-            STAT_ADD(s, out_stalls, 1);
+            RC_STAT_ADD(s->stats.out_stalls, 1);
             rc_waker_kick(s->out.wakers[i]);
             sched_yield();
         }
@@ -105,7 +102,7 @@ void rc_shard_reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *t
         m.has |= RC_HAS_RID;
         m.rid = j->rid;
     }
-    STAT_ADD(s, errors[code], 1);
+    RC_STAT_ADD(s->stats.errors[code], 1);
     reply(s, j->conn, &m);
 }
 
@@ -147,7 +144,7 @@ static rc_group *group_get_or_create(rc_shard *s, const rc_job *j)
         rc_group_free(g);
         return NULL;
     }
-    STAT_ADD(s, groups, 1);
+    RC_STAT_ADD(s->stats.groups, 1);
     return g;
 }
 
@@ -292,7 +289,7 @@ bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l)
         return false;
     if (s->letters->submit(s->letters->self, l) == 0)
         return true;
-    STAT_ADD(s, letters_refused, 1);
+    RC_STAT_ADD(s->stats.letters_refused, 1);
     RC_LOG_ERROR("shard", "id=%u event=letter_refused reason=%s group=%.*s", s->id,
             rc_letter_reason_name(l->reason), (int)l->g.len, l->g.ptr);
     return false;
@@ -308,7 +305,7 @@ static bool expire_send(rc_shard *s, const rc_job *j)
     uint64_t waited_ms = (s->tick_ns - j->enq_ns) / 1000000u;
     char why[96];
     snprintf(why, sizeof(why), "waited %llu ms in the shard queue, over max_queue_ms", (unsigned long long)waited_ms);
-    STAT_ADD(s, expired, 1);
+    RC_STAT_ADD(s->stats.expired, 1);
     rc_letter l = { .reason = RC_LETTER_EXPIRED, .g = { rc_job_g(j), j->g_len },
                     .from = { rc_job_user(j), j->user_len }, .ts = rc_clock_wall_ms(),
                     .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
@@ -331,7 +328,7 @@ static void do_send(rc_shard *s, const rc_job *j)
     uint32_t dkey_len = dedup_key(j, dkey);
     uint64_t dup_seq = dkey_len ? rc_group_find_dup(g, dkey, dkey_len) : 0;
     if (dup_seq) {
-        STAT_ADD(s, dups, 1);
+        RC_STAT_ADD(s->stats.dups, 1);
         rc_frame *a = ack(s, j, g, dup_seq, rc_group_hist_at(g, dup_seq)->ts, true);
         rc_shard_persist_dup(s, g, j, dup_seq, a);
         return;
@@ -344,12 +341,12 @@ static void do_send(rc_shard *s, const rc_job *j)
         rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory sequencing the message; try again later");
         return;
     }
-    STAT_ADD(s, sequenced, 1);
+    RC_STAT_ADD(s->stats.sequenced, 1);
     /* History holds the frame's first reference; one more per recipient. */
     rc_frame_ref(f, g->n_subs);
     for (uint32_t i = 0; i < g->n_subs; i++)
         rc_shard_deliver(s, g->subs[i], f);
-    STAT_ADD(s, deliveries, g->n_subs);
+    RC_STAT_ADD(s->stats.deliveries, g->n_subs);
     rc_frame *a = ack(s, j, g, g->last_seq, ts, false); /* NULL when out of memory: stored anyway */
     rc_shard_persist_msg(s, g, j, f, a);
 }
@@ -389,7 +386,7 @@ static void do_redeliver(rc_shard *s, const rc_job *j)
         rc_frame_ref(f, n - 1); /* one reference per subscriber */
         for (uint32_t i = 0; i < n; i++)
             rc_shard_deliver(s, g->subs[i], f);
-        STAT_ADD(s, redeliveries, 1);
+        RC_STAT_ADD(s->stats.redeliveries, 1);
     }
     ack(s, j, g, j->seq, j->ts, n == 0);
 }
@@ -455,7 +452,7 @@ static void shard_sleep(rc_shard *s)
     rc_waker_prepare_sleep(&s->waker);
     if (rc_ring_count(s->inbound) == 0) {
         uint64_t v;
-        STAT_ADD(s, sleeps, 1);
+        RC_STAT_ADD(s->stats.sleeps, 1);
         ssize_t r = read(s->waker.efd, &v, sizeof(v));
         (void)r; /* EINTR: the loop re-checks the ring either way */
     }
@@ -530,8 +527,8 @@ static void *shard_main(void *arg)
             process_job(s, jobs[i]);
             free(jobs[i]);
         }
-        STAT_ADD(s, jobs, n);
-        STAT_ADD(s, batches, 1);
+        RC_STAT_ADD(s->stats.jobs, n);
+        RC_STAT_ADD(s->stats.batches, 1);
         rc_shard_persist_commit(s); /* replies and deliveries leave only after the write */
         flush_outbatches(s);
     }

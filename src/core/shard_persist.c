@@ -15,13 +15,10 @@
 #include "core/log.h"
 #include "core/persist.h"
 #include "core/snapshot.h"
+#include "core/stats.h"
 
 #define RC_TRIM_EVERY 64u      /* retention deletes are issued every this many messages */
 #define RC_TICK_MIN 64u        /* first allocation of the tick lists */
-
-#define STAT_ADD(s, f, n) \
-    atomic_store_explicit(&(s)->stats.f, atomic_load_explicit(&(s)->stats.f, memory_order_relaxed) + (n), \
-                          memory_order_relaxed)
 
 static bool persisting(const rc_shard *s)
 {
@@ -67,7 +64,7 @@ int rc_shard_adopt(rc_shard *s, const rc_persist_group *pg, char *err, size_t er
         rc_group_free(g);
         return -1;
     }
-    STAT_ADD(s, groups, 1);
+    RC_STAT_ADD(s->stats.groups, 1);
     return 0;
 }
 
@@ -147,7 +144,7 @@ void rc_shard_group_warm(rc_shard *s, rc_group *g)
         g->last_seq = last;
     }
     g->warm = true;
-    STAT_ADD(s, warmups, 1);
+    RC_STAT_ADD(s->stats.warmups, 1);
 }
 
 /* ---- the tick ---- */
@@ -278,7 +275,7 @@ static int commit_once(rc_shard *s, char *err, size_t errlen)
                                        errlen);
     }
     s->batch = NULL;
-    STAT_ADD(s, store_commit_ns, rc_clock_mono_ns() - t0);
+    RC_STAT_ADD(s->stats.store_commit_ns, rc_clock_mono_ns() - t0);
     return r;
 }
 
@@ -288,7 +285,7 @@ static int commit_once(rc_shard *s, char *err, size_t errlen)
  * tick's replies and deliveries wait with it; nothing else is held. */
 static void retry_wait(rc_shard *s, uint32_t tried, const char *err)
 {
-    STAT_ADD(s, store_retries, 1);
+    RC_STAT_ADD(s->stats.store_retries, 1);
     RC_LOG_WARN("shard", "id=%u event=store_write_retry attempt=%u of=%u err=\"%s\"", s->id,
             tried, RC_POISON_ATTEMPTS, err);
     uint64_t us = (uint64_t)RC_POISON_BACKOFF_US << (tried - 1);
@@ -320,7 +317,7 @@ static void poison_tick(rc_shard *s, uint32_t attempts, const char *err)
         const rc_tick_send *t = &s->tick[i];
         if (!t->msg)
             continue;
-        STAT_ADD(s, poison_letters, 1);
+        RC_STAT_ADD(s->stats.poison_letters, 1);
         rc_msg m;
         if (rc_decode(&s->dec, t->msg->data + RC_FRAME_HEADER, t->msg->len - RC_FRAME_HEADER, &m, NULL) != RC_OK) {
             /* Our own frame only fails to decode when memory runs out. */
@@ -353,12 +350,12 @@ void rc_shard_persist_commit(rc_shard *s)
         tries++;
     }
     if (r == 0) {
-        STAT_ADD(s, store_commits, 1);
-        STAT_ADD(s, snapshots, s->n_snap);
+        RC_STAT_ADD(s->stats.store_commits, 1);
+        RC_STAT_ADD(s->stats.snapshots, s->n_snap);
         tick_reset(s, false);
         return;
     }
-    STAT_ADD(s, store_errors, 1);
+    RC_STAT_ADD(s->stats.store_errors, 1);
     RC_LOG_ERROR("shard",
             "id=%u event=store_write_failed attempts=%u sends=%u snapshots=%u err=\"%s\"",
             s->id, tries, s->n_tick, s->n_snap, err);
