@@ -57,15 +57,25 @@ bool rc_log_enabled(rc_log_level level)
 
 /* ---- JSON form ---- */
 
+/* Room kept at the end of the JSON form for `,"cut":true}` and the NUL, so
+ * a line too long for its buffer still closes as a valid object. */
+#define JSON_TAIL_RESERVE 16u
+
 typedef struct out_buf {
     char *p;
     unsigned len, cap; /* cap keeps room for the terminating NUL */
+    bool full;         /* something did not fit */
 } out_buf;
 
+/* All or nothing, so an escape sequence is never written in half. */
 static void put_n(out_buf *o, const char *s, unsigned n)
 {
-    for (unsigned i = 0; i < n && o->len + 1 < o->cap; i++)
-        o->p[o->len++] = s[i];
+    if (o->full || o->len + n + 1 > o->cap) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
 }
 
 static void put_s(out_buf *o, const char *s)
@@ -133,7 +143,12 @@ static const char *read_value(const char **s, char *tmp, unsigned cap, unsigned 
 unsigned rc_log_format_json(char *out, unsigned cap, unsigned long long ts_ms, rc_log_level level,
                             const char *component, const char *pairs)
 {
-    out_buf o = { out, 0, cap };
+    if (cap <= JSON_TAIL_RESERVE) {
+        if (cap)
+            out[0] = '\0';
+        return 0;
+    }
+    out_buf o = { out, 0, cap - JSON_TAIL_RESERVE, false };
     char head[160];
     snprintf(head, sizeof(head), "{\"ts\":%llu,\"level\":\"%s\",\"component\":\"", ts_ms, rc_log_level_name(level));
     put_s(&o, head);
@@ -166,6 +181,7 @@ unsigned rc_log_format_json(char *out, unsigned cap, unsigned long long ts_ms, r
         unsigned n;
         bool quoted;
         const char *v = read_value(&s, tmp, sizeof(tmp), &n, &quoted);
+        unsigned mark = o.len;
         put_s(&o, ",\"");
         put_escaped(&o, start, key_len);
         put_s(&o, "\":");
@@ -176,12 +192,24 @@ unsigned rc_log_format_json(char *out, unsigned cap, unsigned long long ts_ms, r
             put_escaped(&o, v, n);
             put_s(&o, "\"");
         }
+        if (o.full) { /* a field is written whole or not at all */
+            o.len = mark;
+            break;
+        }
     }
-    if (msg_len) {
+    if (msg_len && !o.full) {
+        unsigned mark = o.len;
         put_s(&o, ",\"msg\":\"");
         put_escaped(&o, msg, msg_len);
         put_s(&o, "\"");
+        if (o.full)
+            o.len = mark;
     }
+    bool cut = o.full;
+    o.cap = cap; /* the reserved tail */
+    o.full = false;
+    if (cut)
+        put_s(&o, ",\"cut\":true");
     put_s(&o, "}");
     o.p[o.len] = '\0';
     return o.len;
@@ -210,6 +238,8 @@ void rc_log_write(rc_log_level level, const char *component, const char *fmt, ..
     va_end(ap);
     if (n < 0)
         return;
+    if ((unsigned)n >= sizeof(pairs)) /* cut: say so, in either form */
+        memcpy(pairs + sizeof(pairs) - 4, "...", 3);
     char line[RC_LOG_LINE_MAX + 256];
     unsigned len;
     if (atomic_load_explicit(&out_format, memory_order_relaxed) == RC_LOG_FORMAT_JSON) {
@@ -221,6 +251,9 @@ void rc_log_write(rc_log_level level, const char *component, const char *fmt, ..
         len = k < 0 ? 0 : (unsigned)k;
         if (len > sizeof(line) - 1)
             len = sizeof(line) - 1;
+        for (unsigned i = 0; i < len; i++) /* a value's newline must not start a line */
+            if ((unsigned char)line[i] < 0x20)
+                line[i] = ' ';
     }
     write_line(line, len, sizeof(line));
 }
