@@ -10,7 +10,8 @@
  * duplicates or reorders an item is reported as FAIL, whatever its speed.
  *
  * Shapes: SPSC (P = 1) and MPSC (P = 2, 4), each with single-item operations
- * and with batches of MICRO_RING_BATCH. rc_ring batches are one
+ * and with batches of MICRO_RING_BATCH. rc_ring single items are
+ * rc_ring_enqueue / rc_ring_dequeue; rc_ring batches are one
  * rc_ring_enqueue_bulk (all or nothing) and one rc_ring_dequeue_burst per
  * batch. ck_ring has no bulk or burst operation, so its batched rows are the
  * same number of single ck operations in a loop; the row shows what a caller
@@ -169,6 +170,11 @@ FORCE_INLINE bool ck_take(bench_queue *q, bool multi, void **obj)
 FORCE_INLINE void put_all(bench_queue *q, ring_impl impl, bool multi, void *const *objs, uint32_t n,
                           uint32_t *spins)
 {
+    if (impl == IMPL_RC && n == 1) {
+        while (!rc_ring_enqueue(q->rc, objs[0]))
+            wait_a_little(spins);
+        return;
+    }
     if (impl == IMPL_RC) {
         while (rc_ring_enqueue_bulk(q->rc, objs, n) != n)
             wait_a_little(spins);
@@ -183,7 +189,7 @@ FORCE_INLINE void put_all(bench_queue *q, ring_impl impl, bool multi, void *cons
 FORCE_INLINE uint32_t take_some(bench_queue *q, ring_impl impl, bool multi, void **objs, uint32_t n)
 {
     if (impl == IMPL_RC)
-        return n == 1 ? rc_ring_dequeue_bulk(q->rc, objs, 1) : rc_ring_dequeue_burst(q->rc, objs, n);
+        return n == 1 ? (uint32_t)rc_ring_dequeue(q->rc, objs) : rc_ring_dequeue_burst(q->rc, objs, n);
     uint32_t got = 0;
     while (got < n && ck_take(q, multi, &objs[got]))
         got++;

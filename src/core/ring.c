@@ -6,25 +6,35 @@
  * counters wrap past 2^32 (capacity is at most 2^30, so the distance always
  * fits).
  *
- * Producers: `prod.head` is the next index to claim, `prod.tail` the first
- * index not yet published. A producer claims n slots by moving prod.head
- * (plain store for SPSC, CAS for MPSC), writes the slots, then waits until
+ * Producers: `prod.tail` is the first index not yet published to the
+ * consumer. In an MPSC ring `prod.head` is the next index to claim: a
+ * producer claims n slots by CAS on prod.head, writes the slots, waits until
  * prod.tail reaches its old head (so producers publish in claim order) and
- * store-releases prod.tail = old head + n.
+ * store-releases prod.tail = old head + n. In an SPSC ring the one producer
+ * has nobody to claim against, so prod.tail is also its head and prod.head
+ * is unused.
  *
  * Consumer: there is exactly one, so its head and tail are one index,
  * `cons.tail`: it reads up to prod.tail, copies the slots out, and
  * store-releases cons.tail, handing the slots back to the producers.
  *
+ * Each side keeps a copy of the other side's index on its own cache line
+ * (the SPSC producer a copy of cons.tail, the consumer a copy of prod.tail)
+ * and reloads the real index only when its copy says the ring is full (or
+ * empty); the two reloads are rc_ring_sp_free_ and rc_ring_filled_ in
+ * ring.h, shared by the inline single-item operations and the code here.
+ * A copy only ever lags the real index, so it understates the free (or
+ * filled) slots and never lets a side touch a slot it does not own.
+ * MPSC producers share prod.head, so they cannot share a plain copy and
+ * load cons.tail on every claim.
+ *
  * Invariant: cons.tail <= prod.tail <= prod.head <= cons.tail + capacity
- * (in the wrapped, distance sense).
+ * (in the wrapped, distance sense; SPSC: prod.head reads as prod.tail).
  */
 #include "core/ring.h"
 
 #include <assert.h>
 #include <sched.h>
-#include <stdalign.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +47,6 @@
 #define RC_RING_CPU_RELAX() ((void)0)
 #endif
 
-#define RC_RING_CACHE_LINE 64u
 #define RC_RING_MIN_CAPACITY 2u
 /* Spins on a busy index before giving the CPU away; a producer we wait for
  * may have been preempted, and spinning longer would only delay it. */
@@ -45,23 +54,6 @@
 /* rc_ring_count retries this many times for a snapshot in which cons.tail
  * did not move, then settles for a clamped one. */
 #define RC_RING_COUNT_TRIES 4u
-
-struct rc_ring {
-    /* Read-only after create: shared by every thread without contention. */
-    alignas(RC_RING_CACHE_LINE) uint32_t capacity; /* number of slots, power of two */
-    uint32_t mask;                                 /* capacity - 1 */
-    rc_ring_kind kind;                             /* SPSC or MPSC */
-    /* Written by producers only. */
-    alignas(RC_RING_CACHE_LINE) struct {
-        _Atomic uint32_t head; /* next index to claim */
-        _Atomic uint32_t tail; /* first index not yet published to the consumer */
-    } prod;
-    /* Written by the consumer only. */
-    alignas(RC_RING_CACHE_LINE) struct {
-        _Atomic uint32_t tail; /* first index not yet consumed (head == tail: one consumer) */
-    } cons;
-    alignas(RC_RING_CACHE_LINE) void *slots[]; /* capacity entries */
-};
 
 static bool is_power_of_two(uint32_t x)
 {
@@ -87,7 +79,9 @@ rc_ring *rc_ring_create(uint32_t capacity, rc_ring_kind kind)
     /* Not yet shared with any other thread: no ordering needed. */
     atomic_init(&r->prod.head, 0);
     atomic_init(&r->prod.tail, 0);
+    r->prod.cons_tail_seen = 0;
     atomic_init(&r->cons.tail, 0);
+    r->cons.prod_tail_seen = 0;
     return r;
 }
 
@@ -151,22 +145,16 @@ static void backoff(uint32_t *spins)
     sched_yield();
 }
 
-/* Single producer: nobody else moves prod.head. Returns the claimed count
- * and the first claimed index in *old_head. */
+/* Single producer: nobody else moves prod.tail, so it is our head. Returns
+ * the claimed count and the first claimed index in *old_head. */
 static uint32_t sp_claim(rc_ring *r, uint32_t n, bool bulk, uint32_t *old_head)
 {
-    /* Relaxed: this thread is the only writer of prod.head. */
-    uint32_t head = atomic_load_explicit(&r->prod.head, memory_order_relaxed);
-    /* Acquire pairs with the consumer's release of cons.tail: its reads of
-     * the freed slots happen before we overwrite them. */
-    uint32_t cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
-    n = fit(n, r->capacity + cons_tail - head, bulk);
-    if (n != 0)
-        /* Relaxed: no other thread reads prod.head in SPSC mode; the slots
-         * are published through prod.tail, not through head. */
-        atomic_store_explicit(&r->prod.head, head + n, memory_order_relaxed);
+    /* Relaxed: this thread is the only writer of prod.tail. */
+    uint32_t head = atomic_load_explicit(&r->prod.tail, memory_order_relaxed);
+    /* The acquire of cons.tail that makes the free slots ours is inside. */
+    uint32_t free_slots = rc_ring_sp_free_(r, head, n);
     *old_head = head;
-    return n;
+    return fit(n, free_slots, bulk);
 }
 
 /* Multiple producers: claim [old_head, old_head + n) by CAS on prod.head.
@@ -189,13 +177,13 @@ static uint32_t mp_claim(rc_ring *r, uint32_t n, bool bulk, uint32_t *old_head)
         /* Acquire pairs with the consumer's release of cons.tail: its reads
          * of the freed slots happen before we overwrite them. */
         uint32_t cons_tail = atomic_load_explicit(&r->cons.tail, memory_order_acquire);
-        uint32_t free = r->capacity + cons_tail - head;
-        if (free > r->capacity) {
+        uint32_t free_slots = r->capacity + cons_tail - head;
+        if (free_slots > r->capacity) {
             /* Acquire: as for the first load of head. */
             head = atomic_load_explicit(&r->prod.head, memory_order_acquire);
             continue;
         }
-        take = fit(n, free, bulk);
+        take = fit(n, free_slots, bulk);
         if (take == 0)
             break;
         /* Success: release, so the cons.tail load above happens before the
@@ -239,31 +227,32 @@ static void copy_out(const rc_ring *r, uint32_t tail, void **objs, uint32_t n)
     memcpy(objs + first, &r->slots[0], (n - first) * sizeof(void *));
 }
 
-/* Publish [old_head, old_head + n) once every earlier claim is published. */
-static void publish(rc_ring *r, uint32_t old_head, uint32_t n)
+/* MPSC: wait until every claim before old_head is published. */
+static void wait_for_earlier_claims(rc_ring *r, uint32_t old_head)
 {
     uint32_t spins = 0;
     /* Acquire pairs with the earlier producer's release of prod.tail, so its
-     * slot writes happen before our release below and reach the consumer
-     * through it (a relaxed wait would break that chain in C11). SPSC never
-     * waits: prod.tail always equals its own old head. */
+     * slot writes happen before our release of prod.tail and reach the
+     * consumer through it (a relaxed wait would break that chain in C11). */
     while (atomic_load_explicit(&r->prod.tail, memory_order_acquire) != old_head)
         backoff(&spins);
-    /* Release: our slot writes (and, via the acquire above, those of every
-     * earlier producer) happen before the consumer's acquire of prod.tail. */
-    atomic_store_explicit(&r->prod.tail, old_head + n, memory_order_release);
 }
 
 static uint32_t enqueue(rc_ring *r, void *const *objs, uint32_t n, bool bulk)
 {
     uint32_t head;
-    uint32_t claimed = r->kind == RC_RING_MPSC ? mp_claim(r, n, bulk, &head)
-                                               : sp_claim(r, n, bulk, &head);
+    bool multi = r->kind == RC_RING_MPSC;
+    uint32_t claimed = multi ? mp_claim(r, n, bulk, &head) : sp_claim(r, n, bulk, &head);
     if (claimed == 0)
         return 0;
     assert(claimed <= r->capacity);
     copy_in(r, head, objs, claimed);
-    publish(r, head, claimed);
+    if (multi)
+        wait_for_earlier_claims(r, head);
+    /* Release: our slot writes (and, via the acquire in the wait, those of
+     * every earlier producer) happen before the consumer's acquire of
+     * prod.tail. */
+    atomic_store_explicit(&r->prod.tail, head + claimed, memory_order_release);
     return claimed;
 }
 
@@ -271,10 +260,9 @@ static uint32_t dequeue(rc_ring *r, void **objs, uint32_t n, bool bulk)
 {
     /* Relaxed: the single consumer is the only writer of cons.tail. */
     uint32_t tail = atomic_load_explicit(&r->cons.tail, memory_order_relaxed);
-    /* Acquire pairs with the producers' release of prod.tail: the slot
-     * writes up to prod.tail are visible before we copy them out. */
-    uint32_t prod_tail = atomic_load_explicit(&r->prod.tail, memory_order_acquire);
-    n = fit(n, prod_tail - tail, bulk);
+    /* The acquire of prod.tail that makes the filled slots readable is inside. */
+    uint32_t avail = rc_ring_filled_(r, tail, n);
+    n = fit(n, avail, bulk);
     if (n == 0)
         return 0;
     copy_out(r, tail, objs, n);

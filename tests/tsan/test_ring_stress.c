@@ -173,7 +173,7 @@ static uint32_t take(rc_ring *r, void **out, uint32_t capacity, uint64_t round)
 {
     switch (round % DEQ_MODES) {
     case 0:
-        return rc_ring_dequeue_bulk(r, out, 1);
+        return rc_ring_dequeue(r, out) ? 1 : 0;
     case 1:
         return rc_ring_dequeue_bulk(r, out, 1 + (uint32_t)(round / DEQ_MODES % capacity));
     default:

@@ -1,7 +1,7 @@
 /*
  * Single-threaded tests of the SPSC and MPSC rings: capacity validation,
- * single/bulk/burst semantics, full and empty rings, index wraparound and
- * count. The concurrent behaviour is in tests/tsan/test_ring_stress.c.
+ * single/bulk/burst semantics, full and empty rings, the cached copies of
+ * the other side's index, index wraparound and count. The concurrent behaviour is in tests/tsan/test_ring_stress.c.
  */
 #include "core/ring.h"
 
@@ -68,6 +68,77 @@ static void test_single(void)
 {
     for (size_t k = 0; k < NKINDS; k++)
         check_single(KINDS[k]);
+}
+
+/* rc_ring_dequeue: FIFO with rc_ring_enqueue and with the bulk forms, false
+ * (and *obj untouched) on an empty ring. */
+static void check_single_dequeue(rc_ring_kind kind)
+{
+    rc_ring *r = rc_ring_create(SMALL_CAPACITY, kind);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    void *out = item(99);
+    CU_ASSERT_FALSE(rc_ring_dequeue(r, &out));
+    CU_ASSERT_PTR_EQUAL(out, item(99));
+    void *in[3] = { item(1), item(2), item(3) };
+    CU_ASSERT_TRUE(rc_ring_enqueue(r, item(0)));
+    CU_ASSERT_EQUAL(rc_ring_enqueue_bulk(r, in, 3), 3);
+    for (uintptr_t i = 0; i < 4; i++) {
+        CU_ASSERT_TRUE(rc_ring_dequeue(r, &out));
+        CU_ASSERT_PTR_EQUAL(out, item(i));
+        CU_ASSERT_EQUAL(rc_ring_count(r), 3 - i);
+    }
+    CU_ASSERT_FALSE(rc_ring_dequeue(r, &out));
+    CU_ASSERT_PTR_EQUAL(out, item(3));
+    rc_ring_destroy(r);
+}
+
+static void test_single_dequeue(void)
+{
+    for (size_t k = 0; k < NKINDS; k++)
+        check_single_dequeue(KINDS[k]);
+}
+
+/* Each side caches the other's index; a stale copy must never make a full
+ * ring look fuller, or an empty one emptier, than it is once the other side
+ * has moved: the copy is reloaded before an operation is refused or cut. */
+static void check_cached_indices(rc_ring_kind kind)
+{
+    rc_ring *r = rc_ring_create(SMALL_CAPACITY, kind);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    void *in[SMALL_CAPACITY * 2];
+    void *out[SMALL_CAPACITY * 2];
+    for (uint32_t i = 0; i < SMALL_CAPACITY * 2; i++)
+        in[i] = item(i);
+
+    /* The producer saw the ring full; the consumer then frees 3 slots. */
+    CU_ASSERT_EQUAL(rc_ring_enqueue_burst(r, in, SMALL_CAPACITY), SMALL_CAPACITY);
+    CU_ASSERT_FALSE(rc_ring_enqueue(r, in[SMALL_CAPACITY]));
+    CU_ASSERT_EQUAL(rc_ring_dequeue_burst(r, out, 3), 3);
+    CU_ASSERT_EQUAL(rc_ring_enqueue_burst(r, in + SMALL_CAPACITY, 10), 3); /* all 3, not 0 */
+    CU_ASSERT_EQUAL(rc_ring_count(r), SMALL_CAPACITY);
+    CU_ASSERT_EQUAL(rc_ring_dequeue_bulk(r, out, 1), 1);
+    CU_ASSERT_TRUE(rc_ring_enqueue(r, in[SMALL_CAPACITY + 3])); /* the one freed slot */
+    CU_ASSERT_FALSE(rc_ring_enqueue(r, in[SMALL_CAPACITY + 4]));
+
+    /* The consumer saw the ring empty; the producer then adds 2. */
+    CU_ASSERT_EQUAL(rc_ring_dequeue_burst(r, out, SMALL_CAPACITY * 2), SMALL_CAPACITY);
+    for (uint32_t i = 0; i < SMALL_CAPACITY; i++)
+        CU_ASSERT_PTR_EQUAL(out[i], in[i + 4]); /* FIFO across the refills */
+    void *one = NULL;
+    CU_ASSERT_FALSE(rc_ring_dequeue(r, &one));
+    CU_ASSERT_EQUAL(rc_ring_enqueue_bulk(r, in, 2), 2);
+    CU_ASSERT_EQUAL(rc_ring_dequeue_burst(r, out, SMALL_CAPACITY), 2); /* both, not 0 */
+    CU_ASSERT_TRUE(rc_ring_enqueue(r, in[2]));
+    CU_ASSERT_TRUE(rc_ring_dequeue(r, &one));
+    CU_ASSERT_PTR_EQUAL(one, in[2]);
+    CU_ASSERT_EQUAL(rc_ring_count(r), 0);
+    rc_ring_destroy(r);
+}
+
+static void test_cached_indices(void)
+{
+    for (size_t k = 0; k < NKINDS; k++)
+        check_cached_indices(KINDS[k]);
 }
 
 static void check_bulk_all_or_nothing(rc_ring_kind kind)
@@ -147,9 +218,20 @@ static void check_wraparound(rc_ring_kind kind)
         uint32_t n = 1 + cycle % (SMALL_CAPACITY - 1);
         for (uint32_t i = 0; i < n; i++)
             in[i] = item(next_in + i);
-        uint32_t put = cycle % 2 ? rc_ring_enqueue_bulk(r, in, n) : rc_ring_enqueue_burst(r, in, n);
+        uint32_t put;
+        switch (cycle % 3) {
+        case 0:
+            put = rc_ring_enqueue_bulk(r, in, n);
+            break;
+        case 1:
+            put = rc_ring_enqueue_burst(r, in, n);
+            break;
+        default:
+            put = rc_ring_enqueue(r, in[0]) ? 1 : 0;
+        }
         next_in += put;
-        uint32_t got = rc_ring_dequeue_burst(r, out, 1 + cycle % SMALL_CAPACITY);
+        uint32_t got = cycle % 5 == 0 ? (uint32_t)rc_ring_dequeue(r, out)
+                                      : rc_ring_dequeue_burst(r, out, 1 + cycle % SMALL_CAPACITY);
         for (uint32_t i = 0; i < got; i++)
             failures += out[i] != item(next_out++);
         failures += rc_ring_count(r) != (uint32_t)(next_in - next_out);
@@ -190,6 +272,8 @@ int main(void)
     CU_pSuite s = CU_add_suite("ring", NULL, NULL);
     if (s == NULL || !CU_add_test(s, "create validation", test_create_validation) ||
         !CU_add_test(s, "single enqueue/dequeue", test_single) ||
+        !CU_add_test(s, "single dequeue", test_single_dequeue) ||
+        !CU_add_test(s, "cached indices are reloaded", test_cached_indices) ||
         !CU_add_test(s, "bulk all or nothing", test_bulk_all_or_nothing) ||
         !CU_add_test(s, "burst as many as fit", test_burst) ||
         !CU_add_test(s, "wraparound", test_wraparound) || !CU_add_test(s, "count", test_count)) {
