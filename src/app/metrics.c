@@ -53,7 +53,7 @@ static const io_metric io_metrics[] = {
     IO_METRIC(holds, "io_holds_total", "counter", "Times a connection stopped being read because its requests waited for room in a full shard ring (TCP then slows that sender)."),
     IO_METRIC(held_conns, "io_held_connections", "gauge", "Connections not read now because their requests wait for room in a shard ring."),
     IO_METRIC(jobs_waiting, "io_jobs_waiting", "gauge", "Requests waiting in an io thread for room in their shard's ring."),
-    IO_METRIC(out_pauses, "io_outbound_pauses_total", "counter", "Loop turns in which new deliveries waited for a connection over the pause mark (outbound_high_bytes / 2)."),
+    IO_METRIC(pressure_holds, "io_pressure_holds_total", "counter", "Times a sending connection stopped being read while a reader was over the pause mark (outbound_high_bytes / 2)."),
     IO_METRIC(congested, "io_congested_connections", "gauge", "Connections over the pause mark now, not yet slow consumers."),
     IO_METRIC(slow_marked, "slow_consumers_total", "counter", "Connections found slow: over the pause mark for outbound_stall_ms."),
 };

@@ -126,6 +126,7 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .admin_token = s->cfg.admin_token,
         .max_queue_ms = s->cfg.max_queue_ms,
         .outbound_stall_ms = s->cfg.outbound_stall_ms,
+        .pressure = &s->io_pressure,
     };
     for (uint32_t i = 0; i < s->n_io; i++)
         if (rc_io_init(&s->ios[i], i, s->listen_fds[i], &lim, s->shard_ptrs, s->n_shards, s->chash, err, errlen) != 0)

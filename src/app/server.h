@@ -17,6 +17,7 @@
 
 typedef struct rc_server {
     rc_config cfg;
+    _Atomic uint32_t io_pressure; /* readers over the pause mark on all io threads (net/io.h) */
     rc_chash *chash;
     rc_shard *shards;
     rc_shard **shard_ptrs;

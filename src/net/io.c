@@ -74,6 +74,7 @@ typedef struct rc_conn {
     bool in_cong_list; /* listed in io->congested */
     bool slow;    /* stayed over the pause mark for outbound_stall_ms: deliveries past outbound_high_bytes become letters */
     bool resume_listed; /* listed in io->resume */
+    bool pressure_hold; /* held as a sender while a reader is over the pause mark; listed in io->pressured */
     uint32_t jobs_queued; /* its jobs in io->pending, not yet in a shard's ring */
     uint64_t congested_ns;
     char user[RC_MAX_USER];
@@ -256,9 +257,12 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, 
     io->pending = calloc(n_shards, sizeof(*io->pending));
     io->resume = malloc(2 * (size_t)io->n_slots * sizeof(*io->resume));
     io->congested = malloc(io->n_slots * sizeof(*io->congested));
+    io->pressured = malloc(io->n_slots * sizeof(*io->pressured));
+    if (!io->lim.pressure)
+        io->lim.pressure = &io->own_pressure;
     io->pause_bytes = lim->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
-        !io->resume || !io->congested || rc_waker_init(&io->waker) != 0) {
+        !io->resume || !io->congested || !io->pressured || rc_waker_init(&io->waker) != 0) {
         snprintf(err, errlen, "out of memory setting up io thread %u", idx);
         return -1;
     }
@@ -298,13 +302,15 @@ static size_t conn_queued(const rc_conn *c)
     return c->out.len + (c->wbuf.len - c->woff);
 }
 
-/* ---- the pause mark (see drain_outbound) ---- */
+/* ---- the pause mark ---- */
 
 static rc_conn *conn_by_id(rc_io *io, rc_conn_id id);
 
-/* c's output passed the pause mark: new deliveries wait until it drains, or
- * until outbound_stall_ms say it does not (check_stalls). A connection
- * already known to be slow no longer holds anyone up. */
+/* c's output passed the pause mark: until it drains, or until
+ * outbound_stall_ms say it does not (check_stalls), no io thread reads
+ * further sends (hold_sender), so the flood slows at its source while
+ * every reader keeps being served. A connection already known to be slow
+ * no longer holds anyone up. */
 static void conn_congest(rc_io *io, rc_conn *c)
 {
     if (c->congested || c->slow || c->state == CS_DEAD)
@@ -312,6 +318,9 @@ static void conn_congest(rc_io *io, rc_conn *c)
     c->congested = true;
     c->congested_ns = rc_loop_clock_now(&io->clock);
     io->n_congested++;
+    /* relaxed: a count every io thread reads to decide whether to read
+     * senders; nothing else is published through it. */
+    atomic_fetch_add_explicit(io->lim.pressure, 1, memory_order_relaxed);
     RC_STAT_ADD(io->stats.congested, 1);
     if (!c->in_cong_list) {
         c->in_cong_list = true;
@@ -325,6 +334,7 @@ static void conn_uncongest(rc_io *io, rc_conn *c)
         return;
     c->congested = false;
     io->n_congested--;
+    atomic_fetch_sub_explicit(io->lim.pressure, 1, memory_order_relaxed); /* relaxed: see conn_congest */
     RC_STAT_ADD(io->stats.congested, (uint64_t)-1);
 }
 
@@ -502,6 +512,7 @@ static void reap_conns(rc_io *io)
 }
 
 static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);
+static void hold_sender(rc_io *io, rc_conn *c);
 
 static uint32_t shard_of(rc_io *io, const char *g, uint32_t len)
 {
@@ -816,7 +827,10 @@ static void handle_request(rc_io *io, rc_conn *c, const rc_msg *m)
         session_remove(c, m->g);
         route(io, c, m, RC_JOB_LEAVE);
         break;
-    case RC_T_SEND: route(io, c, m, RC_JOB_SEND); break;
+    case RC_T_SEND:
+        route(io, c, m, RC_JOB_SEND);
+        hold_sender(io, c);
+        break;
     case RC_T_HIST: route(io, c, m, RC_JOB_HIST); break;
     case RC_T_REPLAY: on_replay(io, c, m); break;
     default:
@@ -1025,8 +1039,55 @@ static void flush_jobs(rc_io *io)
 
 static void conn_parse_in(rc_io *io, rc_conn *c);
 
-/* Connections whose waiting jobs all entered their rings are read again:
- * first what arrived while they were held, then the socket. */
+/* Reads c again: first what arrived while it was held, then the socket. */
+static void conn_unhold(rc_io *io, rc_conn *c)
+{
+    c->held = false;
+    RC_STAT_ADD(io->stats.held_conns, (uint64_t)-1);
+    if (c->in.len)
+        conn_parse_in(io, c);
+    if (!c->held && !c->recv_armed && c->state == CS_OPEN)
+        arm_recv(io, c);
+}
+
+/* A sender is not read further while any reader, on any io thread, is
+ * over the pause mark: the flood waits in its own socket (TCP slows it)
+ * instead of in the server's memory. The send in hand is still routed. */
+static void hold_sender(rc_io *io, rc_conn *c)
+{
+    if (c->pressure_hold || !atomic_load_explicit(io->lim.pressure, memory_order_relaxed))
+        return; /* relaxed: see conn_congest */
+    if (io->n_pressured == io->n_slots) { /* full of entries of connections closed since: drop those */
+        uint32_t keep = 0;
+        for (uint32_t i = 0; i < io->n_pressured; i++)
+            if (conn_by_id(io, io->pressured[i]))
+                io->pressured[keep++] = io->pressured[i];
+        io->n_pressured = keep;
+    }
+    c->pressure_hold = true;
+    RC_STAT_ADD(io->stats.pressure_holds, 1);
+    io->pressured[io->n_pressured++] = rc_conn_id_make(io->idx, c->slot, c->gen);
+    conn_hold(io, c);
+}
+
+/* No reader is over the pause mark any more: senders are read again. */
+static void release_senders(rc_io *io)
+{
+    if (atomic_load_explicit(io->lim.pressure, memory_order_relaxed)) /* relaxed: see conn_congest */
+        return;
+    for (uint32_t i = 0; i < io->n_pressured; i++) {
+        rc_conn *c = conn_by_id(io, io->pressured[i]);
+        if (!c || !c->pressure_hold)
+            continue;
+        c->pressure_hold = false;
+        if (c->held && !c->jobs_queued)
+            conn_unhold(io, c);
+    }
+    io->n_pressured = 0;
+}
+
+/* Connections whose waiting jobs all entered their rings are read again
+ * (unless senders are held for pressure). */
 static void resume_conns(rc_io *io)
 {
     for (uint32_t i = 0; i < io->n_resume; i++) {
@@ -1034,14 +1095,9 @@ static void resume_conns(rc_io *io)
         if (!c)
             continue;
         c->resume_listed = false;
-        if (!c->held || c->jobs_queued)
+        if (!c->held || c->jobs_queued || c->pressure_hold)
             continue;
-        c->held = false;
-        RC_STAT_ADD(io->stats.held_conns, (uint64_t)-1);
-        if (c->in.len)
-            conn_parse_in(io, c);
-        if (!c->held && !c->recv_armed && c->state == CS_OPEN)
-            arm_recv(io, c);
+        conn_unhold(io, c);
     }
     io->n_resume = 0;
 }
@@ -1193,54 +1249,38 @@ static void deliver_one(rc_io *io, const rc_frame *f, const rc_delivery *d)
     }
 }
 
-/* Queues b's deliveries from *at on. Consecutive deliveries of one frame (a
+/* Queues one batch's deliveries. Consecutive deliveries of one frame (a
  * message's recipients on this thread) drop their references with one
- * atomic operation. With `pausable`, stops right after a delivery that put
- * a connection over the pause mark and returns false; *at is where to go
- * on. */
-static bool deliver_batch(rc_io *io, rc_outbatch *b, uint32_t *at, bool pausable)
+ * atomic operation. */
+static void deliver_batch(rc_io *io, rc_outbatch *b)
 {
-    uint32_t i = *at;
-    bool paused = false;
-    while (i < b->n && !paused) {
+    uint32_t i = 0;
+    while (i < b->n) {
         rc_frame *f = b->d[i].frame;
         uint32_t k = i;
-        while (k < b->n && b->d[k].frame == f && !paused) {
+        while (k < b->n && b->d[k].frame == f)
             deliver_one(io, f, &b->d[k++]);
-            paused = pausable && io->n_congested > 0;
-        }
         rc_frame_unref_n(f, k - i);
         i = k;
     }
-    *at = i;
-    return i == b->n;
+    rc_outbatch_recycle(b);
 }
 
-/* Moves up to `max` outbatches into connection output. A turn takes a
- * bounded share, so it ends (and starts its sends) even while shards keep
- * producing. Backpressure, not buffering: while a connection that keeps up
- * has more than the pause mark queued, new deliveries wait in the ring
- * (and behind it in the shards, and behind them in their senders' sockets)
- * until its socket drains or check_stalls finds it slow. Shutdown takes
- * everything (DRAIN_ALL), pause or not. */
+/* Copies up to `max` bursts of outbatches into connection output. A loop
+ * turn takes one burst, so it ends (and starts its sends) even while shards
+ * keep producing; shutdown takes everything. Deliveries never wait here:
+ * the pressure that a reader over the pause mark creates stops senders
+ * instead (hold_sender). */
 static void drain_outbound(rc_io *io, uint32_t max)
 {
-    bool pausable = max != DRAIN_ALL;
+    rc_outbatch *bs[RC_IO_OUT_BURST];
     io->in_drain = true;
-    for (uint32_t n = 0; n < max; n++) {
-        if (pausable && io->n_congested > 0) {
-            RC_STAT_ADD(io->stats.out_pauses, 1);
+    for (uint32_t round = 0; round < max; round++) {
+        uint32_t n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST);
+        if (n == 0)
             break;
-        }
-        if (!io->cur) {
-            if (rc_ring_dequeue_burst(io->outbound, (void **)&io->cur, 1) == 0)
-                break;
-            io->cur_i = 0;
-        }
-        if (!deliver_batch(io, io->cur, &io->cur_i, pausable))
-            continue; /* paused inside it: counted above next time round */
-        rc_outbatch_recycle(io->cur);
-        io->cur = NULL;
+        for (uint32_t i = 0; i < n; i++)
+            deliver_batch(io, bs[i]);
     }
     io->in_drain = false;
 }
@@ -1492,13 +1532,12 @@ static void submit_and_wait(rc_io *io, bool final)
 {
     rc_waker_prepare_sleep(&io->waker);
     /* Connections left dirty by flush_sends all have a send in flight: its
-     * completion wakes us, so they are no reason to poll. Deliveries held
-     * back by the pause mark are no reason either: a send completion or
-     * the stall tick ends the pause. */
-    bool deliverable = io->n_congested == 0 && (io->cur || rc_ring_count(io->outbound) > 0);
-    unsigned wait = deliverable ? 0 : 1;
+     * completion wakes us, so they are no reason to poll. Held connections
+     * are retried on a short tick: neither a shard freeing ring room nor
+     * another io thread's reader draining signals us. */
+    unsigned wait = rc_ring_count(io->outbound) == 0 ? 1 : 0;
     uint64_t tick_ns = final ? RC_IO_FINAL_TICK_MS * RC_NS_PER_MS
-                     : jobs_waiting(io) ? RC_IO_HOLD_RETRY_NS
+                     : jobs_waiting(io) || io->n_pressured ? RC_IO_HOLD_RETRY_NS
                      : io->n_congested_list ? RC_IO_STALL_TICK_NS
                      : 0;
     int r;
@@ -1544,8 +1583,10 @@ static void *io_main(void *arg)
         }
         if (io->n_congested_list)
             check_stalls(io);
-        drain_outbound(io, phase == RC_IO_FINAL ? DRAIN_ALL : RC_IO_OUT_BURST);
+        drain_outbound(io, phase == RC_IO_FINAL ? DRAIN_ALL : 1);
         flush_jobs(io);
+        if (io->n_pressured)
+            release_senders(io);
         resume_conns(io);
         if (phase == RC_IO_STOP_INPUT)
             ack_input_stopped(io);
@@ -1601,6 +1642,7 @@ void rc_io_destroy(rc_io *io)
     free(io->pending);
     free(io->resume);
     free(io->congested);
+    free(io->pressured);
     free(io->conns);
     free(io->gens);
     free(io->free_slots);

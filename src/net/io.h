@@ -20,7 +20,7 @@
 #include "core/ring.h"
 #include "core/shard.h"
 
-#define RC_IO_OUT_RING 4096u  /* outbatches queued to one io thread */
+#define RC_IO_OUT_RING 256u   /* outbatches queued to one io thread */
 #define RC_IO_CQE_BATCH 256u  /* completions handled per peek */
 #define RC_IO_BGID 1u         /* provided-buffer group id */
 /* (group, seq) pairs one connection remembers as owed to it because they
@@ -42,10 +42,12 @@ typedef struct rc_io_limits {
     const char *admin_token;         /* hello token that makes a session admin ("" : none) */
     uint32_t max_queue_ms;           /* a request that waited longer for room in its shard's ring: E_OVERLOADED */
     uint32_t outbound_stall_ms;      /* output above the pause mark this long: the connection is a slow consumer */
+    _Atomic uint32_t *pressure;      /* connections over the pause mark on every io thread (NULL: this thread's own count) */
 } rc_io_limits;
 
-/* New deliveries wait while a connection that keeps up has more than
- * outbound_high_bytes / RC_IO_PAUSE_DIVISOR queued (the pause mark). */
+/* While a connection that keeps up has more than outbound_high_bytes /
+ * RC_IO_PAUSE_DIVISOR queued (the pause mark), on any io thread, senders
+ * are not read further. */
 #define RC_IO_PAUSE_DIVISOR 2u
 /* While requests wait for room in a shard's ring, the loop wakes at least
  * this often to retry them (the shard does not signal freed room). */
@@ -67,7 +69,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t holds;             /* times a connection stopped being read: its requests waited for a full shard ring */
     _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
     _Atomic uint64_t jobs_waiting;      /* gauge: requests waiting for room in their shard's ring */
-    _Atomic uint64_t out_pauses;        /* times new deliveries waited for a connection over the pause mark */
+    _Atomic uint64_t pressure_holds;    /* times a sender stopped being read while a reader was over the pause mark */
     _Atomic uint64_t congested;         /* gauge: connections over the pause mark (not yet slow consumers) */
     _Atomic uint64_t slow_marked;       /* connections that stayed over the pause mark for outbound_stall_ms */
     _Atomic uint64_t slow_letters;      /* deliveries turned into slow_consumer letters */
@@ -128,8 +130,9 @@ typedef struct rc_io {
     uint32_t n_resume;
     rc_conn_id *congested;        /* connections over the pause mark (some entries stale), checked each turn */
     uint32_t n_congested_list, n_congested;
-    rc_outbatch *cur;             /* outbatch being delivered (a pause can stop inside one) */
-    uint32_t cur_i;               /* its next delivery */
+    rc_conn_id *pressured;        /* senders held while a reader is over the pause mark (some entries stale) */
+    uint32_t n_pressured;
+    _Atomic uint32_t own_pressure; /* the pressure count when lim.pressure is NULL */
     rc_loop_clock clock;          /* now, refreshed once per loop turn */
     uint64_t pause_bytes;         /* outbound_high_bytes / RC_IO_PAUSE_DIVISOR */
     bool in_drain;                /* delivering outbatches: no nested drain */
