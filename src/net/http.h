@@ -1,5 +1,5 @@
 /*
- * HTTP/1.x requests and responses, without sockets (DESIGN §6).
+ * HTTP/1.x requests and responses, without sockets (ARCHITECTURE §1, the admin port).
  *
  * An rc_http_conn is the protocol half of one connection. The bytes read
  * from the socket go in through rc_http_feed(), which hands them to the

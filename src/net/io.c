@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -203,19 +204,31 @@ static int setup_buffers(rc_io *io, char *err, size_t errlen)
     return 0;
 }
 
+/* Ring set-ups, best first; the first the kernel accepts is used.
+ *  - SINGLE_ISSUER + DEFER_TASKRUN (6.1+): only the io thread submits, and
+ *    completion work runs when it asks for events, not by interrupting it.
+ *    The ring is created disabled (R_DISABLED) by the main thread, which
+ *    registers the buffer ring; the io thread enables it (io_main), which
+ *    makes that thread the ring's single issuer. TASKRUN_FLAG tells
+ *    liburing when deferred work waits, so a non-waiting submit still
+ *    enters the kernel for it.
+ *  - COOP_TASKRUN (5.19+): no interrupting task work either, any issuer.
+ *  - plain. */
+static const unsigned uring_setups[] = {
+    IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+        IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
+    IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_CQSIZE,
+};
+
 static int setup_uring(rc_io *io, char *err, size_t errlen)
 {
-    struct io_uring_params p = { 0 };
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-    /* No SINGLE_ISSUER: the ring is created by the main thread and driven by
-     * the io thread, which that flag forbids. */
-    p.cq_entries = RC_IO_QUEUE_DEPTH * 2;
-    int r = io_uring_queue_init_params(RC_IO_QUEUE_DEPTH, &io->ring, &p);
-    if (r == -EINVAL) { /* older kernel without some flags: retry plain */
-        memset(&p, 0, sizeof(p));
-        p.flags = IORING_SETUP_CQSIZE;
-        p.cq_entries = RC_IO_QUEUE_DEPTH * 2;
+    int r = -EINVAL;
+    for (size_t i = 0; i < sizeof(uring_setups) / sizeof(uring_setups[0]) && r == -EINVAL; i++) {
+        struct io_uring_params p = { .flags = uring_setups[i], .cq_entries = RC_IO_QUEUE_DEPTH * 2 };
         r = io_uring_queue_init_params(RC_IO_QUEUE_DEPTH, &io->ring, &p);
+        if (r == 0)
+            io->ring_flags = uring_setups[i];
     }
     if (r != 0) {
         const char *hint = "";
@@ -766,7 +779,7 @@ static void replay_send(rc_io *io, rc_conn *c, const rc_msg *m)
     replay_route(io, c, &send, RC_JOB_SEND);
 }
 
-/* A dead letter brought back by ringcast-replay (DESIGN §3):
+/* A dead letter brought back by ringcast-replay (proto/PROTOCOL.md §9, ARCHITECTURE §7):
  *  - slow_consumer (or shutdown of a queued delivery) with seq and `to`:
  *    one recipient missed a sequenced message. It goes to the group's shard
  *    (RC_JOB_REDELIVER), which sends it towards every subscriber; only a
@@ -1546,7 +1559,10 @@ static void submit_and_wait(rc_io *io, bool final)
         struct io_uring_cqe *cqe;
         r = io_uring_submit_and_wait_timeout(&io->ring, &cqe, 1, &ts, NULL);
     } else {
-        r = io_uring_submit_and_wait(&io->ring, wait);
+        /* A deferred-taskrun ring posts completions only when asked for
+         * events, so a turn that does not wait still asks. */
+        r = wait || !(io->ring_flags & IORING_SETUP_DEFER_TASKRUN) ? io_uring_submit_and_wait(&io->ring, wait)
+                                                                     : io_uring_submit_and_get_events(&io->ring);
     }
     if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY) {
         fprintf(stderr, "level=error component=io io=%u event=submit_failed err=\"%s\"\n", io->idx, strerror(-r));
@@ -1560,6 +1576,16 @@ static void *io_main(void *arg)
 {
     rc_io *io = arg;
     int seen_phase = RC_IO_RUNNING;
+    if (io->ring_flags & IORING_SETUP_R_DISABLED) {
+        /* This thread becomes the single issuer. liburing 2.3's shared
+         * library does not export io_uring_enable_rings: the syscall. */
+        if (syscall(__NR_io_uring_register, io->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+            RC_LOG_ERROR("io", "io=%u event=uring_enable_failed err=\"%s\"", io->idx, strerror(errno));
+            return NULL;
+        }
+    }
+    RC_LOG_DEBUG("io", "io=%u event=uring_ready single_issuer=%d defer_taskrun=%d", io->idx,
+                 !!(io->ring_flags & IORING_SETUP_SINGLE_ISSUER), !!(io->ring_flags & IORING_SETUP_DEFER_TASKRUN));
     arm_accept(io);
     arm_wake(io);
     for (;;) {

@@ -105,6 +105,7 @@ typedef struct rc_jobq {
 typedef struct rc_io {
     uint32_t idx;
     struct io_uring ring;
+    unsigned ring_flags;          /* the IORING_SETUP_* the kernel accepted */
     int listen_fd;
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
