@@ -127,6 +127,7 @@ typedef struct rc_job {
     uint64_t rid, since, before, limit;
     uint64_t seq, ts;   /* redeliver: the letter's seq and original time */
     uint64_t enq_ns;    /* when the io thread queued it (monotonic) */
+    uint64_t ring_ns;   /* when it was pushed into the shard's ring (monotonic) */
     uint16_t g_len;
     uint8_t user_len, mid_len, to_len;
     bool body_is_str;

@@ -300,9 +300,12 @@ bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l)
  * letter (ARCHITECTURE §7), so nothing is refused without a trace. */
 static bool expire_send(rc_shard *s, const rc_job *j)
 {
-    if (!s->max_queue_ns || !j->enq_ns || s->tick_ns <= j->enq_ns || s->tick_ns - j->enq_ns <= s->max_queue_ns)
+    /* From the push into this ring: the time a request waited in its io
+     * thread before (its sender held, not read further) is bounded there. */
+    uint64_t since = j->ring_ns ? j->ring_ns : j->enq_ns;
+    if (!s->max_queue_ns || !since || s->tick_ns <= since || s->tick_ns - since <= s->max_queue_ns)
         return false;
-    uint64_t waited_ms = (s->tick_ns - j->enq_ns) / 1000000u;
+    uint64_t waited_ms = (s->tick_ns - since) / 1000000u;
     char why[96];
     snprintf(why, sizeof(why), "waited %llu ms in the shard queue, over max_queue_ms", (unsigned long long)waited_ms);
     RC_STAT_ADD(s->stats.expired, 1);
@@ -500,6 +503,14 @@ static void prefetch_ahead(rc_shard *s, rc_job *const *jobs, const rc_group **ah
         rc_group_prefetch_remember(ahead[i + RC_PREFETCH_HIST]);
 }
 
+/* A job's cost, for rc_shard_ring_wait_ns: this burst's time per job,
+ * folded into a moving mean. */
+static void note_cost(rc_shard *s, uint32_t n)
+{
+    uint64_t per_job = (rc_clock_mono_ns() - s->tick_ns) / n, mean = rc_stat_get(&s->stats.job_ns);
+    RC_STAT_SET(s->stats.job_ns, mean + ((int64_t)per_job - (int64_t)mean) / (int64_t)RC_SHARD_COST_WEIGHT);
+}
+
 static void *shard_main(void *arg)
 {
     rc_shard *s = arg;
@@ -517,8 +528,7 @@ static void *shard_main(void *arg)
             continue;
         }
         idle = 0;
-        if (s->max_queue_ns)
-            s->tick_ns = rc_clock_mono_ns();
+        s->tick_ns = rc_clock_mono_ns();
         for (uint32_t k = 0; k < RC_PREFETCH_GROUP; k++)
             ahead[k] = NULL; /* the first jobs of a burst come before the pipeline fills */
         for (uint32_t i = 0; i < n; i++) {
@@ -531,6 +541,7 @@ static void *shard_main(void *arg)
         RC_STAT_ADD(s->stats.batches, 1);
         rc_shard_persist_commit(s); /* replies and deliveries leave only after the write */
         flush_outbatches(s);
+        note_cost(s, n);
     }
     return NULL;
 }
@@ -614,4 +625,9 @@ uint32_t rc_shard_submit(rc_shard *s, rc_job *const *jobs, uint32_t n)
     if (k)
         rc_waker_wake(&s->waker);
     return k;
+}
+
+uint64_t rc_shard_ring_wait_ns(const rc_shard *s)
+{
+    return (uint64_t)rc_ring_count(s->inbound) * rc_stat_get(&s->stats.job_ns);
 }

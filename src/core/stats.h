@@ -22,6 +22,9 @@ static inline void rc_stat_add(_Atomic uint64_t *c, uint64_t n)
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
+/* Single-writer gauge: RC_STAT_SET(s->stats.ring_wait_ns, v). */
+#define RC_STAT_SET(gauge, v) atomic_store_explicit(&(gauge), (uint64_t)(v), memory_order_relaxed) /* relaxed: as above */
+
 /* Counter written by several threads. */
 static inline void rc_stat_add_shared(_Atomic uint64_t *c, uint64_t n)
 {

@@ -274,6 +274,7 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, 
     if (!io->lim.pressure)
         io->lim.pressure = &io->own_pressure;
     io->pause_bytes = lim->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
+    io->admit_ns = (uint64_t)lim->max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR;
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
         !io->resume || !io->congested || !io->pressured || rc_waker_init(&io->waker) != 0) {
         snprintf(err, errlen, "out of memory setting up io thread %u", idx);
@@ -1032,14 +1033,25 @@ static void jobq_settle(rc_io *io, rc_jobq *q)
 
 /* Pushes queued jobs to their shards, as many as their rings take, in
  * order. Never waits: what does not fit stays queued for the next turns,
- * and its connection stops being read (jobq_settle). */
+ * and its connection stops being read (jobq_settle). A shard whose ring
+ * already holds more than admit_ns of work (max_queue_ms /
+ * RC_IO_ADMIT_DIVISOR, by rc_shard_ring_wait_ns) counts as full: a deep
+ * ring would otherwise let requests in only to expire there. */
 static void flush_jobs(rc_io *io)
 {
     for (uint32_t s = 0; s < io->n_shards; s++) {
         rc_jobq *q = &io->pending[s];
         if (q->n == 0)
             continue;
-        uint32_t k = rc_shard_submit(io->shards[s], q->jobs + q->head, q->n);
+        uint32_t k = 0;
+        if (rc_shard_ring_wait_ns(io->shards[s]) <= io->admit_ns) {
+            uint64_t now = rc_loop_clock_now(&io->clock);
+            for (uint32_t i = 0; i < q->n; i++)
+                q->jobs[q->head + i]->ring_ns = now;
+            k = rc_shard_submit(io->shards[s], q->jobs + q->head, q->n);
+        } else {
+            RC_STAT_ADD(io->stats.admit_waits, 1);
+        }
         /* The pushed jobs belong to the shard now: only their owners' ids,
          * kept beside them, are read. */
         for (uint32_t i = 0; i < k; i++)

@@ -49,6 +49,9 @@ typedef struct rc_io_limits {
  * RC_IO_PAUSE_DIVISOR queued (the pause mark), on any io thread, senders
  * are not read further. */
 #define RC_IO_PAUSE_DIVISOR 2u
+/* A shard whose inbound ring holds work that has waited longer than
+ * max_queue_ms / RC_IO_ADMIT_DIVISOR takes no more until it catches up. */
+#define RC_IO_ADMIT_DIVISOR 8u
 /* While requests wait for room in a shard's ring, the loop wakes at least
  * this often to retry them (the shard does not signal freed room). */
 #define RC_IO_HOLD_RETRY_NS 250000u
@@ -67,6 +70,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t errors[RC_E_COUNT];/* err replies by code */
     _Atomic uint64_t loops, cqes, enobufs, sends, slow_kills;
     _Atomic uint64_t holds;             /* times a connection stopped being read: its requests waited for a full shard ring */
+    _Atomic uint64_t admit_waits;       /* pushes deferred: the shard's ring held more than admit_ns of work */
     _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
     _Atomic uint64_t jobs_waiting;      /* gauge: requests waiting for room in their shard's ring */
     _Atomic uint64_t pressure_holds;    /* times a sender stopped being read while a reader was over the pause mark */
@@ -136,6 +140,7 @@ typedef struct rc_io {
     _Atomic uint32_t own_pressure; /* the pressure count when lim.pressure is NULL */
     rc_loop_clock clock;          /* now, refreshed once per loop turn */
     uint64_t pause_bytes;         /* outbound_high_bytes / RC_IO_PAUSE_DIVISOR */
+    uint64_t admit_ns;            /* max_queue_ms / RC_IO_ADMIT_DIVISOR: a shard ring with more work waiting counts as full */
     bool in_drain;                /* delivering outbatches: no nested drain */
     rc_decoder dec;
     rc_buf scratch;

@@ -167,8 +167,10 @@ static void test_shutdown_letters(void)
     broker_stop();
 }
 
-/* Sends that wait in their shard's queue longer than max_queue_ms are not
- * sequenced: E_OVERLOADED to the sender and an `expired` letter each. */
+/* Sends that wait longer than max_queue_ms are not sequenced: E_OVERLOADED
+ * to the sender and a letter each: `overloaded` when the wait was for room
+ * in the shard's ring (the io thread refuses it), `expired` when it was in
+ * the ring (the shard refuses it). */
 static void test_expired_letters(void)
 {
     CU_ASSERT_FATAL(broker_start() == 0);
@@ -207,19 +209,23 @@ static void test_expired_letters(void)
             }
         }
     }
-    printf("\n    %u acked, %u expired", acks, expired);
+    printf("\n    %u acked, %u refused", acks, expired);
     CU_ASSERT_EQUAL(acks + expired, CLIENTS * SENDS); /* every send answered once */
     CU_ASSERT_EQUAL(other, 0);
     CU_ASSERT(expired > 0);
-    double metric = rc_test_metric(srv.admin_port, "ringcast_expired_letters_total", 1);
-    CU_ASSERT_EQUAL(metric, (double)expired);
+    double in_ring = rc_test_metric(srv.admin_port, "ringcast_expired_letters_total", 1);
+    double before_ring = rc_test_metric(srv.admin_port, "ringcast_overloaded_letters_total", 1);
+    printf(" (%.0f in the ring, %.0f before it)", in_ring, before_ring);
+    CU_ASSERT_EQUAL(in_ring + before_ring, (double)expired);
     for (int i = 0; i < CLIENTS; i++)
         rc_client_close(&c[i]);
     CU_ASSERT_EQUAL(rc_test_server_stop(&srv), 0);
 
-    int read_back = rc_test_kcat_count(bootstrap, "busy", "reason=expired", NULL);
-    printf(", %d expired letters read back by kcat", read_back);
-    CU_ASSERT_EQUAL(read_back, (int)expired);
+    int read_expired = rc_test_kcat_count(bootstrap, "busy", "reason=expired", NULL);
+    int read_overloaded = rc_test_kcat_count(bootstrap, "busy", "reason=overloaded", NULL);
+    printf(", %d expired and %d overloaded letters read back by kcat", read_expired, read_overloaded);
+    CU_ASSERT_EQUAL(read_expired, (int)in_ring);
+    CU_ASSERT_EQUAL(read_overloaded, (int)before_ring);
     broker_stop();
 }
 
@@ -230,6 +236,6 @@ int main(void)
     CU_pSuite s = CU_add_suite("dead letters", NULL, NULL);
     CU_add_test(s, "slow consumer deliveries become letters kcat reads", test_slow_consumer_letters);
     CU_add_test(s, "queued output at a forced stop becomes shutdown letters", test_shutdown_letters);
-    CU_add_test(s, "sends past max_queue_ms become expired letters", test_expired_letters);
+    CU_add_test(s, "sends past max_queue_ms become expired or overloaded letters", test_expired_letters);
     return rc_test_run();
 }
