@@ -12,6 +12,10 @@ int rc_test_run(void);
 /* A free loopback TCP port (bound and released). */
 uint16_t rc_test_free_port(void);
 
+/* A blocking TCP connection to 127.0.0.1:port whose sends and receives give
+ * up after timeout_ms (SO_SNDTIMEO, SO_RCVTIMEO). The fd, or -1. */
+int rc_test_tcp_connect(uint16_t port, int timeout_ms);
+
 typedef struct rc_test_server {
     pid_t pid;
     uint16_t port, admin_port;

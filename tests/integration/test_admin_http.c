@@ -10,11 +10,7 @@
 #include "itest.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-
-#include <arpa/inet.h>
 
 #define SLOW_CONNS 60              /* connections that trickle a request */
 #define TRICKLE_EVERY_MS 1000      /* one byte per connection this often */
@@ -29,23 +25,6 @@
 /* Never completed: the trickle stops long before the blank line. */
 static const char trickle[] = "GET /metrics HTTP/1.1\r\nHost: slow-client.example\r\nUser-Agent: drip\r\n"
                               "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-
-static int connect_admin(uint16_t port, int timeout_ms)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 static bool send_all(int fd, const char *p, size_t len)
 {
@@ -81,7 +60,7 @@ static int read_answer(int fd, char *buf, size_t cap)
 static bool probe_metrics(uint16_t port)
 {
     static char resp[1 << 20];
-    int fd = connect_admin(port, PROBE_TIMEOUT_MS);
+    int fd = rc_test_tcp_connect(port, PROBE_TIMEOUT_MS);
     if (fd < 0)
         return false;
     const char *req = "GET /metrics HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n";
@@ -182,7 +161,7 @@ static void test_slow_and_garbage_clients(void)
     int slow[SLOW_CONNS];
     size_t sent[SLOW_CONNS] = { 0 };
     for (int i = 0; i < SLOW_CONNS; i++) {
-        slow[i] = connect_admin(port, IT_TIMEOUT_MS);
+        slow[i] = rc_test_tcp_connect(port, IT_TIMEOUT_MS);
         CU_ASSERT_FATAL(slow[i] >= 0);
     }
     trickle_once(slow, sent);
@@ -192,7 +171,7 @@ static void test_slow_and_garbage_clients(void)
     int n_garbage = make_garbage(g);
     CU_ASSERT_FATAL(n_garbage == GARBAGE_KINDS);
     for (int i = 0; i < n_garbage; i++) {
-        g[i].fd = connect_admin(port, ANSWER_TIMEOUT_MS);
+        g[i].fd = rc_test_tcp_connect(port, ANSWER_TIMEOUT_MS);
         CU_ASSERT_FATAL(g[i].fd >= 0);
         CU_ASSERT(send_all(g[i].fd, g[i].bytes, g[i].len)); /* a 431 may cut a long send short */
     }

@@ -13,22 +13,20 @@
 #include "ringcast/admin.h"
 
 #include "net/http.h"
+#include "testutil.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
 
-#define CLIENT_TIMEOUT_S 5
+#define CLIENT_TIMEOUT_MS 5000
 #define BIG_LINES 20000
 #define OVERSIZED_HEADER 10000
 #define STOP_LIMIT_MS 1000
@@ -58,23 +56,6 @@ static int handler(void *ud, const char *path, struct rc_admin_body *body, const
 }
 
 /* ---- a tiny blocking client ---- */
-
-static int connect_local(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = { .tv_sec = CLIENT_TIMEOUT_S };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 static void send_all(int fd, const char *p, size_t len)
 {
@@ -110,7 +91,7 @@ static char *read_to_eof(int fd)
 /* Send request to port, read the whole response until EOF. */
 static char *exchange_on(uint16_t port, const char *request, size_t len)
 {
-    int fd = connect_local(port);
+    int fd = rc_test_tcp_connect(port, CLIENT_TIMEOUT_MS);
     CU_ASSERT_FATAL(fd >= 0);
     send_all(fd, request, len);
     char *resp = read_to_eof(fd);
@@ -280,14 +261,14 @@ static void test_stop_with_idle_client(void)
     rc_admin *a = rc_admin_start("127.0.0.1", 0, handler, NULL, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
     uint16_t port = rc_admin_port(a);
-    int idle = connect_local(port); /* connects, never sends */
+    int idle = rc_test_tcp_connect(port, CLIENT_TIMEOUT_MS); /* connects, never sends */
     CU_ASSERT(idle >= 0);
     usleep(50 * 1000); /* let the server pick it up and wait in read */
     int64_t t0 = now_ms();
     rc_admin_stop(a);
     CU_ASSERT(now_ms() - t0 < STOP_LIMIT_MS);
     close(idle);
-    int fd = connect_local(port);
+    int fd = rc_test_tcp_connect(port, CLIENT_TIMEOUT_MS);
     CU_ASSERT(fd < 0); /* nobody listens any more */
     if (fd >= 0)
         close(fd);
@@ -533,7 +514,7 @@ static void test_pipelined_keep_alive(void)
 static void test_split_into_bytes(void)
 {
     const char *req = "GET /healthz?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    int fd = connect_local(rc_admin_port(server));
+    int fd = rc_test_tcp_connect(rc_admin_port(server), CLIENT_TIMEOUT_MS);
     CU_ASSERT_FATAL(fd >= 0);
     for (size_t i = 0; req[i]; i++) {
         send_all(fd, req + i, 1);
@@ -551,7 +532,7 @@ static void test_slow_clients_do_not_block(void)
 {
     int slow[SLOW_CLIENTS];
     for (int i = 0; i < SLOW_CLIENTS; i++) {
-        slow[i] = connect_local(rc_admin_port(server));
+        slow[i] = rc_test_tcp_connect(rc_admin_port(server), CLIENT_TIMEOUT_MS);
         CU_ASSERT_FATAL(slow[i] >= 0);
         send_all(slow[i], "GET /heal", 9);
     }
@@ -628,7 +609,7 @@ static void test_zero_limit_refused(void)
 static void test_header_timeout_is_408(void)
 {
     uint64_t before = tight_stats().timeouts_header;
-    int fd = connect_local(rc_admin_port(tight));
+    int fd = rc_test_tcp_connect(rc_admin_port(tight), CLIENT_TIMEOUT_MS);
     CU_ASSERT_FATAL(fd >= 0);
     send_all(fd, "GET /heal", 9);
     char *r = read_to_eof(fd); /* ends when the server closes */
@@ -641,7 +622,7 @@ static void test_header_timeout_is_408(void)
 static void test_idle_connection_closed(void)
 {
     uint64_t before = tight_stats().timeouts_header;
-    int fd = connect_local(rc_admin_port(tight));
+    int fd = rc_test_tcp_connect(rc_admin_port(tight), CLIENT_TIMEOUT_MS);
     CU_ASSERT_FATAL(fd >= 0);
     char *r = read_to_eof(fd);
     close(fd);
@@ -653,7 +634,7 @@ static void test_idle_connection_closed(void)
 static void test_slow_body_closed(void)
 {
     uint64_t before = tight_stats().timeouts_request;
-    int fd = connect_local(rc_admin_port(tight));
+    int fd = rc_test_tcp_connect(rc_admin_port(tight), CLIENT_TIMEOUT_MS);
     CU_ASSERT_FATAL(fd >= 0);
     const char *req = "GET /healthz HTTP/1.1\r\nContent-Length: 10\r\n\r\nab";
     send_all(fd, req, strlen(req));
@@ -672,7 +653,7 @@ static void test_busy_is_503(void)
     uint64_t before = tight_stats().rejected_busy;
     int held[TIGHT_CONNS];
     for (int i = 0; i < TIGHT_CONNS; i++) {
-        held[i] = connect_local(rc_admin_port(tight));
+        held[i] = rc_test_tcp_connect(rc_admin_port(tight), CLIENT_TIMEOUT_MS);
         CU_ASSERT_FATAL(held[i] >= 0);
     }
     CU_ASSERT_FATAL(tight_wait_open(TIGHT_CONNS));
