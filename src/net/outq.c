@@ -1,0 +1,126 @@
+/*
+ * A connection's output queue (outq.h).
+ */
+#include "net/outq.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+static rc_frame *at(const rc_outq *q, uint32_t i)
+{
+    return q->frames[(q->head + i) & (q->cap - 1)];
+}
+
+/* Doubles the ring, unwrapping it so the live slots start at 0. */
+static int grow(rc_outq *q)
+{
+    uint32_t cap = q->cap ? q->cap * 2 : RC_OUTQ_MIN_CAP;
+    rc_frame **frames = malloc(cap * sizeof(*frames));
+    if (!frames)
+        return -1;
+    for (uint32_t i = 0; i < q->n; i++)
+        frames[i] = at(q, i);
+    free(q->frames);
+    q->frames = frames;
+    q->cap = cap;
+    q->head = 0;
+    return 0;
+}
+
+int rc_outq_push(rc_outq *q, rc_frame *f)
+{
+    if (q->n == q->cap && grow(q) != 0)
+        return -1;
+    q->frames[(q->head + q->n) & (q->cap - 1)] = f;
+    q->n++;
+    q->bytes += f->len;
+    return 0;
+}
+
+struct msghdr *rc_outq_prepare(rc_outq *q)
+{
+    assert(q->inflight == 0); /* one send in flight */
+    if (q->n == 0)
+        return NULL;
+    if (!q->iov && !(q->iov = malloc(RC_OUTQ_IOV * sizeof(*q->iov))))
+        return NULL;
+    uint32_t k = q->n < RC_OUTQ_IOV ? q->n : RC_OUTQ_IOV;
+    for (uint32_t i = 0; i < k; i++) {
+        rc_frame *f = at(q, i);
+        uint32_t off = i == 0 ? q->head_off : 0;
+        q->iov[i] = (struct iovec){ f->data + off, f->len - off };
+    }
+    q->inflight = k;
+    memset(&q->msg, 0, sizeof(q->msg));
+    q->msg.msg_iov = q->iov;
+    q->msg.msg_iovlen = k;
+    return &q->msg;
+}
+
+static void pop(rc_outq *q)
+{
+    rc_frame_unref(at(q, 0));
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->n--;
+    q->head_off = 0;
+}
+
+/* An empty queue that grew large gives its memory back. */
+static void shrink_idle(rc_outq *q)
+{
+    if (q->n == 0 && q->cap > RC_OUTQ_IDLE_CAP) {
+        free(q->frames);
+        q->frames = NULL;
+        q->cap = q->head = 0;
+    }
+}
+
+bool rc_outq_sent(rc_outq *q, size_t n)
+{
+    assert(n <= q->bytes);
+    q->bytes -= n;
+    uint32_t covered = q->inflight;
+    q->inflight = 0;
+    while (n > 0) {
+        rc_frame *f = at(q, 0);
+        size_t left = f->len - q->head_off;
+        if (n < left) {
+            q->head_off += (uint32_t)n;
+            return false;
+        }
+        n -= left;
+        pop(q);
+        covered--;
+    }
+    shrink_idle(q);
+    return covered == 0;
+}
+
+rc_frame *rc_outq_unsent(const rc_outq *q, uint32_t i)
+{
+    uint32_t idx = q->inflight + i;
+    return idx < q->n ? at(q, idx) : NULL;
+}
+
+void rc_outq_drop_unsent(rc_outq *q)
+{
+    while (q->n > q->inflight) {
+        uint32_t last = q->n - 1;
+        rc_frame *f = at(q, last);
+        q->bytes -= f->len - (last == 0 ? q->head_off : 0);
+        rc_frame_unref(f);
+        q->n--;
+    }
+    if (q->n == 0)
+        q->head_off = 0; /* the partly sent head went too: the next frame starts whole */
+}
+
+void rc_outq_free(rc_outq *q)
+{
+    while (q->n)
+        pop(q);
+    free(q->frames);
+    free(q->iov);
+    memset(q, 0, sizeof(*q));
+}

@@ -1,0 +1,64 @@
+/*
+ * A connection's output queue: references to encoded frames, oldest first,
+ * sent in order by one sendmsg at a time whose iovec points straight into
+ * the frames (src/ARCHITECTURE.md §3.3). A `msg` frame is encoded once by
+ * its shard and shared by every recipient; queueing it costs a pointer, not
+ * a copy, and the bytes are copied once, by the kernel, into the socket.
+ *
+ * One send in flight per connection (two could reorder bytes when the
+ * socket buffer fills): rc_outq_prepare builds the iovec of the next send,
+ * rc_outq_sent consumes what the kernel took and drops the references of
+ * the frames that left whole. No I/O here; the io thread submits.
+ */
+#ifndef RC_NET_OUTQ_H
+#define RC_NET_OUTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "core/dispatch.h"
+
+#define RC_OUTQ_IOV 128u       /* frames one send covers at most */
+#define RC_OUTQ_MIN_CAP 16u    /* first frame slots of a queue */
+#define RC_OUTQ_IDLE_CAP 1024u /* an empty queue keeps at most this many slots */
+
+typedef struct rc_outq {
+    rc_frame **frames;     /* ring of cap slots, live ones [head, head + n) */
+    uint32_t head, n, cap; /* cap: power of two (0 until the first push) */
+    uint32_t head_off;     /* bytes of frames[head] already sent */
+    uint32_t inflight;     /* frames the prepared send covers (0: none in flight) */
+    size_t bytes;          /* bytes not yet sent, in flight included */
+    struct iovec *iov;     /* RC_OUTQ_IOV entries (NULL until the first send) */
+    struct msghdr msg;     /* the send in flight; stable until its completion */
+} rc_outq;
+
+/* Appends f, taking over the caller's reference. 0, or -1 on ENOMEM (the
+ * reference is then still the caller's). */
+int rc_outq_push(rc_outq *q, rc_frame *f);
+
+static inline size_t rc_outq_bytes(const rc_outq *q) { return q->bytes; }
+static inline bool rc_outq_empty(const rc_outq *q) { return q->n == 0; }
+
+/* The next send: up to RC_OUTQ_IOV frames from the head, the first one
+ * from head_off. NULL when the queue is empty or out of memory. */
+struct msghdr *rc_outq_prepare(rc_outq *q);
+
+/* The kernel took n bytes of the prepared send. Frames sent whole leave
+ * the queue (their references dropped). Returns true when the prepared
+ * send went out whole (false: a short send, finish it first). */
+bool rc_outq_sent(rc_outq *q, size_t n);
+
+/* The i-th frame not covered by the send in flight (0 = the oldest), or
+ * NULL past the end: for lettering what never left at a forced stop. */
+rc_frame *rc_outq_unsent(const rc_outq *q, uint32_t i);
+
+/* Drops every frame not covered by the send in flight. */
+void rc_outq_drop_unsent(rc_outq *q);
+
+/* Drops every reference and frees the queue's memory. */
+void rc_outq_free(rc_outq *q);
+
+#endif
