@@ -503,12 +503,13 @@ static void prefetch_ahead(rc_shard *s, rc_job *const *jobs, const rc_group **ah
         rc_group_prefetch_remember(ahead[i + RC_PREFETCH_HIST]);
 }
 
-/* A job's cost, for rc_shard_ring_wait_ns: this burst's time per job,
- * folded into a moving mean. */
+/* A job's cost, for rc_shard_ring_wait_ns: this burst's time per job. A
+ * dearer burst raises the estimate at once (admission must stop before the
+ * ring holds seconds of work), a cheaper one lowers it by 1/8 of the gap. */
 static void note_cost(rc_shard *s, uint32_t n)
 {
     uint64_t per_job = (rc_clock_mono_ns() - s->tick_ns) / n, mean = rc_stat_get(&s->stats.job_ns);
-    RC_STAT_SET(s->stats.job_ns, mean + ((int64_t)per_job - (int64_t)mean) / (int64_t)RC_SHARD_COST_WEIGHT);
+    RC_STAT_SET(s->stats.job_ns, per_job >= mean ? per_job : mean - (mean - per_job) / RC_SHARD_COST_WEIGHT);
 }
 
 static void *shard_main(void *arg)
@@ -630,4 +631,9 @@ uint32_t rc_shard_submit(rc_shard *s, rc_job *const *jobs, uint32_t n)
 uint64_t rc_shard_ring_wait_ns(const rc_shard *s)
 {
     return (uint64_t)rc_ring_count(s->inbound) * rc_stat_get(&s->stats.job_ns);
+}
+
+uint32_t rc_shard_depth(const rc_shard *s)
+{
+    return rc_ring_count(s->inbound);
 }

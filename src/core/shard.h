@@ -20,7 +20,7 @@
 #define RC_SHARD_BATCH 256u        /* jobs taken from the inbound ring at once */
 #define RC_SHARD_SPIN 64u          /* empty polls before the shard sleeps */
 #define RC_SHARD_SPARE 256u        /* emptied outbatches kept for reuse */
-#define RC_SHARD_COST_WEIGHT 8u    /* job_ns moves 1/8 of the way to each burst's cost */
+#define RC_SHARD_COST_WEIGHT 8u    /* job_ns falls 1/8 of the way to a cheaper burst's cost */
 /* A tick's store write is tried this many times before its sends fail with
  * E_INTERNAL and become `poison` dead letters (ARCHITECTURE §7). */
 #define RC_POISON_ATTEMPTS 3u
@@ -65,7 +65,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t errors[RC_E_COUNT]; /* error replies sent, by code */
     _Atomic uint64_t groups;        /* groups held */
     _Atomic uint64_t out_stalls;    /* times an io outbound ring was full */
-    _Atomic uint64_t job_ns;        /* gauge: a job's share of its burst's time, moving mean (waits on io threads included) */
+    _Atomic uint64_t job_ns;        /* gauge: a job's share of its burst's time, recent (waits on io threads included) */
     _Atomic uint64_t sleeps;        /* times the shard went to sleep */
     _Atomic uint64_t store_commits; /* batches written */
     _Atomic uint64_t store_commit_ns; /* time spent writing them */
@@ -134,6 +134,8 @@ uint32_t rc_shard_submit(rc_shard *s, rc_job *const *jobs, uint32_t n);
  * that fans out 500 times costs a hundred times a `fanout` one, so the io
  * threads admit by this rather than by the ring's free slots alone. */
 uint64_t rc_shard_ring_wait_ns(const rc_shard *s);
+/* Jobs in the shard's inbound ring now (any thread). */
+uint32_t rc_shard_depth(const rc_shard *s);
 
 /* Oldest seq of g that history still serves (history_max and history_ttl). */
 struct rc_group;

@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "net/io.h"
+#include "net/outq.h"
 
 #include "core/log.h"
 #include "core/stats.h"
@@ -82,9 +83,7 @@ typedef struct rc_conn {
     uint8_t user_len;
     uint64_t sid;
     rc_buf in;    /* bytes of a frame not yet complete */
-    rc_buf out;   /* output waiting for the next send */
-    rc_buf wbuf;  /* output of the send in flight */
-    size_t woff;  /* bytes of wbuf already sent */
+    rc_outq outq; /* output: shared frames, sent by iovec (net/outq.h) */
     uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
     owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
     uint32_t owed_head, n_owed;
@@ -313,7 +312,7 @@ static void conn_kill(rc_io *io, rc_conn *c);
 /* Output bytes waiting: queued plus the unsent part of the send in flight. */
 static size_t conn_queued(const rc_conn *c)
 {
-    return c->out.len + (c->wbuf.len - c->woff);
+    return rc_outq_bytes(&c->outq);
 }
 
 /* ---- the pause mark ---- */
@@ -393,20 +392,25 @@ static void check_stalls(rc_io *io)
 }
 
 /* Appends one complete frame to the connection's output. */
-static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+/* Queues one frame (with the caller's reference, which this takes over in
+ * every case) on the connection's output. */
+static void conn_push(rc_io *io, rc_conn *c, rc_frame *f)
 {
-    if (c->state == CS_DEAD)
+    if (c->state == CS_DEAD) {
+        rc_frame_unref(f);
         return;
-    if (conn_queued(c) + n > io->lim.outbound_kill_bytes) {
+    }
+    if (conn_queued(c) + f->len > io->lim.outbound_kill_bytes) {
+        rc_frame_unref(f);
         RC_STAT_ADD(io->stats.slow_kills, 1);
-        fprintf(stderr, "level=warn component=io event=slow_consumer_closed sid=%llu queued=%zu limit=%llu\n",
-                (unsigned long long)c->sid, conn_queued(c),
-                (unsigned long long)io->lim.outbound_kill_bytes);
+        RC_LOG_WARN("io", "event=slow_consumer_closed sid=%llu queued=%zu limit=%llu", (unsigned long long)c->sid,
+                    conn_queued(c), (unsigned long long)io->lim.outbound_kill_bytes);
         conn_kill(io, c);
         return;
     }
-    if (rc_buf_append(&c->out, p, n) != 0) {
-        fprintf(stderr, "level=error component=io event=out_nomem sid=%llu\n", (unsigned long long)c->sid);
+    if (rc_outq_push(&c->outq, f) != 0) {
+        rc_frame_unref(f);
+        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sid);
         conn_kill(io, c);
         return;
     }
@@ -414,6 +418,18 @@ static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
     if (conn_queued(c) > io->pause_bytes)
         conn_congest(io, c);
     conn_mark_dirty(io, c);
+}
+
+/* Queues a copy of one complete frame built by the io thread itself. */
+static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    rc_frame *f = c->state == CS_DEAD ? NULL : rc_frame_new(p, (uint32_t)n);
+    if (f) {
+        conn_push(io, c, f);
+    } else if (c->state != CS_DEAD) {
+        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sid);
+        conn_kill(io, c);
+    }
 }
 
 /* Encodes and queues a reply built by the io thread itself. */
@@ -435,8 +451,14 @@ static void conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, co
 
 static void submit_send(rc_io *io, rc_conn *c)
 {
+    struct msghdr *msg = rc_outq_prepare(&c->outq);
+    if (!msg) {
+        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sid);
+        conn_kill(io, c);
+        return;
+    }
     struct io_uring_sqe *sqe = get_sqe(io);
-    io_uring_prep_send(sqe, c->fd, c->wbuf.data + c->woff, c->wbuf.len - c->woff, MSG_NOSIGNAL);
+    io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c));
     c->send_inflight = true;
     RC_STAT_ADD(io->stats.sends, 1);
@@ -461,13 +483,8 @@ static void flush_sends(rc_io *io)
             continue;
         }
         c->dirty = false;
-        if (c->state == CS_DEAD || c->out.len == 0)
+        if (c->state == CS_DEAD || rc_outq_empty(&c->outq))
             continue;
-        rc_buf t = c->wbuf;
-        c->wbuf = c->out;
-        c->out = t;
-        c->out.len = 0;
-        c->woff = 0;
         submit_send(io, c);
     }
     io->n_dirty = keep;
@@ -493,8 +510,7 @@ static void conn_free(rc_io *io, rc_conn *c)
 {
     close(c->fd);
     rc_buf_free(&c->in);
-    rc_buf_free(&c->out);
-    rc_buf_free(&c->wbuf);
+    rc_outq_free(&c->outq);
     for (uint32_t i = 0; i < c->n_groups; i++)
         free(c->groups[i]);
     free(c->groups);
@@ -571,7 +587,7 @@ static void conn_drain(rc_io *io, rc_conn *c)
     if (c->state != CS_OPEN)
         return;
     c->state = CS_DRAINING;
-    if (c->out.len == 0 && !c->send_inflight)
+    if (rc_outq_empty(&c->outq) && !c->send_inflight)
         conn_kill(io, c);
 }
 
@@ -1031,6 +1047,18 @@ static void jobq_settle(rc_io *io, rc_jobq *q)
     }
 }
 
+/* How many more jobs the shard's ring is open to: none once it holds
+ * admit_ns of work (rc_shard_ring_wait_ns) or RC_IO_ADMIT_MAX_JOBS jobs
+ * (a job's cost can rise tenfold after it was admitted, when the io
+ * threads fall behind a big group's fan-out). */
+static uint32_t admit_room(const rc_io *io, const rc_shard *s)
+{
+    uint32_t depth = rc_shard_depth(s);
+    if (depth >= RC_IO_ADMIT_MAX_JOBS || rc_shard_ring_wait_ns(s) > io->admit_ns)
+        return 0;
+    return RC_IO_ADMIT_MAX_JOBS - depth;
+}
+
 /* Pushes queued jobs to their shards, as many as their rings take, in
  * order. Never waits: what does not fit stays queued for the next turns,
  * and its connection stops being read (jobq_settle). A shard whose ring
@@ -1043,15 +1071,15 @@ static void flush_jobs(rc_io *io)
         rc_jobq *q = &io->pending[s];
         if (q->n == 0)
             continue;
-        uint32_t k = 0;
-        if (rc_shard_ring_wait_ns(io->shards[s]) <= io->admit_ns) {
+        uint32_t k = 0, room = admit_room(io, io->shards[s]), want = q->n < room ? q->n : room;
+        if (want) {
             uint64_t now = rc_loop_clock_now(&io->clock);
-            for (uint32_t i = 0; i < q->n; i++)
+            for (uint32_t i = 0; i < want; i++)
                 q->jobs[q->head + i]->ring_ns = now;
-            k = rc_shard_submit(io->shards[s], q->jobs + q->head, q->n);
-        } else {
-            RC_STAT_ADD(io->stats.admit_waits, 1);
+            k = rc_shard_submit(io->shards[s], q->jobs + q->head, want);
         }
+        if (want < q->n)
+            RC_STAT_ADD(io->stats.admit_waits, 1);
         /* The pushed jobs belong to the shard now: only their owners' ids,
          * kept beside them, are read. */
         for (uint32_t i = 0; i < k; i++)
@@ -1213,12 +1241,13 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t 
 /* One `msg` (or reply) frame for a live connection: queued, or past
  * outbound_high_bytes a slow_consumer letter (never for history the session
  * asked for). */
-static void deliver_msg(rc_io *io, rc_conn *c, const rc_frame *f, uint32_t flags)
+static bool deliver_msg(rc_io *io, rc_conn *c, rc_frame *f, uint32_t flags)
 {
-    if (!past_high(io, c) || (flags & RC_DELIVERY_SYNC) || !deliver_as_letter(io, c, f->data, f->len)) {
-        conn_write(io, c, f->data, f->len);
-        RC_STAT_ADD(io->stats.deliveries, 1);
-    }
+    if (past_high(io, c) && !(flags & RC_DELIVERY_SYNC) && deliver_as_letter(io, c, f->data, f->len))
+        return false;
+    conn_push(io, c, f); /* the delivery's reference goes with the frame */
+    RC_STAT_ADD(io->stats.deliveries, 1);
+    return true;
 }
 
 /* A replayed slow_consumer letter (rc_frame_redeliver_new) reaching one
@@ -1243,7 +1272,7 @@ static void redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
         return;
     }
     if (!past_high(io, c) || !deliver_as_letter(io, c, wire, len)) {
-        conn_write(io, c, wire, len);
+        conn_write(io, c, wire, len); /* a copy: the wire lies inside the redelivery frame */
         RC_STAT_ADD(io->stats.redelivered, 1);
     }
 }
@@ -1257,10 +1286,12 @@ static rc_conn *conn_by_id(rc_io *io, rc_conn_id id)
     return c && c->gen == rc_conn_gen(id) && c->state != CS_DEAD ? c : NULL;
 }
 
-static void deliver_one(rc_io *io, const rc_frame *f, const rc_delivery *d)
+/* One delivery; true when its reference went with the frame into a
+ * connection's output (the caller drops the others). */
+static bool deliver_one(rc_io *io, rc_frame *f, const rc_delivery *d)
 {
     if (f->kind == RC_FRAME_VOID)
-        return;
+        return false;
     rc_conn *c = conn_by_id(io, d->conn);
     if (!c) {
         if (f->kind != RC_FRAME_REDELIVER) /* a closed subscriber owes nothing: filtered */
@@ -1270,22 +1301,25 @@ static void deliver_one(rc_io *io, const rc_frame *f, const rc_delivery *d)
     } else if (f->kind == RC_FRAME_REDELIVER) {
         redeliver(io, c, f);
     } else {
-        deliver_msg(io, c, f, d->flags);
+        return deliver_msg(io, c, f, d->flags);
     }
+    return false;
 }
 
-/* Queues one batch's deliveries. Consecutive deliveries of one frame (a
- * message's recipients on this thread) drop their references with one
- * atomic operation. */
+/* Queues one batch's deliveries. A queued delivery's reference travels
+ * with the frame into the connection's output (dropped once sent); of
+ * consecutive deliveries of one frame (a message's recipients on this
+ * thread), the ones not queued drop theirs with one atomic operation. */
 static void deliver_batch(rc_io *io, rc_outbatch *b)
 {
     uint32_t i = 0;
     while (i < b->n) {
         rc_frame *f = b->d[i].frame;
-        uint32_t k = i;
+        uint32_t k = i, kept = 0;
         while (k < b->n && b->d[k].frame == f)
-            deliver_one(io, f, &b->d[k++]);
-        rc_frame_unref_n(f, k - i);
+            kept += deliver_one(io, f, &b->d[k++]);
+        if (k - i > kept)
+            rc_frame_unref_n(f, k - i - kept);
         i = k;
     }
     rc_outbatch_recycle(b);
@@ -1350,22 +1384,17 @@ static void on_recv(rc_io *io, rc_conn *c, const struct io_uring_cqe *cqe)
 static void on_send(rc_io *io, rc_conn *c, int res)
 {
     c->send_inflight = false;
-    if (res < 0) {
-        conn_kill(io, c);
+    if (res <= 0) {
+        conn_kill(io, c); /* an error, or a socket that takes nothing */
     } else {
         RC_STAT_ADD(io->stats.bytes_out, (uint64_t)res);
-        c->woff += (size_t)res;
+        bool whole = rc_outq_sent(&c->outq, (size_t)res);
         conn_drained(io, c);
-        if (c->woff < c->wbuf.len && c->state != CS_DEAD) {
-            submit_send(io, c); /* short send: finish this buffer first */
+        if (!whole && c->state != CS_DEAD) {
+            submit_send(io, c); /* short send: finish it first */
             return;
         }
-        c->wbuf.len = 0;
-        c->woff = 0;
-        conn_drained(io, c);
-        if (c->out.len == 0) /* idle now: give back large buffers; busy ones keep theirs */
-            buf_shrink(&c->wbuf);
-        if (c->out.len)
+        if (!rc_outq_empty(&c->outq))
             conn_mark_dirty(io, c);
         else if (c->state == CS_DRAINING)
             conn_kill(io, c);
@@ -1493,12 +1522,12 @@ static void letter_queued_output(rc_io *io, rc_conn *c)
 {
     if (!io->lim.letters || c->state == CS_DEAD)
         return;
-    for (size_t off = 0; off + RC_FRAME_HEADER <= c->out.len;) {
-        uint32_t len = rc_frame_len(c->out.data + off);
-        if (off + RC_FRAME_HEADER + len > c->out.len)
-            break;
+    rc_frame *f;
+    for (uint32_t i = 0; (f = rc_outq_unsent(&c->outq, i)); i++) {
         rc_msg m;
-        if (rc_decode(&io->dec, c->out.data + off + RC_FRAME_HEADER, len, &m, NULL) == RC_OK && m.type == RC_T_MSG) {
+        if (f->len > RC_FRAME_HEADER &&
+            rc_decode(&io->dec, f->data + RC_FRAME_HEADER, f->len - RC_FRAME_HEADER, &m, NULL) == RC_OK &&
+            m.type == RC_T_MSG) {
             rc_letter l = { .reason = RC_LETTER_SHUTDOWN, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
                             .to = { c->user, c->user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
                             .body_is_str = m.body_is_str, .attempts = 1,
@@ -1507,13 +1536,12 @@ static void letter_queued_output(rc_io *io, rc_conn *c)
                 RC_STAT_ADD(io->stats.shutdown_letters, 1);
             } else {
                 RC_STAT_ADD(io->stats.letters_refused, 1);
-                fprintf(stderr, "level=error component=io event=letter_refused reason=shutdown group=%.*s seq=%llu\n",
-                        (int)m.g.len, m.g.ptr, (unsigned long long)m.seq);
+                RC_LOG_ERROR("io", "event=letter_refused reason=shutdown group=%.*s seq=%llu", (int)m.g.len, m.g.ptr,
+                             (unsigned long long)m.seq);
             }
         }
-        off += RC_FRAME_HEADER + len;
     }
-    c->out.len = 0;
+    rc_outq_drop_unsent(&c->outq);
 }
 
 static void kill_all(rc_io *io)

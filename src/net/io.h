@@ -52,6 +52,8 @@ typedef struct rc_io_limits {
 /* A shard whose inbound ring holds work that has waited longer than
  * max_queue_ms / RC_IO_ADMIT_DIVISOR takes no more until it catches up. */
 #define RC_IO_ADMIT_DIVISOR 8u
+/* ... and no more than this many jobs in its ring, whatever their cost. */
+#define RC_IO_ADMIT_MAX_JOBS 16384u
 /* While requests wait for room in a shard's ring, the loop wakes at least
  * this often to retry them (the shard does not signal freed room). */
 #define RC_IO_HOLD_RETRY_NS 250000u

@@ -21,7 +21,7 @@
 
 #include "core/dispatch.h"
 
-#define RC_OUTQ_IOV 128u       /* frames one send covers at most */
+#define RC_OUTQ_IOV 1024u      /* frames one send covers at most (UIO_MAXIOV) */
 #define RC_OUTQ_MIN_CAP 16u    /* first frame slots of a queue */
 #define RC_OUTQ_IDLE_CAP 1024u /* an empty queue keeps at most this many slots */
 

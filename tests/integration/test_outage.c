@@ -121,9 +121,25 @@ static uint64_t map_uint(const msgpack_object *map, const char *key)
     return 0;
 }
 
+/* The recipient a letter names (`to`), or "" without one. */
+static void map_to(const msgpack_object *map, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 2 && memcmp(kv->key.via.str.ptr, "to", 2) == 0 &&
+            kv->val.type == MSGPACK_OBJECT_STR)
+            snprintf(out, cap, "%.*s", (int)kv->val.via.str.size, kv->val.via.str.ptr);
+    }
+}
+
+#define MAX_RECIPIENTS 8 /* members of the test's group */
+
 /* Reads every record's value with kcat (length-prefixed) and checks the
- * slow_consumer seqs: strictly rising, so in order and never twice.
- * Returns the number of letters read, or -1. */
+ * slow_consumer seqs of each recipient: strictly rising, so in order and
+ * never twice (a member that reads but fell behind for a moment may have
+ * letters of its own, interleaved with the slow one's). Returns the
+ * number of letters read, or -1. */
 static int kcat_check_order(const char *bootstrap, bool *ordered)
 {
     char cmd[512];
@@ -137,7 +153,9 @@ static int kcat_check_order(const char *bootstrap, bool *ordered)
     size_t n = buf ? fread(buf, 1, KCAT_MAX, k) : 0;
     pclose(k);
     int count = 0;
-    uint64_t last = 0;
+    char names[MAX_RECIPIENTS][64];
+    uint64_t last[MAX_RECIPIENTS] = { 0 };
+    int n_names = 0;
     *ordered = true;
     for (size_t off = 0; buf && off + KCAT_LEN_BYTES <= n;) {
         uint32_t len = (uint32_t)buf[off] << 24 | (uint32_t)buf[off + 1] << 16 | (uint32_t)buf[off + 2] << 8 |
@@ -149,8 +167,16 @@ static int kcat_check_order(const char *bootstrap, bool *ordered)
         msgpack_unpacked_init(&u);
         if (msgpack_unpack_next(&u, (const char *)buf + off, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
             uint64_t seq = map_uint(&u.data, "seq");
-            *ordered &= seq > last;
-            last = seq;
+            char to[64];
+            map_to(&u.data, to, sizeof(to));
+            int r = 0;
+            while (r < n_names && strcmp(names[r], to) != 0)
+                r++;
+            if (r == n_names && n_names < MAX_RECIPIENTS)
+                snprintf(names[n_names++], sizeof(names[0]), "%s", to);
+            *ordered &= r < MAX_RECIPIENTS && seq > last[r];
+            if (r < MAX_RECIPIENTS)
+                last[r] = seq;
             count++;
         }
         msgpack_unpacked_destroy(&u);
