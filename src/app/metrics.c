@@ -46,10 +46,10 @@ static const io_metric io_metrics[] = {
     IO_METRIC(redelivered, "redelivered_total", "counter", "Replayed slow_consumer letters sent to the connection that missed them."),
     IO_METRIC(redelivery_skipped, "redelivery_skipped_total", "counter", "Replayed slow_consumer letters for a connection of their recipient that no longer owed them (already redelivered, or forgotten)."),
     IO_METRIC(lettered_forgotten, "lettered_forgotten_total", "counter", "Owed slow_consumer letters a connection forgot past its bound; history still serves them."),
-    IO_METRIC(replay_redeliver, "replays_redeliver_total", "counter", "Replayed letters of one recipient's missed message, sent on for redelivery."),
-    IO_METRIC(replay_history, "replays_history_total", "counter", "Replayed letters that history already covers: acknowledged dup, nothing sent."),
-    IO_METRIC(replay_send, "replays_send_total", "counter", "Replayed letters never sequenced, sent now as from their sender (a repeat is acked dup)."),
-    IO_METRIC(replay_refused, "replays_refused_total", "counter", "replay commands refused: not an admin session, or an unknown reason."),
+    IO_METRIC(session.replay_redeliver, "replays_redeliver_total", "counter", "Replayed letters of one recipient's missed message, sent on for redelivery."),
+    IO_METRIC(session.replay_history, "replays_history_total", "counter", "Replayed letters that history already covers: acknowledged dup, nothing sent."),
+    IO_METRIC(session.replay_send, "replays_send_total", "counter", "Replayed letters never sequenced, sent now as from their sender (a repeat is acked dup)."),
+    IO_METRIC(session.replay_refused, "replays_refused_total", "counter", "replay commands refused: not an admin session, or an unknown reason."),
     IO_METRIC(holds, "io_holds_total", "counter", "Times a connection stopped being read because its requests waited for room in a full shard ring (TCP then slows that sender)."),
     IO_METRIC(admit_waits, "io_admit_waits_total", "counter", "Pushes to a shard deferred because its ring already held more than max_queue_ms / 8 of work."),
     IO_METRIC(held_conns, "io_held_connections", "gauge", "Connections not read now because their requests wait for room in a shard ring."),
@@ -78,7 +78,7 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
     for (int t = RC_T_NONE; t < RC_T_COUNT; t++) {
         uint64_t sum = 0;
         for (uint32_t i = 0; i < s->n_io; i++)
-            sum += rc_stat_get(&s->ios[i].stats.frames_in[t]);
+            sum += rc_stat_get(&s->ios[i].stats.session.frames_in[t]);
         rc_admin_body_printf(out, "ringcast_frames_in_total{type=\"%s\"} %llu\n",
                              t == RC_T_NONE ? "invalid" : rc_type_name((rc_type)t), (unsigned long long)sum);
     }
@@ -87,7 +87,7 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
     for (int e = RC_E_BAD_FRAME; e < RC_E_COUNT; e++) {
         uint64_t sum = 0;
         for (uint32_t i = 0; i < s->n_io; i++)
-            sum += rc_stat_get(&s->ios[i].stats.errors[e]);
+            sum += rc_stat_get(&s->ios[i].stats.session.errors[e]);
         for (uint32_t i = 0; i < s->n_shards; i++)
             sum += rc_stat_get(&s->shards[i].stats.errors[e]);
         rc_admin_body_printf(out, "ringcast_errors_total{code=\"%s\"} %llu\n", rc_err_name((rc_err)e),

@@ -1,23 +1,28 @@
 /*
- * io_uring event loop of one io thread.
+ * The event loop of one io thread: its connections, from accept to close
+ * (src/ARCHITECTURE.md §3). What it is built on, one concept per file:
+ *   net/uring.c    io_uring set-up, SQEs, receive buffers, user_data packing
+ *   net/session.c  the protocol: framing, dispatch, replies (no sockets)
+ *   net/outq.c     a connection's output: shared frames sent by iovec
+ * What stays here: connections and their lifetimes; the hand-off of
+ * requests to shards with its backpressure (queue_job, flush_jobs,
+ * admit_room, conn_hold, resume_conns); the pause mark and the slow-consumer
+ * decision (conn_congest, check_stalls, hold_sender); the io side's dead
+ * letters (deliver_as_letter, letter_refused, letter_queued_output); and
+ * the loop turn itself (io_main): drain deliveries from shards, push the
+ * jobs the turn produced, start sends, then one submit-and-wait.
  *
- * Every submission carries its operation and connection in user_data:
- * [op 8 bits][slot 24 bits][generation 32 bits], so a completion goes
- * straight to its work without a lookup structure. Reads use one multishot
- * recv per connection with a provided buffer ring: the kernel picks a
- * buffer, we parse the bytes in place (copying only a partial frame's tail),
- * and hand the buffer back at once. Output is coalesced: replies and
- * deliveries are appended to the connection's `out` buffer and a connection
- * has at most one send in flight (two could reorder bytes when the socket
- * buffer fills), started at the end of the loop turn.
- *
- * A loop turn: drain the outbound ring (deliveries from shards), push the
- * jobs this turn produced to their shards, start sends, then submit and wait
- * for completions in one io_uring_submit_and_wait call.
+ * Every submission carries its operation and connection in user_data
+ * (rc_ud_make: op, slot, generation), so a completion goes straight to its
+ * work and a late one for a reused slot is recognised by its generation.
+ * Reads use one multishot recv per connection on the provided-buffer ring:
+ * the bytes are parsed in place (only a partial frame's tail is copied) and
+ * the buffer goes back at once.
  */
 #define _GNU_SOURCE
 #include "net/io.h"
 #include "net/outq.h"
+#include "net/session.h"
 
 #include "core/log.h"
 #include "core/stats.h"
@@ -31,9 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,8 +45,8 @@
 #define RC_IO_BUF_SHRINK 65536u      /* free idle buffers larger than this */
 #define RC_IO_OUT_BURST 64u          /* outbatches popped at once */
 #define RC_IO_FINAL_TICK_MS 50u      /* wake-up period while closing */
+#define RC_IO_SUBMIT_ERROR_PAUSE_NS 1000000L /* after a submit that failed for good, before the next turn */
 #define DRAIN_ALL UINT32_MAX         /* drain_outbound: everything, pause or not (shutdown) */
-#define RC_SERVER_NAME "ringcast/" RC_VERSION
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_CANCEL };
 
@@ -65,8 +68,6 @@ typedef struct rc_conn {
     int fd;
     uint32_t slot, gen;
     enum conn_state state;
-    bool authed;
-    bool admin;   /* said hello with the admin token: may replay dead letters */
     bool recv_armed;
     bool send_inflight;
     bool dirty;
@@ -79,16 +80,12 @@ typedef struct rc_conn {
     bool pressure_hold; /* held as a sender while a reader is over the pause mark; listed in io->pressured */
     uint32_t jobs_queued; /* its jobs in io->pending, not yet in a shard's ring */
     uint64_t congested_ns;
-    char user[RC_MAX_USER];
-    uint8_t user_len;
-    uint64_t sid;
     rc_buf in;    /* bytes of a frame not yet complete */
     rc_outq outq; /* output: shared frames, sent by iovec (net/outq.h) */
     uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
     owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
     uint32_t owed_head, n_owed;
-    char **groups;          /* groups joined in this session (for detach on close) */
-    uint32_t n_groups, cap_groups;
+    rc_session sess;        /* the protocol session (net/session.h) */
 } rc_conn;
 
 static _Atomic uint64_t next_sid = 1;
@@ -100,43 +97,7 @@ uint64_t rc_now_ns(void)
 
 static uint64_t ud_make(enum op op, const rc_conn *c)
 {
-    return ((uint64_t)op << 56) | (c ? ((uint64_t)c->slot << 32) | c->gen : 0);
-}
-
-/* Moves every completion waiting in the CQ to io->deferred, to be handled
- * at the start of the next handle_completions. Used when the kernel refuses
- * submissions until the CQ has room (-EBUSY), at a point where handling
- * completions directly would re-enter the code that asked for an SQE. */
-static void defer_completions(rc_io *io)
-{
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&io->ring, head, cqe) {
-        if (io->n_deferred == io->cap_deferred) {
-            uint32_t cap = io->cap_deferred ? io->cap_deferred * 2 : RC_IO_CQE_BATCH;
-            struct io_uring_cqe *p = realloc(io->deferred, cap * sizeof(*p));
-            if (!p)
-                break; /* leave the rest in the CQ; it is handled next turn */
-            io->deferred = p;
-            io->cap_deferred = cap;
-        }
-        io->deferred[io->n_deferred++] = *cqe;
-        n++;
-    }
-    io_uring_cq_advance(&io->ring, n);
-}
-
-static struct io_uring_sqe *get_sqe(rc_io *io)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
-    while (!sqe) {
-        /* SQ full: submit what is queued to make room. */
-        int r = io_uring_submit(&io->ring);
-        if (r == -EBUSY || r == -EAGAIN)
-            defer_completions(io);
-        sqe = io_uring_get_sqe(&io->ring);
-    }
-    return sqe;
+    return c ? rc_ud_make(op, c->slot, c->gen) : rc_ud_make(op, 0, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -174,74 +135,6 @@ int rc_io_listen(const char *host, uint16_t *port, char *err, size_t errlen)
     return fd;
 }
 
-static int setup_buffers(rc_io *io, char *err, size_t errlen)
-{
-    uint32_t n = io->lim.recv_buffers, size = io->lim.recv_buffer_size;
-    size_t ring_bytes = n * sizeof(struct io_uring_buf);
-    void *ring_mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (ring_mem == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map the buffer ring: %s", strerror(errno));
-        return -1;
-    }
-    io->br = ring_mem;
-    io->bufs = malloc((size_t)n * size);
-    if (!io->bufs) {
-        snprintf(err, errlen, "cannot allocate %u receive buffers of %u bytes", n, size);
-        return -1;
-    }
-    struct io_uring_buf_reg reg = { .ring_addr = (unsigned long)ring_mem, .ring_entries = n, .bgid = RC_IO_BGID };
-    int r = io_uring_register_buf_ring(&io->ring, &reg, 0);
-    if (r != 0) {
-        snprintf(err, errlen, "io_uring_register_buf_ring failed: %s (kernel 5.19 or newer is needed)", strerror(-r));
-        return -1;
-    }
-    io_uring_buf_ring_init(io->br);
-    for (uint32_t i = 0; i < n; i++)
-        io_uring_buf_ring_add(io->br, io->bufs + (size_t)i * size, size, (unsigned short)i,
-                              io_uring_buf_ring_mask(n), (int)i);
-    io_uring_buf_ring_advance(io->br, (int)n);
-    return 0;
-}
-
-/* Ring set-ups, best first; the first the kernel accepts is used.
- *  - SINGLE_ISSUER + DEFER_TASKRUN (6.1+): only the io thread submits, and
- *    completion work runs when it asks for events, not by interrupting it.
- *    The ring is created disabled (R_DISABLED) by the main thread, which
- *    registers the buffer ring; the io thread enables it (io_main), which
- *    makes that thread the ring's single issuer. TASKRUN_FLAG tells
- *    liburing when deferred work waits, so a non-waiting submit still
- *    enters the kernel for it.
- *  - COOP_TASKRUN (5.19+): no interrupting task work either, any issuer.
- *  - plain. */
-static const unsigned uring_setups[] = {
-    IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-        IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
-    IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-    IORING_SETUP_CQSIZE,
-};
-
-static int setup_uring(rc_io *io, char *err, size_t errlen)
-{
-    int r = -EINVAL;
-    for (size_t i = 0; i < sizeof(uring_setups) / sizeof(uring_setups[0]) && r == -EINVAL; i++) {
-        struct io_uring_params p = { .flags = uring_setups[i], .cq_entries = RC_IO_QUEUE_DEPTH * 2 };
-        r = io_uring_queue_init_params(RC_IO_QUEUE_DEPTH, &io->ring, &p);
-        if (r == 0)
-            io->ring_flags = uring_setups[i];
-    }
-    if (r != 0) {
-        const char *hint = "";
-        if (r == -EPERM || r == -ENOSYS)
-            hint = " (io_uring is disabled: check the kernel.io_uring_disabled sysctl, "
-                   "seccomp profiles of the container, or a kernel built without CONFIG_IO_URING)";
-        else if (r == -ENOMEM)
-            hint = " (raise RLIMIT_MEMLOCK or free memory)";
-        snprintf(err, errlen, "io_uring_queue_init failed: %s%s", strerror(-r), hint);
-        return -1;
-    }
-    return 0;
-}
-
 int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, rc_shard **shards,
                uint32_t n_shards, const rc_chash *chash, char *err, size_t errlen)
 {
@@ -256,9 +149,7 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, 
     rc_decoder_init(&io->dec);
     rc_buf_init(&io->scratch);
     io->waker.efd = -1;
-    if (setup_uring(io, err, errlen) != 0)
-        return -1;
-    if (setup_buffers(io, err, errlen) != 0)
+    if (rc_uring_init(&io->uring, RC_IO_QUEUE_DEPTH, lim->recv_buffers, lim->recv_buffer_size, err, errlen) != 0)
         return -1;
     io->outbound = rc_ring_create(RC_IO_OUT_RING, RC_RING_MPSC);
     io->conns = calloc(io->n_slots, sizeof(*io->conns));
@@ -273,6 +164,8 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, 
     if (!io->lim.pressure)
         io->lim.pressure = &io->own_pressure;
     io->pause_bytes = lim->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
+    io->slim = (rc_session_limits){ .max_frame = lim->max_frame, .max_groups = lim->max_groups_per_session,
+                                    .admin_token = lim->admin_token };
     io->admit_ns = (uint64_t)lim->max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR;
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
         !io->resume || !io->congested || !io->pressured || rc_waker_init(&io->waker) != 0) {
@@ -380,8 +273,8 @@ static void check_stalls(rc_io *io)
             conn_uncongest(io, c);
             c->slow = true;
             RC_STAT_ADD(io->stats.slow_marked, 1);
-            fprintf(stderr, "level=warn component=io event=slow_consumer sid=%llu queued=%zu stalled_ms=%llu\n",
-                    (unsigned long long)c->sid, conn_queued(c), (unsigned long long)((now - c->congested_ns) / RC_NS_PER_MS));
+            RC_LOG_WARN("io", "event=slow_consumer sid=%llu queued=%zu stalled_ms=%llu",
+                    (unsigned long long)c->sess.sid, conn_queued(c), (unsigned long long)((now - c->congested_ns) / RC_NS_PER_MS));
         }
         if (c->congested)
             io->congested[keep++] = io->congested[i];
@@ -392,25 +285,26 @@ static void check_stalls(rc_io *io)
 }
 
 /* Appends one complete frame to the connection's output. */
-/* Queues one frame (with the caller's reference, which this takes over in
- * every case) on the connection's output. */
-static void conn_push(rc_io *io, rc_conn *c, rc_frame *f)
+/* Room for n more bytes of output: past outbound_kill_bytes the
+ * connection is closed (the one bound that closes for queued output). */
+static bool conn_room(rc_io *io, rc_conn *c, size_t n)
 {
-    if (c->state == CS_DEAD) {
-        rc_frame_unref(f);
-        return;
-    }
-    if (conn_queued(c) + f->len > io->lim.outbound_kill_bytes) {
-        rc_frame_unref(f);
-        RC_STAT_ADD(io->stats.slow_kills, 1);
-        RC_LOG_WARN("io", "event=slow_consumer_closed sid=%llu queued=%zu limit=%llu", (unsigned long long)c->sid,
-                    conn_queued(c), (unsigned long long)io->lim.outbound_kill_bytes);
-        conn_kill(io, c);
-        return;
-    }
-    if (rc_outq_push(&c->outq, f) != 0) {
-        rc_frame_unref(f);
-        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sid);
+    if (c->state == CS_DEAD)
+        return false;
+    if (conn_queued(c) + n <= io->lim.outbound_kill_bytes)
+        return true;
+    RC_STAT_ADD(io->stats.slow_kills, 1);
+    RC_LOG_WARN("io", "event=slow_consumer_closed sid=%llu queued=%zu limit=%llu", (unsigned long long)c->sess.sid,
+                conn_queued(c), (unsigned long long)io->lim.outbound_kill_bytes);
+    conn_kill(io, c);
+    return false;
+}
+
+/* Output was queued (r from rc_outq_push*: -1 is out of memory). */
+static void conn_queued_more(rc_io *io, rc_conn *c, int r)
+{
+    if (r < 0) {
+        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sess.sid);
         conn_kill(io, c);
         return;
     }
@@ -420,44 +314,119 @@ static void conn_push(rc_io *io, rc_conn *c, rc_frame *f)
     conn_mark_dirty(io, c);
 }
 
+/* Queues one shared frame on the connection's output. True when the queue
+ * took over the caller's reference (a large frame, sent from where it is);
+ * false when it copied the frame or dropped it, and the reference is still
+ * the caller's. */
+static bool conn_push(rc_io *io, rc_conn *c, rc_frame *f)
+{
+    if (!conn_room(io, c, f->len))
+        return false;
+    int r = rc_outq_push(&c->outq, f);
+    conn_queued_more(io, c, r);
+    return r == 0;
+}
+
 /* Queues a copy of one complete frame built by the io thread itself. */
 static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
-    rc_frame *f = c->state == CS_DEAD ? NULL : rc_frame_new(p, (uint32_t)n);
-    if (f) {
-        conn_push(io, c, f);
-    } else if (c->state != CS_DEAD) {
-        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sid);
-        conn_kill(io, c);
-    }
+    if (conn_room(io, c, n))
+        conn_queued_more(io, c, rc_outq_push_copy(&c->outq, p, n));
 }
+
+/* ---- the session's way out (net/session.h) over this connection ---- */
+
+typedef struct conn_ctx {
+    rc_io *io;
+    rc_conn *c;
+} conn_ctx;
+
+static void route_job(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, const rc_msg *m);
+static void hold_sender(rc_io *io, rc_conn *c);
+static void conn_drain(rc_io *io, rc_conn *c);
+static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);
+static uint32_t shard_of(rc_io *io, const char *g, uint32_t len);
+
+static void out_send(void *self, const uint8_t *p, size_t n)
+{
+    conn_ctx *x = self;
+    conn_write(x->io, x->c, p, n);
+}
+
+/* A send is routed, then its sender may be held (hold_sender). */
+static void out_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m)
+{
+    conn_ctx *x = self;
+    route_job(x->io, x->c, kind, from, m);
+    if (kind == RC_JOB_SEND)
+        hold_sender(x->io, x->c);
+}
+
+static bool out_reading(void *self)
+{
+    conn_ctx *x = self;
+    return x->c->state == CS_OPEN && !x->c->held;
+}
+
+static void out_close(void *self)
+{
+    conn_ctx *x = self;
+    conn_drain(x->io, x->c);
+}
+
+static bool out_stopping(void *self)
+{
+    conn_ctx *x = self;
+    return atomic_load_explicit(&x->io->phase, memory_order_relaxed) != RC_IO_RUNNING;
+}
+
+#define CONN_ENV(io, c)                                                                                     \
+    conn_ctx ctx_ = { (io), (c) };                                                                          \
+    rc_session_out out_ = { &ctx_, out_send, out_route, out_reading, out_close, out_stopping };             \
+    rc_session_env env = { &(io)->slim, &out_, &(io)->dec, &(io)->scratch, &(io)->stats.session }
 
 /* Encodes and queues a reply built by the io thread itself. */
 static void conn_reply(rc_io *io, rc_conn *c, const rc_msg *m)
 {
-    io->scratch.len = 0;
-    if (rc_encode(&io->scratch, m) == 0)
-        conn_write(io, c, io->scratch.data, io->scratch.len);
+    CONN_ENV(io, c);
+    rc_session_reply(&env, m);
 }
 
 static void conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, const char *text)
 {
-    io->scratch.len = 0;
-    bool has_rid = req && (req->has & RC_HAS_RID);
-    RC_STAT_ADD(io->stats.errors[code], 1);
-    if (rc_encode_err(&io->scratch, has_rid, has_rid ? req->rid : 0, code, text) == 0)
-        conn_write(io, c, io->scratch.data, io->scratch.len);
+    CONN_ENV(io, c);
+    rc_session_error(&env, req, code, text);
+}
+
+/* Input for the session: whole frames are handled, the rest is returned. */
+static size_t conn_session_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    CONN_ENV(io, c);
+    size_t used = rc_session_input(&c->sess, &env, p, n);
+    return c->state == CS_OPEN ? used : n; /* a closing connection reads nothing more */
+}
+
+/* Queues a request as a job for its group's shard, from `from` (the
+ * session's user, or a replayed letter's sender). */
+static void route_job(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, const rc_msg *m)
+{
+    rc_job *j = rc_job_new(kind, rc_conn_id_make(io->idx, c->slot, c->gen), from, m);
+    if (!j) {
+        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the request; try again later");
+        return;
+    }
+    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len), c);
 }
 
 static void submit_send(rc_io *io, rc_conn *c)
 {
     struct msghdr *msg = rc_outq_prepare(&c->outq);
     if (!msg) {
-        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sid);
+        RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sess.sid);
         conn_kill(io, c);
         return;
     }
-    struct io_uring_sqe *sqe = get_sqe(io);
+    struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
     io_uring_prep_sendmsg(sqe, c->fd, msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c));
     c->send_inflight = true;
@@ -498,10 +467,10 @@ static void flush_sends(rc_io *io)
 
 static void arm_recv(rc_io *io, rc_conn *c)
 {
-    struct io_uring_sqe *sqe = get_sqe(io);
+    struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
     io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = RC_IO_BGID;
+    sqe->buf_group = RC_URING_BGID;
     io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, c));
     c->recv_armed = true;
 }
@@ -511,9 +480,7 @@ static void conn_free(rc_io *io, rc_conn *c)
     close(c->fd);
     rc_buf_free(&c->in);
     rc_outq_free(&c->outq);
-    for (uint32_t i = 0; i < c->n_groups; i++)
-        free(c->groups[i]);
-    free(c->groups);
+    rc_session_free(&c->sess);
     free(c->owed);
     io->conns[c->slot] = NULL;
     io->gens[c->slot]++;
@@ -541,9 +508,6 @@ static void reap_conns(rc_io *io)
     io->n_reap = 0;
 }
 
-static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);
-static void hold_sender(rc_io *io, rc_conn *c);
-
 static uint32_t shard_of(rc_io *io, const char *g, uint32_t len)
 {
     return rc_chash_lookup(io->chash, g, len);
@@ -553,11 +517,11 @@ static uint32_t shard_of(rc_io *io, const char *g, uint32_t len)
 static void conn_detach_all(rc_io *io, rc_conn *c)
 {
     rc_conn_id id = rc_conn_id_make(io->idx, c->slot, c->gen);
-    for (uint32_t i = 0; i < c->n_groups; i++) {
-        rc_msg m = { .g = rc_str_c(c->groups[i]) };
+    for (uint32_t i = 0; i < c->sess.n_groups; i++) {
+        rc_msg m = { .g = rc_str_c(c->sess.groups[i]) };
         rc_job *j = rc_job_new(RC_JOB_DETACH, id, (rc_str){ 0 }, &m);
         if (!j) {
-            fprintf(stderr, "level=error component=io event=detach_nomem sid=%llu\n", (unsigned long long)c->sid);
+            RC_LOG_ERROR("io", "event=detach_nomem sid=%llu", (unsigned long long)c->sess.sid);
             continue; /* deliveries to the dead slot are dropped by generation */
         }
         queue_job(io, j, shard_of(io, m.g.ptr, m.g.len), NULL);
@@ -619,49 +583,12 @@ static void conn_accept(rc_io *io, int fd)
     c->slot = io->free_slots[--io->n_free];
     c->gen = io->gens[c->slot];
     c->state = CS_OPEN;
-    c->sid = atomic_fetch_add_explicit(&next_sid, 1, memory_order_relaxed);
+    rc_session_init(&c->sess, atomic_fetch_add_explicit(&next_sid, 1, memory_order_relaxed));
+    c->outq.copy_max = RC_IO_COPY_MAX;
     io->conns[c->slot] = c;
     RC_STAT_ADD(io->stats.accepted, 1);
     RC_STAT_ADD(io->stats.open, 1);
     arm_recv(io, c);
-}
-
-/* ---- session groups (for E_LIMIT and detach on close) ---- */
-
-static int session_find(const rc_conn *c, rc_str g)
-{
-    for (uint32_t i = 0; i < c->n_groups; i++)
-        if (strlen(c->groups[i]) == g.len && memcmp(c->groups[i], g.ptr, g.len) == 0)
-            return (int)i;
-    return -1;
-}
-
-static int session_add(rc_conn *c, rc_str g)
-{
-    if (session_find(c, g) >= 0)
-        return 0;
-    if (c->n_groups == c->cap_groups) {
-        uint32_t cap = c->cap_groups ? c->cap_groups * 2 : 4;
-        char **p = realloc(c->groups, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        c->groups = p;
-        c->cap_groups = cap;
-    }
-    char *s = strndup(g.ptr, g.len);
-    if (!s)
-        return -1;
-    c->groups[c->n_groups++] = s;
-    return 0;
-}
-
-static void session_remove(rc_conn *c, rc_str g)
-{
-    int i = session_find(c, g);
-    if (i < 0)
-        return;
-    free(c->groups[i]);
-    c->groups[i] = c->groups[--c->n_groups];
 }
 
 /* ------------------------------------------------------------------ */
@@ -707,219 +634,11 @@ static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner)
     RC_STAT_ADD(io->stats.jobs_waiting, 1);
 }
 
-static void route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kind)
-{
-    rc_job *j = rc_job_new(kind, rc_conn_id_make(io->idx, c->slot, c->gen), (rc_str){ c->user, c->user_len }, m);
-    if (!j) {
-        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the request; try again later");
-        return;
-    }
-    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len), c);
-}
-
-static void on_hello(rc_io *io, rc_conn *c, const rc_msg *m)
-{
-    if (c->authed) {
-        conn_error(io, c, m, RC_E_FORBIDDEN, "hello was already accepted on this connection");
-        return;
-    }
-    const char *admin = io->lim.admin_token ? io->lim.admin_token : "";
-    if ((m->has & RC_HAS_TOKEN) && admin[0]) {
-        if (!rc_str_eq(m->token, rc_str_c(admin))) {
-            conn_error(io, c, m, RC_E_AUTH_FAILED, "the token is not valid for this server");
-            return;
-        }
-        c->admin = true;
-    }
-    memcpy(c->user, m->user.ptr, m->user.len);
-    c->user_len = (uint8_t)m->user.len;
-    c->authed = true;
-    rc_msg r = { .type = RC_T_WELCOME, .has = m->has & RC_HAS_RID, .rid = m->rid, .sid = c->sid,
-                 .srv = rc_str_c(RC_SERVER_NAME), .max_frame = io->lim.max_frame };
-    conn_reply(io, c, &r);
-}
-
-static void on_join(rc_io *io, rc_conn *c, const rc_msg *m)
-{
-    if (session_find(c, m->g) < 0 && c->n_groups >= io->lim.max_groups_per_session) {
-        conn_error(io, c, m, RC_E_LIMIT, "this session has joined max_groups_per_session groups; leave one first");
-        return;
-    }
-    if (session_add(c, m->g) != 0) {
-        conn_error(io, c, m, RC_E_INTERNAL, "out of memory joining; try again later");
-        return;
-    }
-    route(io, c, m, RC_JOB_JOIN);
-}
-
-/* The letter reason a replay names, or -1 when it names none. */
-static int replay_reason(const rc_msg *m)
-{
-    for (int r = 0; r < RC_LETTER_REASONS; r++)
-        if (rc_str_eq(m->reason, rc_str_c(rc_letter_reason_name((rc_letter_reason)r))))
-            return r;
-    return -1;
-}
-
-/* A letter for one recipient of a sequenced message: redelivered to it. */
-static bool replay_redelivers(int reason, const rc_msg *m)
-{
-    return (reason == RC_LETTER_SLOW_CONSUMER || reason == RC_LETTER_SHUTDOWN) && (m->has & RC_HAS_SEQ) &&
-           (m->has & RC_HAS_TO);
-}
-
-/* Queues the replayed letter to its group's shard as a job from its
- * original sender. */
-static void replay_route(rc_io *io, rc_conn *c, const rc_msg *m, rc_job_kind kind)
-{
-    rc_job *j = rc_job_new(kind, rc_conn_id_make(io->idx, c->slot, c->gen), m->from, m);
-    if (!j) {
-        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the replay; try again later");
-        return;
-    }
-    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len), c);
-}
-
-/* A letter that was never sequenced is sent now as from its sender, with
- * its mid or, without one, a mid derived from the letter: the dedup window
- * makes a second replay an ack with dup: true. */
-static void replay_send(rc_io *io, rc_conn *c, const rc_msg *m)
-{
-    rc_msg send = *m;
-    char mid[RC_MAX_MID];
-    if (!(m->has & RC_HAS_MID)) {
-        uint64_t h = rc_hash64(m->body.ptr, m->body.len) ^ (m->ts * 0x9e3779b97f4a7c15ull);
-        snprintf(mid, sizeof(mid), "dl-%016llx", (unsigned long long)h);
-        send.mid = rc_str_c(mid);
-        send.has |= RC_HAS_MID;
-    }
-    replay_route(io, c, &send, RC_JOB_SEND);
-}
-
-/* A dead letter brought back by ringcast-replay (proto/PROTOCOL.md §9, ARCHITECTURE §7):
- *  - slow_consumer (or shutdown of a queued delivery) with seq and `to`:
- *    one recipient missed a sequenced message. It goes to the group's shard
- *    (RC_JOB_REDELIVER), which sends it towards every subscriber; only a
- *    connection of `to` that still owes that (g, seq) (deliver_as_letter
- *    remembered it) receives it, so replaying twice delivers once. A
- *    recipient not online now finds it in history (join with since). The
- *    shard acks; dup: true when the group has nobody online.
- *  - any other letter with a seq (or a slow_consumer letter without one):
- *    history covers it; acknowledged with dup: true, nothing sent.
- *  - a letter without seq (overloaded, expired, poison, ...) was never
- *    sequenced: sent now as from its original sender (replay_send). */
-static void on_replay(rc_io *io, rc_conn *c, const rc_msg *m)
-{
-    if (!c->admin) {
-        RC_STAT_ADD(io->stats.replay_refused, 1);
-        conn_error(io, c, m, RC_E_FORBIDDEN, "replay is for admin sessions only (hello with the admin token)");
-        return;
-    }
-    int reason = replay_reason(m);
-    if (reason < 0) {
-        RC_STAT_ADD(io->stats.replay_refused, 1);
-        conn_error(io, c, m, RC_E_BAD_FIELD, "reason must be slow_consumer, overloaded, expired, shutdown or poison");
-        return;
-    }
-    if (replay_redelivers(reason, m)) {
-        RC_STAT_ADD(io->stats.replay_redeliver, 1);
-        replay_route(io, c, m, RC_JOB_REDELIVER);
-    } else if (reason == RC_LETTER_SLOW_CONSUMER || (m->has & RC_HAS_SEQ)) {
-        RC_STAT_ADD(io->stats.replay_history, 1);
-        rc_msg ack = { .type = RC_T_ACK, .has = (m->has & RC_HAS_RID) | RC_HAS_DUP, .rid = m->rid, .g = m->g,
-                       .seq = m->seq, .ts = m->ts, .dup = true };
-        conn_reply(io, c, &ack);
-    } else {
-        RC_STAT_ADD(io->stats.replay_send, 1);
-        replay_send(io, c, m);
-    }
-}
-
-static void handle_request(rc_io *io, rc_conn *c, const rc_msg *m)
-{
-    if (!c->authed && m->type != RC_T_HELLO) {
-        conn_error(io, c, m, RC_E_NOT_AUTHENTICATED, "send hello first");
-        return;
-    }
-    if (atomic_load_explicit(&io->phase, memory_order_relaxed) != RC_IO_RUNNING) {
-        conn_error(io, c, m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");
-        return;
-    }
-    switch (m->type) {
-    case RC_T_HELLO: on_hello(io, c, m); break;
-    case RC_T_PING: {
-        rc_msg r = { .type = RC_T_PONG, .has = m->has & RC_HAS_RID, .rid = m->rid };
-        conn_reply(io, c, &r);
-        break;
-    }
-    case RC_T_JOIN: on_join(io, c, m); break;
-    case RC_T_LEAVE:
-        session_remove(c, m->g);
-        route(io, c, m, RC_JOB_LEAVE);
-        break;
-    case RC_T_SEND:
-        route(io, c, m, RC_JOB_SEND);
-        hold_sender(io, c);
-        break;
-    case RC_T_HIST: route(io, c, m, RC_JOB_HIST); break;
-    case RC_T_REPLAY: on_replay(io, c, m); break;
-    default:
-        break; /* handle_frame answered server-only types already */
-    }
-}
-
-/* Types a client may send; the others are server -> client only. */
-static bool is_request(rc_type t)
-{
-    return t == RC_T_HELLO || t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST ||
-           t == RC_T_PING || t == RC_T_REPLAY;
-}
-
-static void handle_frame(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
-{
-    rc_msg m;
-    const char *why = NULL;
-    rc_err e = rc_decode(&io->dec, p, len, &m, &why);
-    RC_STAT_ADD(io->stats.frames_in[m.type], 1);
-    if (m.type != RC_T_NONE && !is_request(m.type)) {
-        conn_error(io, c, &m, RC_E_UNKNOWN_TYPE, "this type is sent by the server, not by clients");
-        return;
-    }
-    if (e != RC_OK) {
-        conn_error(io, c, &m, e, why);
-        return;
-    }
-    handle_request(io, c, &m);
-}
-
-/* Parses whole frames from p; returns the bytes consumed. A framing error
- * answers with its code and drains the connection. */
-static size_t parse_frames(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
-{
-    size_t off = 0;
-    while (c->state == CS_OPEN && !c->held && n - off >= RC_FRAME_HEADER) {
-        uint32_t len = rc_frame_len(p + off);
-        rc_err e = rc_frame_check_len(len, io->lim.max_frame);
-        if (e != RC_OK) {
-            conn_error(io, c, NULL, e,
-                       e == RC_E_BAD_FRAME ? "a frame length of 0 is invalid; closing"
-                                           : "the frame is longer than max_frame; closing");
-            conn_drain(io, c);
-            return n;
-        }
-        if (n - off - RC_FRAME_HEADER < len)
-            break;
-        handle_frame(io, c, p + off + RC_FRAME_HEADER, len);
-        off += RC_FRAME_HEADER + len;
-    }
-    return c->state == CS_OPEN ? off : n;
-}
-
 /* Parses what waits in c->in (a partial frame's tail, or input that
  * arrived while the connection was held). */
 static void conn_parse_in(rc_io *io, rc_conn *c)
 {
-    size_t used = parse_frames(io, c, c->in.data, c->in.len);
+    size_t used = conn_session_input(io, c, c->in.data, c->in.len);
     memmove(c->in.data, c->in.data + used, c->in.len - used);
     c->in.len -= used;
     buf_shrink(&c->in);
@@ -934,7 +653,7 @@ static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
     if (c->state != CS_OPEN)
         return;
     if (c->in.len == 0 && !c->held) {
-        size_t used = parse_frames(io, c, p, n);
+        size_t used = conn_session_input(io, c, p, n);
         if (used < n && rc_buf_append(&c->in, p + used, n - used) != 0)
             conn_kill(io, c);
         return;
@@ -982,7 +701,7 @@ static void reject_overloaded(rc_io *io, rc_job *j, rc_conn *c)
     if (c) {
         rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
         if (j->kind == RC_JOB_JOIN) /* the session did not join after all */
-            session_remove(c, (rc_str){ rc_job_g(j), j->g_len });
+            rc_session_forget(&c->sess, (rc_str){ rc_job_g(j), j->g_len });
         conn_error(io, c, &m, RC_E_OVERLOADED, "the group's shard is saturated; retry with backoff");
     }
     free(j);
@@ -1020,7 +739,7 @@ static void conn_hold(rc_io *io, rc_conn *c)
     RC_STAT_ADD(io->stats.holds, 1);
     RC_STAT_ADD(io->stats.held_conns, 1);
     if (c->recv_armed) {
-        struct io_uring_sqe *sqe = get_sqe(io);
+        struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
         io_uring_prep_cancel64(sqe, ud_make(OP_RECV, c), 0);
         io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, NULL));
     }
@@ -1163,7 +882,7 @@ static void resume_conns(rc_io *io)
 static void owed_remember(rc_io *io, rc_conn *c, rc_str g, uint64_t seq)
 {
     if (!c->owed && !(c->owed = calloc(RC_CONN_LETTERED_MAX, sizeof(*c->owed)))) {
-        fprintf(stderr, "level=error component=io event=owed_nomem sid=%llu\n", (unsigned long long)c->sid);
+        RC_LOG_ERROR("io", "event=owed_nomem sid=%llu", (unsigned long long)c->sess.sid);
         return; /* a replay of this letter will deliver nothing; history covers it */
     }
     if (c->n_owed == RC_CONN_LETTERED_MAX) {
@@ -1216,7 +935,7 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t 
     char why[96];
     snprintf(why, sizeof(why), "outbound queue of %zu bytes passed outbound_high_bytes", conn_queued(c));
     rc_letter l = { .reason = RC_LETTER_SLOW_CONSUMER, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
-                    .to = { c->user, c->user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
+                    .to = { c->sess.user, c->sess.user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
                     .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
     c->lettered += len;
     if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
@@ -1224,14 +943,14 @@ static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t 
         owed_remember(io, c, m.g, m.seq);
     } else {
         RC_STAT_ADD(io->stats.letters_refused, 1);
-        fprintf(stderr, "level=error component=io event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s\n",
-                (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->user_len, c->user);
+        RC_LOG_ERROR("io", "event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s",
+                (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->sess.user_len, c->sess.user);
     }
     /* Behind by more than the kill bound, counting what became letters. */
     if (conn_queued(c) + c->lettered > io->lim.outbound_kill_bytes) {
         RC_STAT_ADD(io->stats.slow_kills, 1);
-        fprintf(stderr, "level=warn component=io event=slow_consumer_closed sid=%llu queued=%zu lettered=%llu limit=%llu\n",
-                (unsigned long long)c->sid, conn_queued(c), (unsigned long long)c->lettered,
+        RC_LOG_WARN("io", "event=slow_consumer_closed sid=%llu queued=%zu lettered=%llu limit=%llu",
+                (unsigned long long)c->sess.sid, conn_queued(c), (unsigned long long)c->lettered,
                 (unsigned long long)io->lim.outbound_kill_bytes);
         conn_kill(io, c);
     }
@@ -1245,9 +964,8 @@ static bool deliver_msg(rc_io *io, rc_conn *c, rc_frame *f, uint32_t flags)
 {
     if (past_high(io, c) && !(flags & RC_DELIVERY_SYNC) && deliver_as_letter(io, c, f->data, f->len))
         return false;
-    conn_push(io, c, f); /* the delivery's reference goes with the frame */
     RC_STAT_ADD(io->stats.deliveries, 1);
-    return true;
+    return conn_push(io, c, f); /* a large frame takes the delivery's reference with it */
 }
 
 /* A replayed slow_consumer letter (rc_frame_redeliver_new) reaching one
@@ -1260,7 +978,7 @@ static bool deliver_msg(rc_io *io, rc_conn *c, rc_frame *f, uint32_t flags)
  * drop, and the next replay can try again. */
 static void redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
 {
-    if (!rc_str_eq(rc_frame_redeliver_to(f), (rc_str){ c->user, c->user_len }))
+    if (!rc_str_eq(rc_frame_redeliver_to(f), (rc_str){ c->sess.user, c->sess.user_len }))
         return;
     uint32_t len;
     const uint8_t *wire = rc_frame_redeliver_wire(f, &len);
@@ -1297,7 +1015,7 @@ static bool deliver_one(rc_io *io, rc_frame *f, const rc_delivery *d)
         if (f->kind != RC_FRAME_REDELIVER) /* a closed subscriber owes nothing: filtered */
             RC_STAT_ADD(io->stats.dropped_closed, 1);
     } else if (f->kind == RC_FRAME_JOIN_REFUSED) {
-        session_remove(c, (rc_str){ (const char *)f->data, f->len });
+        rc_session_forget(&c->sess, (rc_str){ (const char *)f->data, f->len });
     } else if (f->kind == RC_FRAME_REDELIVER) {
         redeliver(io, c, f);
     } else {
@@ -1348,21 +1066,14 @@ static void drain_outbound(rc_io *io, uint32_t max)
 /* Completions                                                          */
 /* ------------------------------------------------------------------ */
 
-static void recycle_buffer(rc_io *io, uint32_t bid)
-{
-    io_uring_buf_ring_add(io->br, io->bufs + (size_t)bid * io->lim.recv_buffer_size, io->lim.recv_buffer_size,
-                          (unsigned short)bid, io_uring_buf_ring_mask(io->lim.recv_buffers), 0);
-    io_uring_buf_ring_advance(io->br, 1);
-}
-
 static void on_recv(rc_io *io, rc_conn *c, const struct io_uring_cqe *cqe)
 {
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         if (cqe->res > 0)
-            conn_input(io, c, io->bufs + (size_t)bid * io->lim.recv_buffer_size, (size_t)cqe->res);
-        recycle_buffer(io, bid);
+            conn_input(io, c, rc_uring_buf(&io->uring, bid), (size_t)cqe->res);
+        rc_uring_recycle(&io->uring, bid);
     }
     if (!more)
         c->recv_armed = false;
@@ -1404,14 +1115,14 @@ static void on_send(rc_io *io, rc_conn *c, int res)
 
 static void arm_accept(rc_io *io)
 {
-    struct io_uring_sqe *sqe = get_sqe(io);
+    struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
     io_uring_prep_multishot_accept(sqe, io->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, NULL));
 }
 
 static void arm_wake(rc_io *io)
 {
-    struct io_uring_sqe *sqe = get_sqe(io);
+    struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
     io_uring_prep_read(sqe, io->waker.efd, &io->wake_val, sizeof(io->wake_val), 0);
     io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, NULL));
 }
@@ -1438,7 +1149,7 @@ static void handle_cqe(rc_io *io, const struct io_uring_cqe *cqe)
     rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
     if (!c || c->gen != gen) {
         if (op == OP_RECV && (cqe->flags & IORING_CQE_F_BUFFER))
-            recycle_buffer(io, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            rc_uring_recycle(&io->uring, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         return;
     }
     if (op == OP_RECV)
@@ -1454,7 +1165,7 @@ static void handle_cqe(rc_io *io, const struct io_uring_cqe *cqe)
 static void stop_input(rc_io *io)
 {
     if (io->listen_fd >= 0) {
-        struct io_uring_sqe *sqe = get_sqe(io);
+        struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
         io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, NULL), 0);
         io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, NULL));
         shutdown(io->listen_fd, SHUT_RDWR);
@@ -1518,27 +1229,39 @@ static void say_bye(rc_io *io)
 /* The stop deadline passed with output still queued for c: every `msg` in
  * it that the kernel never got becomes a `shutdown` dead letter. (The tail
  * of the send in flight is not: part of it may have left.) */
+/* One encoded `msg` (p, len bytes with its length prefix) that never
+ * left: a `shutdown` letter to its recipient. */
+static void letter_unsent(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
+{
+    rc_msg m;
+    if (rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
+        return;
+    rc_letter l = { .reason = RC_LETTER_SHUTDOWN, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
+                    .to = { c->sess.user, c->sess.user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
+                    .body_is_str = m.body_is_str, .attempts = 1,
+                    .err = rc_str_c("the server stopped before this delivery left") };
+    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
+        RC_STAT_ADD(io->stats.shutdown_letters, 1);
+    } else {
+        RC_STAT_ADD(io->stats.letters_refused, 1);
+        RC_LOG_ERROR("io", "event=letter_refused reason=shutdown group=%.*s seq=%llu", (int)m.g.len, m.g.ptr,
+                     (unsigned long long)m.seq);
+    }
+}
+
 static void letter_queued_output(rc_io *io, rc_conn *c)
 {
     if (!io->lim.letters || c->state == CS_DEAD)
         return;
     rc_frame *f;
     for (uint32_t i = 0; (f = rc_outq_unsent(&c->outq, i)); i++) {
-        rc_msg m;
-        if (f->len > RC_FRAME_HEADER &&
-            rc_decode(&io->dec, f->data + RC_FRAME_HEADER, f->len - RC_FRAME_HEADER, &m, NULL) == RC_OK &&
-            m.type == RC_T_MSG) {
-            rc_letter l = { .reason = RC_LETTER_SHUTDOWN, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
-                            .to = { c->user, c->user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
-                            .body_is_str = m.body_is_str, .attempts = 1,
-                            .err = rc_str_c("the server stopped before this delivery left") };
-            if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-                RC_STAT_ADD(io->stats.shutdown_letters, 1);
-            } else {
-                RC_STAT_ADD(io->stats.letters_refused, 1);
-                RC_LOG_ERROR("io", "event=letter_refused reason=shutdown group=%.*s seq=%llu", (int)m.g.len, m.g.ptr,
-                             (unsigned long long)m.seq);
-            }
+        /* A chunk holds several encoded frames back to back. */
+        for (uint32_t off = 0; off + RC_FRAME_HEADER <= f->len;) {
+            uint32_t len = RC_FRAME_HEADER + rc_frame_len(f->data + off);
+            if (off + len > f->len)
+                break;
+            letter_unsent(io, c, f->data + off, len);
+            off += len;
         }
     }
     rc_outq_drop_unsent(&c->outq);
@@ -1567,16 +1290,17 @@ static void handle_completions(rc_io *io)
 {
     /* One batch per turn, like the outbound side: multishot receives keep
      * producing completions, and the turn must reach its sends. */
-    for (uint32_t i = 0; i < io->n_deferred; i++) {
-        struct io_uring_cqe cqe = io->deferred[i]; /* copy: handling may grow the array */
+    rc_uring *u = &io->uring;
+    for (uint32_t i = 0; i < u->n_deferred; i++) {
+        struct io_uring_cqe cqe = u->deferred[i]; /* copy: handling may grow the array */
         handle_cqe(io, &cqe);
     }
-    io->n_deferred = 0;
-    struct io_uring_cqe *cqes[RC_IO_CQE_BATCH];
-    unsigned n = io_uring_peek_batch_cqe(&io->ring, cqes, RC_IO_CQE_BATCH);
+    u->n_deferred = 0;
+    struct io_uring_cqe *cqes[RC_URING_CQE_BATCH];
+    unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, RC_URING_CQE_BATCH);
     for (unsigned i = 0; i < n; i++)
         handle_cqe(io, cqes[i]);
-    io_uring_cq_advance(&io->ring, n);
+    io_uring_cq_advance(&u->ring, n);
     RC_STAT_ADD(io->stats.cqes, n);
 }
 
@@ -1593,20 +1317,12 @@ static void submit_and_wait(rc_io *io, bool final)
                      : jobs_waiting(io) || io->n_pressured ? RC_IO_HOLD_RETRY_NS
                      : io->n_congested_list ? RC_IO_STALL_TICK_NS
                      : 0;
-    int r;
-    if (wait && tick_ns) {
-        struct __kernel_timespec ts = { (long long)(tick_ns / RC_NS_PER_SEC), (long long)(tick_ns % RC_NS_PER_SEC) };
-        struct io_uring_cqe *cqe;
-        r = io_uring_submit_and_wait_timeout(&io->ring, &cqe, 1, &ts, NULL);
-    } else {
-        /* A deferred-taskrun ring posts completions only when asked for
-         * events, so a turn that does not wait still asks. */
-        r = wait || !(io->ring_flags & IORING_SETUP_DEFER_TASKRUN) ? io_uring_submit_and_wait(&io->ring, wait)
-                                                                     : io_uring_submit_and_get_events(&io->ring);
-    }
+    int r = rc_uring_submit_wait(&io->uring, wait, tick_ns);
     if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY) {
-        fprintf(stderr, "level=error component=io io=%u event=submit_failed err=\"%s\"\n", io->idx, strerror(-r));
-        struct timespec ts = { 0, 1000000 }; /* do not spin on a persistent error */
+        /* A failing submit (not a busy CQ) is a broken ring: say so, and do
+         * not spin on it; this is the loop's one wait that is not io_uring. */
+        RC_LOG_ERROR("io", "io=%u event=submit_failed err=\"%s\"", io->idx, strerror(-r));
+        struct timespec ts = { 0, RC_IO_SUBMIT_ERROR_PAUSE_NS };
         nanosleep(&ts, NULL);
     }
     rc_waker_awake(&io->waker);
@@ -1616,16 +1332,13 @@ static void *io_main(void *arg)
 {
     rc_io *io = arg;
     int seen_phase = RC_IO_RUNNING;
-    if (io->ring_flags & IORING_SETUP_R_DISABLED) {
-        /* This thread becomes the single issuer. liburing 2.3's shared
-         * library does not export io_uring_enable_rings: the syscall. */
-        if (syscall(__NR_io_uring_register, io->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
-            RC_LOG_ERROR("io", "io=%u event=uring_enable_failed err=\"%s\"", io->idx, strerror(errno));
-            return NULL;
-        }
+    int e = rc_uring_enable(&io->uring); /* this thread becomes the ring's single issuer */
+    if (e < 0) {
+        RC_LOG_ERROR("io", "io=%u event=uring_enable_failed err=\"%s\"", io->idx, strerror(-e));
+        return NULL;
     }
     RC_LOG_DEBUG("io", "io=%u event=uring_ready single_issuer=%d defer_taskrun=%d", io->idx,
-                 !!(io->ring_flags & IORING_SETUP_SINGLE_ISSUER), !!(io->ring_flags & IORING_SETUP_DEFER_TASKRUN));
+                 !!(io->uring.flags & IORING_SETUP_SINGLE_ISSUER), !!(io->uring.flags & IORING_SETUP_DEFER_TASKRUN));
     arm_accept(io);
     arm_wake(io);
     for (;;) {
@@ -1714,12 +1427,7 @@ void rc_io_destroy(rc_io *io)
     free(io->free_slots);
     free(io->dirty);
     free(io->reap);
-    free(io->deferred);
-    if (io->ring.ring_fd > 0)
-        io_uring_queue_exit(&io->ring);
-    if (io->br)
-        munmap(io->br, io->lim.recv_buffers * sizeof(struct io_uring_buf));
-    free(io->bufs);
+    rc_uring_destroy(&io->uring);
     if (io->listen_fd >= 0)
         close(io->listen_fd);
     rc_waker_close(&io->waker);

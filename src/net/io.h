@@ -19,10 +19,10 @@
 #include "core/letters.h"
 #include "core/ring.h"
 #include "core/shard.h"
+#include "net/session.h"
+#include "net/uring.h"
 
 #define RC_IO_OUT_RING 256u   /* outbatches queued to one io thread */
-#define RC_IO_CQE_BATCH 256u  /* completions handled per peek */
-#define RC_IO_BGID 1u         /* provided-buffer group id */
 /* (group, seq) pairs one connection remembers as owed to it because they
  * became slow_consumer letters, so a replay can redeliver them once. 16
  * bytes each, allocated at the first letter; past this the oldest are
@@ -54,6 +54,10 @@ typedef struct rc_io_limits {
 #define RC_IO_ADMIT_DIVISOR 8u
 /* ... and no more than this many jobs in its ring, whatever their cost. */
 #define RC_IO_ADMIT_MAX_JOBS 16384u
+/* Deliveries of at most this many bytes are copied into the connection's
+ * output chunk; larger ones are sent from the shard's shared frame
+ * (net/outq.h). */
+#define RC_IO_COPY_MAX 2048u
 /* While requests wait for room in a shard's ring, the loop wakes at least
  * this often to retry them (the shard does not signal freed room). */
 #define RC_IO_HOLD_RETRY_NS 250000u
@@ -64,12 +68,11 @@ typedef struct rc_io_limits {
 /* Counters, written by the io thread only, read by the metrics page. */
 typedef struct rc_io_stats {
     _Atomic uint64_t accepted, closed, open, rejected;
-    _Atomic uint64_t frames_in[RC_T_COUNT];
     _Atomic uint64_t frames_out;        /* frames queued to sockets */
     _Atomic uint64_t deliveries;        /* msg deliveries queued to sockets */
     _Atomic uint64_t dropped_closed;    /* frames for connections already closed */
     _Atomic uint64_t bytes_in, bytes_out;
-    _Atomic uint64_t errors[RC_E_COUNT];/* err replies by code */
+    rc_session_stats session;           /* frames in, err replies, replays (net/session.h) */
     _Atomic uint64_t loops, cqes, enobufs, sends, slow_kills;
     _Atomic uint64_t holds;             /* times a connection stopped being read: its requests waited for a full shard ring */
     _Atomic uint64_t admit_waits;       /* pushes deferred: the shard's ring held more than admit_ns of work */
@@ -85,10 +88,6 @@ typedef struct rc_io_stats {
     _Atomic uint64_t redelivered;       /* replayed slow_consumer letters sent to the connection that missed them */
     _Atomic uint64_t redelivery_skipped; /* replays for a connection of `to` that does not owe that (g, seq) */
     _Atomic uint64_t lettered_forgotten; /* owed (g, seq) pairs dropped past RC_CONN_LETTERED_MAX (history covers them) */
-    _Atomic uint64_t replay_redeliver;  /* replayed letters sent on for redelivery to their recipient */
-    _Atomic uint64_t replay_history;    /* replayed letters history already covers: acked dup, nothing sent */
-    _Atomic uint64_t replay_send;       /* replayed letters never sequenced: sent as from their sender */
-    _Atomic uint64_t replay_refused;    /* replay commands refused (not admin, unknown reason) */
 } rc_io_stats;
 
 enum rc_io_phase {
@@ -110,11 +109,8 @@ typedef struct rc_jobq {
 
 typedef struct rc_io {
     uint32_t idx;
-    struct io_uring ring;
-    unsigned ring_flags;          /* the IORING_SETUP_* the kernel accepted */
+    rc_uring uring;               /* the ring, its receive buffers (net/uring.h) */
     int listen_fd;
-    struct io_uring_buf_ring *br;
-    uint8_t *bufs;
     rc_ring *outbound;            /* MPSC: shards -> this thread */
     rc_waker waker;
     uint64_t wake_val;            /* eventfd read target */
@@ -122,6 +118,7 @@ typedef struct rc_io {
     uint32_t n_shards;
     const rc_chash *chash;
     rc_io_limits lim;
+    rc_session_limits slim;       /* the protocol's share of lim */
     struct rc_conn **conns;       /* slot -> connection (NULL when free) */
     uint32_t *gens;               /* slot -> generation */
     uint32_t *free_slots;
@@ -130,8 +127,6 @@ typedef struct rc_io {
     uint32_t n_dirty;
     uint32_t *reap;               /* slots of dead connections to free this turn */
     uint32_t n_reap;
-    struct io_uring_cqe *deferred; /* completions taken off a full CQ, handled next */
-    uint32_t n_deferred, cap_deferred;
     rc_jobq *pending;             /* per shard: jobs waiting for a ring push, oldest first */
     rc_conn_id *resume;           /* connections whose held jobs all entered their rings this turn */
     uint32_t n_resume;

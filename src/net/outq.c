@@ -28,13 +28,51 @@ static int grow(rc_outq *q)
     return 0;
 }
 
-int rc_outq_push(rc_outq *q, rc_frame *f)
+static int append(rc_outq *q, rc_frame *f)
 {
     if (q->n == q->cap && grow(q) != 0)
         return -1;
     q->frames[(q->head + q->n) & (q->cap - 1)] = f;
     q->n++;
     q->bytes += f->len;
+    return 0;
+}
+
+int rc_outq_push_copy(rc_outq *q, const uint8_t *p, size_t n)
+{
+    /* The last frame is a chunk with room, and not part of the send in
+     * flight (whose iovec already has its length): append to it. */
+    if (q->tail_room >= n && q->n > q->inflight) {
+        rc_frame *c = at(q, q->n - 1);
+        memcpy(c->data + c->len, p, n);
+        c->len += (uint32_t)n;
+        q->tail_room -= (uint32_t)n;
+        q->bytes += n;
+        return 0;
+    }
+    size_t cap = n > RC_OUTQ_CHUNK ? n : RC_OUTQ_CHUNK;
+    rc_frame *c = malloc(sizeof(*c) + cap);
+    if (!c)
+        return -1;
+    atomic_init(&c->refs, 1);
+    c->kind = RC_FRAME_WIRE;
+    c->len = (uint32_t)n;
+    memcpy(c->data, p, n);
+    if (append(q, c) != 0) {
+        free(c);
+        return -1;
+    }
+    q->tail_room = (uint32_t)(cap - n);
+    return 0;
+}
+
+int rc_outq_push(rc_outq *q, rc_frame *f)
+{
+    if (f->len <= q->copy_max)
+        return rc_outq_push_copy(q, f->data, f->len) == 0 ? 1 : -1;
+    if (append(q, f) != 0)
+        return -1;
+    q->tail_room = 0; /* the last frame is a shared one now */
     return 0;
 }
 
@@ -64,6 +102,8 @@ static void pop(rc_outq *q)
     q->head = (q->head + 1) & (q->cap - 1);
     q->n--;
     q->head_off = 0;
+    if (q->n == 0)
+        q->tail_room = 0;
 }
 
 /* An empty queue that grew large gives its memory back. */
@@ -114,6 +154,7 @@ void rc_outq_drop_unsent(rc_outq *q)
     }
     if (q->n == 0)
         q->head_off = 0; /* the partly sent head went too: the next frame starts whole */
+    q->tail_room = 0; /* the last frame now is one in flight, or none */
 }
 
 void rc_outq_free(rc_outq *q)

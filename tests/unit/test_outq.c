@@ -545,6 +545,60 @@ static void test_free(void)
     rc_outq_free(&q);
 }
 
+/* Small frames are copied into the queue's own chunks: the caller keeps
+ * its reference (push returns 1), consecutive copies share one chunk and
+ * one iovec entry, a full chunk starts another, a chunk in flight is not
+ * appended to, and a large frame still goes by reference. */
+static void test_copy_small_frames(void)
+{
+    rc_outq q = { 0 };
+    q.copy_max = 64;
+    uint8_t small[40];
+    memset(small, 'x', sizeof(small));
+    rc_frame *f = rc_frame_new(small, sizeof(small));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(rc_outq_push(&q, f), 1);
+    CU_ASSERT_EQUAL(refs(f), 1); /* copied: the queue holds no reference */
+    CU_ASSERT_EQUAL(q.n, 1);     /* one chunk */
+    CU_ASSERT_EQUAL(rc_outq_bytes(&q), 3 * sizeof(small));
+    struct msghdr *m = rc_outq_prepare(&q);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(m->msg_iovlen, 1);
+    CU_ASSERT_EQUAL(iov_bytes(m), 3 * sizeof(small));
+    /* the chunk is in flight: the next copy opens a new one */
+    CU_ASSERT_EQUAL(rc_outq_push(&q, f), 1);
+    CU_ASSERT_EQUAL(q.n, 2);
+    CU_ASSERT_EQUAL(m->msg_iov[0].iov_len, 3 * sizeof(small)); /* the send in flight is as prepared */
+    CU_ASSERT(rc_outq_sent(&q, 3 * sizeof(small)));
+    CU_ASSERT_EQUAL(q.n, 1);
+    /* a frame over copy_max goes by reference, and ends the chunk */
+    uint8_t large[100];
+    memset(large, 'y', sizeof(large));
+    rc_frame *big = rc_frame_new(large, sizeof(large));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    rc_frame_ref(big, 1);
+    CU_ASSERT_FATAL(big->len > q.copy_max);
+    CU_ASSERT_EQUAL(rc_outq_push(&q, big), 0);
+    CU_ASSERT_EQUAL(refs(big), 2);
+    CU_ASSERT_EQUAL(rc_outq_push(&q, f), 1);
+    CU_ASSERT_EQUAL(q.n, 3); /* chunk, big, a new chunk */
+    /* fill chunks past RC_OUTQ_CHUNK: they split, bytes stay exact */
+    size_t want = rc_outq_bytes(&q);
+    for (uint32_t i = 0; i < 2 * RC_OUTQ_CHUNK / sizeof(small); i++) {
+        CU_ASSERT_EQUAL_FATAL(rc_outq_push(&q, f), 1);
+        want += sizeof(small);
+    }
+    CU_ASSERT_EQUAL(rc_outq_bytes(&q), want);
+    CU_ASSERT(q.n >= 5); /* the chunk after big filled up twice over */
+    for (uint32_t i = 0; i < q.n; i++)
+        CU_ASSERT(rc_outq_unsent(&q, i)->len <= (rc_outq_unsent(&q, i) == big ? big->len : RC_OUTQ_CHUNK));
+    rc_outq_free(&q);
+    CU_ASSERT_EQUAL(refs(big), 1);
+    rc_frame_unref(big);
+    rc_frame_unref(f);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -559,7 +613,8 @@ int main(void)
         !CU_add_test(s, "wraparound", test_wraparound) || !CU_add_test(s, "unsent", test_unsent) ||
         !CU_add_test(s, "drop unsent after a short send", test_drop_unsent_after_short_send) ||
         !CU_add_test(s, "idle queue gives its slots back", test_idle_shrink) ||
-        !CU_add_test(s, "free drops every reference", test_free)) {
+        !CU_add_test(s, "free drops every reference", test_free) ||
+        !CU_add_test(s, "small frames are copied into chunks", test_copy_small_frames)) {
         CU_cleanup_registry();
         return CU_get_error();
     }

@@ -1,0 +1,378 @@
+/*
+ * The protocol session without sockets (src/net/session.h): frames go in
+ * as bytes, and what the session does is recorded by a fake
+ * rc_session_out — the frames it would send (decoded back), the jobs it
+ * would route, whether it closed. Covers framing (whole, split, pipelined,
+ * zero and oversize lengths), hello first, the admin token, join's
+ * per-session limit, server-only types, bad maps, shutting down, holding
+ * (input stops where `reading` says) and the replay rules.
+ */
+#include "net/session.h"
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/stats.h"
+
+#define MAX_OUT 64
+#define MAX_FRAME 1024u
+#define MAX_GROUPS 2u
+#define TOKEN "s3cret"
+
+/* What the fake writer saw. */
+typedef struct fake {
+    rc_msg sent[MAX_OUT];           /* decoded replies */
+    rc_decoder decs[MAX_OUT];       /* one per reply: its strings point into it */
+    int n_sent;
+    rc_job_kind routed[MAX_OUT];
+    char routed_from[MAX_OUT][RC_MAX_USER + 1];
+    char routed_mid[MAX_OUT][RC_MAX_MID + 1];
+    int n_routed;
+    bool closed, stopping;
+    int reads_left;                 /* `reading` answers true this many times (-1: always) */
+} fake;
+
+static void f_send(void *self, const uint8_t *frame, size_t len)
+{
+    fake *f = self;
+    CU_ASSERT_FATAL(f->n_sent < MAX_OUT);
+    CU_ASSERT_FATAL(len >= RC_FRAME_HEADER && rc_frame_len(frame) == len - RC_FRAME_HEADER);
+    rc_decoder_init(&f->decs[f->n_sent]);
+    /* The decoder refuses server types as requests only in the session; here any type decodes. */
+    const char *why = NULL;
+    rc_decode(&f->decs[f->n_sent], frame + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &f->sent[f->n_sent], &why);
+    f->n_sent++;
+}
+
+static void f_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m)
+{
+    fake *f = self;
+    CU_ASSERT_FATAL(f->n_routed < MAX_OUT);
+    f->routed[f->n_routed] = kind;
+    snprintf(f->routed_from[f->n_routed], sizeof(f->routed_from[0]), "%.*s", (int)from.len, from.ptr);
+    snprintf(f->routed_mid[f->n_routed], sizeof(f->routed_mid[0]), "%.*s", (int)m->mid.len, m->mid.ptr);
+    f->n_routed++;
+}
+
+static bool f_reading(void *self)
+{
+    fake *f = self;
+    if (f->closed || f->reads_left == 0)
+        return false;
+    if (f->reads_left > 0)
+        f->reads_left--;
+    return true;
+}
+
+static void f_close(void *self)
+{
+    ((fake *)self)->closed = true;
+}
+
+static bool f_stopping(void *self)
+{
+    return ((fake *)self)->stopping;
+}
+
+/* One session with its fake world. */
+typedef struct scene {
+    fake f;
+    rc_session s;
+    rc_session_limits lim;
+    rc_session_out out;
+    rc_session_stats stats;
+    rc_decoder dec;
+    rc_buf scratch;
+    rc_session_env env;
+} scene;
+
+static scene *scene_new(void)
+{
+    scene *sc = calloc(1, sizeof(*sc));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sc);
+    sc->f.reads_left = -1;
+    sc->lim = (rc_session_limits){ .max_frame = MAX_FRAME, .max_groups = MAX_GROUPS, .admin_token = TOKEN };
+    sc->out = (rc_session_out){ &sc->f, f_send, f_route, f_reading, f_close, f_stopping };
+    rc_decoder_init(&sc->dec);
+    rc_buf_init(&sc->scratch);
+    sc->env = (rc_session_env){ &sc->lim, &sc->out, &sc->dec, &sc->scratch, &sc->stats };
+    rc_session_init(&sc->s, 42);
+    return sc;
+}
+
+static void scene_free(scene *sc)
+{
+    for (int i = 0; i < sc->f.n_sent; i++)
+        rc_decoder_free(&sc->f.decs[i]);
+    rc_session_free(&sc->s);
+    rc_decoder_free(&sc->dec);
+    rc_buf_free(&sc->scratch);
+    free(sc);
+}
+
+/* Encodes m with rid and hands the frame to the session; returns what it consumed. */
+static size_t feed(scene *sc, rc_msg m, uint64_t rid)
+{
+    rc_buf b;
+    rc_buf_init(&b);
+    m.has |= RC_HAS_RID;
+    m.rid = rid;
+    CU_ASSERT_FATAL(rc_encode(&b, &m) == 0);
+    size_t used = rc_session_input(&sc->s, &sc->env, b.data, b.len);
+    CU_ASSERT_EQUAL(used, b.len);
+    rc_buf_free(&b);
+    return used;
+}
+
+static const rc_msg *last_sent(const scene *sc)
+{
+    CU_ASSERT_FATAL(sc->f.n_sent > 0);
+    return &sc->f.sent[sc->f.n_sent - 1];
+}
+
+static void assert_err(const scene *sc, rc_err code, uint64_t rid)
+{
+    const rc_msg *m = last_sent(sc);
+    CU_ASSERT_EQUAL(m->type, RC_T_ERR);
+    CU_ASSERT_EQUAL(m->code, code);
+    CU_ASSERT(m->has & RC_HAS_RID);
+    CU_ASSERT_EQUAL(m->rid, rid);
+}
+
+static void hello(scene *sc, const char *user, const char *token)
+{
+    rc_msg m = { .type = RC_T_HELLO, .user = rc_str_c(user) };
+    if (token) {
+        m.token = rc_str_c(token);
+        m.has |= RC_HAS_TOKEN;
+    }
+    feed(sc, m, 1);
+}
+
+static void test_hello_first(void)
+{
+    scene *sc = scene_new();
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("g") }, 7);
+    assert_err(sc, RC_E_NOT_AUTHENTICATED, 7);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 0);
+    hello(sc, "alice", NULL);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_WELCOME);
+    CU_ASSERT_EQUAL(last_sent(sc)->sid, 42);
+    CU_ASSERT_EQUAL(last_sent(sc)->max_frame, MAX_FRAME);
+    CU_ASSERT(sc->s.authed && !sc->s.admin);
+    hello(sc, "alice", NULL);
+    assert_err(sc, RC_E_FORBIDDEN, 1);
+    feed(sc, (rc_msg){ .type = RC_T_PING }, 9);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_PONG);
+    CU_ASSERT_EQUAL(last_sent(sc)->rid, 9);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.errors[RC_E_NOT_AUTHENTICATED]), 1);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.frames_in[RC_T_HELLO]), 2);
+    scene_free(sc);
+}
+
+static void test_admin_token(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "ops", "wrong");
+    assert_err(sc, RC_E_AUTH_FAILED, 1);
+    CU_ASSERT(!sc->s.authed);
+    hello(sc, "ops", TOKEN);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_WELCOME);
+    CU_ASSERT(sc->s.admin);
+    scene_free(sc);
+}
+
+static void test_join_limit_and_routes(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "bob", NULL);
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("a") }, 2);
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("a") }, 3); /* the same group again: no new slot */
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("b") }, 4);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 3);
+    CU_ASSERT_EQUAL(sc->s.n_groups, MAX_GROUPS);
+    int sent = sc->f.n_sent;
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("c") }, 5);
+    assert_err(sc, RC_E_LIMIT, 5);
+    CU_ASSERT_EQUAL(sc->f.n_sent, sent + 1);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 3);
+    feed(sc, (rc_msg){ .type = RC_T_LEAVE, .g = rc_str_c("a") }, 6);
+    CU_ASSERT_EQUAL(sc->s.n_groups, 1);
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("c") }, 7);
+    CU_ASSERT_EQUAL(sc->s.n_groups, 2);
+    feed(sc, (rc_msg){ .type = RC_T_SEND, .g = rc_str_c("c"), .body = rc_str_c("hi"), .body_is_str = true }, 8);
+    CU_ASSERT_EQUAL(sc->f.routed[sc->f.n_routed - 1], RC_JOB_SEND);
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_from[sc->f.n_routed - 1], "bob");
+    rc_session_forget(&sc->s, rc_str_c("c"));
+    CU_ASSERT_EQUAL(sc->s.n_groups, 1);
+    scene_free(sc);
+}
+
+static void test_server_types_and_bad_maps(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "carol", NULL);
+    feed(sc, (rc_msg){ .type = RC_T_ACK, .g = rc_str_c("g"), .seq = 1, .ts = 1 }, 3);
+    assert_err(sc, RC_E_UNKNOWN_TYPE, 3);
+    /* a map without its required key: E_MISSING_FIELD, rid kept, the session goes on */
+    static const uint8_t no_g[] = { 0, 0, 0, 13, 0x82, 0xa1, 't', 0xa4, 'j', 'o', 'i', 'n', 0xa3, 'r', 'i', 'd', 0x05 };
+    CU_ASSERT_EQUAL(rc_session_input(&sc->s, &sc->env, no_g, sizeof(no_g)), sizeof(no_g));
+    assert_err(sc, RC_E_MISSING_FIELD, 5);
+    CU_ASSERT(!sc->f.closed);
+    feed(sc, (rc_msg){ .type = RC_T_PING }, 6);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_PONG);
+    scene_free(sc);
+}
+
+static void test_framing(void)
+{
+    scene *sc = scene_new();
+    rc_buf b;
+    rc_buf_init(&b);
+    rc_msg h = { .type = RC_T_HELLO, .user = rc_str_c("dave"), .has = RC_HAS_RID, .rid = 1 };
+    rc_msg p = { .type = RC_T_PING, .has = RC_HAS_RID, .rid = 2 };
+    CU_ASSERT_FATAL(rc_encode(&b, &h) == 0 && rc_encode(&b, &p) == 0 && rc_encode(&b, &p) == 0);
+    /* byte by byte: nothing is consumed until a frame is whole */
+    size_t used = 0;
+    for (size_t end = 1; end <= b.len; end++)
+        used += rc_session_input(&sc->s, &sc->env, b.data + used, end - used);
+    CU_ASSERT_EQUAL(used, b.len);
+    CU_ASSERT_EQUAL(sc->f.n_sent, 3); /* welcome, pong, pong: pipelined frames answered in order */
+    CU_ASSERT_EQUAL(sc->f.sent[0].type, RC_T_WELCOME);
+    CU_ASSERT_EQUAL(sc->f.sent[2].type, RC_T_PONG);
+    /* a partial tail is left to the caller: a fresh session given all but
+     * the last byte handles the first two frames only */
+    size_t f1 = RC_FRAME_HEADER + rc_frame_len(b.data), f2 = RC_FRAME_HEADER + rc_frame_len(b.data + f1);
+    scene *fresh = scene_new();
+    CU_ASSERT_EQUAL(rc_session_input(&fresh->s, &fresh->env, b.data, b.len - 1), f1 + f2);
+    CU_ASSERT_EQUAL(fresh->f.n_sent, 2);
+    scene_free(fresh);
+    rc_buf_free(&b);
+    scene_free(sc);
+}
+
+static void test_bad_lengths_close(void)
+{
+    static const uint8_t zero[] = { 0, 0, 0, 0, 0x90 };
+    static const uint8_t huge[] = { 0, 0, 0x10, 0x00 }; /* 4096 > MAX_FRAME */
+    const uint8_t *cases[] = { zero, huge };
+    size_t lens[] = { sizeof(zero), sizeof(huge) };
+    rc_err codes[] = { RC_E_BAD_FRAME, RC_E_FRAME_TOO_LARGE };
+    for (int i = 0; i < 2; i++) {
+        scene *sc = scene_new();
+        CU_ASSERT_EQUAL(rc_session_input(&sc->s, &sc->env, cases[i], lens[i]), lens[i]); /* all consumed */
+        CU_ASSERT(sc->f.closed);
+        CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_ERR);
+        CU_ASSERT_EQUAL(last_sent(sc)->code, codes[i]);
+        scene_free(sc);
+    }
+}
+
+static void test_holding_stops_input(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "erin", NULL);
+    rc_buf b;
+    rc_buf_init(&b);
+    rc_msg p = { .type = RC_T_PING, .has = RC_HAS_RID, .rid = 2 };
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_FATAL(rc_encode(&b, &p) == 0);
+    size_t one = b.len / 5;
+    sc->f.reads_left = 2; /* held after two frames */
+    int before = sc->f.n_sent;
+    CU_ASSERT_EQUAL(rc_session_input(&sc->s, &sc->env, b.data, b.len), 2 * one);
+    CU_ASSERT_EQUAL(sc->f.n_sent, before + 2);
+    sc->f.reads_left = -1; /* resumed: the rest, from where it stopped */
+    CU_ASSERT_EQUAL(rc_session_input(&sc->s, &sc->env, b.data + 2 * one, b.len - 2 * one), 3 * one);
+    CU_ASSERT_EQUAL(sc->f.n_sent, before + 5);
+    rc_buf_free(&b);
+    scene_free(sc);
+}
+
+static void test_shutting_down(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "frank", NULL);
+    sc->f.stopping = true;
+    feed(sc, (rc_msg){ .type = RC_T_SEND, .g = rc_str_c("g"), .body = rc_str_c("x"), .body_is_str = true }, 4);
+    assert_err(sc, RC_E_SHUTTING_DOWN, 4);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 0);
+    scene_free(sc);
+}
+
+static void test_replay_rules(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "nobody", NULL);
+    rc_msg letter = { .type = RC_T_REPLAY, .reason = rc_str_c("overloaded"), .g = rc_str_c("g"),
+                      .from = rc_str_c("alice"), .body = rc_str_c("lost"), .body_is_str = true, .ts = 5 };
+    feed(sc, letter, 2);
+    assert_err(sc, RC_E_FORBIDDEN, 2);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.replay_refused), 1);
+    scene_free(sc);
+
+    sc = scene_new();
+    hello(sc, "ops", TOKEN);
+    /* never sequenced: sent as from its sender, with a derived mid */
+    feed(sc, letter, 3);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 1);
+    CU_ASSERT_EQUAL(sc->f.routed[0], RC_JOB_SEND);
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_from[0], "alice");
+    CU_ASSERT(strncmp(sc->f.routed_mid[0], "dl-", 3) == 0);
+    /* the same letter again derives the same mid (the dedup window acks it dup) */
+    feed(sc, letter, 4);
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_mid[1], sc->f.routed_mid[0]);
+    /* a sequenced letter for one recipient: redelivered */
+    rc_msg slow = letter;
+    slow.reason = rc_str_c("slow_consumer");
+    slow.seq = 9;
+    slow.to = rc_str_c("bob");
+    slow.has = RC_HAS_SEQ | RC_HAS_TO;
+    feed(sc, slow, 5);
+    CU_ASSERT_EQUAL(sc->f.routed[2], RC_JOB_REDELIVER);
+    /* a sequenced letter of another reason: history has it, acked dup */
+    rc_msg poison = letter;
+    poison.reason = rc_str_c("poison");
+    poison.seq = 3;
+    poison.has = RC_HAS_SEQ;
+    feed(sc, poison, 6);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 3);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_ACK);
+    CU_ASSERT(last_sent(sc)->dup);
+    /* an unknown reason */
+    rc_msg odd = letter;
+    odd.reason = rc_str_c("bored");
+    feed(sc, odd, 7);
+    assert_err(sc, RC_E_BAD_FIELD, 7);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.replay_send), 2);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.replay_redeliver), 1);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.replay_history), 1);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.replay_refused), 1);
+    scene_free(sc);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return CU_get_error();
+    CU_pSuite s = CU_add_suite("session", NULL, NULL);
+    if (!s || !CU_add_test(s, "hello first, once", test_hello_first) ||
+        !CU_add_test(s, "admin token", test_admin_token) ||
+        !CU_add_test(s, "join limit, leave, routes", test_join_limit_and_routes) ||
+        !CU_add_test(s, "server-only types and bad maps", test_server_types_and_bad_maps) ||
+        !CU_add_test(s, "framing: split and pipelined", test_framing) ||
+        !CU_add_test(s, "zero and oversize lengths close", test_bad_lengths_close) ||
+        !CU_add_test(s, "a held session stops reading", test_holding_stops_input) ||
+        !CU_add_test(s, "shutting down", test_shutting_down) ||
+        !CU_add_test(s, "replay rules", test_replay_rules)) {
+        CU_cleanup_registry();
+        return CU_get_error();
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
