@@ -90,11 +90,6 @@ typedef struct rc_conn {
 
 static _Atomic uint64_t next_sid = 1;
 
-uint64_t rc_now_ns(void)
-{
-    return rc_clock_mono_ns();
-}
-
 static uint64_t ud_make(enum op op, const rc_conn *c)
 {
     return c ? rc_ud_make(op, c->slot, c->gen) : rc_ud_make(op, 0, 0);

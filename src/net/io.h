@@ -161,6 +161,5 @@ void rc_io_set_phase(rc_io *io, int phase, uint64_t deadline_ns);
 void rc_io_join(rc_io *io);
 void rc_io_destroy(rc_io *io);
 
-uint64_t rc_now_ns(void);
 
 #endif

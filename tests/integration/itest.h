@@ -25,6 +25,7 @@
 #include <CUnit/CUnit.h>
 #include <ftw.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,6 +339,19 @@ static inline int it_pump(rc_client *cs, int n, int timeout_ms, it_frame_fn fn, 
         }
     }
     return handled;
+}
+
+/* Keeps the first failure's text in buf; always returns false, for frame
+ * callbacks: `return it_failf(st->failure, sizeof(st->failure), ...)`. */
+__attribute__((format(printf, 3, 4))) static inline bool it_failf(char *buf, size_t n, const char *fmt, ...)
+{
+    if (!buf[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, n, fmt, ap);
+        va_end(ap);
+    }
+    return false;
 }
 
 /* ---- one server per test program: the short forms the suites use ---- */

@@ -48,18 +48,6 @@ typedef struct fanout {
     char failure[512];
 } fanout;
 
-/* Keeps the first failure's text; always returns false. */
-__attribute__((format(printf, 2, 3))) static bool fail(fanout *f, const char *fmt, ...)
-{
-    if (!f->failure[0]) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(f->failure, sizeof(f->failure), fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
-
 static void group_name(int g, char *out, size_t n)
 {
     snprintf(out, n, "fan-g%02d", g);
@@ -133,7 +121,7 @@ static void plan(fanout *f)
 static bool agree(fanout *f, int g, uint64_t seq, int32_t key, uint64_t ts, int observer)
 {
     if (seq == 0 || seq > f->sent_to[g])
-        return fail(f, "client %d: seq %" PRIu64 " outside 1..%" PRIu64 " in group %d", observer, seq,
+        return it_failf(f->failure, sizeof(f->failure), "client %d: seq %" PRIu64 " outside 1..%" PRIu64 " in group %d", observer, seq,
                     f->sent_to[g], g);
     seen *s = &f->by_seq[g][seq];
     if (s->key < 0) {
@@ -141,25 +129,25 @@ static bool agree(fanout *f, int g, uint64_t seq, int32_t key, uint64_t ts, int 
         return true;
     }
     if (s->key != key)
-        return fail(f, "group %d seq %" PRIu64 ": client %d saw another message than the first observer", g, seq,
+        return it_failf(f->failure, sizeof(f->failure), "group %d seq %" PRIu64 ": client %d saw another message than the first observer", g, seq,
                     observer);
     if (s->ts != ts)
-        return fail(f, "group %d seq %" PRIu64 ": client %d saw another ts than the first observer", g, seq, observer);
+        return it_failf(f->failure, sizeof(f->failure), "group %d seq %" PRIu64 ": client %d saw another ts than the first observer", g, seq, observer);
     return true;
 }
 
 static bool on_ack(fanout *f, int i, const rc_msg *m)
 {
     if (!(m->has & RC_HAS_RID) || m->rid < SEND_RID0 || m->rid >= SEND_RID0 + PER_CLIENT)
-        return fail(f, "client %d: ack without a known rid (%" PRIu64 ")", i, m->rid);
+        return it_failf(f->failure, sizeof(f->failure), "client %d: ack without a known rid (%" PRIu64 ")", i, m->rid);
     int k = (int)(m->rid - SEND_RID0);
     int g = parse_index(m->g, "fan-g", N_GROUPS);
     if (g != group_of_send(f, i, k))
-        return fail(f, "client %d send %d: ack for the wrong group (%d)", i, k, g);
+        return it_failf(f->failure, sizeof(f->failure), "client %d send %d: ack for the wrong group (%d)", i, k, g);
     if (f->ack_seq[i][k])
-        return fail(f, "client %d send %d: second ack (seq %" PRIu64 ")", i, k, m->seq);
+        return it_failf(f->failure, sizeof(f->failure), "client %d send %d: second ack (seq %" PRIu64 ")", i, k, m->seq);
     if ((m->has & RC_HAS_DUP) && m->dup)
-        return fail(f, "client %d send %d: ack says dup for a fresh mid (seq %" PRIu64 ")", i, k, m->seq);
+        return it_failf(f->failure, sizeof(f->failure), "client %d send %d: ack says dup for a fresh mid (seq %" PRIu64 ")", i, k, m->seq);
     f->ack_seq[i][k] = m->seq;
     f->acks++;
     return agree(f, g, m->seq, i * PER_CLIENT + k, m->ts, i);
@@ -169,26 +157,26 @@ static bool on_msg(fanout *f, int i, const rc_msg *m)
 {
     int g = parse_index(m->g, "fan-g", N_GROUPS);
     if (g < 0 || !f->member[i][g])
-        return fail(f, "client %d: msg for group %d it did not join (seq %" PRIu64 ")", i, g, m->seq);
+        return it_failf(f->failure, sizeof(f->failure), "client %d: msg for group %d it did not join (seq %" PRIu64 ")", i, g, m->seq);
     if (m->seq != f->next_seq[i][g])
-        return fail(f, "client %d group %d: got seq %" PRIu64 " out of order, missing or repeated", i, g, m->seq);
+        return it_failf(f->failure, sizeof(f->failure), "client %d group %d: got seq %" PRIu64 " out of order, missing or repeated", i, g, m->seq);
     f->next_seq[i][g]++;
     f->deliveries++;
     int s = parse_index(m->from, "fan-u", N_CLIENTS);
     if (s < 0 || !(m->has & RC_HAS_MID))
-        return fail(f, "client %d group %d: msg seq %" PRIu64 " has a bad from or no mid", i, g, m->seq);
+        return it_failf(f->failure, sizeof(f->failure), "client %d group %d: msg seq %" PRIu64 " has a bad from or no mid", i, g, m->seq);
     char mid[32], body[64], got[RC_MAX_MID + 1];
     int k = -1;
     snprintf(got, sizeof(got), "%.*s", (int)m->mid.len, m->mid.ptr);
     if (sscanf(got, "f%*d-%d", &k) != 1 || k < 0 || k >= PER_CLIENT)
-        return fail(f, "client %d group %d: msg seq %" PRIu64 " has an unknown mid", i, g, m->seq);
+        return it_failf(f->failure, sizeof(f->failure), "client %d group %d: msg seq %" PRIu64 " has an unknown mid", i, g, m->seq);
     mid_of(s, k, mid, sizeof(mid));
     int blen = body_of(s, k, body, sizeof(body));
     if (!it_str_is(m->mid, mid) || group_of_send(f, s, k) != g)
-        return fail(f, "client %d group %d: msg seq %" PRIu64 " mid does not match its sender or group", i, g,
+        return it_failf(f->failure, sizeof(f->failure), "client %d group %d: msg seq %" PRIu64 " mid does not match its sender or group", i, g,
                     m->seq);
     if (m->body.len != (uint32_t)blen || memcmp(m->body.ptr, body, (size_t)blen) != 0)
-        return fail(f, "client %d group %d: msg seq %" PRIu64 " body differs from what was sent", i, g, m->seq);
+        return it_failf(f->failure, sizeof(f->failure), "client %d group %d: msg seq %" PRIu64 " body differs from what was sent", i, g, m->seq);
     return agree(f, g, m->seq, s * PER_CLIENT + k, m->ts, i);
 }
 
@@ -199,9 +187,9 @@ static bool on_frame(void *ud, int i, const rc_msg *m)
     case RC_T_ACK: return on_ack(f, i, m);
     case RC_T_MSG: return on_msg(f, i, m);
     case RC_T_ERR:
-        return fail(f, "client %d: err %s in reply to rid %" PRIu64 ": %.*s", i, rc_err_name(m->code), m->rid,
+        return it_failf(f->failure, sizeof(f->failure), "client %d: err %s in reply to rid %" PRIu64 ": %.*s", i, rc_err_name(m->code), m->rid,
                     (int)m->text.len, m->text.ptr);
-    default: return fail(f, "client %d: unexpected %s frame (rid %" PRIu64 ")", i, rc_type_name(m->type), m->rid);
+    default: return it_failf(f->failure, sizeof(f->failure), "client %d: unexpected %s frame (rid %" PRIu64 ")", i, rc_type_name(m->type), m->rid);
     }
 }
 
@@ -238,13 +226,13 @@ static void check_final(fanout *f)
         for (int g = 0; g < N_GROUPS; g++) {
             uint64_t got = f->next_seq[i][g] - 1;
             if (f->member[i][g] && got != f->sent_to[g])
-                fail(f, "client %d group %d: received %" PRIu64 " msgs, fewer than sent", i, g, got);
+                it_failf(f->failure, sizeof(f->failure), "client %d group %d: received %" PRIu64 " msgs, fewer than sent", i, g, got);
         }
         for (int k = 0; k < PER_CLIENT; k++) {
             int g = group_of_send(f, i, k);
             uint64_t seq = f->ack_seq[i][k];
             if (!seq || f->by_seq[g][seq].key != i * PER_CLIENT + k)
-                fail(f, "client %d send %d: no ack, or its seq holds another message (seq %" PRIu64 ")", i, k, seq);
+                it_failf(f->failure, sizeof(f->failure), "client %d send %d: no ack, or its seq holds another message (seq %" PRIu64 ")", i, k, seq);
         }
     }
 }

@@ -51,15 +51,6 @@ typedef struct scene {
     char failure[FAIL_TEXT];
 } scene;
 
-static bool fail(scene *sc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sc->failure, sizeof(sc->failure), fmt, ap);
-    va_end(ap);
-    return false;
-}
-
 static void group_name(int g, char *out, size_t len)
 {
     snprintf(out, len, "fl-%d", g);
@@ -97,19 +88,19 @@ static bool on_frame(void *ud, int i, const rc_msg *m)
     scene *sc = ud;
     if (m->type == RC_T_ERR) {
         sc->errs++;
-        return fail(sc, "client %d: err %s: %.*s", i, rc_err_name(m->code), (int)m->text.len, m->text.ptr);
+        return it_failf(sc->failure, sizeof(sc->failure), "client %d: err %s: %.*s", i, rc_err_name(m->code), (int)m->text.len, m->text.ptr);
     }
     if (m->type == RC_T_BYE)
-        return fail(sc, "client %d: bye %.*s", i, (int)m->reason.len, m->reason.ptr);
+        return it_failf(sc->failure, sizeof(sc->failure), "client %d: bye %.*s", i, (int)m->reason.len, m->reason.ptr);
     if (m->type == RC_T_ACK) {
         if (i == sc->light) {
             if (!it_str_is(m->g, "light") || m->seq != (uint64_t)sc->acked[i] + 1)
-                return fail(sc, "light client: ack seq %" PRIu64 " after %ld", m->seq, sc->acked[i]);
+                return it_failf(sc->failure, sizeof(sc->failure), "light client: ack seq %" PRIu64 " after %ld", m->seq, sc->acked[i]);
             sc->acked[i]++;
             if (!flood_done(sc))
                 sc->light_during_flood++;
             if (sc->light_sent < sc->light_total && light_send(sc) != 0)
-                return fail(sc, "light client: %s", sc->cs[i].err);
+                return it_failf(sc->failure, sizeof(sc->failure), "light client: %s", sc->cs[i].err);
             return true;
         }
         /* Groups on different shards ack independently; within a group,
@@ -117,7 +108,7 @@ static bool on_frame(void *ud, int i, const rc_msg *m)
         int g = group_index(sc, m->g);
         if (g < 0 || i >= sc->n_pubs ||
             m->rid != RID0 + (uint64_t)g + (uint64_t)sc->n_groups * sc->pub_group_acks[i][g])
-            return fail(sc, "client %d: ack rid %" PRIu64 " out of order", i, m->rid);
+            return it_failf(sc->failure, sizeof(sc->failure), "client %d: ack rid %" PRIu64 " out of order", i, m->rid);
         sc->pub_group_acks[i][g]++;
         sc->acked[i]++;
         sc->group_acks[g]++;
@@ -128,15 +119,15 @@ static bool on_frame(void *ud, int i, const rc_msg *m)
             return true; /* the light client's own messages */
         int g = group_index(sc, m->g);
         if (g < 0 || !sc->member[i][g])
-            return fail(sc, "client %d: msg of a group it did not join", i);
+            return it_failf(sc->failure, sizeof(sc->failure), "client %d: msg of a group it did not join", i);
         if (m->seq != sc->last_seq[i][g] + 1)
-            return fail(sc, "client %d group %d: seq %" PRIu64 " after %" PRIu64 " (a gap)", i, g, m->seq,
+            return it_failf(sc->failure, sizeof(sc->failure), "client %d group %d: seq %" PRIu64 " after %" PRIu64 " (a gap)", i, g, m->seq,
                         sc->last_seq[i][g]);
         sc->last_seq[i][g] = m->seq;
         sc->msgs++;
         return true;
     }
-    return fail(sc, "client %d: unexpected %s", i, rc_type_name(m->type));
+    return it_failf(sc->failure, sizeof(sc->failure), "client %d: unexpected %s", i, rc_type_name(m->type));
 }
 
 /* Encodes every send of publisher p: round-robin over the flooded groups. */
@@ -164,7 +155,7 @@ static bool push_floods(scene *sc)
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 break; /* the server stopped reading us: the backpressure */
             if (n <= 0)
-                return fail(sc, "publisher %d: send: %s", p, strerror(errno));
+                return it_failf(sc->failure, sizeof(sc->failure), "publisher %d: send: %s", p, strerror(errno));
             sc->woff[p] += (size_t)n;
         }
     }
@@ -187,16 +178,16 @@ static bool run_scene(scene *sc)
 {
     int64_t end = it_now_ms() + FLOOD_LIMIT_MS;
     if (sc->light >= 0 && light_send(sc) != 0)
-        return fail(sc, "light client: %s", sc->cs[sc->light].err);
+        return it_failf(sc->failure, sizeof(sc->failure), "light client: %s", sc->cs[sc->light].err);
     for (long round = 0; round < FLOOD_ROUNDS && it_now_ms() < end; round++) {
         if (!push_floods(sc))
             return false;
         if (all_delivered(sc))
             return true;
         if (it_pump(sc->cs, sc->n_clients, 5, on_frame, sc) < 0)
-            return sc->failure[0] ? false : fail(sc, "a client failed: closed by the server?");
+            return sc->failure[0] ? false : it_failf(sc->failure, sizeof(sc->failure), "a client failed: closed by the server?");
     }
-    return fail(sc, "not everything arrived within the bounds");
+    return it_failf(sc->failure, sizeof(sc->failure), "not everything arrived within the bounds");
 }
 
 static void join_all(scene *sc, const char *prefix)

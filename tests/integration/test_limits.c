@@ -36,17 +36,6 @@
 
 
 /* Keeps the first failure's text in buf; always returns false. */
-__attribute__((format(printf, 3, 4))) static bool failf(char *buf, size_t n, const char *fmt, ...)
-{
-    if (!buf[0]) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, n, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
-
 /* ================================================================== */
 /* 1. max_members_per_group                                             */
 /* ================================================================== */
@@ -178,7 +167,7 @@ static bool slow_frame(void *ud, int idx, const rc_msg *m)
     if (m->type == RC_T_ACK && idx == 0) {
         if (!(m->has & RC_HAS_RID) || m->rid != SLOW_RID0 + (uint64_t)st->acked || m->seq != (uint64_t)st->acked + 1 ||
             !it_str_is(m->g, "g"))
-            return failf(f, fl, "ack %d: rid %" PRIu64 " seq %" PRIu64, st->acked, m->rid, m->seq);
+            return it_failf(f, fl, "ack %d: rid %" PRIu64 " seq %" PRIu64, st->acked, m->rid, m->seq);
         st->acked++;
         return true;
     }
@@ -188,15 +177,15 @@ static bool slow_frame(void *ud, int idx, const rc_msg *m)
         slow_body((int)*last, body);
         if (m->seq != *last + 1 || !it_str_is(m->g, "g") || !it_str_is(m->from, "alice") ||
             m->body.len != SLOW_BODY || memcmp(m->body.ptr, body, SLOW_BODY) != 0)
-            return failf(f, fl, "%s: msg seq %" PRIu64 " after %" PRIu64 " (or wrong body/sender)",
+            return it_failf(f, fl, "%s: msg seq %" PRIu64 " after %" PRIu64 " (or wrong body/sender)",
                          idx == 0 ? "A" : "B", m->seq, *last);
         (*last)++;
         return true;
     }
     if (m->type == RC_T_ERR)
-        return failf(f, fl, "%s: err %s: %.*s", idx == 0 ? "A" : "B", rc_err_name(m->code), (int)m->text.len,
+        return it_failf(f, fl, "%s: err %s: %.*s", idx == 0 ? "A" : "B", rc_err_name(m->code), (int)m->text.len,
                      m->text.ptr);
-    return failf(f, fl, "%s: unexpected %s", idx == 0 ? "A" : "B", rc_type_name(m->type));
+    return it_failf(f, fl, "%s: unexpected %s", idx == 0 ? "A" : "B", rc_type_name(m->type));
 }
 
 /* Connects like rc_client_connect, with a small receive buffer set before
@@ -248,13 +237,13 @@ static void test_slow_consumer(void)
             slow_body(st.sent, body);
             rc_msg m = { .type = RC_T_SEND, .g = rc_str_c("g"), .body = { body, SLOW_BODY } };
             if (it_request(&ab[0], &m, SLOW_RID0 + (uint64_t)st.sent) != 0) {
-                ok = failf(st.failure, sizeof(st.failure), "A: %s", ab[0].err);
+                ok = it_failf(st.failure, sizeof(st.failure), "A: %s", ab[0].err);
                 break;
             }
             st.sent++;
         }
         if (ok && it_pump(ab, 2, 50, slow_frame, &st) < 0)
-            ok = failf(st.failure, sizeof(st.failure), "pump failed: A: %s B: %s", ab[0].err, ab[1].err);
+            ok = it_failf(st.failure, sizeof(st.failure), "pump failed: A: %s B: %s", ab[0].err, ab[1].err);
         if (st.sent >= next_metric) {
             next_metric += SLOW_METRIC_EVERY;
             kills = rc_test_metric(it_srv.s.admin_port, SLOW_METRIC, 1);
@@ -273,7 +262,7 @@ static void test_slow_consumer(void)
     int64_t tail_end = it_now_ms() + SLOW_TAIL_MS;
     for (int i = 0; i < 100000 && ok && (st.acked < st.sent || (int)st.b_seq < st.sent) && it_now_ms() < tail_end; i++)
         if (it_pump(ab, 2, 50, slow_frame, &st) < 0)
-            ok = failf(st.failure, sizeof(st.failure), "pump failed: A: %s B: %s", ab[0].err, ab[1].err);
+            ok = it_failf(st.failure, sizeof(st.failure), "pump failed: A: %s B: %s", ab[0].err, ab[1].err);
     if (st.failure[0])
         printf("    %s\n", st.failure);
     CU_ASSERT(ok);
@@ -373,11 +362,11 @@ static int ov_group_index(rc_str g)
 static bool ov_own(ov_state *st, int g, uint64_t seq, int32_t key)
 {
     if (seq < 1 || seq > OV_MAX_SEQ)
-        return failf(st->failure, sizeof(st->failure), "group %d: seq %" PRIu64 " out of range", g, seq);
+        return it_failf(st->failure, sizeof(st->failure), "group %d: seq %" PRIu64 " out of range", g, seq);
     if (st->owner[g][seq] < 0)
         st->owner[g][seq] = key;
     else if (st->owner[g][seq] != key)
-        return failf(st->failure, sizeof(st->failure), "group %d seq %" PRIu64 ": message %d and %d", g, seq,
+        return it_failf(st->failure, sizeof(st->failure), "group %d seq %" PRIu64 ": message %d and %d", g, seq,
                      st->owner[g][seq], key);
     return true;
 }
@@ -389,15 +378,15 @@ static bool ov_frame(void *ud, int i, const rc_msg *m)
     size_t fl = sizeof(st->failure);
     if (m->type == RC_T_ACK || m->type == RC_T_ERR) {
         if (!(m->has & RC_HAS_RID) || m->rid < OV_RID0 || m->rid >= OV_RID0 + OV_PER_CLIENT)
-            return failf(f, fl, "client %d: %s without a send's rid (code %s)", i, rc_type_name(m->type),
+            return it_failf(f, fl, "client %d: %s without a send's rid (code %s)", i, rc_type_name(m->type),
                          rc_err_name(m->code));
         int k = (int)(m->rid - OV_RID0);
         if (st->reply[i][k] != OV_NONE)
-            return failf(f, fl, "client %d send %d: a second reply (%s)", i, k, rc_type_name(m->type));
+            return it_failf(f, fl, "client %d send %d: a second reply (%s)", i, k, rc_type_name(m->type));
         st->replies++;
         if (m->type == RC_T_ERR) {
             if (m->code != RC_E_OVERLOADED)
-                return failf(f, fl, "client %d send %d: err %s: %.*s", i, k, rc_err_name(m->code), (int)m->text.len,
+                return it_failf(f, fl, "client %d send %d: err %s: %.*s", i, k, rc_err_name(m->code), (int)m->text.len,
                              m->text.ptr);
             st->reply[i][k] = OV_OVERLOADED;
             st->overloaded++;
@@ -406,11 +395,11 @@ static bool ov_frame(void *ud, int i, const rc_msg *m)
         st->reply[i][k] = OV_ACKED;
         int g = ov_group_of(i, k);
         if (ov_group_index(m->g) != g)
-            return failf(f, fl, "client %d send %d: ack for the wrong group", i, k);
+            return it_failf(f, fl, "client %d send %d: ack for the wrong group", i, k);
         if ((m->has & RC_HAS_DUP) && m->dup)
-            return failf(f, fl, "client %d send %d: ack with dup (its mid is new)", i, k);
+            return it_failf(f, fl, "client %d send %d: ack with dup (its mid is new)", i, k);
         if (m->seq <= st->last_ack[i][g])
-            return failf(f, fl, "client %d group %d: ack seq %" PRIu64 " after %" PRIu64, i, g, m->seq,
+            return it_failf(f, fl, "client %d group %d: ack seq %" PRIu64 " after %" PRIu64, i, g, m->seq,
                          st->last_ack[i][g]);
         st->last_ack[i][g] = m->seq;
         st->n_acked[g]++;
@@ -420,24 +409,24 @@ static bool ov_frame(void *ud, int i, const rc_msg *m)
         int g = ov_group_index(m->g), from = -1, k = -1;
         char mid[32];
         if (g < 0 || !ov_member(i, g))
-            return failf(f, fl, "client %d: msg of a group it is not in", i);
+            return it_failf(f, fl, "client %d: msg of a group it is not in", i);
         if (m->seq != st->last_msg[i][g] + 1)
-            return failf(f, fl, "client %d group %d: msg seq %" PRIu64 " after %" PRIu64, i, g, m->seq,
+            return it_failf(f, fl, "client %d group %d: msg seq %" PRIu64 " after %" PRIu64, i, g, m->seq,
                          st->last_msg[i][g]);
         st->last_msg[i][g] = m->seq;
         snprintf(mid, sizeof(mid), "%.*s", (int)m->mid.len, m->mid.ptr);
         if (!(m->has & RC_HAS_MID) || sscanf(mid, "o%d-%d", &from, &k) != 2 || from < 0 || from >= OV_CLIENTS ||
             k < 0 || k >= OV_PER_CLIENT || ov_group_of(from, k) != g)
-            return failf(f, fl, "client %d: msg with a bad mid %s", i, mid);
+            return it_failf(f, fl, "client %d: msg with a bad mid %s", i, mid);
         char user[16], body[32];
         snprintf(user, sizeof(user), "ov-u%d", from);
         snprintf(body, sizeof(body), "b%d-%d", from, k);
         if (!it_str_is(m->from, user) || !it_str_is(m->body, body))
-            return failf(f, fl, "client %d: msg %s with the wrong sender or body", i, mid);
+            return it_failf(f, fl, "client %d: msg %s with the wrong sender or body", i, mid);
         st->deliveries++;
         return ov_own(st, g, m->seq, (int32_t)(from * OV_PER_CLIENT + k));
     }
-    return failf(f, fl, "client %d: unexpected %s", i, rc_type_name(m->type));
+    return it_failf(f, fl, "client %d: unexpected %s", i, rc_type_name(m->type));
 }
 
 static void test_overload_admission(void)
