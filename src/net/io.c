@@ -4,13 +4,14 @@
  *   net/uring.c    io_uring set-up, SQEs, receive buffers, user_data packing
  *   net/session.c  the protocol: framing, dispatch, replies (no sockets)
  *   net/outq.c     a connection's output: shared frames sent by iovec
- * What stays here: connections and their lifetimes; the hand-off of
- * requests to shards with its backpressure (queue_job, flush_jobs,
- * admit_room, conn_hold, resume_conns); the pause mark and the slow-consumer
- * decision (conn_congest, check_stalls, hold_sender); the io side's dead
- * letters (deliver_as_letter, letter_refused, letter_queued_output); and
- * the loop turn itself (io_main): drain deliveries from shards, push the
- * jobs the turn produced, start sends, then one submit-and-wait.
+ *   net/handoff.c  requests to shards, and the backpressure that holds a
+ *                  connection's reading (net/conn.h is what both share)
+ * What stays here: connections and their lifetimes (accept, hold, kill,
+ * reap); their output, the pause mark and the slow-consumer decision
+ * (conn_congest, check_stalls); the io side's dead letters
+ * (deliver_as_letter, rc_io_letter_refused, letter_queued_output); and the
+ * loop turn itself (io_main): drain deliveries from shards, push the jobs
+ * the turn produced, start sends, then one submit-and-wait.
  *
  * Every submission carries its operation and connection in user_data
  * (rc_ud_make: op, slot, generation), so a completion goes straight to its
@@ -21,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include "net/io.h"
+#include "net/conn.h"
 #include "net/outq.h"
 #include "net/session.h"
 
@@ -50,43 +52,6 @@
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_CANCEL };
 
-enum conn_state {
-    CS_OPEN,     /* reading and writing */
-    CS_DRAINING, /* no more input; closes once its output is sent */
-    CS_DEAD,     /* socket shut down; freed when no operation is in flight */
-};
-
-/* One message a connection missed because it became a slow_consumer letter:
- * the group (by its 64-bit hash: two groups would need the same hash and
- * the same seq to be confused) and the seq; seq 0 marks a slot already
- * redelivered. */
-typedef struct owed_msg {
-    uint64_t g_hash, seq;
-} owed_msg;
-
-typedef struct rc_conn {
-    int fd;
-    uint32_t slot, gen;
-    enum conn_state state;
-    bool recv_armed;
-    bool send_inflight;
-    bool dirty;
-    bool reaping; /* queued on io->reap: freed at the end of the loop turn */
-    bool held;    /* not read: some of its requests wait for room in their shard's ring */
-    bool congested; /* over the pause mark since congested_ns: new deliveries wait for it */
-    bool in_cong_list; /* listed in io->congested */
-    bool slow;    /* stayed over the pause mark for outbound_stall_ms: deliveries past outbound_high_bytes become letters */
-    bool resume_listed; /* listed in io->resume */
-    bool pressure_hold; /* held as a sender while a reader is over the pause mark; listed in io->pressured */
-    uint32_t jobs_queued; /* its jobs in io->pending, not yet in a shard's ring */
-    uint64_t congested_ns;
-    rc_buf in;    /* bytes of a frame not yet complete */
-    rc_outq outq; /* output: shared frames, sent by iovec (net/outq.h) */
-    uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
-    owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
-    uint32_t owed_head, n_owed;
-    rc_session sess;        /* the protocol session (net/session.h) */
-} rc_conn;
 
 static _Atomic uint64_t next_sid = 1;
 
@@ -205,11 +170,10 @@ static size_t conn_queued(const rc_conn *c)
 
 /* ---- the pause mark ---- */
 
-static rc_conn *conn_by_id(rc_io *io, rc_conn_id id);
 
 /* c's output passed the pause mark: until it drains, or until
  * outbound_stall_ms say it does not (check_stalls), no io thread reads
- * further sends (hold_sender), so the flood slows at its source while
+ * further sends (rc_handoff_hold_sender), so the flood slows at its source while
  * every reader keeps being served. A connection already known to be slow
  * no longer holds anyone up. */
 static void conn_congest(rc_io *io, rc_conn *c)
@@ -261,7 +225,7 @@ static void check_stalls(rc_io *io)
     uint64_t stall_ns = (uint64_t)io->lim.outbound_stall_ms * RC_NS_PER_MS;
     uint32_t keep = 0;
     for (uint32_t i = 0; i < io->n_congested_list; i++) {
-        rc_conn *c = conn_by_id(io, io->congested[i]);
+        rc_conn *c = rc_io_conn(io, io->congested[i]);
         if (!c)
             continue; /* closed since: its slot may hold another connection */
         if (c->congested && now - c->congested_ns > stall_ns) {
@@ -336,11 +300,7 @@ typedef struct conn_ctx {
     rc_conn *c;
 } conn_ctx;
 
-static void route_job(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, const rc_msg *m);
-static void hold_sender(rc_io *io, rc_conn *c);
 static void conn_drain(rc_io *io, rc_conn *c);
-static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);
-static uint32_t shard_of(rc_io *io, const char *g, uint32_t len);
 
 static void out_send(void *self, const uint8_t *p, size_t n)
 {
@@ -348,13 +308,13 @@ static void out_send(void *self, const uint8_t *p, size_t n)
     conn_write(x->io, x->c, p, n);
 }
 
-/* A send is routed, then its sender may be held (hold_sender). */
+/* A send is routed, then its sender may be held (rc_handoff_hold_sender). */
 static void out_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m)
 {
     conn_ctx *x = self;
-    route_job(x->io, x->c, kind, from, m);
+    rc_handoff_route(x->io, x->c, kind, from, m);
     if (kind == RC_JOB_SEND)
-        hold_sender(x->io, x->c);
+        rc_handoff_hold_sender(x->io, x->c);
 }
 
 static bool out_reading(void *self)
@@ -387,7 +347,7 @@ static void conn_reply(rc_io *io, rc_conn *c, const rc_msg *m)
     rc_session_reply(&env, m);
 }
 
-static void conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, const char *text)
+void rc_io_conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, const char *text)
 {
     CONN_ENV(io, c);
     rc_session_error(&env, req, code, text);
@@ -401,17 +361,6 @@ static size_t conn_session_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t
     return c->state == CS_OPEN ? used : n; /* a closing connection reads nothing more */
 }
 
-/* Queues a request as a job for its group's shard, from `from` (the
- * session's user, or a replayed letter's sender). */
-static void route_job(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, const rc_msg *m)
-{
-    rc_job *j = rc_job_new(kind, rc_conn_id_make(io->idx, c->slot, c->gen), from, m);
-    if (!j) {
-        conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the request; try again later");
-        return;
-    }
-    queue_job(io, j, shard_of(io, m->g.ptr, m->g.len), c);
-}
 
 static void submit_send(rc_io *io, rc_conn *c)
 {
@@ -503,10 +452,6 @@ static void reap_conns(rc_io *io)
     io->n_reap = 0;
 }
 
-static uint32_t shard_of(rc_io *io, const char *g, uint32_t len)
-{
-    return rc_chash_lookup(io->chash, g, len);
-}
 
 /* Tells the shards of every group the session joined that it is gone. */
 static void conn_detach_all(rc_io *io, rc_conn *c)
@@ -519,7 +464,7 @@ static void conn_detach_all(rc_io *io, rc_conn *c)
             RC_LOG_ERROR("io", "event=detach_nomem sid=%llu", (unsigned long long)c->sess.sid);
             continue; /* deliveries to the dead slot are dropped by generation */
         }
-        queue_job(io, j, shard_of(io, m.g.ptr, m.g.len), NULL);
+        rc_handoff_queue(io, j, rc_handoff_shard_of(io, m.g.ptr, m.g.len), NULL);
     }
 }
 
@@ -590,44 +535,7 @@ static void conn_accept(rc_io *io, int fd)
 /* Requests                                                             */
 /* ------------------------------------------------------------------ */
 
-static void flush_jobs(rc_io *io);
 
-/* Queues a job for its shard; pushed at the end of the turn, or now when a
- * full batch is waiting. Queueing never blocks or drops: what does not fit
- * the shard's ring waits here (flush_jobs), and its connection is not read
- * meanwhile. */
-static void queue_job(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner)
-{
-    rc_jobq *q = &io->pending[shard];
-    if (q->n >= RC_SHARD_BATCH && !io->in_drain)
-        flush_jobs(io);
-    if (q->head + q->n == q->cap && q->head > 0) { /* slide the live entries to the front */
-        memmove(q->jobs, q->jobs + q->head, q->n * sizeof(*q->jobs));
-        memmove(q->conns, q->conns + q->head, q->n * sizeof(*q->conns));
-        q->head = 0;
-    }
-    if (q->n == q->cap) {
-        uint32_t cap = q->cap * 2;
-        rc_job **jobs = realloc(q->jobs, cap * sizeof(*jobs));
-        if (jobs)
-            q->jobs = jobs;
-        rc_conn_id *conns = jobs ? realloc(q->conns, cap * sizeof(*conns)) : NULL;
-        if (!conns) {
-            RC_LOG_ERROR("io", "event=job_queue_nomem kind=%d", (int)j->kind);
-            free(j); /* a lost detach leaves a stale subscription; its deliveries are dropped by generation */
-            return;
-        }
-        q->conns = conns;
-        q->cap = cap;
-    }
-    j->enq_ns = rc_loop_clock_now(&io->clock); /* waits here and in the shard count against max_queue_ms */
-    q->jobs[q->head + q->n] = j;
-    q->conns[q->head + q->n] = owner ? rc_conn_id_make(io->idx, owner->slot, owner->gen) : 0;
-    q->n++;
-    if (owner)
-        owner->jobs_queued++;
-    RC_STAT_ADD(io->stats.jobs_waiting, 1);
-}
 
 /* Parses what waits in c->in (a partial frame's tail, or input that
  * arrived while the connection was held). */
@@ -668,7 +576,7 @@ static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 /* A send that never reached its shard becomes a dead letter of `reason`
  * (overloaded, shutdown), so no message is refused without a trace
  * (proto/PROTOCOL.md, dead letters). */
-static void letter_refused(rc_io *io, const rc_job *j, rc_letter_reason reason, const char *why)
+void rc_io_letter_refused(rc_io *io, const rc_job *j, rc_letter_reason reason, const char *why)
 {
     if (j->kind != RC_JOB_SEND || !io->lim.letters)
         return;
@@ -688,45 +596,13 @@ static void letter_refused(rc_io *io, const rc_job *j, rc_letter_reason reason, 
     }
 }
 
-/* A job that waited longer than max_queue_ms for room in its shard's ring:
- * the sender gets E_OVERLOADED and the send becomes an `overloaded` letter. */
-static void reject_overloaded(rc_io *io, rc_job *j, rc_conn *c)
-{
-    letter_refused(io, j, RC_LETTER_OVERLOADED, "waited longer than max_queue_ms for room in the group's shard ring");
-    if (c) {
-        rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
-        if (j->kind == RC_JOB_JOIN) /* the session did not join after all */
-            rc_session_forget(&c->sess, (rc_str){ rc_job_g(j), j->g_len });
-        conn_error(io, c, &m, RC_E_OVERLOADED, "the group's shard is saturated; retry with backoff");
-    }
-    free(j);
-}
 
-/* One job left io->pending (pushed or refused): its connection waits for
- * one fewer, and is read again once it waits for none (resume_conns). */
-static void job_left(rc_io *io, rc_conn *c)
-{
-    RC_STAT_ADD(io->stats.jobs_waiting, (uint64_t)-1);
-    if (!c || --c->jobs_queued || !c->held || c->resume_listed)
-        return;
-    assert(io->n_resume < 2 * io->n_slots); /* one entry per live connection, one per slot freed this turn */
-    c->resume_listed = true;
-    io->resume[io->n_resume++] = rc_conn_id_make(io->idx, c->slot, c->gen);
-}
 
-static void jobq_pop(rc_jobq *q, uint32_t k)
-{
-    q->head += k;
-    q->n -= k;
-    q->checked = q->checked > k ? q->checked - k : 0;
-    if (q->n == 0)
-        q->head = 0;
-}
 
 /* Stops reading c until its queued jobs are in their rings: TCP then
  * slows that sender alone. The multishot receive is cancelled; bytes that
  * arrive before the cancel lands wait in c->in, unparsed. */
-static void conn_hold(rc_io *io, rc_conn *c)
+void rc_io_conn_hold(rc_io *io, rc_conn *c)
 {
     if (c->held || c->state == CS_DEAD)
         return;
@@ -740,74 +616,13 @@ static void conn_hold(rc_io *io, rc_conn *c)
     }
 }
 
-/* Jobs still waiting in q after a push: the oldest past max_queue_ms are
- * refused, and every connection with a job waiting is held. Detach and
- * stop jobs are never refused: they wait for room like the rest. */
-static void jobq_settle(rc_io *io, rc_jobq *q)
-{
-    uint64_t now = rc_loop_clock_now(&io->clock), bound = (uint64_t)io->lim.max_queue_ms * RC_NS_PER_MS;
-    while (q->n && now - q->jobs[q->head]->enq_ns > bound && q->jobs[q->head]->kind != RC_JOB_DETACH &&
-           q->jobs[q->head]->kind != RC_JOB_STOP) {
-        rc_job *j = q->jobs[q->head];
-        rc_conn *c = conn_by_id(io, q->conns[q->head]);
-        jobq_pop(q, 1);
-        job_left(io, c);
-        reject_overloaded(io, j, c);
-    }
-    for (; q->checked < q->n; q->checked++) {
-        rc_conn *c = conn_by_id(io, q->conns[q->head + q->checked]);
-        if (c)
-            conn_hold(io, c);
-    }
-}
 
-/* How many more jobs the shard's ring is open to: none once it holds
- * admit_ns of work (rc_shard_ring_wait_ns) or RC_IO_ADMIT_MAX_JOBS jobs
- * (a job's cost can rise tenfold after it was admitted, when the io
- * threads fall behind a big group's fan-out). */
-static uint32_t admit_room(const rc_io *io, const rc_shard *s)
-{
-    uint32_t depth = rc_shard_depth(s);
-    if (depth >= RC_IO_ADMIT_MAX_JOBS || rc_shard_ring_wait_ns(s) > io->admit_ns)
-        return 0;
-    return RC_IO_ADMIT_MAX_JOBS - depth;
-}
 
-/* Pushes queued jobs to their shards, as many as their rings take, in
- * order. Never waits: what does not fit stays queued for the next turns,
- * and its connection stops being read (jobq_settle). A shard whose ring
- * already holds more than admit_ns of work (max_queue_ms /
- * RC_IO_ADMIT_DIVISOR, by rc_shard_ring_wait_ns) counts as full: a deep
- * ring would otherwise let requests in only to expire there. */
-static void flush_jobs(rc_io *io)
-{
-    for (uint32_t s = 0; s < io->n_shards; s++) {
-        rc_jobq *q = &io->pending[s];
-        if (q->n == 0)
-            continue;
-        uint32_t k = 0, room = admit_room(io, io->shards[s]), want = q->n < room ? q->n : room;
-        if (want) {
-            uint64_t now = rc_loop_clock_now(&io->clock);
-            for (uint32_t i = 0; i < want; i++)
-                q->jobs[q->head + i]->ring_ns = now;
-            k = rc_shard_submit(io->shards[s], q->jobs + q->head, want);
-        }
-        if (want < q->n)
-            RC_STAT_ADD(io->stats.admit_waits, 1);
-        /* The pushed jobs belong to the shard now: only their owners' ids,
-         * kept beside them, are read. */
-        for (uint32_t i = 0; i < k; i++)
-            job_left(io, conn_by_id(io, q->conns[q->head + i]));
-        jobq_pop(q, k);
-        if (q->n)
-            jobq_settle(io, q);
-    }
-}
 
 static void conn_parse_in(rc_io *io, rc_conn *c);
 
 /* Reads c again: first what arrived while it was held, then the socket. */
-static void conn_unhold(rc_io *io, rc_conn *c)
+void rc_io_conn_unhold(rc_io *io, rc_conn *c)
 {
     c->held = false;
     RC_STAT_ADD(io->stats.held_conns, (uint64_t)-1);
@@ -817,57 +632,8 @@ static void conn_unhold(rc_io *io, rc_conn *c)
         arm_recv(io, c);
 }
 
-/* A sender is not read further while any reader, on any io thread, is
- * over the pause mark: the flood waits in its own socket (TCP slows it)
- * instead of in the server's memory. The send in hand is still routed. */
-static void hold_sender(rc_io *io, rc_conn *c)
-{
-    if (c->pressure_hold || !atomic_load_explicit(io->lim.pressure, memory_order_relaxed))
-        return; /* relaxed: see conn_congest */
-    if (io->n_pressured == io->n_slots) { /* full of entries of connections closed since: drop those */
-        uint32_t keep = 0;
-        for (uint32_t i = 0; i < io->n_pressured; i++)
-            if (conn_by_id(io, io->pressured[i]))
-                io->pressured[keep++] = io->pressured[i];
-        io->n_pressured = keep;
-    }
-    c->pressure_hold = true;
-    RC_STAT_ADD(io->stats.pressure_holds, 1);
-    io->pressured[io->n_pressured++] = rc_conn_id_make(io->idx, c->slot, c->gen);
-    conn_hold(io, c);
-}
 
-/* No reader is over the pause mark any more: senders are read again. */
-static void release_senders(rc_io *io)
-{
-    if (atomic_load_explicit(io->lim.pressure, memory_order_relaxed)) /* relaxed: see conn_congest */
-        return;
-    for (uint32_t i = 0; i < io->n_pressured; i++) {
-        rc_conn *c = conn_by_id(io, io->pressured[i]);
-        if (!c || !c->pressure_hold)
-            continue;
-        c->pressure_hold = false;
-        if (c->held && !c->jobs_queued)
-            conn_unhold(io, c);
-    }
-    io->n_pressured = 0;
-}
 
-/* Connections whose waiting jobs all entered their rings are read again
- * (unless senders are held for pressure). */
-static void resume_conns(rc_io *io)
-{
-    for (uint32_t i = 0; i < io->n_resume; i++) {
-        rc_conn *c = conn_by_id(io, io->resume[i]);
-        if (!c)
-            continue;
-        c->resume_listed = false;
-        if (!c->held || c->jobs_queued || c->pressure_hold)
-            continue;
-        conn_unhold(io, c);
-    }
-    io->n_resume = 0;
-}
 
 /* ---- messages owed to a connection (slow_consumer letters to redeliver) ---- */
 
@@ -992,7 +758,7 @@ static void redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
 
 /* The connection an id names, or NULL when it closed (or its slot was
  * reused since). */
-static rc_conn *conn_by_id(rc_io *io, rc_conn_id id)
+rc_conn *rc_io_conn(rc_io *io, rc_conn_id id)
 {
     uint32_t slot = rc_conn_slot(id);
     rc_conn *c = slot < io->n_slots ? io->conns[slot] : NULL;
@@ -1005,7 +771,7 @@ static bool deliver_one(rc_io *io, rc_frame *f, const rc_delivery *d)
 {
     if (f->kind == RC_FRAME_VOID)
         return false;
-    rc_conn *c = conn_by_id(io, d->conn);
+    rc_conn *c = rc_io_conn(io, d->conn);
     if (!c) {
         if (f->kind != RC_FRAME_REDELIVER) /* a closed subscriber owes nothing: filtered */
             RC_STAT_ADD(io->stats.dropped_closed, 1);
@@ -1042,7 +808,7 @@ static void deliver_batch(rc_io *io, rc_outbatch *b)
  * turn takes one burst, so it ends (and starts its sends) even while shards
  * keep producing; shutdown takes everything. Deliveries never wait here:
  * the pressure that a reader over the pause mark creates stops senders
- * instead (hold_sender). */
+ * instead (rc_handoff_hold_sender). */
 static void drain_outbound(rc_io *io, uint32_t max)
 {
     rc_outbatch *bs[RC_IO_OUT_BURST];
@@ -1075,7 +841,7 @@ static void on_recv(rc_io *io, rc_conn *c, const struct io_uring_cqe *cqe)
     if (cqe->res == -ENOBUFS) {
         RC_STAT_ADD(io->stats.enobufs, 1);
     } else if (cqe->res == -ECANCELED) {
-        /* conn_hold cancelled it; resume_conns arms it again */
+        /* rc_io_conn_hold cancelled it; rc_handoff_resume arms it again */
     } else if (cqe->res <= 0) {
         conn_kill(io, c); /* EOF or error */
     }
@@ -1167,46 +933,8 @@ static void stop_input(rc_io *io)
     }
 }
 
-static uint32_t jobs_waiting(const rc_io *io)
-{
-    uint32_t n = 0;
-    for (uint32_t s = 0; s < io->n_shards; s++)
-        n += io->pending[s].n;
-    return n;
-}
 
-/* Input has stopped and every job it produced is in a shard's ring: the
- * server may now queue its stop barrier behind them. */
-static void ack_input_stopped(rc_io *io)
-{
-    if (atomic_load_explicit(&io->input_stopped, memory_order_relaxed) || jobs_waiting(io))
-        return;
-    /* release: the jobs pushed before are visible to whoever sees the flag. */
-    atomic_store_explicit(&io->input_stopped, 1, memory_order_release);
-}
 
-/* The stop deadline passed with jobs still waiting for their rings (the
- * shards have stopped): each send becomes a `shutdown` letter, and its
- * sender hears E_SHUTTING_DOWN. */
-static void refuse_waiting_jobs(rc_io *io)
-{
-    for (uint32_t s = 0; s < io->n_shards; s++) {
-        rc_jobq *q = &io->pending[s];
-        while (q->n) {
-            rc_job *j = q->jobs[q->head];
-            rc_conn *c = conn_by_id(io, q->conns[q->head]);
-            jobq_pop(q, 1);
-            job_left(io, c);
-            letter_refused(io, j, RC_LETTER_SHUTDOWN, "the server stopped before this send reached its shard");
-            if (c && j->kind != RC_JOB_DETACH) {
-                rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
-                conn_error(io, c, &m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");
-            }
-            free(j);
-        }
-    }
-    io->n_resume = 0;
-}
 
 /* Says bye to every connection; they close as their output drains. */
 static void say_bye(rc_io *io)
@@ -1309,7 +1037,7 @@ static void submit_and_wait(rc_io *io, bool final)
      * another io thread's reader draining signals us. */
     unsigned wait = rc_ring_count(io->outbound) == 0 ? 1 : 0;
     uint64_t tick_ns = final ? RC_IO_FINAL_TICK_MS * RC_NS_PER_MS
-                     : jobs_waiting(io) || io->n_pressured ? RC_IO_HOLD_RETRY_NS
+                     : rc_handoff_waiting(io) || io->n_pressured ? RC_IO_HOLD_RETRY_NS
                      : io->n_congested_list ? RC_IO_STALL_TICK_NS
                      : 0;
     int r = rc_uring_submit_wait(&io->uring, wait, tick_ns);
@@ -1343,7 +1071,7 @@ static void *io_main(void *arg)
             if (phase >= RC_IO_STOP_INPUT && seen_phase < RC_IO_STOP_INPUT)
                 stop_input(io);
             if (phase == RC_IO_FINAL) {
-                refuse_waiting_jobs(io);
+                rc_handoff_refuse_all(io);
                 drain_outbound(io, DRAIN_ALL);
                 say_bye(io);
             }
@@ -1358,12 +1086,12 @@ static void *io_main(void *arg)
         if (io->n_congested_list)
             check_stalls(io);
         drain_outbound(io, phase == RC_IO_FINAL ? DRAIN_ALL : 1);
-        flush_jobs(io);
+        rc_handoff_flush(io);
         if (io->n_pressured)
-            release_senders(io);
-        resume_conns(io);
+            rc_handoff_release_senders(io);
+        rc_handoff_resume(io);
         if (phase == RC_IO_STOP_INPUT)
-            ack_input_stopped(io);
+            rc_handoff_ack_input_stopped(io);
         flush_sends(io);
         submit_and_wait(io, phase == RC_IO_FINAL);
         handle_completions(io);

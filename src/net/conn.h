@@ -1,0 +1,90 @@
+/*
+ * An io thread's connections, as the files of src/net that serve them see
+ * them: io.c (the loop, the connections' lifetimes and output) and
+ * handoff.c (requests to shards, and the backpressure that holds a
+ * connection's reading). Private to src/net; io.h is the public face.
+ */
+#ifndef RC_NET_CONN_H
+#define RC_NET_CONN_H
+
+#include "net/io.h"
+#include "net/outq.h"
+#include "net/session.h"
+
+enum conn_state {
+    CS_OPEN,     /* reading and writing */
+    CS_DRAINING, /* no more input; closes once its output is sent */
+    CS_DEAD,     /* socket shut down; freed when no operation is in flight */
+};
+
+/* One message a connection missed because it became a slow_consumer letter:
+ * the group (by its 64-bit hash: two groups would need the same hash and
+ * the same seq to be confused) and the seq; seq 0 marks a slot already
+ * redelivered. */
+typedef struct owed_msg {
+    uint64_t g_hash, seq;
+} owed_msg;
+
+typedef struct rc_conn {
+    int fd;
+    uint32_t slot, gen;
+    enum conn_state state;
+    bool recv_armed;
+    bool send_inflight;
+    bool dirty;
+    bool reaping; /* queued on io->reap: freed at the end of the loop turn */
+    bool held;    /* not read: some of its requests wait for room in their shard's ring */
+    bool congested; /* over the pause mark since congested_ns: new deliveries wait for it */
+    bool in_cong_list; /* listed in io->congested */
+    bool slow;    /* stayed over the pause mark for outbound_stall_ms: deliveries past outbound_high_bytes become letters */
+    bool resume_listed; /* listed in io->resume */
+    bool pressure_hold; /* held as a sender while a reader is over the pause mark; listed in io->pressured */
+    uint32_t jobs_queued; /* its jobs in io->pending, not yet in a shard's ring */
+    uint64_t congested_ns;
+    rc_buf in;    /* bytes of a frame not yet complete */
+    rc_outq outq; /* output: shared frames, sent by iovec (net/outq.h) */
+    uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
+    owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
+    uint32_t owed_head, n_owed;
+    rc_session sess;        /* the protocol session (net/session.h) */
+} rc_conn;
+
+/* ---- io.c, for handoff.c ---- */
+
+/* The connection an id names, or NULL when it closed (or its slot was
+ * reused since). */
+rc_conn *rc_io_conn(rc_io *io, rc_conn_id id);
+/* Answers a request with an `err` (proto/PROTOCOL.md §4). */
+void rc_io_conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, const char *text);
+/* Stops reading c (its multishot receive is cancelled) / reads it again:
+ * first what arrived meanwhile, then the socket. */
+void rc_io_conn_hold(rc_io *io, rc_conn *c);
+void rc_io_conn_unhold(rc_io *io, rc_conn *c);
+/* A send that never reached its shard becomes a dead letter of `reason`. */
+void rc_io_letter_refused(rc_io *io, const rc_job *j, rc_letter_reason reason, const char *why);
+
+/* ---- handoff.c: requests to shards ---- */
+
+uint32_t rc_handoff_shard_of(rc_io *io, const char *g, uint32_t len);
+/* Queues a job for its shard (owner: the connection it came from, or
+ * NULL); never blocks or drops. */
+void rc_handoff_queue(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);
+/* Queues a request as a job for its group's shard, from `from`. */
+void rc_handoff_route(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, const rc_msg *m);
+/* Pushes what the shards' rings admit; holds the connections whose jobs wait. */
+void rc_handoff_flush(rc_io *io);
+/* Reads again the connections whose waiting jobs are all in. */
+void rc_handoff_resume(rc_io *io);
+/* After a send: holds its sender while a reader is over the pause mark;
+ * and releases the held senders once none is. */
+void rc_handoff_hold_sender(rc_io *io, rc_conn *c);
+void rc_handoff_release_senders(rc_io *io);
+/* Jobs waiting for their rings. */
+uint32_t rc_handoff_waiting(const rc_io *io);
+/* Stop: input stopped and every job is in: the server may queue its stop
+ * barrier (io->input_stopped); past the deadline, what still waits is
+ * refused (E_SHUTTING_DOWN, `shutdown` letters). */
+void rc_handoff_ack_input_stopped(rc_io *io);
+void rc_handoff_refuse_all(rc_io *io);
+
+#endif
