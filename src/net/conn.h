@@ -1,8 +1,9 @@
 /*
  * An io thread's connections, as the files of src/net that serve them see
- * them: io.c (the loop, the connections' lifetimes and output) and
- * handoff.c (requests to shards, and the backpressure that holds a
- * connection's reading). Private to src/net; io.h is the public face.
+ * them: io.c (the loop, the connections' lifetimes and output), handoff.c
+ * (requests to shards, and the backpressure that holds a connection's
+ * reading) and letters.c (the io side's dead letters). Private to src/net;
+ * io.h is the public face.
  */
 #ifndef RC_NET_CONN_H
 #define RC_NET_CONN_H
@@ -49,7 +50,13 @@ typedef struct rc_conn {
     rc_session sess;        /* the protocol session (net/session.h) */
 } rc_conn;
 
-/* ---- io.c, for handoff.c ---- */
+/* Output bytes waiting: queued plus the unsent part of the send in flight. */
+static inline size_t rc_conn_queued(const rc_conn *c)
+{
+    return rc_outq_bytes(&c->outq);
+}
+
+/* ---- io.c, for the files beside it ---- */
 
 /* The connection an id names, or NULL when it closed (or its slot was
  * reused since). */
@@ -60,8 +67,29 @@ void rc_io_conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, con
  * first what arrived meanwhile, then the socket. */
 void rc_io_conn_hold(rc_io *io, rc_conn *c);
 void rc_io_conn_unhold(rc_io *io, rc_conn *c);
+/* Stops the connection now: no more input or output. */
+void rc_io_conn_kill(rc_io *io, rc_conn *c);
+/* The one outbound-limit check: closes c (event=slow_consumer_closed,
+ * ringcast_slow_consumer_closed_total) when its queued output, what
+ * became letters since it fell behind, and `extra` bytes about to be
+ * queued pass outbound_kill_bytes. True when it closed c. */
+bool rc_io_conn_over_limit(rc_io *io, rc_conn *c, size_t extra);
+/* Queues a copy of one encoded frame. */
+void rc_io_conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n);
+
+/* ---- letters.c: the io side's dead letters ---- */
+
 /* A send that never reached its shard becomes a dead letter of `reason`. */
 void rc_io_letter_refused(rc_io *io, const rc_job *j, rc_letter_reason reason, const char *why);
+/* A slow consumer past outbound_high_bytes: its msgs become letters. */
+bool rc_io_past_high(const rc_io *io, const rc_conn *c);
+/* Turns one encoded `msg` for c into a slow_consumer letter; false when
+ * the frame is not a msg (replies are queued up to the kill bound). */
+bool rc_io_letter_delivery(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len);
+/* A replayed slow_consumer letter reaching one subscriber (ARCHITECTURE §7). */
+void rc_io_redeliver(rc_io *io, rc_conn *c, const rc_frame *f);
+/* The stop deadline passed: what c never got becomes `shutdown` letters. */
+void rc_io_letter_queued_output(rc_io *io, rc_conn *c);
 
 /* ---- handoff.c: requests to shards ---- */
 

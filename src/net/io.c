@@ -5,13 +5,14 @@
  *   net/session.c  the protocol: framing, dispatch, replies (no sockets)
  *   net/outq.c     a connection's output: shared frames sent by iovec
  *   net/handoff.c  requests to shards, and the backpressure that holds a
- *                  connection's reading (net/conn.h is what both share)
- * What stays here: connections and their lifetimes (accept, hold, kill,
- * reap); their output, the pause mark and the slow-consumer decision
- * (conn_congest, check_stalls); the io side's dead letters
- * (deliver_as_letter, rc_io_letter_refused, letter_queued_output); and the
- * loop turn itself (io_main): drain deliveries from shards, push the jobs
- * the turn produced, start sends, then one submit-and-wait.
+ *                  connection's reading
+ *   net/letters.c  the io side's dead letters
+ * (net/conn.h is the connection they share.) What stays here: connections
+ * and their lifetimes (accept, hold, kill, reap); their output, the pause
+ * mark and the slow-consumer decision (conn_congest, check_stalls,
+ * rc_io_conn_over_limit); and the loop turn itself (io_main): drain
+ * deliveries from shards, push the jobs the turn produced, start sends,
+ * then one submit-and-wait.
  *
  * Every submission carries its operation and connection in user_data
  * (rc_ud_make: op, slot, generation), so a completion goes straight to its
@@ -160,13 +161,8 @@ static void conn_mark_dirty(rc_io *io, rc_conn *c)
     }
 }
 
-static void conn_kill(rc_io *io, rc_conn *c);
+void rc_io_conn_kill(rc_io *io, rc_conn *c);
 
-/* Output bytes waiting: queued plus the unsent part of the send in flight. */
-static size_t conn_queued(const rc_conn *c)
-{
-    return rc_outq_bytes(&c->outq);
-}
 
 /* ---- the pause mark ---- */
 
@@ -207,7 +203,7 @@ static void conn_uncongest(rc_io *io, rc_conn *c)
  * again (and, if it was slow, has caught up: its letter count starts over). */
 static void conn_drained(rc_io *io, rc_conn *c)
 {
-    if (conn_queued(c) > io->pause_bytes)
+    if (rc_conn_queued(c) > io->pause_bytes)
         return;
     conn_uncongest(io, c);
     c->slow = false;
@@ -233,7 +229,7 @@ static void check_stalls(rc_io *io)
             c->slow = true;
             RC_STAT_ADD(io->stats.slow_marked, 1);
             RC_LOG_WARN("io", "event=slow_consumer sid=%llu queued=%zu stalled_ms=%llu",
-                    (unsigned long long)c->sess.sid, conn_queued(c), (unsigned long long)((now - c->congested_ns) / RC_NS_PER_MS));
+                    (unsigned long long)c->sess.sid, rc_conn_queued(c), (unsigned long long)((now - c->congested_ns) / RC_NS_PER_MS));
         }
         if (c->congested)
             io->congested[keep++] = io->congested[i];
@@ -244,19 +240,22 @@ static void check_stalls(rc_io *io)
 }
 
 /* Appends one complete frame to the connection's output. */
-/* Room for n more bytes of output: past outbound_kill_bytes the
- * connection is closed (the one bound that closes for queued output). */
+bool rc_io_conn_over_limit(rc_io *io, rc_conn *c, size_t extra)
+{
+    if (rc_conn_queued(c) + c->lettered + extra <= io->lim.outbound_kill_bytes)
+        return false;
+    RC_STAT_ADD(io->stats.slow_kills, 1);
+    RC_LOG_WARN("io", "event=slow_consumer_closed sid=%llu queued=%zu lettered=%llu limit=%llu",
+                (unsigned long long)c->sess.sid, rc_conn_queued(c), (unsigned long long)c->lettered,
+                (unsigned long long)io->lim.outbound_kill_bytes);
+    rc_io_conn_kill(io, c);
+    return true;
+}
+
+/* Room for n more bytes of output (rc_io_conn_over_limit closes it otherwise). */
 static bool conn_room(rc_io *io, rc_conn *c, size_t n)
 {
-    if (c->state == CS_DEAD)
-        return false;
-    if (conn_queued(c) + n <= io->lim.outbound_kill_bytes)
-        return true;
-    RC_STAT_ADD(io->stats.slow_kills, 1);
-    RC_LOG_WARN("io", "event=slow_consumer_closed sid=%llu queued=%zu limit=%llu", (unsigned long long)c->sess.sid,
-                conn_queued(c), (unsigned long long)io->lim.outbound_kill_bytes);
-    conn_kill(io, c);
-    return false;
+    return c->state != CS_DEAD && !rc_io_conn_over_limit(io, c, n);
 }
 
 /* Output was queued (r from rc_outq_push*: -1 is out of memory). */
@@ -264,11 +263,11 @@ static void conn_queued_more(rc_io *io, rc_conn *c, int r)
 {
     if (r < 0) {
         RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sess.sid);
-        conn_kill(io, c);
+        rc_io_conn_kill(io, c);
         return;
     }
     RC_STAT_ADD(io->stats.frames_out, 1);
-    if (conn_queued(c) > io->pause_bytes)
+    if (rc_conn_queued(c) > io->pause_bytes)
         conn_congest(io, c);
     conn_mark_dirty(io, c);
 }
@@ -287,7 +286,7 @@ static bool conn_push(rc_io *io, rc_conn *c, rc_frame *f)
 }
 
 /* Queues a copy of one complete frame built by the io thread itself. */
-static void conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+void rc_io_conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
     if (conn_room(io, c, n))
         conn_queued_more(io, c, rc_outq_push_copy(&c->outq, p, n));
@@ -305,7 +304,7 @@ static void conn_drain(rc_io *io, rc_conn *c);
 static void out_send(void *self, const uint8_t *p, size_t n)
 {
     conn_ctx *x = self;
-    conn_write(x->io, x->c, p, n);
+    rc_io_conn_write(x->io, x->c, p, n);
 }
 
 /* A send is routed, then its sender may be held (rc_handoff_hold_sender). */
@@ -367,7 +366,7 @@ static void submit_send(rc_io *io, rc_conn *c)
     struct msghdr *msg = rc_outq_prepare(&c->outq);
     if (!msg) {
         RC_LOG_ERROR("io", "event=out_nomem sid=%llu", (unsigned long long)c->sess.sid);
-        conn_kill(io, c);
+        rc_io_conn_kill(io, c);
         return;
     }
     struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
@@ -470,7 +469,7 @@ static void conn_detach_all(rc_io *io, rc_conn *c)
 
 /* Stops the connection now: no more input or output. Freed once the
  * kernel has returned every operation in flight. */
-static void conn_kill(rc_io *io, rc_conn *c)
+void rc_io_conn_kill(rc_io *io, rc_conn *c)
 {
     if (c->state == CS_DEAD)
         return;
@@ -492,7 +491,7 @@ static void conn_drain(rc_io *io, rc_conn *c)
         return;
     c->state = CS_DRAINING;
     if (rc_outq_empty(&c->outq) && !c->send_inflight)
-        conn_kill(io, c);
+        rc_io_conn_kill(io, c);
 }
 
 static void conn_accept(rc_io *io, int fd)
@@ -558,11 +557,11 @@ static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
     if (c->in.len == 0 && !c->held) {
         size_t used = conn_session_input(io, c, p, n);
         if (used < n && rc_buf_append(&c->in, p + used, n - used) != 0)
-            conn_kill(io, c);
+            rc_io_conn_kill(io, c);
         return;
     }
     if (rc_buf_append(&c->in, p, n) != 0) {
-        conn_kill(io, c);
+        rc_io_conn_kill(io, c);
         return;
     }
     if (!c->held)
@@ -573,28 +572,6 @@ static void conn_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 /* Shards                                                               */
 /* ------------------------------------------------------------------ */
 
-/* A send that never reached its shard becomes a dead letter of `reason`
- * (overloaded, shutdown), so no message is refused without a trace
- * (proto/PROTOCOL.md, dead letters). */
-void rc_io_letter_refused(rc_io *io, const rc_job *j, rc_letter_reason reason, const char *why)
-{
-    if (j->kind != RC_JOB_SEND || !io->lim.letters)
-        return;
-    rc_letter l = { .reason = reason, .g = { rc_job_g(j), j->g_len },
-                    .from = { rc_job_user(j), j->user_len }, .ts = rc_clock_wall_ms(),
-                    .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
-                    .body_is_str = j->body_is_str, .attempts = 1, .err = rc_str_c(why) };
-    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-        if (reason == RC_LETTER_OVERLOADED)
-            RC_STAT_ADD(io->stats.overload_letters, 1);
-        else
-            RC_STAT_ADD(io->stats.shutdown_letters, 1);
-    } else {
-        RC_STAT_ADD(io->stats.letters_refused, 1);
-        RC_LOG_ERROR("io", "event=letter_refused reason=%s group=%.*s from=%.*s", rc_letter_reason_name(reason),
-                     (int)j->g_len, rc_job_g(j), (int)j->user_len, rc_job_user(j));
-    }
-}
 
 
 
@@ -635,126 +612,23 @@ void rc_io_conn_unhold(rc_io *io, rc_conn *c)
 
 
 
-/* ---- messages owed to a connection (slow_consumer letters to redeliver) ---- */
+/* ---- messages owed to a connection (slow_consumer letters to rc_io_redeliver) ---- */
 
-/* Remembers that c missed (g, seq) because it became a letter. When the ring
- * is full the oldest pair is forgotten (counted): its replay then delivers
- * nothing, and history still serves it. */
-static void owed_remember(rc_io *io, rc_conn *c, rc_str g, uint64_t seq)
-{
-    if (!c->owed && !(c->owed = calloc(RC_CONN_LETTERED_MAX, sizeof(*c->owed)))) {
-        RC_LOG_ERROR("io", "event=owed_nomem sid=%llu", (unsigned long long)c->sess.sid);
-        return; /* a replay of this letter will deliver nothing; history covers it */
-    }
-    if (c->n_owed == RC_CONN_LETTERED_MAX) {
-        if (c->owed[c->owed_head].seq)
-            RC_STAT_ADD(io->stats.lettered_forgotten, 1);
-        c->owed_head = (c->owed_head + 1) % RC_CONN_LETTERED_MAX;
-        c->n_owed--;
-    }
-    c->owed[(c->owed_head + c->n_owed++) % RC_CONN_LETTERED_MAX] = (owed_msg){ rc_hash64(g.ptr, g.len), seq };
-}
 
-/* True when c owed (g, seq), which it then no longer owes. */
-static bool owed_take(rc_conn *c, rc_str g, uint64_t seq)
-{
-    uint64_t h = rc_hash64(g.ptr, g.len);
-    for (uint32_t i = 0; seq && i < c->n_owed; i++) {
-        owed_msg *o = &c->owed[(c->owed_head + i) % RC_CONN_LETTERED_MAX];
-        if (o->seq == seq && o->g_hash == h) {
-            o->seq = 0;
-            while (c->n_owed && c->owed[c->owed_head].seq == 0) { /* replays usually come oldest first */
-                c->owed_head = (c->owed_head + 1) % RC_CONN_LETTERED_MAX;
-                c->n_owed--;
-            }
-            return true;
-        }
-    }
-    return false;
-}
 
-/* A slow consumer (check_stalls) past outbound_high_bytes, with dead
- * letters on: its msg deliveries become slow_consumer letters. Checked
- * before anything else on every delivery; deliver_as_letter is the rare
- * path behind it. */
-static bool past_high(const rc_io *io, const rc_conn *c)
-{
-    return c->slow && io->lim.letters && conn_queued(c) > io->lim.outbound_high_bytes;
-}
 
-/* A delivery to a connection past_high: the msg (the encoded frame p, len
- * bytes) becomes a slow_consumer dead letter instead of more
- * queued output (it stays in the group's history, so a reconnect with
- * `since` recovers it), and the connection remembers it is owed, for a
- * replay to redeliver. Returns true when the frame was turned into a
- * letter. */
-static bool deliver_as_letter(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
-{
-    rc_msg m;
-    if (rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
-        return false; /* replies and errors are queued up to the kill bound */
-    char why[96];
-    snprintf(why, sizeof(why), "outbound queue of %zu bytes passed outbound_high_bytes", conn_queued(c));
-    rc_letter l = { .reason = RC_LETTER_SLOW_CONSUMER, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
-                    .to = { c->sess.user, c->sess.user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
-                    .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
-    c->lettered += len;
-    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-        RC_STAT_ADD(io->stats.slow_letters, 1);
-        owed_remember(io, c, m.g, m.seq);
-    } else {
-        RC_STAT_ADD(io->stats.letters_refused, 1);
-        RC_LOG_ERROR("io", "event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s",
-                (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->sess.user_len, c->sess.user);
-    }
-    /* Behind by more than the kill bound, counting what became letters. */
-    if (conn_queued(c) + c->lettered > io->lim.outbound_kill_bytes) {
-        RC_STAT_ADD(io->stats.slow_kills, 1);
-        RC_LOG_WARN("io", "event=slow_consumer_closed sid=%llu queued=%zu lettered=%llu limit=%llu",
-                (unsigned long long)c->sess.sid, conn_queued(c), (unsigned long long)c->lettered,
-                (unsigned long long)io->lim.outbound_kill_bytes);
-        conn_kill(io, c);
-    }
-    return true;
-}
 
 /* One `msg` (or reply) frame for a live connection: queued, or past
  * outbound_high_bytes a slow_consumer letter (never for history the session
  * asked for). */
 static bool deliver_msg(rc_io *io, rc_conn *c, rc_frame *f, uint32_t flags)
 {
-    if (past_high(io, c) && !(flags & RC_DELIVERY_SYNC) && deliver_as_letter(io, c, f->data, f->len))
+    if (rc_io_past_high(io, c) && !(flags & RC_DELIVERY_SYNC) && rc_io_letter_delivery(io, c, f->data, f->len))
         return false;
     RC_STAT_ADD(io->stats.deliveries, 1);
     return conn_push(io, c, f); /* a large frame takes the delivery's reference with it */
 }
 
-/* A replayed slow_consumer letter (rc_frame_redeliver_new) reaching one
- * subscriber of its group: sent only when this connection belongs to the
- * letter's recipient and still owes that (g, seq), which it then no longer
- * owes, so a second replay delivers nothing. Any other connection drops it
- * silently: a filter, not a loss. A connection still past
- * outbound_high_bytes gets it lettered again (and owed again) like any
- * delivery, rather than queued past the bound: a new trace, never a silent
- * drop, and the next replay can try again. */
-static void redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
-{
-    if (!rc_str_eq(rc_frame_redeliver_to(f), (rc_str){ c->sess.user, c->sess.user_len }))
-        return;
-    uint32_t len;
-    const uint8_t *wire = rc_frame_redeliver_wire(f, &len);
-    rc_msg m;
-    if (len < RC_FRAME_HEADER ||
-        rc_decode(&io->dec, wire + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK ||
-        m.type != RC_T_MSG || !owed_take(c, m.g, m.seq)) {
-        RC_STAT_ADD(io->stats.redelivery_skipped, 1);
-        return;
-    }
-    if (!past_high(io, c) || !deliver_as_letter(io, c, wire, len)) {
-        conn_write(io, c, wire, len); /* a copy: the wire lies inside the redelivery frame */
-        RC_STAT_ADD(io->stats.redelivered, 1);
-    }
-}
 
 /* The connection an id names, or NULL when it closed (or its slot was
  * reused since). */
@@ -778,7 +652,7 @@ static bool deliver_one(rc_io *io, rc_frame *f, const rc_delivery *d)
     } else if (f->kind == RC_FRAME_JOIN_REFUSED) {
         rc_session_forget(&c->sess, (rc_str){ (const char *)f->data, f->len });
     } else if (f->kind == RC_FRAME_REDELIVER) {
-        redeliver(io, c, f);
+        rc_io_redeliver(io, c, f);
     } else {
         return deliver_msg(io, c, f, d->flags);
     }
@@ -843,7 +717,7 @@ static void on_recv(rc_io *io, rc_conn *c, const struct io_uring_cqe *cqe)
     } else if (cqe->res == -ECANCELED) {
         /* rc_io_conn_hold cancelled it; rc_handoff_resume arms it again */
     } else if (cqe->res <= 0) {
-        conn_kill(io, c); /* EOF or error */
+        rc_io_conn_kill(io, c); /* EOF or error */
     }
     if (c->state == CS_DEAD) {
         conn_reap_later(io, c);
@@ -857,7 +731,7 @@ static void on_send(rc_io *io, rc_conn *c, int res)
 {
     c->send_inflight = false;
     if (res <= 0) {
-        conn_kill(io, c); /* an error, or a socket that takes nothing */
+        rc_io_conn_kill(io, c); /* an error, or a socket that takes nothing */
     } else {
         RC_STAT_ADD(io->stats.bytes_out, (uint64_t)res);
         bool whole = rc_outq_sent(&c->outq, (size_t)res);
@@ -869,7 +743,7 @@ static void on_send(rc_io *io, rc_conn *c, int res)
         if (!rc_outq_empty(&c->outq))
             conn_mark_dirty(io, c);
         else if (c->state == CS_DRAINING)
-            conn_kill(io, c);
+            rc_io_conn_kill(io, c);
     }
     conn_reap_later(io, c);
 }
@@ -949,53 +823,14 @@ static void say_bye(rc_io *io)
     }
 }
 
-/* The stop deadline passed with output still queued for c: every `msg` in
- * it that the kernel never got becomes a `shutdown` dead letter. (The tail
- * of the send in flight is not: part of it may have left.) */
-/* One encoded `msg` (p, len bytes with its length prefix) that never
- * left: a `shutdown` letter to its recipient. */
-static void letter_unsent(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
-{
-    rc_msg m;
-    if (rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
-        return;
-    rc_letter l = { .reason = RC_LETTER_SHUTDOWN, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
-                    .to = { c->sess.user, c->sess.user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
-                    .body_is_str = m.body_is_str, .attempts = 1,
-                    .err = rc_str_c("the server stopped before this delivery left") };
-    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-        RC_STAT_ADD(io->stats.shutdown_letters, 1);
-    } else {
-        RC_STAT_ADD(io->stats.letters_refused, 1);
-        RC_LOG_ERROR("io", "event=letter_refused reason=shutdown group=%.*s seq=%llu", (int)m.g.len, m.g.ptr,
-                     (unsigned long long)m.seq);
-    }
-}
 
-static void letter_queued_output(rc_io *io, rc_conn *c)
-{
-    if (!io->lim.letters || c->state == CS_DEAD)
-        return;
-    rc_frame *f;
-    for (uint32_t i = 0; (f = rc_outq_unsent(&c->outq, i)); i++) {
-        /* A chunk holds several encoded frames back to back. */
-        for (uint32_t off = 0; off + RC_FRAME_HEADER <= f->len;) {
-            uint32_t len = RC_FRAME_HEADER + rc_frame_len(f->data + off);
-            if (off + len > f->len)
-                break;
-            letter_unsent(io, c, f->data + off, len);
-            off += len;
-        }
-    }
-    rc_outq_drop_unsent(&c->outq);
-}
 
 static void kill_all(rc_io *io)
 {
     for (uint32_t i = 0; i < io->n_slots; i++) {
         if (io->conns[i]) {
-            letter_queued_output(io, io->conns[i]);
-            conn_kill(io, io->conns[i]);
+            rc_io_letter_queued_output(io, io->conns[i]);
+            rc_io_conn_kill(io, io->conns[i]);
         }
     }
 }
