@@ -7,14 +7,23 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-rc_frame *rc_frame_new(const uint8_t *p, uint32_t len)
+rc_frame *rc_frame_alloc(size_t cap)
 {
-    rc_frame *f = malloc(sizeof(*f) + len);
+    rc_frame *f = malloc(sizeof(*f) + cap);
     if (!f)
         return NULL;
     atomic_init(&f->refs, 1);
-    f->len = len;
+    f->len = 0;
     f->kind = RC_FRAME_WIRE;
+    return f;
+}
+
+rc_frame *rc_frame_new(const uint8_t *p, uint32_t len)
+{
+    rc_frame *f = rc_frame_alloc(len);
+    if (!f)
+        return NULL;
+    f->len = len;
     memcpy(f->data, p, len);
     return f;
 }

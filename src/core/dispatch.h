@@ -59,6 +59,8 @@ typedef struct rc_frame {
 } rc_frame;
 
 rc_frame *rc_frame_new(const uint8_t *p, uint32_t len);
+/* An empty WIRE frame (len 0, one reference) with room for cap bytes. NULL on ENOMEM. */
+rc_frame *rc_frame_alloc(size_t cap);
 /* Copies one encoded frame out of b (from offset `from` to its end) and
  * truncates b back to `from`. NULL on ENOMEM. */
 rc_frame *rc_frame_take(rc_buf *b, size_t from);

@@ -51,11 +51,9 @@ int rc_outq_push_copy(rc_outq *q, const uint8_t *p, size_t n)
         return 0;
     }
     size_t cap = n > RC_OUTQ_CHUNK ? n : RC_OUTQ_CHUNK;
-    rc_frame *c = malloc(sizeof(*c) + cap);
+    rc_frame *c = rc_frame_alloc(cap);
     if (!c)
         return -1;
-    atomic_init(&c->refs, 1);
-    c->kind = RC_FRAME_WIRE;
     c->len = (uint32_t)n;
     memcpy(c->data, p, n);
     if (append(q, c) != 0) {

@@ -78,6 +78,15 @@ typedef struct stream {
 
 /* Takes n bytes of the prepared send like the kernel would, checking each
  * against the stream. Returns false at the first byte out of order. */
+/* The test's own references: each frame is back to just it, then dropped. */
+static void release(rc_frame **f, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        CU_ASSERT_EQUAL(refs(f[i]), 1);
+        rc_frame_unref(f[i]);
+    }
+}
+
 static bool take(const struct msghdr *m, size_t n, stream *s)
 {
     for (size_t i = 0; i < m->msg_iovlen && n > 0; i++) {
@@ -164,10 +173,7 @@ static void test_whole_send(void)
     CU_ASSERT_TRUE(rc_outq_sent(&q, late));
     CU_ASSERT_TRUE(rc_outq_empty(&q));
     CU_ASSERT_EQUAL(rc_outq_bytes(&q), 0);
-    for (uint32_t i = 0; i < SENT + LATE; i++) {
-        CU_ASSERT_EQUAL(refs(f[i]), 1);
-        rc_frame_unref(f[i]);
-    }
+    release(f, SENT + LATE);
     rc_outq_free(&q);
 }
 
@@ -229,10 +235,7 @@ static void test_short_send_inside_frame(void)
     CU_ASSERT_TRUE(rc_outq_empty(&q));
     CU_ASSERT_EQUAL(rc_outq_bytes(&q), 0);
     CU_ASSERT_EQUAL(s.id, 13);
-    for (uint32_t i = 0; i < 3; i++) {
-        CU_ASSERT_EQUAL(refs(f[i]), 1);
-        rc_frame_unref(f[i]);
-    }
+    release(f, 3);
     rc_outq_free(&q);
 }
 
@@ -262,10 +265,7 @@ static void test_short_send_at_boundary(void)
     CU_ASSERT_EQUAL(m->msg_iov[0].iov_len, f[2]->len);
     CU_ASSERT_TRUE(rc_outq_sent(&q, f[2]->len));
     CU_ASSERT_TRUE(rc_outq_empty(&q));
-    for (uint32_t i = 0; i < 3; i++) {
-        CU_ASSERT_EQUAL(refs(f[i]), 1);
-        rc_frame_unref(f[i]);
-    }
+    release(f, 3);
     rc_outq_free(&q);
 }
 
@@ -437,10 +437,7 @@ static void test_unsent(void)
     CU_ASSERT_TRUE(rc_outq_sent(&q, flight));
     CU_ASSERT_TRUE(rc_outq_empty(&q));
     CU_ASSERT_EQUAL(rc_outq_bytes(&q), 0);
-    for (uint32_t i = 0; i < FLIGHT + LATE; i++) {
-        CU_ASSERT_EQUAL(refs(f[i]), 1);
-        rc_frame_unref(f[i]);
-    }
+    release(f, FLIGHT + LATE);
     rc_outq_free(&q);
 }
 
@@ -530,10 +527,7 @@ static void test_free(void)
     CU_ASSERT_FALSE(rc_outq_sent(&q, f[0]->len + 1));
     CU_ASSERT_PTR_NOT_NULL_FATAL(rc_outq_prepare(&q));
     rc_outq_free(&q);
-    for (uint32_t i = 0; i < N; i++) {
-        CU_ASSERT_EQUAL(refs(f[i]), 1);
-        rc_frame_unref(f[i]);
-    }
+    release(f, N);
     CU_ASSERT_PTR_NULL(q.frames);
     CU_ASSERT_PTR_NULL(q.iov);
     CU_ASSERT_EQUAL(q.n, 0);
