@@ -125,6 +125,7 @@ typedef struct rc_msg {
 typedef struct rc_decoder {
     msgpack_zone zone;
     bool zone_ready;
+    bool requests; /* decodes what clients send: keys only replies define (hist's msgs) are ignored */
 } rc_decoder;
 
 /* ---- names ---- */
@@ -156,6 +157,10 @@ rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame);
 /* ---- decoding ---- */
 
 void rc_decoder_init(rc_decoder *d);
+/* A decoder for a server's input: a `hist` request's `msgs` key is ignored
+ * like any key the request does not define (proto/PROTOCOL.md §4), so a
+ * client cannot make the server decode a reply's array. */
+void rc_decoder_init_requests(rc_decoder *d);
 void rc_decoder_free(rc_decoder *d);
 
 /*

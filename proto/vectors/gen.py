@@ -310,6 +310,8 @@ VALID = [
     ("rid as a positive int8 (0xd0): MessagePack ints are one family", m("ping", rid=Raw(b"\xd0\x05", 5))),
     ("since as a positive int64 (0xd3)", m("join", ("g", "room"), ("since", Raw(b"\xd3" + bytes(7) + b"\x07", 7)))),
     ("nesting 32 levels deep (the top map is level 1)", m("ping", ("x", nested_arrays(31)))),
+    ("nesting 32 levels deep, the innermost an empty array", m("ping", ("x", Raw(b"\x91" * 30 + b"\x90")))),
+    ("a NUL byte in a body is data", m("send", ("g", "room"), ("body", "a\x00b"))),
 ]
 
 # A few valid vectors are Raw as a whole; give them their expects by hand.
@@ -324,8 +326,6 @@ RAW_EXPECT = {
 
 XF_DUP_HDR = ("codec: `t` and `rid` are read in a first pass that keeps the last "
               "occurrence and never checks for repeats")
-XF_DEPTH = ("codec: msgpack-c's unpack stack (32 levels) overflows with "
-            "MSGPACK_UNPACK_NOMEM_ERROR, which rc_decode reports as E_INTERNAL")
 XF_COUNT = ("codec: msgpack-c allocates the declared element count before reading "
             "any element; 2^32-1 elements is a 96 GiB request, and its failure is "
             "reported as E_INTERNAL")
@@ -446,6 +446,17 @@ INVALID = [
     ("rid twice", m("ping", ("rid", 2), rid=1), "E_BAD_FIELD", None),
     # ---- resource bounds inside a small frame ----
     ("nesting 33 levels deep", m("ping", ("x", nested_arrays(32))), "E_BAD_FRAME", None),
+    ("nesting 33 levels deep, the innermost an empty array",
+     m("ping", ("x", Raw(b"\x91" * 31 + b"\x90")), rid=28), "E_BAD_FRAME", None),
+    ("nesting 33 levels deep, the innermost an empty map",
+     m("ping", ("x", Raw(b"\x91" * 31 + b"\x80"))), "E_BAD_FRAME", None),
+    # ---- names may not hold NUL (PROTOCOL.md §2.1) ----
+    ("group with a NUL byte", m("join", ("g", "ro\x00om"), rid=29), "E_BAD_FIELD", 29),
+    ("group that is one NUL byte", m("send", ("g", "\x00"), ("body", "hi")), "E_BAD_FIELD"),
+    ("user with a NUL byte", m("hello", ("user", "alice\x00admin")), "E_BAD_FIELD"),
+    ("mid with a NUL byte", m("send", ("g", "room"), ("body", "hi"), ("mid", "m\x001")), "E_BAD_FIELD"),
+    ("from with a NUL byte (msg)", m("msg", ("g", "room"), ("seq", 1), ("from", "a\x00"), ("ts", 1), ("body", "x")),
+     "E_BAD_FIELD"),
     ("array declares 2^32-1 elements, holds none",
      m("ping", ("x", Raw(b"\xdd\xff\xff\xff\xff"))), "E_BAD_FRAME", None),
     ("map declares 2^32-1 entries, holds none",

@@ -107,7 +107,7 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, 
     io->n_shards = n_shards;
     io->chash = chash;
     io->n_slots = lim->max_connections;
-    rc_decoder_init(&io->dec);
+    rc_decoder_init_requests(&io->dec);
     rc_buf_init(&io->scratch);
     io->waker.efd = -1;
     if (rc_uring_init(&io->uring, RC_IO_QUEUE_DEPTH, lim->recv_buffers, lim->recv_buffer_size, err, errlen) != 0)

@@ -86,7 +86,10 @@ typedef enum field_id {
     F_DUP, F_LOST, F_MSGS, F_TO, F_COUNT
 } field_id;
 
-typedef enum field_kind { K_UINT, K_STR, K_BODY, K_BOOL, K_ARRAY } field_kind;
+/* K_NAME is a K_STR that names something (a user, a group, a message id):
+ * it may not hold the byte 0x00 (proto/PROTOCOL.md §2.1), so a name is the
+ * same string to every layer that keys, logs or prints it. */
+typedef enum field_kind { K_UINT, K_STR, K_NAME, K_BODY, K_BOOL, K_ARRAY } field_kind;
 
 typedef struct field_def {
     const char *key;
@@ -97,17 +100,17 @@ typedef struct field_def {
 
 static const field_def fields[F_COUNT] = {
     [F_RID] = { "rid", K_UINT, 0, 0 },
-    [F_USER] = { "user", K_STR, 1, RC_MAX_USER },
+    [F_USER] = { "user", K_NAME, 1, RC_MAX_USER },
     [F_TOKEN] = { "token", K_STR, 0, RC_MAX_TOKEN },
-    [F_G] = { "g", K_STR, 1, RC_MAX_GROUP },
+    [F_G] = { "g", K_NAME, 1, RC_MAX_GROUP },
     [F_SINCE] = { "since", K_UINT, 0, 0 },
     [F_BODY] = { "body", K_BODY, 0, UINT32_MAX },
-    [F_MID] = { "mid", K_STR, 1, RC_MAX_MID },
+    [F_MID] = { "mid", K_NAME, 1, RC_MAX_MID },
     [F_BEFORE] = { "before", K_UINT, 0, 0 },
     [F_LIMIT] = { "limit", K_UINT, 1, RC_MAX_HIST_LIMIT },
     [F_SEQ] = { "seq", K_UINT, 0, 0 },
     [F_TS] = { "ts", K_UINT, 0, 0 },
-    [F_FROM] = { "from", K_STR, 1, RC_MAX_USER },
+    [F_FROM] = { "from", K_NAME, 1, RC_MAX_USER },
     [F_CODE] = { "code", K_STR, 1, 64 },
     [F_TEXT] = { "msg", K_STR, 0, RC_MAX_TEXT },
     [F_REASON] = { "reason", K_STR, 0, RC_MAX_TEXT },
@@ -117,11 +120,13 @@ static const field_def fields[F_COUNT] = {
     [F_DUP] = { "dup", K_BOOL, 0, 0 },
     [F_LOST] = { "lost", K_BOOL, 0, 0 },
     [F_MSGS] = { "msgs", K_ARRAY, 0, 0 },
-    [F_TO] = { "to", K_STR, 1, RC_MAX_USER },
+    [F_TO] = { "to", K_NAME, 1, RC_MAX_USER },
 };
 
 #define REQ(f) (1ull << (f))
 #define OPT(f) (1ull << ((f) + 32))
+/* Keys of a type that only its reply carries: hist is both a request and a reply. */
+#define REPLY_ONLY OPT(F_MSGS)
 
 /* Required and optional fields per type (bit f = required, bit 32+f = optional). */
 static const uint64_t type_spec[RC_T_COUNT] = {
@@ -147,6 +152,13 @@ static const uint64_t type_spec[RC_T_COUNT] = {
 void rc_decoder_init(rc_decoder *d)
 {
     d->zone_ready = msgpack_zone_init(&d->zone, RC_DECODER_ZONE_CHUNK);
+    d->requests = false;
+}
+
+void rc_decoder_init_requests(rc_decoder *d)
+{
+    rc_decoder_init(d);
+    d->requests = true;
 }
 
 void rc_decoder_free(rc_decoder *d)
@@ -210,6 +222,7 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
         }
         break;
     case K_STR:
+    case K_NAME:
         if (v->type != MSGPACK_OBJECT_STR) {
             *why = "field must be a string";
             return RC_E_BAD_FIELD;
@@ -218,6 +231,10 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
         s.len = v->via.str.size;
         if (s.len < def->min_len || s.len > def->max_len) {
             *why = "string field outside its length bounds";
+            return RC_E_BAD_FIELD;
+        }
+        if (def->kind == K_NAME && memchr(s.ptr, '\0', s.len)) {
+            *why = "names (user, g, mid, from, to) may not contain the byte 0x00";
             return RC_E_BAD_FIELD;
         }
         break;
@@ -351,6 +368,8 @@ static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, co
         return e;
 
     uint64_t spec = type_spec[out->type];
+    if (d->requests)
+        spec &= ~REPLY_ONLY;
     uint64_t seen = 0;
     for (uint32_t i = 0; i < map->size; i++) {
         field_id f = field_lookup(&map->ptr[i].key);
@@ -391,7 +410,9 @@ static uint64_t be(const uint8_t *p, unsigned n)
 }
 
 /* Shape of the item at p (left > 0 bytes): header bytes, payload bytes to
- * skip, and child items that follow. -1 for a reserved or truncated header. */
+ * skip, and child items that follow. Returns 1 for an array or map (even an
+ * empty one: msgpack-c gives every container a level of its stack), 0 for
+ * any other item, -1 for a reserved or truncated header. */
 static int item_shape(const uint8_t *p, size_t left, size_t *hdr, uint64_t *skip, uint64_t *children)
 {
     uint8_t b = p[0];
@@ -403,8 +424,8 @@ static int item_shape(const uint8_t *p, size_t left, size_t *hdr, uint64_t *skip
     *children = 0;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
         return 0;
-    if (b <= 0x8f) { *children = 2u * (b & 0x0fu); return 0; }
-    if (b <= 0x9f) { *children = b & 0x0fu; return 0; }
+    if (b <= 0x8f) { *children = 2u * (b & 0x0fu); return 1; }
+    if (b <= 0x9f) { *children = b & 0x0fu; return 1; }
     if (b <= 0xbf) { *skip = b & 0x1fu; return 0; }
     switch (b) {
     case 0xc4: case 0xd9: lb = 1; kind = 1; break;            /* bin8, str8 */
@@ -432,11 +453,12 @@ static int item_shape(const uint8_t *p, size_t left, size_t *hdr, uint64_t *skip
         return -1;
     uint64_t n = be(p + 1, lb);
     *hdr = 1u + lb;
-    if (kind == 0 || kind == 1)
+    if (kind == 0 || kind == 1) {
         *skip = n + extra;
-    else
-        *children = kind == 3 ? 2u * n : n;
-    return 0;
+        return 0;
+    }
+    *children = kind == 3 ? 2u * n : n;
+    return 1;
 }
 
 static rc_err prescan(const uint8_t *p, size_t len)
@@ -454,17 +476,17 @@ static rc_err prescan(const uint8_t *p, size_t len)
             return RC_E_BAD_FRAME;
         size_t hdr;
         uint64_t skip, children;
-        if (item_shape(p + off, len - off, &hdr, &skip, &children) != 0)
+        int shape = item_shape(p + off, len - off, &hdr, &skip, &children);
+        if (shape < 0)
             return RC_E_BAD_FRAME;
         pending[depth]--;
         if (skip > len - off - hdr || children > len - off - hdr)
             return RC_E_BAD_FRAME;
         off += hdr + skip;
-        if (children) {
-            if (depth == RC_MAX_DEPTH)
-                return RC_E_BAD_FRAME;
+        if (shape == 1 && depth == RC_MAX_DEPTH)
+            return RC_E_BAD_FRAME; /* the container itself would be level RC_MAX_DEPTH + 1 */
+        if (children)
             pending[++depth] = children;
-        }
     }
     return RC_OK;
 }

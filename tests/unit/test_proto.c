@@ -982,6 +982,39 @@ static void test_str_helpers(void)
     CU_ASSERT(rc_str_eq((rc_str){ NULL, 0 }, rc_str_c("")));
 }
 
+/* A server's decoder reads a `hist` with a `msgs` key as the request it is:
+ * the key is ignored, its array never decoded; a client's decoder reads the
+ * same map as a reply. */
+static void test_requests_ignore_reply_keys(void)
+{
+    enum { N = 1000 };
+    static uint8_t frame[64 + N * 8];
+    size_t n = 0;
+    frame[n++] = 0x83; /* {t: "hist", g: "room", msgs: [N x {t: "msg"}]} */
+    memcpy(frame + n, "\xa1t\xa4hist\xa1g\xa4room\xa4msgs\xdd", 20);
+    n += 20;
+    rc_frame_put_len(frame + n, N);
+    n += 4;
+    for (int i = 0; i < N; i++) {
+        memcpy(frame + n, "\x81\xa1t\xa3msg", 7);
+        n += 7;
+    }
+    rc_decoder d;
+    rc_decoder_init_requests(&d);
+    rc_msg m;
+    const char *why = NULL;
+    CU_ASSERT_EQUAL(rc_decode(&d, frame, n, &m, &why), RC_OK);
+    CU_ASSERT_EQUAL(m.type, RC_T_HIST);
+    CU_ASSERT(rc_str_eq(m.g, rc_str_c("room")));
+    CU_ASSERT_FALSE(m.has & RC_HAS_MSGS);
+    CU_ASSERT_EQUAL(m.n_msgs, 0);
+    rc_decoder_free(&d);
+
+    rc_decoder_init(&d);
+    CU_ASSERT_EQUAL(rc_decode(&d, frame, n, &m, &why), RC_E_MISSING_FIELD); /* each element lacks g, seq, ... */
+    rc_decoder_free(&d);
+}
+
 /* ------------------------------------------------------------------ */
 
 static int add_tests(void)
@@ -1000,7 +1033,8 @@ static int add_tests(void)
         return -1;
     s = CU_add_suite("proto_names", NULL, NULL);
     if (!s || !CU_add_test(s, "error code names", test_err_names) ||
-        !CU_add_test(s, "type names", test_type_names) || !CU_add_test(s, "rc_str helpers", test_str_helpers))
+        !CU_add_test(s, "type names", test_type_names) || !CU_add_test(s, "rc_str helpers", test_str_helpers) ||
+        !CU_add_test(s, "a server's decoder ignores the keys only replies define", test_requests_ignore_reply_keys))
         return -1;
     return 0;
 }

@@ -95,7 +95,7 @@ static scene *scene_new(void)
     sc->f.reads_left = -1;
     sc->lim = (rc_session_limits){ .max_frame = MAX_FRAME, .max_groups = MAX_GROUPS, .admin_token = TOKEN };
     sc->out = (rc_session_out){ &sc->f, f_send, f_route, f_reading, f_close, f_stopping };
-    rc_decoder_init(&sc->dec);
+    rc_decoder_init_requests(&sc->dec);
     rc_buf_init(&sc->scratch);
     sc->env = (rc_session_env){ &sc->lim, &sc->out, &sc->dec, &sc->scratch, &sc->stats };
     rc_session_init(&sc->s, 42);
