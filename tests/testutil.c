@@ -213,19 +213,31 @@ double rc_test_metric(uint16_t admin_port, const char *prefix, int sum)
 }
 
 #define KAFKA_DEV_WAIT_MS 10000 /* ringcast-kafka-dev prints its address within this */
+#define KAFKA_DEV_MAX_ARGS 16
 #define KCAT_TIMEOUT_S 30
+#define KCAT_MAX_BYTES (64u << 20) /* topic bytes rc_test_kcat_values reads at most */
+#define KCAT_LEN_BYTES 4           /* kcat's %R: the value's length, 32-bit big-endian */
 
 pid_t rc_test_kafka_dev_start(char *bootstrap, size_t len)
 {
+    return rc_test_kafka_dev_start_args(bootstrap, len, NULL);
+}
+
+pid_t rc_test_kafka_dev_start_args(char *bootstrap, size_t len, const char *const *args)
+{
     const char *bin = getenv("RINGCAST_KAFKA_DEV");
-    int p[2];
+    const char *argv[KAFKA_DEV_MAX_ARGS + 2] = { bin };
+    int p[2], n = 1;
+    for (; args && args[n - 1] && n <= KAFKA_DEV_MAX_ARGS; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
     if (!bin || pipe(p) != 0)
         return -1;
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[1], 1);
         close(p[0]);
-        execl(bin, bin, (char *)NULL);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
@@ -271,4 +283,32 @@ int rc_test_kcat_count(const char *bootstrap, const char *key, const char *heade
     if (total)
         *total = n;
     return (int)match;
+}
+
+int rc_test_kcat_values(const char *bootstrap, rc_test_value_fn fn, void *ud)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "timeout %d kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%R%%s' 2>/dev/null",
+             KCAT_TIMEOUT_S, bootstrap);
+    uint8_t *buf = malloc(KCAT_MAX_BYTES);
+    FILE *k = buf ? popen(cmd, "r") : NULL;
+    if (!k) {
+        free(buf);
+        return -1;
+    }
+    size_t n = fread(buf, 1, KCAT_MAX_BYTES, k);
+    pclose(k);
+    int records = 0;
+    for (size_t off = 0; off + KCAT_LEN_BYTES <= n; records++) {
+        uint32_t len = (uint32_t)buf[off] << 24 | (uint32_t)buf[off + 1] << 16 | (uint32_t)buf[off + 2] << 8 |
+                       buf[off + 3];
+        off += KCAT_LEN_BYTES;
+        if (len > n - off)
+            break;
+        fn(ud, (const char *)buf + off, len);
+        off += len;
+    }
+    free(buf);
+    return records;
 }

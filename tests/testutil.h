@@ -36,8 +36,10 @@ int rc_test_server_stop(rc_test_server *s);
 int rc_test_server_stop_keep(rc_test_server *s);
 
 /* Starts $RINGCAST_KAFKA_DEV and reads its `bootstrap=HOST:PORT` line into
- * bootstrap. Returns its pid, or -1. */
+ * bootstrap. Returns its pid, or -1. The _args variant passes it flags
+ * (NULL-terminated, e.g. "--rtt-ms", "100"). */
 pid_t rc_test_kafka_dev_start(char *bootstrap, size_t len);
+pid_t rc_test_kafka_dev_start_args(char *bootstrap, size_t len, const char *const *args);
 void rc_test_kafka_dev_stop(pid_t pid);
 
 /* Reads the whole dead-letter topic with kcat (an independent client) and
@@ -45,6 +47,12 @@ void rc_test_kafka_dev_stop(pid_t pid);
  * (e.g. "reason=expired"); *total receives the count of all records. -1 when
  * kcat cannot run. */
 int rc_test_kcat_count(const char *bootstrap, const char *key, const char *header, unsigned *total);
+
+/* Reads the whole dead-letter topic with kcat and hands each record's
+ * value (the MessagePack map) to fn, in topic order. Returns the records
+ * read, or -1 when kcat cannot run. */
+typedef void (*rc_test_value_fn)(void *ud, const char *value, uint32_t len);
+int rc_test_kcat_values(const char *bootstrap, rc_test_value_fn fn, void *ud);
 
 /* GET path on 127.0.0.1:port; returns the malloc'ed body (NULL on failure)
  * and the HTTP status in *status. */

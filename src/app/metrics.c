@@ -149,7 +149,7 @@ static void shard_section(rc_server *s, struct rc_admin_body *out)
 }
 
 #ifndef RC_NO_DLQ
-/* The breaker and the spool (ARCHITECTURE §7): where letters wait while Kafka is away. */
+/* The breaker and the spool (ARCHITECTURE §7): every letter is in the spool until Kafka acknowledged it. */
 static void spool_section(const rc_dlq_stats *st, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_dlq_breaker_state Dead-letter circuit breaker: 1 for the state it is in.\n"
@@ -159,10 +159,12 @@ static void spool_section(const rc_dlq_stats *st, struct rc_admin_body *out)
                              rc_breaker_state_name((rc_breaker_state)b), st->breaker == (rc_breaker_state)b);
     const struct { const char *name, *type, *help; uint64_t v; } m[] = {
         { "ringcast_dlq_breaker_opens_total", "counter", "Times Kafka errors opened the breaker.", st->breaker_opens },
-        { "ringcast_dlq_spool_letters", "gauge", "Dead letters in the spool.", st->spool_letters },
+        { "ringcast_dlq_spool_letters", "gauge", "Dead letters in the spool: waiting, or in flight until Kafka acknowledges them.", st->spool_letters },
         { "ringcast_dlq_spool_bytes", "gauge", "Bytes of dead letters in the spool.", st->spool_bytes },
+        { "ringcast_dlq_inflight_letters", "gauge", "Dead letters of the spool handed to librdkafka, awaiting Kafka's acknowledgement.", st->inflight },
+        { "ringcast_dlq_spool_found_letters", "gauge", "Dead letters an earlier run left in the spool, found at start (sent again).", st->spool_found },
         { "ringcast_dlq_spool_max_bytes", "gauge", "The spool's bound (spool_max_bytes).", st->spool_max_bytes },
-        { "ringcast_dlq_spool_drained_total", "counter", "Spooled dead letters Kafka has acknowledged.", st->drained },
+        { "ringcast_dlq_spool_drained_total", "counter", "Dead letters that waited in the spool and Kafka has acknowledged.", st->drained },
         { "ringcast_dlq_spool_errors_total", "counter", "Spool reads and writes that failed (logged).", st->spool_errors },
         { "ringcast_dlq_produce_errors_total", "counter", "Dead-letter delivery reports with an error.", st->produce_errors },
     };

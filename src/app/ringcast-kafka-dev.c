@@ -3,7 +3,9 @@
  * process (ARCHITECTURE §7), built on librdkafka's mock cluster. It prints
  * `bootstrap=HOST:PORT[,...]` as its first stdout line and runs until
  * SIGTERM or SIGINT. SIGUSR1 takes every broker down and SIGUSR2 brings them
- * back, so tests can watch the server spool and drain dead letters.
+ * back, so tests can watch the server spool and drain dead letters;
+ * --rtt-ms delays every broker's answers, so a test can crash the server
+ * while its letters wait for Kafka's acknowledgement.
  *
  * Signals are blocked before librdkafka starts its threads and taken with
  * sigwait here, so no handler runs inside librdkafka's code.
@@ -24,24 +26,27 @@
 #define MAX_BROKERS 16
 #define MAX_PARTITIONS 1024
 #define MAX_REPLICATION 3
+#define MAX_RTT_MS 60000
 #define ERR_TEXT 512
 
 typedef struct options {
     int brokers;
     int partitions;
+    int rtt_ms;
     const char *topic;
 } options;
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: ringcast-kafka-dev [--brokers N] [--partitions P] [--topic T]\n"
+            "usage: ringcast-kafka-dev [--brokers N] [--partitions P] [--topic T] [--rtt-ms MS]\n"
             "  --brokers N     mock brokers (default %d, at most %d)\n"
             "  --partitions P  partitions of the topic (default %d)\n"
             "  --topic T       topic to create (default %s)\n"
+            "  --rtt-ms MS     every broker answers MS late (default 0, at most %d)\n"
             "Prints bootstrap=HOST:PORT first; SIGUSR1 brokers down, SIGUSR2 up,\n"
             "SIGTERM/SIGINT stop.\n",
-            DEFAULT_BROKERS, MAX_BROKERS, DEFAULT_PARTITIONS, RC_DLQ_DEFAULT_TOPIC);
+            DEFAULT_BROKERS, MAX_BROKERS, DEFAULT_PARTITIONS, RC_DLQ_DEFAULT_TOPIC, MAX_RTT_MS);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -59,6 +64,7 @@ static int parse_args(int argc, char **argv, options *o)
 {
     o->brokers = DEFAULT_BROKERS;
     o->partitions = DEFAULT_PARTITIONS;
+    o->rtt_ms = 0;
     o->topic = RC_DLQ_DEFAULT_TOPIC;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -71,7 +77,8 @@ static int parse_args(int argc, char **argv, options *o)
             return -1;
         }
         if ((strcmp(a, "--brokers") == 0 && parse_int(v, 1, MAX_BROKERS, &o->brokers) == 0) ||
-            (strcmp(a, "--partitions") == 0 && parse_int(v, 1, MAX_PARTITIONS, &o->partitions) == 0)) {
+            (strcmp(a, "--partitions") == 0 && parse_int(v, 1, MAX_PARTITIONS, &o->partitions) == 0) ||
+            (strcmp(a, "--rtt-ms") == 0 && parse_int(v, 0, MAX_RTT_MS, &o->rtt_ms) == 0)) {
             i++;
         } else if (strcmp(a, "--topic") == 0 && *v != '\0') {
             o->topic = v;
@@ -95,6 +102,15 @@ static void set_brokers(rd_kafka_mock_cluster_t *mc, int brokers, int up)
     }
     RC_LOG_INFO("kafka-dev", "event=brokers_%s count=%d", up ? "up" : "down",
             brokers);
+}
+
+static void set_rtt(rd_kafka_mock_cluster_t *mc, int brokers, int rtt_ms)
+{
+    for (int id = 1; id <= brokers && rtt_ms > 0; id++) {
+        rd_kafka_resp_err_t err = rd_kafka_mock_broker_set_rtt(mc, id, rtt_ms);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            RC_LOG_WARN("kafka-dev", "event=broker_rtt_failed broker=%d error=%s", id, rd_kafka_err2name(err));
+    }
 }
 
 static int serve(rd_kafka_mock_cluster_t *mc, const options *o, const sigset_t *set)
@@ -160,12 +176,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringcast-kafka-dev: topic %s: %s\n", o.topic, rd_kafka_err2str(terr));
         rc = 1;
     } else {
+        set_rtt(mc, o.brokers, o.rtt_ms);
         printf("bootstrap=%s\n", rd_kafka_mock_cluster_bootstraps(mc));
         fflush(stdout);
         RC_LOG_WARN("kafka-dev",
-                "event=started bootstrap=%s brokers=%d topic=\"%s\" partitions=%d "
+                "event=started bootstrap=%s brokers=%d topic=\"%s\" partitions=%d rtt_ms=%d "
                 "msg=\"development broker: its contents vanish when it exits\"",
-                rd_kafka_mock_cluster_bootstraps(mc), o.brokers, o.topic, o.partitions);
+                rd_kafka_mock_cluster_bootstraps(mc), o.brokers, o.topic, o.partitions, o.rtt_ms);
         rc = serve(mc, &o, &set);
     }
     rd_kafka_mock_cluster_destroy(mc);

@@ -96,14 +96,11 @@ static int mem_put(void *self, uint64_t key, const uint8_t *rec, uint32_t len, c
     return 0;
 }
 
-static int mem_del(void *self, uint64_t key, char *err, size_t errlen)
+static void mem_del_one(rc_spool_mem *m, uint64_t key)
 {
-    rc_spool_mem *m = self;
-    (void)err;
-    (void)errlen;
     size_t at = lower_bound(m, key);
     if (at == m->n || m->r[at].key != key)
-        return 0; /* deleting what is not there is not an error, as in RocksDB */
+        return; /* deleting what is not there is not an error, as in RocksDB */
     free(m->r[at].data);
     if (at == m->head) {
         m->head++;
@@ -113,6 +110,14 @@ static int mem_del(void *self, uint64_t key, char *err, size_t errlen)
     }
     if (m->head == m->n)
         m->head = m->n = 0;
+}
+
+static int mem_del(void *self, const uint64_t *keys, uint32_t n, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    for (uint32_t i = 0; i < n; i++)
+        mem_del_one(self, keys[i]);
     return 0;
 }
 

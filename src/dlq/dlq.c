@@ -1,27 +1,43 @@
 /*
  * Dead-letter producer (ARCHITECTURE §7). submit encodes a letter into a
- * MessagePack map and either hands it to librdkafka with a copy or writes it
- * to the spool; it never holds the caller's memory and never blocks on
- * Kafka. Which way a letter goes is decided under one mutex, so the order
- * letters were submitted in is the order they reach Kafka:
+ * spool record (a MessagePack map, as Kafka gets it, behind a small head),
+ * writes it to the spool under the next key, and only then hands it to
+ * librdkafka with a copy; it never holds the caller's memory and never
+ * blocks on Kafka. The spool is the letter's write-ahead record: with the
+ * RocksDB spool the write has reached the WAL (no fsync: a kill -9 of the
+ * process leaves it in the page cache) before submit returns, and the
+ * letter leaves the spool only when Kafka acknowledged it, so a crash at
+ * any point between "letter made" and "acknowledged" loses nothing: the
+ * next open finds it and sends it again. An in-memory spool
+ * (durability=off) gives no such promise: a crash loses what it holds.
  *
- *   breaker closed and spool empty  -> librdkafka (direct)
- *   otherwise                       -> spool, under the next key
+ * Keys come from one counter, and librdkafka is given letters in key
+ * order, all under one mutex, so the order letters were submitted in is
+ * the order they reach Kafka:
  *
- * Every letter gets a key from one counter when it is submitted; the key
- * rides along in the message's opaque with its reason and whether it came
- * from the spool. The service thread (service_loop) serves delivery reports,
- * probes Kafka when the breaker is due, and drains the spool in key order
- * once it is closed, at most DLQ_DRAIN_WINDOW letters in flight. A spooled
- * letter is deleted from the spool only when Kafka acknowledged it, so a
- * crash during the drain sends it again rather than losing it.
+ *   breaker closed and every older letter handed over -> librdkafka at once (direct)
+ *   otherwise                                         -> waits in the spool
+ *
+ * drain_from is the next key to hand over: every letter below it is in
+ * librdkafka or acknowledged (but for those librdkafka gave back, from
+ * rescan_from on), every one from it on waits. The service
+ * thread (service_loop) serves delivery reports, probes Kafka when the
+ * breaker is due, and drains waiting letters in key order once it is
+ * closed, at most DLQ_DRAIN_WINDOW letters in flight. Each produced
+ * message's opaque carries its key, its reason and whether the drain sent
+ * it. The deletes of acknowledged letters are written in batches, once per
+ * service turn and always before a scan (spool_flush_removed): a put per
+ * letter is the cost of durability, a delete per letter need not be.
  *
  * The producer is idempotent with acks=all: a letter retried by librdkafka
  * lands once and in order per partition. A letter librdkafka gives back
- * (timed out, purged at close) is spooled again under its own key, before
- * everything submitted after it. The one way to get a duplicate is a letter
- * the broker wrote but whose acknowledgement never came before librdkafka
- * gave up on it (message.timeout.ms, or purged in flight at close).
+ * (timed out, purged at close) is still in the spool under its own key:
+ * once nothing is in flight the drain goes back to it, before everything
+ * submitted after it. Duplicates come from two places: a letter the broker
+ * wrote but whose acknowledgement never came before librdkafka gave up on
+ * it (message.timeout.ms, or purged in flight at close), and, after a
+ * crash, every letter in flight or acknowledged whose delete had not
+ * reached the WAL yet: the next start sends it again.
  */
 #include "dlq/dlq.h"
 
@@ -31,6 +47,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <msgpack.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -47,13 +64,14 @@
 #define DLQ_FAIL_LOG_INTERVAL_S 1 /* at most one delivery-failure line per second */
 #define DLQ_TS_TEXT 24            /* decimal uint64 plus NUL */
 #define DLQ_LOG_TEXT 512
-#define DLQ_DRAIN_WINDOW 1000u    /* spooled letters in flight to Kafka at most */
+#define DLQ_DRAIN_WINDOW 1000u    /* the drain hands letters over while fewer are in flight */
+#define DLQ_REMOVE_BATCH 1024u    /* letters that left the spool, deleted from it in one write */
 #define DLQ_PROBE_TIMEOUT_MS 2000 /* a half-open breaker's metadata probe waits this long */
 #define DLQ_SPOOL_SCAN_BATCH 4096u /* records per scan when counting the spool at open */
 
-/* The opaque of each produced message: bit 63 = it came from the spool,
- * bits 8..62 = its key, bits 0..7 = its reason. */
-#define DLQ_OPQ_SPOOLED (UINT64_C(1) << 63)
+/* The opaque of each produced message: bit 63 = the drain sent it (it
+ * waited in the spool first), bits 8..62 = its key, bits 0..7 = its reason. */
+#define DLQ_OPQ_DRAINED (UINT64_C(1) << 63)
 #define DLQ_OPQ_KEY_MAX (UINT64_C(1) << 55)
 
 /* A spool record: [0] format, [1] reason, [2..9] ts big-endian,
@@ -73,9 +91,9 @@ struct rc_dlq {
     pthread_t poller;
     atomic_bool stop;
     /* The order of letters, the breaker and the spool: under mu. submit
-     * holds it across producev (which never blocks or calls back), and the
-     * service thread across its drain; callbacks take it, and nobody polls
-     * librdkafka while holding it. */
+     * holds it across the spool write and producev (which never blocks or
+     * calls back), and the service thread across its drain; callbacks take
+     * it, and nobody polls librdkafka while holding it. */
     pthread_mutex_t mu;
     rc_spool spool;
     rc_spool_mem *mem_spool;      /* owned when no spool was given */
@@ -83,10 +101,13 @@ struct rc_dlq {
     uint64_t spool_max_bytes;
     rc_breaker br;
     uint64_t next_key;            /* key of the next letter submitted */
-    uint64_t spool_n, spool_bytes;
-    uint64_t drain_from;          /* next key the drain produces */
+    uint64_t spool_n, spool_bytes; /* letters in the spool: waiting, or in librdkafka until acknowledged */
+    uint64_t drain_from;          /* next key handed to librdkafka; every letter below it was */
     uint64_t rescan_from;         /* a key below drain_from waits again; UINT64_MAX: none */
-    uint32_t drain_inflight;      /* spooled letters produced, not yet reported */
+    uint64_t inflight;            /* letters in librdkafka (direct or drained), not yet reported */
+    uint64_t found;               /* letters an earlier run left in the spool, counted at open */
+    uint64_t removed[DLQ_REMOVE_BATCH]; /* keys of letters that left the spool, delete not written yet */
+    uint32_t n_removed;
     /* Counters: relaxed, they are statistics and order nothing else. */
     atomic_uint_fast64_t submitted[RC_LETTER_REASONS];
     atomic_uint_fast64_t delivered[RC_LETTER_REASONS];
@@ -282,65 +303,78 @@ static uint64_t spool_rec_len(uint32_t g_len, size_t value_len)
     return DLQ_SPOOL_HEAD + (uint64_t)g_len + value_len;
 }
 
-/* Writes one letter to the spool under key. Caller holds mu. 0, or -1 when
- * the spool is at its bound or the write failed (both counted and logged). */
-static int spool_put(rc_dlq *d, uint64_t key, const spool_rec *r)
+/* Letters in the spool that librdkafka does not hold: they wait for the
+ * drain. Caller holds mu. */
+static uint64_t spool_waiting(const rc_dlq *d)
 {
-    uint64_t len = spool_rec_len(r->g_len, r->value_len);
+    assert(d->spool_n >= d->inflight); /* a letter in flight leaves the spool only with its report */
+    return d->spool_n - d->inflight;
+}
+
+/* Writes one letter's record (len bytes) to the spool under key. Caller
+ * holds mu. 0, or -1 when the spool is at its bound or the write failed
+ * (both counted and logged). */
+static int spool_put(rc_dlq *d, uint64_t key, rc_letter_reason reason, const uint8_t *rec, uint32_t len)
+{
     char err[DLQ_LOG_TEXT];
-    if (d->spool_bytes + len > d->spool_max_bytes || len > UINT32_MAX) {
-        count(&d->spool_full[r->reason]);
-        log_spool_full(d, r->reason, (uint32_t)(len > UINT32_MAX ? UINT32_MAX : len));
+    if (d->spool_bytes + len > d->spool_max_bytes) {
+        count(&d->spool_full[reason]);
+        log_spool_full(d, reason, len);
         return -1;
     }
-    uint8_t *rec = malloc(len);
-    if (!rec) {
-        count(&d->spool_errors);
-        RC_LOG_ERROR("dlq", "event=spool_error msg=\"out of memory\"");
-        return -1;
-    }
-    rec[0] = DLQ_SPOOL_FORMAT;
-    rec[1] = (uint8_t)r->reason;
-    put_be(rec + 2, r->ts, 8);
-    put_be(rec + 10, r->g_len, 2);
-    memcpy(rec + DLQ_SPOOL_HEAD, r->g, r->g_len);
-    memcpy(rec + DLQ_SPOOL_HEAD + r->g_len, r->value, r->value_len);
-    int rc = d->spool.ops->put(d->spool.self, key, rec, (uint32_t)len, err, sizeof err);
-    free(rec);
-    if (rc != 0) {
+    if (d->spool.ops->put(d->spool.self, key, rec, len, err, sizeof err) != 0) {
         count(&d->spool_errors);
         RC_LOG_ERROR("dlq", "event=spool_error msg=\"%s\"", err);
         return -1;
     }
-    count(&d->spooled[r->reason]);
+    count(&d->spooled[reason]);
     d->spool_n++;
     d->spool_bytes += len;
-    if (key < d->drain_from && key < d->rescan_from)
-        d->rescan_from = key;
     return 0;
 }
 
-/* Removes a letter Kafka acknowledged (or refused for good). Caller holds mu. */
-static void spool_remove(rc_dlq *d, uint64_t key, uint64_t len)
+/* Writes the deletes of the letters that left the spool, in one write.
+ * Caller holds mu. Every scan comes after it, so a letter Kafka
+ * acknowledged is never sent again while the process lives. */
+static void spool_flush_removed(rc_dlq *d)
 {
     char err[DLQ_LOG_TEXT];
-    if (d->spool.ops->del(d->spool.self, key, err, sizeof err) != 0) {
-        /* It stays on disk and would be sent again after a restart. */
+    if (d->n_removed == 0)
+        return;
+    if (d->spool.ops->del(d->spool.self, d->removed, d->n_removed, err, sizeof err) != 0) {
+        /* They stay on disk and would be sent again after a restart. */
         count(&d->spool_errors);
-        RC_LOG_ERROR("dlq", "event=spool_error key=%" PRIu64 " msg=\"%s\"", key, err);
+        RC_LOG_ERROR("dlq", "event=spool_error letters=%" PRIu32 " msg=\"%s\"", d->n_removed, err);
     }
+    d->n_removed = 0;
+}
+
+/* A letter leaves the spool: Kafka acknowledged it, or it is refused for
+ * good. Counted at once; its delete is written with the others of this
+ * service turn (a crash before that sends it again at the next start).
+ * Caller holds mu. */
+static void spool_remove(rc_dlq *d, uint64_t key, uint64_t len)
+{
+    if (d->n_removed == DLQ_REMOVE_BATCH)
+        spool_flush_removed(d);
+    d->removed[d->n_removed++] = key;
     d->spool_n--;
     d->spool_bytes -= len;
 }
 
+/* A drain pass starts with no removal pending and removes at most one
+ * letter per record it scans, so it never writes deletes in the middle of
+ * its own scan. */
+_Static_assert(DLQ_REMOVE_BATCH >= DLQ_DRAIN_WINDOW, "a drain pass fits in one batch of removals");
+
 /* ---- producing ------------------------------------------------------- */
 
-static void *opaque_make(uint64_t key, rc_letter_reason r, bool spooled)
+static void *opaque_make(uint64_t key, rc_letter_reason r, bool drained)
 {
-    return (void *)(uintptr_t)((spooled ? DLQ_OPQ_SPOOLED : 0) | (key % DLQ_OPQ_KEY_MAX) << 8 | (uint64_t)r);
+    return (void *)(uintptr_t)((drained ? DLQ_OPQ_DRAINED : 0) | (key % DLQ_OPQ_KEY_MAX) << 8 | (uint64_t)r);
 }
 
-static rd_kafka_resp_err_t produce(rc_dlq *d, uint64_t key, const spool_rec *r, bool spooled)
+static rd_kafka_resp_err_t produce(rc_dlq *d, uint64_t key, const spool_rec *r, bool drained)
 {
     char ts[DLQ_TS_TEXT];
     const char *reason = rc_letter_reason_name(r->reason);
@@ -350,55 +384,45 @@ static rd_kafka_resp_err_t produce(rc_dlq *d, uint64_t key, const spool_rec *r, 
                              RD_KAFKA_V_HEADER("reason", reason, (ssize_t)strlen(reason)),
                              RD_KAFKA_V_HEADER("node", d->node, (ssize_t)strlen(d->node)),
                              RD_KAFKA_V_HEADER("ts", ts, (ssize_t)strlen(ts)),
-                             RD_KAFKA_V_OPAQUE(opaque_make(key, r->reason, spooled)), RD_KAFKA_V_END);
+                             RD_KAFKA_V_OPAQUE(opaque_make(key, r->reason, drained)), RD_KAFKA_V_END);
+}
+
+/* Hands the first waiting letter (key, at or after drain_from) to
+ * librdkafka. Caller holds mu. NO_ERROR: it is in flight; an outage error
+ * (queue full, no producer yet): it keeps waiting and drain_from stays;
+ * any other error: refused for good and removed from the spool. */
+static rd_kafka_resp_err_t hand_over(rc_dlq *d, uint64_t key, const spool_rec *r, bool drained)
+{
+    rd_kafka_resp_err_t err = produce(d, key, r, drained);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && outage_error(err))
+        return err;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        d->inflight++;
+    else
+        spool_remove(d, key, spool_rec_len(r->g_len, r->value_len));
+    d->drain_from = key + 1;
+    return err;
 }
 
 /* ---- delivery reports ------------------------------------------------ */
 
-/* The letter of a delivery report as a spool record (ts from its header). */
-static void report_rec(const rd_kafka_message_t *m, rc_letter_reason r, spool_rec *out)
+/* A failed delivery. Caller holds mu. Kafka away: the letter is still in
+ * the spool and waits again (the drain goes back to it once nothing is in
+ * flight); anything else: failed for good, removed from the spool. */
+static void delivery_failed(rc_dlq *d, const rd_kafka_message_t *m, rc_letter_reason r, uint64_t key)
 {
-    rd_kafka_headers_t *hdrs = NULL;
-    const void *v = NULL;
-    size_t n = 0;
-    char ts[DLQ_TS_TEXT] = "0";
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(hdrs, "ts", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR && n < sizeof ts) {
-        memcpy(ts, v, n);
-        ts[n] = '\0';
-    }
-    *out = (spool_rec){ .reason = r, .ts = strtoull(ts, NULL, 10), .g = m->key, .g_len = (uint32_t)m->key_len,
-                        .value = m->payload, .value_len = (uint32_t)m->len };
-}
-
-/* A failed delivery: Kafka away -> the letter waits in the spool (a direct
- * one is written there under its own key; a spooled one is still there);
- * anything else -> failed for good. Caller holds mu. */
-static void delivery_failed(rc_dlq *d, const rd_kafka_message_t *m, rc_letter_reason r, uint64_t key, bool spooled)
-{
-    spool_rec rec;
-    report_rec(m, r, &rec);
     count(&d->produce_errors);
     if (!outage_error(m->err)) {
         count(&d->failed[r]);
         log_delivery_failure(d, r, m->err, "dropped");
-        if (spooled)
-            spool_remove(d, key, spool_rec_len(rec.g_len, rec.value_len));
+        spool_remove(d, key, spool_rec_len((uint32_t)m->key_len, m->len));
         return;
     }
     if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
         breaker_trip(d, rd_kafka_err2name(m->err));
-    if (spooled) {
-        if (key < d->rescan_from)
-            d->rescan_from = key;
-        return;
-    }
-    if (spool_put(d, key, &rec) == 0) {
-        log_delivery_failure(d, r, m->err, "spooled");
-    } else {
-        count(&d->failed[r]);
-        log_delivery_failure(d, r, m->err, "lost");
-    }
+    if (key < d->rescan_from)
+        d->rescan_from = key;
+    log_delivery_failure(d, r, m->err, "spooled");
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -406,22 +430,21 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     rc_dlq *d = opaque;
     uint64_t opq = (uint64_t)(uintptr_t)m->_private;
     rc_letter_reason r = (rc_letter_reason)(opq & 0xff);
-    uint64_t key = (opq & ~DLQ_OPQ_SPOOLED) >> 8;
-    bool spooled = (opq & DLQ_OPQ_SPOOLED) != 0;
+    uint64_t key = (opq & ~DLQ_OPQ_DRAINED) >> 8;
+    bool drained = (opq & DLQ_OPQ_DRAINED) != 0;
     (void)rk;
     if (r >= RC_LETTER_REASONS) /* cannot happen: submit checked it */
         return;
     pthread_mutex_lock(&d->mu);
-    if (spooled)
-        d->drain_inflight--;
+    assert(d->inflight > 0);
+    d->inflight--;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         count(&d->delivered[r]);
-        if (spooled) {
+        if (drained)
             count(&d->drained);
-            spool_remove(d, key, spool_rec_len((uint32_t)m->key_len, m->len));
-        }
+        spool_remove(d, key, spool_rec_len((uint32_t)m->key_len, m->len));
     } else {
-        delivery_failed(d, m, r, key, spooled);
+        delivery_failed(d, m, r, key);
     }
     pthread_mutex_unlock(&d->mu);
 }
@@ -466,7 +489,6 @@ static void maybe_probe(rc_dlq *d)
 typedef struct drain_ctx {
     rc_dlq *d;
     uint32_t budget;     /* letters this pass may produce */
-    bool stopped;        /* librdkafka refused one: try again next pass */
 } drain_ctx;
 
 static int drain_one(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
@@ -485,26 +507,31 @@ static int drain_one(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
         d->drain_from = key + 1;
         return 0;
     }
-    if (produce(d, key, &r, true) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        c->stopped = true; /* queue full or no producer: this key again next pass */
-        return 1;
+    rd_kafka_resp_err_t err = hand_over(d, key, &r, true);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && outage_error(err))
+        return 1; /* queue full or no producer: this key again next pass */
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        count(&d->failed[r.reason]);
+        log_delivery_failure(d, r.reason, err, "dropped");
+        return 0;
     }
-    d->drain_inflight++;
-    d->drain_from = key + 1;
     return --c->budget == 0;
 }
 
-/* Breaker closed: sends the next spooled letters in key order. */
+/* Writes the deletes of the letters Kafka acknowledged since the last turn;
+ * then, breaker closed, hands the waiting letters to librdkafka in key
+ * order. */
 static void drain(rc_dlq *d)
 {
     char err[DLQ_LOG_TEXT];
     pthread_mutex_lock(&d->mu);
-    if (d->rescan_from != UINT64_MAX && d->drain_inflight == 0) {
+    spool_flush_removed(d);
+    if (d->rescan_from != UINT64_MAX && d->inflight == 0) {
         d->drain_from = d->rescan_from; /* nothing in flight: safe to go back */
         d->rescan_from = UINT64_MAX;
     }
-    if (d->br.state == RC_BREAKER_CLOSED && d->spool_n > 0 && d->drain_inflight < DLQ_DRAIN_WINDOW) {
-        drain_ctx c = { .d = d, .budget = DLQ_DRAIN_WINDOW - d->drain_inflight };
+    if (d->br.state == RC_BREAKER_CLOSED && spool_waiting(d) > 0 && d->inflight < DLQ_DRAIN_WINDOW) {
+        drain_ctx c = { .d = d, .budget = (uint32_t)(DLQ_DRAIN_WINDOW - d->inflight) };
         if (d->spool.ops->scan(d->spool.self, d->drain_from, c.budget, drain_one, &c, err, sizeof err) != 0) {
             count(&d->spool_errors);
             RC_LOG_ERROR("dlq", "event=spool_error msg=\"%s\"", err);
@@ -585,43 +612,73 @@ static int encode_letter(msgpack_sbuffer *sb, const rc_letter *l)
     return rc == 0 ? 0 : -1;
 }
 
+/* The spool record of l in sb: the head (format, reason, ts, group id
+ * length), the group id (the Kafka key), then the value (encode_letter).
+ * 0, or -1 when the buffer could not grow or the letter does not fit. */
+static int encode_record(msgpack_sbuffer *sb, const rc_letter *l)
+{
+    uint8_t head[DLQ_SPOOL_HEAD];
+    if (l->g.len > UINT16_MAX)
+        return -1;
+    head[0] = DLQ_SPOOL_FORMAT;
+    head[1] = (uint8_t)l->reason;
+    put_be(head + 2, l->ts, 8);
+    put_be(head + 10, l->g.len, 2);
+    if (msgpack_sbuffer_write(sb, (const char *)head, sizeof head) != 0 ||
+        (l->g.len && msgpack_sbuffer_write(sb, l->g.ptr, l->g.len) != 0) || encode_letter(sb, l) != 0)
+        return -1;
+    return sb->size <= UINT32_MAX ? 0 : -1;
+}
+
 /* ---- submit ---------------------------------------------------------- */
 
-/* Caller holds mu: Kafka directly when nothing waits before this letter. */
+/* Caller holds mu: Kafka at once when the breaker is closed and no older
+ * letter waits (every letter in the spool is already in librdkafka). */
 static bool goes_direct(const rc_dlq *d)
 {
-    return d->br.state == RC_BREAKER_CLOSED && d->spool_n == 0;
+    return d->br.state == RC_BREAKER_CLOSED && spool_waiting(d) == 0 && d->rescan_from == UINT64_MAX;
+}
+
+/* The letter under key was just spooled and nothing older waits: hands it
+ * over now (a full local queue leaves it waiting for the drain). Caller
+ * holds mu. 0, or -1 when librdkafka refused it for good (it left the
+ * spool again). */
+static int submit_direct(rc_dlq *d, uint64_t key, const spool_rec *r)
+{
+    rd_kafka_resp_err_t err = hand_over(d, key, r, false);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        count(&d->submitted[r->reason]);
+    else if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        count(&d->queue_full[r->reason]); /* it waits in the spool */
+    else if (!outage_error(err)) {
+        count(&d->rejected[r->reason]);
+        return -1;
+    }
+    return 0;
 }
 
 int rc_dlq_submit(rc_dlq *d, const rc_letter *l)
 {
     msgpack_sbuffer sb;
-    int rc = 0;
+    spool_rec r;
+    int rc = -1;
 
     if ((unsigned)l->reason >= RC_LETTER_REASONS) {
         count(&d->invalid);
         return -1;
     }
     msgpack_sbuffer_init(&sb);
-    if (encode_letter(&sb, l) != 0 || l->g.len > UINT16_MAX || sb.size > UINT32_MAX) {
+    if (encode_record(&sb, l) != 0 || spool_rec_decode((const uint8_t *)sb.data, (uint32_t)sb.size, &r) != 0) {
         msgpack_sbuffer_destroy(&sb);
         count(&d->rejected[l->reason]);
         return -1;
     }
-    spool_rec r = { .reason = l->reason, .ts = l->ts, .g = l->g.ptr, .g_len = l->g.len,
-                    .value = (const uint8_t *)sb.data, .value_len = (uint32_t)sb.size };
     pthread_mutex_lock(&d->mu);
-    uint64_t key = d->next_key++;
-    rd_kafka_resp_err_t err = goes_direct(d) ? produce(d, key, &r, false) : RD_KAFKA_RESP_ERR__STATE;
-    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        count(&d->queue_full[l->reason]); /* the spool takes it */
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        count(&d->submitted[l->reason]);
-    else if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || err == RD_KAFKA_RESP_ERR__STATE)
-        rc = spool_put(d, key, &r);
-    else {
-        count(&d->rejected[l->reason]);
-        rc = -1;
+    uint64_t key = d->next_key;
+    bool direct = goes_direct(d); /* decided before the letter itself waits */
+    if (spool_put(d, key, l->reason, (const uint8_t *)sb.data, (uint32_t)sb.size) == 0) {
+        d->next_key++;
+        rc = direct ? submit_direct(d, key, &r) : 0;
     }
     pthread_mutex_unlock(&d->mu);
     msgpack_sbuffer_destroy(&sb);
@@ -791,10 +848,11 @@ static int spool_census_run(rc_dlq *d, char *err, size_t errlen)
         from = c.last + 1;
     } while (c.seen == DLQ_SPOOL_SCAN_BATCH);
     d->next_key = d->spool_n ? c.last + 1 : 0;
+    d->found = d->spool_n;
     if (d->spool_n)
         RC_LOG_INFO("dlq",
                 "event=spool_found letters=%" PRIu64 " bytes=%" PRIu64
-                " msg=\"dead letters left by an earlier run drain first\"",
+                " msg=\"dead letters an earlier run left unacknowledged are sent first; those Kafka had already taken arrive twice\"",
                 d->spool_n, d->spool_bytes);
     return 0;
 }
@@ -824,6 +882,9 @@ static int dlq_init(rc_dlq *d, const rc_dlq_config *cfg, char *err, size_t errle
     }
     if (spool_census_run(d, err, errlen) != 0)
         return -1;
+    if (!d->spool_durable)
+        RC_LOG_WARN("dlq", "event=spool_in_memory "
+                "msg=\"dead letters wait in memory until Kafka acknowledges them: a crash loses those\"");
     if ((embedded && start_mock(d, err, errlen) != 0) || start_producer(d, cfg, err, errlen) != 0)
         return -1;
     return 0;
@@ -893,6 +954,8 @@ void rc_dlq_stats_read(rc_dlq *d, rc_dlq_stats *out)
     out->spool_letters = d->spool_n;
     out->spool_bytes = d->spool_bytes;
     out->spool_max_bytes = d->spool_max_bytes;
+    out->inflight = d->inflight;
+    out->spool_found = d->found;
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -917,12 +980,13 @@ void rc_dlq_close(rc_dlq *d, int timeout_ms)
     pthread_join(d->poller, NULL);
     left = rc_dlq_flush(d, timeout_ms);
     if (left > 0) {
-        /* Purged letters get a delivery report with a purge error: back to
-         * the spool under their own keys (delivery_failed), served here. */
+        /* Purged letters get a delivery report with a purge error, served
+         * here: they stay in the spool under their own keys (delivery_failed). */
         rd_kafka_purge(d->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(d->rk, 0);
     }
     pthread_mutex_lock(&d->mu);
+    spool_flush_removed(d);
     if (d->spool_n > 0 && d->spool_durable)
         RC_LOG_WARN("dlq",
                 "event=spool_kept letters=%" PRIu64 " bytes=%" PRIu64

@@ -3,8 +3,10 @@
  * key = the u64 as rc_store_be64_put writes it (byte order is key order),
  * value = the record.
  * Writes go through the WAL (no fsync), whatever the history durability:
- * a spooled letter is the last trace of a message that could not be
- * delivered, so it should survive a crash of the process.
+ * every dead letter is written here before the producer hands it to
+ * Kafka, and it is the last trace of a message that could not be
+ * delivered, so it must survive a crash of the process (kill -9 leaves the
+ * WAL's write in the page cache; an OS crash may lose its last moments).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +31,19 @@ static int spool_put(void *self, uint64_t key, const uint8_t *rec, uint32_t len,
     return rerr ? spool_fail(err, errlen, "write", rerr) : 0;
 }
 
-static int spool_del(void *self, uint64_t key, char *err, size_t errlen)
+/* One WriteBatch for all of them: a delete costs about what a put does,
+ * mostly the WAL write, so Kafka's acknowledgements are removed in bulk. */
+static int spool_del(void *self, const uint64_t *keys, uint32_t n, char *err, size_t errlen)
 {
     rc_persist *p = self;
     char k[RC_STORE_SEQ_BYTES], *rerr = NULL;
-    rc_store_be64_put(k, key);
-    rocksdb_delete_cf(p->db, p->wopts[RC_DURABILITY_BATCH], p->cf[RC_CF_SPOOL], k, sizeof k, &rerr);
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    for (uint32_t i = 0; i < n; i++) {
+        rc_store_be64_put(k, keys[i]);
+        rocksdb_writebatch_delete_cf(b, p->cf[RC_CF_SPOOL], k, sizeof k); /* copies the key */
+    }
+    rocksdb_write(p->db, p->wopts[RC_DURABILITY_BATCH], b, &rerr);
+    rocksdb_writebatch_destroy(b);
     return rerr ? spool_fail(err, errlen, "delete", rerr) : 0;
 }
 

@@ -27,9 +27,6 @@
 #define SLOW_RCVBUF 4096
 #define WAIT_MS 30000        /* bounded wait for the breaker and the drain */
 #define WAIT_POLL_US 50000
-#define KCAT_TIMEOUT_S 30
-#define KCAT_MAX (64u << 20) /* bytes of topic read at most */
-#define KCAT_LEN_BYTES 4     /* kcat's %R: payload length, 32-bit big-endian */
 
 static int64_t now_ms(void)
 {
@@ -135,55 +132,49 @@ static void map_to(const msgpack_object *map, char *out, size_t cap)
 
 #define MAX_RECIPIENTS 8 /* members of the test's group */
 
-/* Reads every record's value with kcat (length-prefixed) and checks the
- * slow_consumer seqs of each recipient: strictly rising, so in order and
- * never twice (a member that reads but fell behind for a moment may have
- * letters of its own, interleaved with the slow one's). Returns the
- * number of letters read, or -1. */
+/* The slow_consumer seqs kcat read so far, by recipient. */
+typedef struct order_check {
+    char names[MAX_RECIPIENTS][64];
+    uint64_t last[MAX_RECIPIENTS];
+    int n_names, letters;
+    bool ordered;
+} order_check;
+
+/* One record: its seq must rise over the last one of the same recipient,
+ * so in order and never twice (a member that reads but fell behind for a
+ * moment may have letters of its own, interleaved with the slow one's). */
+static void check_order(void *ud, const char *value, uint32_t len)
+{
+    order_check *o = ud;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, value, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
+        uint64_t seq = map_uint(&u.data, "seq");
+        char to[64];
+        map_to(&u.data, to, sizeof(to));
+        int r = 0;
+        while (r < o->n_names && strcmp(o->names[r], to) != 0)
+            r++;
+        if (r == o->n_names && o->n_names < MAX_RECIPIENTS)
+            snprintf(o->names[o->n_names++], sizeof(o->names[0]), "%s", to);
+        o->ordered &= r < MAX_RECIPIENTS && seq > o->last[r];
+        if (r < MAX_RECIPIENTS)
+            o->last[r] = seq;
+        o->letters++;
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+/* Reads every record with kcat and checks the slow_consumer seqs of each
+ * recipient. Returns the number of letters read, or -1. */
 static int kcat_check_order(const char *bootstrap, bool *ordered)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd),
-             "timeout %d kcat -b %s -t ringcast.deadletter -C -e -o beginning -q -f '%%R%%s' 2>/dev/null",
-             KCAT_TIMEOUT_S, bootstrap);
-    FILE *k = popen(cmd, "r");
-    if (!k)
-        return -1;
-    uint8_t *buf = malloc(KCAT_MAX);
-    size_t n = buf ? fread(buf, 1, KCAT_MAX, k) : 0;
-    pclose(k);
-    int count = 0;
-    char names[MAX_RECIPIENTS][64];
-    uint64_t last[MAX_RECIPIENTS] = { 0 };
-    int n_names = 0;
-    *ordered = true;
-    for (size_t off = 0; buf && off + KCAT_LEN_BYTES <= n;) {
-        uint32_t len = (uint32_t)buf[off] << 24 | (uint32_t)buf[off + 1] << 16 | (uint32_t)buf[off + 2] << 8 |
-                       buf[off + 3];
-        off += KCAT_LEN_BYTES;
-        if (len > n - off)
-            break;
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        if (msgpack_unpack_next(&u, (const char *)buf + off, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
-            uint64_t seq = map_uint(&u.data, "seq");
-            char to[64];
-            map_to(&u.data, to, sizeof(to));
-            int r = 0;
-            while (r < n_names && strcmp(names[r], to) != 0)
-                r++;
-            if (r == n_names && n_names < MAX_RECIPIENTS)
-                snprintf(names[n_names++], sizeof(names[0]), "%s", to);
-            *ordered &= r < MAX_RECIPIENTS && seq > last[r];
-            if (r < MAX_RECIPIENTS)
-                last[r] = seq;
-            count++;
-        }
-        msgpack_unpacked_destroy(&u);
-        off += len;
-    }
-    free(buf);
-    return count;
+    static order_check o;
+    memset(&o, 0, sizeof(o));
+    o.ordered = true;
+    int records = rc_test_kcat_values(bootstrap, check_order, &o);
+    *ordered = o.ordered;
+    return records < 0 ? -1 : o.letters;
 }
 
 static void test_outage_spool_then_drain(void)

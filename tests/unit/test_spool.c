@@ -6,15 +6,20 @@
  * - the breaker's transitions: closed -> open -> half-open -> closed, and a
  *   failed probe opening it again with a doubled (capped) wait;
  * - a durable spool outlives the producer: letters spooled while Kafka is
- *   unreachable are kept on disk at close and drain at the next start.
+ *   unreachable are kept on disk at close and drain at the next start;
+ * - every letter is in the spool when submit returns: a process that
+ *   submits letters while the breaker is still closed (they go straight to
+ *   librdkafka) and is killed with SIGKILL at once leaves every one of them
+ *   on disk, in order, and the next start sends them.
  */
-#define _DEFAULT_SOURCE
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* memmem, nftw */
 #include <CUnit/CUnit.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,8 +39,11 @@
 #define WAIT_MS 20000       /* bounded wait for the drain */
 #define WAIT_POLL_US 20000
 #define GARBAGE_KEY (KEPT_LETTERS + 100u) /* after the kept letters' keys 0..KEPT_LETTERS-1 */
+#define CRASH_LETTERS 200   /* letters submitted just before the SIGKILL */
+#define CRASH_ARG "--submit-and-die" /* argv[1] of the child that is killed */
 
 #define DIR_TEXT 64
+#define PATH_MAX_TEXT 4096
 
 /* A fresh directory under /tmp for one RocksDB database. */
 static int temp_dir(char *dir, size_t len)
@@ -103,9 +111,9 @@ static void check_order_and_deletes(rc_spool sp)
         CU_ASSERT_STRING_EQUAL(s.text[i], want);
     }
     /* The head, one in the middle, and one that is not there. */
-    CU_ASSERT_EQUAL(sp.ops->del(sp.self, 0, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(sp.ops->del(sp.self, 50, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(sp.ops->del(sp.self, RECS + 7, err, sizeof err), 0);
+    const uint64_t some[] = { 0, 50, RECS + 7 };
+    CU_ASSERT_EQUAL(sp.ops->del(sp.self, some, 1, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(sp.ops->del(sp.self, some + 1, 2, err, sizeof err), 0);
     scan_all(sp, 0, SCAN_MAX, &s);
     CU_ASSERT_EQUAL(s.n, RECS - 2);
     CU_ASSERT_EQUAL(s.keys[0], 1);
@@ -117,9 +125,13 @@ static void check_order_and_deletes(rc_spool sp)
     CU_ASSERT_EQUAL(s.keys[4], 44);
     scan_all(sp, 48, 3, &s);
     CU_ASSERT_EQUAL(s.keys[2], 51);
-    /* Empty it: nothing left to scan, and it still takes new records. */
+    /* Empty it in one call: nothing left to scan, and it still takes new
+     * records. */
+    uint64_t all[RECS];
     for (uint64_t k = 0; k < RECS; k++)
-        CU_ASSERT_EQUAL(sp.ops->del(sp.self, k, err, sizeof err), 0);
+        all[k] = RECS - 1 - k; /* any order */
+    CU_ASSERT_EQUAL(sp.ops->del(sp.self, all, RECS, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(sp.ops->del(sp.self, all, 0, err, sizeof err), 0);
     scan_all(sp, 0, SCAN_MAX, &s);
     CU_ASSERT_EQUAL(s.n, 0);
     put_text(sp, RECS * 2);
@@ -214,6 +226,17 @@ static rc_dlq *open_on(rc_persist *p, const char *brokers)
     return d;
 }
 
+/* Polls the producer until the spool holds want letters and librdkafka
+ * none, or WAIT_MS passes; st gets the last read. */
+static void wait_spool(rc_dlq *d, uint64_t want, rc_dlq_stats *st)
+{
+    long long deadline = now_ms() + WAIT_MS;
+    do {
+        usleep(WAIT_POLL_US);
+        rc_dlq_stats_read(d, st);
+    } while ((st->spool_letters != want || st->queued != 0) && now_ms() < deadline);
+}
+
 /* Kafka unreachable: letters spool to disk and stay there at close; the
  * next start (an embedded broker this time) finds them and drains them. */
 static void test_durable_spool_restart(void)
@@ -229,11 +252,7 @@ static void test_durable_spool_restart(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     for (int i = 0; i < KEPT_LETTERS; i++)
         CU_ASSERT_EQUAL(rc_dlq_submit(d, &l), 0);
-    long long deadline = now_ms() + WAIT_MS;
-    do {
-        usleep(WAIT_POLL_US);
-        rc_dlq_stats_read(d, &st);
-    } while ((st.spool_letters != KEPT_LETTERS || st.queued != 0) && now_ms() < deadline);
+    wait_spool(d, KEPT_LETTERS, &st);
     CU_ASSERT_EQUAL(st.spool_letters, KEPT_LETTERS);
     rc_dlq_close(d, 0);
     rc_store_close(p);
@@ -246,11 +265,7 @@ static void test_durable_spool_restart(void)
     CU_ASSERT_EQUAL(sp.ops->put(sp.self, GARBAGE_KEY, (const uint8_t *)"junk", 4, err, sizeof err), 0);
     d = open_on(p, "");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-    deadline = now_ms() + WAIT_MS;
-    do {
-        usleep(WAIT_POLL_US);
-        rc_dlq_stats_read(d, &st);
-    } while ((st.spool_letters != 0 || st.queued != 0) && now_ms() < deadline);
+    wait_spool(d, 0, &st);
     CU_ASSERT_EQUAL(st.spool_letters, 0);
     CU_ASSERT_EQUAL(st.spool_bytes, 0);
     CU_ASSERT_EQUAL(st.spool_errors, 1);
@@ -261,15 +276,102 @@ static void test_durable_spool_restart(void)
     remove_dir(dir);
 }
 
-int main(void)
+/* The letter the crash test submits, seq i + 1. */
+static rc_letter crash_letter(uint64_t i)
 {
+    return (rc_letter){ .reason = RC_LETTER_SLOW_CONSUMER, .g = rc_str_c("crash"), .has_seq = true, .seq = i + 1,
+                        .from = rc_str_c("alice"), .to = rc_str_c("bob"), .ts = 1, .body = rc_str_c("body"),
+                        .body_is_str = true, .attempts = 1, .err = rc_str_c("e") };
+}
+
+/* The child: a producer whose brokers do not answer yet (its breaker is
+ * still closed, so every letter is handed to librdkafka at once), a burst
+ * of letters, then SIGKILL before any close or flush. */
+static int submit_and_die(const char *dir)
+{
+    char err[ERR_TEXT];
+    rc_persist *p = rc_store_open(dir, NULL, err, sizeof err);
+    rc_dlq *d = p ? open_on(p, UNREACHABLE) : NULL;
+    if (!d)
+        return 1;
+    for (uint64_t i = 0; i < CRASH_LETTERS; i++) {
+        rc_letter l = crash_letter(i);
+        if (rc_dlq_submit(d, &l) != 0)
+            return 1;
+    }
+    rc_dlq_stats st;
+    rc_dlq_stats_read(d, &st);
+    if (st.submitted[RC_LETTER_SLOW_CONSUMER] == 0)
+        return 1; /* the breaker opened first: the scene did not happen */
+    raise(SIGKILL);
+    return 1;
+}
+
+typedef struct crash_seen {
+    uint32_t n;
+    bool in_order;
+} crash_seen;
+
+static int check_crash_record(void *ud, uint64_t key, const uint8_t *rec, uint32_t len)
+{
+    crash_seen *c = ud;
+    c->in_order &= key == c->n && len > 0 && memmem(rec, len, "crash", 5) != NULL;
+    c->n++;
+    return 0;
+}
+
+/* Letters made just before a kill -9 are on disk and the next start sends
+ * them: none lived only in librdkafka's memory. */
+static void test_letters_survive_kill(void)
+{
+    char dir[DIR_TEXT], self[PATH_MAX_TEXT], err[ERR_TEXT];
+    CU_ASSERT_EQUAL_FATAL(temp_dir(dir, sizeof dir), 0);
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CU_ASSERT_FATAL(n > 0);
+    self[n] = '\0';
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(self, self, CRASH_ARG, dir, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_FATAL(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    rc_persist *p = rc_store_open(dir, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    crash_seen c = { .in_order = true };
+    rc_spool sp = rc_store_spool(p);
+    CU_ASSERT_EQUAL(sp.ops->scan(sp.self, 0, UINT32_MAX, check_crash_record, &c, err, sizeof err), 0);
+    printf("\n    %u of %u letters on disk after the kill", c.n, CRASH_LETTERS);
+    CU_ASSERT_EQUAL(c.n, CRASH_LETTERS);
+    CU_ASSERT(c.in_order);
+
+    rc_dlq *d = open_on(p, ""); /* an embedded broker: the restart sends them */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    rc_dlq_stats st;
+    wait_spool(d, 0, &st);
+    CU_ASSERT_EQUAL(st.spool_found, CRASH_LETTERS);
+    CU_ASSERT_EQUAL(st.spool_letters, 0);
+    CU_ASSERT_EQUAL(st.drained, CRASH_LETTERS);
+    CU_ASSERT_EQUAL(st.delivered[RC_LETTER_SLOW_CONSUMER], CRASH_LETTERS);
+    rc_dlq_close(d, 0);
+    rc_store_close(p);
+    remove_dir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], CRASH_ARG) == 0)
+        return submit_and_die(argv[2]);
     if (CU_initialize_registry() != CUE_SUCCESS)
         return CU_get_error();
     CU_pSuite s = CU_add_suite("spool", NULL, NULL);
     if (!s || !CU_add_test(s, "memory spool: order, deletes, scans", test_mem_spool) ||
         !CU_add_test(s, "RocksDB spool: order, deletes, scans, reopen", test_store_spool) ||
         !CU_add_test(s, "breaker transitions", test_breaker) ||
-        !CU_add_test(s, "durable spool drains after a restart", test_durable_spool_restart)) {
+        !CU_add_test(s, "durable spool drains after a restart", test_durable_spool_restart) ||
+        !CU_add_test(s, "letters survive a kill -9 right after submit", test_letters_survive_kill)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
