@@ -15,9 +15,9 @@
  *
  * The file is read through ini_parse_stream() with our own line reader so
  * that error messages carry the line number, lines longer than inih's
- * buffer are an error instead of being cut silently, and leading blanks are
- * dropped (inih would otherwise take an indented line as the continuation
- * of the previous value).
+ * buffer and NUL bytes are an error instead of being cut silently, and
+ * leading blanks are dropped (inih would otherwise take an indented line as
+ * the continuation of the previous value).
  */
 #include "ringcast/config.h"
 
@@ -350,15 +350,30 @@ static void strip_leading_blanks(char *s)
         memmove(s, s + skip, strlen(s + skip) + 1);
 }
 
-/* fgets() for inih that counts lines and refuses lines longer than its buffer. */
+/* The line reader inih calls instead of fgets(): counts lines, refuses lines
+ * longer than inih's buffer, and refuses a NUL byte: inih reads a line only up to its first NUL, so the
+ * rest of it would be lost, or, in a line as long as the buffer, read as a
+ * line of its own (a comment could hide a key). */
 static char *file_read_line(char *str, int num, void *stream)
 {
     file_ctx *fc = stream;
-    if (fc->failed || !fgets(str, num, fc->fp))
+    int len = 0, ch = 0;
+    if (fc->failed)
         return NULL;
-    fc->line++;
-    size_t len = strlen(str);
-    if (len > 0 && len == (size_t)num - 1 && str[len - 1] != '\n') {
+    while (len < num - 1 && ch != '\n' && (ch = getc(fc->fp)) != EOF) {
+        if (len == 0)
+            fc->line++;
+        if (ch == '\0') {
+            snprintf(fc->msg, sizeof fc->msg, "NUL byte in the line");
+            fc->failed = true;
+            return NULL;
+        }
+        str[len++] = (char)ch;
+    }
+    if (len == 0)
+        return NULL;
+    str[len] = '\0';
+    if (len == num - 1 && str[len - 1] != '\n') {
         int next = getc(fc->fp);
         if (next != EOF) {
             snprintf(fc->msg, sizeof fc->msg, "line longer than %d bytes", num - 3);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
+#include <ini.h>
 
 #define ERR_SIZE 512
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -29,16 +30,21 @@ static void clear_env(void)
         unsetenv(test_env[i]);
 }
 
-/* Write text to a fresh temporary INI file; its path is in ini_path. */
-static void write_ini(const char *text)
+/* Write n bytes to a fresh temporary INI file; its path is in ini_path. */
+static void write_ini_bytes(const char *bytes, size_t n)
 {
     snprintf(ini_path, sizeof ini_path, "/tmp/rc_test_config_XXXXXX");
     int fd = mkstemp(ini_path);
     CU_ASSERT_FATAL(fd >= 0);
     FILE *f = fdopen(fd, "w");
     CU_ASSERT_FATAL(f != NULL);
-    fputs(text, f);
+    CU_ASSERT(fwrite(bytes, 1, n, f) == n);
     fclose(f);
+}
+
+static void write_ini(const char *text)
+{
+    write_ini_bytes(text, strlen(text));
 }
 
 static void remove_ini(void)
@@ -302,6 +308,30 @@ static void test_file_errors(void)
     remove_ini();
 }
 
+/* A NUL byte hid the rest of its line from inih: "port = 74<NUL>00" was
+ * read as 74, and in a line as long as inih's buffer what followed the NUL
+ * became a line of its own, so a comment could hide a key
+ * (tests/fuzz/regress/config/). */
+static void test_file_nul_byte(void)
+{
+    clear_env();
+    static const char cut[] = "port = 1\nport = 74\0" "00\n";
+    write_ini_bytes(cut, sizeof cut - 1);
+    char *argv[] = { "ringcastd", "--config", ini_path };
+    expect_error(ARGC(argv), argv, ":2:", "NUL byte", NULL);
+    remove_ini();
+
+    char hidden[2 * INI_MAX_LINE];
+    int n = snprintf(hidden, sizeof hidden, "# comment");
+    hidden[n++] = '\0';
+    memset(hidden + n, 'a', INI_MAX_LINE - 1 - (size_t)n); /* the line fills inih's buffer */
+    n = INI_MAX_LINE - 1;
+    n += snprintf(hidden + n, sizeof hidden - (size_t)n, "port = 1234\n");
+    write_ini_bytes(hidden, (size_t)n);
+    expect_error(ARGC(argv), argv, ":1:", "NUL byte", NULL);
+    remove_ini();
+}
+
 /* Run rc_config_load with stdout sent to /dev/null; returns its result. */
 static int load_quietly(int argc, char **argv)
 {
@@ -396,6 +426,7 @@ int main(void)
     CU_add_test(s, "ring_capacity power of two", test_ring_capacity_power_of_two);
     CU_add_test(s, "cross-key checks", test_cross_key_checks);
     CU_add_test(s, "file errors", test_file_errors);
+    CU_add_test(s, "a NUL byte in the file", test_file_nul_byte);
     CU_add_test(s, "--help and --version", test_help_and_version);
     CU_add_test(s, "usage lists every key", test_usage_lists_every_key);
     CU_add_test(s, "dump", test_dump);
