@@ -46,10 +46,16 @@ static void end_piece(rc_http_conn *c)
         c->arena[c->arena_len++] = '\0';
 }
 
-/* Appends to the piece of kind `kind`, starting a new one when kind changes. */
+/* Appends to the piece of kind `kind`, starting a new one when kind changes.
+ * Fields after the head are a chunked body's trailer: they are not headers
+ * and are dropped (http_parser still bounds their size, 431 past it); kept,
+ * the last one's value would have no NUL, as on_headers_complete ends the
+ * pieces. */
 static int add_piece(rc_http_conn *c, enum piece kind, const char *at, size_t len)
 {
     rc_http_request *r = &c->req;
+    if (c->head_done)
+        return 0;
     if (c->last_piece != (int)kind) {
         end_piece(c);
         if (kind == PIECE_FIELD) {

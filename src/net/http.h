@@ -42,7 +42,7 @@ typedef struct rc_http_request {
     const char *method;  /* "GET", "HEAD", "POST", ... */
     const char *path;    /* the target's path: no query string, no fragment */
     const char *query;   /* after '?', without it; "" when there is none */
-    rc_http_header headers[RC_HTTP_MAX_HEADERS];
+    rc_http_header headers[RC_HTTP_MAX_HEADERS]; /* the head's; a chunked body's trailer fields are dropped */
     unsigned n_headers;
     const char *body;    /* NULL when the request has no body */
     size_t body_len;
