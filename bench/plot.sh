@@ -9,8 +9,14 @@
 #       --csv files (the open-loop steps), with the diagonal "keeps up"
 #   bench/plot.sh sweep-latency OUT.svg TITLE LABEL=SWEEP.csv ...
 #       p50 (dashed) and p99 (solid) latency against offered msgs/s
+#   bench/plot.sh soak OUT.svg TITLE SOAK.csv
+#       server RSS (MB) and open descriptors against time, from a
+#       ringcast-soak --csv file (bench/soak.sh)
+#   bench/plot.sh soak-load OUT.svg TITLE SOAK.csv
+#       deliveries/s and msgs/s, and the p99 and max delivery latency of each
+#       sample period, against time, from the same file
 #   bench/plot.sh dir DIR
-#       all of the above for the files DIR/WORKLOAD.SYSTEM.hist.csv and
+#       the first three for the files DIR/WORKLOAD.SYSTEM.hist.csv and
 #       DIR/WORKLOAD.SYSTEM.sweep.csv (what compare.sh --charts leaves there):
 #       DIR/WORKLOAD-latency-cdf.svg, DIR/WORKLOAD-sweep-throughput.svg,
 #       DIR/WORKLOAD-sweep-latency.svg
@@ -147,6 +153,82 @@ EOF
   echo "plot.sh: wrote $out" >&2
 }
 
+# Extracts "minutes <col>..." from a ringcast-soak CSV into $2; $3... are column names.
+soak_data() { # FILE OUT COL...
+  local f=$1 out=$2 cols="" c n
+  shift 2
+  for n in "$@"; do
+    c=$(csv_col "$f" "$n")
+    [ -n "$c" ] || { echo "plot.sh: $f has no column $n (not a ringcast-soak --csv file?)" >&2; return 1; }
+    cols+="${cols:+ }$c"
+  done
+  awk -F, -v cols="$cols" 'NR > 1 { n = split(cols, c, " "); printf "%.3f", $1 / 60; for (i = 1; i <= n; i++) printf " %s", $c[i]; print "" }' "$f" >"$out"
+  [ -s "$out" ]
+}
+
+# gnuplot commands marking where the load of ringcast-soak CSV $1 ended (its
+# last "load" row), if the file has a phase column and rows after the load.
+soak_load_end() {
+  local c
+  c=$(csv_col "$1" phase)
+  [ -n "$c" ] || return 0
+  awk -F, -v c="$c" 'NR > 1 { if ($c == "load") t = $1; else after = 1 }
+    END { if (after && t > 0) printf "set arrow from %.3f, graph 0 to %.3f, graph 1 nohead dt 3 lc rgb \"#444444\"\nset label \"load ends\" at %.3f, graph 0.95 right offset -0.5, 0\n", t / 60, t / 60, t / 60 }' "$1"
+}
+
+# soak OUT TITLE FILE
+plot_soak() {
+  local out=$1 title=$2 file=$3 broker=""
+  soak_data "$file" "$tmp/soak.dat" rss_kb fds broker_rss_kb || return 1
+  awk '$4 > 0 { found = 1 } END { exit !found }' "$tmp/soak.dat" &&
+    broker=", '$tmp/soak.dat' using 1:(\$4 / 1024) axes x1y1 with lines lw 1 dt 3 lc rgb '#888888' title 'dead-letter broker RSS (MB)'"
+  gnuplot <<EOF || return 1
+$TERM_SVG
+set output $(gq "$out")
+set title $(gq "$title")
+set xlabel 'time (minutes)'
+set ylabel 'RSS (MB)'
+set y2label 'open file descriptors'
+set ytics nomirror
+set y2tics
+set yrange [0:*]
+set y2range [0:*]
+set grid
+set key below
+$(soak_load_end "$file")
+plot '$tmp/soak.dat' using 1:(\$2 / 1024) axes x1y1 with lines lw 2 title 'ringcastd RSS (MB)', \
+     '$tmp/soak.dat' using 1:3 axes x1y2 with lines lw 2 dt 2 title 'ringcastd open fds'$broker
+EOF
+  echo "plot.sh: wrote $out" >&2
+}
+
+# soak-load OUT TITLE FILE
+plot_soak_load() {
+  local out=$1 title=$2 file=$3
+  soak_data "$file" "$tmp/load.dat" deliveries_per_s msgs_per_s lat_p99_ms lat_max_ms || return 1
+  gnuplot <<EOF || return 1
+$TERM_SVG
+set output $(gq "$out")
+set title $(gq "$title")
+set xlabel 'time (minutes)'
+set ylabel 'per second'
+set y2label 'delivery latency per sample (ms, log scale)'
+set ytics nomirror
+set y2tics
+set logscale y2
+set format y '%.0s%c'
+set yrange [0:*]
+set grid
+set key below
+$(soak_load_end "$file")
+plot '$tmp/load.dat' using 1:2 axes x1y1 with lines lw 2 title 'deliveries/s (readers)', \
+     '$tmp/load.dat' using 1:3 axes x1y1 with lines lw 2 title 'msgs/s sent', \
+     '$tmp/load.dat' using 1:(\$4 > 0 ? \$4 : 1/0) axes x1y2 with lines lw 1 title 'p99 latency (ms)', \
+     '$tmp/load.dat' using 1:(\$5 > 0 ? \$5 : 1/0) axes x1y2 with points pt 7 ps 0.3 title 'max latency (ms)'
+EOF
+  echo "plot.sh: wrote $out" >&2
+}
+
 # dir DIR
 plot_dir() {
   local d=$1 w f specs rc=0
@@ -181,6 +263,8 @@ case "$cmd" in
   cdf) [ $# -ge 3 ] || die "cdf OUT.svg TITLE LABEL=FILE ..."; plot_cdf "$@" ;;
   sweep) [ $# -ge 3 ] || die "sweep OUT.svg TITLE LABEL=FILE ..."; plot_sweep "$@" ;;
   sweep-latency) [ $# -ge 3 ] || die "sweep-latency OUT.svg TITLE LABEL=FILE ..."; plot_sweep_latency "$@" ;;
+  soak) [ $# -eq 3 ] || die "soak OUT.svg TITLE SOAK.csv"; plot_soak "$@" ;;
+  soak-load) [ $# -eq 3 ] || die "soak-load OUT.svg TITLE SOAK.csv"; plot_soak_load "$@" ;;
   dir) [ $# -eq 1 ] || die "dir DIR"; plot_dir "$1" ;;
   -h|--help) usage ;;
   *) usage >&2; exit 1 ;;
