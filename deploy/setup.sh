@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config git
   liburing-dev libmsgpack-dev librdkafka-dev librocksdb-dev libinih-dev libxxhash-dev libjemalloc-dev
   libcunit1-dev libhttp-parser-dev
+  clang libclang-rt-14-dev libfuzzer-14-dev
   nats-server redis-server kcat libck-dev gnuplot-nox jq curl bc
   python3 python3-websockets
 )

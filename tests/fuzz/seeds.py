@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Writes the binary seed corpora of the fuzz targets (tests/fuzz/README.md).
+
+corpus/codec/   frames picked from proto/vectors/valid.txt and invalid.txt
+corpus/session/ client byte streams: length-prefixed frames, the session's
+                rules one stream each (hello first, the join limit, replay,
+                framing errors, a frame cut short)
+
+Run from anywhere: python3 tests/fuzz/seeds.py. It rewrites exactly the
+files it names and removes nothing. The seeds of corpus/config/ and
+corpus/http/ are text files written by hand.
+"""
+import os
+import re
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VECTORS = os.path.join(HERE, "..", "..", "proto", "vectors")
+sys.path.insert(0, VECTORS)
+sys.dont_write_bytecode = True  # leave no __pycache__ in proto/vectors
+from gen import Raw, enc, m  # noqa: E402  (the vectors' own MessagePack encoder)
+
+# Vectors worth mutating: every kind of map and encoding, and the edges of
+# the decoder's bounds (nesting 32 and 33, declared counts, NUL in names).
+CODEC_VECTORS = [
+    "hello with rid and token", "join with since", "join since uint64 max", "leave",
+    "send with mid", "send bin body", "send str16 body (0xda)", "hist before and limit",
+    "ping with rid", "replay full dead-letter record",
+    "replay minimal record (never sequenced, no recipient, no mid)", "welcome", "joined",
+    "synced lost true", "left", "ack dup true", "msg bin body with mid",
+    "hist reply with two msgs", "pong with rid", "err with rid",
+    "err with a code this version does not know (forward compatibility)", "bye",
+    "unknown keys are ignored", "keys of other types are ignored, whatever their value",
+    "map16 header (0xde)", "str8-encoded t and key (non-minimal encoding)",
+    "since as a positive int64 (0xd3)", "nesting 32 levels deep (the top map is level 1)",
+    "nesting 32 levels deep, the innermost an empty array", "a NUL byte in a body is data",
+    "reserved byte 0xc1 as a value", "truncated: bin body cut short", "two maps in one frame",
+    "rid twice", "msgs nested in a msgs element",
+    "nesting 33 levels deep, the innermost an empty map", "group with a NUL byte",
+    "array declares 2^32-1 elements, holds none", "str declares 2^32-1 bytes, holds 2", "limit 1001",
+]
+
+TOKEN = "s3cret"     # fuzz_session.c FUZZ_TOKEN
+MAX_FRAME = 1024     # fuzz_session.c FUZZ_MAX_FRAME
+MAX_GROUPS = 4       # fuzz_session.c FUZZ_MAX_GROUPS
+
+
+def read_frames():
+    frames = {}
+    for name in ("valid.txt", "invalid.txt"):
+        current = None
+        with open(os.path.join(VECTORS, name)) as f:
+            for line in f:
+                key, _, value = line.rstrip("\r\n").partition(":")
+                if key == "name":
+                    current = value.strip()
+                elif key == "frame" and current:
+                    frames[current] = bytes.fromhex(value.strip())
+    return frames
+
+
+def slug(name):
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+
+
+def frame(payload):
+    return struct.pack(">I", len(payload)) + payload
+
+
+def stream(*maps):
+    return b"".join(frame(enc(x)) for x in maps)
+
+
+def hello(user="alice", token=None, rid=1):
+    pairs = [("user", user)] + ([("token", token)] if token is not None else [])
+    return m("hello", *pairs, rid=rid)
+
+
+def letter(reason, **extra):
+    pairs = [("g", "room"), ("from", "bob"), ("ts", 1700000000000), ("body", b"hi"), ("reason", reason)]
+    pairs += list(extra.items())
+    return m("replay", *pairs, rid=9)
+
+
+def session_streams():
+    send = m("send", ("g", "room"), ("body", "hi"), ("mid", "c-1"), rid=4)
+    at_max = next(f for f in (enc(m("send", ("g", "room"), ("body", b"x" * n), rid=5))
+                              for n in range(MAX_FRAME, 0, -1)) if len(f) == MAX_FRAME)
+    return {
+        "a-whole-session": stream(hello(), m("join", ("g", "room"), ("since", 0), rid=2),
+                                  m("join", ("g", "lobby"), rid=3), send,
+                                  m("hist", ("g", "room"), ("before", 10), ("limit", 5), rid=6),
+                                  m("ping", rid=7), m("leave", ("g", "room"), rid=8)),
+        "request-before-hello-and-hello-twice": stream(m("join", ("g", "room"), rid=2), hello(), hello()),
+        "join-past-max-groups": stream(hello(), *[m("join", ("g", "g%d" % i), rid=10 + i)
+                                                  for i in range(MAX_GROUPS + 1)],
+                                       m("leave", ("g", "g0"), rid=20), m("join", ("g", "g9"), rid=21)),
+        "admin-replays": stream(hello("ops", TOKEN),
+                                letter("slow_consumer", seq=7, to="carol"),
+                                letter("overloaded"), letter("expired", mid="c-9"),
+                                letter("shutdown", seq=8), letter("nonsense")),
+        "replay-refused-without-token": stream(hello("ops", "wrong"), hello("ops"), letter("overloaded")),
+        "server-types-from-a-client": stream(hello(), m("welcome", ("sid", 1), ("srv", "x"), ("max_frame", 9)),
+                                             m("msg", ("g", "r"), ("seq", 1), ("from", "a"), ("ts", 1),
+                                               ("body", b""))),
+        "bad-maps-keep-the-connection": frame(b"\x81\xa1\x74\xc1") + frame(b"\x90") +
+                                        stream(hello(), m("send", ("g", "room"), rid=3), m("ping", rid=4)),
+        "hist-request-with-msgs": stream(hello(), m("hist", ("g", "room"), ("msgs", [1, 2]), rid=3)),
+        "zero-length-frame-closes": stream(hello()) + b"\x00\x00\x00\x00" + stream(m("ping")),
+        "frame-past-max-frame-closes": stream(hello()) + struct.pack(">I", MAX_FRAME + 1) + b"\x80",
+        "frame-of-max-frame-bytes": stream(hello()) + frame(at_max) + stream(m("ping", rid=6)),
+        "frame-cut-short": stream(hello(), m("ping", rid=2))[:-3],
+        "deep-nesting-between-pings": stream(hello(), m("ping", rid=2)) +
+                                      frame(bytes.fromhex("82a174a470696e67a178") + b"\x91" * 31 + b"\x90") +
+                                      stream(m("ping", rid=3)),
+        "names-with-nul-and-big-since": stream(hello(), m("join", ("g", "a\0b"), rid=2),
+                                               m("join", ("g", "room"), ("since", 2 ** 64 - 1), rid=3),
+                                               m("send", ("g", Raw(b"\xa1\x00")), ("body", b""), rid=4)),
+    }
+
+
+def write(directory, name, data):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    frames = read_frames()
+    missing = [n for n in CODEC_VECTORS if n not in frames]
+    if missing:
+        sys.exit("seeds.py: vectors not found: %s" % ", ".join(missing))
+    for n in CODEC_VECTORS:
+        write(os.path.join(HERE, "corpus", "codec"), slug(n), frames[n])
+    for n, data in session_streams().items():
+        write(os.path.join(HERE, "corpus", "session"), n, data)
+
+
+if __name__ == "__main__":
+    main()
