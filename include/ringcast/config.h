@@ -27,6 +27,7 @@
 #define RC_CONFIG_TOPIC_SIZE 250u   /* Kafka topic names are at most 249 bytes */
 #define RC_CONFIG_TOKEN_SIZE 256u   /* admin bearer token */
 #define RC_CONFIG_ENUM_SIZE 16u     /* enum keys, stored as their name */
+#define RC_CONFIG_REPLY_SLACK 2048u /* max_reply_bytes >= max_frame + this: a msg (body plus envelope) always fits */
 
 /*
  * The effective configuration. Field names equal key names; the comment
@@ -63,6 +64,10 @@ typedef struct rc_config {
     uint32_t snapshot_interval_ms;        /* 1000; 1..3600000, a changed group's snapshot at least this often */
     uint32_t snapshot_every;              /* 1000; 1..1e8 changes per snapshot */
     uint32_t max_connections;             /* 20000; 1..1000000 */
+    uint32_t max_connections_per_ip;      /* 4096; 1..1000000, open connections from one client IP */
+    uint32_t hello_timeout_ms;            /* 10000; 1..3600000, time a connection has to say hello */
+    uint32_t idle_timeout_ms;             /* 300000; 0 (never) ..86400000, time without a frame before close; ping at half */
+    uint64_t max_reply_bytes;             /* 1048576; 4096..2^30, bytes of one hist reply or join backlog (paged past it) */
     uint32_t max_groups_per_session;      /* 1024; 1..1048576 */
     uint32_t max_members_per_group;       /* 100000; 1..10000000 */
 

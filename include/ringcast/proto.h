@@ -117,6 +117,7 @@ typedef struct rc_msg {
     uint64_t max_frame;     /* welcome: server's max_frame */
     bool dup;               /* ack: this mid was sequenced before */
     bool lost;              /* synced: history no longer reaches back to since */
+    bool more;              /* hist, synced: the reply stopped at max_reply_bytes; ask again for the rest */
     uint32_t n_msgs;        /* hist reply: number of messages */
     struct rc_msg *msgs;    /* hist reply: messages, in the decoder's zone */
 } rc_msg;

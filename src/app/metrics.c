@@ -55,6 +55,7 @@ static const io_metric io_metrics[] = {
     IO_METRIC(held_conns, "io_held_connections", "gauge", "Connections not read now because their requests wait for room in a shard ring."),
     IO_METRIC(jobs_waiting, "io_jobs_waiting", "gauge", "Requests waiting in an io thread for room in their shard's ring."),
     IO_METRIC(pressure_holds, "io_pressure_holds_total", "counter", "Times a sending connection stopped being read while a reader was over the pause mark (outbound_high_bytes / 2)."),
+    IO_METRIC(reply_holds, "io_reply_holds_total", "counter", "Times a connection stopped being read for its own answers: its output over the pause mark, or RC_IO_HEAVY_MAX hist / join-since requests unanswered."),
     IO_METRIC(congested, "io_congested_connections", "gauge", "Connections over the pause mark now, not yet slow consumers."),
     IO_METRIC(slow_marked, "slow_consumers_total", "counter", "Connections found slow: over the pause mark for outbound_stall_ms."),
 };
@@ -131,6 +132,7 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(poison_letters, "poison_letters_total", "counter", "Sends whose store write failed every attempt: answered E_INTERNAL, sent to the dead-letter topic."),
     SHARD_METRIC(store_retries, "store_write_retries_total", "counter", "Store writes tried again after a failure."),
     SHARD_METRIC(redeliveries, "redeliveries_total", "counter", "Replayed slow_consumer letters sent towards their group's online subscribers."),
+    SHARD_METRIC(replies_paged, "replies_paged_total", "counter", "hist replies and join backlogs cut at max_reply_bytes (answered with more: true)."),
     SHARD_METRIC(letters_refused, "shard_letters_refused_total", "counter", "Expired and poison letters the producer could not queue (each logged)."),
 };
 

@@ -189,7 +189,11 @@ static int cmd_tail(const cli_opts *o)
     rc_client c;
     if (session(&c, o, true) != 0)
         return 1;
-    uint64_t seen = 0;
+    /* With --since, the backlog may come in pages (synced with more: the
+     * server's max_reply_bytes): messages print in seq order from want on;
+     * live ones that overtake a page come again in the next page. */
+    uint64_t seen = 0, want = o->has_since ? o->since + 1 : 0;
+    bool paging = false;
     for (;;) {
         rc_msg m;
         int r = rc_client_recv(&c, &m, -1);
@@ -199,12 +203,23 @@ static int cmd_tail(const cli_opts *o)
             return 1;
         }
         if (m.type == RC_T_MSG) {
+            if (o->has_since && (m.seq < want || (paging && m.seq > want)))
+                continue;
+            want = m.seq + 1;
             print_msg(&m, o->json);
             if (o->count && ++seen >= o->count)
                 break;
-        } else if (m.type == RC_T_SYNCED && m.lost) {
-            fprintf(stderr, "ringcast tail: history no longer reaches back to seq %llu\n",
-                    (unsigned long long)o->since);
+        } else if (m.type == RC_T_SYNCED) {
+            if (m.lost)
+                fprintf(stderr, "ringcast tail: history no longer reaches back to seq %llu\n",
+                        (unsigned long long)o->since);
+            paging = m.more;
+            rc_msg j = { .type = RC_T_JOIN, .g = rc_str_c(o->group), .has = RC_HAS_SINCE, .since = want - 1 };
+            if (m.more && rc_client_send(&c, &j) != 0) { /* next page of the backlog */
+                fprintf(stderr, "ringcast tail: %s\n", c.err);
+                rc_client_close(&c);
+                return 1;
+            }
         } else if (m.type == RC_T_BYE) {
             fprintf(stderr, "ringcast tail: server said bye: %.*s\n", (int)m.reason.len, m.reason.ptr);
             break;

@@ -97,7 +97,8 @@ static int recover(rc_server *s, char *err, size_t errlen)
 static int start_shards(rc_server *s, rc_outlets *out, char *err, size_t errlen)
 {
     rc_shard_limits lim = { s->cfg.history_max, s->cfg.dedup_window, s->cfg.max_members_per_group,
-                            s->cfg.snapshot_every, s->cfg.snapshot_interval_ms, s->cfg.history_ttl * 1000u };
+                            s->cfg.snapshot_every, s->cfg.snapshot_interval_ms, s->cfg.history_ttl * 1000u,
+                            s->cfg.max_reply_bytes };
     rc_shard_store store = { s->persist, rc_store_ops(), (int)durability_of(s->cfg.durability) };
     for (uint32_t i = 0; i < s->n_shards; i++) {
         if (rc_shard_init(&s->shards[i], i, s->cfg.ring_capacity, &lim, out, &store) != 0) {

@@ -112,6 +112,13 @@ static const key_def keys[] = {
     U32(outbound_stall_ms, "500", 1, 600000, 0,
         "a connection whose output stays over outbound_high_bytes / 2 this long is a slow consumer, ms"),
     U32(max_connections, "20000", 1, 1000000, 0, "open client connections at most"),
+    U32(max_connections_per_ip, "4096", 1, 1000000, 0,
+        "open client connections from one IP address at most; past it a new one gets E_LIMIT and is closed"),
+    U32(hello_timeout_ms, "10000", 1, 3600000, 0, "a connection that has not said hello this long is closed, ms"),
+    U32(idle_timeout_ms, "300000", 0, 86400000, 0,
+        "a connection that sent no frame this long is closed; at half of it the server pings, ms (0: never)"),
+    U64(max_reply_bytes, "1048576", 4096, UINT64_C(1) << 30,
+        "largest reply (a hist, a join's missed messages); more is paged (`more: true`), bytes"),
     U32(max_groups_per_session, "1024", 1, 1048576, 0, "groups one session may join"),
     U32(max_members_per_group, "100000", 1, 10000000, 0, "members one group may have"),
     U32(ring_capacity, "65536", 2, UINT32_C(1) << 30, KEY_POW2, "slots in each shard's rings"),
@@ -553,6 +560,12 @@ static int check_cross_keys(const rc_config *c, char *err, size_t errlen)
                 "shards=%" PRIu32 " outside min_shards..max_shards; allowed: %" PRIu32
                 "..%" PRIu32,
                 c->shards, c->min_shards, c->max_shards);
+        return -1;
+    }
+    if (c->max_reply_bytes < (uint64_t)c->max_frame + RC_CONFIG_REPLY_SLACK) {
+        set_err(err, errlen,
+                "max_reply_bytes=%" PRIu64 " is below max_frame + %u: one message must fit in a reply",
+                c->max_reply_bytes, RC_CONFIG_REPLY_SLACK);
         return -1;
     }
     if (c->outbound_high_bytes > c->outbound_kill_bytes) {

@@ -48,6 +48,7 @@ enum rc_frame_kind {
     RC_FRAME_JOIN_REFUSED = 1, /* data is a group id the session failed to join */
     RC_FRAME_VOID = 2,        /* withdrawn before it left the shard (its write failed): skip */
     RC_FRAME_REDELIVER = 3,   /* data is a redelivery: see rc_frame_redeliver_new */
+    RC_FRAME_ANSWERED = 4,    /* no data: the shard has answered the connection's reply-heavy request (rc_job_heavy) */
 };
 
 /* One encoded frame (length prefix included), shared by reference count. */
@@ -149,6 +150,15 @@ static inline const char *rc_job_to(const rc_job *j) { return rc_job_body(j) + j
 /* Builds a job from a decoded request; strings are copied (`to` only when
  * the request has one). NULL on ENOMEM. */
 rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg *m);
+
+/* A request whose answer can be as large as max_reply_bytes: a hist, a
+ * join with since. An io thread lets a connection have at most
+ * RC_IO_HEAVY_MAX of them at the shards; the shard ends each one's answer
+ * with an RC_FRAME_ANSWERED frame (src/ARCHITECTURE.md §3.5). */
+static inline bool rc_job_heavy(const rc_job *j)
+{
+    return j->kind == RC_JOB_HIST || (j->kind == RC_JOB_JOIN && (j->has & RC_HAS_SINCE));
+}
 
 /* ---- shard -> io ---- */
 

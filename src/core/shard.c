@@ -162,19 +162,38 @@ uint64_t rc_shard_first_served(const rc_shard *s, const rc_group *g)
     return rc_group_first_live_seq(g, cutoff);
 }
 
-/* Sends history entries with seq > since (oldest first), then `synced`. */
+/* One answer (a hist reply, a join's backlog) holds at most max_reply_bytes
+ * of messages (proto/PROTOCOL.md §6.5): true when `len` more would pass it.
+ * The first message always goes, so a reply makes progress. */
+static bool reply_full(const rc_shard *s, uint64_t bytes, uint32_t len)
+{
+    return s->limits.max_reply_bytes && bytes + len > s->limits.max_reply_bytes;
+}
+
+/* Sends history entries with seq > since (oldest first, at most
+ * max_reply_bytes of them), then `synced`. */
 static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
 {
     uint64_t first = rc_shard_first_served(s, g);
-    uint64_t from = j->since + 1 > first ? j->since + 1 : first;
-    for (uint64_t seq = from; seq <= g->last_seq; seq++) {
+    /* since may be any uint64: at or past last_seq nothing is missed (and
+     * since + 1 must not wrap to 0, which would replay everything). */
+    bool behind = j->since < g->last_seq;
+    uint64_t from = !behind ? g->last_seq + 1 : j->since + 1 > first ? j->since + 1 : first;
+    uint64_t seq = from, bytes = 0;
+    for (; seq <= g->last_seq; seq++) {
         const rc_hist_entry *e = rc_group_hist_at(g, seq);
+        if (seq > from && reply_full(s, bytes, e->frame->len))
+            break;
+        bytes += e->frame->len;
         rc_frame_ref(e->frame, 1);
         rc_shard_deliver_flags(s, j->conn, e->frame, RC_DELIVERY_SYNC);
     }
     rc_msg m = reply_to(j, RC_T_SYNCED, g);
     m.seq = g->last_seq;
-    m.lost = j->since + 1 < first && j->since < g->last_seq;
+    m.lost = behind && j->since + 1 < first;
+    m.more = seq <= g->last_seq; /* the client joins again with since = the last seq it got */
+    if (m.more)
+        RC_STAT_ADD(s->stats.replies_paged, 1);
     reply(s, j->conn, &m);
 }
 
@@ -409,6 +428,20 @@ static void do_hist(rc_shard *s, const rc_job *j)
     uint64_t limit = (j->has & RC_HAS_LIMIT) ? j->limit : RC_HIST_DEFAULT_LIMIT;
     uint64_t first = rc_shard_first_served(s, g);
     uint64_t from = before > first + limit ? before - limit : first;
+    /* The newest messages under `before` that fit in max_reply_bytes: the
+     * client pages back with before = the first seq it got. */
+    uint64_t start = before, bytes = 0;
+    while (start > from) {
+        uint32_t len = rc_group_hist_at(g, start - 1)->frame->len;
+        if (start < before && reply_full(s, bytes, len))
+            break;
+        bytes += len;
+        start--;
+    }
+    bool more = start > from;
+    if (more)
+        RC_STAT_ADD(s->stats.replies_paged, 1);
+    from = start;
     uint32_t n = before > from ? (uint32_t)(before - from) : 0;
 
     rc_msg m = reply_to(j, RC_T_HIST, g);
@@ -430,8 +463,22 @@ static void do_hist(rc_shard *s, const rc_job *j)
     m.has |= RC_HAS_MSGS;
     m.msgs = msgs;
     m.n_msgs = n;
+    m.more = more;
     reply(s, j->conn, &m);
     free(msgs);
+}
+
+/* Tells the io thread that a reply-heavy request has its whole answer
+ * queued (rc_job_heavy): the connection may have another one at a shard. */
+static void answered(rc_shard *s, const rc_job *j)
+{
+    rc_frame *f = rc_frame_alloc(0);
+    if (!f) {
+        RC_LOG_ERROR("shard", "id=%u event=answered_nomem", s->id); /* the connection stays held until it closes */
+        return;
+    }
+    f->kind = RC_FRAME_ANSWERED;
+    rc_shard_deliver(s, j->conn, f);
 }
 
 static void process_job(rc_shard *s, rc_job *j)
@@ -445,6 +492,8 @@ static void process_job(rc_shard *s, rc_job *j)
     case RC_JOB_REDELIVER: do_redeliver(s, j); break;
     case RC_JOB_STOP: break;
     }
+    if (rc_job_heavy(j))
+        answered(s, j);
 }
 
 /* ---- thread ---- */

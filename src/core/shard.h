@@ -36,6 +36,7 @@ typedef struct rc_shard_limits {
     uint32_t snapshot_every;        /* changes per snapshot */
     uint32_t snapshot_interval_ms;  /* a changed group's snapshot at least this often */
     uint64_t history_ttl_ms;        /* messages older than this leave history */
+    uint64_t max_reply_bytes;       /* a hist reply or a join's backlog stops here (`more: true`); 0: no bound */
 } rc_shard_limits;
 
 /* Storage a shard writes through (NULL persist: memory only). */
@@ -77,6 +78,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t poison_letters; /* sends whose write failed RC_POISON_ATTEMPTS times: E_INTERNAL and a letter */
     _Atomic uint64_t letters_refused; /* expired and poison letters the sink could not queue (logged) */
     _Atomic uint64_t redeliveries;  /* replayed slow_consumer letters sent to the group's io threads */
+    _Atomic uint64_t replies_paged; /* hist replies and join backlogs cut at max_reply_bytes (`more: true`) */
 } rc_shard_stats;
 
 /* Where a shard's output goes: one outbound ring and waker per io thread. */

@@ -41,6 +41,7 @@ typedef struct rc_conn {
     bool resume_listed; /* listed in io->resume */
     bool pressure_hold; /* held as a sender while a reader is over the pause mark; listed in io->pressured */
     uint32_t jobs_queued; /* its jobs in io->pending, not yet in a shard's ring */
+    uint32_t heavy;       /* its reply-heavy requests (rc_job_heavy) not yet answered: at most RC_IO_HEAVY_MAX */
     uint64_t congested_ns;
     rc_buf in;    /* bytes of a frame not yet complete */
     rc_outq outq; /* output: shared frames, sent by iovec (net/outq.h) */
@@ -54,6 +55,22 @@ typedef struct rc_conn {
 static inline size_t rc_conn_queued(const rc_conn *c)
 {
     return rc_outq_bytes(&c->outq);
+}
+
+/* c's own answers pile up: its output is over the pause mark (it does not
+ * read what it asked for), or RC_IO_HEAVY_MAX of its reply-heavy requests
+ * are unanswered. It is not read further meanwhile. */
+static inline bool rc_conn_answers_pending(const rc_io *io, const rc_conn *c)
+{
+    return rc_conn_queued(c) > io->pause_bytes || c->heavy >= RC_IO_HEAVY_MAX;
+}
+
+/* Whether a held c may be read again: none of its requests waits for room
+ * in a shard's ring, it is not held as a sender (a reader is over the pause
+ * mark), and its own answers do not pile up. */
+static inline bool rc_conn_readable(const rc_io *io, const rc_conn *c)
+{
+    return !c->jobs_queued && !c->pressure_hold && !rc_conn_answers_pending(io, c);
 }
 
 /* ---- io.c, for the files beside it ---- */
@@ -101,8 +118,12 @@ void rc_handoff_queue(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);
 void rc_handoff_route(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, const rc_msg *m);
 /* Pushes what the shards' rings admit; holds the connections whose jobs wait. */
 void rc_handoff_flush(rc_io *io);
-/* Reads again the connections whose waiting jobs are all in. */
+/* Reads again the held connections that became readable (rc_handoff_wake
+ * lists one whose reason to be held went away). */
 void rc_handoff_resume(rc_io *io);
+void rc_handoff_wake(rc_io *io, rc_conn *c);
+/* The shard answered one of c's reply-heavy requests (RC_FRAME_ANSWERED). */
+void rc_handoff_answered(rc_io *io, rc_conn *c);
 /* After a send: holds its sender while a reader is over the pause mark;
  * and releases the held senders once none is. */
 void rc_handoff_hold_sender(rc_io *io, rc_conn *c);

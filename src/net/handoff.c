@@ -61,6 +61,7 @@ void rc_handoff_route(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, cons
         rc_io_conn_error(io, c, m, RC_E_INTERNAL, "out of memory queueing the request; try again later");
         return;
     }
+    c->heavy += rc_job_heavy(j);
     rc_handoff_queue(io, j, rc_handoff_shard_of(io, m->g.ptr, m->g.len), c);
 }
 
@@ -74,6 +75,8 @@ uint32_t rc_handoff_shard_of(rc_io *io, const char *g, uint32_t len)
 static void reject_overloaded(rc_io *io, rc_job *j, rc_conn *c)
 {
     rc_io_letter_refused(io, j, RC_LETTER_OVERLOADED, "waited longer than max_queue_ms for room in the group's shard ring");
+    if (c && rc_job_heavy(j))
+        rc_handoff_answered(io, c);
     if (c) {
         rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
         if (j->kind == RC_JOB_JOIN) /* the session did not join after all */
@@ -83,16 +86,31 @@ static void reject_overloaded(rc_io *io, rc_job *j, rc_conn *c)
     free(j);
 }
 
+/* A held connection may have become readable: it is looked at by the next
+ * rc_handoff_resume (not now: this runs inside deliveries and pushes). */
+void rc_handoff_wake(rc_io *io, rc_conn *c)
+{
+    if (!c->held || c->resume_listed || !rc_conn_readable(io, c))
+        return;
+    assert(io->n_resume < 2 * io->n_slots); /* one entry per live connection, one per slot freed this turn */
+    c->resume_listed = true;
+    io->resume[io->n_resume++] = rc_conn_id_make(io->idx, c->slot, c->gen);
+}
+
+void rc_handoff_answered(rc_io *io, rc_conn *c)
+{
+    if (c->heavy)
+        c->heavy--;
+    rc_handoff_wake(io, c);
+}
+
 /* One job left io->pending (pushed or refused): its connection waits for
  * one fewer, and is read again once it waits for none (rc_handoff_resume). */
 static void job_left(rc_io *io, rc_conn *c)
 {
     RC_STAT_ADD(io->stats.jobs_waiting, (uint64_t)-1);
-    if (!c || --c->jobs_queued || !c->held || c->resume_listed)
-        return;
-    assert(io->n_resume < 2 * io->n_slots); /* one entry per live connection, one per slot freed this turn */
-    c->resume_listed = true;
-    io->resume[io->n_resume++] = rc_conn_id_make(io->idx, c->slot, c->gen);
+    if (c && --c->jobs_queued == 0)
+        rc_handoff_wake(io, c);
 }
 
 static void jobq_pop(rc_jobq *q, uint32_t k)
@@ -198,7 +216,7 @@ void rc_handoff_release_senders(rc_io *io)
         if (!c || !c->pressure_hold)
             continue;
         c->pressure_hold = false;
-        if (c->held && !c->jobs_queued)
+        if (c->held && rc_conn_readable(io, c))
             rc_io_conn_unhold(io, c);
     }
     io->n_pressured = 0;
@@ -213,9 +231,8 @@ void rc_handoff_resume(rc_io *io)
         if (!c)
             continue;
         c->resume_listed = false;
-        if (!c->held || c->jobs_queued || c->pressure_hold)
-            continue;
-        rc_io_conn_unhold(io, c);
+        if (c->held && rc_conn_readable(io, c))
+            rc_io_conn_unhold(io, c);
     }
     io->n_resume = 0;
 }
@@ -251,6 +268,8 @@ void rc_handoff_refuse_all(rc_io *io)
             jobq_pop(q, 1);
             job_left(io, c);
             rc_io_letter_refused(io, j, RC_LETTER_SHUTDOWN, "the server stopped before this send reached its shard");
+            if (c && rc_job_heavy(j) && c->heavy)
+                c->heavy--;
             if (c && j->kind != RC_JOB_DETACH) {
                 rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
                 rc_io_conn_error(io, c, &m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");

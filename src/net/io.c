@@ -208,6 +208,7 @@ static void conn_drained(rc_io *io, rc_conn *c)
     conn_uncongest(io, c);
     c->slow = false;
     c->lettered = 0;
+    rc_handoff_wake(io, c); /* held for its own output: read again */
 }
 
 /* The one place that decides a connection is a slow consumer: it stayed
@@ -316,10 +317,20 @@ static void out_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m
         rc_handoff_hold_sender(x->io, x->c);
 }
 
+/* Before each frame: a connection whose own answers pile up (output over
+ * the pause mark, RC_IO_HEAVY_MAX heavy requests out) is not read further
+ * until they go (rc_handoff_wake), so pipelining requests without reading
+ * cannot make the server build answers without bound. */
 static bool out_reading(void *self)
 {
     conn_ctx *x = self;
-    return x->c->state == CS_OPEN && !x->c->held;
+    if (x->c->state != CS_OPEN || x->c->held)
+        return false;
+    if (!rc_conn_answers_pending(x->io, x->c))
+        return true;
+    RC_STAT_ADD(x->io->stats.reply_holds, 1);
+    rc_io_conn_hold(x->io, x->c);
+    return false;
 }
 
 static void out_close(void *self)
@@ -456,8 +467,11 @@ static void reap_conns(rc_io *io)
 static void conn_detach_all(rc_io *io, rc_conn *c)
 {
     rc_conn_id id = rc_conn_id_make(io->idx, c->slot, c->gen);
-    for (uint32_t i = 0; i < c->sess.n_groups; i++) {
-        rc_msg m = { .g = rc_str_c(c->sess.groups[i]) };
+    const rc_strmap *groups = &c->sess.groups;
+    for (uint32_t i = 0; i < groups->cap; i++) {
+        if (!groups->slots[i].hash)
+            continue;
+        rc_msg m = { .g = { groups->slots[i].key, groups->slots[i].len } };
         rc_job *j = rc_job_new(RC_JOB_DETACH, id, (rc_str){ 0 }, &m);
         if (!j) {
             RC_LOG_ERROR("io", "event=detach_nomem sid=%llu", (unsigned long long)c->sess.sid);
@@ -647,8 +661,10 @@ static bool deliver_one(rc_io *io, rc_frame *f, const rc_delivery *d)
         return false;
     rc_conn *c = rc_io_conn(io, d->conn);
     if (!c) {
-        if (f->kind != RC_FRAME_REDELIVER) /* a closed subscriber owes nothing: filtered */
+        if (f->kind != RC_FRAME_REDELIVER && f->kind != RC_FRAME_ANSWERED) /* a closed subscriber owes nothing: filtered */
             RC_STAT_ADD(io->stats.dropped_closed, 1);
+    } else if (f->kind == RC_FRAME_ANSWERED) {
+        rc_handoff_answered(io, c);
     } else if (f->kind == RC_FRAME_JOIN_REFUSED) {
         rc_session_forget(&c->sess, (rc_str){ (const char *)f->data, f->len });
     } else if (f->kind == RC_FRAME_REDELIVER) {

@@ -54,6 +54,11 @@ typedef struct rc_io_limits {
 #define RC_IO_ADMIT_DIVISOR 8u
 /* ... and no more than this many jobs in its ring, whatever their cost. */
 #define RC_IO_ADMIT_MAX_JOBS 16384u
+/* Reply-heavy requests (a hist, a join with since: up to max_reply_bytes
+ * of answer each) one connection may have at the shards; the next waits,
+ * unread, for an answer. With the pause mark this bounds what a client
+ * that pipelines requests and reads nothing can make the server hold. */
+#define RC_IO_HEAVY_MAX 2u
 /* Deliveries of at most this many bytes are copied into the connection's
  * output chunk; larger ones are sent from the shard's shared frame
  * (net/outq.h). */
@@ -79,6 +84,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
     _Atomic uint64_t jobs_waiting;      /* gauge: requests waiting for room in their shard's ring */
     _Atomic uint64_t pressure_holds;    /* times a sender stopped being read while a reader was over the pause mark */
+    _Atomic uint64_t reply_holds;       /* times a connection stopped being read for its own answers: output over the pause mark, or RC_IO_HEAVY_MAX heavy requests out */
     _Atomic uint64_t congested;         /* gauge: connections over the pause mark (not yet slow consumers) */
     _Atomic uint64_t slow_marked;       /* connections that stayed over the pause mark for outbound_stall_ms */
     _Atomic uint64_t slow_letters;      /* deliveries turned into slow_consumer letters */

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/dispatch.h"
+#include "core/strmap.h"
 #include "ringcast/proto.h"
 
 #define RC_SESSION_SERVER_NAME "ringcast/" RC_VERSION
@@ -62,8 +63,7 @@ typedef struct rc_session {
     char user[RC_MAX_USER];
     uint8_t user_len;
     uint64_t sid;
-    char **groups;          /* groups joined in this session (for E_LIMIT and detach on close) */
-    uint32_t n_groups, cap_groups;
+    rc_strmap groups;       /* groups joined in this session, by name (E_LIMIT, detach on close); values unused */
 } rc_session;
 
 /* What a session works with: its limits, its way out, the io thread's

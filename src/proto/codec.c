@@ -83,7 +83,7 @@ rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame)
 typedef enum field_id {
     F_RID, F_USER, F_TOKEN, F_G, F_SINCE, F_BODY, F_MID, F_BEFORE, F_LIMIT,
     F_SEQ, F_TS, F_FROM, F_CODE, F_TEXT, F_REASON, F_SRV, F_SID, F_MAX_FRAME,
-    F_DUP, F_LOST, F_MSGS, F_TO, F_COUNT
+    F_DUP, F_LOST, F_MSGS, F_TO, F_MORE, F_COUNT
 } field_id;
 
 /* K_NAME is a K_STR that names something (a user, a group, a message id):
@@ -121,12 +121,13 @@ static const field_def fields[F_COUNT] = {
     [F_LOST] = { "lost", K_BOOL, 0, 0 },
     [F_MSGS] = { "msgs", K_ARRAY, 0, 0 },
     [F_TO] = { "to", K_NAME, 1, RC_MAX_USER },
+    [F_MORE] = { "more", K_BOOL, 0, 0 },
 };
 
 #define REQ(f) (1ull << (f))
 #define OPT(f) (1ull << ((f) + 32))
 /* Keys of a type that only its reply carries: hist is both a request and a reply. */
-#define REPLY_ONLY OPT(F_MSGS)
+#define REPLY_ONLY (OPT(F_MSGS) | OPT(F_MORE))
 
 /* Required and optional fields per type (bit f = required, bit 32+f = optional). */
 static const uint64_t type_spec[RC_T_COUNT] = {
@@ -134,13 +135,13 @@ static const uint64_t type_spec[RC_T_COUNT] = {
     [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE),
     [RC_T_LEAVE] = REQ(F_G),
     [RC_T_SEND] = REQ(F_G) | REQ(F_BODY) | OPT(F_MID),
-    [RC_T_HIST] = REQ(F_G) | OPT(F_BEFORE) | OPT(F_LIMIT) | OPT(F_MSGS),
+    [RC_T_HIST] = REQ(F_G) | OPT(F_BEFORE) | OPT(F_LIMIT) | OPT(F_MSGS) | OPT(F_MORE),
     [RC_T_PING] = 0,
     [RC_T_REPLAY] = REQ(F_G) | REQ(F_FROM) | REQ(F_TS) | REQ(F_BODY) | REQ(F_REASON) | OPT(F_SEQ) | OPT(F_TO) |
                     OPT(F_MID),
     [RC_T_WELCOME] = REQ(F_SID) | REQ(F_SRV) | REQ(F_MAX_FRAME),
     [RC_T_JOINED] = REQ(F_G) | REQ(F_SEQ),
-    [RC_T_SYNCED] = REQ(F_G) | REQ(F_SEQ) | REQ(F_LOST),
+    [RC_T_SYNCED] = REQ(F_G) | REQ(F_SEQ) | REQ(F_LOST) | OPT(F_MORE),
     [RC_T_LEFT] = REQ(F_G),
     [RC_T_ACK] = REQ(F_G) | REQ(F_SEQ) | REQ(F_TS) | OPT(F_DUP),
     [RC_T_MSG] = REQ(F_G) | REQ(F_SEQ) | REQ(F_FROM) | REQ(F_TS) | REQ(F_BODY) | OPT(F_MID),
@@ -310,6 +311,7 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
     case F_DUP: out->dup = v->via.boolean; out->has |= RC_HAS_DUP; break;
     case F_LOST: out->lost = v->via.boolean; break;
     case F_TO: out->to = s; out->has |= RC_HAS_TO; break;
+    case F_MORE: out->more = v->via.boolean; break;
     default: break;
     }
     return RC_OK;
@@ -636,6 +638,7 @@ static bool opt_set(const rc_msg *m, field_id f)
     case F_TO: return m->has & RC_HAS_TO;
     case F_SEQ: return m->has & RC_HAS_SEQ;
     case F_MSGS: return m->has & RC_HAS_MSGS;
+    case F_MORE: return m->more; /* sent only when true */
     default: return false;
     }
 }
@@ -685,6 +688,7 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
     case F_DUP: pack_kbool(pk, "dup", m->dup); break;
     case F_LOST: pack_kbool(pk, "lost", m->lost); break;
     case F_TO: pack_kstr(pk, "to", m->to); break;
+    case F_MORE: pack_kbool(pk, "more", m->more); break;
     case F_MSGS:
         pack_key(pk, "msgs");
         msgpack_pack_array(pk, m->n_msgs);

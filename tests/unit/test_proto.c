@@ -392,6 +392,7 @@ static const fdesc fdescs[] = {
     FD("max_frame", FK_U64, max_frame, 0),
     FD("dup", FK_BOOL, dup, RC_HAS_DUP),
     FD("lost", FK_BOOL, lost, 0),
+    FD("more", FK_BOOL, more, 0),
     FD("n_msgs", FK_COUNT, n_msgs, RC_HAS_MSGS),
 };
 #undef FD
@@ -713,6 +714,7 @@ static bool msg_same(const rc_msg *a, const rc_msg *b, char *why)
     SAME(a->max_frame == b->max_frame, "max_frame");
     SAME(a->dup == b->dup, "dup");
     SAME(a->lost == b->lost, "lost");
+    SAME(a->more == b->more, "more");
     SAME(a->n_msgs == b->n_msgs, "n_msgs");
 #undef SAME
     for (uint32_t i = 0; i < a->n_msgs; i++)
@@ -824,6 +826,7 @@ static void test_roundtrip_server_messages(void)
         { .type = RC_T_SYNCED, .has = RC_HAS_SEQ, .g = S("room"), .seq = 42, .lost = false },
         { .type = RC_T_SYNCED, .has = RC_HAS_RID | RC_HAS_SEQ, .rid = 2, .g = S("room"), .seq = 5000,
           .lost = true },
+        { .type = RC_T_SYNCED, .has = RC_HAS_SEQ, .g = S("room"), .seq = 7, .lost = false, .more = true },
         { .type = RC_T_LEFT, .has = RC_HAS_RID, .rid = 3, .g = S("room") },
         { .type = RC_T_ACK, .has = RC_HAS_RID | RC_HAS_SEQ, .rid = 4, .g = S("room"), .seq = 1,
           .ts = ROUNDTRIP_TS },

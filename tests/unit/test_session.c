@@ -192,21 +192,21 @@ static void test_join_limit_and_routes(void)
     feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("a") }, 3); /* the same group again: no new slot */
     feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("b") }, 4);
     CU_ASSERT_EQUAL(sc->f.n_routed, 3);
-    CU_ASSERT_EQUAL(sc->s.n_groups, MAX_GROUPS);
+    CU_ASSERT_EQUAL(sc->s.groups.n, MAX_GROUPS);
     int sent = sc->f.n_sent;
     feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("c") }, 5);
     assert_err(sc, RC_E_LIMIT, 5);
     CU_ASSERT_EQUAL(sc->f.n_sent, sent + 1);
     CU_ASSERT_EQUAL(sc->f.n_routed, 3);
     feed(sc, (rc_msg){ .type = RC_T_LEAVE, .g = rc_str_c("a") }, 6);
-    CU_ASSERT_EQUAL(sc->s.n_groups, 1);
+    CU_ASSERT_EQUAL(sc->s.groups.n, 1);
     feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("c") }, 7);
-    CU_ASSERT_EQUAL(sc->s.n_groups, 2);
+    CU_ASSERT_EQUAL(sc->s.groups.n, 2);
     feed(sc, (rc_msg){ .type = RC_T_SEND, .g = rc_str_c("c"), .body = rc_str_c("hi"), .body_is_str = true }, 8);
     CU_ASSERT_EQUAL(sc->f.routed[sc->f.n_routed - 1], RC_JOB_SEND);
     CU_ASSERT_STRING_EQUAL(sc->f.routed_from[sc->f.n_routed - 1], "bob");
     rc_session_forget(&sc->s, rc_str_c("c"));
-    CU_ASSERT_EQUAL(sc->s.n_groups, 1);
+    CU_ASSERT_EQUAL(sc->s.groups.n, 1);
     scene_free(sc);
 }
 

@@ -445,7 +445,7 @@ typedef struct harness {
     rc_decoder dec;
     got *got;
     uint32_t n_got, cap_got;
-    uint32_t n_void, n_refused, n_bad;
+    uint32_t n_void, n_refused, n_answered, n_bad;
 } harness;
 
 /* Records one encoded frame (p, len: length prefix included); a
@@ -494,7 +494,7 @@ static void record_redelivery(harness *h, rc_conn_id conn, const rc_frame *f)
 }
 
 /* As io.c deliver_batch: runs of one frame released with one unref_n, void
- * frames skipped, join-refused instructions counted, redeliveries recorded
+ * frames skipped, join-refused and answered instructions counted, redeliveries recorded
  * for every subscriber (the io thread's filter is not modelled here). */
 static void consume_batch(harness *h, rc_outbatch *b)
 {
@@ -507,6 +507,8 @@ static void consume_batch(harness *h, rc_outbatch *b)
                 h->n_void++;
             else if (f->kind == RC_FRAME_JOIN_REFUSED)
                 h->n_refused++;
+            else if (f->kind == RC_FRAME_ANSWERED)
+                h->n_answered++;
             else if (f->kind == RC_FRAME_REDELIVER)
                 record_redelivery(h, b->d[k].conn, f);
             else
