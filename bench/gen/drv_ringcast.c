@@ -317,6 +317,11 @@ static int dispatch(bench_conn *c, const rc_frame *f)
     } else if (key_is(f->t, f->t_len, "bye")) {
         bench_on_bye(c, f->code ? (const char *)f->code : (const char *)f->t,
                      f->code ? f->code_len : f->t_len);
+    } else if (key_is(f->t, f->t_len, "ping")) {
+        /* the server checks a silent connection (idle_timeout_ms): answer it */
+        static const uint8_t pong[] = { 0, 0, 0, 8, 0x81, 0xa1, 't', 0xa4, 'p', 'o', 'n', 'g' };
+        if (bench_reply(c, pong, sizeof pong) < 0)
+            return -1;
     } else if (!key_is(f->t, f->t_len, "pong")) {
         return -1;
     }

@@ -35,7 +35,9 @@ int rc_client_send(rc_client *c, const rc_msg *m);
 int rc_client_send_raw(rc_client *c, const void *p, size_t n);
 
 /* Receives one message: 1 got one, 0 timeout, -1 closed or error (c->err).
- * A frame that does not decode is an error too. timeout_ms < 0 waits forever. */
+ * A frame that does not decode is an error too. timeout_ms < 0 waits forever.
+ * A `ping` from the server (idle_timeout_ms) is answered with `pong` here
+ * and not returned. */
 int rc_client_recv(rc_client *c, rc_msg *out, int timeout_ms);
 
 /* Waits for a reply of `type` (or `err`) with this rid, skipping other

@@ -115,6 +115,11 @@ static int start_shards(rc_server *s, rc_outlets *out, char *err, size_t errlen)
 
 static int init_ios(rc_server *s, char *err, size_t errlen)
 {
+    if (rc_iplimit_init(&s->per_ip, s->cfg.max_connections_per_ip) != 0) {
+        snprintf(err, errlen, "cannot create the per-address connection table");
+        return -1;
+    }
+    s->per_ip_ready = true;
     rc_io_limits lim = {
         .max_frame = s->cfg.max_frame,
         .max_connections = (s->cfg.max_connections + s->n_io - 1) / s->n_io,
@@ -128,6 +133,9 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .max_queue_ms = s->cfg.max_queue_ms,
         .outbound_stall_ms = s->cfg.outbound_stall_ms,
         .pressure = &s->io_pressure,
+        .per_ip = &s->per_ip,
+        .hello_timeout_ms = s->cfg.hello_timeout_ms,
+        .idle_timeout_ms = s->cfg.idle_timeout_ms,
     };
     for (uint32_t i = 0; i < s->n_io; i++)
         if (rc_io_init(&s->ios[i], i, s->listen_fds[i], &lim, s->shard_ptrs, s->n_shards, s->chash, err, errlen) != 0)
@@ -263,6 +271,8 @@ void rc_server_stop(rc_server *s)
     free(s->shards);
     free(s->shard_ptrs);
     free(s->ios);
+    if (s->per_ip_ready)
+        rc_iplimit_free(&s->per_ip);
     free(s->out_rings);
     free(s->out_wakers);
     free(s->listen_fds);

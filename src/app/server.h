@@ -11,6 +11,7 @@
 #include "dlq/dlq.h"
 #include "core/shard.h"
 #include "net/io.h"
+#include "net/iplimit.h"
 #include "ringcast/admin.h"
 #include "ringcast/config.h"
 
@@ -18,6 +19,8 @@
 typedef struct rc_server {
     rc_config cfg;
     _Atomic uint32_t io_pressure; /* readers over the pause mark on all io threads (net/io.h) */
+    rc_iplimit per_ip;    /* open connections per client address (max_connections_per_ip) */
+    bool per_ip_ready;
     rc_chash *chash;
     rc_shard *shards;
     rc_shard **shard_ptrs;

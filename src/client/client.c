@@ -141,6 +141,12 @@ int rc_client_recv(rc_client *c, rc_msg *out, int timeout_ms)
                     snprintf(c->err, sizeof(c->err), "bad frame from server: %s (%s)", rc_err_name(e), why);
                     return -1;
                 }
+                if (out->type == RC_T_PING) { /* the server checks a silent connection (idle_timeout_ms) */
+                    rc_msg pong = { .type = RC_T_PONG };
+                    if (rc_client_send(c, &pong) != 0)
+                        return -1;
+                    continue;
+                }
                 return 1;
             }
         }

@@ -9,6 +9,7 @@
 #define RC_NET_CONN_H
 
 #include "net/io.h"
+#include "net/iplimit.h"
 #include "net/outq.h"
 #include "net/session.h"
 
@@ -43,6 +44,11 @@ typedef struct rc_conn {
     uint32_t jobs_queued; /* its jobs in io->pending, not yet in a shard's ring */
     uint32_t heavy;       /* its reply-heavy requests (rc_job_heavy) not yet answered: at most RC_IO_HEAVY_MAX */
     uint64_t congested_ns;
+    uint64_t opened_ns;   /* accepted (hello_timeout_ms runs from here) */
+    uint64_t heard_ns;    /* its last complete frame, or its accept (idle_timeout_ms runs from here) */
+    bool pinged;          /* the server pinged it since heard_ns */
+    bool ip_counted;      /* holds a place in lim.per_ip under ip */
+    rc_ip ip;
     rc_buf in;    /* bytes of a frame not yet complete */
     rc_outq outq; /* output: shared frames, sent by iovec (net/outq.h) */
     uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */

@@ -368,6 +368,10 @@ static size_t conn_session_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t
 {
     CONN_ENV(io, c);
     size_t used = rc_session_input(&c->sess, &env, p, n);
+    if (used) { /* a whole frame arrived: the client is alive (idle_timeout_ms) */
+        c->heard_ns = rc_loop_clock_now(&io->clock);
+        c->pinged = false;
+    }
     return c->state == CS_OPEN ? used : n; /* a closing connection reads nothing more */
 }
 
@@ -432,6 +436,8 @@ static void arm_recv(rc_io *io, rc_conn *c)
 static void conn_free(rc_io *io, rc_conn *c)
 {
     close(c->fd);
+    if (c->ip_counted)
+        rc_iplimit_release(io->lim.per_ip, &c->ip);
     rc_buf_free(&c->in);
     rc_outq_free(&c->outq);
     rc_session_free(&c->sess);
@@ -508,28 +514,46 @@ static void conn_drain(rc_io *io, rc_conn *c)
         rc_io_conn_kill(io, c);
 }
 
+/* A connection refused at accept: E_LIMIT says why, then it closes. The
+ * socket is fresh, so a small blocking-free write fits its buffer. */
+static void conn_refuse(rc_io *io, int fd, const char *why)
+{
+    rc_buf b;
+    rc_buf_init(&b);
+    if (rc_encode_err(&b, false, 0, RC_E_LIMIT, why) == 0) {
+        ssize_t w = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+    }
+    rc_buf_free(&b);
+    close(fd);
+    RC_STAT_ADD(io->stats.rejected, 1);
+}
+
 static void conn_accept(rc_io *io, int fd)
 {
     if (io->n_free == 0 || atomic_load_explicit(&io->phase, memory_order_relaxed) != RC_IO_RUNNING) {
-        /* Over max_connections: say why, then close. The socket is fresh, so
-         * a small blocking-free write fits its buffer. */
-        rc_buf b;
-        rc_buf_init(&b);
-        if (rc_encode_err(&b, false, 0, RC_E_LIMIT, "the server is at max_connections; try again later") == 0) {
-            ssize_t w = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)w;
-        }
-        rc_buf_free(&b);
-        close(fd);
-        RC_STAT_ADD(io->stats.rejected, 1);
+        conn_refuse(io, fd, "the server is at max_connections; try again later");
+        return;
+    }
+    rc_ip ip;
+    bool counted = io->lim.per_ip && rc_ip_of_peer(fd, &ip);
+    if (counted && !rc_iplimit_take(io->lim.per_ip, &ip)) {
+        RC_STAT_ADD(io->stats.rejected_per_ip, 1);
+        conn_refuse(io, fd, "too many connections from this address (max_connections_per_ip); close some first");
         return;
     }
     rc_conn *c = calloc(1, sizeof(*c));
     if (!c) {
+        if (counted)
+            rc_iplimit_release(io->lim.per_ip, &ip);
         close(fd);
         RC_STAT_ADD(io->stats.rejected, 1);
         return;
     }
+    c->ip_counted = counted;
+    if (counted)
+        c->ip = ip;
+    c->opened_ns = c->heard_ns = rc_loop_clock_now(&io->clock);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->fd = fd;
@@ -826,6 +850,57 @@ static void stop_input(rc_io *io)
 
 
 
+/* ---- timeouts: hello, idle ---- */
+
+/* Closes c after a `bye` that says why (it is sent with what is queued). */
+static void conn_bye(rc_io *io, rc_conn *c, const char *reason)
+{
+    rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c(reason) };
+    conn_reply(io, c, &bye);
+    conn_drain(io, c);
+}
+
+/* A connection must say hello within hello_timeout_ms of its accept, and
+ * send a frame at least every idle_timeout_ms; at half of that it is sent a
+ * `ping` (a client answers `pong`, or anything). A connection the server
+ * is not reading (held) is never idle: the silence is the server's. Runs
+ * every RC_IO_SWEEP_NS over the slots. */
+static void sweep_timeouts(rc_io *io)
+{
+    uint64_t now = rc_loop_clock_now(&io->clock);
+    if (now - io->swept_ns < RC_IO_SWEEP_NS)
+        return;
+    io->swept_ns = now;
+    uint64_t hello_ns = (uint64_t)io->lim.hello_timeout_ms * RC_NS_PER_MS;
+    uint64_t idle_ns = (uint64_t)io->lim.idle_timeout_ms * RC_NS_PER_MS;
+    for (uint32_t i = 0; i < io->n_slots; i++) {
+        rc_conn *c = io->conns[i];
+        if (!c || c->state != CS_OPEN)
+            continue;
+        if (!c->sess.authed && hello_ns && now - c->opened_ns > hello_ns) {
+            RC_STAT_ADD(io->stats.hello_timeouts, 1);
+            RC_LOG_INFO("io", "event=hello_timeout sid=%llu timeout_ms=%u", (unsigned long long)c->sess.sid,
+                        io->lim.hello_timeout_ms);
+            conn_bye(io, c, "hello_timeout: a connection must say hello within hello_timeout_ms");
+            continue;
+        }
+        if (!idle_ns || c->held)
+            continue;
+        uint64_t quiet = now - c->heard_ns;
+        if (quiet > idle_ns) {
+            RC_STAT_ADD(io->stats.idle_timeouts, 1);
+            RC_LOG_INFO("io", "event=idle_timeout sid=%llu timeout_ms=%u", (unsigned long long)c->sess.sid,
+                        io->lim.idle_timeout_ms);
+            conn_bye(io, c, "idle_timeout: no frame within idle_timeout_ms (answer the server's ping)");
+        } else if (quiet > idle_ns / 2 && !c->pinged) {
+            rc_msg ping = { .type = RC_T_PING };
+            conn_reply(io, c, &ping);
+            c->pinged = true;
+            RC_STAT_ADD(io->stats.server_pings, 1);
+        }
+    }
+}
+
 /* Says bye to every connection; they close as their output drains. */
 static void say_bye(rc_io *io)
 {
@@ -890,6 +965,7 @@ static void submit_and_wait(rc_io *io, bool final)
     uint64_t tick_ns = final ? RC_IO_FINAL_TICK_MS * RC_NS_PER_MS
                      : rc_handoff_waiting(io) || io->n_pressured ? RC_IO_HOLD_RETRY_NS
                      : io->n_congested_list ? RC_IO_STALL_TICK_NS
+                     : open_conns(io) && (io->lim.hello_timeout_ms || io->lim.idle_timeout_ms) ? RC_IO_SWEEP_NS
                      : 0;
     int r = rc_uring_submit_wait(&io->uring, wait, tick_ns);
     if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY) {
@@ -936,6 +1012,8 @@ static void *io_main(void *arg)
         }
         if (io->n_congested_list)
             check_stalls(io);
+        if (phase == RC_IO_RUNNING)
+            sweep_timeouts(io);
         drain_outbound(io, phase == RC_IO_FINAL ? DRAIN_ALL : 1);
         rc_handoff_flush(io);
         if (io->n_pressured)

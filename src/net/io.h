@@ -43,6 +43,9 @@ typedef struct rc_io_limits {
     uint32_t max_queue_ms;           /* a request that waited longer for room in its shard's ring: E_OVERLOADED */
     uint32_t outbound_stall_ms;      /* output above the pause mark this long: the connection is a slow consumer */
     _Atomic uint32_t *pressure;      /* connections over the pause mark on every io thread (NULL: this thread's own count) */
+    struct rc_iplimit *per_ip;       /* open connections per client address, shared by the io threads (NULL: no bound) */
+    uint32_t hello_timeout_ms;       /* a connection that has not said hello this long is closed (0: never) */
+    uint32_t idle_timeout_ms;        /* a connection that sent no frame this long is closed; pinged at half (0: never) */
 } rc_io_limits;
 
 /* While a connection that keeps up has more than outbound_high_bytes /
@@ -63,6 +66,9 @@ typedef struct rc_io_limits {
  * output chunk; larger ones are sent from the shard's shared frame
  * (net/outq.h). */
 #define RC_IO_COPY_MAX 2048u
+/* The loop looks for connections past hello_timeout_ms or idle_timeout_ms
+ * this often, so a timeout fires up to this late. */
+#define RC_IO_SWEEP_NS 250000000u
 /* While requests wait for room in a shard's ring, the loop wakes at least
  * this often to retry them (the shard does not signal freed room). */
 #define RC_IO_HOLD_RETRY_NS 250000u
@@ -84,6 +90,10 @@ typedef struct rc_io_stats {
     _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
     _Atomic uint64_t jobs_waiting;      /* gauge: requests waiting for room in their shard's ring */
     _Atomic uint64_t pressure_holds;    /* times a sender stopped being read while a reader was over the pause mark */
+    _Atomic uint64_t hello_timeouts;    /* connections closed for not saying hello within hello_timeout_ms */
+    _Atomic uint64_t idle_timeouts;     /* connections closed for sending no frame within idle_timeout_ms */
+    _Atomic uint64_t server_pings;      /* pings sent to connections silent for idle_timeout_ms / 2 */
+    _Atomic uint64_t rejected_per_ip;   /* connections refused: their address had max_connections_per_ip open */
     _Atomic uint64_t reply_holds;       /* times a connection stopped being read for its own answers: output over the pause mark, or RC_IO_HEAVY_MAX heavy requests out */
     _Atomic uint64_t congested;         /* gauge: connections over the pause mark (not yet slow consumers) */
     _Atomic uint64_t slow_marked;       /* connections that stayed over the pause mark for outbound_stall_ms */
@@ -145,6 +155,7 @@ typedef struct rc_io {
     uint64_t pause_bytes;         /* outbound_high_bytes / RC_IO_PAUSE_DIVISOR */
     uint64_t admit_ns;            /* max_queue_ms / RC_IO_ADMIT_DIVISOR: a shard ring with more work waiting counts as full */
     bool in_drain;                /* delivering outbatches: no nested drain */
+    uint64_t swept_ns;            /* when the timeouts were last looked at */
     rc_decoder dec;
     rc_buf scratch;
     _Atomic int phase;

@@ -172,6 +172,8 @@ static void on_replay(rc_session *s, const rc_session_env *env, const rc_msg *m)
 
 static void handle_request(rc_session *s, const rc_session_env *env, const rc_msg *m)
 {
+    if (m->type == RC_T_PONG)
+        return; /* the answer to a server ping: arriving was all it had to do */
     if (!s->authed && m->type != RC_T_HELLO) {
         rc_session_error(env, m, RC_E_NOT_AUTHENTICATED, "send hello first");
         return;
@@ -200,11 +202,12 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
     }
 }
 
-/* Types a client may send; the others are server -> client only. */
+/* Types a client may send; the others are server -> client only. ping
+ * and pong go both ways: the server pings a silent connection. */
 static bool is_request(rc_type t)
 {
     return t == RC_T_HELLO || t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST ||
-           t == RC_T_PING || t == RC_T_REPLAY;
+           t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY;
 }
 
 static void handle_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, uint32_t len)
