@@ -223,6 +223,10 @@ static void test_server_types_and_bad_maps(void)
     CU_ASSERT(!sc->f.closed);
     feed(sc, (rc_msg){ .type = RC_T_PING }, 6);
     CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_PONG);
+    /* pong answers a server ping: accepted, and nothing is said back */
+    int sent = sc->f.n_sent;
+    feed(sc, (rc_msg){ .type = RC_T_PONG }, 7);
+    CU_ASSERT_EQUAL(sc->f.n_sent, sent);
     scene_free(sc);
 }
 
