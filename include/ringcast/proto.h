@@ -28,6 +28,7 @@
 #define RC_MAX_TOKEN 1024u          /* hello token: 0..1024 bytes */
 #define RC_MAX_HIST_LIMIT 1000u     /* hist limit: at most 1000 messages */
 #define RC_MAX_TEXT 1024u           /* err msg / bye reason / srv: at most 1024 bytes */
+#define RC_MAX_DEPTH 32u            /* nesting of arrays/maps in a map, the map itself level 1 (§2.1) */
 
 /* Message types, client -> server first, then server -> client. */
 typedef enum rc_type {
@@ -186,6 +187,16 @@ void rc_buf_init(rc_buf *b);
 void rc_buf_free(rc_buf *b);
 int rc_buf_reserve(rc_buf *b, size_t extra); /* 0 or -1 (ENOMEM) */
 int rc_buf_append(rc_buf *b, const void *p, size_t n);
+
+/* A msgpack_packer that appends to b (the encoder's, and the JSON reader's):
+ * the first append that fails sets sink->failed, and nothing more is
+ * written. sink must live as long as pk. */
+typedef struct rc_buf_sink {
+    rc_buf *buf;
+    bool failed;
+} rc_buf_sink;
+
+void rc_buf_packer_init(msgpack_packer *pk, rc_buf_sink *sink, rc_buf *b);
 
 /*
  * Encodes m (its type and the fields that type carries, optional ones as

@@ -399,10 +399,9 @@ static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, co
  * may declare no more elements than bytes remain (each element takes at
  * least one byte), and nesting stays within RC_MAX_DEPTH. Without it a
  * 15-byte frame declaring 2^32 elements makes the unpacker try a huge
- * allocation, and deep nesting overflows its fixed stack.
+ * allocation, and deep nesting overflows its fixed stack (RC_MAX_DEPTH is
+ * within msgpack-c's).
  */
-#define RC_MAX_DEPTH 32u /* nesting of arrays/maps a frame may have (msgpack-c's stack) */
-
 static uint64_t be(const uint8_t *p, unsigned n)
 {
     uint64_t v = 0;
@@ -572,17 +571,18 @@ int rc_buf_append(rc_buf *b, const void *p, size_t n)
 }
 
 /* msgpack_packer write callback: appends to an rc_buf; any failure sticks. */
-typedef struct packer_sink {
-    rc_buf *buf;
-    bool failed;
-} packer_sink;
-
 static int sink_write(void *data, const char *p, size_t n)
 {
-    packer_sink *s = data;
+    rc_buf_sink *s = data;
     if (!s->failed && rc_buf_append(s->buf, p, n) != 0)
         s->failed = true;
     return s->failed ? -1 : 0;
+}
+
+void rc_buf_packer_init(msgpack_packer *pk, rc_buf_sink *sink, rc_buf *b)
+{
+    *sink = (rc_buf_sink){ b, false };
+    msgpack_packer_init(pk, sink, sink_write);
 }
 
 static inline void pack_key(msgpack_packer *pk, const char *k)
@@ -721,9 +721,9 @@ int rc_encode(rc_buf *b, const rc_msg *m)
     uint8_t hdr[RC_FRAME_HEADER] = { 0 };
     if (rc_buf_append(b, hdr, sizeof(hdr)) != 0)
         return -1;
-    packer_sink sink = { b, false };
+    rc_buf_sink sink;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sink, sink_write);
+    rc_buf_packer_init(&pk, &sink, b);
     pack_msg(&pk, m);
     if (sink.failed) {
         b->len = start;
