@@ -6,8 +6,8 @@
 #
 #   tests/fuzz/run.sh [--time SECONDS | --long] [--build-dir DIR] [TARGET...]
 #
-# TARGET is codec, session, config or http (default: all four, one after
-# the other). --time defaults to 60 seconds each (what CI runs), --long is
+# TARGET is codec, session, config, http or json (default: all five, one
+# after the other). --time defaults to 60 seconds each (what CI runs), --long is
 # an hour each. Exits non-zero at the first target that finds a crash.
 set -euo pipefail
 
@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build="$root/build-fuzz"
 seconds=60
-all=(codec session config http)
+all=(codec session config http json)
 targets=()
 
 usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
@@ -55,6 +55,7 @@ for t in "${targets[@]}"; do
   work="$build/fuzz/$t"
   mkdir -p "$work/corpus" "$work/artifacts"
   dirs=("$work/corpus" "$here/corpus/$t")
+  [ "$t" = json ] && dirs+=("$here/corpus/codec") # json also reads each input as a server frame
   [ -d "$here/regress/$t" ] && dirs+=("$here/regress/$t")
   echo "run.sh: fuzz_$t for ${seconds}s over ${dirs[*]}"
   if ! "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
