@@ -27,6 +27,7 @@
 #define RC_CONFIG_TOPIC_SIZE 250u   /* Kafka topic names are at most 249 bytes */
 #define RC_CONFIG_TOKEN_SIZE 256u   /* admin bearer token */
 #define RC_CONFIG_ENUM_SIZE 16u     /* enum keys, stored as their name */
+#define RC_CONFIG_ORIGINS_SIZE 1024u /* comma-separated WebSocket origins */
 #define RC_CONFIG_REPLY_SLACK 2048u /* max_reply_bytes >= max_frame + this: a msg (body plus envelope) always fits */
 
 /*
@@ -40,6 +41,7 @@ typedef struct rc_config {
     uint16_t http_port;                   /* 7480; public HTTP/WebSocket port */
     char admin_host[RC_CONFIG_HOST_SIZE]; /* "127.0.0.1"; admin HTTP listen address */
     uint16_t admin_port;                  /* 7481; admin HTTP port (/metrics, /healthz, ...) */
+    char allowed_origins[RC_CONFIG_ORIGINS_SIZE]; /* ""; WebSocket Origins allowed, comma-separated (empty: any) */
     char admin_token[RC_CONFIG_TOKEN_SIZE]; /* ""; bearer token for /admin/..., empty: none */
 
     /* Storage and dead letters. */

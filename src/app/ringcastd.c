@@ -54,8 +54,9 @@ int main(int argc, char **argv)
         return 1;
     }
     RC_LOG_INFO("server",
-            "event=listening tcp=%s:%u admin=%s:%u shards=%u io_threads=%u version=%s",
-            cfg.host, srv.port, cfg.admin_host, rc_admin_port(srv.admin), cfg.shards, cfg.io_threads, RC_VERSION);
+            "event=listening tcp=%s:%u http=%s:%u admin=%s:%u shards=%u io_threads=%u version=%s",
+            cfg.host, srv.port, cfg.host, srv.http_port, cfg.admin_host, rc_admin_port(srv.admin), cfg.shards,
+            cfg.io_threads, RC_VERSION);
 
     for (;;) {
         int sig = 0;

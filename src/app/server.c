@@ -136,9 +136,11 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .per_ip = &s->per_ip,
         .hello_timeout_ms = s->cfg.hello_timeout_ms,
         .idle_timeout_ms = s->cfg.idle_timeout_ms,
+        .allowed_origins = s->cfg.allowed_origins,
     };
     for (uint32_t i = 0; i < s->n_io; i++)
-        if (rc_io_init(&s->ios[i], i, s->listen_fds[i], &lim, s->shard_ptrs, s->n_shards, s->chash, err, errlen) != 0)
+        if (rc_io_init(&s->ios[i], i, s->listen_fds[i], s->http_fds[i], &lim, s->shard_ptrs, s->n_shards, s->chash,
+                       err, errlen) != 0)
             return -1;
     return 0;
 }
@@ -150,9 +152,13 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
 static int listen_all(rc_server *s, char *err, size_t errlen)
 {
     s->port = s->cfg.port;
+    s->http_port = s->cfg.http_port;
     for (uint32_t i = 0; i < s->n_io; i++) {
         s->listen_fds[i] = rc_io_listen(s->cfg.host, &s->port, err, errlen);
         if (s->listen_fds[i] < 0)
+            return -1;
+        s->http_fds[i] = rc_io_listen(s->cfg.host, &s->http_port, err, errlen); /* page and WebSocket */
+        if (s->http_fds[i] < 0)
             return -1;
     }
     return 0;
@@ -172,7 +178,8 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     rc_ring **rings = s->out_rings = calloc(s->n_io, sizeof(*rings));
     rc_waker **wakers = s->out_wakers = calloc(s->n_io, sizeof(*wakers));
     s->listen_fds = calloc(s->n_io, sizeof(*s->listen_fds));
-    if (!s->chash || !s->shards || !s->shard_ptrs || !s->ios || !rings || !wakers || !s->listen_fds) {
+    s->http_fds = calloc(s->n_io, sizeof(*s->http_fds));
+    if (!s->chash || !s->shards || !s->shard_ptrs || !s->ios || !rings || !wakers || !s->listen_fds || !s->http_fds) {
         snprintf(err, errlen, "out of memory starting the server");
         goto fail;
     }
@@ -276,4 +283,5 @@ void rc_server_stop(rc_server *s)
     free(s->out_rings);
     free(s->out_wakers);
     free(s->listen_fds);
+    free(s->http_fds);
 }

@@ -32,6 +32,8 @@ typedef struct rc_server {
     rc_admin *admin;
     uint16_t port;        /* bound TCP port */
     int *listen_fds;      /* one listening socket per io thread, bound before anything else takes a port */
+    int *http_fds;        /* the same for the public HTTP port (web page, WebSocket) */
+    uint16_t http_port;   /* bound HTTP port */
     uint64_t started_ns;
     rc_persist *persist;  /* the data directory (RocksDB) */
     rc_dlq *dlq;          /* dead-letter producer (Kafka) */

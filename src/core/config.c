@@ -86,6 +86,8 @@ static const key_def keys[] = {
     PORT(http_port, "7480", "public HTTP/WebSocket port (0 picks a free port)"),
     STR(admin_host, "127.0.0.1", 1, 0, "listen address of the admin HTTP server"),
     PORT(admin_port, "7481", "admin HTTP port: /metrics, /healthz, /readyz, /admin/..."),
+    STR(allowed_origins, "", 0, 0,
+        "WebSocket Origin headers allowed, comma-separated (http://chat.example.com,...); empty: any. Others are closed with 1008"),
     STR(admin_token, "", 0, KEY_SECRET, "bearer token required by /admin/... (empty: none)"),
     STR(data_dir, "./data", 1, 0, "directory for history, snapshots and the dead-letter spool"),
     ENUM(durability, "batch", "off|none|batch|sync",

@@ -55,6 +55,7 @@ typedef struct rc_conn {
     owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
     uint32_t owed_head, n_owed;
     rc_session sess;        /* the protocol session (net/session.h) */
+    struct rc_ws *ws;       /* accepted on the HTTP port: HTTP, then WebSocket (net/ws.h); NULL for TCP */
 } rc_conn;
 
 /* Output bytes waiting: queued plus the unsent part of the send in flight. */
@@ -97,8 +98,16 @@ void rc_io_conn_kill(rc_io *io, rc_conn *c);
  * became letters since it fell behind, and `extra` bytes about to be
  * queued pass outbound_kill_bytes. True when it closed c. */
 bool rc_io_conn_over_limit(rc_io *io, rc_conn *c, size_t extra);
-/* Queues a copy of one encoded frame. */
+/* Queues a copy of one encoded frame (as a WebSocket message on the HTTP port). */
 void rc_io_conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n);
+/* Queues bytes for the socket as they are (net/ws.c: HTTP answers, WebSocket frames). */
+void rc_io_conn_write_raw(rc_io *io, rc_conn *c, const uint8_t *p, size_t n);
+/* One map (a WebSocket message's MessagePack) for c's session. */
+void rc_io_conn_message(rc_io *io, rc_conn *c, const uint8_t *map, size_t len);
+/* Whether c's session takes another request now (out_reading). */
+bool rc_io_conn_reading(rc_io *io, rc_conn *c);
+/* Reads nothing more; closes once the output has been sent. */
+void rc_io_conn_close_after_output(rc_io *io, rc_conn *c);
 
 /* ---- letters.c: the io side's dead letters ---- */
 

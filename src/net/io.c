@@ -26,6 +26,7 @@
 #include "net/conn.h"
 #include "net/outq.h"
 #include "net/session.h"
+#include "net/ws.h"
 
 #include "core/log.h"
 #include "core/stats.h"
@@ -51,7 +52,7 @@
 #define RC_IO_SUBMIT_ERROR_PAUSE_NS 1000000L /* after a submit that failed for good, before the next turn */
 #define DRAIN_ALL UINT32_MAX         /* drain_outbound: everything, pause or not (shutdown) */
 
-enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_CANCEL };
+enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_CANCEL, OP_ACCEPT_HTTP };
 
 
 static _Atomic uint64_t next_sid = 1;
@@ -96,12 +97,13 @@ int rc_io_listen(const char *host, uint16_t *port, char *err, size_t errlen)
     return fd;
 }
 
-int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, rc_shard **shards,
+int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_limits *lim, rc_shard **shards,
                uint32_t n_shards, const rc_chash *chash, char *err, size_t errlen)
 {
     memset(io, 0, sizeof(*io));
     io->idx = idx;
     io->listen_fd = listen_fd;
+    io->http_fd = http_fd;
     io->lim = *lim;
     io->shards = shards;
     io->n_shards = n_shards;
@@ -276,9 +278,13 @@ static void conn_queued_more(rc_io *io, rc_conn *c, int r)
 /* Queues one shared frame on the connection's output. True when the queue
  * took over the caller's reference (a large frame, sent from where it is);
  * false when it copied the frame or dropped it, and the reference is still
- * the caller's. */
+ * the caller's. A WebSocket connection gets it as a message of its own. */
 static bool conn_push(rc_io *io, rc_conn *c, rc_frame *f)
 {
+    if (c->ws) {
+        rc_ws_write_frame(io, c, f->data, f->len);
+        return false;
+    }
     if (!conn_room(io, c, f->len))
         return false;
     int r = rc_outq_push(&c->outq, f);
@@ -288,6 +294,14 @@ static bool conn_push(rc_io *io, rc_conn *c, rc_frame *f)
 
 /* Queues a copy of one complete frame built by the io thread itself. */
 void rc_io_conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->ws)
+        rc_ws_write_frame(io, c, p, n);
+    else
+        rc_io_conn_write_raw(io, c, p, n);
+}
+
+void rc_io_conn_write_raw(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
     if (conn_room(io, c, n))
         conn_queued_more(io, c, rc_outq_push_copy(&c->outq, p, n));
@@ -321,16 +335,21 @@ static void out_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m
  * the pause mark, RC_IO_HEAVY_MAX heavy requests out) is not read further
  * until they go (rc_handoff_wake), so pipelining requests without reading
  * cannot make the server build answers without bound. */
+bool rc_io_conn_reading(rc_io *io, rc_conn *c)
+{
+    if (c->state != CS_OPEN || c->held)
+        return false;
+    if (!rc_conn_answers_pending(io, c))
+        return true;
+    RC_STAT_ADD(io->stats.reply_holds, 1);
+    rc_io_conn_hold(io, c);
+    return false;
+}
+
 static bool out_reading(void *self)
 {
     conn_ctx *x = self;
-    if (x->c->state != CS_OPEN || x->c->held)
-        return false;
-    if (!rc_conn_answers_pending(x->io, x->c))
-        return true;
-    RC_STAT_ADD(x->io->stats.reply_holds, 1);
-    rc_io_conn_hold(x->io, x->c);
-    return false;
+    return rc_io_conn_reading(x->io, x->c);
 }
 
 static void out_close(void *self)
@@ -364,14 +383,30 @@ void rc_io_conn_error(rc_io *io, rc_conn *c, const rc_msg *req, rc_err code, con
 }
 
 /* Input for the session: whole frames are handled, the rest is returned. */
-static size_t conn_session_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+/* A whole frame arrived: the client is alive (idle_timeout_ms). */
+static void conn_heard(rc_io *io, rc_conn *c)
+{
+    c->heard_ns = rc_loop_clock_now(&io->clock);
+    c->pinged = false;
+}
+
+void rc_io_conn_message(rc_io *io, rc_conn *c, const uint8_t *map, size_t len)
 {
     CONN_ENV(io, c);
-    size_t used = rc_session_input(&c->sess, &env, p, n);
-    if (used) { /* a whole frame arrived: the client is alive (idle_timeout_ms) */
-        c->heard_ns = rc_loop_clock_now(&io->clock);
-        c->pinged = false;
+    conn_heard(io, c);
+    rc_session_frame(&c->sess, &env, map, len);
+}
+
+static size_t conn_session_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->ws) {
+        size_t used = rc_ws_input(io, c, p, n);
+        return c->state == CS_OPEN ? used : n;
     }
+    CONN_ENV(io, c);
+    size_t used = rc_session_input(&c->sess, &env, p, n);
+    if (used)
+        conn_heard(io, c);
     return c->state == CS_OPEN ? used : n; /* a closing connection reads nothing more */
 }
 
@@ -441,6 +476,7 @@ static void conn_free(rc_io *io, rc_conn *c)
     rc_buf_free(&c->in);
     rc_outq_free(&c->outq);
     rc_session_free(&c->sess);
+    rc_ws_free(c->ws);
     free(c->owed);
     io->conns[c->slot] = NULL;
     io->gens[c->slot]++;
@@ -509,9 +545,17 @@ static void conn_drain(rc_io *io, rc_conn *c)
 {
     if (c->state != CS_OPEN)
         return;
+    if (c->ws)
+        rc_ws_goodbye(io, c, atomic_load_explicit(&io->phase, memory_order_relaxed) == RC_IO_RUNNING ? 1000 : 1001,
+                      "closing");
     c->state = CS_DRAINING;
     if (rc_outq_empty(&c->outq) && !c->send_inflight)
         rc_io_conn_kill(io, c);
+}
+
+void rc_io_conn_close_after_output(rc_io *io, rc_conn *c)
+{
+    conn_drain(io, c);
 }
 
 /* A connection refused at accept: E_LIMIT says why, then it closes. The
@@ -529,7 +573,7 @@ static void conn_refuse(rc_io *io, int fd, const char *why)
     RC_STAT_ADD(io->stats.rejected, 1);
 }
 
-static void conn_accept(rc_io *io, int fd)
+static void conn_accept(rc_io *io, int fd, bool http)
 {
     if (io->n_free == 0 || atomic_load_explicit(&io->phase, memory_order_relaxed) != RC_IO_RUNNING) {
         conn_refuse(io, fd, "the server is at max_connections; try again later");
@@ -546,6 +590,14 @@ static void conn_accept(rc_io *io, int fd)
     if (!c) {
         if (counted)
             rc_iplimit_release(io->lim.per_ip, &ip);
+        close(fd);
+        RC_STAT_ADD(io->stats.rejected, 1);
+        return;
+    }
+    if (http && !(c->ws = rc_ws_new())) {
+        if (counted)
+            rc_iplimit_release(io->lim.per_ip, &ip);
+        free(c);
         close(fd);
         RC_STAT_ADD(io->stats.rejected, 1);
         return;
@@ -788,11 +840,14 @@ static void on_send(rc_io *io, rc_conn *c, int res)
     conn_reap_later(io, c);
 }
 
-static void arm_accept(rc_io *io)
+static void arm_accept(rc_io *io, bool http)
 {
+    int fd = http ? io->http_fd : io->listen_fd;
+    if (fd < 0)
+        return;
     struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
-    io_uring_prep_multishot_accept(sqe, io->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, NULL));
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_make(http ? OP_ACCEPT_HTTP : OP_ACCEPT, NULL));
 }
 
 static void arm_wake(rc_io *io)
@@ -807,12 +862,11 @@ static void handle_cqe(rc_io *io, const struct io_uring_cqe *cqe)
     uint64_t ud = io_uring_cqe_get_data64(cqe);
     enum op op = (enum op)(ud >> 56);
     uint32_t slot = (uint32_t)(ud >> 32) & (RC_MAX_CONN_SLOTS - 1), gen = (uint32_t)ud;
-    if (op == OP_ACCEPT) {
+    if (op == OP_ACCEPT || op == OP_ACCEPT_HTTP) {
         if (cqe->res >= 0)
-            conn_accept(io, cqe->res);
-        if (!(cqe->flags & IORING_CQE_F_MORE) && io->listen_fd >= 0 &&
-            atomic_load_explicit(&io->phase, memory_order_relaxed) == RC_IO_RUNNING)
-            arm_accept(io);
+            conn_accept(io, cqe->res, op == OP_ACCEPT_HTTP);
+        if (!(cqe->flags & IORING_CQE_F_MORE) && atomic_load_explicit(&io->phase, memory_order_relaxed) == RC_IO_RUNNING)
+            arm_accept(io, op == OP_ACCEPT_HTTP);
         return;
     }
     if (op == OP_WAKE) {
@@ -839,11 +893,15 @@ static void handle_cqe(rc_io *io, const struct io_uring_cqe *cqe)
 
 static void stop_input(rc_io *io)
 {
-    if (io->listen_fd >= 0) {
+    int fds[2] = { io->listen_fd, io->http_fd };
+    enum op ops[2] = { OP_ACCEPT, OP_ACCEPT_HTTP };
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] < 0)
+            continue;
         struct io_uring_sqe *sqe = rc_uring_sqe(&io->uring);
-        io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, NULL), 0);
+        io_uring_prep_cancel64(sqe, ud_make(ops[i], NULL), 0);
         io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, NULL));
-        shutdown(io->listen_fd, SHUT_RDWR);
+        shutdown(fds[i], SHUT_RDWR);
     }
 }
 
@@ -989,7 +1047,8 @@ static void *io_main(void *arg)
     }
     RC_LOG_DEBUG("io", "io=%u event=uring_ready single_issuer=%d defer_taskrun=%d", io->idx,
                  !!(io->uring.flags & IORING_SETUP_SINGLE_ISSUER), !!(io->uring.flags & IORING_SETUP_DEFER_TASKRUN));
-    arm_accept(io);
+    arm_accept(io, false);
+    arm_accept(io, true);
     arm_wake(io);
     for (;;) {
         rc_loop_clock_tick(&io->clock);
@@ -1082,6 +1141,8 @@ void rc_io_destroy(rc_io *io)
     rc_uring_destroy(&io->uring);
     if (io->listen_fd >= 0)
         close(io->listen_fd);
+    if (io->http_fd >= 0)
+        close(io->http_fd);
     rc_waker_close(&io->waker);
     rc_decoder_free(&io->dec);
     rc_buf_free(&io->scratch);

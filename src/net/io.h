@@ -46,6 +46,7 @@ typedef struct rc_io_limits {
     struct rc_iplimit *per_ip;       /* open connections per client address, shared by the io threads (NULL: no bound) */
     uint32_t hello_timeout_ms;       /* a connection that has not said hello this long is closed (0: never) */
     uint32_t idle_timeout_ms;        /* a connection that sent no frame this long is closed; pinged at half (0: never) */
+    const char *allowed_origins;     /* WebSocket Origins allowed, comma-separated ("" or NULL: any) */
 } rc_io_limits;
 
 /* While a connection that keeps up has more than outbound_high_bytes /
@@ -94,6 +95,11 @@ typedef struct rc_io_stats {
     _Atomic uint64_t idle_timeouts;     /* connections closed for sending no frame within idle_timeout_ms */
     _Atomic uint64_t server_pings;      /* pings sent to connections silent for idle_timeout_ms / 2 */
     _Atomic uint64_t rejected_per_ip;   /* connections refused: their address had max_connections_per_ip open */
+    _Atomic uint64_t ws_http_requests;  /* HTTP requests on the public port (the page, upgrades) */
+    _Atomic uint64_t ws_http_refused;   /* of them answered 4xx/5xx and closed */
+    _Atomic uint64_t ws_upgrades;       /* connections that became WebSocket */
+    _Atomic uint64_t ws_origin_refused; /* of them closed with 1008: their Origin is not in allowed_origins */
+    _Atomic uint64_t ws_messages_in, ws_messages_out; /* WebSocket data messages */
     _Atomic uint64_t reply_holds;       /* times a connection stopped being read for its own answers: output over the pause mark, or RC_IO_HEAVY_MAX heavy requests out */
     _Atomic uint64_t congested;         /* gauge: connections over the pause mark (not yet slow consumers) */
     _Atomic uint64_t slow_marked;       /* connections that stayed over the pause mark for outbound_stall_ms */
@@ -127,6 +133,7 @@ typedef struct rc_io {
     uint32_t idx;
     rc_uring uring;               /* the ring, its receive buffers (net/uring.h) */
     int listen_fd;
+    int http_fd;                  /* the public HTTP port (page, WebSocket), or -1 */
     rc_ring *outbound;            /* MPSC: shards -> this thread */
     rc_waker waker;
     uint64_t wake_val;            /* eventfd read target */
@@ -171,7 +178,7 @@ int rc_io_listen(const char *host, uint16_t *port, char *err, size_t errlen);
 
 /* Sets up the io_uring loop; fails with a message naming the cause when the
  * kernel refuses io_uring (e.g. the kernel.io_uring_disabled sysctl). */
-int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, const rc_io_limits *lim, rc_shard **shards,
+int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_limits *lim, rc_shard **shards,
                uint32_t n_shards, const rc_chash *chash, char *err, size_t errlen);
 int rc_io_start(rc_io *io);
 void rc_io_set_phase(rc_io *io, int phase, uint64_t deadline_ns);

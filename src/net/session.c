@@ -198,7 +198,7 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
     case RC_T_HIST: route(s, env, m, RC_JOB_HIST); break;
     case RC_T_REPLAY: on_replay(s, env, m); break;
     default:
-        break; /* handle_frame answered server-only types already */
+        break; /* rc_session_frame answered server-only types already */
     }
 }
 
@@ -210,7 +210,7 @@ static bool is_request(rc_type t)
            t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY;
 }
 
-static void handle_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, uint32_t len)
+void rc_session_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t len)
 {
     rc_msg m;
     const char *why = NULL;
@@ -242,7 +242,7 @@ size_t rc_session_input(rc_session *s, const rc_session_env *env, const uint8_t 
         }
         if (n - off - RC_FRAME_HEADER < len)
             break;
-        handle_frame(s, env, p + off + RC_FRAME_HEADER, len);
+        rc_session_frame(s, env, p + off + RC_FRAME_HEADER, len);
         off += RC_FRAME_HEADER + len;
     }
     return off;

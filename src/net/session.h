@@ -84,6 +84,10 @@ void rc_session_free(rc_session *s);
  * error (out->close called) everything counts as consumed. */
 size_t rc_session_input(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t n);
 
+/* One map without a length prefix (a WebSocket message, net/ws.c), at most
+ * max_frame bytes: decoded, checked and handled like a TCP frame's. */
+void rc_session_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t len);
+
 /* Replies the io thread makes itself: an encoded map, an `err`. */
 void rc_session_reply(const rc_session_env *env, const rc_msg *m);
 void rc_session_error(const rc_session_env *env, const rc_msg *req, rc_err code, const char *text);

@@ -1,0 +1,353 @@
+#!/usr/bin/python3
+"""WebSocket transport tests (proto/PROTOCOL.md §1.2) with real clients:
+Debian's python3-websockets for well-behaved sessions, and a raw socket
+client for frames a library would never send. Starts $RINGCASTD itself on
+free loopback ports; every wait is bounded. Exit 0 when every check passed.
+
+Checks: the page at /, plain HTTP errors, the upgrade and subprotocol,
+MessagePack (binary) and JSON (text) sessions chatting with a TCP session
+in one group, replies in the kind last used, fragmented messages, ping and
+pong, close codes 1000 / 1002 / 1007 / 1009, E_FRAME_TOO_LARGE, bad JSON,
+and the server still serving everyone after each bad client.
+"""
+import asyncio
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import msgpack
+import websockets
+
+T = 5.0  # longest wait for any one reply, seconds
+MAX_FRAME = 4096  # the server's --max-frame here, so "too big" is cheap
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL", what, flush=True)
+    else:
+        print("ok  ", what, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, extra=()):
+        self.dir = tempfile.mkdtemp(prefix="ringcast-ws-")
+        self.port, self.http, self.admin = free_port(), free_port(), free_port()
+        binary = os.environ.get("RINGCASTD", "build/ringcastd")
+        self.proc = subprocess.Popen(
+            [binary, "--data-dir", self.dir, "--durability", "off", "--port", str(self.port),
+             "--http-port", str(self.http), "--admin-port", str(self.admin), "--max-frame", str(MAX_FRAME)]
+            + list(extra),
+            stderr=subprocess.DEVNULL)
+        end = time.time() + 20
+        while time.time() < end:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.admin, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                time.sleep(0.05)
+        raise SystemExit("ringcastd did not become ready")
+
+    def metric(self, name):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin, timeout=T) as r:
+            total = 0.0
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + "{") or line.startswith(name + " "):
+                    total += float(line.rsplit(" ", 1)[1])
+            return total
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            code = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = -9
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return code
+
+
+# ---- a TCP client (length-prefixed MessagePack) ----
+
+class Tcp:
+    def __init__(self, port, user):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=T)
+        self.buf = b""
+        self.send({"t": "hello", "user": user, "rid": 1})
+        assert self.recv()["t"] == "welcome"
+
+    def send(self, m):
+        b = msgpack.packb(m, use_bin_type=True)
+        self.s.sendall(struct.pack(">I", len(b)) + b)
+
+    def recv(self):
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    m = msgpack.unpackb(self.buf[4:4 + n], raw=False)
+                    self.buf = self.buf[4 + n:]
+                    if m.get("t") == "ping":
+                        self.send({"t": "pong"})
+                        continue
+                    return m
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("closed")
+            self.buf += chunk
+
+
+# ---- a raw WebSocket client, for frames no library sends ----
+
+def raw_ws(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=T)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    # RFC 6455 §1.3's sample key has this accept value
+    assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, head
+    return s
+
+
+def frame(opcode, payload, fin=True, mask=True):
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        hdr = bytes([b0, (0x80 if mask else 0) | n])
+    elif n < 65536:
+        hdr = bytes([b0, (0x80 if mask else 0) | 126]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, (0x80 if mask else 0) | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return hdr + payload
+    key = b"\x01\x02\x03\x04"
+    return hdr + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def read_frames(s, until_close=True):
+    """(opcode, payload) of every frame until the server closes (bounded)."""
+    out, buf = [], b""
+    end = time.time() + T
+    s.settimeout(0.2)
+    while time.time() < end:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            if not until_close:
+                break
+            continue
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 2:
+            op, n, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, off = struct.unpack(">H", buf[2:4])[0], 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, off = struct.unpack(">Q", buf[2:10])[0], 10
+            if len(buf) < off + n:
+                break
+            out.append((op, buf[off:off + n]))
+            buf = buf[off + n:]
+    return out
+
+
+def close_code(frames):
+    for op, p in frames:
+        if op == 0x8 and len(p) >= 2:
+            return struct.unpack(">H", p[:2])[0]
+    return None
+
+
+# ---- the checks ----
+
+def test_http(srv):
+    with urllib.request.urlopen("http://127.0.0.1:%d/" % srv.http, timeout=T) as r:
+        body = r.read()
+        check(r.status == 200 and r.headers["Content-Type"].startswith("text/html") and b"<" in body,
+              "GET / serves the chat page")
+    for path, want in (("/nope", 404), ("/ws", 400)):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d%s" % (srv.http, path), timeout=T)
+            check(False, "GET %s is %d" % (path, want))
+        except urllib.error.HTTPError as e:
+            check(e.code == want, "GET %s is %d (got %d)" % (path, want, e.code))
+
+
+async def test_chat_binary_json_tcp(srv):
+    url = "ws://127.0.0.1:%d/ws" % srv.http
+    tcp = Tcp(srv.port, "tcp-user")
+    async with websockets.connect(url, subprotocols=["ringcast.v1"]) as b, websockets.connect(url) as j:
+        check(b.subprotocol == "ringcast.v1", "subprotocol ringcast.v1 is agreed when offered")
+        check(j.subprotocol is None, "no subprotocol when none is offered")
+        await b.send(msgpack.packb({"t": "hello", "user": "bin-user", "rid": 1}))
+        w = msgpack.unpackb(await asyncio.wait_for(b.recv(), T))
+        check(w["t"] == "welcome" and w["rid"] == 1, "binary hello gets a binary welcome")
+        await j.send(json.dumps({"t": "hello", "user": "json-user", "rid": 18446744073709551615}))
+        r = await asyncio.wait_for(j.recv(), T)
+        check(isinstance(r, str) and json.loads(r)["t"] == "welcome", "text hello gets a text (JSON) welcome")
+        check(json.loads(r).get("rid") == 18446744073709551615, "a JSON rid of 2^64-1 comes back exact")
+        for c, kind in ((b, "bin"), (j, "json")):
+            m = {"t": "join", "g": "mixed", "rid": 2}
+            await c.send(msgpack.packb(m) if kind == "bin" else json.dumps(m))
+            r = await asyncio.wait_for(c.recv(), T)
+            r = msgpack.unpackb(r) if kind == "bin" else json.loads(r)
+            check(r["t"] == "joined", "%s join" % kind)
+        tcp.send({"t": "join", "g": "mixed", "rid": 2})
+        check(tcp.recv()["t"] == "joined", "tcp join")
+        # each sends one; every one sees all three in the same seq order
+        await b.send(msgpack.packb({"t": "send", "g": "mixed", "body": b"\x00bin", "rid": 3}))
+        await j.send(json.dumps({"t": "send", "g": "mixed", "body": "from json \u00e9", "rid": 3}))
+        tcp.send({"t": "send", "g": "mixed", "body": "from tcp", "rid": 3})
+        seen = {"bin": [], "json": [], "tcp": []}
+
+        async def collect(c, kind):
+            while len(seen[kind]) < 3:
+                r = await asyncio.wait_for(c.recv(), T)
+                r = msgpack.unpackb(r) if kind == "bin" else json.loads(r)
+                if r["t"] == "msg":
+                    seen[kind].append((r["seq"], r["from"]))
+        await asyncio.gather(collect(b, "bin"), collect(j, "json"))
+        while len(seen["tcp"]) < 3:
+            r = tcp.recv()
+            if r["t"] == "msg":
+                seen["tcp"].append((r["seq"], r["from"]))
+        check(seen["bin"] == seen["json"] == seen["tcp"] and [s for s, _ in seen["tcp"]] == [1, 2, 3],
+              "binary, JSON and TCP sessions see one group's messages in one order: %s" % seen)
+        # the kind follows the client's last message
+        await j.send(msgpack.packb({"t": "ping", "rid": 9}))
+        r = await asyncio.wait_for(j.recv(), T)
+        check(isinstance(r, bytes) and msgpack.unpackb(r)["t"] == "pong", "a binary ping on a text session gets a binary pong")
+        # fragmented: one map in three frames
+        packed = msgpack.packb({"t": "ping", "rid": 10})
+        await b.send([packed[:3], packed[3:6], packed[6:]])
+        r = msgpack.unpackb(await asyncio.wait_for(b.recv(), T))
+        check(r["t"] == "pong" and r["rid"] == 10, "a fragmented message is one map")
+        # WebSocket ping: the server answers pong
+        pong = await b.ping()
+        await asyncio.wait_for(pong, T)
+        check(True, "a WebSocket ping is answered with pong")
+        # bad JSON and an empty message: content errors, connection stays
+        await j.send("{not json")
+        r = json.loads(await asyncio.wait_for(j.recv(), T))
+        check(r["t"] == "err" and r["code"] == "E_BAD_FRAME", "bad JSON is E_BAD_FRAME")
+        await j.send("[1,2]")
+        r = json.loads(await asyncio.wait_for(j.recv(), T))
+        check(r["t"] == "err" and r["code"] == "E_BAD_FRAME", "a JSON array is E_BAD_FRAME")
+        await b.send(b"")
+        r = msgpack.unpackb(await asyncio.wait_for(b.recv(), T))
+        check(r["t"] == "err" and r["code"] == "E_BAD_FRAME", "an empty binary message is E_BAD_FRAME")
+        await j.send(json.dumps({"t": "ping", "rid": 11}))
+        r = json.loads(await asyncio.wait_for(j.recv(), T))
+        check(r["t"] == "pong" and r["rid"] == 11, "the JSON session still works after its errors")
+        await b.close(1000)
+        check(b.close_code == 1000, "a client close 1000 is answered 1000 (got %s)" % b.close_code)
+    tcp.s.close()
+
+
+def test_bad_frames(srv):
+    # invalid UTF-8 in a text message: 1007
+    s = raw_ws(srv.http)
+    s.sendall(frame(0x1, b'{"t":"ping","x":"\xff\xfe"}'))
+    check(close_code(read_frames(s)) == 1007, "a text message that is not UTF-8 closes with 1007")
+    s.close()
+    # a frame longer than max_frame: E_FRAME_TOO_LARGE, then 1009
+    s = raw_ws(srv.http)
+    s.sendall(frame(0x2, msgpack.packb({"t": "ping", "pad": "x" * (MAX_FRAME + 10)})))
+    fr = read_frames(s)
+    errs = [msgpack.unpackb(p) for op, p in fr if op == 0x2]
+    check(any(e.get("code") == "E_FRAME_TOO_LARGE" for e in errs), "an oversize message is E_FRAME_TOO_LARGE")
+    check(close_code(fr) == 1009, "an oversize message closes with 1009 (got %s)" % close_code(fr))
+    s.close()
+    # an unmasked client frame is a protocol error: 1002
+    s = raw_ws(srv.http)
+    s.sendall(frame(0x2, msgpack.packb({"t": "ping"}), mask=False))
+    check(close_code(read_frames(s)) == 1002, "an unmasked client frame closes with 1002")
+    s.close()
+    # a reserved opcode: 1002
+    s = raw_ws(srv.http)
+    s.sendall(frame(0x3, b"x"))
+    check(close_code(read_frames(s)) == 1002, "a reserved opcode closes with 1002")
+    s.close()
+    # a bad handshake: wrong version
+    s = socket.create_connection(("127.0.0.1", srv.http), timeout=T)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
+    check(s.recv(100).startswith(b"HTTP/1.1 426"), "WebSocket version 8 is refused with 426")
+    s.close()
+
+
+async def test_still_serving(srv):
+    async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http) as c:
+        await c.send(msgpack.packb({"t": "hello", "user": "after", "rid": 1}))
+        r = msgpack.unpackb(await asyncio.wait_for(c.recv(), T))
+        check(r["t"] == "welcome", "after every bad client the server still serves new ones")
+
+
+async def test_origins():
+    srv = Server(["--allowed-origins", "http://chat.example, http://127.0.0.1:8000"])
+    try:
+        url = "ws://127.0.0.1:%d/ws" % srv.http
+        async with websockets.connect(url, origin="http://chat.example") as c:
+            await c.send(msgpack.packb({"t": "hello", "user": "o1", "rid": 1}))
+            r = msgpack.unpackb(await asyncio.wait_for(c.recv(), T))
+            check(r["t"] == "welcome", "an allowed Origin is served")
+        async with websockets.connect(url) as c:
+            await c.send(msgpack.packb({"t": "hello", "user": "o2", "rid": 2}))
+            r = msgpack.unpackb(await asyncio.wait_for(c.recv(), T))
+            check(r["t"] == "welcome", "a client without Origin (not a browser page) is served")
+        async with websockets.connect(url, origin="http://evil.example") as c:
+            try:
+                await asyncio.wait_for(c.recv(), T)
+            except websockets.ConnectionClosed:
+                pass
+            check(c.close_code == 1008, "another Origin is closed with 1008 (got %s)" % c.close_code)
+        check(srv.metric("ringcast_websocket_origin_refused_total") == 1, "the refused Origin is counted")
+    finally:
+        srv.stop()
+
+
+def main():
+    asyncio.run(test_origins())
+    srv = Server()
+    try:
+        test_http(srv)
+        asyncio.run(test_chat_binary_json_tcp(srv))
+        test_bad_frames(srv)
+        asyncio.run(test_still_serving(srv))
+        check(srv.metric("ringcast_websocket_upgrades_total") >= 7, "upgrades are counted")
+    finally:
+        code = srv.stop()
+    check(code == 0, "ringcastd stops cleanly (exit %s)" % code)
+    print("%d failure(s)" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
