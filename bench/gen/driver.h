@@ -121,6 +121,7 @@ typedef struct bench_driver {
 } bench_driver;
 
 extern const bench_driver bench_drv_ringcast;
+extern const bench_driver bench_drv_ringcast_ws; /* the same maps over WebSocket (binary messages) */
 extern const bench_driver bench_drv_nats;
 extern const bench_driver bench_drv_redis;
 

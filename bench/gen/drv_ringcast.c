@@ -11,6 +11,12 @@
  * and a decoder bug cannot hide itself by being on both ends.
  * Strict means: one map per frame, string keys, known fields of the right
  * type, nothing after the map.
+ *
+ * ringcast-ws is the same maps over WebSocket (proto/PROTOCOL.md §1.2):
+ * an HTTP upgrade first, then one binary message per map. Client frames
+ * must be masked; the mask key is zero, which RFC 6455 allows, so the
+ * masked payload is the map itself and the pre-encoded `send` frames serve
+ * both transports (a WebSocket header replaces the length prefix).
  */
 #define _GNU_SOURCE /* memmem */
 #include <stdio.h>
@@ -22,6 +28,7 @@
 #define MP_MAX_DEPTH 8            /* nesting the scanner follows when skipping */
 
 static bench_table g_send;        /* the `send` frame of every group */
+static bool g_ws;                 /* ringcast-ws: WebSocket framing */
 static uint32_t *g_body_off;      /* [G]: offset of the body within group g's frame */
 static char g_prefix[BENCH_PREFIX_MAX];
 static size_t g_prefix_len;
@@ -320,7 +327,8 @@ static int dispatch(bench_conn *c, const rc_frame *f)
     } else if (key_is(f->t, f->t_len, "ping")) {
         /* the server checks a silent connection (idle_timeout_ms): answer it */
         static const uint8_t pong[] = { 0, 0, 0, 8, 0x81, 0xa1, 't', 0xa4, 'p', 'o', 'n', 'g' };
-        if (bench_reply(c, pong, sizeof pong) < 0)
+        static const uint8_t ws_pong[] = { 0x82, 0x88, 0, 0, 0, 0, 0x81, 0xa1, 't', 0xa4, 'p', 'o', 'n', 'g' };
+        if (g_ws ? bench_reply(c, ws_pong, sizeof ws_pong) < 0 : bench_reply(c, pong, sizeof pong) < 0)
             return -1;
     } else if (!key_is(f->t, f->t_len, "pong")) {
         return -1;
@@ -360,4 +368,175 @@ const bench_driver bench_drv_ringcast = {
     .setup = rc_setup,
     .publish = rc_publish,
     .parse = rc_parse,
+};
+
+/* ---- ringcast-ws ---- */
+
+#define WS_MAX_HDR 8u /* a client frame header: 2 bytes, 2 of extended length, 4 of mask */
+
+typedef struct ws_state {
+    bool upgraded;
+    uint32_t n;       /* groups to join once the upgrade is answered */
+    uint32_t groups[];
+} ws_state;
+
+/* A masked (key 0) binary frame header for n bytes of payload at p; its length. */
+static size_t ws_header(uint8_t *p, size_t n)
+{
+    p[0] = 0x82; /* FIN, binary */
+    if (n < 126) {
+        p[1] = (uint8_t)(0x80 | n);
+        memset(p + 2, 0, 4);
+        return 6;
+    }
+    p[1] = 0x80 | 126;
+    p[2] = (uint8_t)(n >> 8);
+    p[3] = (uint8_t)n;
+    memset(p + 4, 0, 4);
+    return 8;
+}
+
+/* Appends one TCP-framed map (length prefix, map) as a WebSocket message. */
+static int ws_append(rc_buf *out, const uint8_t *frame, size_t len)
+{
+    uint8_t h[WS_MAX_HDR];
+    size_t hl = ws_header(h, len - RC_FRAME_HEADER);
+    if (rc_buf_append(out, h, hl) < 0 || rc_buf_append(out, frame + RC_FRAME_HEADER, len - RC_FRAME_HEADER) < 0)
+        return -1;
+    return 0;
+}
+
+static int ws_init(const bench_params *p)
+{
+    g_ws = true;
+    return rc_init(p);
+}
+
+static int ws_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
+{
+    ws_state *st = malloc(sizeof(*st) + n * sizeof(*groups));
+    if (!st)
+        return -1;
+    st->upgraded = false;
+    st->n = n;
+    memcpy(st->groups, groups, n * sizeof(*groups));
+    c->drv_data = st;
+    static const char req[] = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    if (rc_buf_append(&c->out, req, sizeof(req) - 1) < 0)
+        return -1;
+    c->pending = 2 + n; /* the upgrade, welcome, one joined per group */
+    return 0;
+}
+
+/* The upgrade was answered: hello and the joins, as WebSocket messages. */
+static int ws_open(bench_conn *c, ws_state *st)
+{
+    char user[24], name[16];
+    snprintf(user, sizeof user, "%c%u", c->role == BENCH_SUB ? 's' : 'p', c->index);
+    rc_buf tmp, out;
+    rc_buf_init(&tmp);
+    rc_buf_init(&out);
+    rc_msg hello = { .type = RC_T_HELLO, .user = rc_str_c(user) };
+    int rc = rc_encode(&tmp, &hello) < 0 || ws_append(&out, tmp.data, tmp.len) < 0 ? -1 : 0;
+    for (uint32_t i = 0; rc == 0 && i < st->n; i++) {
+        rc_msg join = { .type = RC_T_JOIN, .g = group_name(st->groups[i], name, sizeof name) };
+        tmp.len = 0;
+        rc = rc_encode(&tmp, &join) < 0 || ws_append(&out, tmp.data, tmp.len) < 0 ? -1 : 0;
+    }
+    if (rc == 0)
+        rc = bench_reply(c, out.data, out.len) < 0 ? -1 : 0;
+    rc_buf_free(&tmp);
+    rc_buf_free(&out);
+    st->upgraded = true;
+    return rc;
+}
+
+static int ws_publish(bench_conn *c, uint32_t g, uint64_t seq, uint64_t ts_ns)
+{
+    const uint8_t *f = g_send.bytes.data + g_send.off[g];
+    size_t len = g_send.off[g + 1] - g_send.off[g];
+    size_t at = c->out.len;
+    if (ws_append(&c->out, f, len) < 0)
+        return -1;
+    size_t hl = c->out.len - at - (len - RC_FRAME_HEADER);
+    bench_body_stamp(c->out.data + at + hl + g_body_off[g] - RC_FRAME_HEADER, seq, ts_ns);
+    return 0;
+}
+
+static ssize_t ws_parse(bench_conn *c, const uint8_t *in, size_t len)
+{
+    ws_state *st = c->drv_data;
+    size_t off = 0;
+    if (!st->upgraded) {
+        const uint8_t *end = memmem(in, len, "\r\n\r\n", 4);
+        if (!end)
+            return 0;
+        if (len < 12 || memcmp(in, "HTTP/1.1 101", 12) != 0) {
+            fprintf(stderr, "ringcast-bench: the WebSocket upgrade was refused: %.*s\n", (int)(end - in), in);
+            return -1;
+        }
+        off = (size_t)(end - in) + 4;
+        c->pending--; /* the upgrade */
+        if (ws_open(c, st) < 0)
+            return -1;
+    }
+    while (len - off >= 2) {
+        const uint8_t *p = in + off;
+        uint8_t op = p[0] & 0x0f;
+        uint64_t n = p[1] & 0x7f;
+        size_t hl = 2;
+        if (n == 126) {
+            if (len - off < 4)
+                break;
+            n = ((uint64_t)p[2] << 8) | p[3];
+            hl = 4;
+        } else if (n == 127) {
+            if (len - off < 10)
+                break;
+            n = 0;
+            for (int i = 0; i < 8; i++)
+                n = (n << 8) | p[2 + i];
+            hl = 10;
+        }
+        if (len - off - hl < n)
+            break;
+        if (op == 0x2) {
+            rc_frame f;
+            if (scan_map(p + hl, (size_t)n, &f) < 0 || dispatch(c, &f) < 0) {
+                fprintf(stderr, "ringcast-bench: unexpected WebSocket message (%llu bytes)\n", (unsigned long long)n);
+                return -1;
+            }
+        } else if (op == 0x9) { /* WebSocket ping: pong with its payload (at most 125 bytes) */
+            uint8_t h[WS_MAX_HDR];
+            size_t phl = ws_header(h, (size_t)n);
+            h[0] = 0x8a;
+            if (bench_reply(c, h, phl) < 0 || bench_reply(c, p + hl, (size_t)n) < 0)
+                return -1;
+        } else if (op == 0x8) {
+            bench_on_bye(c, "websocket close", 15);
+            return -1;
+        }
+        off += hl + (size_t)n;
+    }
+    return (ssize_t)off;
+}
+
+static void ws_conn_free(bench_conn *c)
+{
+    free(c->drv_data);
+    c->drv_data = NULL;
+}
+
+const bench_driver bench_drv_ringcast_ws = {
+    .name = "ringcast-ws",
+    .default_port = 7480,
+    .acks_carry_seq = true,
+    .has_acks = true,
+    .init = ws_init,
+    .fini = rc_fini,
+    .setup = ws_setup,
+    .publish = ws_publish,
+    .parse = ws_parse,
+    .conn_free = ws_conn_free,
 };

@@ -70,7 +70,7 @@
 #define MAX_TICK_US 10000u
 
 static const bench_driver *const bench_drivers[] = {
-    &bench_drv_ringcast, &bench_drv_nats, &bench_drv_redis,
+    &bench_drv_ringcast, &bench_drv_ringcast_ws, &bench_drv_nats, &bench_drv_redis,
 };
 
 /* Set by SIGINT/SIGTERM (lock-free atomics are async-signal-safe) and read
@@ -192,7 +192,7 @@ static void usage(FILE *out)
         "               500 msgs/s unless --rate; reports day_msgs (messages/day)\n"
         "\n"
         "Target:\n"
-        "  --system NAME     ringcast | nats | redis (default ringcast; use ringcast\n"
+        "  --system NAME     ringcast | ringcast-ws | nats | redis (default ringcast; use ringcast\n"
         "                    for ringcast-sol too)\n"
         "  --host HOST       server address (default 127.0.0.1)\n"
         "  --port PORT       server port (default 7400 / 4222 / 6379 by system)\n"
