@@ -919,8 +919,8 @@ static void conn_bye(rc_io *io, rc_conn *c, const char *reason)
 }
 
 /* A connection must say hello within hello_timeout_ms of its accept, and
- * send a frame at least every idle_timeout_ms; at half of that it is sent a
- * `ping` (a client answers `pong`, or anything). A connection the server
+ * then send a frame at least every idle_timeout_ms; at half of that it is
+ * sent a `ping` (a client answers `pong`, or anything). A connection the server
  * is not reading (held) is never idle: the silence is the server's. Runs
  * every RC_IO_SWEEP_NS over the slots. */
 static void sweep_timeouts(rc_io *io)
@@ -942,8 +942,8 @@ static void sweep_timeouts(rc_io *io)
             conn_bye(io, c, "hello_timeout: a connection must say hello within hello_timeout_ms");
             continue;
         }
-        if (!idle_ns || c->held)
-            continue;
+        if (!idle_ns || c->held || !c->sess.authed)
+            continue; /* before hello, hello_timeout_ms is the bound */
         uint64_t quiet = now - c->heard_ns;
         if (quiet > idle_ns) {
             RC_STAT_ADD(io->stats.idle_timeouts, 1);
@@ -1082,6 +1082,7 @@ static void *io_main(void *arg)
             rc_handoff_ack_input_stopped(io);
         flush_sends(io);
         submit_and_wait(io, phase == RC_IO_FINAL);
+        rc_loop_clock_tick(&io->clock); /* the wait may have been long: what completes is stamped now */
         handle_completions(io);
         reap_conns(io);
         RC_STAT_ADD(io->stats.loops, 1);

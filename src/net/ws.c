@@ -279,7 +279,7 @@ static void http_request(rc_ws *w)
     } else if (strcmp(r->path, RC_WS_PATH) == 0) {
         http_upgrade(w, r);
     } else if (strcmp(r->path, "/") == 0 || strcmp(r->path, "/index.html") == 0) {
-        http_answer(w, 200, "text/html; charset=utf-8", rc_webpage_index, rc_webpage_index_len,
+        http_answer(w, 200, RC_WEBPAGE_INDEX_TYPE, rc_webpage_index, rc_webpage_index_len,
                     "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n");
     } else {
         http_error(w, 404, "not found: the chat page is at / and WebSocket at /ws\n");
