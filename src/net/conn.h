@@ -102,6 +102,8 @@ bool rc_io_conn_over_limit(rc_io *io, rc_conn *c, size_t extra);
 void rc_io_conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n);
 /* Queues bytes for the socket as they are (net/ws.c: HTTP answers, WebSocket frames). */
 void rc_io_conn_write_raw(rc_io *io, rc_conn *c, const uint8_t *p, size_t n);
+/* The same for two pieces that go out back to back (a header and its payload). */
+void rc_io_conn_write_two(rc_io *io, rc_conn *c, const uint8_t *a, size_t na, const uint8_t *b, size_t nb);
 /* One map (a WebSocket message's MessagePack) for c's session. */
 void rc_io_conn_message(rc_io *io, rc_conn *c, const uint8_t *map, size_t len);
 /* Whether c's session takes another request now (out_reading). */

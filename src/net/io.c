@@ -303,8 +303,17 @@ void rc_io_conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 
 void rc_io_conn_write_raw(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
-    if (conn_room(io, c, n))
-        conn_queued_more(io, c, rc_outq_push_copy(&c->outq, p, n));
+    rc_io_conn_write_two(io, c, p, n, NULL, 0);
+}
+
+void rc_io_conn_write_two(rc_io *io, rc_conn *c, const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+{
+    if (!conn_room(io, c, na + nb))
+        return;
+    int r = rc_outq_push_copy(&c->outq, a, na);
+    if (r == 0 && nb)
+        r = rc_outq_push_copy(&c->outq, b, nb);
+    conn_queued_more(io, c, r);
 }
 
 /* ---- the session's way out (net/session.h) over this connection ---- */

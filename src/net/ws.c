@@ -24,6 +24,7 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 §1.3 */
 #define WS_KEY_LEN 24u          /* base64 of the 16-byte Sec-WebSocket-Key */
 #define WS_ACCEPT_LEN 28u       /* base64 of a SHA-1 */
+#define WS_MAX_HEADER 10u      /* a server frame's header: 2 bytes and up to 8 of length */
 #define WS_CLOSE_NORMAL 1000
 #define WS_CLOSE_PROTOCOL 1002
 #define WS_CLOSE_POLICY 1008    /* the Origin is not allowed */
@@ -331,29 +332,53 @@ size_t rc_ws_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
     return c->state == CS_OPEN ? n - left : n;
 }
 
+/* The header of an unmasked, unfragmented server frame (RFC 6455 §5.2);
+ * its length. */
+static size_t ws_frame_header(uint8_t h[WS_MAX_HEADER], uint8_t opcode, size_t n)
+{
+    h[0] = (uint8_t)(0x80 | opcode); /* FIN */
+    if (n < 126) {
+        h[1] = (uint8_t)n;
+        return 2;
+    }
+    if (n <= UINT16_MAX) {
+        h[1] = 126;
+        h[2] = (uint8_t)(n >> 8);
+        h[3] = (uint8_t)n;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+    return 10;
+}
+
+/* Data messages bypass wslay's queue: the map goes straight into the
+ * output queue behind its frame header, one copy as for a small TCP frame.
+ * Order with wslay's own frames (pong, close) holds because ws_send takes
+ * everything wslay offers at once, so wslay never holds a partial frame. */
 void rc_ws_write_frame(rc_io *io, rc_conn *c, const uint8_t *frame, size_t len)
 {
     rc_ws *w = c->ws;
     if (w->state != WS_OPEN || len < RC_FRAME_HEADER)
         return;
-    w->io = io;
-    w->c = c;
-    struct wslay_event_msg m = { .opcode = WSLAY_BINARY_FRAME, .msg = frame + RC_FRAME_HEADER,
-                                 .msg_length = len - RC_FRAME_HEADER };
+    const uint8_t *p = frame + RC_FRAME_HEADER;
+    size_t n = len - RC_FRAME_HEADER;
+    uint8_t opcode = WSLAY_BINARY_FRAME;
     if (w->text) {
         w->scratch.len = 0;
-        if (rc_msgpack_to_json(frame + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &w->scratch) != 0) {
+        if (rc_msgpack_to_json(p, n, &w->scratch) != 0) {
             RC_LOG_ERROR("ws", "event=json_encode_failed sid=%llu", (unsigned long long)c->sess.sid);
             return;
         }
-        m = (struct wslay_event_msg){ .opcode = WSLAY_TEXT_FRAME, .msg = w->scratch.data, .msg_length = w->scratch.len };
+        p = w->scratch.data;
+        n = w->scratch.len;
+        opcode = WSLAY_TEXT_FRAME;
     }
+    uint8_t h[WS_MAX_HEADER];
+    size_t hl = ws_frame_header(h, opcode, n);
     RC_STAT_ADD(io->stats.ws_messages_out, 1);
-    if (wslay_event_queue_msg(w->ctx, &m) != 0) {
-        RC_LOG_ERROR("ws", "event=queue_failed sid=%llu", (unsigned long long)c->sess.sid);
-        return;
-    }
-    ws_flush(w);
+    rc_io_conn_write_two(io, c, h, hl, p, n);
 }
 
 void rc_ws_goodbye(rc_io *io, rc_conn *c, uint16_t code, const char *reason)
