@@ -456,6 +456,14 @@ static double rss_slope_kb_per_min(const run *r)
 /* The lowest RSS of each FLOOR_WINDOW_S window of the load: the sawtooth of
  * slow consumers' queues filling and being dropped rides on this floor, so a
  * floor that keeps rising is memory that is not given back. */
+/* The floor window of a sample at t: the sample at the load's last instant
+ * belongs to the window before, not to one of its own. */
+static uint32_t floor_window(const run *r, double t)
+{
+    double last = r->o->duration_s - 1e-3;
+    return (uint32_t)((t < last ? t : last) / FLOOR_WINDOW_S);
+}
+
 static void print_floors(const run *r)
 {
     printf("rss_floor_per_%.0fs_kb=", FLOOR_WINDOW_S);
@@ -463,8 +471,7 @@ static void print_floors(const run *r)
     long lo = LONG_MAX;
     for (uint32_t i = 0; i < r->n_samples; i++) {
         lo = r->samples[i].rss_kb < lo ? r->samples[i].rss_kb : lo;
-        bool window_ends = i + 1 == r->n_samples ||
-                           (uint32_t)(r->sample_t[i + 1] / FLOOR_WINDOW_S) != (uint32_t)(r->sample_t[i] / FLOOR_WINDOW_S);
+        bool window_ends = i + 1 == r->n_samples || floor_window(r, r->sample_t[i + 1]) != floor_window(r, r->sample_t[i]);
         if (window_ends) {
             printf("%s%ld", sep, lo);
             sep = ",";

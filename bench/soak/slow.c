@@ -20,8 +20,10 @@
  *            was sent less than CAUGHT_UP_S ago, or the server's close
  *            shows (EOF). Closed: back to CONNECT. Open: groups with a hole
  *            (lettered deliveries) are joined again with `since` in the same
- *            session, and every KEEP_CYCLES-th cycle the session is closed
- *            on purpose and reopened, so both ways back are used.
+ *            session, except that every KEEP_CYCLES-th lag survived ends in
+ *            a close and a reconnect instead, so both ways back are used.
+ *
+ * The three lags take turns whether or not the server closes the session.
  *
  * What is checked: a live stream may have holes (that is what lettering
  * does) but never goes back; what a `join since` returns, between `joined`
@@ -46,7 +48,7 @@
 #define CAUGHT_UP_S 1.0             /* drained: the newest message is this fresh */
 #define TRICKLE_TICK_MS 100u        /* a trickling consumer reads this often */
 #define RECONNECT_MS 200u           /* pause before reopening a closed session */
-#define KEEP_CYCLES 4u              /* close on purpose after this many open cycles */
+#define KEEP_CYCLES 2u              /* every KEEP_CYCLES-th lag survived ends in a reconnect on purpose */
 #define LOOP_TICK_MS 10
 #define FAST_BUDGET (1u << 20)      /* bytes read per turn when reading fast */
 #define SLOW_MAX 64u
@@ -76,12 +78,13 @@ typedef struct slow_consumer {
     soak_conn c;
     bool open;
     slow_state st;
-    lag_kind lag;
+    lag_kind lag;            /* the current (or last) lag */
+    lag_kind lag_next;       /* the next one: the kinds take turns whether or not the server closes */
     uint64_t until_ns;       /* the current state's deadline */
     uint64_t next_read_ns;   /* trickle: next read */
     uint64_t fast_until_ns;  /* catch-up: read fast until then once synced */
     uint64_t newest_ts_ns;   /* send time of the newest publisher message received */
-    uint32_t open_cycles;    /* lag cycles this session survived */
+    uint32_t survived;       /* lags the server let pass (all sessions) */
     uint32_t waiting;        /* catch-up: welcome + joins not yet synced/joined */
     slow_stream *streams;    /* [slow_groups] */
     soak_slow *owner;
@@ -280,7 +283,6 @@ static void session_open(slow_consumer *sc)
         return;
     }
     sc->open = true;
-    sc->open_cycles = 0;
     BUMP(sl->st.connects, 1);
     rc_msg hello = { .type = RC_T_HELLO, .user = rc_str_c(soak_name(user, SOAK_SLOW_USER, sc->index)) };
     soak_conn_queue(&sc->c, &hello);
@@ -327,17 +329,18 @@ static void start_lag(slow_consumer *sc)
     soak_slow *sl = sc->owner;
     double stall = sl->o->slow_stall_s;
     BUMP(sl->st.cycles, 1);
+    sc->lag = sc->lag_next;
     sc->st = SL_LAG;
     sc->until_ns = sl->now_ns + s_to_ns(sc->lag == LAG_STALL_SHORT ? stall / 2 : stall);
     sc->next_read_ns = sl->now_ns;
     BUMP(*(sc->lag == LAG_TRICKLE ? &sl->st.trickles : &sl->st.stalls), 1);
+    sc->lag_next = (lag_kind)((sc->lag + 1) % LAG_KINDS);
 }
 
 static void after_drain(slow_consumer *sc)
 {
     soak_slow *sl = sc->owner;
-    sc->lag = (lag_kind)((sc->lag + 1) % LAG_KINDS);
-    if (++sc->open_cycles >= KEEP_CYCLES) {
+    if (++sc->survived % KEEP_CYCLES == 0) {
         BUMP(sl->st.left_open, 1);
         session_close(sc);
         sc->st = SL_CONNECT;
@@ -438,7 +441,7 @@ int soak_slow_start(const soak_options *o, soak_slow **out)
         sc->index = i;
         sc->owner = sl;
         sc->c.fd = -1;
-        sc->lag = (lag_kind)(i % LAG_KINDS);
+        sc->lag_next = (lag_kind)(i % LAG_KINDS);
         sc->st = SL_CONNECT;
         /* spread the first lags over one stall, so the consumers do not
          * fall behind all at once */
