@@ -16,13 +16,17 @@
  *                 for a since at or past the group's last seq (§6.3);
  *   EX_HIST_PIPE  many `hist` requests (limit 1000) written at once, read at
  *                 once or after a pause: each answered in order with at most
- *                 `limit` messages below `before`, ascending by 1 (§6.5). The
- *                 protocol does not bound what a client may pipeline, so an
- *                 `err` or a close here is noted, not a fault;
+ *                 `limit` messages below `before`, ascending by 1, `more`
+ *                 when the reply budget cut it (§6.5); the server slows a
+ *                 pipeline it is not read of (§6.6, "2 requests"), so every
+ *                 reply must come;
  *   EX_HANG       a connection left hanging (half a frame, half a length,
- *                 nothing at all, a hello one byte at a time), held for
- *                 --hang-s; whether the server closes it is noted (the
- *                 protocol sets no timeout).
+ *                 nothing at all, before or after `hello`): the server must
+ *                 close it by hello_timeout_ms (before `welcome`) or
+ *                 idle_timeout_ms (no whole frame), §6.6; we wait that long
+ *                 plus HANG_SLACK_S. A `hello` one byte at a time must get
+ *                 `welcome` when it is whole within hello_timeout_ms, and be
+ *                 closed when it is not.
  *
  * Faults of the server are: no answer (timeouts), a success where an err
  * was due (no_err), a reply that breaks the protocol (bad_reply), a frame
@@ -58,8 +62,11 @@
 #define HIST_PIPE_UNREAD 100u         /* requests of the pipeline read after a pause */
 #define HIST_PIPE_PAUSE_MS 5000
 #define HIST_ODD_BEFORE 20u
-#define SLOWLORIS_BYTE_MS 500u        /* a slow hello: one byte this often */
+#define HELLO_SLOW_SHARE 0.5          /* a slow hello is whole at this share of hello_timeout_ms */
+#define HELLO_SLOWER_SHARE 2.0        /* a slower one would be, and must be closed first */
+#define HANG_SLACK_S 10.0             /* a timeout may close this much late */
 #define HANG_MAX 256u
+#define HANG_IN 4096u                 /* a hanging connection's receive buffer (welcome, ping, bye, err) */
 #define DEEP_LEVELS 40u               /* nesting of too_deep (the bound is 32, §2.1) */
 #define RANDOM_MAX 64u
 #define DETAILS_PER_CASE 3u           /* first deviations of a case told on stderr */
@@ -68,6 +75,14 @@
 typedef enum expect_kind {
     EX_ERR, EX_ERR_CLOSE, EX_ANY_ERR, EX_REPLY, EX_JOIN_SINCE, EX_HIST_PIPE, EX_HANG
 } expect_kind;
+
+/* What a hanging connection waits for. */
+typedef enum hang_kind {
+    HANG_HELLO_TIMEOUT,   /* closed by hello_timeout_ms */
+    HANG_IDLE_TIMEOUT,    /* closed by idle_timeout_ms */
+    HANG_SLOW_HELLO,      /* welcome, the hello being whole in time */
+    HANG_SLOWER_HELLO     /* closed by hello_timeout_ms before the hello is whole */
+} hang_kind;
 
 typedef struct bad_ctx {
     soak_bad *b;
@@ -97,11 +112,16 @@ typedef struct bad_case {
 typedef struct hang {
     bool used;
     uint32_t case_i;
+    hang_kind kind;
     rc_client c;
-    uint64_t until_ns;
-    uint64_t next_byte_ns;            /* slowloris */
-    rc_buf rest;                      /* slowloris: bytes still to send */
+    uint64_t until_ns;                /* the outcome is due by then */
+    uint64_t byte_ns;                 /* a slow hello: one byte this often */
+    uint64_t next_byte_ns;
+    rc_buf rest;                      /* a slow hello: its bytes */
     size_t rest_off;
+    uint8_t in[HANG_IN];              /* received, not yet decoded: read raw, since the client
+                                       * library would answer the server's ping and end the hang */
+    size_t in_len;
 } hang;
 
 struct soak_bad {
@@ -552,6 +572,8 @@ static void b_slow_hello(bad_ctx *x, rc_buf *out)
     rc_encode(out, &m);
 }
 
+static void b_slower_hello(bad_ctx *x, rc_buf *out) { b_slow_hello(x, out); }
+
 #define ERR(n, c, s, j, r, w, b, e) { n, EX_ERR, c, s, j, r, w, b, e }
 #define ERRC(n, c, s, w, b, e) { n, EX_ERR_CLOSE, c, s, false, false, w, b, e }
 #define CASE(n, k, s, j, w, b, e) { n, k, RC_OK, s, j, false, w, b, e }
@@ -615,13 +637,15 @@ static const bad_case cases[] = {
     CASE("since_recent", EX_JOIN_SINCE, true, true, 10, b_since_recent, "joined, since+1.., synced"),
     CASE("since_gone", EX_JOIN_SINCE, true, true, 5, b_since_gone, "joined, history, synced lost"),
     CASE("hist_pipeline_50", EX_HIST_PIPE, true, true, 2, b_hist_fast, "50 hist replies in order"),
-    CASE("hist_pipeline_100_unread", EX_HIST_PIPE, true, true, 1, b_hist_unread, "100 hist replies, or a refusal or close (noted)"),
+    CASE("hist_pipeline_100_unread", EX_HIST_PIPE, true, true, 1, b_hist_unread, "100 hist replies in order (the server slows the pipeline)"),
     CASE("hist_odd_before", EX_HIST_PIPE, true, true, 5, b_hist_before, "20 hist replies below before"),
-    CASE("hang_half_frame", EX_HANG, false, false, 3, b_half_frame, "(noted) held"),
-    CASE("hang_half_length", EX_HANG, false, false, 3, b_half_len, "(noted) held"),
-    CASE("hang_silent", EX_HANG, false, false, 3, b_nothing, "(noted) held"),
-    CASE("hang_half_frame_in_session", EX_HANG, true, false, 3, b_half_frame, "(noted) held"),
-    CASE("hang_slow_hello", EX_HANG, false, false, 3, b_slow_hello, "welcome, one byte per 500 ms"),
+    CASE("hang_half_frame", EX_HANG, false, false, 3, b_half_frame, "closed by hello_timeout"),
+    CASE("hang_half_length", EX_HANG, false, false, 3, b_half_len, "closed by hello_timeout"),
+    CASE("hang_silent", EX_HANG, false, false, 3, b_nothing, "closed by hello_timeout"),
+    CASE("hang_half_frame_in_session", EX_HANG, true, false, 1, b_half_frame, "closed by idle_timeout"),
+    CASE("hang_silent_in_session", EX_HANG, true, false, 1, b_nothing, "closed by idle_timeout"),
+    CASE("hang_slow_hello", EX_HANG, false, false, 3, b_slow_hello, "welcome (whole at half of hello_timeout)"),
+    CASE("hang_slower_hello", EX_HANG, false, false, 3, b_slower_hello, "closed by hello_timeout (whole at twice it)"),
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 _Static_assert(N_CASES <= SOAK_BAD_CASES_MAX, "raise SOAK_BAD_CASES_MAX");
@@ -823,8 +847,8 @@ static void run_since(soak_bad *b, uint32_t ci, const bad_ctx *x, rc_client *c)
             next = m.seq + 1;
         } else if (m.type == RC_T_SYNCED && joined && rc_str_eq(m.g, rc_str_c(x->group))) {
             synced = true;
-            if (first && next - 1 != m.seq)
-                whole = false;                          /* does not end at synced's seq */
+            if (first && (m.more ? next - 1 > m.seq : next - 1 != m.seq))
+                whole = false;                          /* does not end at synced's seq (a page may end before) */
             if (first && first != x->since + 1 && !m.lost)
                 whole = false;                          /* skipped seqs without saying lost */
             if (x->since >= m.seq && (n > 0 || m.lost))
@@ -904,17 +928,35 @@ static void run_hist_pipe(soak_bad *b, uint32_t ci, const bad_ctx *x, rc_client 
 
 /* ---- hanging connections ---- */
 
-static void hang_end(soak_bad *b, hang *h, bool by_server)
+static hang_kind hang_kind_of(const bad_case *bc)
 {
-    soak_bad_case_stats *cs = &b->st.per_case[h->case_i];
-    if (by_server) {
-        BUMP(b->st.hang_closed_by_server, 1);
-        BUMP(cs->closed, 1);
-    }
+    if (bc->build == b_slow_hello)
+        return HANG_SLOW_HELLO;
+    if (bc->build == b_slower_hello)
+        return HANG_SLOWER_HELLO;
+    return bc->session ? HANG_IDLE_TIMEOUT : HANG_HELLO_TIMEOUT;
+}
+
+static void hang_end(soak_bad *b, hang *h)
+{
     rc_client_close(&h->c);
     rc_buf_free(&h->rest);
     h->used = false;
     b->n_hangs--;
+}
+
+/* The server closed the connection: right unless it owed a welcome. */
+static void hang_closed(soak_bad *b, hang *h)
+{
+    soak_bad_case_stats *cs = &b->st.per_case[h->case_i];
+    BUMP(b->st.hang_closed_by_server, 1);
+    if (h->kind == HANG_SLOW_HELLO) {
+        BUMP(cs->closed, 1);
+        detail(b, h->case_i, "closed a hello that was whole in time", NULL);
+    } else {
+        BUMP(cs->ok, 1);
+    }
+    hang_end(b, h);
 }
 
 static void hang_start(soak_bad *b, uint32_t ci, rc_client *c, rc_buf *bytes)
@@ -928,18 +970,62 @@ static void hang_start(soak_bad *b, uint32_t ci, rc_client *c, rc_buf *bytes)
     memset(h, 0, sizeof *h);
     h->used = true;
     h->case_i = ci;
+    h->kind = hang_kind_of(&cases[ci]);
     h->c = *c;
-    h->until_ns = soak_now_ns() + (uint64_t)(b->o->hang_s * 1e9);
+    double wait_s = (h->kind == HANG_IDLE_TIMEOUT ? b->o->idle_timeout_s : b->o->hello_timeout_s) + HANG_SLACK_S;
+    h->until_ns = soak_now_ns() + (uint64_t)(wait_s * 1e9);
     rc_buf_init(&h->rest);
     b->n_hangs++;
     BUMP(b->st.hang_opened, 1);
-    if (cases[ci].build == b_slow_hello) {
+    if (h->kind == HANG_SLOW_HELLO || h->kind == HANG_SLOWER_HELLO) {
+        /* whole at half of hello_timeout, or at twice it */
+        double share = h->kind == HANG_SLOW_HELLO ? HELLO_SLOW_SHARE : HELLO_SLOWER_SHARE;
+        h->byte_ns = (uint64_t)(b->o->hello_timeout_s * share / (double)(bytes->len ? bytes->len : 1) * 1e9);
         rc_buf_append(&h->rest, bytes->data, bytes->len);
     } else if (bytes->len && rc_client_send_raw(&h->c, bytes->data, bytes->len) != 0) {
-        hang_end(b, h, true);
+        hang_closed(b, h);
     }
 }
 
+/* What the server sent a hanging connection, read without answering:
+ * 1 something new, 0 nothing, -1 closed. */
+static int hang_read(soak_bad *b, hang *h, bool *welcomed)
+{
+    ssize_t r = recv(h->c.fd, h->in + h->in_len, sizeof h->in - h->in_len, MSG_DONTWAIT);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        return -1;
+    if (r < 0)
+        return 0;
+    h->in_len += (size_t)r;
+    size_t off = 0;
+    while (h->in_len - off >= RC_FRAME_HEADER) {
+        uint32_t n = rc_frame_len(h->in + off);
+        if (n > sizeof h->in - RC_FRAME_HEADER)
+            return -1; /* nothing this long is due here: take it as a fault close */
+        if (h->in_len - off - RC_FRAME_HEADER < n)
+            break;
+        rc_msg m;
+        const char *why;
+        if (rc_decode(&h->c.dec, h->in + off + RC_FRAME_HEADER, n, &m, &why) != RC_OK) {
+            BUMP(b->st.bad_frames, 1);
+            return -1;
+        }
+        if (m.type == RC_T_ERR)
+            soak_codes_bump(&b->st.codes, m.code);
+        else if (m.type == RC_T_BYE)
+            BUMP(b->st.hang_byes, 1);
+        else if (m.type == RC_T_PING)
+            BUMP(b->st.hang_pings, 1);
+        else if (m.type == RC_T_WELCOME && (m.has & RC_HAS_RID) && m.rid == PROBE_RID)
+            *welcomed = true;
+        off += RC_FRAME_HEADER + n;
+    }
+    memmove(h->in, h->in + off, h->in_len - off);
+    h->in_len -= off;
+    return 1;
+}
+
+/* One turn over the hanging connections; all_done lets every one go. */
 static void hang_service(soak_bad *b, bool all_done)
 {
     uint64_t now = soak_now_ns();
@@ -949,30 +1035,37 @@ static void hang_service(soak_bad *b, bool all_done)
             continue;
         soak_bad_case_stats *cs = &b->st.per_case[h->case_i];
         if (h->rest_off < h->rest.len && now >= h->next_byte_ns) {
-            h->next_byte_ns = now + SLOWLORIS_BYTE_MS * 1000000ull;
+            h->next_byte_ns = now + h->byte_ns;
             if (rc_client_send_raw(&h->c, h->rest.data + h->rest_off++, 1) != 0) {
-                hang_end(b, h, true);
+                hang_closed(b, h);
                 continue;
             }
         }
-        rc_msg m;
-        int r = rc_client_recv(&h->c, &m, 0);
-        if (r < 0) {
-            hang_end(b, h, true);
+        bool welcomed = false;
+        int r;
+        while ((r = hang_read(b, h, &welcomed)) == 1)
+            ;
+        if (welcomed) {
+            if (h->kind == HANG_SLOW_HELLO) {
+                BUMP(cs->ok, 1);
+            } else {
+                BUMP(cs->no_err, 1);
+                detail(b, h->case_i, "welcome for a hello slower than hello_timeout", NULL);
+            }
+            hang_end(b, h);
             continue;
         }
-        if (r == 1 && m.type == RC_T_ERR)
-            soak_codes_bump(&b->st.codes, m.code);
-        if (r == 1 && m.type == RC_T_WELCOME && m.rid == PROBE_RID) {
-            BUMP(cs->ok, 1); /* the slow hello made it */
-            hang_end(b, h, false);
+        if (r < 0) {
+            hang_closed(b, h);
             continue;
         }
         if (all_done || now >= h->until_ns) {
-            bool slow_hello = cases[h->case_i].build == b_slow_hello;
-            BUMP(*(slow_hello ? &cs->timeouts : &cs->held_open), 1);
-            BUMP(b->st.hang_open_at_end, 1);
-            hang_end(b, h, false);
+            if (now >= h->until_ns) {
+                BUMP(b->st.hang_open_at_end, 1);
+                BUMP(*(h->kind == HANG_SLOW_HELLO ? &cs->timeouts : &cs->not_closed), 1);
+                detail(b, h->case_i, h->kind == HANG_SLOW_HELLO ? "no welcome" : "still open after its timeout", NULL);
+            }
+            hang_end(b, h); /* at the end of the run: let go, not judged */
         }
     }
 }

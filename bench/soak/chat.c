@@ -251,6 +251,8 @@ static void on_setup_reply(soak_chat *ch, chat_conn *cc, const rc_msg *m)
         BUMP(ch->st.ready, 1);
 }
 
+static void conn_output(soak_chat *ch, chat_conn *cc);
+
 typedef struct frame_ctx {
     soak_chat *ch;
     chat_conn *cc;
@@ -289,6 +291,13 @@ static void on_chat_frame(void *ud, const rc_msg *m)
     case RC_T_BYE:
         BUMP(ch->st.byes, 1);
         break;
+    case RC_T_PING: { /* the server's: this connection sent nothing for a while (PROTOCOL §6.6) */
+        rc_msg pong = { .type = RC_T_PONG };
+        BUMP(ch->st.pings, 1);
+        if (soak_conn_queue(&cc->c, &pong) == 0)
+            conn_output(ch, cc);
+        break;
+    }
     default:
         soak_codes_bump(&ch->st.other_errs, RC_OK);
         break;

@@ -140,14 +140,27 @@ static void on_joined(soak_slow *sl, slow_stream *s, uint64_t seq)
     (void)sl;
 }
 
-static void on_synced(soak_slow *sl, slow_stream *s, const rc_msg *m)
+/* `synced` ends a `join since`; with `more: true` only a page of it
+ * (max_reply_bytes, PROTOCOL §6.3): true when the next page must be asked
+ * for, with since = the last seq of this one. */
+static bool on_synced(soak_slow *sl, slow_stream *s, const rc_msg *m)
 {
     if (s->st != SS_REPLAY) {
         BUMP(sl->st.resync_bad, 1);
-        return;
+        return false;
+    }
+    uint64_t first = s->replay_first ? s->replay_first : m->seq + 1;
+    if (m->more && s->replay_first && s->replay_next - 1 <= m->seq) {
+        BUMP(sl->st.pages, 1);
+        if (m->lost && first > s->since + 1)
+            BUMP(sl->st.lost_seqs, first - s->since - 1);
+        if (!m->lost && first > s->since + 1)
+            BUMP(sl->st.resync_bad, 1);
+        s->whole = s->replay_next - 1; /* whole up to the page's end */
+        s->st = SS_LIVE;
+        return true;
     }
     BUMP(sl->st.resyncs, 1);
-    uint64_t first = s->replay_first ? s->replay_first : m->seq + 1;
     bool ends_right = s->replay_first ? s->replay_next - 1 == m->seq : m->seq <= s->since;
     if (!ends_right)
         BUMP(sl->st.resync_bad, 1);
@@ -162,6 +175,7 @@ static void on_synced(soak_slow *sl, slow_stream *s, const rc_msg *m)
     s->next = m->seq + 1;
     s->whole = m->seq > s->whole ? m->seq : s->whole;
     s->holed = false;
+    return false;
 }
 
 static void on_replayed(soak_slow *sl, slow_stream *s, uint64_t seq)
@@ -240,11 +254,19 @@ static void on_frame(void *ud, const rc_msg *m)
         break;
     case RC_T_SYNCED:
         if (mine) {
-            on_synced(sl, &sc->streams[g], m);
+            bool next_page = on_synced(sl, &sc->streams[g], m);
             if (sc->waiting)
                 sc->waiting--;
+            if (next_page)
+                queue_join(sc, g, true); /* flushed with the next read */
         }
         break;
+    case RC_T_PING: { /* the server's: we sent nothing for a while (PROTOCOL §6.6) */
+        rc_msg pong = { .type = RC_T_PONG };
+        BUMP(sl->st.pings, 1);
+        soak_conn_queue(&sc->c, &pong);
+        break;
+    }
     case RC_T_ERR:
         soak_codes_bump(&sl->st.errs, m->code);
         break;

@@ -107,7 +107,8 @@ typedef struct soak_options {
 
     double bad_rate;           /* bad-client cases per second */
     uint32_t hang_max;         /* hanging connections held at once */
-    double hang_s;             /* how long each is held */
+    double hello_timeout_s;    /* the server's hello_timeout_ms: a hang before hello is closed by then */
+    double idle_timeout_s;     /* its idle_timeout_ms: a silent session is closed by then */
 } soak_options;
 
 /* ---- the run ---- */
@@ -196,6 +197,7 @@ typedef struct soak_chat_stats {
     /* latency of reader deliveries, send to receive, over the last sample
      * period (published by the chat thread when the period turns) */
     uint64_t lat_count, lat_p50_ns, lat_p99_ns, lat_max_ns;
+    uint64_t pings;          /* the server's pings (a reader is silent), each answered with pong */
 } soak_chat_stats;
 
 typedef struct soak_slow_stats {
@@ -216,6 +218,8 @@ typedef struct soak_slow_stats {
     uint64_t disorder;       /* live msgs at or below one already seen */
     uint64_t corrupt;        /* a publisher body that fails its check */
     uint64_t bad_frames;
+    uint64_t pages;          /* synced with more: true, joined again for the next page */
+    uint64_t pings;          /* the server's pings, answered */
     soak_codes errs;
 } soak_slow_stats;
 
@@ -239,7 +243,6 @@ typedef struct soak_bad_case_stats {
     uint64_t closed;         /* the server closed a connection it must keep */
     uint64_t timeouts;       /* no answer within the timeout */
     uint64_t bad_reply;      /* a reply that breaks the protocol (a replay not whole, a hist out of order) */
-    uint64_t held_open;      /* a hanging connection still open when we let it go */
 } soak_bad_case_stats;
 
 typedef struct soak_bad_stats {
@@ -247,6 +250,7 @@ typedef struct soak_bad_stats {
     uint64_t frames_sent;    /* bad frames (and requests of the bad cases) written */
     uint64_t bytes_sent;
     uint64_t hang_opened, hang_closed_by_server, hang_open_at_end;
+    uint64_t hang_byes, hang_pings; /* bye and ping frames the hanging connections got */
     uint64_t hist_replies, hist_msgs;
     uint64_t since_replayed; /* msgs between joined and synced of the odd-since joins */
     uint64_t bad_frames;     /* server frames that do not decode */
