@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "bench.h"
 #include "report.h"
 
@@ -116,26 +117,6 @@ static double thread_cpu_s(pthread_t tid)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* utime + stime of pid from /proc/PID/stat (fields 14 and 15), or -1. */
-static double proc_cpu_s(long pid)
-{
-    if (pid <= 0)
-        return -1;
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* VmHWM (peak resident set) of pid in kB from /proc/PID/status, or -1. */
 static long proc_peak_rss_kb(long pid)
 {
@@ -161,7 +142,7 @@ static void take_snapshot(const options *o, snapshot *s)
     s->cpu = self_cpu_s();
     for (uint32_t t = 0; t < G.T; t++)
         s->thread_cpu[t] = G.thr[t].started ? thread_cpu_s(G.thr[t].tid) : 0;
-    s->server_cpu = proc_cpu_s(o->server_pid);
+    s->server_cpu = bench_proc_cpu_s(o->server_pid);
     flow_sum(&s->n);
 }
 

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "soak.h"
 
 #define METRICS_TIMEOUT_MS 2000
@@ -38,24 +39,6 @@ static long status_field(long pid, const char *key)
         }
     fclose(f);
     return v;
-}
-
-/* utime + stime (fields 14 and 15 of /proc/PID/stat), seconds; -1 if gone. */
-static double cpu_seconds(long pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* Counts /proc/PID/fd entries, and by what they point at. */
@@ -151,7 +134,7 @@ void soak_sample_take(const soak_options *o, soak_sample *s)
     s->anon_kb = status_field(o->server_pid, "RssAnon");
     s->file_kb = status_field(o->server_pid, "RssFile");
     s->fds = count_fds(o->server_pid, s);
-    s->cpu_s = cpu_seconds(o->server_pid);
+    s->cpu_s = bench_proc_cpu_s(o->server_pid);
     s->alive = s->rss_kb >= 0;
     s->broker_rss_kb = o->broker_pid ? status_field(o->broker_pid, "VmRSS") : -1;
     char *m = o->admin_port ? fetch_metrics(o->admin_port) : NULL;
