@@ -5,7 +5,7 @@
  * max_conns connections at once, each with its own deadlines, so a client
  * that sends slowly, sends garbage or never reads holds nothing but its own
  * slot, and only for a bounded time. Requests are parsed by http_parser
- * (src/net/http.h). GET and HEAD are served; anything else is 405.
+ * (src/net/http.h). GET, HEAD and POST are served; anything else is 405.
  * Responses say `Connection: close` unless the client asked for keep-alive.
  * Routing is the caller's: one handler gets the path (query string removed)
  * and fills a growable body.
@@ -66,15 +66,24 @@ struct rc_admin_body {
 
 typedef struct rc_admin rc_admin;
 
+/* One request, as the handler sees it (valid during the call). */
+typedef struct rc_admin_request {
+    const char *method;        /* "GET", "HEAD" or "POST" */
+    const char *path;          /* no query string */
+    const char *query;         /* after '?', without it; "" when there is none */
+    const char *authorization; /* the Authorization header's value, or NULL */
+    const char *body;          /* NULL when there is none */
+    size_t body_len;
+} rc_admin_request;
+
 /*
- * Serve one GET (HEAD is answered from the same call, without the body).
- * path has no query string. Append the body with rc_admin_body_printf(),
- * optionally point *ctype at a static content type (default
- * RC_ADMIN_DEFAULT_CTYPE), return the HTTP status (100..599; anything else
- * is answered 500). The request parser already holds the method, headers
- * and a bounded body (src/net/http.h), ready for handlers that need them.
+ * Serve one GET, HEAD or POST (HEAD is answered from the same call as a GET,
+ * without the body; other methods are 405 before the handler is called).
+ * Append the body with rc_admin_body_printf(), optionally point *ctype at a
+ * static content type (default RC_ADMIN_DEFAULT_CTYPE), return the HTTP
+ * status (100..599; anything else is answered 500).
  */
-typedef int (*rc_admin_handler)(void *ud, const char *path, struct rc_admin_body *body,
+typedef int (*rc_admin_handler)(void *ud, const rc_admin_request *req, struct rc_admin_body *body,
                                 const char **ctype);
 
 /* Append formatted text to b. Returns 0, or -1 when out of memory (b unchanged). */

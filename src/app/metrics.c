@@ -5,6 +5,7 @@
  * moment, values are not a consistent snapshot of one another.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "app/server.h"
 #include "core/clock.h"
@@ -70,6 +71,19 @@ static const io_metric io_metrics[] = {
     IO_METRIC(slow_marked, "slow_consumers_total", "counter", "Connections found slow: over the pause mark for outbound_stall_ms."),
 };
 
+/* Shards set up so far: counters are summed over every one of them (a
+ * shard that left the route keeps what it counted). */
+static uint32_t inited(rc_server *s)
+{
+    return atomic_load_explicit(&s->n_inited, memory_order_acquire); /* pairs with rc_server_shard_setup */
+}
+
+/* Shards on the route now: gauges are shown for these. */
+static uint32_t active(rc_server *s)
+{
+    return atomic_load_explicit(&s->n_active, memory_order_acquire);
+}
+
 static uint64_t io_field(const rc_io *io, size_t offset)
 {
     return rc_stat_get((const _Atomic uint64_t *)((const char *)&io->stats + offset));
@@ -99,7 +113,7 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
         uint64_t sum = 0;
         for (uint32_t i = 0; i < s->n_io; i++)
             sum += rc_stat_get(&s->ios[i].stats.session.errors[e]);
-        for (uint32_t i = 0; i < s->n_shards; i++)
+        for (uint32_t i = 0; i < inited(s); i++)
             sum += rc_stat_get(&s->shards[i].stats.errors[e]);
         rc_admin_body_printf(out, "ringcast_errors_total{code=\"%s\"} %llu\n", rc_err_name((rc_err)e),
                              (unsigned long long)sum);
@@ -114,7 +128,8 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
 static void shard_line(struct rc_admin_body *out, const io_metric *m, rc_server *s)
 {
     metric_head(out, m->name, m->type, m->help);
-    for (uint32_t i = 0; i < s->n_shards; i++) {
+    uint32_t n = strcmp(m->type, "gauge") == 0 ? active(s) : inited(s);
+    for (uint32_t i = 0; i < n; i++) {
         const _Atomic uint64_t *p = (const _Atomic uint64_t *)((const char *)&s->shards[i].stats + m->offset);
         rc_admin_body_printf(out, "%s{shard=\"%u\"} %llu\n", m->name, i,
                              (unsigned long long)rc_stat_get(p));
@@ -144,7 +159,33 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(redeliveries, "redeliveries_total", "counter", "Replayed slow_consumer letters sent towards their group's online subscribers."),
     SHARD_METRIC(replies_paged, "replies_paged_total", "counter", "hist replies and join backlogs cut at max_reply_bytes (answered with more: true)."),
     SHARD_METRIC(letters_refused, "shard_letters_refused_total", "counter", "Expired and poison letters the producer could not queue (each logged)."),
+    SHARD_METRIC(groups_moved, "shard_groups_moved_total", "counter", "Groups this shard handed to another one when the shard count changed."),
+    SHARD_METRIC(parked, "handoff_parked_total", "counter", "Requests that waited for their group's old owner to hand it over."),
+    SHARD_METRIC(park_ns, "handoff_park_nanoseconds_total", "counter", "Time those requests waited, summed."),
+    SHARD_METRIC(park_ns_max, "handoff_park_max_nanoseconds", "gauge", "The longest a request waited for its group's hand-over in the last shard-count change."),
 };
+
+static void scale_section(rc_server *s, struct rc_admin_body *out)
+{
+    uint64_t moved = 0;
+    for (uint32_t i = 0; i < inited(s); i++)
+        moved += rc_stat_get(&s->shards[i].stats.groups_moved);
+    rc_admin_body_printf(out,
+                         "# HELP ringcast_shards Shards running.\n# TYPE ringcast_shards gauge\nringcast_shards %u\n"
+                         "# HELP ringcast_scale_events_total Shard-count changes (autoscaler or POST /admin/shards).\n"
+                         "# TYPE ringcast_scale_events_total counter\n"
+                         "ringcast_scale_events_total{direction=\"grow\"} %llu\n"
+                         "ringcast_scale_events_total{direction=\"shrink\"} %llu\n"
+                         "# HELP ringcast_scale_failed_total Shard-count changes that could not be made (logged).\n"
+                         "# TYPE ringcast_scale_failed_total counter\nringcast_scale_failed_total %llu\n"
+                         "# HELP ringcast_groups_moved_total Groups that changed owner shard.\n"
+                         "# TYPE ringcast_groups_moved_total counter\nringcast_groups_moved_total %llu\n"
+                         "# HELP ringcast_scale_last_move_seconds How long the last shard-count change took, from the new route to every shard done.\n"
+                         "# TYPE ringcast_scale_last_move_seconds gauge\nringcast_scale_last_move_seconds %.6f\n",
+                         active(s), (unsigned long long)rc_stat_get(&s->scale_events[0]),
+                         (unsigned long long)rc_stat_get(&s->scale_events[1]), (unsigned long long)rc_stat_get(&s->moves_failed),
+                         (unsigned long long)moved, (double)rc_stat_get(&s->move_ns_last) / 1e9);
+}
 
 static void shard_section(rc_server *s, struct rc_admin_body *out)
 {
@@ -152,11 +193,11 @@ static void shard_section(rc_server *s, struct rc_admin_body *out)
         shard_line(out, &shard_metrics[m], s);
     rc_admin_body_printf(out, "# HELP ringcast_shard_ring_depth Jobs waiting in a shard's inbound ring.\n"
                               "# TYPE ringcast_shard_ring_depth gauge\n");
-    for (uint32_t i = 0; i < s->n_shards; i++)
+    for (uint32_t i = 0; i < active(s); i++)
         rc_admin_body_printf(out, "ringcast_shard_ring_depth{shard=\"%u\"} %u\n", i, rc_ring_count(s->shards[i].inbound));
     rc_admin_body_printf(out, "# HELP ringcast_shard_ring_capacity Slots of a shard's inbound ring.\n"
                               "# TYPE ringcast_shard_ring_capacity gauge\n");
-    for (uint32_t i = 0; i < s->n_shards; i++)
+    for (uint32_t i = 0; i < active(s); i++)
         rc_admin_body_printf(out, "ringcast_shard_ring_capacity{shard=\"%u\"} %u\n", i, rc_ring_capacity(s->shards[i].inbound));
 }
 
@@ -249,8 +290,6 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\n"
                               "ringcast_uptime_seconds %.3f\n", (double)(rc_clock_mono_ns() - s->started_ns) / 1e9);
-    rc_admin_body_printf(out, "# HELP ringcast_shards Shards running.\n# TYPE ringcast_shards gauge\nringcast_shards %u\n",
-                         s->n_shards);
     rc_admin_body_printf(out, "# HELP ringcast_ready 1 once recovery is done and the server serves.\n# TYPE ringcast_ready gauge\nringcast_ready 1\n");
     rc_admin_body_printf(out, "# HELP ringcast_recovery_seconds Time the start-up recovery took.\n# TYPE ringcast_recovery_seconds gauge\n"
                               "ringcast_recovery_seconds %.6f\n", (double)s->recovery_ns / 1e9);
@@ -258,6 +297,7 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
                               "ringcast_recovered_groups %llu\n", (unsigned long long)s->recovered_groups);
     io_section(s, out);
     shard_section(s, out);
+    scale_section(s, out);
     letters_section(s, out);
     admin_section(s, out);
 }

@@ -28,10 +28,70 @@
  * time goes to the spool (kept on disk for the next start). */
 #define RC_DLQ_CLOSE_MIN_MS 1000u
 
-static int admin_handler(void *ud, const char *path, struct rc_admin_body *body, const char **ctype)
+/* The Authorization header names admin_token ("Bearer TOKEN"), compared in
+ * constant time. */
+static bool admin_authorized(const rc_server *s, const rc_admin_request *req)
+{
+    static const char prefix[] = "Bearer ";
+    const char *tok = s->cfg.admin_token, *got = req->authorization;
+    if (!tok[0] || !got || strncmp(got, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    got += sizeof(prefix) - 1;
+    size_t n = strlen(tok), m = strlen(got);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(tok[i] ^ (i < m ? got[i] : 0));
+    return diff == 0;
+}
+
+/* GET /admin/shards: each shard's groups, queue and QPS. POST
+ * /admin/shards?count=N (Authorization: Bearer admin_token): change the
+ * shard count now, moving groups in order (src/ARCHITECTURE.md §4.1). */
+static int admin_shards(rc_server *s, const rc_admin_request *req, struct rc_admin_body *body, const char **ctype)
+{
+    *ctype = "application/json";
+    if (strcmp(req->method, "POST") == 0) {
+        if (!s->cfg.admin_token[0]) {
+            rc_admin_body_printf(body, "{\"error\":\"set admin_token to change the shard count over HTTP\"}\n");
+            return 403;
+        }
+        if (!admin_authorized(s, req)) {
+            rc_admin_body_printf(body, "{\"error\":\"Authorization: Bearer <admin_token> required\"}\n");
+            return 401;
+        }
+        const char *q = strstr(req->query, "count=");
+        char *end = NULL;
+        unsigned long n = q ? strtoul(q + 6, &end, 10) : 0;
+        if (!q || end == q + 6 || (*end && *end != '&') || n > RC_MAX_SHARDS) {
+            rc_admin_body_printf(body, "{\"error\":\"give the shard count as ?count=N\"}\n");
+            return 400;
+        }
+        char err[256];
+        if (rc_server_resize(s, (uint32_t)n, "admin", err, sizeof(err)) != 0) {
+            rc_admin_body_printf(body, "{\"error\":\"%s\"}\n", err);
+            return strstr(err, "outside") ? 400 : 409;
+        }
+    }
+    rc_server_shards_json(s, body);
+    return 200;
+}
+
+static int admin_handler(void *ud, const rc_admin_request *req, struct rc_admin_body *body, const char **ctype)
 {
     rc_server *s = ud;
+    const char *path = req->path;
     bool ready = atomic_load_explicit(&s->ready, memory_order_acquire);
+    if (strcmp(path, "/admin/shards") == 0) {
+        if (!ready) {
+            rc_admin_body_printf(body, "recovering\n");
+            return 503;
+        }
+        return admin_shards(s, req, body, ctype);
+    }
+    if (strcmp(req->method, "POST") == 0) {
+        rc_admin_body_printf(body, "POST is served for /admin/shards only\n");
+        return 405;
+    }
     if (strcmp(path, "/healthz") == 0) {
         rc_admin_body_printf(body, "ok\n");
         return 200;
@@ -50,15 +110,8 @@ static int admin_handler(void *ud, const char *path, struct rc_admin_body *body,
         rc_server_metrics(s, body);
         return 200;
     }
-    rc_admin_body_printf(body, "not found: try /metrics, /healthz or /readyz\n");
+    rc_admin_body_printf(body, "not found: try /metrics, /healthz, /readyz or /admin/shards\n");
     return 404;
-}
-
-static rc_durability durability_of(const char *name)
-{
-    return strcmp(name, "none") == 0 ? RC_DURABILITY_NONE
-         : strcmp(name, "sync") == 0 ? RC_DURABILITY_SYNC
-                                     : RC_DURABILITY_BATCH;
 }
 
 typedef struct recovery_ctx {
@@ -70,7 +123,7 @@ typedef struct recovery_ctx {
 static int adopt_group(void *ud, const rc_persist_group *pg)
 {
     recovery_ctx *r = ud;
-    uint32_t shard = rc_chash_lookup(r->s->chash, pg->g, pg->g_len);
+    uint32_t shard = rc_route_shard(r->s->route, pg->g, pg->g_len);
     if (rc_shard_adopt(&r->s->shards[shard], pg, r->err, r->errlen) != 0)
         return -1;
     r->s->recovered_groups++;
@@ -94,21 +147,13 @@ static int recover(rc_server *s, char *err, size_t errlen)
     return 0;
 }
 
-static int start_shards(rc_server *s, rc_outlets *out, char *err, size_t errlen)
+/* Sets up the shards of the first route (1, over `shards` shards). */
+static int start_shards(rc_server *s, char *err, size_t errlen)
 {
-    rc_shard_limits lim = { s->cfg.history_max, s->cfg.dedup_window, s->cfg.max_members_per_group,
-                            s->cfg.snapshot_every, s->cfg.snapshot_interval_ms, s->cfg.history_ttl * 1000u,
-                            s->cfg.max_reply_bytes };
-    rc_shard_store store = { s->persist, rc_store_ops(), (int)durability_of(s->cfg.durability) };
-    for (uint32_t i = 0; i < s->n_shards; i++) {
-        if (rc_shard_init(&s->shards[i], i, s->cfg.ring_capacity, &lim, out, &store) != 0) {
-            snprintf(err, errlen, "cannot set up shard %u: %s", i, strerror(errno));
+    for (uint32_t i = 0; i < s->route->n; i++) {
+        if (rc_server_shard_setup(s, i, err, errlen) != 0)
             return -1;
-        }
-        if (rc_chash_add(s->chash, i) != 0) {
-            snprintf(err, errlen, "cannot add shard %u to the hash ring", i);
-            return -1;
-        }
+        rc_shard_set_routing(&s->shards[i], &s->routing, s->shard_ptrs, s->route);
     }
     return 0;
 }
@@ -139,8 +184,8 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .allowed_origins = s->cfg.allowed_origins,
     };
     for (uint32_t i = 0; i < s->n_io; i++)
-        if (rc_io_init(&s->ios[i], i, s->listen_fds[i], s->http_fds[i], &lim, s->shard_ptrs, s->n_shards, s->chash,
-                       err, errlen) != 0)
+        if (rc_io_init(&s->ios[i], i, s->listen_fds[i], s->http_fds[i], &lim, s->shard_ptrs, s->max_shards,
+                       &s->routing, err, errlen) != 0)
             return -1;
     return 0;
 }
@@ -168,18 +213,25 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
 {
     memset(s, 0, sizeof(*s));
     s->cfg = *cfg;
-    s->n_shards = cfg->shards;
+    s->max_shards = cfg->max_shards;
     s->n_io = cfg->io_threads;
     s->started_ns = rc_clock_mono_ns();
-    s->chash = rc_chash_create(cfg->vnodes);
-    s->shards = calloc(s->n_shards, sizeof(*s->shards));
-    s->shard_ptrs = calloc(s->n_shards, sizeof(*s->shard_ptrs));
+    s->route = rc_route_new(1, cfg->shards, cfg->vnodes);
+    atomic_store_explicit(&s->routing.cur, s->route, memory_order_relaxed); /* published by starting the threads */
+    atomic_store_explicit(&s->n_active, cfg->shards, memory_order_relaxed);
+    s->routing.n_io = s->n_io;
+    if (pthread_mutex_init(&s->scale_lock, NULL) == 0)
+        s->scale_lock_ready = true;
+    s->shards = calloc(s->max_shards, sizeof(*s->shards));
+    s->shard_ptrs = calloc(s->max_shards, sizeof(*s->shard_ptrs));
+    s->shard_qps = calloc(s->max_shards, sizeof(*s->shard_qps));
     s->ios = calloc(s->n_io, sizeof(*s->ios));
     rc_ring **rings = s->out_rings = calloc(s->n_io, sizeof(*rings));
     rc_waker **wakers = s->out_wakers = calloc(s->n_io, sizeof(*wakers));
     s->listen_fds = calloc(s->n_io, sizeof(*s->listen_fds));
     s->http_fds = calloc(s->n_io, sizeof(*s->http_fds));
-    if (!s->chash || !s->shards || !s->shard_ptrs || !s->ios || !rings || !wakers || !s->listen_fds || !s->http_fds) {
+    if (!s->route || !s->scale_lock_ready || !s->shards || !s->shard_ptrs || !s->shard_qps || !s->ios || !rings ||
+        !wakers || !s->listen_fds || !s->http_fds) {
         snprintf(err, errlen, "out of memory starting the server");
         goto fail;
     }
@@ -209,7 +261,7 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     RC_LOG_INFO("server", "event=dead_letters brokers=%s topic=%s spool=%s",
             rc_dlq_bootstrap(s->dlq), rc_dlq_topic(s->dlq), s->persist ? "rocksdb" : "memory");
 #endif
-    for (uint32_t i = 0; i < s->n_shards; i++)
+    for (uint32_t i = 0; i < s->max_shards; i++)
         s->shard_ptrs[i] = &s->shards[i];
     if (init_ios(s, err, errlen) != 0)
         goto fail;
@@ -217,23 +269,25 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
         rings[i] = s->ios[i].outbound;
         wakers[i] = &s->ios[i].waker;
     }
-    rc_outlets out = { s->n_io, rings, wakers };
-    if (start_shards(s, &out, err, errlen) != 0)
+    s->outlets = (rc_outlets){ s->n_io, rings, wakers };
+    if (start_shards(s, err, errlen) != 0)
         goto fail;
     if (recover(s, err, errlen) != 0)
         goto fail;
-    for (uint32_t i = 0; i < s->n_shards; i++)
-        rc_shard_set_letters(&s->shards[i], s->dlq ? &s->letters : NULL, cfg->max_queue_ms);
-    for (uint32_t i = 0; i < s->n_shards; i++)
+    for (uint32_t i = 0; i < s->route->n; i++) {
         if (rc_shard_start(&s->shards[i]) != 0) {
             snprintf(err, errlen, "cannot start shard thread: %s", strerror(errno));
             goto fail; /* threads already started are left to process exit */
         }
+        s->shards[i].started = true;
+    }
     for (uint32_t i = 0; i < s->n_io; i++)
         if (rc_io_start(&s->ios[i]) != 0) {
             snprintf(err, errlen, "cannot start io thread: %s", strerror(errno));
             goto fail;
         }
+    if (rc_server_scaler_start(s, err, errlen) != 0)
+        goto fail;
     /* release: everything set up above is visible to the admin thread. */
     atomic_store_explicit(&s->ready, 1, memory_order_release);
     return 0;
@@ -246,6 +300,7 @@ fail:
 void rc_server_stop(rc_server *s)
 {
     atomic_store_explicit(&s->ready, 0, memory_order_release); /* /readyz: draining */
+    rc_server_scaler_stop(s); /* a move under way finishes first; none starts after */
     uint64_t deadline = rc_clock_mono_ns() + (uint64_t)s->cfg.shutdown_timeout_ms * RC_NS_PER_MS;
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_set_phase(&s->ios[i], RC_IO_STOP_INPUT, deadline);
@@ -253,20 +308,23 @@ void rc_server_stop(rc_server *s)
         /* acquire: pairs with the io thread's release after its last push. */
         while (!atomic_load_explicit(&s->ios[i].input_stopped, memory_order_acquire) && rc_clock_mono_ns() < deadline)
             usleep(RC_STOP_POLL_US);
-    for (uint32_t i = 0; i < s->n_shards; i++) {
+    for (uint32_t i = 0; i < s->route->n; i++) {
         rc_job *stop = rc_job_new(RC_JOB_STOP, 0, (rc_str){ 0 }, NULL);
         while (stop && rc_shard_submit(&s->shards[i], &stop, 1) == 0)
             usleep(RC_STOP_POLL_US);
     }
-    for (uint32_t i = 0; i < s->n_shards; i++)
+    for (uint32_t i = 0; i < s->route->n; i++) {
         rc_shard_join(&s->shards[i]);
+        s->shards[i].started = false;
+    }
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_set_phase(&s->ios[i], RC_IO_FINAL, deadline);
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_join(&s->ios[i]);
     rc_admin_stop(s->admin);
-    for (uint32_t i = 0; i < s->n_shards; i++)
-        rc_shard_destroy(&s->shards[i]);
+    for (uint32_t i = 0; i < s->max_shards; i++)
+        if (s->shards[i].inbound)
+            rc_shard_destroy(&s->shards[i]);
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_destroy(&s->ios[i]);
 #ifndef RC_NO_DLQ
@@ -274,7 +332,10 @@ void rc_server_stop(rc_server *s)
     rc_dlq_close(s->dlq, (int)(left_ms > RC_DLQ_CLOSE_MIN_MS ? left_ms : RC_DLQ_CLOSE_MIN_MS));
 #endif
     rc_store_close(s->persist);
-    rc_chash_destroy(s->chash);
+    rc_route_free(s->route);
+    if (s->scale_lock_ready)
+        pthread_mutex_destroy(&s->scale_lock);
+    free(s->shard_qps);
     free(s->shards);
     free(s->shard_ptrs);
     free(s->ios);

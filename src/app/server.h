@@ -6,6 +6,8 @@
 #define RC_NET_SERVER_H
 
 #include "core/chash.h"
+#include "core/route.h"
+#include "core/scaler.h"
 #include "core/letters.h"
 #include "core/persist.h"
 #include "dlq/dlq.h"
@@ -15,16 +17,34 @@
 #include "ringcast/admin.h"
 #include "ringcast/config.h"
 
+#include <pthread.h>
+
 
 typedef struct rc_server {
     rc_config cfg;
     _Atomic uint32_t io_pressure; /* readers over the pause mark on all io threads (net/io.h) */
     rc_iplimit per_ip;    /* open connections per client address (max_connections_per_ip) */
     bool per_ip_ready;
-    rc_chash *chash;
-    rc_shard *shards;
+    rc_routing routing;    /* the route io threads and shards follow (core/route.h) */
+    rc_route *route;       /* the current route (changed under scale_lock) */
+    rc_shard *shards;      /* max_shards of them; set up when first used, kept until stop */
     rc_shard **shard_ptrs;
-    uint32_t n_shards;
+    uint32_t max_shards;
+    _Atomic uint32_t n_active; /* shards on the current route (any thread) */
+    _Atomic uint32_t n_inited; /* shards set up so far: their rings and counters can be read (any thread) */
+    rc_outlets outlets;    /* the io threads' outbound rings, for shards set up later */
+    pthread_mutex_t scale_lock; /* one shard-count change at a time; none once stopping */
+    bool scale_lock_ready, stopping;
+    pthread_t scaler_thread;
+    bool scaler_running;
+    pthread_cond_t scaler_cond; /* wakes the autoscaler early to stop */
+    rc_scaler scaler;      /* the autoscaler's decision state (its thread only) */
+    _Atomic uint64_t *shard_qps; /* per shard: jobs/s over the last sample (the autoscaler writes) */
+    _Atomic uint64_t scale_events[2]; /* shard-count changes: [0] grow, [1] shrink */
+    _Atomic uint64_t move_ns_last;    /* how long the last change took, publication to every shard done */
+    _Atomic uint64_t moves_failed;    /* changes refused (out of memory, thread start) */
+    uint64_t last_jobs;               /* autoscaler: jobs counted at the previous sample */
+    uint64_t last_sample_ms;
     rc_io *ios;
     rc_ring **out_rings;   /* per io thread: its outbound ring (shards' outlets) */
     rc_waker **out_wakers; /* per io thread: its waker */
@@ -48,6 +68,19 @@ typedef struct rc_server {
 int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen);
 /* Drains and stops: stop input, let shards finish, say bye, close. */
 void rc_server_stop(rc_server *s);
+
+/* Changes the shard count to n (min_shards..max_shards), moving only the
+ * groups whose owner changes, in order (core/route.h); returns when every
+ * shard has done its part. `why` is logged. 0, or -1 with err. Any thread
+ * but an io or shard thread. */
+int rc_server_resize(rc_server *s, uint32_t n, const char *why, char *err, size_t errlen);
+/* Sets up shard i if it never ran (its rings, its stats). */
+int rc_server_shard_setup(rc_server *s, uint32_t i, char *err, size_t errlen);
+/* The autoscaler thread (scale_interval_ms; 0: none). */
+int rc_server_scaler_start(rc_server *s, char *err, size_t errlen);
+void rc_server_scaler_stop(rc_server *s);
+/* GET /admin/shards: JSON of every shard on the route. */
+void rc_server_shards_json(rc_server *s, struct rc_admin_body *out);
 
 /* Prometheus text exposition of every counter. */
 void rc_server_metrics(rc_server *s, struct rc_admin_body *out);

@@ -100,6 +100,8 @@ static const key_def keys[] = {
     U32(shards, "2", 1, 256, 0, "shards at start (min_shards..max_shards)"),
     U32(min_shards, "1", 1, 256, 0, "fewest shards the autoscaler keeps"),
     U32(max_shards, "8", 1, 256, 0, "most shards the autoscaler starts"),
+    U32(scale_interval_ms, "1000", 0, 3600000, 0, "the autoscaler samples shards' QPS and queues this often, ms (0: off)"),
+    U32(scale_cooldown_ms, "10000", 0, 86400000, 0, "the autoscaler waits this long after a shard-count change, ms"),
     U32(io_threads, "1", 1, 64, 0, "network I/O threads"),
     U32(max_frame, "65536", 16, 16777216, 0, "largest accepted frame, bytes"),
     U32(history_max, "1000", 1, 1000000, 0, "messages of history kept per group"),

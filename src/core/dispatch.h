@@ -121,6 +121,10 @@ typedef enum rc_job_kind {
     RC_JOB_DETACH, /* the connection closed: drop its subscription to g */
     RC_JOB_REDELIVER, /* replayed slow_consumer letter: g seq ts body mid? from (user) to */
     RC_JOB_STOP,   /* shutdown barrier: everything before it is processed */
+    /* Moving groups between shards (src/core/route.h): */
+    RC_JOB_EPOCH,  /* io thread -> shard of the old route: seq = new route's version; nothing routed by the old one follows */
+    RC_JOB_ADOPT,  /* old owner -> new owner: group = the group handed over; seq = version; ts = 1 when its snapshot is due */
+    RC_JOB_HANDED, /* old shard -> new route's shards: seq = version; ts = the sending shard's id; its last ADOPT is in */
 } rc_job_kind;
 
 typedef struct rc_job {
@@ -131,6 +135,7 @@ typedef struct rc_job {
     uint64_t seq, ts;   /* redeliver: the letter's seq and original time */
     uint64_t enq_ns;    /* when the io thread queued it (monotonic) */
     uint64_t ring_ns;   /* when it was pushed into the shard's ring (monotonic) */
+    struct rc_group *group; /* RC_JOB_ADOPT: the group changing owner */
     uint16_t g_len;
     uint8_t user_len, mid_len, to_len;
     bool body_is_str;
@@ -150,6 +155,19 @@ static inline const char *rc_job_to(const rc_job *j) { return rc_job_body(j) + j
 /* Builds a job from a decoded request; strings are copied (`to` only when
  * the request has one). NULL on ENOMEM. */
 rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg *m);
+
+/* A job that names a group a client asked about (not a move's control job). */
+static inline bool rc_job_has_group(const rc_job *j)
+{
+    return j->kind <= RC_JOB_REDELIVER;
+}
+
+/* A job an io thread may refuse after max_queue_ms (E_OVERLOADED): a
+ * client's request. Detach, stop and move jobs always wait for room. */
+static inline bool rc_job_refusable(const rc_job *j)
+{
+    return j->kind != RC_JOB_DETACH && j->kind != RC_JOB_STOP && j->kind != RC_JOB_EPOCH;
+}
 
 /* A request whose answer can be as large as max_reply_bytes: a hist, a
  * join with since. An io thread lets a connection have at most

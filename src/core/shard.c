@@ -468,6 +468,232 @@ static void do_hist(rc_shard *s, const rc_job *j)
     free(msgs);
 }
 
+/* ---- moving groups between shards (src/core/route.h) ---- */
+
+static bool bit_get(const uint64_t *b, uint32_t i)
+{
+    return (b[i / 64] >> (i % 64)) & 1u;
+}
+
+static void bit_set(uint64_t *b, uint32_t i)
+{
+    b[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
+/* At the start of a burst: a route newer than the shard's own means a move
+ * has begun. Every job of the move (and every request routed by the new
+ * route) was pushed after the route was published, so a shard that holds
+ * one of them sees the new route here. */
+static void move_follow(rc_shard *s)
+{
+    if (!s->routing || s->move.to)
+        return;
+    const rc_route *cur = rc_routing_cur(s->routing);
+    if (cur->version == s->route->version)
+        return;
+    rc_shard_move *mv = &s->move;
+    mv->from = s->route;
+    mv->to = cur;
+    mv->epochs = mv->handed_in = 0;
+    mv->hand_due = mv->handed = false;
+    memset(mv->src_done, 0, sizeof(mv->src_done));
+    mv->block_max_ns = 0;
+    RC_STAT_ADD(s->stats.moves, 1);
+    RC_LOG_DEBUG("shard", "id=%u event=move_begin from_version=%llu to_version=%llu shards=%u->%u", s->id,
+                 (unsigned long long)mv->from->version, (unsigned long long)cur->version, mv->from->n, cur->n);
+}
+
+/* Keeps a request whose group is moving here from a shard that has not
+ * handed it over yet; true when it was kept. */
+static bool move_park(rc_shard *s, rc_job *j)
+{
+    rc_shard_move *mv = &s->move;
+    if (!mv->to || !rc_job_has_group(j))
+        return false;
+    uint32_t src = rc_route_shard(mv->from, rc_job_g(j), j->g_len);
+    if (src == s->id || bit_get(mv->src_done, src))
+        return false;
+    while (mv->n_parked == mv->cap_parked) {
+        uint32_t cap = mv->cap_parked ? mv->cap_parked * 2 : RC_SHARD_BATCH;
+        rc_job **jobs = realloc(mv->parked, cap * sizeof(*jobs));
+        if (jobs)
+            mv->parked = jobs;
+        uint32_t *src_of = jobs ? realloc(mv->parked_src, cap * sizeof(*src_of)) : NULL;
+        if (src_of)
+            mv->parked_src = src_of;
+        uint64_t *at = src_of ? realloc(mv->parked_ns, cap * sizeof(*at)) : NULL;
+        if (at) {
+            mv->parked_ns = at;
+            mv->cap_parked = cap;
+            break;
+        }
+        /* Running the request now would let two shards sequence one group:
+         * wait for memory instead (io threads free frames and batches). */
+        RC_LOG_ERROR("shard", "id=%u event=park_nomem parked=%u", s->id, mv->n_parked);
+        flush_outbatches(s);
+        sched_yield();
+    }
+    mv->parked[mv->n_parked] = j;
+    mv->parked_src[mv->n_parked] = src;
+    mv->parked_ns[mv->n_parked] = rc_clock_mono_ns();
+    mv->n_parked++;
+    RC_STAT_ADD(s->stats.parked, 1);
+    return true;
+}
+
+static void process_job(rc_shard *s, rc_job *j);
+
+/* An old shard's HANDED: its groups are all here (or were never held), so
+ * the requests parked for them run now, in the order they came. */
+static void move_handed(rc_shard *s, const rc_job *j)
+{
+    rc_shard_move *mv = &s->move;
+    uint32_t src = (uint32_t)j->ts;
+    if (!mv->to || j->seq != mv->to->version || src >= RC_MAX_SHARDS || bit_get(mv->src_done, src)) {
+        RC_LOG_ERROR("shard", "id=%u event=move_stray_handed from=%u version=%llu", s->id, src,
+                     (unsigned long long)j->seq);
+        return;
+    }
+    bit_set(mv->src_done, src);
+    mv->handed_in++;
+    uint64_t now = rc_clock_mono_ns();
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < mv->n_parked; i++) {
+        if (mv->parked_src[i] != src) {
+            mv->parked[keep] = mv->parked[i];
+            mv->parked_src[keep] = mv->parked_src[i];
+            mv->parked_ns[keep] = mv->parked_ns[i];
+            keep++;
+            continue;
+        }
+        uint64_t waited = now - mv->parked_ns[i];
+        RC_STAT_ADD(s->stats.park_ns, waited);
+        if (waited > mv->block_max_ns)
+            mv->block_max_ns = waited;
+        process_job(s, mv->parked[i]);
+        free(mv->parked[i]);
+    }
+    mv->n_parked = keep;
+}
+
+/* A group handed over by its old owner: from now on this shard owns it. */
+static void move_adopt(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = j->group;
+    while (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
+        RC_LOG_ERROR("shard", "id=%u event=adopt_nomem group=%.*s", s->id, (int)g->name_len, g->name);
+        flush_outbatches(s);
+        sched_yield();
+    }
+    RC_STAT_ADD(s->stats.groups, 1);
+    if (j->ts)
+        rc_shard_persist_snapshot(s, g); /* its snapshot was due at the old owner */
+}
+
+static void move_epoch(rc_shard *s, const rc_job *j)
+{
+    rc_shard_move *mv = &s->move;
+    if (!mv->to || j->seq != mv->to->version || s->id >= mv->from->n) {
+        RC_LOG_ERROR("shard", "id=%u event=move_stray_epoch version=%llu", s->id, (unsigned long long)j->seq);
+        return;
+    }
+    if (++mv->epochs == s->routing->n_io)
+        mv->hand_due = true; /* after this tick's write and flush (move_hand_over) */
+}
+
+/* Pushes a job of the move into another shard's ring; waits for room (the
+ * other shard keeps draining its ring: what it cannot run yet it parks). */
+static void push_to_peer(rc_shard *s, uint32_t t, rc_job *j)
+{
+    rc_shard *peer = s->peers[t];
+    while (rc_shard_submit(peer, &j, 1) == 0) {
+        RC_STAT_ADD(s->stats.out_stalls, 1);
+        rc_waker_kick(&peer->waker);
+        sched_yield();
+    }
+}
+
+static rc_job *move_job(rc_job_kind kind, uint64_t version, uint64_t ts, rc_group *g)
+{
+    rc_job *j;
+    while (!(j = rc_job_new(kind, 0, (rc_str){ 0 }, NULL)))
+        sched_yield(); /* out of memory: a move cannot be abandoned half way */
+    j->seq = version;
+    j->ts = ts;
+    j->group = g;
+    return j;
+}
+
+/* Every io thread has routed its last request by the old route to this
+ * shard, and the tick that ran them is written and flushed: each group the
+ * new route gives to another shard goes there (ADOPT), then every other
+ * shard of the new route hears that nothing more comes from here (HANDED).
+ * A group whose snapshot is still queued (a failed write keeps it) leaves
+ * the queue and is queued again by its new owner. */
+static void move_hand_over(rc_shard *s)
+{
+    rc_shard_move *mv = &s->move;
+    mv->hand_due = false;
+    rc_group **out = NULL;
+    while (s->groups.n && !(out = malloc(s->groups.n * sizeof(*out))))
+        sched_yield();
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->groups.cap; i++) {
+        if (!s->groups.slots || !s->groups.slots[i].hash)
+            continue;
+        rc_group *g = (rc_group *)(uintptr_t)s->groups.slots[i].val;
+        if (rc_route_shard(mv->to, g->name, g->name_len) != s->id)
+            out[n++] = g;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        rc_group *g = out[i];
+        rc_strmap_del(&s->groups, g->name, g->name_len);
+        bool resnap = g->snap_queued;
+        if (resnap) {
+            for (uint32_t k = 0; k < s->n_snap; k++)
+                if (s->snap[k] == g) {
+                    s->snap[k] = s->snap[--s->n_snap];
+                    break;
+                }
+            g->snap_queued = false;
+        }
+        uint32_t t = rc_route_shard(mv->to, g->name, g->name_len);
+        push_to_peer(s, t, move_job(RC_JOB_ADOPT, mv->to->version, resnap, g));
+    }
+    free(out);
+    RC_STAT_ADD(s->stats.groups, (uint64_t)-(int64_t)n);
+    RC_STAT_ADD(s->stats.groups_moved, n);
+    for (uint32_t t = 0; t < mv->to->n; t++)
+        if (t != s->id)
+            push_to_peer(s, t, move_job(RC_JOB_HANDED, mv->to->version, s->id, NULL));
+    mv->handed = true;
+    RC_LOG_DEBUG("shard", "id=%u event=move_handed_over groups=%u version=%llu", s->id, n,
+                 (unsigned long long)mv->to->version);
+}
+
+/* After a burst: is this shard's part of the move done? A shard of the old
+ * route has handed over; a shard of the new one has every other old
+ * shard's HANDED (so nothing is parked). True when the shard is not on the
+ * new route: its thread ends. */
+static bool move_check_done(rc_shard *s)
+{
+    rc_shard_move *mv = &s->move;
+    if (!mv->to)
+        return false;
+    bool in_from = s->id < mv->from->n, in_to = s->id < mv->to->n;
+    if (in_from && !mv->handed)
+        return false;
+    if (in_to && mv->handed_in < mv->from->n - (in_from ? 1u : 0u))
+        return false;
+    s->route = mv->to;
+    mv->from = mv->to = NULL;
+    RC_STAT_SET(s->stats.park_ns_max, mv->block_max_ns);
+    /* release: this shard's part (its groups handed over or adopted) is
+     * complete for the server, which then frees the old route. */
+    atomic_fetch_add_explicit(&s->routing->done, 1, memory_order_release);
+    return !in_to;
+}
+
 /* Tells the io thread that a reply-heavy request has its whole answer
  * queued (rc_job_heavy): the connection may have another one at a shard. */
 static void answered(rc_shard *s, const rc_job *j)
@@ -491,6 +717,9 @@ static void process_job(rc_shard *s, rc_job *j)
     case RC_JOB_DETACH: do_detach(s, j); break;
     case RC_JOB_REDELIVER: do_redeliver(s, j); break;
     case RC_JOB_STOP: break;
+    case RC_JOB_EPOCH: move_epoch(s, j); break;
+    case RC_JOB_ADOPT: move_adopt(s, j); break;
+    case RC_JOB_HANDED: move_handed(s, j); break;
     }
     if (rc_job_heavy(j))
         answered(s, j);
@@ -579,10 +808,13 @@ static void *shard_main(void *arg)
         }
         idle = 0;
         s->tick_ns = rc_clock_mono_ns();
+        move_follow(s);
         for (uint32_t k = 0; k < RC_PREFETCH_GROUP; k++)
             ahead[k] = NULL; /* the first jobs of a burst come before the pipeline fills */
         for (uint32_t i = 0; i < n; i++) {
             prefetch_ahead(s, jobs, ahead, i, n);
+            if (move_park(s, jobs[i]))
+                continue; /* runs when its group's old owner has handed it over */
             stop |= jobs[i]->kind == RC_JOB_STOP;
             process_job(s, jobs[i]);
             free(jobs[i]);
@@ -591,7 +823,13 @@ static void *shard_main(void *arg)
         RC_STAT_ADD(s->stats.batches, 1);
         rc_shard_persist_commit(s); /* replies and deliveries leave only after the write */
         flush_outbatches(s);
+        if (s->move.hand_due)
+            move_hand_over(s); /* after the write and the flush: the new owner's output follows ours */
         note_cost(s, n);
+        if (move_check_done(s)) {
+            RC_LOG_INFO("shard", "id=%u event=retired version=%llu", s->id, (unsigned long long)s->route->version);
+            break;
+        }
     }
     return NULL;
 }
@@ -616,6 +854,13 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
         return -1;
     }
     return 0;
+}
+
+void rc_shard_set_routing(rc_shard *s, rc_routing *routing, rc_shard *const *peers, const rc_route *route)
+{
+    s->routing = routing;
+    s->peers = peers;
+    s->route = route;
 }
 
 void rc_shard_set_letters(rc_shard *s, const rc_letter_sink *letters, uint32_t max_queue_ms)
@@ -660,6 +905,12 @@ void rc_shard_destroy(rc_shard *s)
             free(b);
         rc_ring_destroy(s->spare);
     }
+    for (uint32_t i = 0; i < s->move.n_parked; i++)
+        free(s->move.parked[i]);
+    free(s->move.parked);
+    free(s->move.parked_src);
+    free(s->move.parked_ns);
+    memset(&s->move, 0, sizeof(s->move));
     free(s->pending);
     rc_buf_free(&s->scratch);
     rc_decoder_free(&s->dec);

@@ -15,6 +15,7 @@
 #include "core/dispatch.h"
 #include "core/letters.h"
 #include "core/ring.h"
+#include "core/route.h"
 #include "core/strmap.h"
 
 #define RC_SHARD_BATCH 256u        /* jobs taken from the inbound ring at once */
@@ -79,7 +80,28 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t letters_refused; /* expired and poison letters the sink could not queue (logged) */
     _Atomic uint64_t redeliveries;  /* replayed slow_consumer letters sent to the group's io threads */
     _Atomic uint64_t replies_paged; /* hist replies and join backlogs cut at max_reply_bytes (`more: true`) */
+    _Atomic uint64_t groups_moved;  /* groups handed to another shard by a move (route.h) */
+    _Atomic uint64_t moves;         /* moves this shard took part in */
+    _Atomic uint64_t parked;        /* requests kept until their group's old owner handed it over */
+    _Atomic uint64_t park_ns;       /* time those requests waited, summed */
+    _Atomic uint64_t park_ns_max;   /* gauge: the longest one waited in the last move */
 } rc_shard_stats;
+
+/* A shard's part in a move from one route to the next (src/core/route.h),
+ * owned by its thread. */
+typedef struct rc_shard_move {
+    const rc_route *from, *to;      /* to NULL: no move under way */
+    uint32_t epochs;                /* EPOCH jobs seen (one per io thread) */
+    uint32_t handed_in;             /* HANDED jobs seen (one per other shard of `from`) */
+    bool hand_due;                  /* every EPOCH is in: hand over at the end of the tick */
+    bool handed;                    /* this shard's ADOPTs and HANDEDs are out */
+    uint64_t src_done[RC_MAX_SHARDS / 64]; /* old shards whose HANDED arrived */
+    rc_job **parked;                /* requests waiting for their group's old owner, in arrival order */
+    uint32_t *parked_src;           /* ... and that owner */
+    uint64_t *parked_ns;            /* ... and when each was parked */
+    uint32_t n_parked, cap_parked;
+    uint64_t block_max_ns;          /* the longest a parked request waited in this move */
+} rc_shard_move;
 
 /* Where a shard's output goes: one outbound ring and waker per io thread. */
 typedef struct rc_outlets {
@@ -110,6 +132,11 @@ typedef struct rc_shard {
     const rc_letter_sink *letters;  /* dead letters (NULL: none) */
     uint64_t max_queue_ns;          /* max_queue_ms; 0: sends never expire */
     uint64_t tick_ns;               /* monotonic time the current burst started */
+    rc_routing *routing;            /* the route io threads use; NULL: one fixed route, no moves */
+    struct rc_shard *const *peers;  /* every shard by id (RC_MAX_SHARDS at most): where ADOPT and HANDED go */
+    const rc_route *route;          /* the route this shard last finished moving to */
+    rc_shard_move move;
+    bool started;                   /* its thread runs (set and cleared by the server) */
     rc_shard_stats stats;
 } rc_shard;
 
@@ -122,8 +149,12 @@ int rc_shard_adopt(rc_shard *s, const struct rc_persist_group *pg, char *err, si
 /* Before start: where dead letters go (expired sends, poison sends whose
  * write failed every try), and after how long a send expires. */
 void rc_shard_set_letters(rc_shard *s, const rc_letter_sink *letters, uint32_t max_queue_ms);
+/* Before start: the routing io threads follow, every shard by id, and the
+ * route this shard starts on (route.h). Without it a shard never moves. */
+void rc_shard_set_routing(rc_shard *s, rc_routing *routing, rc_shard *const *peers, const rc_route *route);
 int rc_shard_start(rc_shard *s);
-/* Waits for the thread to end (it ends after processing an RC_JOB_STOP). */
+/* Waits for the thread to end (it ends after processing an RC_JOB_STOP, or
+ * once a move to a route without it is done). */
 void rc_shard_join(rc_shard *s);
 void rc_shard_destroy(rc_shard *s);
 

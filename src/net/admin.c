@@ -296,15 +296,20 @@ static void serve_request(rc_admin *a, admin_conn *c)
 {
     const rc_http_request *r = &c->http.req;
     bool head_only = is_head(c);
-    if (!head_only && c->http.parser.method != HTTP_GET) {
+    unsigned method = c->http.parser.method;
+    if (!head_only && method != HTTP_GET && method != HTTP_POST) {
         COUNT(a, rejected_method);
-        respond_text(a, c, 405, "method not allowed\n", "Allow: GET, HEAD\r\n");
+        respond_text(a, c, 405, "method not allowed\n", "Allow: GET, HEAD, POST\r\n");
         return;
     }
     c->close_after = !r->keep_alive;
     struct rc_admin_body body = { 0 };
     const char *ctype = RC_ADMIN_DEFAULT_CTYPE;
-    int status = a->fn(a->ud, r->path, &body, &ctype);
+    rc_admin_request req = { .method = head_only ? "HEAD" : method == HTTP_POST ? "POST" : "GET",
+                             .path = r->path, .query = r->query,
+                             .authorization = rc_http_header_get(r, "authorization"),
+                             .body = r->body, .body_len = r->body_len };
+    int status = a->fn(a->ud, &req, &body, &ctype);
     if (status < 100 || status > 599) {
         free(body.data);
         respond_text(a, c, 500, "handler failed\n", "");

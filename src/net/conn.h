@@ -128,6 +128,8 @@ void rc_io_letter_queued_output(rc_io *io, rc_conn *c);
 /* ---- handoff.c: requests to shards ---- */
 
 uint32_t rc_handoff_shard_of(rc_io *io, const char *g, uint32_t len);
+/* Picks up a route the server published since the last turn (route.h). */
+void rc_handoff_follow_route(rc_io *io);
 /* Queues a job for its shard (owner: the connection it came from, or
  * NULL); never blocks or drops. */
 void rc_handoff_queue(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner);

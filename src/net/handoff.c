@@ -67,7 +67,27 @@ void rc_handoff_route(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, cons
 
 uint32_t rc_handoff_shard_of(rc_io *io, const char *g, uint32_t len)
 {
-    return rc_chash_lookup(io->chash, g, len);
+    return rc_route_shard(io->route, g, len);
+}
+
+/* At the start of a loop turn: when the server has published a new route
+ * (a shard count change), every shard of the old one gets an EPOCH job
+ * behind the last request this thread routed to it by the old route, and
+ * from now on requests go by the new one (src/core/route.h). */
+void rc_handoff_follow_route(rc_io *io)
+{
+    const rc_route *cur = rc_routing_cur(io->routing);
+    if (cur == io->route)
+        return;
+    for (uint32_t s = 0; s < io->route->n; s++) {
+        rc_job *j;
+        while (!(j = rc_job_new(RC_JOB_EPOCH, 0, (rc_str){ 0 }, NULL)))
+            RC_LOG_ERROR("io", "io=%u event=epoch_nomem", io->idx); /* a move cannot finish without it */
+        j->seq = cur->version;
+        rc_handoff_queue(io, j, s, NULL);
+    }
+    RC_LOG_DEBUG("io", "io=%u event=route version=%llu shards=%u", io->idx, (unsigned long long)cur->version, cur->n);
+    io->route = cur;
 }
 
 /* A job that waited longer than max_queue_ms for room in its shard's ring:
@@ -128,8 +148,7 @@ static void jobq_pop(rc_jobq *q, uint32_t k)
 static void jobq_settle(rc_io *io, rc_jobq *q)
 {
     uint64_t now = rc_loop_clock_now(&io->clock), bound = (uint64_t)io->lim.max_queue_ms * RC_NS_PER_MS;
-    while (q->n && now - q->jobs[q->head]->enq_ns > bound && q->jobs[q->head]->kind != RC_JOB_DETACH &&
-           q->jobs[q->head]->kind != RC_JOB_STOP) {
+    while (q->n && now - q->jobs[q->head]->enq_ns > bound && rc_job_refusable(q->jobs[q->head])) {
         rc_job *j = q->jobs[q->head];
         rc_conn *c = rc_io_conn(io, q->conns[q->head]);
         jobq_pop(q, 1);
@@ -270,7 +289,7 @@ void rc_handoff_refuse_all(rc_io *io)
             rc_io_letter_refused(io, j, RC_LETTER_SHUTDOWN, "the server stopped before this send reached its shard");
             if (c && rc_job_heavy(j) && c->heavy)
                 c->heavy--;
-            if (c && j->kind != RC_JOB_DETACH) {
+            if (c && rc_job_refusable(j)) {
                 rc_msg m = { .has = j->has & RC_HAS_RID, .rid = j->rid };
                 rc_io_conn_error(io, c, &m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");
             }

@@ -98,7 +98,7 @@ int rc_io_listen(const char *host, uint16_t *port, char *err, size_t errlen)
 }
 
 int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_limits *lim, rc_shard **shards,
-               uint32_t n_shards, const rc_chash *chash, char *err, size_t errlen)
+               uint32_t n_shards, rc_routing *routing, char *err, size_t errlen)
 {
     memset(io, 0, sizeof(*io));
     io->idx = idx;
@@ -107,7 +107,8 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_
     io->lim = *lim;
     io->shards = shards;
     io->n_shards = n_shards;
-    io->chash = chash;
+    io->routing = routing;
+    io->route = rc_routing_cur(routing);
     io->n_slots = lim->max_connections;
     rc_decoder_init_requests(&io->dec);
     rc_buf_init(&io->scratch);
@@ -145,8 +146,10 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_
             return -1;
         }
     }
-    for (uint32_t i = 0; i < io->n_slots; i++)
+    for (uint32_t i = 0; i < io->n_slots; i++) {
         io->free_slots[i] = io->n_slots - 1 - i;
+        io->gens[i] = 1; /* generation 0 is never live: id 0 names no connection (a job without owner) */
+    }
     io->n_free = io->n_slots;
     return 0;
 }
@@ -1078,6 +1081,7 @@ static void *io_main(void *arg)
             if (rc_loop_clock_now(&io->clock) > io->deadline_ns)
                 kill_all(io);
         }
+        rc_handoff_follow_route(io);
         if (io->n_congested_list)
             check_stalls(io);
         if (phase == RC_IO_RUNNING)

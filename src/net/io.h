@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/chash.h"
+#include "core/route.h"
 #include "core/clock.h"
 #include "core/dispatch.h"
 #include "core/letters.h"
@@ -137,9 +138,10 @@ typedef struct rc_io {
     rc_ring *outbound;            /* MPSC: shards -> this thread */
     rc_waker waker;
     uint64_t wake_val;            /* eventfd read target */
-    rc_shard **shards;
-    uint32_t n_shards;
-    const rc_chash *chash;
+    rc_shard **shards;            /* every shard by id, running or not */
+    uint32_t n_shards;            /* entries of shards and pending (max_shards) */
+    rc_routing *routing;          /* the route the server publishes (core/route.h) */
+    const rc_route *route;        /* the route this thread routes by now */
     rc_io_limits lim;
     rc_session_limits slim;       /* the protocol's share of lim */
     struct rc_conn **conns;       /* slot -> connection (NULL when free) */
@@ -179,7 +181,7 @@ int rc_io_listen(const char *host, uint16_t *port, char *err, size_t errlen);
 /* Sets up the io_uring loop; fails with a message naming the cause when the
  * kernel refuses io_uring (e.g. the kernel.io_uring_disabled sysctl). */
 int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_limits *lim, rc_shard **shards,
-               uint32_t n_shards, const rc_chash *chash, char *err, size_t errlen);
+               uint32_t n_shards, rc_routing *routing, char *err, size_t errlen);
 int rc_io_start(rc_io *io);
 void rc_io_set_phase(rc_io *io, int phase, uint64_t deadline_ns);
 void rc_io_join(rc_io *io);

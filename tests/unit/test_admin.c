@@ -34,10 +34,16 @@
 static rc_admin *server;
 static atomic_int handler_calls;
 
-static int handler(void *ud, const char *path, struct rc_admin_body *body, const char **ctype)
+static int handler(void *ud, const rc_admin_request *req, struct rc_admin_body *body, const char **ctype)
 {
     (void)ud;
+    const char *path = req->path;
     atomic_fetch_add(&handler_calls, 1);
+    if (strcmp(req->method, "POST") == 0) {
+        rc_admin_body_printf(body, "post %s auth=%s body=%.*s\n", path, req->authorization ? req->authorization : "-",
+                             (int)req->body_len, req->body ? req->body : "");
+        return 200;
+    }
     if (strcmp(path, "/healthz") == 0) {
         rc_admin_body_printf(body, "ok\n");
         return 200;
@@ -174,14 +180,14 @@ static void test_unknown_path(void)
     free(r);
 }
 
-static void test_post_is_405(void)
+static void test_post_reaches_handler(void)
 {
-    const char *req = "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    const char *req = "POST /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k1\r\nContent-Length: 5\r\n\r\nhello";
     int before = atomic_load(&handler_calls);
     char *r = exchange(req, strlen(req));
-    CU_ASSERT_EQUAL(strncmp(r, "HTTP/1.1 405 ", 13), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(r, "Allow: GET, HEAD\r\n"));
-    CU_ASSERT_EQUAL(atomic_load(&handler_calls), before);
+    CU_ASSERT_EQUAL(strncmp(r, "HTTP/1.1 200 ", 13), 0);
+    CU_ASSERT_STRING_EQUAL(body_of(r), "post /healthz auth=Bearer k1 body=hello\n");
+    CU_ASSERT_EQUAL(atomic_load(&handler_calls), before + 1);
     free(r);
 }
 
@@ -713,9 +719,9 @@ static void test_requests_per_connection(void)
 static void test_stats_count_refusals(void)
 {
     struct rc_admin_stats a = tight_stats();
-    const char *bad = "garbage\r\n\r\n", *post = "POST / HTTP/1.1\r\n\r\n";
+    const char *bad = "garbage\r\n\r\n", *put = "PUT / HTTP/1.1\r\n\r\n";
     free(exchange_on(rc_admin_port(tight), bad, strlen(bad)));
-    free(exchange_on(rc_admin_port(tight), post, strlen(post)));
+    free(exchange_on(rc_admin_port(tight), put, strlen(put)));
     struct rc_admin_stats b = tight_stats();
     CU_ASSERT_EQUAL(b.rejected_bad_request, a.rejected_bad_request + 1);
     CU_ASSERT_EQUAL(b.rejected_method, a.rejected_method + 1);
@@ -739,7 +745,7 @@ int main(void)
     CU_add_test(s, "GET /healthz", test_healthz);
     CU_add_test(s, "query string removed", test_query_string_removed);
     CU_add_test(s, "unknown path is the handler's 404", test_unknown_path);
-    CU_add_test(s, "POST is 405", test_post_is_405);
+    CU_add_test(s, "POST reaches the handler with its body", test_post_reaches_handler);
     CU_add_test(s, "oversized head is 431", test_oversized_head_is_431);
     CU_add_test(s, "malformed request is 400", test_malformed_is_400);
     CU_add_test(s, "large body", test_large_body);

@@ -1,0 +1,69 @@
+/*
+ * The autoscaler's decision, without threads or clocks of its own
+ * (src/ARCHITECTURE.md §4.1): fed one sample per scale_interval_ms, it says
+ * whether the shard count should change, to what, and why.
+ *
+ * Grow by RC_SCALE_GROW_PCT (at least one shard) when the fullest shard's
+ * queue is above RC_SCALE_HIGH_PCT of what its ring admits and the QPS of
+ * the last RC_SCALE_RECENT_MS is above RC_SCALE_GROW_QPS_PCT of the
+ * baseline (the mean over RC_SCALE_BASELINE_MS), or when the queue has
+ * stayed above the high mark for RC_SCALE_HIGH_SAMPLES samples in a row (a
+ * steady overload has no spike). Shrink by RC_SCALE_SHRINK_PCT (at least
+ * one) when the queue is below RC_SCALE_LOW_PCT and recent QPS is below
+ * RC_SCALE_SHRINK_QPS_PCT of the baseline, or when nothing at all was
+ * processed over the recent window (an idle server goes down to
+ * min_shards). Always within [min_shards, max_shards], and never two
+ * events within the cooldown. Steady load changes nothing: recent QPS is
+ * its own baseline.
+ */
+#ifndef RC_CORE_SCALER_H
+#define RC_CORE_SCALER_H
+
+#include <stdint.h>
+
+#define RC_SCALE_BASELINE_MS 60000u  /* QPS baseline: mean over this long */
+#define RC_SCALE_RECENT_MS 10000u    /* recent QPS: mean over this long */
+#define RC_SCALE_HIGH_PCT 80u        /* queue high watermark, % of what a shard's ring admits */
+#define RC_SCALE_LOW_PCT 20u         /* queue low watermark */
+#define RC_SCALE_GROW_QPS_PCT 150u   /* recent QPS above this % of the baseline (with a high queue): grow */
+#define RC_SCALE_SHRINK_QPS_PCT 70u  /* recent QPS below this % of the baseline (with a low queue): shrink */
+#define RC_SCALE_GROW_PCT 25u        /* a grow adds this % of the shards (at least one) */
+#define RC_SCALE_SHRINK_PCT 15u      /* a shrink removes this % (at least one) */
+#define RC_SCALE_HIGH_SAMPLES 2u     /* samples in a row above the high mark: grow whatever the QPS */
+#define RC_SCALE_SAMPLES_MAX 4096u   /* samples kept (the baseline window at the shortest interval) */
+
+typedef struct rc_scale_sample {
+    uint64_t t_ms;      /* when (monotonic) */
+    uint64_t jobs;      /* jobs processed by every shard since start (cumulative) */
+    uint32_t fill_pct;  /* the fullest shard's queue, % of what its ring admits (100: requests wait outside it) */
+} rc_scale_sample;
+
+typedef struct rc_scaler {
+    uint32_t min, max;
+    uint64_t cooldown_ms;
+    uint64_t last_event_ms;  /* 0: none yet */
+    uint32_t high_run;       /* samples in a row above RC_SCALE_HIGH_PCT */
+    rc_scale_sample ring[RC_SCALE_SAMPLES_MAX];
+    uint32_t head, n;        /* the newest is ring[(head + n - 1) % MAX] */
+} rc_scaler;
+
+typedef enum { RC_SCALE_STAY = 0, RC_SCALE_GROW = 1, RC_SCALE_SHRINK = -1 } rc_scale_dir;
+
+typedef struct rc_scale_decision {
+    rc_scale_dir dir;
+    uint32_t target;          /* shard count wanted (the current one when STAY) */
+    double qps_recent, qps_baseline;
+    uint32_t fill_pct;
+    const char *why;          /* "queue_and_qps", "steady_overload", "quiet", "idle", or why nothing changed */
+} rc_scale_decision;
+
+void rc_scaler_init(rc_scaler *sc, uint32_t min, uint32_t max, uint64_t cooldown_ms);
+/* Takes one sample; current = shards now. The caller applies the decision
+ * and then calls rc_scaler_applied. */
+rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale_sample *smp);
+/* The decision was carried out at t_ms: the cooldown starts. */
+void rc_scaler_applied(rc_scaler *sc, uint64_t t_ms);
+/* New bounds (min <= max), e.g. from a reload. */
+void rc_scaler_bounds(rc_scaler *sc, uint32_t min, uint32_t max, uint64_t cooldown_ms);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * The autoscaler's decision rule (src/core/scaler.h), fed synthetic samples
+ * one second apart: steady load never changes anything, a step up grows
+ * within two samples (a queue high twice in a row), a steady overload grows without a QPS spike, calm
+ * after a spike shrinks, an idle server goes down to min_shards, the bounds
+ * and the cooldown hold, and the sizes follow +25 % / -15 % (at least one).
+ */
+#include "core/scaler.h"
+
+#include <CUnit/Basic.h>
+#include <stdint.h>
+
+#include "testutil.h"
+
+#define STEP_MS 1000u
+#define COOLDOWN_MS 10000u
+
+typedef struct sim {
+    rc_scaler sc;
+    uint64_t t_ms, jobs;
+    uint32_t shards;
+    int grows, shrinks;
+} sim;
+
+static void sim_init(sim *s, uint32_t min, uint32_t max, uint32_t shards)
+{
+    *s = (sim){ .shards = shards, .t_ms = 1000 };
+    rc_scaler_init(&s->sc, min, max, COOLDOWN_MS);
+}
+
+/* One sample of `qps` jobs/s and a queue `fill` % full; applies the
+ * decision as the server would. Returns the decision. */
+static rc_scale_decision step(sim *s, uint64_t qps, uint32_t fill)
+{
+    s->t_ms += STEP_MS;
+    s->jobs += qps * STEP_MS / 1000u;
+    rc_scale_sample smp = { .t_ms = s->t_ms, .jobs = s->jobs, .fill_pct = fill };
+    rc_scale_decision d = rc_scaler_step(&s->sc, s->shards, &smp);
+    if (d.dir != RC_SCALE_STAY) {
+        s->grows += d.dir == RC_SCALE_GROW;
+        s->shrinks += d.dir == RC_SCALE_SHRINK;
+        s->shards = d.target;
+        rc_scaler_applied(&s->sc, s->t_ms);
+    }
+    return d;
+}
+
+static void test_steady_never_flaps(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 2);
+    for (int i = 0; i < 600; i++)
+        step(&s, 50000, 50); /* busy but keeping up */
+    CU_ASSERT_EQUAL(s.grows + s.shrinks, 0);
+    CU_ASSERT_EQUAL(s.shards, 2);
+    for (int i = 0; i < 600; i++)
+        step(&s, 50000 + (uint64_t)(i % 7) * 2000, 30 + (uint32_t)(i % 5) * 8); /* noisy, still steady */
+    CU_ASSERT_EQUAL(s.grows + s.shrinks, 0);
+}
+
+static void test_step_up_grows_within_two_samples(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 4);
+    for (int i = 0; i < 60; i++)
+        step(&s, 10000, 10);
+    int took = 0;
+    for (; took < 10 && s.grows == 0; took++)
+        step(&s, 40000, 95);
+    CU_ASSERT_EQUAL(s.grows, 1);
+    CU_ASSERT(took <= 2);
+    CU_ASSERT_EQUAL(s.shards, 5); /* 4 + 25 % */
+}
+
+static void test_steady_overload_grows_then_waits_cooldown(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 2);
+    int first = -1, second = -1;
+    for (int i = 0; i < 40; i++) {
+        rc_scale_decision d = step(&s, 20000, 100); /* no spike: QPS is its own baseline */
+        if (d.dir == RC_SCALE_GROW && first < 0)
+            first = i;
+        else if (d.dir == RC_SCALE_GROW && second < 0)
+            second = i;
+    }
+    CU_ASSERT_EQUAL(first, (int)RC_SCALE_HIGH_SAMPLES - 1);
+    CU_ASSERT(second - first >= (int)(COOLDOWN_MS / STEP_MS));
+    CU_ASSERT(s.shards > 2);
+}
+
+static void test_calm_after_spike_shrinks(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 6);
+    for (int i = 0; i < 60; i++)
+        step(&s, 80000, 60);
+    int took = 0;
+    for (; took < 20 && s.shrinks == 0; took++)
+        step(&s, 10000, 5);
+    CU_ASSERT_EQUAL(s.shrinks, 1);
+    CU_ASSERT(took <= (int)(COOLDOWN_MS / STEP_MS)); /* the 10 s mean falls below 70 % of the 60 s one */
+    CU_ASSERT_EQUAL(s.shards, 5); /* 6 - 15 % rounds to one */
+}
+
+static void test_idle_goes_to_min(void)
+{
+    sim s;
+    sim_init(&s, 2, 8, 6);
+    for (int i = 0; i < 300; i++)
+        step(&s, 0, 0);
+    CU_ASSERT_EQUAL(s.shards, 2);
+    CU_ASSERT_EQUAL(s.grows, 0);
+    rc_scale_decision d = step(&s, 0, 0);
+    CU_ASSERT_EQUAL(d.dir, RC_SCALE_STAY);
+}
+
+static void test_bounds(void)
+{
+    sim s;
+    sim_init(&s, 1, 10, 8);
+    for (int i = 0; i < 100; i++)
+        step(&s, 20000, 100);
+    CU_ASSERT_EQUAL(s.shards, 10); /* 8 + 2, then clamped */
+    CU_ASSERT_EQUAL(s.grows, 1);
+    rc_scale_decision d = step(&s, 20000, 100);
+    CU_ASSERT_EQUAL(d.dir, RC_SCALE_STAY);
+    CU_ASSERT_STRING_EQUAL(d.why, "at_max_shards");
+    /* min == max: nothing ever moves. */
+    sim_init(&s, 3, 3, 3);
+    for (int i = 0; i < 100; i++)
+        step(&s, (uint64_t)(i % 2) * 90000, i % 2 ? 100 : 0);
+    CU_ASSERT_EQUAL(s.grows + s.shrinks, 0);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("scaler", NULL, NULL);
+    CU_add_test(s, "steady load never flaps", test_steady_never_flaps);
+    CU_add_test(s, "a step up grows within two samples", test_step_up_grows_within_two_samples);
+    CU_add_test(s, "a steady overload grows, then waits the cooldown", test_steady_overload_grows_then_waits_cooldown);
+    CU_add_test(s, "calm after a spike shrinks", test_calm_after_spike_shrinks);
+    CU_add_test(s, "an idle server goes down to min_shards", test_idle_goes_to_min);
+    CU_add_test(s, "min_shards and max_shards hold", test_bounds);
+    return rc_test_run();
+}
