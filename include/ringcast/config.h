@@ -56,6 +56,10 @@ typedef struct rc_config {
     uint32_t shards;                      /* 2; 1..256, shards at start */
     uint32_t min_shards;                  /* 1; 1..256, autoscaler floor */
     uint32_t max_shards;                  /* 8; 1..256, autoscaler ceiling */
+    uint32_t conn_rate;                   /* 0; sends/s per connection (0: off) */
+    uint32_t conn_burst;                  /* 0; bucket size (0: conn_rate) */
+    uint32_t group_rate;                  /* 0; sends/s per group, all senders (0: off) */
+    uint32_t group_burst;                 /* 0; bucket size (0: group_rate) */
     uint32_t scale_interval_ms;           /* 1000; 0..3600000, autoscaler sampling period (0: off) */
     uint32_t scale_cooldown_ms;           /* 10000; 0..86400000, quiet time after a shard-count change */
     uint32_t io_threads;                  /* 1; 1..64 */

@@ -165,6 +165,21 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(park_ns_max, "handoff_park_max_nanoseconds", "gauge", "The longest a request waited for its group's hand-over in the last shard-count change."),
 };
 
+/* conn_rate and group_rate refusals (E_RATE_LIMITED). */
+static void rate_section(rc_server *s, struct rc_admin_body *out)
+{
+    uint64_t conn = 0, group = 0;
+    for (uint32_t i = 0; i < s->n_io; i++)
+        conn += rc_stat_get(&s->ios[i].stats.session.rate_limited);
+    for (uint32_t i = 0; i < inited(s); i++)
+        group += rc_stat_get(&s->shards[i].stats.rate_limited);
+    rc_admin_body_printf(out,
+                         "# HELP ringcast_rate_limited_total Sends refused with E_RATE_LIMITED: by conn_rate (scope conn) or group_rate (scope group).\n"
+                         "# TYPE ringcast_rate_limited_total counter\n"
+                         "ringcast_rate_limited_total{scope=\"conn\"} %llu\nringcast_rate_limited_total{scope=\"group\"} %llu\n",
+                         (unsigned long long)conn, (unsigned long long)group);
+}
+
 static void scale_section(rc_server *s, struct rc_admin_body *out)
 {
     uint64_t moved = 0;
@@ -298,6 +313,7 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
     io_section(s, out);
     shard_section(s, out);
     scale_section(s, out);
+    rate_section(s, out);
     letters_section(s, out);
     admin_section(s, out);
 }

@@ -182,6 +182,8 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .hello_timeout_ms = s->cfg.hello_timeout_ms,
         .idle_timeout_ms = s->cfg.idle_timeout_ms,
         .allowed_origins = s->cfg.allowed_origins,
+        .conn_rate = s->cfg.conn_rate,
+        .conn_burst = s->cfg.conn_burst,
     };
     for (uint32_t i = 0; i < s->n_io; i++)
         if (rc_io_init(&s->ios[i], i, s->listen_fds[i], s->http_fds[i], &lim, s->shard_ptrs, s->max_shards,

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/bucket.h"
 #include "core/dispatch.h"
 #include "core/strmap.h"
 
@@ -28,6 +29,7 @@ typedef struct rc_group {
     rc_strmap members;      /* stored membership: user -> 1 */
     rc_conn_id *subs;       /* connections that joined in their session */
     uint32_t n_subs, cap_subs;
+    rc_bucket sends;        /* group_rate: sends accepted per second, all senders (moves with the group) */
     rc_hist_entry *hist;    /* ring of the last `hist_max` messages, oldest at hist_head */
     uint32_t hist_max;      /* history_max: messages retained */
     uint32_t hist_cap;      /* slots allocated (grows to hist_max) */

@@ -355,6 +355,11 @@ static void do_send(rc_shard *s, const rc_job *j)
         rc_shard_persist_dup(s, g, j, dup_seq, a);
         return;
     }
+    if (!rc_bucket_take(&g->sends, s->limits.group_rate, s->limits.group_burst, s->tick_ns)) {
+        RC_STAT_ADD(s->stats.rate_limited, 1);
+        rc_shard_reply_err(s, j, RC_E_RATE_LIMITED, "the group is over group_rate sends per second; slow down");
+        return;
+    }
     uint64_t ts = rc_clock_wall_ms();
     rc_frame *f = encode_msg(s, j, g, g->last_seq + 1, ts);
     if (!f || rc_group_remember(g, ts, f, dkey_len ? dkey : NULL, dkey_len) != 0) {

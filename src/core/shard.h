@@ -38,6 +38,7 @@ typedef struct rc_shard_limits {
     uint32_t snapshot_interval_ms;  /* a changed group's snapshot at least this often */
     uint64_t history_ttl_ms;        /* messages older than this leave history */
     uint64_t max_reply_bytes;       /* a hist reply or a join's backlog stops here (`more: true`); 0: no bound */
+    uint32_t group_rate, group_burst; /* sends per second per group, bucket size (0: no limit) */
 } rc_shard_limits;
 
 /* Storage a shard writes through (NULL persist: memory only). */
@@ -80,6 +81,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t letters_refused; /* expired and poison letters the sink could not queue (logged) */
     _Atomic uint64_t redeliveries;  /* replayed slow_consumer letters sent to the group's io threads */
     _Atomic uint64_t replies_paged; /* hist replies and join backlogs cut at max_reply_bytes (`more: true`) */
+    _Atomic uint64_t rate_limited;  /* sends refused with E_RATE_LIMITED by group_rate */
     _Atomic uint64_t groups_moved;  /* groups handed to another shard by a move (route.h) */
     _Atomic uint64_t moves;         /* moves this shard took part in */
     _Atomic uint64_t parked;        /* requests kept until their group's old owner handed it over */

@@ -129,6 +129,7 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_
         io->lim.pressure = &io->own_pressure;
     io->pause_bytes = lim->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
     io->slim = (rc_session_limits){ .max_frame = lim->max_frame, .max_groups = lim->max_groups_per_session,
+                                    .conn_rate = lim->conn_rate, .conn_burst = lim->conn_burst,
                                     .admin_token = lim->admin_token };
     io->admit_ns = (uint64_t)lim->max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR;
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||

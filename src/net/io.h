@@ -48,6 +48,7 @@ typedef struct rc_io_limits {
     uint32_t hello_timeout_ms;       /* a connection that has not said hello this long is closed (0: never) */
     uint32_t idle_timeout_ms;        /* a connection that sent no frame this long is closed; pinged at half (0: never) */
     const char *allowed_origins;     /* WebSocket Origins allowed, comma-separated ("" or NULL: any) */
+    uint32_t conn_rate, conn_burst;  /* sends per second per connection, bucket size (0: no limit) */
 } rc_io_limits;
 
 /* While a connection that keeps up has more than outbound_high_bytes /

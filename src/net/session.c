@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/chash.h"
+#include "core/clock.h"
 #include "core/letters.h"
 #include "core/stats.h"
 
@@ -194,7 +195,14 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
         rc_session_forget(s, m->g);
         route(s, env, m, RC_JOB_LEAVE);
         break;
-    case RC_T_SEND: route(s, env, m, RC_JOB_SEND); break;
+    case RC_T_SEND:
+        if (!rc_bucket_take(&s->sends, env->lim->conn_rate, env->lim->conn_burst, rc_clock_mono_ns())) {
+            RC_STAT_ADD(env->stats->rate_limited, 1);
+            rc_session_error(env, m, RC_E_RATE_LIMITED, "over conn_rate sends per second on this connection; slow down");
+            break;
+        }
+        route(s, env, m, RC_JOB_SEND);
+        break;
     case RC_T_HIST: route(s, env, m, RC_JOB_HIST); break;
     case RC_T_REPLAY: on_replay(s, env, m); break;
     default:

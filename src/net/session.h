@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/bucket.h"
 #include "core/dispatch.h"
 #include "core/strmap.h"
 #include "ringcast/proto.h"
@@ -44,6 +45,7 @@ typedef struct rc_session_limits {
     uint32_t max_frame;              /* bytes of map per frame */
     uint32_t max_groups;             /* groups one session may join (max_groups_per_session) */
     const char *admin_token;         /* hello token that makes a session admin ("" or NULL: none) */
+    uint32_t conn_rate, conn_burst;  /* sends per second per connection, bucket size (0: no limit) */
 } rc_session_limits;
 
 /* Counters, written by the owning io thread only (single writer). */
@@ -54,6 +56,7 @@ typedef struct rc_session_stats {
     _Atomic uint64_t replay_history;        /* replayed letters history already covers: acked dup, nothing sent */
     _Atomic uint64_t replay_send;           /* replayed letters never sequenced: sent as from their sender */
     _Atomic uint64_t replay_refused;        /* replay commands refused (not admin, unknown reason) */
+    _Atomic uint64_t rate_limited;          /* sends refused with E_RATE_LIMITED by conn_rate */
 } rc_session_stats;
 
 /* One session's state. */
@@ -64,6 +67,7 @@ typedef struct rc_session {
     uint8_t user_len;
     uint64_t sid;
     rc_strmap groups;       /* groups joined in this session, by name (E_LIMIT, detach on close); values unused */
+    rc_bucket sends;        /* conn_rate */
 } rc_session;
 
 /* What a session works with: its limits, its way out, the io thread's
