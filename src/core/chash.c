@@ -11,6 +11,11 @@
  * of the mean (100,000 random group ids: max/mean about 1.07); adding shard 8
  * moves about 10.3% of the keys, all to shard 8 (see tests/unit/test_chash.c).
  *
+ * Lookup is O(1) on average: an index of 2^k buckets by the top k bits of
+ * the hash (at least two buckets per point, build_index) gives the first
+ * point of the key's bucket, and a bucket holds under one point on
+ * average, so a lookup reads one index entry and one or two points.
+ *
  * add merges the new shard's sorted points into the array; remove filters
  * its points out. Both build a fresh array and swap it in only on success,
  * so a failed call leaves the ring unchanged.
@@ -29,12 +34,46 @@ typedef struct rc_chash_point {
     uint32_t shard; /* shard owning the arc ending at this point */
 } rc_chash_point;
 
+/* Buckets of the lookup index: at least RC_CHASH_INDEX_PER_POINT per point
+ * (so a bucket holds well under one point on average), a power of two, at
+ * most 2^RC_CHASH_INDEX_MAX_BITS. */
+#define RC_CHASH_INDEX_PER_POINT 2u
+#define RC_CHASH_INDEX_MAX_BITS 16u
+
 struct rc_chash {
     uint32_t vnodes;        /* points per shard */
     uint32_t nshards;       /* shards on the ring */
     size_t npoints;         /* nshards * vnodes */
     rc_chash_point *points; /* sorted by (hash, shard); NULL when empty */
+    uint32_t *index;        /* [b]: first point whose hash's top index_bits bits are >= b; NULL when empty */
+    uint32_t index_bits;
 };
+
+/* The lookup index over sorted points: bucket b (the top `bits` bits of a
+ * hash) starts at the first point at or after b's range. 0 or -1 (ENOMEM). */
+static int build_index(const rc_chash_point *pts, size_t n, uint32_t **out, uint32_t *out_bits)
+{
+    *out = NULL;
+    *out_bits = 0;
+    if (n == 0)
+        return 0;
+    uint32_t bits = 1;
+    while (bits < RC_CHASH_INDEX_MAX_BITS && (UINT64_C(1) << bits) < (uint64_t)n * RC_CHASH_INDEX_PER_POINT)
+        bits++;
+    size_t nb = (size_t)1 << bits;
+    uint32_t *idx = malloc(nb * sizeof(*idx));
+    if (!idx)
+        return -1;
+    size_t i = 0;
+    for (size_t b = 0; b < nb; b++) {
+        while (i < n && (pts[i].hash >> (64 - bits)) < b)
+            i++;
+        idx[b] = (uint32_t)i;
+    }
+    *out = idx;
+    *out_bits = bits;
+    return 0;
+}
 
 uint64_t rc_hash64(const void *p, size_t len)
 {
@@ -85,6 +124,7 @@ void rc_chash_destroy(rc_chash *c)
     if (c == NULL)
         return;
     free(c->points);
+    free(c->index);
     free(c);
 }
 
@@ -128,7 +168,15 @@ int rc_chash_add(rc_chash *c, uint32_t shard)
     qsort(fresh, c->vnodes, sizeof *fresh, point_qsort_cmp);
     merge_points(c->points, c->npoints, fresh, c->vnodes, merged);
     free(fresh);
+    uint32_t *index, bits;
+    if (build_index(merged, total, &index, &bits) != 0) {
+        free(merged);
+        return -1;
+    }
     free(c->points);
+    free(c->index);
+    c->index = index;
+    c->index_bits = bits;
     c->points = merged;
     c->npoints = total;
     c->nshards++;
@@ -150,6 +198,14 @@ int rc_chash_remove(rc_chash *c, uint32_t shard)
     for (size_t i = 0; i < c->npoints; i++)
         if (c->points[i].shard != shard)
             kept[k++] = c->points[i];
+    uint32_t *index, bits;
+    if (build_index(kept, remaining, &index, &bits) != 0) {
+        free(kept);
+        return -1;
+    }
+    free(c->index);
+    c->index = index;
+    c->index_bits = bits;
     free(c->points);
     c->points = kept;
     c->npoints = remaining;
@@ -161,16 +217,14 @@ uint32_t rc_chash_lookup_hash(const rc_chash *c, uint64_t h)
 {
     if (c->npoints == 0)
         return RC_CHASH_NO_SHARD;
-    /* First point with hash >= h; past the last point, wrap to the first. */
-    size_t lo = 0, hi = c->npoints;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->points[mid].hash < h)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return c->points[lo == c->npoints ? 0 : lo].shard;
+    /* First point with hash >= h; past the last point, wrap to the first.
+     * Every point before index[b] is below h's bucket, so the answer is in
+     * [index[b], index[b + 1]] (the first point of a later bucket). */
+    size_t b = (size_t)(h >> (64 - c->index_bits)), nb = (size_t)1 << c->index_bits;
+    size_t i = c->index[b], end = b + 1 < nb ? c->index[b + 1] : c->npoints;
+    while (i < end && c->points[i].hash < h)
+        i++;
+    return c->points[i == c->npoints ? 0 : i].shard;
 }
 
 uint32_t rc_chash_lookup(const rc_chash *c, const void *key, size_t len)

@@ -3,7 +3,8 @@
  *
  * Each shard owns `vnodes` points on a 64-bit ring (XXH3 of the shard id and
  * the point's index); a key belongs to the first point at or after its own
- * hash, wrapping around. Lookup is a binary search over the sorted points.
+ * hash, wrapping around. Lookup is O(1) on average: a bucket index over the
+ * sorted points (chash.c).
  * Adding a shard moves only keys that the new shard's points capture, so
  * about 1/(n+1) of the keys move, all of them to the new shard.
  *

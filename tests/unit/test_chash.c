@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define NKEYS 100000u
 #define NSHARDS 8u
@@ -199,6 +200,74 @@ static void test_deterministic(void)
     rc_chash_destroy(b);
 }
 
+/* The ring as documented in chash.c, built here independently: points
+ * are XXH3 of (shard LE32, vnode LE32); a hash belongs to the first point at
+ * or after it (ties by shard id), wrapping. The index must answer the same as
+ * a plain scan of those points, for random hashes and for every point's own
+ * hash and its neighbours, on 1..NSHARDS shards. */
+typedef struct ref_point {
+    uint64_t hash;
+    uint32_t shard;
+} ref_point;
+
+static int ref_cmp(const void *pa, const void *pb)
+{
+    const ref_point *a = pa, *b = pb;
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    return a->shard < b->shard ? -1 : a->shard > b->shard;
+}
+
+static uint32_t ref_lookup(const ref_point *p, size_t n, uint64_t h)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p[mid].hash < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return p[lo == n ? 0 : lo].shard;
+}
+
+static void test_index_matches_reference(void)
+{
+    for (uint32_t nsh = 1; nsh <= NSHARDS; nsh++) {
+        rc_chash *c = ring_of(nsh);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+        size_t n = (size_t)nsh * RC_CHASH_DEFAULT_VNODES;
+        ref_point *p = malloc(n * sizeof(*p));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        for (uint32_t sh = 0, k = 0; sh < nsh; sh++)
+            for (uint32_t v = 0; v < RC_CHASH_DEFAULT_VNODES; v++, k++) {
+                unsigned char key[8];
+                for (int b = 0; b < 4; b++) {
+                    key[b] = (unsigned char)(sh >> (8 * b));
+                    key[4 + b] = (unsigned char)(v >> (8 * b));
+                }
+                p[k] = (ref_point){ XXH3_64bits(key, sizeof key), sh };
+            }
+        qsort(p, n, sizeof(*p), ref_cmp);
+        size_t wrong = 0;
+        uint64_t st = KEY_SEED + nsh;
+        for (size_t i = 0; i < NKEYS; i++) {
+            uint64_t h = splitmix64(&st);
+            wrong += rc_chash_lookup_hash(c, h) != ref_lookup(p, n, h);
+        }
+        for (size_t i = 0; i < n; i++)
+            for (int d = -1; d <= 1; d++) {
+                uint64_t h = p[i].hash + (uint64_t)(int64_t)d;
+                wrong += rc_chash_lookup_hash(c, h) != ref_lookup(p, n, h);
+            }
+        wrong += rc_chash_lookup_hash(c, 0) != ref_lookup(p, n, 0);
+        wrong += rc_chash_lookup_hash(c, UINT64_MAX) != ref_lookup(p, n, UINT64_MAX);
+        CU_ASSERT_EQUAL(wrong, 0);
+        free(p);
+        rc_chash_destroy(c);
+    }
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -209,7 +278,8 @@ int main(void)
         !CU_add_test(s, "empty ring", test_empty_ring) ||
         !CU_add_test(s, "bad arguments", test_bad_arguments) ||
         !CU_add_test(s, "lookup_hash matches lookup", test_lookup_hash_matches_lookup) ||
-        !CU_add_test(s, "independent of add order", test_deterministic)) {
+        !CU_add_test(s, "independent of add order", test_deterministic) ||
+        !CU_add_test(s, "the index answers as a scan of the points", test_index_matches_reference)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
