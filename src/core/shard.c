@@ -795,6 +795,18 @@ static void note_cost(rc_shard *s, uint32_t n)
     RC_STAT_SET(s->stats.job_ns, per_job >= mean ? per_job : mean - (mean - per_job) / RC_SHARD_COST_WEIGHT);
 }
 
+/* A shard leaving the route gives back what it kept for reuse: the spare
+ * outbatches io threads returned, its encoding scratch. Its rings stay (an
+ * io thread may still return an outbatch; a later grow starts it again). */
+static void release_idle(rc_shard *s)
+{
+    void *b;
+    while (rc_ring_dequeue_burst(s->spare, &b, 1) == 1)
+        free(b);
+    rc_buf_free(&s->scratch);
+    rc_buf_init(&s->scratch);
+}
+
 static void *shard_main(void *arg)
 {
     rc_shard *s = arg;
@@ -832,6 +844,7 @@ static void *shard_main(void *arg)
             move_hand_over(s); /* after the write and the flush: the new owner's output follows ours */
         note_cost(s, n);
         if (move_check_done(s)) {
+            release_idle(s);
             RC_LOG_INFO("shard", "id=%u event=retired version=%llu", s->id, (unsigned long long)s->route->version);
             break;
         }

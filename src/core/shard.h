@@ -82,6 +82,10 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t redeliveries;  /* replayed slow_consumer letters sent to the group's io threads */
     _Atomic uint64_t replies_paged; /* hist replies and join backlogs cut at max_reply_bytes (`more: true`) */
     _Atomic uint64_t rate_limited;  /* sends refused with E_RATE_LIMITED by group_rate */
+    /* Requests for this shard that io threads refused before its ring
+     * (several writers: rc_stat_add_shared): */
+    _Atomic uint64_t refused_overloaded; /* waited past max_queue_ms for room: E_OVERLOADED */
+    _Atomic uint64_t refused_shutdown;   /* still waiting at a forced stop: E_SHUTTING_DOWN */
     _Atomic uint64_t groups_moved;  /* groups handed to another shard by a move (route.h) */
     _Atomic uint64_t moves;         /* moves this shard took part in */
     _Atomic uint64_t parked;        /* requests kept until their group's old owner handed it over */

@@ -92,8 +92,9 @@ void rc_handoff_follow_route(rc_io *io)
 
 /* A job that waited longer than max_queue_ms for room in its shard's ring:
  * the sender gets E_OVERLOADED and the send becomes an `overloaded` letter. */
-static void reject_overloaded(rc_io *io, rc_job *j, rc_conn *c)
+static void reject_overloaded(rc_io *io, rc_job *j, rc_conn *c, uint32_t shard)
 {
+    rc_stat_add_shared(&io->shards[shard]->stats.refused_overloaded, 1);
     rc_io_letter_refused(io, j, RC_LETTER_OVERLOADED, "waited longer than max_queue_ms for room in the group's shard ring");
     if (c && rc_job_heavy(j))
         rc_handoff_answered(io, c);
@@ -153,7 +154,7 @@ static void jobq_settle(rc_io *io, rc_jobq *q)
         rc_conn *c = rc_io_conn(io, q->conns[q->head]);
         jobq_pop(q, 1);
         job_left(io, c);
-        reject_overloaded(io, j, c);
+        reject_overloaded(io, j, c, (uint32_t)(q - io->pending));
     }
     for (; q->checked < q->n; q->checked++) {
         rc_conn *c = rc_io_conn(io, q->conns[q->head + q->checked]);
@@ -287,6 +288,8 @@ void rc_handoff_refuse_all(rc_io *io)
             jobq_pop(q, 1);
             job_left(io, c);
             rc_io_letter_refused(io, j, RC_LETTER_SHUTDOWN, "the server stopped before this send reached its shard");
+            if (rc_job_refusable(j))
+                rc_stat_add_shared(&io->shards[s]->stats.refused_shutdown, 1);
             if (c && rc_job_heavy(j) && c->heavy)
                 c->heavy--;
             if (c && rc_job_refusable(j)) {
