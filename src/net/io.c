@@ -283,10 +283,12 @@ static void conn_queued_more(rc_io *io, rc_conn *c, int r)
  * took over the caller's reference (a large frame, sent from where it is);
  * false when it copied the frame or dropped it, and the reference is still
  * the caller's. A WebSocket connection gets it as a message of its own. */
+static void conn_ws_frame(rc_io *io, rc_conn *c, const uint8_t *p, size_t n);
+
 static bool conn_push(rc_io *io, rc_conn *c, rc_frame *f)
 {
     if (c->ws) {
-        rc_ws_write_frame(io, c, f->data, f->len);
+        conn_ws_frame(io, c, f->data, f->len);
         return false;
     }
     if (!conn_room(io, c, f->len))
@@ -300,7 +302,7 @@ static bool conn_push(rc_io *io, rc_conn *c, rc_frame *f)
 void rc_io_conn_write(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
     if (c->ws)
-        rc_ws_write_frame(io, c, p, n);
+        conn_ws_frame(io, c, p, n);
     else
         rc_io_conn_write_raw(io, c, p, n);
 }
@@ -377,6 +379,50 @@ static bool out_stopping(void *self)
     return atomic_load_explicit(&x->io->phase, memory_order_relaxed) != RC_IO_RUNNING;
 }
 
+/* ---- a WebSocket connection's way out (net/ws.h) over this connection ---- */
+
+static void ws_out_write(void *self, const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+{
+    conn_ctx *x = self;
+    rc_io_conn_write_two(x->io, x->c, a, na, b, nb);
+}
+
+static void ws_out_message(void *self, const uint8_t *map, size_t len)
+{
+    conn_ctx *x = self;
+    rc_io_conn_message(x->io, x->c, map, len);
+}
+
+static void ws_out_error(void *self, rc_err code, const char *text)
+{
+    conn_ctx *x = self;
+    rc_io_conn_error(x->io, x->c, NULL, code, text);
+}
+
+static void ws_out_close(void *self)
+{
+    conn_ctx *x = self;
+    rc_io_conn_close_after_output(x->io, x->c);
+}
+
+static bool ws_out_dead(void *self)
+{
+    conn_ctx *x = self;
+    return x->c->state == CS_DEAD;
+}
+
+#define WS_ENV(io, c)                                                                                       \
+    conn_ctx wctx_ = { (io), (c) };                                                                         \
+    rc_ws_out wout_ = { &wctx_, ws_out_write, ws_out_message, ws_out_error, out_reading, ws_out_close,      \
+                        ws_out_dead };                                                                      \
+    rc_ws_env wenv = { (io)->lim.max_frame, (io)->lim.allowed_origins, &wout_, &(io)->stats.ws }
+
+static void conn_ws_frame(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+{
+    WS_ENV(io, c);
+    rc_ws_write_frame(c->ws, &wenv, p, n);
+}
+
 #define CONN_ENV(io, c)                                                                                     \
     conn_ctx ctx_ = { (io), (c) };                                                                          \
     rc_session_out out_ = { &ctx_, out_send, out_route, out_reading, out_close, out_stopping };             \
@@ -413,7 +459,8 @@ void rc_io_conn_message(rc_io *io, rc_conn *c, const uint8_t *map, size_t len)
 static size_t conn_session_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 {
     if (c->ws) {
-        size_t used = rc_ws_input(io, c, p, n);
+        WS_ENV(io, c);
+        size_t used = rc_ws_input(c->ws, &wenv, p, n);
         return c->state == CS_OPEN ? used : n;
     }
     CONN_ENV(io, c);
@@ -558,9 +605,11 @@ static void conn_drain(rc_io *io, rc_conn *c)
 {
     if (c->state != CS_OPEN)
         return;
-    if (c->ws)
-        rc_ws_goodbye(io, c, atomic_load_explicit(&io->phase, memory_order_relaxed) == RC_IO_RUNNING ? 1000 : 1001,
-                      "closing");
+    if (c->ws) {
+        WS_ENV(io, c);
+        rc_ws_goodbye(c->ws, &wenv,
+                      atomic_load_explicit(&io->phase, memory_order_relaxed) == RC_IO_RUNNING ? 1000 : 1001, "closing");
+    }
     c->state = CS_DRAINING;
     if (rc_outq_empty(&c->outq) && !c->send_inflight)
         rc_io_conn_kill(io, c);

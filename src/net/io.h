@@ -22,6 +22,7 @@
 #include "core/shard.h"
 #include "net/session.h"
 #include "net/uring.h"
+#include "net/ws.h"
 
 #define RC_IO_OUT_RING 256u   /* outbatches queued to one io thread */
 /* (group, seq) pairs one connection remembers as owed to it because they
@@ -97,11 +98,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t idle_timeouts;     /* connections closed for sending no frame within idle_timeout_ms */
     _Atomic uint64_t server_pings;      /* pings sent to connections silent for idle_timeout_ms / 2 */
     _Atomic uint64_t rejected_per_ip;   /* connections refused: their address had max_connections_per_ip open */
-    _Atomic uint64_t ws_http_requests;  /* HTTP requests on the public port (the page, upgrades) */
-    _Atomic uint64_t ws_http_refused;   /* of them answered 4xx/5xx and closed */
-    _Atomic uint64_t ws_upgrades;       /* connections that became WebSocket */
-    _Atomic uint64_t ws_origin_refused; /* of them closed with 1008: their Origin is not in allowed_origins */
-    _Atomic uint64_t ws_messages_in, ws_messages_out; /* WebSocket data messages */
+    rc_ws_stats ws;                     /* the public HTTP port: requests, upgrades, messages (net/ws.h) */
     _Atomic uint64_t reply_holds;       /* times a connection stopped being read for its own answers: output over the pause mark, or RC_IO_HEAVY_MAX heavy requests out */
     _Atomic uint64_t congested;         /* gauge: connections over the pause mark (not yet slow consumers) */
     _Atomic uint64_t slow_marked;       /* connections that stayed over the pause mark for outbound_stall_ms */

@@ -16,7 +16,6 @@
 
 #include "core/log.h"
 #include "core/stats.h"
-#include "net/conn.h"
 #include "net/http.h"
 #include "net/webpage.h"
 #include "ringcast/json.h"
@@ -38,9 +37,8 @@ struct rc_ws {
     wslay_event_context_ptr ctx;
     bool text;            /* the client's last message was text: answer in JSON */
     uint64_t msg_bytes;   /* payload of the message being received so far (its frames) */
-    /* while rc_ws_input runs: the io thread, the connection, its bytes */
-    rc_io *io;
-    rc_conn *c;
+    /* while a call runs: its env (bounds, way out, counters), its bytes */
+    const rc_ws_env *env;
     const uint8_t *in;
     size_t in_left;
     rc_buf scratch;       /* a JSON message turned into MessagePack, or a frame into JSON */
@@ -79,7 +77,7 @@ static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 {
     (void)flags;
     rc_ws *w = ud;
-    if (!w->in_left || !rc_io_conn_reading(w->io, w->c)) {
+    if (!w->in_left || !w->env->out->reading(w->env->out->self)) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -94,18 +92,19 @@ static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
     (void)flags;
     rc_ws *w = ud;
-    if (w->c->state == CS_DEAD) {
+    const rc_ws_out *out = w->env->out;
+    if (out->dead(out->self)) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
-    rc_io_conn_write_raw(w->io, w->c, data, len);
+    out->write(out->self, data, len, NULL, 0);
     return (ssize_t)len;
 }
 
 /* A map that could not be read: the same `err` a TCP client gets. */
 static void ws_content_error(rc_ws *w, rc_err code, const char *why)
 {
-    rc_io_conn_error(w->io, w->c, NULL, code, why);
+    w->env->out->error(w->env->out->self, code, why);
 }
 
 static void ws_close(rc_ws *w, uint16_t code, const char *reason)
@@ -120,12 +119,12 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     rc_ws *w = ud;
     if (arg->opcode == WSLAY_BINARY_FRAME) {
         w->text = false;
-        RC_STAT_ADD(w->io->stats.ws_messages_in, 1);
-        rc_io_conn_message(w->io, w->c, arg->msg, arg->msg_length);
+        RC_STAT_ADD(w->env->stats->messages_in, 1);
+        w->env->out->message(w->env->out->self, arg->msg, arg->msg_length);
     } else if (arg->opcode == WSLAY_TEXT_FRAME) {
         /* wslay has checked it is UTF-8 (else it closed with 1007) */
         w->text = true;
-        RC_STAT_ADD(w->io->stats.ws_messages_in, 1);
+        RC_STAT_ADD(w->env->stats->messages_in, 1);
         const char *why = NULL;
         w->scratch.len = 0;
         rc_err e = rc_json_to_msgpack((const char *)arg->msg, arg->msg_length, &w->scratch, &why);
@@ -133,7 +132,7 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
             ws_content_error(w, e, why ? why : "a text message must hold one JSON object");
             return;
         }
-        rc_io_conn_message(w->io, w->c, w->scratch.data, w->scratch.len);
+        w->env->out->message(w->env->out->self, w->scratch.data, w->scratch.len);
     }
     /* ping: wslay queued the pong; close: wslay queued the answer */
 }
@@ -151,7 +150,7 @@ static void ws_on_frame_start(wslay_event_context_ptr ctx, const struct wslay_ev
     if (arg->opcode != WSLAY_CONTINUATION_FRAME)
         w->msg_bytes = 0;
     w->msg_bytes += arg->payload_length;
-    if (w->msg_bytes <= w->io->lim.max_frame)
+    if (w->msg_bytes <= w->env->max_frame)
         return;
     ws_content_error(w, RC_E_FRAME_TOO_LARGE, "the message is longer than max_frame; closing");
     ws_close(w, WS_CLOSE_TOO_BIG, "message longer than max_frame");
@@ -173,16 +172,15 @@ static void http_answer(rc_ws *w, int status, const char *ctype, const char *bod
 {
     char head[RC_HTTP_RESPONSE_HEAD_MAX + 256];
     int n = rc_http_response_head(head, sizeof(head), status, ctype, body_len, false, extra ? extra : "");
+    const rc_ws_out *out = w->env->out;
     if (n > 0)
-        rc_io_conn_write_raw(w->io, w->c, (const uint8_t *)head, (size_t)n);
-    if (body_len)
-        rc_io_conn_write_raw(w->io, w->c, (const uint8_t *)body, body_len);
-    rc_io_conn_close_after_output(w->io, w->c);
+        out->write(out->self, (const uint8_t *)head, (size_t)n, (const uint8_t *)body, body_len);
+    out->close(out->self);
 }
 
 static void http_error(rc_ws *w, int status, const char *text)
 {
-    RC_STAT_ADD(w->io->stats.ws_http_refused, 1);
+    RC_STAT_ADD(w->env->stats->http_refused, 1);
     http_answer(w, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
 }
 
@@ -240,7 +238,7 @@ static void http_upgrade(rc_ws *w, const rc_http_request *r)
         return;
     }
     if (!version || strcmp(version, "13") != 0) {
-        RC_STAT_ADD(w->io->stats.ws_http_refused, 1);
+        RC_STAT_ADD(w->env->stats->http_refused, 1);
         http_answer(w, 426, "text/plain; charset=utf-8", "WebSocket version 13 only\n", 26,
                     "Sec-WebSocket-Version: 13\r\n");
         return;
@@ -251,7 +249,7 @@ static void http_upgrade(rc_ws *w, const rc_http_request *r)
     }
     /* ws_on_frame_start refuses past max_frame with an `err` first; wslay's
      * own bound (a bare 1009) is the backstop behind it. */
-    wslay_event_config_set_max_recv_msg_length(w->ctx, (uint64_t)w->io->lim.max_frame * 2 + RC_WS_MAX_HEAD);
+    wslay_event_config_set_max_recv_msg_length(w->ctx, (uint64_t)w->env->max_frame * 2 + RC_WS_MAX_HEAD);
     char accept[WS_ACCEPT_LEN + 1];
     ws_accept_key(key, accept);
     char head[RC_HTTP_RESPONSE_HEAD_MAX];
@@ -260,12 +258,12 @@ static void http_upgrade(rc_ws *w, const rc_http_request *r)
                      "Sec-WebSocket-Accept: %s\r\n%s\r\n",
                      accept, protocols && header_has_token(protocols, RC_WS_SUBPROTOCOL)
                                  ? "Sec-WebSocket-Protocol: " RC_WS_SUBPROTOCOL "\r\n" : "");
-    rc_io_conn_write_raw(w->io, w->c, (const uint8_t *)head, (size_t)n);
+    w->env->out->write(w->env->out->self, (const uint8_t *)head, (size_t)n, NULL, 0);
     w->state = WS_OPEN;
-    RC_STAT_ADD(w->io->stats.ws_upgrades, 1);
-    if (!origin_allowed(w->io->lim.allowed_origins, rc_http_header_get(r, "Origin"))) {
+    RC_STAT_ADD(w->env->stats->upgrades, 1);
+    if (!origin_allowed(w->env->allowed_origins, rc_http_header_get(r, "Origin"))) {
         /* upgraded first, so that the page learns why (a 403 tells it nothing) */
-        RC_STAT_ADD(w->io->stats.ws_origin_refused, 1);
+        RC_STAT_ADD(w->env->stats->origin_refused, 1);
         ws_close(w, WS_CLOSE_POLICY, "origin not allowed");
         ws_flush(w);
     }
@@ -274,7 +272,7 @@ static void http_upgrade(rc_ws *w, const rc_http_request *r)
 static void http_request(rc_ws *w)
 {
     const rc_http_request *r = &w->http.req;
-    RC_STAT_ADD(w->io->stats.ws_http_requests, 1);
+    RC_STAT_ADD(w->env->stats->http_requests, 1);
     if (strcmp(r->method, "GET") != 0) {
         http_error(w, 405, "only GET is served here\n");
     } else if (strcmp(r->path, RC_WS_PATH) == 0) {
@@ -296,15 +294,13 @@ static void ws_flush(rc_ws *w)
     if (wslay_event_send(w->ctx) != 0 ||
         (!wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))) {
         w->state = WS_CLOSING;
-        rc_io_conn_close_after_output(w->io, w->c);
+        w->env->out->close(w->env->out->self);
     }
 }
 
-size_t rc_ws_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
+size_t rc_ws_input(rc_ws *w, const rc_ws_env *env, const uint8_t *p, size_t n)
 {
-    rc_ws *w = c->ws;
-    w->io = io;
-    w->c = c;
+    w->env = env;
     size_t used = 0;
     if (w->state == WS_HTTP) {
         used = rc_http_feed(&w->http, (const char *)p, n);
@@ -329,7 +325,7 @@ size_t rc_ws_input(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
     size_t left = w->in_left;
     w->in_left = 0;
     ws_flush(w);
-    return c->state == CS_OPEN ? n - left : n;
+    return w->state == WS_OPEN ? n - left : n;
 }
 
 /* The header of an unmasked, unfragmented server frame (RFC 6455 §5.2);
@@ -357,9 +353,8 @@ static size_t ws_frame_header(uint8_t h[WS_MAX_HEADER], uint8_t opcode, size_t n
  * output queue behind its frame header, one copy as for a small TCP frame.
  * Order with wslay's own frames (pong, close) holds because ws_send takes
  * everything wslay offers at once, so wslay never holds a partial frame. */
-void rc_ws_write_frame(rc_io *io, rc_conn *c, const uint8_t *frame, size_t len)
+void rc_ws_write_frame(rc_ws *w, const rc_ws_env *env, const uint8_t *frame, size_t len)
 {
-    rc_ws *w = c->ws;
     if (w->state != WS_OPEN || len < RC_FRAME_HEADER)
         return;
     const uint8_t *p = frame + RC_FRAME_HEADER;
@@ -368,7 +363,7 @@ void rc_ws_write_frame(rc_io *io, rc_conn *c, const uint8_t *frame, size_t len)
     if (w->text) {
         w->scratch.len = 0;
         if (rc_msgpack_to_json(p, n, &w->scratch) != 0) {
-            RC_LOG_ERROR("ws", "event=json_encode_failed sid=%llu", (unsigned long long)c->sess.sid);
+            RC_LOG_ERROR("ws", "event=json_encode_failed bytes=%zu", n);
             return;
         }
         p = w->scratch.data;
@@ -377,18 +372,20 @@ void rc_ws_write_frame(rc_io *io, rc_conn *c, const uint8_t *frame, size_t len)
     }
     uint8_t h[WS_MAX_HEADER];
     size_t hl = ws_frame_header(h, opcode, n);
-    RC_STAT_ADD(io->stats.ws_messages_out, 1);
-    rc_io_conn_write_two(io, c, h, hl, p, n);
+    RC_STAT_ADD(env->stats->messages_out, 1);
+    env->out->write(env->out->self, h, hl, p, n);
 }
 
-void rc_ws_goodbye(rc_io *io, rc_conn *c, uint16_t code, const char *reason)
+void rc_ws_goodbye(rc_ws *w, const rc_ws_env *env, uint16_t code, const char *reason)
 {
-    rc_ws *w = c->ws;
     if (w->state != WS_OPEN)
         return;
-    w->io = io;
-    w->c = c;
+    /* May run inside rc_ws_input (a message the session closes on): the
+     * caller's env is put back for the rest of its call. */
+    const rc_ws_env *outer = w->env;
+    w->env = env;
     w->state = WS_CLOSING;
     wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
     wslay_event_send(w->ctx);
+    w->env = outer;
 }
