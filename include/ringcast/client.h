@@ -1,7 +1,7 @@
 /*
- * A small blocking client for the TCP protocol, used by the `ringcast` CLI,
- * the tests and the benchmarks. One rc_client is one connection; it is not
- * thread-safe. Messages returned by rc_client_recv point into the client's
+ * A small blocking client for the protocol, over TCP or over WebSocket
+ * (proto/PROTOCOL.md §1.2), used by the `ringcast` CLI, the tests and the
+ * benchmarks. One rc_client is one connection; it is not thread-safe. Messages returned by rc_client_recv point into the client's
  * receive buffer and stay valid until the next receive.
  */
 #ifndef RINGCAST_CLIENT_H
@@ -23,15 +23,27 @@ typedef struct rc_client {
     uint32_t max_frame;  /* server's, from welcome */
     uint64_t sid;        /* session id, from welcome */
     char err[256];       /* last error, human text */
+    struct rc_client_ws *ws; /* NULL over TCP; the WebSocket transport (src/client/websocket.h) */
 } rc_client;
 
 /* Connects to host:port (numeric or name). 0, or -1 with c->err set. */
 int rc_client_connect(rc_client *c, const char *host, uint16_t port, int timeout_ms);
+/* Connects to ws://host[:port][/path] (port 80 when not given; ringcastd
+ * serves WebSocket at /ws on its http_port) and upgrades: every call below
+ * then works as over TCP, each map one binary message. 0, or -1 with
+ * c->err: a bad URL, a refused upgrade (its HTTP status), a bad
+ * Sec-WebSocket-Accept. A close frame from the server later ends recv and
+ * send with its code and reason in c->err. */
+int rc_client_connect_url(rc_client *c, const char *url, int timeout_ms);
+/* addr is a ws:// URL (rc_client_connect_url, port unused) or a host
+ * (rc_client_connect to host:port). */
+int rc_client_open(rc_client *c, const char *addr, uint16_t port, int timeout_ms);
 void rc_client_close(rc_client *c);
 
 /* Sends one message (encoded as a frame). 0 or -1. */
 int rc_client_send(rc_client *c, const rc_msg *m);
-/* Sends raw bytes as they are (tests of bad input). 0 or -1. */
+/* Sends raw bytes as they are, on the socket (tests of bad input; over
+ * WebSocket they are not framed). 0 or -1. */
 int rc_client_send_raw(rc_client *c, const void *p, size_t n);
 
 /* Receives one message: 1 got one, 0 timeout, -1 closed or error (c->err).

@@ -4,7 +4,8 @@
  *   ringcast send  --user U --group G TEXT send one message, print its ack
  *   ringcast tail  --user U --group G [--since N] [--json] [--count N]
  *   ringcast stats [--admin-port P]        print the server's /metrics
- * Common: --host H (127.0.0.1) --port P (7400), env RINGCAST_HOST / RINGCAST_PORT.
+ * Common: --host H (127.0.0.1) --port P (7400), env RINGCAST_HOST / RINGCAST_PORT;
+ * --host ws://H:P/ws speaks the protocol over WebSocket instead of TCP.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,7 +42,8 @@ static void usage(FILE *out)
             "                                       print messages as they arrive (and missed ones with --since)\n"
             "  stats [--admin-port P]               print the server's Prometheus metrics\n"
             "options:\n"
-            "  --host H        server address (default 127.0.0.1, env RINGCAST_HOST)\n"
+            "  --host H        server address (default 127.0.0.1, env RINGCAST_HOST), or a WebSocket\n"
+            "                  URL ws://H[:P][/path] (e.g. ws://127.0.0.1:7480/ws) for chat, send and tail\n"
             "  --port P        TCP protocol port (default 7400, env RINGCAST_PORT)\n"
             "  --admin-port P  admin HTTP port (default 7481, env RINGCAST_ADMIN_PORT)\n");
 }
@@ -103,7 +105,7 @@ static int session(rc_client *c, const cli_opts *o, bool join)
         fprintf(stderr, "ringcast: --user and --group are required\n");
         return -1;
     }
-    if (rc_client_connect(c, o->host, o->port, CLI_TIMEOUT_MS) != 0 ||
+    if (rc_client_open(c, o->host, o->port, CLI_TIMEOUT_MS) != 0 ||
         rc_client_hello(c, o->user, CLI_TIMEOUT_MS) != 0) {
         fprintf(stderr, "ringcast: %s\n", c->err);
         rc_client_close(c);
@@ -281,6 +283,11 @@ out:
 
 static int cmd_stats(const cli_opts *o)
 {
+    if (strstr(o->host, "://")) {
+        fprintf(stderr, "ringcast stats: --host must be a host name or address here (the admin port), not %s\n",
+                o->host);
+        return 2;
+    }
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
     char ps[8];
     snprintf(ps, sizeof(ps), "%u", o->admin_port);

@@ -17,17 +17,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/websocket.h"
 #include "core/clock.h"
 
 #define RC_CLIENT_READ 65536u /* bytes read per recv call */
 
-int rc_client_connect(rc_client *c, const char *host, uint16_t port, int timeout_ms)
+static void client_init(rc_client *c)
 {
     memset(c, 0, sizeof(*c));
     c->fd = -1;
     c->next_rid = 1;
     rc_decoder_init(&c->dec);
     rc_buf_init(&c->out);
+}
+
+/* The TCP connection of an initialised client. 0, or -1 with c->err. */
+static int tcp_connect(rc_client *c, const char *host, uint16_t port, int timeout_ms)
+{
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
     struct addrinfo *ai = NULL;
     char ps[8];
@@ -53,8 +59,33 @@ int rc_client_connect(rc_client *c, const char *host, uint16_t port, int timeout
     return 0;
 }
 
+int rc_client_connect(rc_client *c, const char *host, uint16_t port, int timeout_ms)
+{
+    client_init(c);
+    return tcp_connect(c, host, port, timeout_ms);
+}
+
+int rc_client_connect_url(rc_client *c, const char *url, int timeout_ms)
+{
+    char host[RC_CLIENT_WS_HOST_MAX], path[RC_CLIENT_WS_PATH_MAX];
+    uint16_t port;
+    client_init(c);
+    if (rc_client_ws_parse_url(url, host, &port, path, c->err, sizeof(c->err)) != 0 ||
+        tcp_connect(c, host, port, timeout_ms) != 0)
+        return -1;
+    return rc_client_ws_upgrade(c, host, port, path, timeout_ms);
+}
+
+int rc_client_open(rc_client *c, const char *addr, uint16_t port, int timeout_ms)
+{
+    if (strstr(addr, "://"))
+        return rc_client_connect_url(c, addr, timeout_ms);
+    return rc_client_connect(c, addr, port, timeout_ms);
+}
+
 void rc_client_close(rc_client *c)
 {
+    rc_client_ws_close(c);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -89,6 +120,8 @@ int rc_client_send(rc_client *c, const rc_msg *m)
         snprintf(c->err, sizeof(c->err), "cannot encode %s", rc_type_name(m->type));
         return -1;
     }
+    if (c->ws)
+        return rc_client_ws_send(c, c->out.data + RC_FRAME_HEADER, c->out.len - RC_FRAME_HEADER);
     return rc_client_send_raw(c, c->out.data, c->out.len);
 }
 
@@ -110,6 +143,8 @@ static int fill(rc_client *c, int timeout_ms)
         c->rbuf = p;
         c->rcap = cap;
     }
+    if (c->ws)
+        return rc_client_ws_fill(c, timeout_ms);
     struct pollfd pfd = { c->fd, POLLIN, 0 };
     int r = poll(&pfd, 1, timeout_ms);
     if (r == 0)
