@@ -117,6 +117,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 {
     (void)ctx;
     rc_ws *w = ud;
+    if (arg->opcode < 0x8 && w->msg_bytes > w->env->max_frame)
+        return; /* refused as its first frame came (ws_on_frame_start); wslay read it to the end */
     if (arg->opcode == WSLAY_BINARY_FRAME) {
         w->text = false;
         RC_STAT_ADD(w->env->stats->messages_in, 1);
@@ -130,6 +132,10 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         rc_err e = rc_json_to_msgpack((const char *)arg->msg, arg->msg_length, &w->scratch, &why);
         if (e != RC_OK) {
             ws_content_error(w, e, why ? why : "a text message must hold one JSON object");
+            return;
+        }
+        if (w->scratch.len > w->env->max_frame) { /* `1e0` is 3 bytes of JSON, 9 of float64 */
+            ws_content_error(w, RC_E_FRAME_TOO_LARGE, "the message is longer than max_frame as MessagePack");
             return;
         }
         w->env->out->message(w->env->out->self, w->scratch.data, w->scratch.len);
