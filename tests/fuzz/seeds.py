@@ -5,10 +5,13 @@ corpus/codec/   frames picked from proto/vectors/valid.txt and invalid.txt
 corpus/session/ client byte streams: length-prefixed frames, the session's
                 rules one stream each (hello first, the join limit, replay,
                 framing errors, a frame cut short)
+corpus/ws/      HTTP port byte streams: an upgrade request, then masked
+                WebSocket frames (binary and text messages, fragments,
+                ping, close, bad frames), and requests answered in HTTP
 
 Run from anywhere: python3 tests/fuzz/seeds.py. It rewrites exactly the
-files it names and removes nothing. The seeds of corpus/config/ and
-corpus/http/ are text files written by hand.
+files it names and removes nothing. The seeds of corpus/config/,
+corpus/http/ and corpus/json/ are text files written by hand.
 """
 import os
 import re
@@ -120,6 +123,71 @@ def session_streams():
     }
 
 
+WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's sample key
+
+
+def upgrade(path=b"/ws", extra=b"", version=b"13"):
+    return (b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:7480\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: " + WS_KEY + b"\r\nSec-WebSocket-Version: " + version +
+            b"\r\n" + extra + b"\r\n")
+
+
+def ws_frame(opcode, payload, fin=True, mask=True, rsv=0):
+    """One client frame (RFC 6455 §5.2), masked with a fixed key."""
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    n, mbit = len(payload), 0x80 if mask else 0
+    if n < 126:
+        hdr = bytes([b0, mbit | n])
+    elif n < 65536:
+        hdr = bytes([b0, mbit | 126]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return hdr + payload
+    key = b"\x37\xfa\x21\x3d"
+    return hdr + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def binary(x):
+    return ws_frame(0x2, enc(x))
+
+
+def text(s):
+    return ws_frame(0x1, s.encode())
+
+
+def ws_streams():
+    join = m("join", ("g", "room"), ("since", 0), rid=2)
+    send = enc(m("send", ("g", "room"), ("body", "hi"), rid=3))
+    return {
+        "binary-session": upgrade() + binary(hello()) + binary(join) + ws_frame(0x2, send) +
+                          ws_frame(0x8, struct.pack(">H", 1000)),
+        "text-session": upgrade(extra=b"Sec-WebSocket-Protocol: ringcast.v1\r\n") +
+                        text('{"t":"hello","user":"alice","rid":1}') +
+                        text('{"t":"send","g":"room","body":"h\u00e9","rid":2}') + text("[1,2]") + text("{"),
+        "fragmented-with-ping-between": upgrade() + ws_frame(0x2, send[:5], fin=False) +
+                                        ws_frame(0x9, b"are you there") + ws_frame(0x0, send[5:]),
+        # messages past max_frame: tests/fuzz/regress/ws/ (they reached the session once)
+        "unmasked-frame": upgrade() + ws_frame(0x2, enc(hello()), mask=False),
+        "reserved-bit-as-if-deflated": upgrade(extra=b"Sec-WebSocket-Extensions: permessage-deflate; "
+                                                     b"client_max_window_bits\r\n") +
+                                       ws_frame(0x2, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=4),
+        "text-not-utf8": upgrade() + ws_frame(0x1, b'{"t":"\xc3\x28"}'),
+        "long-control-frame": upgrade() + ws_frame(0x9, b"p" * 126),
+        "close-with-bad-code": upgrade() + ws_frame(0x8, struct.pack(">H", 999) + b"why"),
+        "origin-refused": upgrade(extra=b"Origin: http://evil.example\r\n") + binary(hello()),
+        "origin-allowed": upgrade(extra=b"Origin: http://ok.example\r\n") + binary(hello()),
+        "version-8": upgrade(version=b"8"),
+        "no-key": b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "the-page": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "post": b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+        "unknown-path": b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n",
+        "upgrade-cut-short": upgrade()[:40],
+        "frame-cut-short": upgrade() + binary(hello())[:-2],
+        "len64-frame-header": upgrade() + bytes([0x82, 0xff]) + struct.pack(">Q", 2 ** 63) + b"\0\0\0\0",
+    }
+
+
 def write(directory, name, data):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, name), "wb") as f:
@@ -135,6 +203,8 @@ def main():
         write(os.path.join(HERE, "corpus", "codec"), slug(n), frames[n])
     for n, data in session_streams().items():
         write(os.path.join(HERE, "corpus", "session"), n, data)
+    for n, data in ws_streams().items():
+        write(os.path.join(HERE, "corpus", "ws"), n, data)
 
 
 if __name__ == "__main__":
