@@ -8,6 +8,7 @@ Checks: the page at /, plain HTTP errors, the upgrade and subprotocol,
 MessagePack (binary) and JSON (text) sessions chatting with a TCP session
 in one group, replies in the kind last used, fragmented messages, ping and
 pong, close codes 1000 / 1002 / 1007 / 1009, E_FRAME_TOO_LARGE, bad JSON,
+permessage-deflate offered and not agreed (a compressed frame is 1002),
 and the server still serving everyone after each bad client.
 """
 import asyncio
@@ -303,6 +304,35 @@ def test_bad_frames(srv):
     s.close()
 
 
+async def test_deflate_offered(srv):
+    """permessage-deflate (RFC 7692) is not implemented, so never agreed
+    (src/ARCHITECTURE.md §3.6): python3-websockets offers it by default and
+    must get a working uncompressed session."""
+    url = "ws://127.0.0.1:%d/ws" % srv.http
+    async with websockets.connect(url) as c:
+        offered = c.request_headers.get("Sec-WebSocket-Extensions", "")
+        check("permessage-deflate" in offered, "the client offers permessage-deflate (%r)" % offered)
+        check(c.response_headers.get("Sec-WebSocket-Extensions") is None and not c.extensions,
+              "the server's 101 agrees to no extension")
+        await c.send(msgpack.packb({"t": "hello", "user": "deflater", "rid": 1}))
+        check(msgpack.unpackb(await asyncio.wait_for(c.recv(), T))["t"] == "welcome", "uncompressed hello")
+        await c.send(msgpack.packb({"t": "join", "g": "zz", "rid": 2}))
+        check(msgpack.unpackb(await asyncio.wait_for(c.recv(), T))["t"] == "joined", "uncompressed join")
+        body = "compress me " * 200
+        await c.send(msgpack.packb({"t": "send", "g": "zz", "body": body, "rid": 3}))
+        got = {}
+        while len(got) < 2:
+            r = msgpack.unpackb(await asyncio.wait_for(c.recv(), T))
+            got[r["t"]] = r
+        check(got.get("ack", {}).get("rid") == 3 and got.get("msg", {}).get("body") == body,
+              "a compressible message goes and comes back whole, uncompressed")
+    # a frame with RSV1 set (what a deflated message carries) is a protocol error
+    s = raw_ws(srv.http)
+    s.sendall(bytes([0xC2]) + frame(0x2, b"\xf2\x48\xcd\xc9\xc9\x07\x00")[1:])
+    check(close_code(read_frames(s)) == 1002, "a compressed (RSV1) frame closes with 1002")
+    s.close()
+
+
 async def test_still_serving(srv):
     async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http) as c:
         await c.send(msgpack.packb({"t": "hello", "user": "after", "rid": 1}))
@@ -340,6 +370,7 @@ def main():
         test_http(srv)
         asyncio.run(test_chat_binary_json_tcp(srv))
         test_bad_frames(srv)
+        asyncio.run(test_deflate_offered(srv))
         asyncio.run(test_still_serving(srv))
         check(srv.metric("ringcast_websocket_upgrades_total") >= 7, "upgrades are counted")
     finally:
