@@ -6,10 +6,10 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git
   liburing-dev libmsgpack-dev librdkafka-dev librocksdb-dev libinih-dev libxxhash-dev libjemalloc-dev
-  libcunit1-dev libhttp-parser-dev libwslay-dev libcjson-dev libssl-dev zlib1g-dev
+  libcunit1-dev libhttp-parser-dev libwslay-dev libcjson-dev libssl-dev zlib1g-dev libsystemd-dev
   chromium chromium-driver python3-selenium
   clang libclang-rt-14-dev libfuzzer-14-dev
-  nats-server redis-server kcat libck-dev gnuplot-nox jq curl bc
+  nats-server redis-server kcat libck-dev gnuplot-nox jq curl bc prometheus
   python3 python3-websockets python3-msgpack
 )
 

@@ -101,11 +101,20 @@ void rc_config_defaults(rc_config *c);
 /*
  * Build the configuration from defaults, the --config file, the environment
  * and argv (argv[0] is the program name; argc may be 0). Returns 0 on
- * success; 1 when --help or --version was printed on stdout (the caller
- * exits 0); -1 on error with a one-line message in err. c is written only
- * on success.
+ * success; 1 when --help, --version, --genconfig or a passing
+ * --check-config FILE was answered on stdout (the caller exits 0); 2 when
+ * --check-config found the file invalid (err says why; the caller exits 1);
+ * -1 on error with a one-line message in err. c is written only on success.
  */
 int rc_config_load(rc_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Calls fn with the name of every key whose value differs between a and b
+ * (table order); returns how many. */
+int rc_config_diff(const rc_config *a, const rc_config *b, void (*fn)(void *ud, const char *key), void *ud);
+
+/* A complete INI file: every key with its default, help and allowed values
+ * (ringcastd --genconfig). */
+void rc_config_genconfig(FILE *out);
 
 /* Usage: the flag/environment/file rules and every key with default and help. */
 void rc_config_usage(FILE *out, const char *prog);

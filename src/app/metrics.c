@@ -308,6 +308,10 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\n"
                               "ringcast_uptime_seconds %.3f\n", (double)(rc_clock_mono_ns() - s->started_ns) / 1e9);
+    rc_admin_body_printf(out, "# HELP ringcast_config_reloads_total SIGHUP reloads: ok (applied) or error (nothing changed: the file did not load, or a thread had not applied the previous one).\n"
+                              "# TYPE ringcast_config_reloads_total counter\n"
+                              "ringcast_config_reloads_total{result=\"ok\"} %llu\nringcast_config_reloads_total{result=\"error\"} %llu\n",
+                         (unsigned long long)rc_stat_get(&s->reloads[0]), (unsigned long long)rc_stat_get(&s->reloads[1]));
     rc_admin_body_printf(out, "# HELP ringcast_ready 1 once recovery is done and the server serves.\n# TYPE ringcast_ready gauge\nringcast_ready 1\n");
     rc_admin_body_printf(out, "# HELP ringcast_recovery_seconds Time the start-up recovery took.\n# TYPE ringcast_recovery_seconds gauge\n"
                               "ringcast_recovery_seconds %.6f\n", (double)s->recovery_ns / 1e9);

@@ -26,6 +26,7 @@
 #include "store/store.h"
 
 #define RC_MOVE_POLL_US 200u          /* how often a resize looks at the shards' progress */
+#define RC_SCALE_OFF_POLL_MS 1000u    /* with scale_interval_ms = 0 the thread still looks for a reload this often */
 #define RC_MOVE_WARN_MS 5000u         /* a move still under way after this is logged (and again each time) */
 
 static rc_durability durability_of(const char *name)
@@ -48,6 +49,7 @@ int rc_server_shard_setup(rc_server *s, uint32_t i, char *err, size_t errlen)
         return -1;
     }
     rc_shard_set_letters(&s->shards[i], s->dlq ? &s->letters : NULL, s->cfg.max_queue_ms);
+    s->shards[i].live = &s->live; /* a reload since start reaches it at its first burst */
     /* release: the admin thread reads shard i's rings and counters once it sees it counted. */
     if (atomic_load_explicit(&s->n_inited, memory_order_relaxed) < i + 1)
         atomic_store_explicit(&s->n_inited, i + 1, memory_order_release);
@@ -64,14 +66,14 @@ static uint64_t groups_moved(rc_server *s)
 
 int rc_server_resize(rc_server *s, uint32_t n, const char *why, char *err, size_t errlen)
 {
-    if (n < s->cfg.min_shards || n > s->cfg.max_shards) {
-        snprintf(err, errlen, "shard count %u outside min_shards..max_shards (%u..%u)", n, s->cfg.min_shards,
-                 s->cfg.max_shards);
-        return -1;
-    }
     pthread_mutex_lock(&s->scale_lock);
     int rc = -1;
     rc_route *old = s->route, *nr = NULL;
+    if (n < s->cfg.min_shards || n > s->cfg.max_shards) {
+        snprintf(err, errlen, "shard count %u outside min_shards..max_shards (%u..%u)", n, s->cfg.min_shards,
+                 s->cfg.max_shards);
+        goto out;
+    }
     if (s->stopping) {
         snprintf(err, errlen, "the server is stopping");
         goto out;
@@ -153,9 +155,9 @@ out:
 /* How full the fullest shard's queue is, in % of what the io threads admit
  * into a ring (RC_IO_ADMIT_MAX_JOBS jobs, or admit_ns of work: see
  * src/net/handoff.c admit_room); 100 when requests wait outside the rings. */
-static uint32_t fill_pct(rc_server *s, uint32_t n)
+static uint32_t fill_pct(rc_server *s, uint32_t n, uint32_t max_queue_ms)
 {
-    uint64_t admit_ns = (uint64_t)s->cfg.max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR, cap = s->cfg.ring_capacity;
+    uint64_t admit_ns = (uint64_t)max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR, cap = s->cfg.ring_capacity;
     if (cap > RC_IO_ADMIT_MAX_JOBS)
         cap = RC_IO_ADMIT_MAX_JOBS;
     uint32_t worst = 0;
@@ -174,13 +176,13 @@ static uint32_t fill_pct(rc_server *s, uint32_t n)
     return worst;
 }
 
-static void scale_sample(rc_server *s)
+static void scale_sample(rc_server *s, uint32_t max_queue_ms)
 {
     uint32_t n = atomic_load_explicit(&s->n_active, memory_order_acquire), inited = atomic_load_explicit(&s->n_inited, memory_order_acquire);
     uint64_t now_ms = rc_clock_mono_ns() / RC_NS_PER_MS, jobs = 0;
     for (uint32_t i = 0; i < inited; i++)
         jobs += rc_stat_get(&s->shards[i].stats.jobs);
-    rc_scale_sample smp = { .t_ms = now_ms, .jobs = jobs, .fill_pct = fill_pct(s, n) };
+    rc_scale_sample smp = { .t_ms = now_ms, .jobs = jobs, .fill_pct = fill_pct(s, n, max_queue_ms) };
     rc_scale_decision d = rc_scaler_step(&s->scaler, n, &smp);
     if (d.dir == RC_SCALE_STAY)
         return;
@@ -214,19 +216,26 @@ static void *scaler_main(void *arg)
     while (!s->stopping) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)s->cfg.scale_interval_ms * RC_NS_PER_MS;
+        uint32_t every = s->cfg.scale_interval_ms ? s->cfg.scale_interval_ms : RC_SCALE_OFF_POLL_MS;
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)every * RC_NS_PER_MS;
         until.tv_sec += (time_t)(ns / 1000000000u);
         until.tv_nsec = (long)(ns % 1000000000u);
         pthread_cond_timedwait(&s->scaler_cond, &s->scale_lock, &until);
         if (s->stopping)
             break;
+        if (s->scaler_bounds_due) { /* a reload: the configuration is read under scale_lock */
+            rc_scaler_bounds(&s->scaler, s->cfg.min_shards, s->cfg.max_shards, s->cfg.scale_cooldown_ms);
+            s->scaler_bounds_due = false;
+        }
+        bool on = s->cfg.scale_interval_ms && s->cfg.min_shards < s->cfg.max_shards;
+        uint32_t max_queue_ms = s->cfg.max_queue_ms;
         pthread_mutex_unlock(&s->scale_lock); /* a resize takes it */
         uint64_t now_ms = rc_clock_mono_ns() / RC_NS_PER_MS;
         if (last_jobs)
             note_qps(s, last_jobs, now_ms - prev_ms);
         prev_ms = now_ms;
-        if (s->cfg.min_shards < s->cfg.max_shards)
-            scale_sample(s);
+        if (on)
+            scale_sample(s, max_queue_ms);
         pthread_mutex_lock(&s->scale_lock);
     }
     pthread_mutex_unlock(&s->scale_lock);
@@ -237,11 +246,9 @@ static void *scaler_main(void *arg)
 int rc_server_scaler_start(rc_server *s, char *err, size_t errlen)
 {
     rc_scaler_init(&s->scaler, s->cfg.min_shards, s->cfg.max_shards, s->cfg.scale_cooldown_ms);
-    if (s->cfg.scale_interval_ms == 0) {
-        RC_LOG_INFO("scale", "event=autoscaler_off shards=%u msg=\"scale_interval_ms=0: the shard count changes only by POST /admin/shards\"",
+    if (s->cfg.scale_interval_ms == 0)
+        RC_LOG_INFO("scale", "event=autoscaler_off shards=%u msg=\"scale_interval_ms=0: the shard count changes only by POST /admin/shards (or a reload that sets it)\"",
                     s->route->n);
-        return 0;
-    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -277,6 +284,7 @@ void rc_server_scaler_stop(rc_server *s)
 
 void rc_server_shards_json(rc_server *s, struct rc_admin_body *out)
 {
+    pthread_mutex_lock(&s->scale_lock); /* the bounds a reload changes */
     uint32_t n = atomic_load_explicit(&s->n_active, memory_order_acquire);
     rc_admin_body_printf(out,
                          "{\"shards\":%u,\"min_shards\":%u,\"max_shards\":%u,\"scale_interval_ms\":%u,"
@@ -294,4 +302,5 @@ void rc_server_shards_json(rc_server *s, struct rc_admin_body *out)
                              rc_stat_get(&sh->stats.parked));
     }
     rc_admin_body_printf(out, "]}\n");
+    pthread_mutex_unlock(&s->scale_lock);
 }

@@ -222,6 +222,7 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     atomic_store_explicit(&s->routing.cur, s->route, memory_order_relaxed); /* published by starting the threads */
     atomic_store_explicit(&s->n_active, cfg->shards, memory_order_relaxed);
     s->routing.n_io = s->n_io;
+    rc_server_live_values(cfg, &s->live.slot[0]);
     if (pthread_mutex_init(&s->scale_lock, NULL) == 0)
         s->scale_lock_ready = true;
     s->shards = calloc(s->max_shards, sizeof(*s->shards));
@@ -268,6 +269,7 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     if (init_ios(s, err, errlen) != 0)
         goto fail;
     for (uint32_t i = 0; i < s->n_io; i++) {
+        s->ios[i].live = &s->live;
         rings[i] = s->ios[i].outbound;
         wakers[i] = &s->ios[i].waker;
     }

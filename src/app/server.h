@@ -43,8 +43,9 @@ typedef struct rc_server {
     _Atomic uint64_t scale_events[2]; /* shard-count changes: [0] grow, [1] shrink */
     _Atomic uint64_t move_ns_last;    /* how long the last change took, publication to every shard done */
     _Atomic uint64_t moves_failed;    /* changes refused (out of memory, thread start) */
-    uint64_t last_jobs;               /* autoscaler: jobs counted at the previous sample */
-    uint64_t last_sample_ms;
+    rc_live live;                     /* values a SIGHUP reload changes (core/live.h) */
+    _Atomic uint64_t reloads[2];      /* reloads: [0] applied, [1] refused (bad file, busy) */
+    bool scaler_bounds_due;           /* a reload changed the autoscaler's bounds (scale_lock) */
     rc_io *ios;
     rc_ring **out_rings;   /* per io thread: its outbound ring (shards' outlets) */
     rc_waker **out_wakers; /* per io thread: its waker */
@@ -79,6 +80,14 @@ int rc_server_shard_setup(rc_server *s, uint32_t i, char *err, size_t errlen);
 /* The autoscaler thread (scale_interval_ms; 0: none). */
 int rc_server_scaler_start(rc_server *s, char *err, size_t errlen);
 void rc_server_scaler_stop(rc_server *s);
+/* A SIGHUP reload: next is the configuration read again (file, environment,
+ * flags). What can change live changes, everywhere; what cannot keeps its
+ * value and is named in `kept`. 0, or -1 with err (nothing changed). Main
+ * thread. */
+int rc_server_reload(rc_server *s, const rc_config *next, char *kept, size_t keptlen, char *err, size_t errlen);
+/* Fills the live values (core/live.h) from a configuration. */
+void rc_server_live_values(const rc_config *c, rc_live_values *v);
+
 /* GET /admin/shards: JSON of every shard on the route. */
 void rc_server_shards_json(rc_server *s, struct rc_admin_body *out);
 

@@ -460,7 +460,7 @@ static int load_env(rc_config *c, char *err, size_t errlen)
 
 /* ---- flags ---- */
 
-typedef enum arg_kind { ARG_KEY, ARG_CONFIG, ARG_HELP, ARG_VERSION } arg_kind;
+typedef enum arg_kind { ARG_KEY, ARG_CONFIG, ARG_HELP, ARG_VERSION, ARG_GENCONFIG, ARG_CHECK } arg_kind;
 
 typedef struct arg {
     arg_kind kind;
@@ -481,6 +481,22 @@ static int next_arg(int argc, char **argv, int *i, arg *a, char *err, size_t err
     }
     if (strcmp(s, "--version") == 0 || strcmp(s, "-V") == 0) {
         a->kind = ARG_VERSION;
+        return 0;
+    }
+    if (strcmp(s, "--genconfig") == 0) {
+        a->kind = ARG_GENCONFIG;
+        return 0;
+    }
+    if (strcmp(s, "--check-config") == 0 || strncmp(s, "--check-config=", 15) == 0) {
+        a->kind = ARG_CHECK;
+        if (s[14] == '=') {
+            a->value = s + 15;
+        } else if (*i + 1 < argc) {
+            a->value = argv[++*i];
+        } else {
+            set_err(err, errlen, "flag %s needs a file", s);
+            return -1;
+        }
         return 0;
     }
     if (strncmp(s, "--", 2) != 0 || s[2] == '\0') {
@@ -513,9 +529,24 @@ static void print_version(const char *prog)
     printf("%s %s\n", base_name(prog), RC_VERSION);
 }
 
+static int check_cross_keys(const rc_config *c, char *err, size_t errlen);
+
+/* --check-config FILE: the file alone over the defaults, cross-key checks
+ * included. 1 (valid, said on stdout) or 2 (err says why). */
+static int check_file(const char *path, char *err, size_t errlen)
+{
+    rc_config tmp;
+    rc_config_defaults(&tmp);
+    if (load_file(&tmp, path, err, errlen) != 0 || check_cross_keys(&tmp, err, errlen) != 0)
+        return 2;
+    printf("%s: ok\n", path);
+    return 1;
+}
+
 /*
- * First pass over argv: check every flag's syntax, act on --help and
- * --version, find --config. Returns 1 for help/version, 0, or -1.
+ * First pass over argv: check every flag's syntax, act on --help,
+ * --version, --genconfig and --check-config, find --config. Returns 1 when
+ * one of those was answered, 2 for a file --check-config refused, 0, or -1.
  */
 static int scan_args(int argc, char **argv, const char *prog, const char **file, char *err,
                      size_t errlen)
@@ -532,6 +563,12 @@ static int scan_args(int argc, char **argv, const char *prog, const char **file,
             print_version(prog);
             return 1;
         }
+        if (a.kind == ARG_GENCONFIG) {
+            rc_config_genconfig(stdout);
+            return 1;
+        }
+        if (a.kind == ARG_CHECK)
+            return check_file(a.value, err, errlen);
         if (a.kind == ARG_CONFIG)
             *file = a.value;
     }
@@ -613,7 +650,7 @@ void rc_config_usage(FILE *out, const char *prog)
     const char *p = base_name(prog ? prog : DEFAULT_PROG);
     fprintf(out,
             "usage: %s [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
-            "       %s --help | --version\n"
+            "       %s --help | --version | --genconfig | --check-config FILE\n"
             "\n"
             "Every key below is set, from lowest to highest precedence, by its default,\n"
             "by \"key = value\" in the INI file named by --config (at top level or in\n"
@@ -631,6 +668,36 @@ void rc_config_usage(FILE *out, const char *prog)
         describe_allowed(k, allowed, sizeof allowed);
         fprintf(out, "  --%s %s  [%s]  default \"%s\"\n      %s; allowed: %s\n", flag,
                 is_number(k) ? "N" : "VALUE", var, k->def, k->help, allowed);
+    }
+}
+
+int rc_config_diff(const rc_config *a, const rc_config *b, void (*fn)(void *ud, const char *key), void *ud)
+{
+    int n = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_def *k = &keys[i];
+        bool same = is_number(k) ? num_load(a, k) == num_load(b, k)
+                                 : strcmp((const char *)a + k->offset, (const char *)b + k->offset) == 0;
+        if (!same) {
+            n++;
+            if (fn)
+                fn(ud, k->name);
+        }
+    }
+    return n;
+}
+
+void rc_config_genconfig(FILE *out)
+{
+    fprintf(out, "# ringcastd configuration: every key with its default (written by ringcastd --genconfig).\n"
+                 "# Use it with --config FILE. RINGCAST_<KEY> variables and --key-name flags win over it.\n"
+                 "# Validate a file with ringcastd --check-config FILE. SIGHUP re-reads it (limits,\n"
+                 "# rate limits, outbound bounds, autoscaler bounds, log_level change live).\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_def *k = &keys[i];
+        char allowed[ALLOWED_SIZE];
+        describe_allowed(k, allowed, sizeof allowed);
+        fprintf(out, "\n# %s\n# allowed: %s\n%s = %s\n", k->help, allowed, k->name, k->def);
     }
 }
 

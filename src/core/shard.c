@@ -807,6 +807,23 @@ static void release_idle(rc_shard *s)
     rc_buf_init(&s->scratch);
 }
 
+/* A reload changed the limits a shard applies (core/live.h). */
+static void follow_live(rc_shard *s)
+{
+    const rc_live_values *v = rc_live_changed(s->live, &s->live_version);
+    if (!v)
+        return;
+    s->limits.group_rate = v->group_rate;
+    s->limits.group_burst = v->group_burst;
+    s->limits.max_members_per_group = v->max_members_per_group;
+    s->limits.max_reply_bytes = v->max_reply_bytes;
+    s->limits.history_ttl_ms = v->history_ttl_ms;
+    s->limits.snapshot_every = v->snapshot_every;
+    s->limits.snapshot_interval_ms = v->snapshot_interval_ms;
+    s->max_queue_ns = (uint64_t)v->max_queue_ms * 1000000u;
+    rc_live_ack(&s->live_ack, s->live_version);
+}
+
 static void *shard_main(void *arg)
 {
     rc_shard *s = arg;
@@ -815,6 +832,7 @@ static void *shard_main(void *arg)
     uint32_t idle = 0;
     bool stop = false;
     while (!stop) {
+        follow_live(s);
         uint32_t n = rc_ring_dequeue_burst(s->inbound, (void **)jobs, RC_SHARD_BATCH);
         if (n == 0) {
             if (++idle >= RC_SHARD_SPIN) {

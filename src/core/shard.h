@@ -14,6 +14,7 @@
 
 #include "core/dispatch.h"
 #include "core/letters.h"
+#include "core/live.h"
 #include "core/ring.h"
 #include "core/route.h"
 #include "core/strmap.h"
@@ -29,7 +30,7 @@
  * so a failing store holds the shard for at most 1 + 2 ms per tick. */
 #define RC_POISON_BACKOFF_US 1000u
 
-/* Limits a shard applies; copied in at start (SIGHUP reload is future work). */
+/* Limits a shard applies: copied in at start; a reload changes some of them (follow_live, core/live.h). */
 typedef struct rc_shard_limits {
     uint32_t history_max;           /* messages kept per group */
     uint32_t dedup_window;          /* mids remembered per group */
@@ -143,6 +144,9 @@ typedef struct rc_shard {
     const rc_route *route;          /* the route this shard last finished moving to */
     rc_shard_move move;
     bool started;                   /* its thread runs (set and cleared by the server) */
+    rc_live *live;                  /* values a reload changes (core/live.h); NULL: none */
+    uint64_t live_version;          /* the version applied */
+    _Atomic uint64_t live_ack;      /* ... acknowledged to the reloader */
     rc_shard_stats stats;
 } rc_shard;
 

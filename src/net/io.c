@@ -1098,6 +1098,26 @@ static void submit_and_wait(rc_io *io, bool final)
     rc_waker_awake(&io->waker);
 }
 
+/* A reload changed limits this thread applies (core/live.h). */
+static void follow_live(rc_io *io)
+{
+    const rc_live_values *v = rc_live_changed(io->live, &io->live_version);
+    if (!v)
+        return;
+    io->slim.conn_rate = io->lim.conn_rate = v->conn_rate;
+    io->slim.conn_burst = io->lim.conn_burst = v->conn_burst;
+    io->slim.max_groups = io->lim.max_groups_per_session = v->max_groups_per_session;
+    io->lim.outbound_high_bytes = v->outbound_high_bytes;
+    io->lim.outbound_kill_bytes = v->outbound_kill_bytes;
+    io->lim.outbound_stall_ms = v->outbound_stall_ms;
+    io->lim.hello_timeout_ms = v->hello_timeout_ms;
+    io->lim.idle_timeout_ms = v->idle_timeout_ms;
+    io->lim.max_queue_ms = v->max_queue_ms;
+    io->pause_bytes = v->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
+    io->admit_ns = (uint64_t)v->max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR;
+    rc_live_ack(&io->live_ack, io->live_version);
+}
+
 static void *io_main(void *arg)
 {
     rc_io *io = arg;
@@ -1132,6 +1152,7 @@ static void *io_main(void *arg)
                 kill_all(io);
         }
         rc_handoff_follow_route(io);
+        follow_live(io);
         if (io->n_congested_list)
             check_stalls(io);
         if (phase == RC_IO_RUNNING)

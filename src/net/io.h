@@ -17,6 +17,7 @@
 #include "core/route.h"
 #include "core/clock.h"
 #include "core/dispatch.h"
+#include "core/live.h"
 #include "core/letters.h"
 #include "core/ring.h"
 #include "core/shard.h"
@@ -140,6 +141,9 @@ typedef struct rc_io {
     uint32_t n_shards;            /* entries of shards and pending (max_shards) */
     rc_routing *routing;          /* the route the server publishes (core/route.h) */
     const rc_route *route;        /* the route this thread routes by now */
+    rc_live *live;                /* values a reload changes (core/live.h); NULL: none */
+    uint64_t live_version;        /* the version applied */
+    _Atomic uint64_t live_ack;    /* ... acknowledged to the reloader */
     rc_io_limits lim;
     rc_session_limits slim;       /* the protocol's share of lim */
     struct rc_conn **conns;       /* slot -> connection (NULL when free) */

@@ -24,6 +24,13 @@ int rc_iplimit_init(rc_iplimit *t, uint32_t max_per_ip)
     return pthread_mutex_init(&t->mu, NULL) == 0 ? 0 : -1;
 }
 
+void rc_iplimit_set_max(rc_iplimit *t, uint32_t max_per_ip)
+{
+    pthread_mutex_lock(&t->mu);
+    t->max_per_ip = max_per_ip; /* addresses already over it keep their connections */
+    pthread_mutex_unlock(&t->mu);
+}
+
 void rc_iplimit_free(rc_iplimit *t)
 {
     free(t->slots);

@@ -32,6 +32,8 @@ typedef struct rc_iplimit {
 
 int rc_iplimit_init(rc_iplimit *t, uint32_t max_per_ip);
 void rc_iplimit_free(rc_iplimit *t);
+/* A new bound (a reload); any thread. */
+void rc_iplimit_set_max(rc_iplimit *t, uint32_t max_per_ip);
 
 /* The address of a socket's peer; false when it has none we can read (a
  * Unix socket): such a connection is not counted. */
