@@ -66,6 +66,7 @@ typedef struct rc_config {
 
     /* Protocol and group limits. */
     uint32_t max_frame;                   /* 65536; 16..16777216 bytes */
+    uint32_t history_cache_mb;            /* 256; 0..1048576 MiB of history in memory (0: no bound) */
     uint32_t history_max;                 /* 1000; 1..1000000 messages kept per group */
     uint32_t dedup_window;                /* 1000; 0..1000000 message ids remembered per sender */
     uint64_t history_ttl;                 /* 604800 (7 days); seconds a message stays in history */

@@ -27,7 +27,7 @@
 static const char *const live_keys[] = {
     "conn_rate", "conn_burst", "group_rate", "group_burst", "outbound_high_bytes", "outbound_kill_bytes",
     "outbound_stall_ms", "hello_timeout_ms", "idle_timeout_ms", "max_queue_ms", "max_groups_per_session",
-    "max_members_per_group", "max_reply_bytes", "history_ttl", "snapshot_every", "snapshot_interval_ms",
+    "max_members_per_group", "max_reply_bytes", "history_ttl", "history_cache_mb", "snapshot_every", "snapshot_interval_ms",
     "max_connections_per_ip", "min_shards", "max_shards", "scale_interval_ms", "scale_cooldown_ms",
     "log_level", "log_format",
 };
@@ -52,6 +52,7 @@ void rc_server_live_values(const rc_config *c, rc_live_values *v)
         .max_members_per_group = c->max_members_per_group, .max_reply_bytes = c->max_reply_bytes,
         .history_ttl_ms = c->history_ttl * 1000u,
         .snapshot_every = c->snapshot_every, .snapshot_interval_ms = c->snapshot_interval_ms,
+        .history_cache_bytes = (uint64_t)c->history_cache_mb << 20,
     };
 }
 
@@ -143,6 +144,7 @@ int rc_server_reload(rc_server *s, const rc_config *next, char *kept, size_t kep
     c->max_members_per_group = next->max_members_per_group;
     c->max_reply_bytes = next->max_reply_bytes;
     c->history_ttl = next->history_ttl;
+    c->history_cache_mb = next->history_cache_mb;
     c->snapshot_every = next->snapshot_every;
     c->snapshot_interval_ms = next->snapshot_interval_ms;
     c->max_connections_per_ip = next->max_connections_per_ip;

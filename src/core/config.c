@@ -109,6 +109,8 @@ static const key_def keys[] = {
     U32(io_threads, "1", 1, 64, 0, "network I/O threads"),
     U32(max_frame, "65536", 16, 16777216, 0, "largest accepted frame, bytes"),
     U32(history_max, "1000", 1, 1000000, 0, "messages of history kept per group"),
+    U32(history_cache_mb, "256", 0, 1048576, 0,
+        "history kept in memory by all shards, MiB; past it the least recently used groups' history is read back from storage when needed (0: no bound; durability=off keeps all)"),
     U32(dedup_window, "1000", 0, 1000000, 0, "recent message ids remembered per sender (0: off)"),
     U64(history_ttl, "604800", 1, UINT64_C(1) << 40, "seconds a message is kept in history (also bounded by history_max)"),
     U32(snapshot_interval_ms, "1000", 1, 3600000, 0, "a changed group's snapshot is written at least this often, ms"),

@@ -32,6 +32,22 @@ rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uin
     return g;
 }
 
+/* Memory one history entry holds beyond the ring's slot: the frame and, with
+ * a mid, the dedup map's key and slot. */
+#define RC_GROUP_DKEY_OVERHEAD 32u
+
+static uint64_t entry_bytes(const rc_frame *f, uint32_t dkey_len)
+{
+    return sizeof(rc_frame) + f->len + (dkey_len ? dkey_len + RC_GROUP_DKEY_OVERHEAD : 0);
+}
+
+static void account(rc_group *g, int64_t delta)
+{
+    g->hist_bytes += (uint64_t)delta;
+    if (g->acct)
+        *g->acct += (uint64_t)delta;
+}
+
 static rc_hist_entry *hist_slot(const rc_group *g, uint32_t i)
 {
     uint32_t k = g->hist_head + i; /* both < hist_cap: one subtraction wraps it */
@@ -136,6 +152,7 @@ static void dedup_expire(rc_group *g)
     if (e && e->dkey) {
         rc_strmap_del(&g->dedup, e->dkey, e->dkey_len); /* frees the key e->dkey points to */
         e->dkey = NULL;
+        account(g, -(int64_t)(e->dkey_len + RC_GROUP_DKEY_OVERHEAD));
     }
 }
 
@@ -148,8 +165,10 @@ static int dedup_add(rc_group *g, const char *dkey, uint32_t dkey_len, const cha
     const uint64_t *prev = rc_strmap_get(&g->dedup, dkey, dkey_len);
     if (prev) {
         rc_hist_entry *e = (rc_hist_entry *)rc_group_hist_at(g, *prev);
-        if (e)
+        if (e && e->dkey) {
             e->dkey = NULL;
+            account(g, -(int64_t)(e->dkey_len + RC_GROUP_DKEY_OVERHEAD));
+        }
     }
     return rc_strmap_put_key(&g->dedup, dkey, dkey_len, g->last_seq + 1, stored);
 }
@@ -166,6 +185,7 @@ static int hist_reserve(rc_group *g)
     rc_hist_entry *p = realloc(g->hist, cap * sizeof(*p));
     if (!p)
         return -1;
+    account(g, (int64_t)(cap - g->hist_cap) * (int64_t)sizeof(*p));
     g->hist = p;
     g->hist_cap = cap;
     return 0;
@@ -182,6 +202,7 @@ int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, u
         return -1;
     if (g->hist_n == g->hist_max) {
         rc_hist_entry *old = hist_slot(g, 0);
+        account(g, -(int64_t)entry_bytes(old->frame, old->dkey ? old->dkey_len : 0));
         rc_frame_unref(old->frame);
         if (old->dkey) /* still in the window only when dedup_window > history_max: never, but cheap */
             rc_strmap_del(&g->dedup, old->dkey, old->dkey_len);
@@ -191,7 +212,21 @@ int rc_group_remember(rc_group *g, uint64_t ts, rc_frame *f, const char *dkey, u
     g->last_seq++;
     *hist_slot(g, g->hist_n) = (rc_hist_entry){ g->last_seq, ts, f, key, dkey_len };
     g->hist_n++;
+    account(g, (int64_t)entry_bytes(f, key ? dkey_len : 0));
     return 0;
+}
+
+void rc_group_evict_history(rc_group *g)
+{
+    for (uint32_t i = 0; i < g->hist_n; i++)
+        rc_frame_unref(hist_slot(g, i)->frame); /* dkeys belong to the dedup map, freed next */
+    rc_strmap_free(&g->dedup);
+    rc_strmap_init(&g->dedup);
+    free(g->hist);
+    g->hist = NULL;
+    g->hist_cap = g->hist_n = g->hist_head = 0;
+    account(g, -(int64_t)g->hist_bytes);
+    g->warm = false;
 }
 
 void rc_group_forget_last(rc_group *g)
@@ -199,6 +234,7 @@ void rc_group_forget_last(rc_group *g)
     if (g->hist_n == 0)
         return;
     rc_hist_entry *e = hist_slot(g, g->hist_n - 1);
+    account(g, -(int64_t)entry_bytes(e->frame, e->dkey ? e->dkey_len : 0));
     if (e->dkey)
         rc_strmap_del(&g->dedup, e->dkey, e->dkey_len); /* frees the key e->dkey points to */
     rc_frame_unref(e->frame);

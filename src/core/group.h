@@ -41,7 +41,14 @@ typedef struct rc_group {
     uint64_t created_ms, updated_ms;
     uint32_t changes;       /* messages and membership changes since the last snapshot */
     uint64_t snap_ms;       /* monotonic ms of the last snapshot */
-    bool warm;              /* history ring holds every retained message (false after recovery until loaded) */
+    bool warm;              /* history ring holds every retained message (false after recovery or an eviction, until loaded) */
+    /* The history cache (ARCHITECTURE §6.1): what this group's history
+     * holds in memory, added to its shard's total, and its place in the
+     * shard's least-recently-used list of warm groups. */
+    uint64_t hist_bytes;
+    uint64_t *acct;         /* the owning shard's total (NULL: none) */
+    struct rc_group *lru_prev, *lru_next;
+    bool in_lru;
     bool snap_queued;       /* on the shard's list of groups to snapshot this tick */
 } rc_group;
 
@@ -74,6 +81,11 @@ uint64_t rc_group_first_live_seq(const rc_group *g, uint64_t cutoff_ms);
  * with a full ring, the entry it evicts), a message the group sent
  * dedup_window messages ago and long out of the cache. */
 void rc_group_prefetch_remember(const rc_group *g);
+
+/* Drops the history held in memory (frames, dedup keys, the ring) but not
+ * last_seq: the group is cold and its next use reads history back from
+ * storage (ARCHITECTURE §6.1). */
+void rc_group_evict_history(rc_group *g);
 
 /* Seq a user's mid was sequenced at, or 0. */
 uint64_t rc_group_find_dup(const rc_group *g, const char *dkey, uint32_t dkey_len);

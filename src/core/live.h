@@ -29,6 +29,7 @@ typedef struct rc_live_values {
     uint64_t max_reply_bytes;             /* shard */
     uint64_t history_ttl_ms;              /* shard */
     uint32_t snapshot_every, snapshot_interval_ms; /* shard */
+    uint64_t history_cache_bytes;         /* shard */
 } rc_live_values;
 
 typedef struct rc_live {

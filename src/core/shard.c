@@ -117,7 +117,65 @@ static rc_msg reply_to(const rc_job *j, rc_type t, const rc_group *g)
     return m;
 }
 
-/* ---- groups ---- */
+/* ---- groups and the history cache (ARCHITECTURE §6.1) ---- */
+
+static void lru_remove(rc_shard *s, rc_group *g)
+{
+    if (!g->in_lru)
+        return;
+    if (g->lru_prev)
+        g->lru_prev->lru_next = g->lru_next;
+    else
+        s->lru_head = g->lru_next;
+    if (g->lru_next)
+        g->lru_next->lru_prev = g->lru_prev;
+    else
+        s->lru_tail = g->lru_prev;
+    g->lru_prev = g->lru_next = NULL;
+    g->in_lru = false;
+}
+
+/* g was just used: it is the last the cache gives up. */
+static void lru_touch(rc_shard *s, rc_group *g)
+{
+    if (s->lru_head == g)
+        return;
+    lru_remove(s, g);
+    g->lru_next = s->lru_head;
+    if (s->lru_head)
+        s->lru_head->lru_prev = g;
+    s->lru_head = g;
+    if (!s->lru_tail)
+        s->lru_tail = g;
+    g->in_lru = true;
+}
+
+/* This shard's share of history_cache_bytes: the budget over the shards
+ * on its route. */
+static uint64_t cache_budget(const rc_shard *s)
+{
+    uint32_t n = s->route && s->route->n ? s->route->n : 1;
+    return s->limits.history_cache_bytes / n;
+}
+
+/* End of a tick (its write done): while the groups' history holds more
+ * than the budget, the least recently used group's history leaves memory;
+ * its next use reads it back from storage (rc_shard_group_warm). Only with
+ * storage: without it history lives in memory alone. The group used last
+ * stays, whatever its size. */
+static void cache_trim(rc_shard *s)
+{
+    uint64_t budget = cache_budget(s);
+    if (budget && s->store.persist) {
+        while (s->hist_bytes > budget && s->lru_tail && s->lru_tail != s->lru_head) {
+            rc_group *g = s->lru_tail;
+            lru_remove(s, g);
+            rc_group_evict_history(g);
+            RC_STAT_ADD(s->stats.cache_evictions, 1);
+        }
+    }
+    RC_STAT_SET(s->stats.cache_bytes, s->hist_bytes);
+}
 
 /* The job's group, with its history in memory (loaded on first use after
  * a restart), or NULL. */
@@ -125,8 +183,13 @@ static rc_group *group_find(rc_shard *s, const rc_job *j)
 {
     uint64_t *v = rc_strmap_get(&s->groups, rc_job_g(j), j->g_len);
     rc_group *g = v ? (rc_group *)(uintptr_t)*v : NULL;
-    if (g && !g->warm && j->kind != RC_JOB_DETACH)
+    if (!g || j->kind == RC_JOB_DETACH)
+        return g;
+    if (g->warm)
+        RC_STAT_ADD(s->stats.cache_hits, 1);
+    else
         rc_shard_group_warm(s, g);
+    lru_touch(s, g);
     return g;
 }
 
@@ -140,6 +203,8 @@ static rc_group *group_get_or_create(rc_shard *s, const rc_job *j)
         return NULL;
     g->created_ms = g->updated_ms = rc_clock_wall_ms();
     g->warm = true; /* nothing stored yet */
+    g->acct = &s->hist_bytes;
+    lru_touch(s, g);
     if (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
         rc_group_free(g);
         return NULL;
@@ -591,6 +656,10 @@ static void move_adopt(rc_shard *s, const rc_job *j)
         sched_yield();
     }
     RC_STAT_ADD(s->stats.groups, 1);
+    g->acct = &s->hist_bytes;
+    s->hist_bytes += g->hist_bytes;
+    if (g->warm)
+        lru_touch(s, g);
     if (j->ts)
         rc_shard_persist_snapshot(s, g); /* its snapshot was due at the old owner */
 }
@@ -653,6 +722,9 @@ static void move_hand_over(rc_shard *s)
     for (uint32_t i = 0; i < n; i++) {
         rc_group *g = out[i];
         rc_strmap_del(&s->groups, g->name, g->name_len);
+        lru_remove(s, g);
+        s->hist_bytes -= g->hist_bytes;
+        g->acct = NULL; /* the new owner counts it */
         bool resnap = g->snap_queued;
         if (resnap) {
             for (uint32_t k = 0; k < s->n_snap; k++)
@@ -820,6 +892,7 @@ static void follow_live(rc_shard *s)
     s->limits.history_ttl_ms = v->history_ttl_ms;
     s->limits.snapshot_every = v->snapshot_every;
     s->limits.snapshot_interval_ms = v->snapshot_interval_ms;
+    s->limits.history_cache_bytes = v->history_cache_bytes;
     s->max_queue_ns = (uint64_t)v->max_queue_ms * 1000000u;
     rc_live_ack(&s->live_ack, s->live_version);
 }
@@ -860,6 +933,7 @@ static void *shard_main(void *arg)
         flush_outbatches(s);
         if (s->move.hand_due)
             move_hand_over(s); /* after the write and the flush: the new owner's output follows ours */
+        cache_trim(s);
         note_cost(s, n);
         if (move_check_done(s)) {
             release_idle(s);

@@ -40,6 +40,7 @@ typedef struct rc_shard_limits {
     uint64_t history_ttl_ms;        /* messages older than this leave history */
     uint64_t max_reply_bytes;       /* a hist reply or a join's backlog stops here (`more: true`); 0: no bound */
     uint32_t group_rate, group_burst; /* sends per second per group, bucket size (0: no limit) */
+    uint64_t history_cache_bytes;   /* history kept in memory by all shards together (0: no bound; ARCHITECTURE §6.1) */
 } rc_shard_limits;
 
 /* Storage a shard writes through (NULL persist: memory only). */
@@ -83,6 +84,9 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t redeliveries;  /* replayed slow_consumer letters sent to the group's io threads */
     _Atomic uint64_t replies_paged; /* hist replies and join backlogs cut at max_reply_bytes (`more: true`) */
     _Atomic uint64_t rate_limited;  /* sends refused with E_RATE_LIMITED by group_rate */
+    _Atomic uint64_t cache_bytes;   /* gauge: history held in memory (hist_bytes, published each tick) */
+    _Atomic uint64_t cache_hits;    /* requests whose group's history was in memory */
+    _Atomic uint64_t cache_evictions; /* groups whose history left memory for the budget */
     /* Requests for this shard that io threads refused before its ring
      * (several writers: rc_stat_add_shared): */
     _Atomic uint64_t refused_overloaded; /* waited past max_queue_ms for room: E_OVERLOADED */
@@ -143,6 +147,8 @@ typedef struct rc_shard {
     struct rc_shard *const *peers;  /* every shard by id (RC_MAX_SHARDS at most): where ADOPT and HANDED go */
     const rc_route *route;          /* the route this shard last finished moving to */
     rc_shard_move move;
+    uint64_t hist_bytes;            /* history its groups hold in memory (group.c keeps it) */
+    struct rc_group *lru_head, *lru_tail; /* warm groups, most recently used first */
     bool started;                   /* its thread runs (set and cleared by the server) */
     rc_live *live;                  /* values a reload changes (core/live.h); NULL: none */
     uint64_t live_version;          /* the version applied */

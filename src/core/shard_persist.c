@@ -59,6 +59,7 @@ int rc_shard_adopt(rc_shard *s, const rc_persist_group *pg, char *err, size_t er
         g->last_seq = pg->newest_seq;
     g->warm = false;
     g->snap_ms = rc_clock_mono_ms();
+    g->acct = &s->hist_bytes;
     if (rc_strmap_put(&s->groups, g->name, g->name_len, (uint64_t)(uintptr_t)g) != 0) {
         snprintf(err, errlen, "out of memory adopting group %.*s", (int)pg->g_len, pg->g);
         rc_group_free(g);

@@ -1,0 +1,130 @@
+/*
+ * The history cache (src/ARCHITECTURE.md §6.1): with history_cache_mb = 1
+ * and N_GROUPS groups of HIST messages each (several MiB of history), the
+ * server keeps about 1 MiB in memory and gives the rest back, and what a
+ * user asks of an evicted group is still all there:
+ *  - ringcast_history_cache_evictions_total > 0 and
+ *    ringcast_history_cache_bytes stays near the budget;
+ *  - `join since 0` on an evicted group replays all HIST messages, seq
+ *    1..HIST gapless with the bodies that were sent, then `synced`;
+ *  - `hist` on an evicted group returns its newest messages;
+ *  - a resent mid of an evicted group is still recognised (`dup: true`,
+ *    the original seq): the dedup window is read back with the history;
+ *  - each of those reads counts in ringcast_history_loads_total.
+ */
+#define _GNU_SOURCE
+#include "itest.h"
+
+#define N_GROUPS 40
+#define HIST 150
+#define BODY 300
+#define BUDGET_BYTES (1u << 20)
+#define SLACK_BYTES (256u << 10) /* the group used last may stay above the budget */
+
+static it_server srv;
+
+static int cleanup(void)
+{
+    return it_cleanup(&srv);
+}
+
+static void body_of(char *out, int g, int i)
+{
+    memset(out, 'a' + (g + i) % 26, BODY);
+    snprintf(out, 32, "g%d-m%d-", g, i);
+    out[strlen(out)] = '-';
+}
+
+static double metric(const char *name)
+{
+    return rc_test_metric(srv.s.admin_port, name, 1);
+}
+
+static void test_evicted_history_reads_back(void)
+{
+    const char *flags[] = { "--history-cache-mb", "1", "--history-max", "150", "--shards", "1",
+                            "--min-shards", "1", "--max-shards", "1", NULL };
+    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
+    rc_client a;
+    CU_ASSERT_FATAL(it_login(&a, &srv, "alice") == 0);
+    char g[16], mid[32], body[BODY + 1];
+    for (int gi = 0; gi < N_GROUPS; gi++) {
+        snprintf(g, sizeof(g), "c%d", gi);
+        uint64_t seq;
+        CU_ASSERT_FATAL(rc_client_join(&a, g, IT_TIMEOUT_MS, &seq) == 0);
+        for (int i = 1; i <= HIST; i++) {
+            body_of(body, gi, i);
+            snprintf(mid, sizeof(mid), "m%d", i);
+            rc_msg ack;
+            CU_ASSERT_FATAL(rc_client_publish(&a, g, body, BODY, mid, IT_TIMEOUT_MS, &ack) == 0);
+            CU_ASSERT_EQUAL_FATAL(ack.seq, (uint64_t)i);
+        }
+    }
+    double evicted = metric("ringcast_history_cache_evictions_total");
+    double held = metric("ringcast_history_cache_bytes");
+    printf("\n    %d groups x %d messages of %d bytes: %.0f evictions, %.0f bytes held (budget %u)\n", N_GROUPS,
+           HIST, BODY, evicted, held, BUDGET_BYTES);
+    CU_ASSERT(evicted > 0);
+    CU_ASSERT(held <= BUDGET_BYTES + SLACK_BYTES);
+    double loads0 = metric("ringcast_history_loads_total");
+
+    /* Dedup of an evicted group: c1 went cold long ago. */
+    rc_msg ack;
+    body_of(body, 1, 10);
+    CU_ASSERT_EQUAL(rc_client_publish(&a, "c1", body, BODY, "m10", IT_TIMEOUT_MS, &ack), 0);
+    CU_ASSERT_EQUAL(ack.seq, 10);
+    CU_ASSERT(ack.has & RC_HAS_DUP);
+    CU_ASSERT(ack.dup);
+
+    /* join since 0 on evicted groups: everything, gapless, as sent. */
+    rc_client b;
+    CU_ASSERT_FATAL(it_login(&b, &srv, "bob") == 0);
+    for (int gi = 2; gi < 6; gi++) {
+        snprintf(g, sizeof(g), "c%d", gi);
+        rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = 0 };
+        CU_ASSERT_FATAL(it_request(&b, &jm, 100 + (uint64_t)gi) == 0);
+        rc_msg m;
+        CU_ASSERT_FATAL(it_expect(&b, &m, RC_T_JOINED));
+        CU_ASSERT_EQUAL(m.seq, HIST);
+        int got = 0, wrong = 0;
+        for (;;) {
+            CU_ASSERT_FATAL(it_next(&b, &m) == 1);
+            if (m.type == RC_T_SYNCED)
+                break;
+            CU_ASSERT_FATAL(m.type == RC_T_MSG);
+            got++;
+            body_of(body, gi, got);
+            wrong += m.seq != (uint64_t)got || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
+        }
+        CU_ASSERT_EQUAL(got, HIST);
+        CU_ASSERT_EQUAL(wrong, 0);
+        CU_ASSERT_EQUAL(m.seq, HIST);
+        CU_ASSERT(!m.more);
+    }
+    /* hist on an evicted group: its newest messages. */
+    rc_msg h = { .type = RC_T_HIST, .g = rc_str_c("c7"), .has = RC_HAS_LIMIT, .limit = 20 };
+    rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c("c7") };
+    CU_ASSERT_FATAL(it_request(&b, &jm, 200) == 0);
+    rc_msg m;
+    CU_ASSERT_FATAL(it_wait(&b, RC_T_JOINED, 200, &m, NULL) == 1);
+    CU_ASSERT_FATAL(it_request(&b, &h, 201) == 0);
+    CU_ASSERT_FATAL(it_wait(&b, RC_T_HIST, 201, &m, NULL) == 1);
+    CU_ASSERT_EQUAL(m.n_msgs, 20);
+    if (m.n_msgs == 20) {
+        CU_ASSERT_EQUAL(m.msgs[0].seq, HIST - 19);
+        CU_ASSERT_EQUAL(m.msgs[19].seq, HIST);
+    }
+    CU_ASSERT(metric("ringcast_history_loads_total") >= loads0 + 6);
+    rc_client_close(&a);
+    rc_client_close(&b);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("history cache", NULL, cleanup);
+    CU_add_test(s, "evicted history reads back from storage", test_evicted_history_reads_back);
+    return rc_test_run();
+}
