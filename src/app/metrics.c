@@ -155,6 +155,7 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(warmups, "history_loads_total", "counter", "Groups whose history was loaded from storage on first use."),
     SHARD_METRIC(expired, "expired_letters_total", "counter", "Sends that waited past max_queue_ms: answered E_OVERLOADED, sent to the dead-letter topic."),
     SHARD_METRIC(poison_letters, "poison_letters_total", "counter", "Sends whose store write failed every attempt: answered E_INTERNAL, sent to the dead-letter topic."),
+    SHARD_METRIC(sequence_retries, "sequence_retries_total", "counter", "Sends sequenced again after running out of memory (backoff and jitter; the last failure is a poison letter)."),
     SHARD_METRIC(store_retries, "store_write_retries_total", "counter", "Store writes tried again after a failure."),
     SHARD_METRIC(redeliveries, "redeliveries_total", "counter", "Replayed slow_consumer letters sent towards their group's online subscribers."),
     SHARD_METRIC(replies_paged, "replies_paged_total", "counter", "hist replies and join backlogs cut at max_reply_bytes (answered with more: true)."),

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/backoff.h"
 #include "core/clock.h"
 #include "core/group.h"
 #include "core/log.h"
@@ -402,6 +403,52 @@ static bool expire_send(rc_shard *s, const rc_job *j)
     return true;
 }
 
+/* One try at sequencing j's message as g's next seq: the frame, or NULL
+ * when memory ran out (nothing changed). */
+static rc_frame *sequence_once(rc_shard *s, const rc_job *j, rc_group *g, uint64_t ts, const char *dkey,
+                               uint32_t dkey_len)
+{
+    if (s->fail_sequencing) {
+        s->fail_sequencing--;
+        return NULL;
+    }
+    rc_frame *f = encode_msg(s, j, g, g->last_seq + 1, ts);
+    if (f && rc_group_remember(g, ts, f, dkey, dkey_len) == 0)
+        return f;
+    if (f)
+        rc_frame_unref(f);
+    return NULL;
+}
+
+/* Sequences j's message, trying RC_POISON_ATTEMPTS times with backoff and
+ * jitter when memory runs out; after the last try the sender gets
+ * E_INTERNAL and the message a `poison` dead letter (ARCHITECTURE §7), as a
+ * write that failed every try does. */
+static rc_frame *sequence(rc_shard *s, const rc_job *j, rc_group *g, uint64_t ts, const char *dkey, uint32_t dkey_len)
+{
+    uint32_t tries = 0;
+    for (;;) {
+        rc_frame *f = sequence_once(s, j, g, ts, dkey, dkey_len);
+        tries++;
+        if (f)
+            return f;
+        if (tries >= RC_POISON_ATTEMPTS)
+            break;
+        RC_STAT_ADD(s->stats.sequence_retries, 1);
+        RC_LOG_WARN("shard", "id=%u event=sequence_retry attempt=%u of=%u group=%.*s", s->id, tries,
+                    RC_POISON_ATTEMPTS, (int)g->name_len, g->name);
+        rc_backoff_sleep(rc_backoff_us(tries, RC_POISON_BACKOFF_US, &s->backoff_rng));
+    }
+    RC_STAT_ADD(s->stats.poison_letters, 1);
+    rc_letter l = { .reason = RC_LETTER_POISON, .g = { rc_job_g(j), j->g_len }, .from = { rc_job_user(j), j->user_len },
+                    .ts = ts, .mid = { rc_job_mid(j), j->mid_len }, .body = { rc_job_body(j), j->body_len },
+                    .body_is_str = j->body_is_str, .attempts = tries,
+                    .err = rc_str_c("out of memory sequencing the message") };
+    rc_shard_submit_letter(s, &l);
+    rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory sequencing the message; try again later");
+    return NULL;
+}
+
 static void do_send(rc_shard *s, const rc_job *j)
 {
     if (expire_send(s, j))
@@ -426,13 +473,9 @@ static void do_send(rc_shard *s, const rc_job *j)
         return;
     }
     uint64_t ts = rc_clock_wall_ms();
-    rc_frame *f = encode_msg(s, j, g, g->last_seq + 1, ts);
-    if (!f || rc_group_remember(g, ts, f, dkey_len ? dkey : NULL, dkey_len) != 0) {
-        if (f)
-            rc_frame_unref(f);
-        rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory sequencing the message; try again later");
+    rc_frame *f = sequence(s, j, g, ts, dkey_len ? dkey : NULL, dkey_len);
+    if (!f)
         return;
-    }
     RC_STAT_ADD(s->stats.sequenced, 1);
     /* History holds the frame's first reference; one more per recipient. */
     rc_frame_ref(f, g->n_subs);
@@ -949,6 +992,7 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
 {
     memset(s, 0, sizeof(*s));
     s->id = id;
+    s->backoff_rng = UINT64_C(0x9E3779B97F4A7C15) * (id + 1u);
     if (store)
         s->store = *store;
     s->limits = *lim;

@@ -26,8 +26,9 @@
 /* A tick's store write is tried this many times before its sends fail with
  * E_INTERNAL and become `poison` dead letters (ARCHITECTURE §7). */
 #define RC_POISON_ATTEMPTS 3u
-/* Wait before the first retry of a failed write; doubles with each retry,
- * so a failing store holds the shard for at most 1 + 2 ms per tick. */
+/* Wait before the first retry of a failed write or sequencing; doubles with
+ * each retry, plus up to half again of jitter (core/backoff.h), so a failing
+ * store holds the shard for at most 1.5 + 3 ms per tick. */
 #define RC_POISON_BACKOFF_US 1000u
 
 /* Limits a shard applies: copied in at start; a reload changes some of them (follow_live, core/live.h). */
@@ -76,6 +77,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t store_commit_ns; /* time spent writing them */
     _Atomic uint64_t store_errors;  /* batches that failed every attempt (their sends got E_INTERNAL) */
     _Atomic uint64_t store_retries; /* writes tried again after a failure */
+    _Atomic uint64_t sequence_retries; /* sends sequenced again after running out of memory */
     _Atomic uint64_t snapshots;     /* group snapshots written */
     _Atomic uint64_t warmups;       /* groups whose history was loaded from storage */
     _Atomic uint64_t expired;       /* sends that waited past max_queue_ms: E_OVERLOADED and a letter */
@@ -148,6 +150,8 @@ typedef struct rc_shard {
     const rc_route *route;          /* the route this shard last finished moving to */
     rc_shard_move move;
     uint64_t hist_bytes;            /* history its groups hold in memory (group.c keeps it) */
+    uint64_t backoff_rng;           /* jitter of retries (core/backoff.h) */
+    uint32_t fail_sequencing;       /* tests only: this many sequencing attempts fail as out of memory would */
     struct rc_group *lru_head, *lru_tail; /* warm groups, most recently used first */
     bool started;                   /* its thread runs (set and cleared by the server) */
     rc_live *live;                  /* values a reload changes (core/live.h); NULL: none */

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/persist.h"
 #include "core/snapshot.h"
+#include "core/backoff.h"
 #include "core/stats.h"
 
 #define RC_TRIM_EVERY 64u      /* retention deletes are issued every this many messages */
@@ -289,9 +290,7 @@ static void retry_wait(rc_shard *s, uint32_t tried, const char *err)
     RC_STAT_ADD(s->stats.store_retries, 1);
     RC_LOG_WARN("shard", "id=%u event=store_write_retry attempt=%u of=%u err=\"%s\"", s->id,
             tried, RC_POISON_ATTEMPTS, err);
-    uint64_t us = (uint64_t)RC_POISON_BACKOFF_US << (tried - 1);
-    struct timespec ts = { (time_t)(us / 1000000u), (long)(us % 1000000u) * 1000L };
-    nanosleep(&ts, NULL);
+    rc_backoff_sleep(rc_backoff_us(tried, RC_POISON_BACKOFF_US, &s->backoff_rng));
 }
 
 /* The failed commit freed its batch: puts the tick's history entries into

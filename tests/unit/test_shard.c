@@ -929,6 +929,38 @@ out:
     harness_stop(&h);
 }
 
+/* 2c. Sequencing that runs out of memory is tried RC_POISON_ATTEMPTS
+ * times with backoff: a send whose every try failed is answered E_INTERNAL
+ * and becomes one `poison` letter with attempts = RC_POISON_ATTEMPTS; a
+ * send that succeeds on a retry is acked with the next free seq. (The
+ * failures come from fail_sequencing, set before the thread starts.) */
+static void test_sequencing_retried(void)
+{
+    harness h;
+    rc_conn_id c = conn_of(3);
+    CU_ASSERT_EQUAL_FATAL(harness_init(&h), 0);
+    h.s.fail_sequencing = RC_POISON_ATTEMPTS + 2;
+    CU_ASSERT_EQUAL_FATAL(harness_start(&h), 0);
+    CHECK_OR_OUT(request(&h, job_join(c, "u", "room", 1, false, 0), RC_T_JOINED, 1) >= 0);
+    int e = request(&h, job_send(c, "u", "room", 2, "given-up", "m1"), RC_T_ERR, 2);
+    CHECK_OR_OUT(e >= 0);
+    CU_ASSERT_EQUAL(h.got[e].code, RC_E_INTERNAL);
+    CHECK_OR_OUT(letters_n(&h.letters) == 1);
+    pthread_mutex_lock(&h.letters.mu);
+    CU_ASSERT_EQUAL(h.letters.l[0].reason, RC_LETTER_POISON);
+    CU_ASSERT_EQUAL(h.letters.l[0].attempts, RC_POISON_ATTEMPTS);
+    CU_ASSERT_STRING_EQUAL(h.letters.l[0].body, "given-up");
+    CU_ASSERT_STRING_EQUAL(h.letters.l[0].mid, "m1");
+    pthread_mutex_unlock(&h.letters.mu);
+    int a = request(&h, job_send(c, "u", "room", 3, "second", "m2"), RC_T_ACK, 3);
+    CHECK_OR_OUT(a >= 0);
+    CU_ASSERT_EQUAL(h.got[a].seq, 1); /* the first took no seq */
+    CU_ASSERT_EQUAL(atomic_load(&h.s.stats.sequence_retries), (RC_POISON_ATTEMPTS - 1) + 2);
+    CU_ASSERT_EQUAL(letters_n(&h.letters), 1);
+out:
+    harness_stop(&h);
+}
+
 /* 2b. A send that repeats the mid of a send sequenced earlier in the same
  * tick is a dup of it; when the tick's write fails that message does not
  * exist, so the repeat must not be acked with its seq. */
@@ -1388,6 +1420,7 @@ int main(void)
     if (s == NULL || !CU_add_test(s, "join + send: one group commit", test_join_send_commit) ||
         !CU_add_test(s, "failed commit: sends undone", test_failed_commit_undo) ||
         !CU_add_test(s, "failed commit: dup of an undone send", test_failed_commit_dup_in_tick) ||
+        !CU_add_test(s, "sequencing out of memory: retried, then a poison letter", test_sequencing_retried) ||
         !CU_add_test(s, "snapshot versions rise", test_snapshot_versions) ||
         !CU_add_test(s, "recovery: adopt, join since, dedup", test_recovery) ||
         !CU_add_test(s, "failed commit: retried, nothing lost", test_commit_retried) ||
