@@ -124,13 +124,16 @@ static const field_def fields[F_COUNT] = {
     [F_MORE] = { "more", K_BOOL, 0, 0 },
 };
 
-#define REQ(f) (1ull << (f))
-#define OPT(f) (1ull << ((f) + 32))
+/* A type's spec: bit f = field f required, bit 64 + f = optional, so up
+ * to 64 fields (a GCC/clang extension; the protocol outgrew 32). */
+__extension__ typedef unsigned __int128 spec_t;
+#define REQ(f) ((spec_t)1 << (f))
+#define OPT(f) ((spec_t)1 << ((f) + 64))
 /* Keys of a type that only its reply carries: hist is both a request and a reply. */
 #define REPLY_ONLY (OPT(F_MSGS) | OPT(F_MORE))
 
-/* Required and optional fields per type (bit f = required, bit 32+f = optional). */
-static const uint64_t type_spec[RC_T_COUNT] = {
+/* Required and optional fields per type (bit f = required, bit 64+f = optional). */
+static const spec_t type_spec[RC_T_COUNT] = {
     [RC_T_HELLO] = REQ(F_USER) | OPT(F_TOKEN),
     [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE),
     [RC_T_LEAVE] = REQ(F_G),
@@ -369,10 +372,10 @@ static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, co
     if (e != RC_OK)
         return e;
 
-    uint64_t spec = type_spec[out->type];
+    spec_t spec = type_spec[out->type];
     if (d->requests)
         spec &= ~REPLY_ONLY;
-    uint64_t seen = 0;
+    spec_t seen = 0;
     for (uint32_t i = 0; i < map->size; i++) {
         field_id f = field_lookup(&map->ptr[i].key);
         if (f == F_COUNT || f == F_RID || !(spec & (REQ(f) | OPT(f))))
@@ -386,7 +389,7 @@ static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, co
         if (e != RC_OK)
             return e;
     }
-    uint64_t required = spec & 0xffffffffull;
+    spec_t required = spec & (spec_t)UINT64_MAX;
     if ((seen & required) != required) {
         *why = "a required field is missing";
         return RC_E_MISSING_FIELD;
@@ -643,23 +646,23 @@ static bool opt_set(const rc_msg *m, field_id f)
     }
 }
 
-static bool field_encoded(const rc_msg *m, uint64_t spec, field_id f)
+static bool field_encoded(const rc_msg *m, spec_t spec, field_id f)
 {
     return (spec & REQ(f)) || ((spec & OPT(f)) && opt_set(m, f));
 }
 
 /* The fields a type may carry, one bit per field_id. */
-static uint32_t spec_fields(uint64_t spec)
+static uint64_t spec_fields(spec_t spec)
 {
-    return (uint32_t)spec | (uint32_t)(spec >> 32);
+    return (uint64_t)spec | (uint64_t)(spec >> 64);
 }
 
 /* Number of map entries m encodes to: `t`, `rid` if set, then its fields. */
-static uint32_t count_fields(const rc_msg *m, uint64_t spec)
+static uint32_t count_fields(const rc_msg *m, spec_t spec)
 {
     uint32_t n = 1 + ((m->has & RC_HAS_RID) != 0);
-    for (uint32_t bits = spec_fields(spec); bits; bits &= bits - 1)
-        n += field_encoded(m, spec, (field_id)__builtin_ctz(bits));
+    for (uint64_t bits = spec_fields(spec); bits; bits &= bits - 1)
+        n += field_encoded(m, spec, (field_id)__builtin_ctzll(bits));
     return n;
 }
 
@@ -701,13 +704,13 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
 
 static void pack_msg(msgpack_packer *pk, const rc_msg *m)
 {
-    uint64_t spec = type_spec[m->type];
+    spec_t spec = type_spec[m->type];
     msgpack_pack_map(pk, count_fields(m, spec));
     pack_kstr(pk, "t", rc_str_c(rc_type_name(m->type)));
     if (m->has & RC_HAS_RID)
         pack_kuint(pk, "rid", m->rid);
-    for (uint32_t bits = spec_fields(spec); bits; bits &= bits - 1) {
-        field_id f = (field_id)__builtin_ctz(bits);
+    for (uint64_t bits = spec_fields(spec); bits; bits &= bits - 1) {
+        field_id f = (field_id)__builtin_ctzll(bits);
         if (field_encoded(m, spec, f))
             pack_field(pk, m, f);
     }
