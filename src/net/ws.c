@@ -28,6 +28,8 @@
 #define WS_CLOSE_PROTOCOL 1002
 #define WS_CLOSE_POLICY 1008    /* the Origin is not allowed */
 #define WS_CLOSE_TOO_BIG 1009
+#define WS_CLOSE_INTERNAL 1011  /* out of memory while a message came */
+#define WS_MSG_KEEP 16384u      /* bytes of a message buffer kept between messages; a larger one is freed */
 
 enum ws_state { WS_HTTP, WS_OPEN, WS_CLOSING };
 
@@ -37,6 +39,16 @@ struct rc_ws {
     wslay_event_context_ptr ctx;
     bool text;            /* the client's last message was text: answer in JSON */
     uint64_t msg_bytes;   /* payload of the message being received so far (its frames) */
+    /* The data message being received (wslay buffers only control frames,
+     * ws_on_chunk): the chunk that is all of it, still in wslay's input
+     * buffer until ws_on_msg, or what its chunks added up to so far. */
+    const uint8_t *whole;
+    size_t whole_len;
+    rc_buf msg;
+    uint64_t frame_len;   /* payload of the frame being received */
+    bool in_control;      /* that frame is a control frame (wslay buffers it) */
+    bool one_frame;       /* the message's first frame has FIN: it may come as one chunk */
+    bool drop;            /* the message is not handed on: refused past max_frame, or no memory */
     /* while a call runs: its env (bounds, way out, counters), its bytes */
     const rc_ws_env *env;
     const uint8_t *in;
@@ -57,6 +69,7 @@ rc_ws *rc_ws_new(void)
         return NULL;
     }
     rc_buf_init(&w->scratch);
+    rc_buf_init(&w->msg);
     return w;
 }
 
@@ -68,6 +81,7 @@ void rc_ws_free(rc_ws *w)
         wslay_event_context_free(w->ctx);
     rc_http_conn_free(&w->http);
     rc_buf_free(&w->scratch);
+    rc_buf_free(&w->msg);
     free(w);
 }
 
@@ -113,23 +127,58 @@ static void ws_close(rc_ws *w, uint16_t code, const char *reason)
     wslay_event_shutdown_read(w->ctx);
 }
 
+/* A data message's payload as wslay reads it, unmasked in its input
+ * buffer: kept where it is when one chunk is all of the message (the
+ * common case, no copy), else added up in w->msg. */
+static void ws_on_chunk(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_chunk_arg *arg, void *ud)
+{
+    (void)ctx;
+    rc_ws *w = ud;
+    if (w->in_control || arg->data_length == 0 || w->drop)
+        return; /* wslay buffers control frames; a message refused is not kept */
+    if (w->one_frame && !w->whole && w->msg.len == 0 && arg->data_length == w->frame_len) {
+        w->whole = arg->data;
+        w->whole_len = arg->data_length;
+        return;
+    }
+    if (w->whole) { /* cannot happen: a whole frame comes as one chunk; kept safe all the same */
+        if (rc_buf_append(&w->msg, w->whole, w->whole_len) != 0)
+            goto nomem;
+        w->whole = NULL;
+    }
+    if (rc_buf_append(&w->msg, arg->data, arg->data_length) == 0)
+        return;
+nomem:
+    RC_LOG_ERROR("ws", "event=message_nomem bytes=%llu", (unsigned long long)w->msg_bytes);
+    w->drop = true;
+    ws_close(w, WS_CLOSE_INTERNAL, "out of memory");
+}
+
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *ud)
 {
     (void)ctx;
     rc_ws *w = ud;
-    if (arg->opcode < 0x8 && w->msg_bytes > w->env->max_frame)
-        return; /* refused as its first frame came (ws_on_frame_start); wslay read it to the end */
+    if (arg->opcode >= 0x8)
+        return; /* ping: wslay queued the pong; close: wslay queued the answer */
+    const uint8_t *p = w->whole ? w->whole : w->msg.data;
+    size_t n = w->whole ? w->whole_len : w->msg.len;
+    w->whole = NULL;
+    w->msg.len = 0;
+    if (w->msg.cap > WS_MSG_KEEP)
+        rc_buf_free(&w->msg);
+    if (w->drop)
+        return; /* refused as its first frame came (ws_on_frame_start), wslay read it to the end */
     if (arg->opcode == WSLAY_BINARY_FRAME) {
         w->text = false;
         RC_STAT_ADD(w->env->stats->messages_in, 1);
-        w->env->out->message(w->env->out->self, arg->msg, arg->msg_length);
+        w->env->out->message(w->env->out->self, p, n);
     } else if (arg->opcode == WSLAY_TEXT_FRAME) {
         /* wslay has checked it is UTF-8 (else it closed with 1007) */
         w->text = true;
         RC_STAT_ADD(w->env->stats->messages_in, 1);
         const char *why = NULL;
         w->scratch.len = 0;
-        rc_err e = rc_json_to_msgpack((const char *)arg->msg, arg->msg_length, &w->scratch, &why);
+        rc_err e = rc_json_to_msgpack((const char *)p, n, &w->scratch, &why);
         if (e != RC_OK) {
             ws_content_error(w, e, why ? why : "a text message must hold one JSON object");
             return;
@@ -140,7 +189,6 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         }
         w->env->out->message(w->env->out->self, w->scratch.data, w->scratch.len);
     }
-    /* ping: wslay queued the pong; close: wslay queued the answer */
 }
 
 /* A message longer than max_frame, in one frame or in several, is refused
@@ -151,13 +199,21 @@ static void ws_on_frame_start(wslay_event_context_ptr ctx, const struct wslay_ev
 {
     (void)ctx;
     rc_ws *w = ud;
-    if (arg->opcode >= 0x8)
+    w->in_control = arg->opcode >= 0x8;
+    if (w->in_control)
         return; /* control frames are at most 125 bytes (wslay checks) */
-    if (arg->opcode != WSLAY_CONTINUATION_FRAME)
+    w->frame_len = arg->payload_length;
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
         w->msg_bytes = 0;
+        w->one_frame = arg->fin;
+        w->whole = NULL;
+        w->msg.len = 0;
+        w->drop = false;
+    }
     w->msg_bytes += arg->payload_length;
-    if (w->msg_bytes <= w->env->max_frame)
+    if (w->drop || w->msg_bytes <= w->env->max_frame)
         return;
+    w->drop = true;
     ws_content_error(w, RC_E_FRAME_TOO_LARGE, "the message is longer than max_frame; closing");
     ws_close(w, WS_CLOSE_TOO_BIG, "message longer than max_frame");
 }
@@ -166,6 +222,7 @@ static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = ws_recv,
     .send_callback = ws_send,
     .on_frame_recv_start_callback = ws_on_frame_start,
+    .on_frame_recv_chunk_callback = ws_on_chunk,
     .on_msg_recv_callback = ws_on_msg,
 };
 
@@ -256,6 +313,9 @@ static void http_upgrade(rc_ws *w, const rc_http_request *r)
     /* ws_on_frame_start refuses past max_frame with an `err` first; wslay's
      * own bound (a bare 1009) is the backstop behind it. */
     wslay_event_config_set_max_recv_msg_length(w->ctx, (uint64_t)w->env->max_frame * 2 + RC_WS_MAX_HEAD);
+    /* data messages are kept by ws_on_chunk, with no allocation and no copy
+     * when a message comes in one piece (wslay would copy it twice) */
+    wslay_event_config_set_no_buffering(w->ctx, 1);
     char accept[WS_ACCEPT_LEN + 1];
     ws_accept_key(key, accept);
     char head[RC_HTTP_RESPONSE_HEAD_MAX];

@@ -27,6 +27,7 @@ typedef struct fake {
     uint8_t out[OUT_CAP];
     size_t out_len;
     size_t msg_len[MAX_MSGS];
+    uint8_t msg[MAX_MSGS][MAX_FRAME];
     int n_msgs;
     rc_err errors[MAX_MSGS];
     int n_errors;
@@ -45,9 +46,9 @@ static void f_write(void *self, const uint8_t *a, size_t na, const uint8_t *b, s
 
 static void f_message(void *self, const uint8_t *map, size_t len)
 {
-    (void)map;
     fake *f = self;
-    CU_ASSERT_FATAL(f->n_msgs < MAX_MSGS);
+    CU_ASSERT_FATAL(f->n_msgs < MAX_MSGS && len <= MAX_FRAME);
+    memcpy(f->msg[f->n_msgs], map, len);
     f->msg_len[f->n_msgs++] = len;
 }
 
@@ -271,6 +272,37 @@ static void test_text_growing_past_max_frame(void)
     conn_free(c);
 }
 
+/* Messages are put together from what wslay reads (no buffering in wslay):
+ * three fragments with a ping between them, and a one-frame message fed
+ * one byte at a time, each reach the session whole and unmasked. */
+static void test_messages_put_together(void)
+{
+    conn *c = conn_new();
+    static uint8_t buf[8192];
+    char req[1024];
+    size_t n = upgrade(req, sizeof(req), "");
+    memcpy(buf, req, n);
+    const char *a = "first part, ", *b = "second part, ", *z = "and the end";
+    n += client_frame(buf + n, 0x2, false, 0, a, strlen(a));
+    n += client_frame(buf + n, 0x9, true, 0, "ping", 4);
+    n += client_frame(buf + n, 0x0, false, 0, b, strlen(b));
+    n += client_frame(buf + n, 0x0, true, 0, z, strlen(z));
+    size_t second = n;
+    static uint8_t big[600];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7);
+    n += client_frame(buf + n, 0x2, true, 0, big, sizeof(big));
+    feed(c, buf, second);
+    for (size_t i = second; i < n; i++) /* one byte per read, as a slow socket gives them */
+        feed(c, buf + i, 1);
+    CU_ASSERT_FATAL(c->f.n_msgs == 2);
+    CU_ASSERT(c->f.msg_len[0] == strlen(a) + strlen(b) + strlen(z));
+    CU_ASSERT(memcmp(c->f.msg[0], "first part, second part, and the end", c->f.msg_len[0]) == 0);
+    CU_ASSERT(c->f.msg_len[1] == sizeof(big) && memcmp(c->f.msg[1], big, sizeof(big)) == 0);
+    CU_ASSERT(!c->f.closed);
+    conn_free(c);
+}
+
 static int add_tests(void)
 {
     CU_pSuite s = CU_add_suite("ws", NULL, NULL);
@@ -279,7 +311,8 @@ static int add_tests(void)
         !CU_add_test(s, "a frame with RSV1 (compressed) is closed with 1002", test_compressed_frame_refused) ||
         !CU_add_test(s, "a message past max_frame never reaches the session", test_message_past_max_frame) ||
         !CU_add_test(s, "fragments past max_frame never reach the session", test_fragments_past_max_frame) ||
-        !CU_add_test(s, "a text message longer than max_frame as MessagePack", test_text_growing_past_max_frame))
+        !CU_add_test(s, "a text message longer than max_frame as MessagePack", test_text_growing_past_max_frame) ||
+        !CU_add_test(s, "fragments, and a message read byte by byte, come whole", test_messages_put_together))
         return -1;
     return 0;
 }
