@@ -1,6 +1,7 @@
 /*
  * ringcast-bench: the interface between the load generator and the systems it
- * drives (ringcast, NATS, Redis; the speed-of-light server ringcast-sol speaks
+ * drives (ringcast, NATS, Redis, and the durable NATS JetStream and Redis
+ * Streams; the speed-of-light server ringcast-sol speaks
  * the ringcast protocol and uses the ringcast driver).
  *
  * The generator (ringcast-bench.c) owns the sockets, the epoll loops and the
@@ -39,6 +40,7 @@
 #define BENCH_TS_OFF 16u            /* offset of the timestamp in the body */
 #define BENCH_HDR_LEN 32u           /* seq + timestamp: the shortest body */
 #define BENCH_PREFIX_MAX 8u         /* group name prefix, bytes */
+#define BENCH_IN_CAP (128u << 10)   /* receive buffer per connection: one item must fit */
 
 /* Appends formatted text to b: 0 or -1 (ENOMEM). */
 int bench_printf(rc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -124,6 +126,8 @@ extern const bench_driver bench_drv_ringcast;
 extern const bench_driver bench_drv_ringcast_ws; /* the same maps over WebSocket (binary messages) */
 extern const bench_driver bench_drv_nats;
 extern const bench_driver bench_drv_redis;
+extern const bench_driver bench_drv_jetstream;     /* NATS JetStream: a file-store stream, publish acks */
+extern const bench_driver bench_drv_redis_streams; /* Redis Streams: XADD, XREAD BLOCK */
 
 /* ---- events: drivers call these from parse() ---- */
 

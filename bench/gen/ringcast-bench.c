@@ -39,7 +39,6 @@
 #include "bench.h"
 #include "report.h"
 
-#define BENCH_IN_CAP (128u << 10)     /* receive buffer per connection; > max frame */
 #define OUT_COMPACT_AT (64u << 10)    /* move unsent bytes to the front past this offset */
 #define READS_PER_EVENT 8             /* reads per readiness event before moving on */
 #define MAX_EVENTS 256
@@ -72,6 +71,7 @@
 
 static const bench_driver *const bench_drivers[] = {
     &bench_drv_ringcast, &bench_drv_ringcast_ws, &bench_drv_nats, &bench_drv_redis,
+    &bench_drv_jetstream, &bench_drv_redis_streams,
 };
 
 /* Set by SIGINT/SIGTERM (lock-free atomics are async-signal-safe) and read
@@ -173,8 +173,12 @@ static void usage(FILE *out)
         "               500 msgs/s unless --rate; reports day_msgs (messages/day)\n"
         "\n"
         "Target:\n"
-        "  --system NAME     ringcast | ringcast-ws | nats | redis (default ringcast; use ringcast\n"
-        "                    for ringcast-sol too)\n"
+        "  --system NAME     ringcast | ringcast-ws | nats | redis | jetstream |\n"
+        "                    redis-streams (default ringcast; use ringcast for\n"
+        "                    ringcast-sol too). jetstream: nats-server -js, one\n"
+        "                    file-store stream, publishes acked once stored, a push\n"
+        "                    consumer per group; redis-streams: a stream per group\n"
+        "                    (XADD), readers on XREAD BLOCK (bench/README.md)\n"
         "  --host HOST       server address (default 127.0.0.1)\n"
         "  --port PORT       server port (default 7400 / 4222 / 6379 by system)\n"
         "  --server-pid PID  report this process's CPU %% over each window and its\n"
@@ -1367,7 +1371,8 @@ int main(int argc, char **argv)
     G.opt = &o;
     G.drv = find_driver(o.system);
     if (!G.drv) {
-        fprintf(stderr, "ringcast-bench: unknown system '%s' (ringcast, nats, redis)\n", o.system);
+        fprintf(stderr, "ringcast-bench: unknown system '%s' (ringcast, ringcast-ws, nats, redis, "
+                        "jetstream, redis-streams)\n", o.system);
         return 1;
     }
     struct sigaction sa = { .sa_handler = on_sigint };
