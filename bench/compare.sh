@@ -4,10 +4,12 @@
 # workloads against each, interleaved (A B C D A B C D ...) so that drift of
 # the machine hits every system alike. Prints a Markdown report (median and
 # spread per system, ratio to the best peer and fraction of ringcast-sol);
-# see bench/README.md for the method.
+# see bench/README.md for the method. --durable compares ringcast's default
+# durability with the durable peers instead: NATS JetStream (file store) and
+# Redis Streams (AOF, fsync every second).
 #
 #   bench/compare.sh [--workloads "fanout rooms many-groups"] [--systems "ringcast nats redis sol"]
-#                    [--reps N] [--duration S] [--warmup S] [--rate R | --flood]
+#                    [--durable] [--reps N] [--duration S] [--warmup S] [--rate R | --flood]
 #                    [--sweep] [--sweep-steps LIST] [--sweep-duration S] [--sweep-peak R]
 #                    [--out FILE] [--json FILE] [--charts DIR]
 #                    [-- extra ringcast-bench flags, e.g. --threads 2 --window 8000]
@@ -16,9 +18,16 @@
 #                      server is restarted for each workload (default fanout)
 #   --systems LIST     ringcast, nats, redis, sol (default all four), and
 #                      ringcast-off / ringcast-batch: ringcastd with
-#                      --durability off / batch after RINGCASTD_ARGS; a system
-#                      whose server is missing or does not start is skipped
-#                      with a note
+#                      --durability off / batch after RINGCASTD_ARGS;
+#                      jetstream: nats-server -js with a file-store stream;
+#                      redis-streams: redis-server with appendonly yes,
+#                      appendfsync everysec; a system whose server is missing
+#                      or does not start is skipped with a note
+#   --durable          the durable side by side: default systems
+#                      "ringcast-batch jetstream redis-streams", ratios to
+#                      the best of jetstream and redis-streams (and, with
+#                      --flood, to jetstream); works with the closed loop,
+#                      --flood, --rate and --sweep
 #   --reps N           interleaved repetitions per workload, 1..20 (default 3)
 #   --duration S       measured seconds per run (default 10)
 #   --warmup S         warm-up seconds per run (default 2)
@@ -70,6 +79,7 @@ SWEEP_DURATION=3
 SWEEP_WARMUP=1
 SWEEP_PEAK=""
 FLOOD=0
+DURABLE=0
 SYSTEMS_GIVEN=0
 EXTRA=()
 
@@ -79,6 +89,7 @@ RUN_SLACK_S=100        # setup (60 s at most) + drain (5..30 s) + margin, per ru
 STEP_SLACK_S=32        # per sweep step: drain (5..30 s) + margin
 PORT_TRIES=50
 PEERS="nats redis"     # the systems ringcast is compared against
+REF=nats               # the flood table's first ratio column
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -95,6 +106,7 @@ while [ $# -gt 0 ]; do
     --workloads) WORKLOADS=${2:?}; shift 2 ;;
     --systems) SYSTEMS=${2:?}; SYSTEMS_GIVEN=1; shift 2 ;;
     --flood) FLOOD=1; shift ;;
+    --durable) DURABLE=1; shift ;;
     --sweep) SWEEP=1; shift ;;
     --sweep-steps) SWEEP_STEPS=${2:?}; shift 2 ;;
     --sweep-duration) SWEEP_DURATION=${2:?}; shift 2 ;;
@@ -113,6 +125,11 @@ if [ $FLOOD -eq 1 ]; then
   { [ -z "$RATE" ] && [ $SWEEP -eq 0 ]; } || die "--flood goes with neither --rate nor --sweep"
   [ $SYSTEMS_GIVEN -eq 1 ] || SYSTEMS="ringcast-off ringcast-batch nats redis sol"
 fi
+if [ $DURABLE -eq 1 ]; then
+  [ $SYSTEMS_GIVEN -eq 1 ] || SYSTEMS="ringcast-batch jetstream redis-streams"
+  PEERS="jetstream redis-streams"
+  REF=jetstream
+fi
 in_range "$DURATION" 1 600 || die "--duration wants 1..600 seconds"
 in_range "$WARMUP" 0 60 || die "--warmup wants 0..60 seconds"
 in_range "$SWEEP_DURATION" 1 600 || die "--sweep-duration wants 1..600 seconds"
@@ -123,8 +140,8 @@ for w in $WORKLOADS; do
   case "$w" in fanout|rooms|many-groups|chat-day) ;; *) die "unknown workload '$w' (fanout rooms many-groups chat-day)" ;; esac
 done
 for s in $SYSTEMS; do
-  case "$s" in ringcast|ringcast-off|ringcast-batch|nats|redis|sol) ;;
-    *) die "unknown system '$s' (ringcast ringcast-off ringcast-batch nats redis sol)" ;; esac
+  case "$s" in ringcast|ringcast-off|ringcast-batch|nats|redis|sol|jetstream|redis-streams) ;;
+    *) die "unknown system '$s' (ringcast ringcast-off ringcast-batch nats redis sol jetstream redis-streams)" ;; esac
 done
 [ -x "$BENCH" ] || die "no ringcast-bench at $BENCH (build it, or set RINGCAST_BENCH)"
 [ -z "$JSON" ] || command -v jq >/dev/null || die "--json needs jq (apt-get install jq)"
@@ -205,6 +222,24 @@ start_server() {
       redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
         "${obuf[@]}" >"$log" 2>&1 &
       ;;
+    jetstream)
+      command -v nats-server >/dev/null || { echo "compare.sh: nats-server not installed, skipping jetstream" >&2; return 2; }
+      # JetStream's store in a fresh directory; the stream and its consumers
+      # are made by ringcast-bench (gen/drv_jetstream.c)
+      rm -rf "$tmp/$s-data"
+      mkdir -p "$tmp/$s-data"
+      nats-server -a 127.0.0.1 -p "$p" -js -sd "$tmp/$s-data" >"$log" 2>&1 &
+      ;;
+    redis-streams)
+      command -v redis-server >/dev/null || { echo "compare.sh: redis-server not installed, skipping redis-streams" >&2; return 2; }
+      # Every write goes to the append-only file before its reply, which is
+      # fsynced once a second; no RDB snapshots. The rest is Redis's default
+      # (AOF rewrites included).
+      rm -rf "$tmp/$s-data"
+      mkdir -p "$tmp/$s-data"
+      redis-server --port "$p" --bind 127.0.0.1 --dir "$tmp/$s-data" --save '' \
+        --appendonly yes --appendfsync everysec >"$log" 2>&1 &
+      ;;
     ringcast|ringcast-off|ringcast-batch)
       [ -x "$RINGCASTD" ] || { echo "compare.sh: no ringcastd at $RINGCASTD, skipping ringcast" >&2; return 2; }
       local http admin dur=()
@@ -236,7 +271,8 @@ start_server() {
 version_of() {
   case "$1" in
     nats) nats-server --version 2>&1 | head -n 1 ;;
-    redis) redis-server --version 2>&1 | head -n 1 | cut -d' ' -f1-3 ;;
+    jetstream) echo "$(nats-server --version 2>&1 | head -n 1) -js" ;;
+    redis|redis-streams) redis-server --version 2>&1 | head -n 1 | cut -d' ' -f1-3 ;;
     ringcast|ringcast-off|ringcast-batch) "$RINGCASTD" --version 2>&1 | head -n 1 ;;
     sol) echo "ringcast-sol" ;;
   esac
@@ -330,6 +366,8 @@ sweep_one() {
   grep -h 'knee' "$base.err" | sed "s/^ringcast-bench:/compare.sh: $w $s:/" >&2
 }
 
+# The machine's load around the run (the box may be shared): 1, 5, 15 min.
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for w in $WORKLOADS; do
   stop_servers
   start_all
@@ -348,6 +386,8 @@ for w in $WORKLOADS; do
   # peak RSS covers this workload only: the servers restart for the next
 done
 stop_servers
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+DURABLE_FLAG=$([ $DURABLE -eq 1 ] && echo " --durable")
 
 # ---- the report ----
 col() { # col WORKLOAD SYSTEM KEY [STATUS]: the KEY values of those runs, one per line
@@ -365,8 +405,10 @@ report() {
   echo "### ringcast-bench, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "Machine: $(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)."
-  echo "Command: \`bench/compare.sh --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${RATE:+ --rate $RATE}$([ $SWEEP -eq 1 ] && echo " --sweep")${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
-  echo "Mode: $([ -n "$RATE" ] && echo "open loop at $RATE msgs/s" || echo "closed loop (--max)"); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload."
+  echo "Load average (1, 5, 15 min): $LOAD_START at the start, $LOAD_END at the end."
+  echo "Command: \`${RINGCASTD_ARGS:+RINGCASTD_ARGS=\"$RINGCASTD_ARGS\" }bench/compare.sh$DURABLE_FLAG --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${RATE:+ --rate $RATE}$([ $SWEEP -eq 1 ] && echo " --sweep")${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
+  echo "Mode: $([ -n "$RATE" ] && echo "open loop at $RATE msgs/s" || echo "closed loop (--max)"); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload." \
+       "$([ $DURABLE -eq 1 ] && echo "Durable peers: jetstream is nats-server -js with one file-store stream (publishes acked once stored), redis-streams is redis-server with appendonly yes and appendfsync everysec (bench/README.md, Durable peers).")"
   for w in $WORKLOADS; do
     act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
     any=$(grep -m 1 "^$w [a-z-]* ok " "$results")
@@ -406,12 +448,18 @@ report() {
         "$(jnum "$(col "$w" "$s" lat_p99_us | median)")" "$(jnum "$ratio")" "$(jnum "$sol_frac")" "$bestpeer" "$ok" "$fail" >>"$summary_json"
     done
     echo
-    if [[ " $act " == *" ringcast "* ]] && [ "${MED[ringcast]}" != "-" ]; then
-      [ -n "$bestpeer" ] && echo "ringcast / best peer ($bestpeer): $(ratio "${MED[ringcast]}" "$best")× deliveries/s (medians)."
-      [ "$solmed" != "-" ] && echo "ringcast / ringcast-sol: $(ratio "${MED[ringcast]}" "$solmed") (the fraction of the speed of light)."
-    else
-      echo "ringcast was not measured (not started or every run failed)."
-    fi
+    local rc_seen=0
+    for s in $act; do
+      case "$s" in ringcast*) ;; *) continue ;; esac
+      rc_seen=1
+      if [ "${MED[$s]}" = "-" ]; then
+        echo "$s was not measured (every run failed)."
+        continue
+      fi
+      [ -n "$bestpeer" ] && echo "$s / best peer ($bestpeer): $(ratio "${MED[$s]}" "$best")× deliveries/s (medians)."
+      [ "$solmed" != "-" ] && echo "$s / ringcast-sol: $(ratio "${MED[$s]}" "$solmed") (the fraction of the speed of light)."
+    done
+    [ $rc_seen -eq 1 ] || echo "ringcast was not measured (not started)."
     if [ $SWEEP -eq 1 ]; then
       echo
       echo "Sweeps (knee = the highest offered rate still sent at ≥ 95 % with p99 within 5× the lightest step's):"
@@ -447,13 +495,15 @@ refused_codes() {
 # The flood report: a run that lost or reordered counts too (loss under a
 # flood is part of the result; its counters show it), a failed run does not.
 report_flood() {
-  local w s med lo hi act any best bestpeer natsmed ok fin all st rss refused
+  local w s med lo hi act any best bestpeer refmed ok fin all st rss refused
   echo "### ringcast-bench --flood, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "Machine: $(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)."
-  echo "Command: \`${RINGCASTD_ARGS:+RINGCASTD_ARGS=\"$RINGCASTD_ARGS\" }bench/compare.sh --flood --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
+  echo "Load average (1, 5, 15 min): $LOAD_START at the start, $LOAD_END at the end."
+  echo "Command: \`${RINGCASTD_ARGS:+RINGCASTD_ARGS=\"$RINGCASTD_ARGS\" }bench/compare.sh$DURABLE_FLAG --flood --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
   echo "Mode: flood (no window: every publisher writes sends as fast as its socket takes them, then drains); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload." \
-       "ringcast-off is ringcastd --durability off (memory only, like the peers), ringcast-batch --durability batch; Redis keeps its default pub/sub output buffer limit."
+       "ringcast-off is ringcastd --durability off (memory only, like the peers), ringcast-batch --durability batch; Redis keeps its default pub/sub output buffer limit." \
+       "$([ $DURABLE -eq 1 ] && echo "Durable peers: jetstream is nats-server -js with one file-store stream (publishes acked once stored), redis-streams is redis-server with appendonly yes and appendfsync everysec (bench/README.md, Durable peers).")"
   for w in $WORKLOADS; do
     act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
     any=$(grep -m 1 "^$w [a-z-]* \(ok\|loss\) " "$results")
@@ -465,18 +515,18 @@ report_flood() {
            "subs=$(field "$any" subs) pubs=$(field "$any" pubs) body=$(field "$any" body) threads=$(field "$any" threads)."
       echo
     fi
-    best=0; bestpeer=""; natsmed="-"
+    best=0; bestpeer=""; refmed="-"
     for s in $act; do
       MED[$s]=$(fcol "$w" "$s" deliveries_per_s | median)
       [[ " $PEERS " == *" $s "* ]] && [ "${MED[$s]}" != "-" ] && [ "${MED[$s]}" -gt "$best" ] && { best=${MED[$s]}; bestpeer=$s; }
     done
-    [[ " $act " == *" nats "* ]] && natsmed=${MED[nats]}
-    echo "| system | deliveries/s median | min | max | × nats | × best peer | msgs/s offered | acked/s | refused | refused % | refused by code | disconnected readers | lossy groups | gaps/dups/reorders/missing | server CPU % | gen CPU % | server peak RSS MB | runs clean/done/all |"
+    [[ " $act " == *" $REF "* ]] && refmed=${MED[$REF]}
+    echo "| system | deliveries/s median | min | max | × $REF | × best peer | msgs/s offered | acked/s | refused | refused % | refused by code | disconnected readers | lossy groups | gaps/dups/reorders/missing | server CPU % | gen CPU % | server peak RSS MB | runs clean/done/all |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|"
     for s in $act; do
       read -r med lo hi <<<"$(fcol "$w" "$s" deliveries_per_s | stats)"
-      local r_nats r_best
-      r_nats=$(ratio "$med" "$natsmed")
+      local r_ref r_best
+      r_ref=$(ratio "$med" "$refmed")
       r_best=$([ -n "$bestpeer" ] && ratio "$med" "$best" || echo "-")
       rss=$(fcol "$w" "$s" server_peak_rss_kb | sort -g | tail -n 1 | awk '{ if ($1 > 0) printf "%.0f", $1 / 1024; else print "-" }')
       ok=$(grep -c "^$w $s ok " "$results")
@@ -484,14 +534,14 @@ report_flood() {
       all=$(grep -c "^$w $s " "$results")
       st="$(sum_col "$w" "$s" gaps)/$(sum_col "$w" "$s" dups)/$(sum_col "$w" "$s" reorders)/$(sum_col "$w" "$s" missing)"
       refused=$(fcol "$w" "$s" refused | median)
-      echo "| $s | $med | $lo | $hi | $r_nats | $r_best | $(fcol "$w" "$s" msgs_per_s | median) | $(fcol "$w" "$s" acked_per_s | median) |" \
+      echo "| $s | $med | $lo | $hi | $r_ref | $r_best | $(fcol "$w" "$s" msgs_per_s | median) | $(fcol "$w" "$s" acked_per_s | median) |" \
            "$refused | $(fcol "$w" "$s" refused_pct | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }') |" \
            "$(refused_codes "$w" "$s") | $(fcol "$w" "$s" disconnected_readers | median) | $(fcol "$w" "$s" groups_lossy | median) | $st |" \
            "$(fcol "$w" "$s" server_cpu_pct | median) | $(fcol "$w" "$s" gen_cpu_pct | median) | ${rss:--} | $ok/$fin/$all |"
-      printf '{"workload":"%s","system":"%s","version":"%s","mode":"flood","deliveries_per_s":{"median":%s,"min":%s,"max":%s},"msgs_per_s_median":%s,"acked_per_s_median":%s,"ratio_nats":%s,"ratio_best_peer":%s,"best_peer":"%s","refused_median":%s,"refused_by_code":"%s","disconnected_readers_median":%s,"groups_lossy_median":%s,"runs_clean":%d,"runs_done":%d,"runs":%d}\n' \
+      printf '{"workload":"%s","system":"%s","version":"%s","mode":"flood","deliveries_per_s":{"median":%s,"min":%s,"max":%s},"msgs_per_s_median":%s,"acked_per_s_median":%s,"ratio_ref":%s,"ref":"%s","ratio_best_peer":%s,"best_peer":"%s","refused_median":%s,"refused_by_code":"%s","disconnected_readers_median":%s,"groups_lossy_median":%s,"runs_clean":%d,"runs_done":%d,"runs":%d}\n' \
         "$w" "$s" "$(version_of "$s")" "$(jnum "$med")" "$(jnum "$lo")" "$(jnum "$hi")" \
         "$(jnum "$(fcol "$w" "$s" msgs_per_s | median)")" "$(jnum "$(fcol "$w" "$s" acked_per_s | median)")" \
-        "$(jnum "$r_nats")" "$(jnum "$r_best")" "$bestpeer" "$(jnum "$refused")" "$(refused_codes "$w" "$s")" \
+        "$(jnum "$r_ref")" "$REF" "$(jnum "$r_best")" "$bestpeer" "$(jnum "$refused")" "$(refused_codes "$w" "$s")" \
         "$(jnum "$(fcol "$w" "$s" disconnected_readers | median)")" "$(jnum "$(fcol "$w" "$s" groups_lossy | median)")" \
         "$ok" "$fin" "$all" >>"$summary_json"
     done
@@ -499,12 +549,12 @@ report_flood() {
     for s in $act; do
       case "$s" in ringcast*) ;; *) continue ;; esac
       [ "${MED[$s]}" = "-" ] && { echo "$s was not measured (every run failed)."; continue; }
-      echo "$s: $(ratio "${MED[$s]}" "$natsmed")× nats, $(ratio "${MED[$s]}" "$best")× the best peer${bestpeer:+ ($bestpeer)} (deliveries/s, medians)."
+      echo "$s: $(ratio "${MED[$s]}" "$refmed")× $REF, $(ratio "${MED[$s]}" "$best")× the best peer${bestpeer:+ ($bestpeer)} (deliveries/s, medians)."
     done
   done
   echo
   echo "Deliveries/s: received by subscriber connections in the measured window (ringcast's echo to the sender excluded), counted and order-checked as in the closed loop." \
-       "msgs/s offered: sends written in the window; acked/s: acks received in it (NATS has none)." \
+       "msgs/s offered: sends written in the window; acked/s: acks received in it (core NATS has none)." \
        "Refused (median per run), refused % and by code (summed over runs): error replies to sends over the whole run, since a server that falls behind refuses a send long after it was written." \
        "Disconnected readers and lossy groups (groups with a gap or a missing delivery on a live stream): median per run; gaps/dups/reorders/missing: summed over runs." \
        "Runs: clean (no loss), done (finished, with or without loss; the medians are over these), all."
@@ -542,8 +592,10 @@ if [ -n "$JSON" ]; then
     --arg date "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" --arg machine "$(nproc) cores, $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)" \
     --arg workloads "$WORKLOADS" --arg systems "$SYSTEMS" --argjson reps "$REPS" --argjson duration "$DURATION" \
     --argjson warmup "$WARMUP" --arg rate "$RATE" --arg extra "${EXTRA[*]}" --arg flood "$FLOOD" \
+    --arg durable "$DURABLE" --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" \
     '{date: $date, machine: $machine, workloads: ($workloads | split(" ")), systems: ($systems | split(" ")),
-      reps: $reps, duration: $duration, warmup: $warmup,
+      reps: $reps, duration: $duration, warmup: $warmup, durable: ($durable == "1"),
+      load_average: {start: $load_start, end: $load_end},
       mode: (if $flood == "1" then "flood" elif $rate == "" then "max" else "rate" end),
       rate: (if $rate == "" then null else ($rate | tonumber) end), extra_flags: $extra,
       summary: $summary, runs: $runs, sweeps: $sweeps}' >"$JSON" \

@@ -2,7 +2,11 @@
  * Smoke test of the load generator (bench/gen, $RINGCAST_BENCH): a short,
  * small fan-out run against ringcastd, nats-server and redis-server, each
  * started here on free loopback ports, must exit 0, deliver something and
- * report no gaps, duplicates, reorders or missing deliveries; a short
+ * report no gaps, duplicates, reorders or missing deliveries; so must the
+ * durable peers, NATS JetStream (nats-server -js, a file store in a fresh
+ * directory) and Redis Streams (appendonly yes, appendfsync everysec), each
+ * twice on the same server, since a second run finds the first one's stream
+ * and must still see only its own messages; a short
  * open-loop (--rate) run against ringcastd must report latency percentiles
  * in order; a short flood (--flood) against ringcastd must deliver and report
  * its refusals and disconnections. Every child is bounded in time and killed
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -330,6 +335,68 @@ static void test_redis(void)
     check_clean("redis", st, out);
 }
 
+/* A fresh directory for a peer's files: 0 or -1. */
+static int peer_dir(char *dir, size_t n)
+{
+    snprintf(dir, n, "/tmp/ringcast-test-peer-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* Two runs of the small fan-out against system on port; both clean. */
+static void durable_runs(const char *system, const char *port)
+{
+    for (int run = 1; run <= 2; run++) {
+        char out[OUT_CAP], what[64];
+        const char *args[] = { "fanout", "--system", system, "--port", port, SHAPE, NULL };
+        int st = run_bench(args, out, sizeof out);
+        snprintf(what, sizeof what, "%s run %d", system, run);
+        check_clean(what, st, out);
+        double acked = -1, published = -1;
+        CU_ASSERT_TRUE(kv(out, "acked", &acked) && kv(out, "published", &published));
+        CU_ASSERT(acked > 0); /* every publish is acknowledged by the store */
+        CU_ASSERT(acked <= published);
+    }
+}
+
+static void test_jetstream(void)
+{
+    if (!on_path("nats-server")) {
+        printf("\n    SKIPPED: nats-server is not on PATH\n");
+        return;
+    }
+    char dir[64];
+    CU_ASSERT_FATAL(peer_dir(dir, sizeof dir) == 0);
+    uint16_t p = rc_test_free_port();
+    char port[8];
+    snprintf(port, sizeof port, "%u", p);
+    char *argv[] = { "nats-server", "-a", "127.0.0.1", "-p", port, "-js", "-sd", dir, NULL };
+    child c = { 0 };
+    CU_ASSERT_FATAL(peer_start(&c, p, argv) == 0);
+    durable_runs("jetstream", port);
+    child_stop(&c);
+    rc_test_remove_dir(dir);
+}
+
+static void test_redis_streams(void)
+{
+    if (!on_path("redis-server")) {
+        printf("\n    SKIPPED: redis-server is not on PATH\n");
+        return;
+    }
+    char dir[64];
+    CU_ASSERT_FATAL(peer_dir(dir, sizeof dir) == 0);
+    uint16_t p = rc_test_free_port();
+    char port[8];
+    snprintf(port, sizeof port, "%u", p);
+    char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--save", "",
+                     "--appendonly", "yes", "--appendfsync", "everysec", NULL };
+    child c = { 0 };
+    CU_ASSERT_FATAL(peer_start(&c, p, argv) == 0);
+    durable_runs("redis-streams", port);
+    child_stop(&c);
+    rc_test_remove_dir(dir);
+}
+
 static int suite_cleanup(void)
 {
     return it_cleanup(&g_rc);
@@ -346,5 +413,7 @@ int main(void)
     CU_add_test(s, "ringcast flood reports refusals and disconnections", test_ringcast_flood);
     CU_add_test(s, "nats fanout", test_nats);
     CU_add_test(s, "redis fanout", test_redis);
+    CU_add_test(s, "jetstream fanout, twice on one stream", test_jetstream);
+    CU_add_test(s, "redis-streams fanout, twice on the same streams", test_redis_streams);
     return rc_test_run();
 }
