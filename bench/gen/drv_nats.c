@@ -7,16 +7,14 @@
  * Publish: PUB P.<k> <n>\r\n<body>\r\n (P: the workload's group prefix); the
  * body header carries the publisher's seq for the group, which the
  * subscribers check, and the timestamp.
- * Incoming: MSG <subject> <sid> [reply-to] <n>\r\n<payload>\r\n, PING (we
- * answer PONG), PONG, +OK, -ERR, INFO.
+ * Incoming (read with nats_wire.h): MSG <subject> <sid> [reply-to]
+ * <n>\r\n<payload>\r\n, PING (we answer PONG), PONG, +OK, -ERR, INFO.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "driver.h"
-
-#define NATS_MAX_LINE 4096u   /* a control line longer than this is a protocol error */
-#define NATS_MAX_TOKENS 4     /* MSG <subject> <sid> [reply-to] <#bytes> */
+#include "nats_wire.h"
 
 static bench_params g_params;
 static bench_table g_pub_hdr;   /* "PUB P.<k> <n>\r\n" per group */
@@ -62,104 +60,42 @@ static int nats_publish(bench_conn *c, uint32_t g, uint64_t seq, uint64_t ts_ns)
                                 ts_ns);
 }
 
-static bool starts(const uint8_t *line, size_t n, const char *word)
-{
-    size_t w = strlen(word);
-    return n >= w && memcmp(line, word, w) == 0;
-}
-
-/* Splits line[0..n) at spaces into at most NATS_MAX_TOKENS tokens. */
-static int tokenize(const uint8_t *line, size_t n, const uint8_t **tok, size_t *tok_len)
-{
-    int count = 0;
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && line[i] == ' ')
-            i++;
-        if (i == n)
-            break;
-        if (count == NATS_MAX_TOKENS)
-            return -1;
-        size_t start = i;
-        while (i < n && line[i] != ' ')
-            i++;
-        tok[count] = line + start;
-        tok_len[count++] = i - start;
-    }
-    return count;
-}
-
-static bool parse_size(const uint8_t *s, size_t n, size_t *v)
-{
-    if (n == 0 || n > 9)
-        return false;
-    *v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        *v = *v * 10 + (size_t)(s[i] - '0');
-    }
-    return true;
-}
-
-/*
- * Handles the MSG whose control line (without "MSG " and "\r\n") is
- * args[0..n); payload points after the line, avail bytes there. Returns the
- * payload bytes consumed (payload + CRLF), 0 if incomplete, -1 on error.
- */
-static ssize_t handle_msg(bench_conn *c, const uint8_t *args, size_t n, const uint8_t *payload,
-                          size_t avail)
-{
-    const uint8_t *tok[NATS_MAX_TOKENS];
-    size_t tok_len[NATS_MAX_TOKENS], size;
-    int nt = tokenize(args, n, tok, tok_len);
-    if (nt < 3 || !parse_size(tok[nt - 1], tok_len[nt - 1], &size))
-        return -1;
-    if (avail < size + 2)
-        return 0;
-    uint64_t seq;
-    uint32_t g = bench_parse_group(tok[0], tok_len[0], g_prefix, g_prefix_len);
-    if (g == BENCH_NO_GROUP || size < BENCH_SEQ_HEX || !bench_get_hex16(payload, &seq) ||
-        payload[size] != '\r' || payload[size + 1] != '\n')
-        return -1;
-    bench_on_delivery(c, g, seq, payload, size);
-    return (ssize_t)(size + 2);
-}
-
 static ssize_t nats_parse(bench_conn *c, const uint8_t *in, size_t len)
 {
     size_t off = 0;
     while (off < len) {
-        const uint8_t *line = in + off;
-        const uint8_t *nl = memchr(line, '\n', len - off);
-        if (!nl) {
-            if (len - off > NATS_MAX_LINE)
-                return -1;
-            break;
-        }
-        size_t n = (size_t)(nl - line);          /* line without its '\n' */
-        if (n == 0 || line[n - 1] != '\r')
+        nw_item it;
+        ssize_t used = nw_next(in + off, len - off, &it);
+        if (used < 0)
             return -1;
-        n--;                                     /* and without its '\r' */
-        size_t used = n + 2;
-        if (starts(line, n, "MSG ")) {
-            ssize_t body = handle_msg(c, line + 4, n - 4, nl + 1, len - off - used);
-            if (body < 0)
+        if (used == 0)
+            break;
+        uint64_t seq;
+        uint32_t g;
+        switch (it.kind) {
+        case NW_MSG:
+            g = bench_parse_group(it.subject, it.subject_len, g_prefix, g_prefix_len);
+            if (g == BENCH_NO_GROUP || it.payload_len < BENCH_SEQ_HEX || !bench_get_hex16(it.payload, &seq))
                 return -1;
-            if (body == 0)
-                break;
-            used += (size_t)body;
-        } else if (starts(line, n, "PING")) {
+            bench_on_delivery(c, g, seq, it.payload, it.payload_len);
+            break;
+        case NW_HMSG:
+            return -1; /* our publishes carry no headers */
+        case NW_PING:
             if (bench_reply(c, "PONG\r\n", 6) < 0)
                 return -1;
-        } else if (starts(line, n, "PONG")) {
+            break;
+        case NW_PONG:
             bench_on_confirm(c, BENCH_NO_GROUP, 0);
-        } else if (starts(line, n, "-ERR")) {
-            bench_on_server_error(c, (const char *)line, n);
-        } else if (!starts(line, n, "INFO") && !starts(line, n, "+OK")) {
-            return -1;
+            break;
+        case NW_ERR:
+            bench_on_server_error(c, (const char *)it.line, it.line_len);
+            break;
+        case NW_OK:
+        case NW_INFO:
+            break;
         }
-        off += used;
+        off += (size_t)used;
     }
     return (ssize_t)off;
 }

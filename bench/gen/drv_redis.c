@@ -7,14 +7,14 @@
  * workload's group prefix); each PUBLISH is answered with :N, the number of
  * subscribers it reached, which we check against the group's size. The body
  * header carries the publisher's seq for the group and the timestamp.
- * Deliveries arrive as ["message", channel, payload] pushes.
+ * Deliveries arrive as ["message", channel, payload] pushes. RESP is read
+ * with resp.h.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "driver.h"
-
-#define RESP_MAX_LINE 4096u   /* a header line longer than this is a protocol error */
+#include "resp.h"
 
 static bench_params g_params;
 static bench_table g_pub_hdr;   /* the PUBLISH command up to the body, per group */
@@ -64,78 +64,6 @@ static int redis_publish(bench_conn *c, uint32_t g, uint64_t seq, uint64_t ts_ns
 {
     return bench_append_seq_msg(&c->out, &g_pub_hdr, g, g_params.body, g_params.body_len, seq,
                                 ts_ns);
-}
-
-/* A RESP cursor over the bytes received so far. */
-typedef struct resp_cur {
-    const uint8_t *p;
-    const uint8_t *end;
-} resp_cur;
-
-enum { RESP_OK = 0, RESP_MORE = 1, RESP_BAD = -1 };
-
-/* Reads one line after its type byte: line[0..n) without CRLF. */
-static int resp_line(resp_cur *c, const uint8_t **line, size_t *n)
-{
-    const uint8_t *nl = memchr(c->p, '\n', (size_t)(c->end - c->p));
-    if (!nl)
-        return (size_t)(c->end - c->p) > RESP_MAX_LINE ? RESP_BAD : RESP_MORE;
-    if (nl == c->p || nl[-1] != '\r')
-        return RESP_BAD;
-    *line = c->p;
-    *n = (size_t)(nl - c->p) - 1;
-    c->p = nl + 1;
-    return RESP_OK;
-}
-
-static bool parse_int(const uint8_t *s, size_t n, int64_t *v)
-{
-    bool neg = n > 0 && s[0] == '-';
-    size_t i = neg ? 1 : 0;
-    if (n == i || n - i > 18)
-        return false;
-    int64_t x = 0;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        x = x * 10 + (s[i] - '0');
-    }
-    *v = neg ? -x : x;
-    return true;
-}
-
-/* Reads a line of type `type` holding an integer (":N", "*N", "$N"). */
-static int resp_int(resp_cur *c, uint8_t type, int64_t *v)
-{
-    if (c->p >= c->end)
-        return RESP_MORE;
-    if (*c->p != type)
-        return RESP_BAD;
-    c->p++;
-    const uint8_t *line;
-    size_t n;
-    int rc = resp_line(c, &line, &n);
-    if (rc != RESP_OK)
-        return rc;
-    return parse_int(line, n, v) ? RESP_OK : RESP_BAD;
-}
-
-static int resp_bulk(resp_cur *c, const uint8_t **s, size_t *n)
-{
-    int64_t len;
-    int rc = resp_int(c, '$', &len);
-    if (rc != RESP_OK)
-        return rc;
-    if (len < 0)
-        return RESP_BAD;
-    if ((size_t)(c->end - c->p) < (size_t)len + 2)
-        return RESP_MORE;
-    if (c->p[len] != '\r' || c->p[len + 1] != '\n')
-        return RESP_BAD;
-    *s = c->p;
-    *n = (size_t)len;
-    c->p += len + 2;
-    return RESP_OK;
 }
 
 static bool bulk_is(const uint8_t *s, size_t n, const char *word)
