@@ -29,6 +29,7 @@
 #define RC_MAX_HIST_LIMIT 1000u     /* hist limit: at most 1000 messages */
 #define RC_MAX_TEXT 1024u           /* err msg / bye reason / srv: at most 1024 bytes */
 #define RC_MAX_DEPTH 32u            /* nesting of arrays/maps in a map, the map itself level 1 (§2.1) */
+#define RC_MAX_PRESENCE_USERS 1000u /* presence reply: users listed at most (n counts them all) */
 
 /* Message types, client -> server first, then server -> client. */
 typedef enum rc_type {
@@ -40,6 +41,8 @@ typedef enum rc_type {
     RC_T_HIST,
     RC_T_PING,
     RC_T_REPLAY,
+    RC_T_PRESENCE,  /* request, and its reply */
+    RC_T_TYPING,    /* request, and the event others receive */
     RC_T_WELCOME,
     RC_T_JOINED,
     RC_T_SYNCED,
@@ -49,6 +52,8 @@ typedef enum rc_type {
     RC_T_PONG,
     RC_T_ERR,
     RC_T_BYE,
+    RC_T_ONLINE,    /* event: a user's first session in the group joined */
+    RC_T_OFFLINE,   /* event: its last one left */
     RC_T_COUNT
 } rc_type;
 
@@ -90,6 +95,10 @@ enum {
     RC_HAS_TO = 1u << 7,
     RC_HAS_SEQ = 1u << 8,
     RC_HAS_MSGS = 1u << 9, /* hist reply: msgs present (possibly empty) */
+    RC_HAS_ECHO = 1u << 10,     /* hello: echo given */
+    RC_HAS_PRESENCE = 1u << 11, /* join: presence given */
+    RC_HAS_ONLINE = 1u << 12,   /* joined: online present */
+    RC_HAS_USERS = 1u << 13,    /* presence reply: users and n present */
 };
 
 /* One decoded map, any direction. Only the fields of its type are set. */
@@ -119,6 +128,12 @@ typedef struct rc_msg {
     bool dup;               /* ack: this mid was sequenced before */
     bool lost;              /* synced: history no longer reaches back to since */
     bool more;              /* hist, synced: the reply stopped at max_reply_bytes; ask again for the rest */
+    bool echo;              /* hello: false = this session does not receive its own messages */
+    bool presence;          /* join: receive online/offline events of the group */
+    uint64_t online;        /* joined: users online in the group */
+    uint64_t n;             /* presence reply: users online in all */
+    uint32_t n_users;       /* presence reply: users listed */
+    rc_str *users;          /* presence reply: their names, in the decoder's zone */
     uint32_t n_msgs;        /* hist reply: number of messages */
     struct rc_msg *msgs;    /* hist reply: messages, in the decoder's zone */
 } rc_msg;

@@ -135,11 +135,15 @@ def m(t, *pairs, rid=None):
 # The contract: fields per type (proto/PROTOCOL.md), used to derive expects
 # --------------------------------------------------------------------------
 
-UINT, STR, BODY, BOOL, MSGS = "uint", "str", "body", "bool", "msgs"
+UINT, STR, BODY, BOOL, MSGS, USERS = "uint", "str", "body", "bool", "msgs", "users"
 
 TYPE_FIELDS = {
-    "hello": {"user": STR, "token": STR},
-    "join": {"g": STR, "since": UINT},
+    "hello": {"user": STR, "token": STR, "echo": BOOL},
+    "join": {"g": STR, "since": UINT, "presence": BOOL},
+    "presence": {"g": STR, "users": USERS, "n": UINT},
+    "typing": {"g": STR, "from": STR},
+    "online": {"g": STR, "user": STR},
+    "offline": {"g": STR, "user": STR},
     "leave": {"g": STR},
     "send": {"g": STR, "body": BODY, "mid": STR},
     "hist": {"g": STR, "before": UINT, "limit": UINT, "msgs": MSGS, "more": BOOL},
@@ -147,7 +151,7 @@ TYPE_FIELDS = {
     "replay": {"g": STR, "seq": UINT, "from": STR, "to": STR, "ts": UINT,
                "mid": STR, "body": BODY, "reason": STR},
     "welcome": {"sid": UINT, "srv": STR, "max_frame": UINT},
-    "joined": {"g": STR, "seq": UINT},
+    "joined": {"g": STR, "seq": UINT, "online": UINT},
     "synced": {"g": STR, "seq": UINT, "lost": BOOL, "more": BOOL},
     "left": {"g": STR},
     "ack": {"g": STR, "seq": UINT, "ts": UINT, "dup": BOOL},
@@ -200,6 +204,8 @@ def derive_expect(mp, prefix=""):
             data = v.encode("utf-8") if is_str else bytes(v)
             out.append("%sbody=%s" % (prefix, data.hex()))
             out.append("%sbody_is_str=%d" % (prefix, 1 if is_str else 0))
+        elif kind == USERS:
+            out.append("%sn_users=%d" % (prefix, len(v)))
         elif kind == MSGS:
             out.append("%sn_msgs=%d" % (prefix, len(v)))
             for i, sub in enumerate(v):
@@ -235,6 +241,10 @@ VALID = [
     ("hello user 64 bytes of UTF-8 (bounds are bytes, not characters)", m("hello", ("user", "\u00e9" * 32))),
     ("hello user with a space", m("hello", ("user", "Alice Smith"))),
     ("hello empty token (0 bytes allowed)", m("hello", ("user", "alice"), ("token", ""))),
+    ("hello echo false", m("hello", ("user", "alice"), ("echo", False), rid=1)),
+    ("join with presence", m("join", ("g", "room"), ("presence", True), rid=2)),
+    ("presence request", m("presence", ("g", "room"), rid=3)),
+    ("typing request", m("typing", ("g", "room"))),
     ("hello token 1024 bytes (upper bound)", m("hello", ("user", "alice"), ("token", "k" * 1024))),
     ("join minimal", m("join", ("g", "room"))),
     ("join with since", m("join", ("g", "room"), ("since", 41), rid=2)),
@@ -275,6 +285,12 @@ VALID = [
     ("welcome without rid", m("welcome", ("sid", 77), ("srv", ""), ("max_frame", 16))),
     ("joined", m("joined", ("g", "room"), ("seq", 0), rid=2)),
     ("joined without rid", m("joined", ("g", "room"), ("seq", 123456))),
+    ("joined with online", m("joined", ("g", "room"), ("seq", 3), ("online", 12), rid=2)),
+    ("presence reply", m("presence", ("g", "room"), ("users", ["alice", "bob"]), ("n", 2), rid=8)),
+    ("presence reply, nobody online", m("presence", ("g", "room"), ("users", []), ("n", 0), rid=8)),
+    ("typing event", m("typing", ("g", "room"), ("from", "alice"))),
+    ("online event", m("online", ("g", "room"), ("user", "bob"))),
+    ("offline event", m("offline", ("g", "room"), ("user", "bob"))),
     ("synced lost false", m("synced", ("g", "room"), ("seq", 42), ("lost", False), rid=2)),
     ("synced lost true", m("synced", ("g", "room"), ("seq", 5000), ("lost", True))),
     ("synced more true (the backlog stopped at max_reply_bytes)",
@@ -416,6 +432,15 @@ INVALID = [
     ("sid is a string (welcome)", m("welcome", ("sid", "1"), ("srv", "x"), ("max_frame", 1)), "E_BAD_FIELD"),
     ("code is an int (err)", m("err", ("code", 3), ("msg", "x")), "E_BAD_FIELD"),
     ("reason is an int (bye)", m("bye", ("reason", 1)), "E_BAD_FIELD"),
+    ("echo is an int (hello)", m("hello", ("user", "alice"), ("echo", 0)), "E_BAD_FIELD"),
+    ("presence is a string (join)", m("join", ("g", "room"), ("presence", "yes")), "E_BAD_FIELD"),
+    ("users is a string (presence reply)", m("presence", ("g", "room"), ("users", "alice"), ("n", 1)), "E_BAD_FIELD"),
+    ("users holds an int", m("presence", ("g", "room"), ("users", ["alice", 7]), ("n", 2)), "E_BAD_FIELD"),
+    ("users holds an empty name", m("presence", ("g", "room"), ("users", [""]), ("n", 1)), "E_BAD_FIELD"),
+    ("users holds 1001 names", m("presence", ("g", "room"), ("users", ["u"] * 1001), ("n", 1001)), "E_BAD_FIELD"),
+    ("presence without g", m("presence", rid=9), "E_MISSING_FIELD", 9),
+    ("typing without g", m("typing", rid=9), "E_MISSING_FIELD", 9),
+    ("online without user", m("online", ("g", "room")), "E_MISSING_FIELD"),
     ("msgs is a map (hist reply)", m("hist", ("g", "room"), ("msgs", Map(("t", "msg")))), "E_BAD_FIELD"),
     ("msgs holds a ping map", m("hist", ("g", "room"), ("msgs", [MSG1, m("ping")])), "E_BAD_FIELD"),
     ("msgs holds a msg map missing from",

@@ -29,6 +29,8 @@ rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uin
     g->dedup_window = dedup_window < history_max ? dedup_window : history_max;
     rc_strmap_init(&g->members);
     rc_strmap_init(&g->dedup);
+    rc_strmap_init(&g->online);
+    rc_strmap_init(&g->typed);
     return g;
 }
 
@@ -64,34 +66,62 @@ void rc_group_free(rc_group *g)
     }
     rc_strmap_free(&g->members);
     rc_strmap_free(&g->dedup);
+    rc_strmap_free(&g->online);
+    rc_strmap_free(&g->typed);
     free(g->hist);
     free(g->subs);
+    free(g->sub_users);
+    free(g->sub_flags);
     free(g->name);
     free(g);
 }
 
-int rc_group_subscribe(rc_group *g, rc_conn_id c)
+int rc_group_subscribe_as(rc_group *g, rc_conn_id c, uint64_t user_hash, uint8_t flags, bool *added)
 {
+    *added = false;
     for (uint32_t i = 0; i < g->n_subs; i++)
-        if (g->subs[i] == c)
+        if (g->subs[i] == c) {
+            g->sub_flags[i] = flags;
             return 0;
+        }
     if (g->n_subs == g->cap_subs) {
         uint32_t cap = g->cap_subs ? g->cap_subs * 2 : RC_GROUP_MIN_SUBS;
         rc_conn_id *p = realloc(g->subs, cap * sizeof(*p));
         if (!p)
             return -1;
         g->subs = p;
+        uint64_t *u = realloc(g->sub_users, cap * sizeof(*u));
+        if (!u)
+            return -1; /* subs grew, the rest did not: cap_subs is unchanged, so the next try grows them */
+        g->sub_users = u;
+        uint8_t *fl = realloc(g->sub_flags, cap * sizeof(*fl));
+        if (!fl)
+            return -1;
+        g->sub_flags = fl;
         g->cap_subs = cap;
     }
-    g->subs[g->n_subs++] = c;
+    g->subs[g->n_subs] = c;
+    g->sub_users[g->n_subs] = user_hash;
+    g->sub_flags[g->n_subs] = flags;
+    g->n_subs++;
+    *added = true;
     return 0;
+}
+
+int rc_group_subscribe(rc_group *g, rc_conn_id c)
+{
+    bool added;
+    return rc_group_subscribe_as(g, c, 0, 0, &added);
 }
 
 bool rc_group_unsubscribe(rc_group *g, rc_conn_id c)
 {
     for (uint32_t i = 0; i < g->n_subs; i++) {
         if (g->subs[i] == c) {
-            g->subs[i] = g->subs[--g->n_subs];
+            --g->n_subs;
+            g->subs[i] = g->subs[g->n_subs];
+            g->sub_users[i] = g->sub_users[g->n_subs];
+            g->sub_flags[i] = g->sub_flags[g->n_subs];
             return true;
         }
     }

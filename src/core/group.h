@@ -28,7 +28,11 @@ typedef struct rc_group {
     uint64_t last_seq;      /* last sequenced message; 0 before the first */
     rc_strmap members;      /* stored membership: user -> 1 */
     rc_conn_id *subs;       /* connections that joined in their session */
+    uint64_t *sub_users;    /* ... the hash of each one's user (typing skips the typist's sessions) */
+    uint8_t *sub_flags;     /* ... RC_SUB_* of each */
     uint32_t n_subs, cap_subs;
+    rc_strmap online;       /* presence: user -> sessions of the user subscribed now (ARCHITECTURE §3.8) */
+    rc_strmap typed;        /* typing: user -> monotonic ms of the last typing forwarded */
     rc_bucket sends;        /* group_rate: sends accepted per second, all senders (moves with the group) */
     rc_hist_entry *hist;    /* ring of the last `hist_max` messages, oldest at hist_head */
     uint32_t hist_max;      /* history_max: messages retained */
@@ -55,8 +59,15 @@ typedef struct rc_group {
 rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uint32_t dedup_window);
 void rc_group_free(rc_group *g);
 
+enum {
+    RC_SUB_PRESENCE = 1u << 0, /* receives online/offline events */
+};
+
 /* Online subscribers: 0, or -1 on ENOMEM. Subscribing twice is one subscription. */
 int rc_group_subscribe(rc_group *g, rc_conn_id c);
+/* The same, with the session's user (its hash) and RC_SUB_* flags (updated
+ * when c was subscribed already); *added says whether c is new. */
+int rc_group_subscribe_as(rc_group *g, rc_conn_id c, uint64_t user_hash, uint8_t flags, bool *added);
 bool rc_group_unsubscribe(rc_group *g, rc_conn_id c);
 
 /* Sequences a message: last_seq rises by one and the message, encoded with

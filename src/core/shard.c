@@ -275,6 +275,144 @@ static void refuse_join(rc_shard *s, const rc_job *j, rc_err code, const char *t
     rc_shard_deliver(s, j->conn, f);
 }
 
+/* ---- presence and typing (ARCHITECTURE §3.8) ---- */
+
+/* Notes that user went online or offline in g this tick. Events go out at
+ * the end of the tick (presence_flush), one per user and group at most: a
+ * user who left and came back within the tick produces none. */
+static void presence_change(rc_shard *s, rc_group *g, const char *user, uint32_t user_len, bool now_online)
+{
+    char key[sizeof(g) + RC_MAX_USER];
+    memcpy(key, &g, sizeof(g));
+    memcpy(key + sizeof(g), user, user_len);
+    uint32_t len = (uint32_t)sizeof(g) + user_len;
+    uint64_t *v = rc_strmap_get(&s->presence_tick, key, len);
+    if (v) {
+        *v = (*v & 1u) | (now_online ? 2u : 0u);
+        return;
+    }
+    if (rc_strmap_put(&s->presence_tick, key, len, (now_online ? 0u : 1u) | (now_online ? 2u : 0u)) != 0)
+        RC_LOG_ERROR("shard", "id=%u event=presence_nomem group=%.*s", s->id, (int)g->name_len, g->name);
+}
+
+static void online_add(rc_shard *s, rc_group *g, const rc_job *j)
+{
+    uint64_t *v = rc_strmap_get(&g->online, rc_job_user(j), j->user_len);
+    if (v) {
+        (*v)++;
+        return;
+    }
+    if (rc_strmap_put(&g->online, rc_job_user(j), j->user_len, 1) == 0)
+        presence_change(s, g, rc_job_user(j), j->user_len, true);
+}
+
+static void online_drop(rc_shard *s, rc_group *g, const rc_job *j)
+{
+    uint64_t *v = rc_strmap_get(&g->online, rc_job_user(j), j->user_len);
+    if (!v || --*v > 0)
+        return;
+    rc_strmap_del(&g->online, rc_job_user(j), j->user_len);
+    presence_change(s, g, rc_job_user(j), j->user_len, false);
+}
+
+/* One frame to every subscriber of g whose flags have `flag` (0: all) and
+ * whose user is not `skip_user` (0: none). */
+static uint32_t deliver_event(rc_shard *s, rc_group *g, const rc_msg *m, uint8_t flag, uint64_t skip_user)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < g->n_subs; i++)
+        n += (!flag || (g->sub_flags[i] & flag)) && (!skip_user || g->sub_users[i] != skip_user);
+    if (n == 0)
+        return 0;
+    s->scratch.len = 0;
+    rc_frame *f = rc_encode(&s->scratch, m) == 0 ? rc_frame_take(&s->scratch, 0) : NULL;
+    if (!f) {
+        RC_LOG_ERROR("shard", "id=%u event=event_nomem type=%s", s->id, rc_type_name(m->type));
+        return 0;
+    }
+    rc_frame_ref(f, n - 1);
+    for (uint32_t i = 0; i < g->n_subs; i++)
+        if ((!flag || (g->sub_flags[i] & flag)) && (!skip_user || g->sub_users[i] != skip_user))
+            rc_shard_deliver(s, g->subs[i], f);
+    return n;
+}
+
+/* End of a burst: the tick's net presence changes as online/offline events
+ * to the sessions that joined with presence. */
+static void presence_flush(rc_shard *s)
+{
+    rc_strmap *t = &s->presence_tick;
+    if (t->n == 0)
+        return;
+    for (uint32_t i = 0; i < t->cap; i++) {
+        const rc_strmap_slot *sl = &t->slots[i];
+        if (!sl->hash)
+            continue;
+        bool was = sl->val & 1u, is = sl->val & 2u;
+        if (was == is) {
+            RC_STAT_ADD(s->stats.presence_coalesced, 1);
+            continue;
+        }
+        rc_group *g;
+        memcpy(&g, sl->key, sizeof(g));
+        rc_msg m = { .type = is ? RC_T_ONLINE : RC_T_OFFLINE, .g = { g->name, g->name_len },
+                     .user = { sl->key + sizeof(g), sl->len - (uint32_t)sizeof(g) } };
+        deliver_event(s, g, &m, RC_SUB_PRESENCE, 0);
+        RC_STAT_ADD(s->stats.presence_events, 1);
+    }
+    rc_strmap_free(t);
+    rc_strmap_init(t);
+}
+
+static void do_presence(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (!g || !is_member(g, j)) {
+        rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "join the group before asking who is online");
+        return;
+    }
+    uint32_t n = g->online.n < RC_MAX_PRESENCE_USERS ? g->online.n : RC_MAX_PRESENCE_USERS, k = 0;
+    rc_str *users = n ? malloc(n * sizeof(*users)) : NULL;
+    if (n && !users) {
+        rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory listing who is online; try again later");
+        return;
+    }
+    for (uint32_t i = 0; i < g->online.cap && k < n; i++)
+        if (g->online.slots[i].hash)
+            users[k++] = (rc_str){ g->online.slots[i].key, g->online.slots[i].len };
+    rc_msg m = reply_to(j, RC_T_PRESENCE, g);
+    m.has |= RC_HAS_USERS;
+    m.users = users;
+    m.n_users = k;
+    m.n = g->online.n;
+    reply(s, j->conn, &m);
+    free(users);
+}
+
+#define RC_TYPING_EVERY_MS 1000u /* typing forwarded at most once per user per group this often */
+
+static void do_typing(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (!g || !is_member(g, j)) {
+        rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "join the group before typing in it");
+        return;
+    }
+    uint64_t now = s->tick_ns / 1000000u;
+    uint64_t *last = rc_strmap_get(&g->typed, rc_job_user(j), j->user_len);
+    if (last && now - *last < RC_TYPING_EVERY_MS) {
+        RC_STAT_ADD(s->stats.typing_dropped, 1); /* silently, as the protocol says */
+        return;
+    }
+    if (last)
+        *last = now;
+    else if (rc_strmap_put(&g->typed, rc_job_user(j), j->user_len, now) != 0)
+        return; /* out of memory: a typing notice is not worth an error */
+    rc_msg m = { .type = RC_T_TYPING, .g = { g->name, g->name_len }, .from = { rc_job_user(j), j->user_len } };
+    deliver_event(s, g, &m, 0, rc_hash64(rc_job_user(j), j->user_len));
+    RC_STAT_ADD(s->stats.typing_forwarded, 1);
+}
+
 static void do_join(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_get_or_create(s, j);
@@ -294,12 +432,18 @@ static void do_join(rc_shard *s, const rc_job *j)
         g->updated_ms = rc_clock_wall_ms();
         rc_shard_persist_snapshot(s, g);
     }
-    if (rc_group_subscribe(g, j->conn) != 0) {
+    bool added;
+    if (rc_group_subscribe_as(g, j->conn, rc_hash64(rc_job_user(j), j->user_len), j->presence ? RC_SUB_PRESENCE : 0,
+                              &added) != 0) {
         refuse_join(s, j, RC_E_INTERNAL, "out of memory subscribing; try again later");
         return;
     }
+    if (added)
+        online_add(s, g, j);
     rc_msg m = reply_to(j, RC_T_JOINED, g);
     m.seq = g->last_seq;
+    m.has |= RC_HAS_ONLINE;
+    m.online = g->online.n;
     reply(s, j->conn, &m);
     if (j->has & RC_HAS_SINCE)
         send_since(s, j, g);
@@ -313,7 +457,8 @@ static void do_leave(rc_shard *s, const rc_job *j)
             g->updated_ms = rc_clock_wall_ms();
             rc_shard_persist_snapshot(s, g);
         }
-        rc_group_unsubscribe(g, j->conn);
+        if (rc_group_unsubscribe(g, j->conn))
+            online_drop(s, g, j);
     }
     rc_msg m = reply_to(j, RC_T_LEFT, g);
     reply(s, j->conn, &m);
@@ -322,8 +467,8 @@ static void do_leave(rc_shard *s, const rc_job *j)
 static void do_detach(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_find(s, j);
-    if (g)
-        rc_group_unsubscribe(g, j->conn);
+    if (g && rc_group_unsubscribe(g, j->conn))
+        online_drop(s, g, j);
 }
 
 static rc_frame *ack(rc_shard *s, const rc_job *j, const rc_group *g, uint64_t seq, uint64_t ts, bool dup)
@@ -477,11 +622,20 @@ static void do_send(rc_shard *s, const rc_job *j)
     if (!f)
         return;
     RC_STAT_ADD(s->stats.sequenced, 1);
-    /* History holds the frame's first reference; one more per recipient. */
+    /* History holds the frame's first reference; one more per recipient.
+     * A sender that said hello with echo: false is not one. */
+    uint32_t skipped = 0;
     rc_frame_ref(f, g->n_subs);
-    for (uint32_t i = 0; i < g->n_subs; i++)
+    for (uint32_t i = 0; i < g->n_subs; i++) {
+        if (j->no_echo && g->subs[i] == j->conn) {
+            skipped++;
+            continue;
+        }
         rc_shard_deliver(s, g->subs[i], f);
-    RC_STAT_ADD(s->stats.deliveries, g->n_subs);
+    }
+    if (skipped)
+        rc_frame_unref_n(f, skipped); /* never the last: history holds one */
+    RC_STAT_ADD(s->stats.deliveries, g->n_subs - skipped);
     rc_frame *a = ack(s, j, g, g->last_seq, ts, false); /* NULL when out of memory: stored anyway */
     rc_shard_persist_msg(s, g, j, f, a);
 }
@@ -836,6 +990,8 @@ static void process_job(rc_shard *s, rc_job *j)
     case RC_JOB_HIST: do_hist(s, j); break;
     case RC_JOB_DETACH: do_detach(s, j); break;
     case RC_JOB_REDELIVER: do_redeliver(s, j); break;
+    case RC_JOB_PRESENCE: do_presence(s, j); break;
+    case RC_JOB_TYPING: do_typing(s, j); break;
     case RC_JOB_STOP: break;
     case RC_JOB_EPOCH: move_epoch(s, j); break;
     case RC_JOB_ADOPT: move_adopt(s, j); break;
@@ -972,6 +1128,7 @@ static void *shard_main(void *arg)
         }
         RC_STAT_ADD(s->stats.jobs, n);
         RC_STAT_ADD(s->stats.batches, 1);
+        presence_flush(s);
         rc_shard_persist_commit(s); /* replies and deliveries leave only after the write */
         flush_outbatches(s);
         if (s->move.hand_due)
@@ -998,6 +1155,7 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
     s->limits = *lim;
     s->out = *out;
     rc_strmap_init(&s->groups);
+    rc_strmap_init(&s->presence_tick);
     rc_buf_init(&s->scratch);
     rc_decoder_init(&s->dec);
     s->inbound = rc_ring_create(ring_capacity, RC_RING_MPSC);
@@ -1045,6 +1203,7 @@ void rc_shard_destroy(rc_shard *s)
         if (s->groups.slots && s->groups.slots[i].hash)
             rc_group_free((rc_group *)(uintptr_t)s->groups.slots[i].val);
     rc_strmap_free(&s->groups);
+    rc_strmap_free(&s->presence_tick);
     if (s->inbound) {
         void *left[RC_SHARD_BATCH];
         uint32_t n;

@@ -86,6 +86,10 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t redeliveries;  /* replayed slow_consumer letters sent to the group's io threads */
     _Atomic uint64_t replies_paged; /* hist replies and join backlogs cut at max_reply_bytes (`more: true`) */
     _Atomic uint64_t rate_limited;  /* sends refused with E_RATE_LIMITED by group_rate */
+    _Atomic uint64_t presence_events; /* online/offline events sent (one frame each, to every presence subscriber) */
+    _Atomic uint64_t presence_coalesced; /* presence changes undone within their tick: no event */
+    _Atomic uint64_t typing_forwarded; /* typing notices sent on */
+    _Atomic uint64_t typing_dropped;   /* typing notices within a second of the user's last one in the group */
     _Atomic uint64_t cache_bytes;   /* gauge: history held in memory (hist_bytes, published each tick) */
     _Atomic uint64_t cache_hits;    /* requests whose group's history was in memory */
     _Atomic uint64_t cache_evictions; /* groups whose history left memory for the budget */
@@ -153,6 +157,7 @@ typedef struct rc_shard {
     uint64_t backoff_rng;           /* jitter of retries (core/backoff.h) */
     uint32_t fail_sequencing;       /* tests only: this many sequencing attempts fail as out of memory would */
     struct rc_group *lru_head, *lru_tail; /* warm groups, most recently used first */
+    rc_strmap presence_tick;        /* this tick's presence changes: (group, user) -> was / is online (shard.c) */
     bool started;                   /* its thread runs (set and cleared by the server) */
     rc_live *live;                  /* values a reload changes (core/live.h); NULL: none */
     uint64_t live_version;          /* the version applied */

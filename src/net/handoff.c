@@ -62,6 +62,7 @@ void rc_handoff_route(rc_io *io, rc_conn *c, rc_job_kind kind, rc_str from, cons
         return;
     }
     c->heavy += rc_job_heavy(j);
+    j->no_echo = c->sess.no_echo;
     rc_handoff_queue(io, j, rc_handoff_shard_of(io, m->g.ptr, m->g.len), c);
 }
 

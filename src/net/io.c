@@ -574,7 +574,7 @@ static void conn_detach_all(rc_io *io, rc_conn *c)
         if (!groups->slots[i].hash)
             continue;
         rc_msg m = { .g = { groups->slots[i].key, groups->slots[i].len } };
-        rc_job *j = rc_job_new(RC_JOB_DETACH, id, (rc_str){ 0 }, &m);
+        rc_job *j = rc_job_new(RC_JOB_DETACH, id, (rc_str){ c->sess.user, c->sess.user_len }, &m); /* the user: presence */
         if (!j) {
             RC_LOG_ERROR("io", "event=detach_nomem sid=%llu", (unsigned long long)c->sess.sid);
             continue; /* deliveries to the dead slot are dropped by generation */

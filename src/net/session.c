@@ -80,6 +80,7 @@ static void on_hello(rc_session *s, const rc_session_env *env, const rc_msg *m)
     }
     memcpy(s->user, m->user.ptr, m->user.len);
     s->user_len = (uint8_t)m->user.len;
+    s->no_echo = (m->has & RC_HAS_ECHO) && !m->echo;
     s->authed = true;
     rc_msg r = { .type = RC_T_WELCOME, .has = m->has & RC_HAS_RID, .rid = m->rid, .sid = s->sid,
                  .srv = rc_str_c(RC_SESSION_SERVER_NAME), .max_frame = env->lim->max_frame };
@@ -204,6 +205,8 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
         route(s, env, m, RC_JOB_SEND);
         break;
     case RC_T_HIST: route(s, env, m, RC_JOB_HIST); break;
+    case RC_T_PRESENCE: route(s, env, m, RC_JOB_PRESENCE); break;
+    case RC_T_TYPING: route(s, env, m, RC_JOB_TYPING); break;
     case RC_T_REPLAY: on_replay(s, env, m); break;
     default:
         break; /* rc_session_frame answered server-only types already */
@@ -215,7 +218,7 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
 static bool is_request(rc_type t)
 {
     return t == RC_T_HELLO || t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST ||
-           t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY;
+           t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY || t == RC_T_PRESENCE || t == RC_T_TYPING;
 }
 
 void rc_session_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t len)

@@ -68,6 +68,7 @@ typedef struct rc_session {
     uint64_t sid;
     rc_strmap groups;       /* groups joined in this session, by name (E_LIMIT, detach on close); values unused */
     rc_bucket sends;        /* conn_rate */
+    bool no_echo;           /* hello echo: false: its own sends are not delivered back to it */
 } rc_session;
 
 /* What a session works with: its limits, its way out, the io thread's

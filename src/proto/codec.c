@@ -22,7 +22,8 @@ static const char *const type_names[RC_T_COUNT] = {
     [RC_T_PING] = "ping",    [RC_T_REPLAY] = "replay", [RC_T_WELCOME] = "welcome",
     [RC_T_JOINED] = "joined", [RC_T_SYNCED] = "synced", [RC_T_LEFT] = "left",
     [RC_T_ACK] = "ack",      [RC_T_MSG] = "msg",       [RC_T_PONG] = "pong",
-    [RC_T_ERR] = "err",      [RC_T_BYE] = "bye",
+    [RC_T_ERR] = "err",      [RC_T_BYE] = "bye",       [RC_T_PRESENCE] = "presence",
+    [RC_T_TYPING] = "typing", [RC_T_ONLINE] = "online", [RC_T_OFFLINE] = "offline",
 };
 
 static const char *const err_names[RC_E_COUNT] = {
@@ -83,13 +84,13 @@ rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame)
 typedef enum field_id {
     F_RID, F_USER, F_TOKEN, F_G, F_SINCE, F_BODY, F_MID, F_BEFORE, F_LIMIT,
     F_SEQ, F_TS, F_FROM, F_CODE, F_TEXT, F_REASON, F_SRV, F_SID, F_MAX_FRAME,
-    F_DUP, F_LOST, F_MSGS, F_TO, F_MORE, F_COUNT
+    F_DUP, F_LOST, F_MSGS, F_TO, F_MORE, F_ECHO, F_PRESENCE, F_ONLINE, F_USERS, F_N, F_COUNT
 } field_id;
 
 /* K_NAME is a K_STR that names something (a user, a group, a message id):
  * it may not hold the byte 0x00 (proto/PROTOCOL.md §2.1), so a name is the
  * same string to every layer that keys, logs or prints it. */
-typedef enum field_kind { K_UINT, K_STR, K_NAME, K_BODY, K_BOOL, K_ARRAY } field_kind;
+typedef enum field_kind { K_UINT, K_STR, K_NAME, K_BODY, K_BOOL, K_ARRAY, K_NAMES } field_kind;
 
 typedef struct field_def {
     const char *key;
@@ -122,6 +123,11 @@ static const field_def fields[F_COUNT] = {
     [F_MSGS] = { "msgs", K_ARRAY, 0, 0 },
     [F_TO] = { "to", K_NAME, 1, RC_MAX_USER },
     [F_MORE] = { "more", K_BOOL, 0, 0 },
+    [F_ECHO] = { "echo", K_BOOL, 0, 0 },
+    [F_PRESENCE] = { "presence", K_BOOL, 0, 0 },
+    [F_ONLINE] = { "online", K_UINT, 0, 0 },
+    [F_USERS] = { "users", K_NAMES, 0, RC_MAX_PRESENCE_USERS },
+    [F_N] = { "n", K_UINT, 0, 0 },
 };
 
 /* A type's spec: bit f = field f required, bit 64 + f = optional, so up
@@ -130,12 +136,18 @@ __extension__ typedef unsigned __int128 spec_t;
 #define REQ(f) ((spec_t)1 << (f))
 #define OPT(f) ((spec_t)1 << ((f) + 64))
 /* Keys of a type that only its reply carries: hist is both a request and a reply. */
-#define REPLY_ONLY (OPT(F_MSGS) | OPT(F_MORE))
+#define REPLY_ONLY (OPT(F_MSGS) | OPT(F_MORE) | OPT(F_USERS) | OPT(F_N) | OPT(F_FROM))
 
 /* Required and optional fields per type (bit f = required, bit 64+f = optional). */
 static const spec_t type_spec[RC_T_COUNT] = {
-    [RC_T_HELLO] = REQ(F_USER) | OPT(F_TOKEN),
-    [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE),
+    [RC_T_HELLO] = REQ(F_USER) | OPT(F_TOKEN) | OPT(F_ECHO),
+    [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE) | OPT(F_PRESENCE),
+    /* presence and typing are requests and, with the reply-only keys
+     * (REPLY_ONLY), the reply / the event others receive */
+    [RC_T_PRESENCE] = REQ(F_G) | OPT(F_USERS) | OPT(F_N),
+    [RC_T_TYPING] = REQ(F_G) | OPT(F_FROM),
+    [RC_T_ONLINE] = REQ(F_G) | REQ(F_USER),
+    [RC_T_OFFLINE] = REQ(F_G) | REQ(F_USER),
     [RC_T_LEAVE] = REQ(F_G),
     [RC_T_SEND] = REQ(F_G) | REQ(F_BODY) | OPT(F_MID),
     [RC_T_HIST] = REQ(F_G) | OPT(F_BEFORE) | OPT(F_LIMIT) | OPT(F_MSGS) | OPT(F_MORE),
@@ -143,7 +155,7 @@ static const spec_t type_spec[RC_T_COUNT] = {
     [RC_T_REPLAY] = REQ(F_G) | REQ(F_FROM) | REQ(F_TS) | REQ(F_BODY) | REQ(F_REASON) | OPT(F_SEQ) | OPT(F_TO) |
                     OPT(F_MID),
     [RC_T_WELCOME] = REQ(F_SID) | REQ(F_SRV) | REQ(F_MAX_FRAME),
-    [RC_T_JOINED] = REQ(F_G) | REQ(F_SEQ),
+    [RC_T_JOINED] = REQ(F_G) | REQ(F_SEQ) | OPT(F_ONLINE),
     [RC_T_SYNCED] = REQ(F_G) | REQ(F_SEQ) | REQ(F_LOST) | OPT(F_MORE),
     [RC_T_LEFT] = REQ(F_G),
     [RC_T_ACK] = REQ(F_G) | REQ(F_SEQ) | REQ(F_TS) | OPT(F_DUP),
@@ -289,6 +301,28 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
             }
         }
         return RC_OK;
+    case K_NAMES:
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > def->max_len) {
+            *why = "users must be an array of at most 1000 user names";
+            return RC_E_BAD_FIELD;
+        }
+        out->n_users = v->via.array.size;
+        out->users = out->n_users ? msgpack_zone_malloc(&d->zone, sizeof(rc_str) * out->n_users) : NULL;
+        if (out->n_users && !out->users) {
+            *why = "out of memory decoding users";
+            return RC_E_INTERNAL;
+        }
+        for (uint32_t i = 0; i < out->n_users; i++) {
+            const msgpack_object *e = &v->via.array.ptr[i];
+            if (e->type != MSGPACK_OBJECT_STR || e->via.str.size < 1 || e->via.str.size > RC_MAX_USER ||
+                memchr(e->via.str.ptr, '\0', e->via.str.size)) {
+                *why = "users must hold user names";
+                return RC_E_BAD_FIELD;
+            }
+            out->users[i] = (rc_str){ e->via.str.ptr, e->via.str.size };
+        }
+        out->has |= RC_HAS_USERS;
+        return RC_OK;
     }
 
     switch (f) {
@@ -315,6 +349,10 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
     case F_LOST: out->lost = v->via.boolean; break;
     case F_TO: out->to = s; out->has |= RC_HAS_TO; break;
     case F_MORE: out->more = v->via.boolean; break;
+    case F_ECHO: out->echo = v->via.boolean; out->has |= RC_HAS_ECHO; break;
+    case F_PRESENCE: out->presence = v->via.boolean; out->has |= RC_HAS_PRESENCE; break;
+    case F_ONLINE: out->online = u; out->has |= RC_HAS_ONLINE; break;
+    case F_N: out->n = u; break;
     default: break;
     }
     return RC_OK;
@@ -642,6 +680,12 @@ static bool opt_set(const rc_msg *m, field_id f)
     case F_SEQ: return m->has & RC_HAS_SEQ;
     case F_MSGS: return m->has & RC_HAS_MSGS;
     case F_MORE: return m->more; /* sent only when true */
+    case F_ECHO: return m->has & RC_HAS_ECHO;
+    case F_PRESENCE: return m->has & RC_HAS_PRESENCE;
+    case F_ONLINE: return m->has & RC_HAS_ONLINE;
+    case F_USERS: return m->has & RC_HAS_USERS;
+    case F_N: return m->has & RC_HAS_USERS;
+    case F_FROM: return m->from.len > 0; /* typing event */
     default: return false;
     }
 }
@@ -692,6 +736,18 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
     case F_LOST: pack_kbool(pk, "lost", m->lost); break;
     case F_TO: pack_kstr(pk, "to", m->to); break;
     case F_MORE: pack_kbool(pk, "more", m->more); break;
+    case F_ECHO: pack_kbool(pk, "echo", m->echo); break;
+    case F_PRESENCE: pack_kbool(pk, "presence", m->presence); break;
+    case F_ONLINE: pack_kuint(pk, "online", m->online); break;
+    case F_N: pack_kuint(pk, "n", m->n); break;
+    case F_USERS:
+        pack_key(pk, "users");
+        msgpack_pack_array(pk, m->n_users);
+        for (uint32_t i = 0; i < m->n_users; i++) {
+            msgpack_pack_str(pk, m->users[i].len);
+            msgpack_pack_str_body(pk, m->users[i].ptr, m->users[i].len);
+        }
+        break;
     case F_MSGS:
         pack_key(pk, "msgs");
         msgpack_pack_array(pk, m->n_msgs);

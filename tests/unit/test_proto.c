@@ -394,6 +394,11 @@ static const fdesc fdescs[] = {
     FD("lost", FK_BOOL, lost, 0),
     FD("more", FK_BOOL, more, 0),
     FD("n_msgs", FK_COUNT, n_msgs, RC_HAS_MSGS),
+    FD("echo", FK_BOOL, echo, RC_HAS_ECHO),
+    FD("presence", FK_BOOL, presence, RC_HAS_PRESENCE),
+    FD("online", FK_U64, online, RC_HAS_ONLINE),
+    FD("n", FK_U64, n, 0),
+    FD("n_users", FK_COUNT, n_users, RC_HAS_USERS),
 };
 #undef FD
 
@@ -964,8 +969,9 @@ static void test_err_names(void)
 static void test_type_names(void)
 {
     static const char *const want[RC_T_COUNT] = {
-        "?",       "hello",  "join",   "leave", "send", "hist", "ping", "replay", "welcome",
-        "joined",  "synced", "left",   "ack",   "msg",  "pong", "err",  "bye",
+        "?",       "hello",  "join",   "leave", "send", "hist", "ping", "replay", "presence", "typing",
+        "welcome", "joined", "synced", "left",  "ack",  "msg",  "pong", "err",    "bye",      "online",
+        "offline",
     };
     for (int t = RC_T_NONE; t < RC_T_COUNT; t++)
         CU_ASSERT_STRING_EQUAL(rc_type_name((rc_type)t), want[t]);
