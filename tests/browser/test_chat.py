@@ -191,6 +191,7 @@ return {
   msgs: all('#messages [data-seq]').map(function (e) { return [Number(e.dataset.seq), e.dataset.from, e.textContent]; }),
   pending: all('#pending li').length,
   online: all('#online li').map(function (e) { return e.dataset.user; }),
+  typing: (document.getElementById('typing') || {}).textContent || '',
   user: document.getElementById('user').value, group: document.getElementById('group').value
 };
 """
@@ -333,6 +334,16 @@ def run(chat, server, relay, shot):
     chat.connect(alice, "alice", group)
     chat.connect(bob, "bob", group)
     print("ok - both pages connected to %s" % group)
+    # Presence, before anyone wrote: each page lists both users.
+    for p, name in ((alice, "alice"), (bob, "bob")):
+        chat.wait(p, "%s's #online to list alice and bob" % name, lambda st: set(st["online"]) >= {"alice", "bob"})
+    # Typing: alice types without sending; bob sees it, alice does not see herself.
+    chat.on(alice)
+    chat.field(alice, "message").send_keys("typ")
+    chat.wait(bob, "bob's page to show that alice is typing", lambda st: "alice" in st["typing"])
+    need("alice" not in chat.state(alice)["typing"], "alice's page shows her own typing")
+    chat.field(alice, "message").clear()
+    print("ok - #online lists both users before anyone wrote; alice's typing shows on bob's page")
 
     chat.say_enter(alice, "alice", "hello bob")
     chat.say_click(bob, "bob", "hi alice, how are you?")
@@ -353,6 +364,7 @@ def run(chat, server, relay, shot):
 
     relay.cut()
     chat.wait(alice, "alice's page to notice the drop", lambda s: s["status"] == "reconnecting")
+    chat.wait(bob, "bob's #online to drop alice (offline)", lambda s: "alice" not in s["online"])
     chat.say_enter(alice, "alice", "written while offline")
     chat.wait(alice, "alice's offline message to wait", lambda s: s["pending"] == 1)
     away = ["while alice is away %d" % i for i in range(1, 4)]
@@ -361,6 +373,7 @@ def run(chat, server, relay, shot):
     relay.resume()
     ref = chat.agree([alice, bob], "after alice's reconnect")
     need(chat.state(alice)["sid"] != sids[alice], "alice's page did not open a new session")
+    chat.wait(bob, "bob's #online to list alice again (online)", lambda s: "alice" in s["online"])
     print("ok - alice reconnected: her offline message sent once, bob's caught up, %d messages" % len(ref))
 
     filler = " the quick brown fox jumps over the lazy dog;" * 4
