@@ -10,6 +10,7 @@
 #include "app/server.h"
 #include "core/clock.h"
 #include "core/stats.h"
+#include "store/store.h"
 
 /* One per-thread counter: name, help, type and where it sits in the stats. */
 typedef struct io_metric {
@@ -312,6 +313,76 @@ static void admin_section(rc_server *s, struct rc_admin_body *out)
                              (unsigned long long)r[i].v);
 }
 
+/* What RocksDB keeps in memory (ARCHITECTURE §8, "store memory"). */
+static void store_memory_section(rc_server *s, struct rc_admin_body *out)
+{
+    rc_store_memory m;
+    if (rc_store_memory_read(s->persist, &m) != 0)
+        return;
+    const struct { const char *name, *help; uint64_t v; } g[] = {
+        { "ringcast_store_memtable_bytes", "Bytes of RocksDB memtables, active and waiting to be flushed (64 MiB for history, 8 MiB for each other family, 3 at most each).", m.memtables },
+        { "ringcast_store_table_readers_bytes", "Bytes of the open SST files' readers outside the block cache.", m.table_readers },
+        { "ringcast_store_block_cache_bytes", "Bytes in RocksDB's block cache (data, index and filter blocks).", m.block_cache },
+        { "ringcast_store_block_cache_pinned_bytes", "Bytes of the block cache pinned by readers.", m.block_cache_pinned },
+        { "ringcast_store_block_cache_capacity_bytes", "The block cache's bound (64 MiB).", m.block_cache_capacity },
+    };
+    for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
+        metric_head(out, g[i].name, "gauge", g[i].help);
+        rc_admin_body_printf(out, "%s %llu\n", g[i].name, (unsigned long long)g[i].v);
+    }
+}
+
+/* jemalloc's control interface when ringcastd is linked with it (CMake
+ * RC_JEMALLOC); NULL in builds without it (the sanitizers' allocator). */
+extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) __attribute__((weak));
+
+static bool mallctl_size(const char *name, size_t *v)
+{
+    size_t len = sizeof(*v);
+    return mallctl(name, v, &len, NULL, 0) == 0 && len == sizeof(*v);
+}
+
+/* The allocator's own figures (ARCHITECTURE §8, "allocator"): what the
+ * program holds, what jemalloc keeps around it, and whether its background
+ * threads purge unused pages. Nothing when not linked with jemalloc. */
+static void allocator_section(struct rc_admin_body *out)
+{
+    if (!mallctl)
+        return;
+    uint64_t epoch = 1;
+    size_t elen = sizeof(epoch);
+    if (mallctl("epoch", &epoch, &elen, &epoch, sizeof(epoch)) != 0) /* refresh the statistics */
+        return;
+    const struct { const char *name, *ctl, *help; } m[] = {
+        { "ringcast_allocator_allocated_bytes", "stats.allocated", "Bytes the program holds allocated (jemalloc stats.allocated)." },
+        { "ringcast_allocator_active_bytes", "stats.active", "Bytes in pages with allocations in them (stats.active): allocated plus fragmentation." },
+        { "ringcast_allocator_resident_bytes", "stats.resident", "Bytes of the allocator's pages resident in memory (stats.resident): active, metadata, and unused pages not yet purged." },
+        { "ringcast_allocator_metadata_bytes", "stats.metadata", "Bytes of the allocator's own bookkeeping (stats.metadata)." },
+        { "ringcast_allocator_mapped_bytes", "stats.mapped", "Bytes of address space the allocator maps (stats.mapped)." },
+        { "ringcast_allocator_retained_bytes", "stats.retained", "Bytes of address space returned to the system but kept mapped for reuse (stats.retained, not resident)." },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        size_t v;
+        if (!mallctl_size(m[i].ctl, &v))
+            continue;
+        metric_head(out, m[i].name, "gauge", m[i].help);
+        rc_admin_body_printf(out, "%s %zu\n", m[i].name, v);
+    }
+    size_t pdirty, page; /* every arena's unused pages not purged yet (4096: MALLCTL_ARENAS_ALL) */
+    if (mallctl_size("stats.arenas.4096.pdirty", &pdirty) && mallctl_size("arenas.page", &page)) {
+        metric_head(out, "ringcast_allocator_dirty_bytes", "gauge",
+                    "Bytes of freed pages the allocator still holds resident, to be purged dirty_decay_ms after their release.");
+        rc_admin_body_printf(out, "ringcast_allocator_dirty_bytes %zu\n", pdirty * page);
+    }
+    bool bg = false;
+    size_t blen = sizeof(bg);
+    if (mallctl("background_thread", &bg, &blen, NULL, 0) == 0) {
+        metric_head(out, "ringcast_allocator_background_thread", "gauge",
+                    "1 when jemalloc's background threads purge unused pages (RC_MALLOC_CONF), also while the server is idle.");
+        rc_admin_body_printf(out, "ringcast_allocator_background_thread %d\n", bg ? 1 : 0);
+    }
+}
+
 void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
 {
     rc_admin_body_printf(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\n"
@@ -331,4 +402,6 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
     rate_section(s, out);
     letters_section(s, out);
     admin_section(s, out);
+    store_memory_section(s, out);
+    allocator_section(out);
 }

@@ -606,3 +606,24 @@ int rc_store_stats(rc_persist *p, char *buf, size_t len)
     }
     return r.off > (size_t)INT32_MAX ? INT32_MAX : (int)r.off;
 }
+
+int rc_store_memory_read(rc_persist *p, rc_store_memory *m)
+{
+    *m = (rc_store_memory){ 0 };
+    if (!p || !p->db)
+        return -1;
+    for (int i = 0; i < RC_CF_COUNT; i++) {
+        uint64_t v = 0;
+        if (p->cf[i] && rocksdb_property_int_cf(p->db, p->cf[i], "rocksdb.size-all-mem-tables", &v) == 0)
+            m->memtables += v;
+        v = 0;
+        if (p->cf[i] && rocksdb_property_int_cf(p->db, p->cf[i], "rocksdb.estimate-table-readers-mem", &v) == 0)
+            m->table_readers += v;
+    }
+    if (!p->cache)
+        return 0;
+    m->block_cache = rocksdb_cache_get_usage(p->cache);
+    m->block_cache_pinned = rocksdb_cache_get_pinned_usage(p->cache);
+    m->block_cache_capacity = rocksdb_cache_get_capacity(p->cache);
+    return 0;
+}

@@ -80,4 +80,16 @@ rc_spool rc_store_spool(rc_persist *p);
  * was truncated), or -1 when p is NULL. */
 int rc_store_stats(rc_persist *p, char *buf, size_t len);
 
+/* What RocksDB holds in memory now, in bytes (for /metrics). */
+typedef struct rc_store_memory {
+    uint64_t memtables;      /* every family's memtables, active and not yet flushed */
+    uint64_t table_readers;  /* open SST files' readers, without what sits in the block cache */
+    uint64_t block_cache;    /* the shared block cache's usage (data, index and filter blocks) */
+    uint64_t block_cache_pinned;
+    uint64_t block_cache_capacity; /* block_cache_mb */
+} rc_store_memory;
+
+/* Fills m; -1 without a store. Safe next to the shard threads' writes. */
+int rc_store_memory_read(rc_persist *p, rc_store_memory *m);
+
 #endif
