@@ -25,6 +25,18 @@
 
 #define RC_KEPT_MAX 1024u /* names of keys a reload could not change, for the log line */
 
+/* The allocator's options (ARCHITECTURE §8, "allocator"). jemalloc, which
+ * ringcastd links (CMake RC_JEMALLOC), reads this symbol before main; the
+ * environment's MALLOC_CONF is applied after it and may override it. A page
+ * freed is given back to the system dirty_decay_ms (10 s) later only when
+ * something purges it: without background threads that happens inside
+ * malloc and free calls of the same arena, so the pages of an arena its
+ * threads stopped using (a finished compaction, a burst of connections)
+ * stay resident, also while the server is idle. With them, a jemalloc
+ * thread purges every arena on time. Unused without jemalloc. */
+#define RC_MALLOC_CONF "background_thread:true"
+const char *malloc_conf = RC_MALLOC_CONF;
+
 /* log_level and log_format hold one of the names rc_config_load accepts,
  * which are the names the logging facility parses. */
 static void configure_logging(const rc_config *cfg)
