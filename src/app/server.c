@@ -246,7 +246,10 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     /* durability=off keeps everything in memory: nothing is stored or
      * recovered, and the dead-letter spool is in memory too. */
     if (strcmp(cfg->durability, "off") != 0) {
-        s->persist = rc_store_open(cfg->data_dir, NULL, err, errlen);
+        rc_store_options so;
+        rc_store_options_default(&so);
+        so.block_cache_mb = cfg->block_cache_mb;
+        s->persist = rc_store_open(cfg->data_dir, &so, err, errlen);
         if (!s->persist)
             goto fail;
     }

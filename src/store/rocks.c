@@ -47,7 +47,7 @@ void rc_store_options_default(rc_store_options *opt)
     *opt = (rc_store_options){
         .write_buffer_mb = 64,
         .small_write_buffer_mb = 8,
-        .block_cache_mb = 64,
+        .block_cache_mb = 8, /* the server's block_cache_mb: index and filter blocks, reads at recovery (README, Tuning) */
         .max_background_jobs = 2,
         .bytes_per_sync_kb = 1024,
         .bloom_bits_per_key = 10,

@@ -28,7 +28,7 @@
 typedef struct rc_store_options {
     uint32_t write_buffer_mb;        /* history memtable size, MB [64] */
     uint32_t small_write_buffer_mb;  /* memtable size of groups, spool, meta, MB [8] */
-    uint32_t block_cache_mb;         /* shared LRU block cache, MB [64] */
+    uint32_t block_cache_mb;         /* shared LRU block cache, MB [8]; the server sets its block_cache_mb */
     uint32_t max_background_jobs;    /* flush + compaction threads [2] */
     uint32_t bytes_per_sync_kb;      /* incremental fsync of SST and WAL writes, KB [1024] */
     uint32_t bloom_bits_per_key;     /* SST bloom filter bits per key (prefix bloom for history) [10] */
