@@ -26,6 +26,7 @@
 #define RC_CONFIG_BROKERS_SIZE 1024u /* comma-separated host:port list */
 #define RC_CONFIG_TOPIC_SIZE 250u   /* Kafka topic names are at most 249 bytes */
 #define RC_CONFIG_TOKEN_SIZE 256u   /* admin bearer token */
+#define RC_CONFIG_SECRETS_SIZE 2112u /* auth_secret: up to 8 secrets of 256 bytes, commas between */
 #define RC_CONFIG_ENUM_SIZE 16u     /* enum keys, stored as their name */
 #define RC_CONFIG_ORIGINS_SIZE 1024u /* comma-separated WebSocket origins */
 #define RC_CONFIG_REPLY_SLACK 2048u /* max_reply_bytes >= max_frame + this: a msg (body plus envelope) always fits */
@@ -43,6 +44,7 @@ typedef struct rc_config {
     uint16_t admin_port;                  /* 7481; admin HTTP port (/metrics, /healthz, ...) */
     char allowed_origins[RC_CONFIG_ORIGINS_SIZE]; /* ""; WebSocket Origins allowed, comma-separated (empty: any) */
     char admin_token[RC_CONFIG_TOKEN_SIZE]; /* ""; bearer token for /admin/..., empty: none */
+    char auth_secret[RC_CONFIG_SECRETS_SIZE]; /* ""; HS256 secrets for hello tokens, comma-separated; empty: hello trusts user */
 
     /* Storage and dead letters. */
     char data_dir[RC_CONFIG_PATH_SIZE];   /* "./data"; history, snapshots, spool */

@@ -25,7 +25,7 @@
 #define RC_MAX_USER 64u             /* user name: 1..64 bytes */
 #define RC_MAX_GROUP 128u           /* group id: 1..128 bytes */
 #define RC_MAX_MID 64u              /* client message id: 1..64 bytes */
-#define RC_MAX_TOKEN 1024u          /* hello token: 0..1024 bytes */
+#define RC_MAX_TOKEN 4096u          /* hello/refresh token: 0..4096 bytes */
 #define RC_MAX_HIST_LIMIT 1000u     /* hist limit: at most 1000 messages */
 #define RC_MAX_TEXT 1024u           /* err msg / bye reason / srv: at most 1024 bytes */
 #define RC_MAX_DEPTH 32u            /* nesting of arrays/maps in a map, the map itself level 1 (§2.1) */
@@ -43,6 +43,7 @@ typedef enum rc_type {
     RC_T_REPLAY,
     RC_T_PRESENCE,  /* request, and its reply */
     RC_T_TYPING,    /* request, and the event others receive */
+    RC_T_REFRESH,
     RC_T_WELCOME,
     RC_T_JOINED,
     RC_T_SYNCED,
@@ -54,6 +55,7 @@ typedef enum rc_type {
     RC_T_BYE,
     RC_T_ONLINE,    /* event: a user's first session in the group joined */
     RC_T_OFFLINE,   /* event: its last one left */
+    RC_T_REFRESHED,
     RC_T_COUNT
 } rc_type;
 
@@ -106,8 +108,8 @@ typedef struct rc_msg {
     rc_type type;
     uint32_t has;           /* RC_HAS_* bits for optional fields */
     uint64_t rid;           /* request id, echoed in the reply */
-    rc_str user;            /* hello: user name */
-    rc_str token;           /* hello: token */
+    rc_str user;            /* hello: user name (len 0: absent, the token names the user) */
+    rc_str token;           /* hello, refresh: token */
     rc_str g;               /* group id */
     rc_str mid;             /* client message id */
     rc_str body;            /* send/msg body (bin or str) */
@@ -125,6 +127,7 @@ typedef struct rc_msg {
     uint64_t ts;            /* ack/msg: unix ms */
     uint64_t sid;           /* welcome: session id */
     uint64_t max_frame;     /* welcome: server's max_frame */
+    uint64_t exp;           /* refreshed: the token's new expiry, unix seconds */
     bool dup;               /* ack: this mid was sequenced before */
     bool lost;              /* synced: history no longer reaches back to since */
     bool more;              /* hist, synced: the reply stopped at max_reply_bytes; ask again for the rest */

@@ -148,6 +148,7 @@ TYPE_FIELDS = {
     "send": {"g": STR, "body": BODY, "mid": STR},
     "hist": {"g": STR, "before": UINT, "limit": UINT, "msgs": MSGS, "more": BOOL},
     "ping": {},
+    "refresh": {"token": STR},
     "replay": {"g": STR, "seq": UINT, "from": STR, "to": STR, "ts": UINT,
                "mid": STR, "body": BODY, "reason": STR},
     "welcome": {"sid": UINT, "srv": STR, "max_frame": UINT},
@@ -159,6 +160,7 @@ TYPE_FIELDS = {
     "pong": {},
     "err": {"code": STR, "msg": STR},
     "bye": {"reason": STR},
+    "refreshed": {"exp": UINT},
 }
 
 
@@ -245,7 +247,11 @@ VALID = [
     ("join with presence", m("join", ("g", "room"), ("presence", True), rid=2)),
     ("presence request", m("presence", ("g", "room"), rid=3)),
     ("typing request", m("typing", ("g", "room"))),
-    ("hello token 1024 bytes (upper bound)", m("hello", ("user", "alice"), ("token", "k" * 1024))),
+    ("hello token 4096 bytes (upper bound)", m("hello", ("user", "alice"), ("token", "k" * 4096))),
+    ("hello with a token and no user (the token names the user)", m("hello", ("token", "e30.e30.sig"), rid=1)),
+    ("hello with neither user nor token (the session answers E_MISSING_FIELD)", m("hello", rid=1)),
+    ("refresh", m("refresh", ("token", "e30.e30.sig"), rid=9)),
+    ("refresh token 4096 bytes (upper bound)", m("refresh", ("token", "k" * 4096))),
     ("join minimal", m("join", ("g", "room"))),
     ("join with since", m("join", ("g", "room"), ("since", 41), rid=2)),
     ("join since 0", m("join", ("g", "room"), ("since", 0))),
@@ -314,6 +320,9 @@ VALID = [
      m("err", ("code", "E_SOMETHING_NEW"), ("msg", "from a newer server"))),
     ("bye", m("bye", ("reason", "server shutting down"))),
     ("bye empty reason", m("bye", ("reason", ""))),
+    ("bye token_expired", m("bye", ("reason", "token_expired"))),
+    ("refreshed", m("refreshed", ("exp", 1700003600), rid=9)),
+    ("refreshed exp uint64 max", m("refreshed", ("exp", U64MAX))),
     # ---- forward compatibility and encoding freedom ----
     ("unknown keys are ignored",
      m("send", ("g", "room"), ("x-trace", Map(("a", 1), ("b", [1, 2, 3]))), ("body", "hi"),
@@ -400,6 +409,11 @@ INVALID = [
     ("user is bin", m("hello", ("user", b"alice")), "E_BAD_FIELD"),
     ("user is nil", m("hello", ("user", None)), "E_BAD_FIELD"),
     ("token is an int", m("hello", ("user", "alice"), ("token", 1)), "E_BAD_FIELD"),
+    ("token is bin", m("hello", ("token", b"e30.e30.sig")), "E_BAD_FIELD"),
+    ("refresh token is an int", m("refresh", ("token", 1), rid=30), "E_BAD_FIELD", 30),
+    ("refresh token is nil", m("refresh", ("token", None)), "E_BAD_FIELD"),
+    ("exp is a string (refreshed)", m("refreshed", ("exp", "1700003600")), "E_BAD_FIELD"),
+    ("exp is negative (refreshed)", m("refreshed", ("exp", -1)), "E_BAD_FIELD"),
     ("g is bin", m("join", ("g", b"room"), rid=18), "E_BAD_FIELD", 18),
     ("g is an int", m("leave", ("g", 7)), "E_BAD_FIELD"),
     ("g is an array", m("send", ("g", ["room"]), ("body", "hi")), "E_BAD_FIELD"),
@@ -453,7 +467,8 @@ INVALID = [
     ("user 65 bytes", m("hello", ("user", "a" * 65), rid=23), "E_BAD_FIELD", 23),
     ("user 65 bytes of UTF-8", m("hello", ("user", "\u00e9" * 32 + "a")), "E_BAD_FIELD"),
     ("empty user", m("hello", ("user", "")), "E_BAD_FIELD"),
-    ("token 1025 bytes", m("hello", ("user", "alice"), ("token", "k" * 1025)), "E_BAD_FIELD"),
+    ("token 4097 bytes", m("hello", ("user", "alice"), ("token", "k" * 4097)), "E_BAD_FIELD"),
+    ("refresh token 4097 bytes", m("refresh", ("token", "k" * 4097), rid=31), "E_BAD_FIELD", 31),
     ("group 129 bytes", m("join", ("g", "g" * 129), rid=24), "E_BAD_FIELD", 24),
     ("empty group", m("join", ("g", "")), "E_BAD_FIELD"),
     ("empty group in send", m("send", ("g", ""), ("body", "hi")), "E_BAD_FIELD"),
@@ -497,7 +512,6 @@ INVALID = [
 # (optional fields present, so that they cannot stand in for the missing one).
 # Requests carry a rid, which the error must echo.
 REQUIRED = {
-    "hello": [("user", "alice")],
     "join": [("g", "room")],
     "leave": [("g", "room")],
     "send": [("g", "room"), ("body", "hi")],
@@ -511,13 +525,15 @@ REQUIRED = {
     "msg": [("g", "room"), ("seq", 1), ("from", "alice"), ("ts", 1700000000000), ("body", "hi")],
     "err": [("code", "E_LIMIT"), ("msg", "leave a group first")],
     "bye": [("reason", "server shutting down")],
+    "refresh": [("token", "e30.e30.sig")],
+    "refreshed": [("exp", 1700003600)],
 }
 OPTIONAL_EXAMPLE = {
     "hello": [("token", "x")], "join": [("since", 3)], "send": [("mid", "m1")],
     "hist": [("before", 10), ("limit", 5)], "replay": [("v", 1), ("seq", 4), ("to", "bob"), ("mid", "m1")],
     "ack": [("dup", True)], "msg": [("mid", "m1")],
 }
-REQUESTS = {"hello", "join", "leave", "send", "hist", "replay"}
+REQUESTS = {"hello", "join", "leave", "send", "hist", "replay", "refresh"}
 
 
 def missing_field_vectors():

@@ -52,6 +52,9 @@ static const io_metric io_metrics[] = {
     IO_METRIC(session.replay_history, "replays_history_total", "counter", "Replayed letters that history already covers: acknowledged dup, nothing sent."),
     IO_METRIC(session.replay_send, "replays_send_total", "counter", "Replayed letters never sequenced, sent now as from their sender (a repeat is acked dup)."),
     IO_METRIC(session.replay_refused, "replays_refused_total", "counter", "replay commands refused: not an admin session, or an unknown reason."),
+    IO_METRIC(session.auth_tokens, "auth_tokens_accepted_total", "counter", "hellos accepted with a valid signed token (auth_secret)."),
+    IO_METRIC(session.auth_refreshes, "auth_refreshes_total", "counter", "refresh requests accepted: the session's token replaced."),
+    IO_METRIC(session.token_expired, "auth_token_expired_total", "counter", "Sessions closed with bye token_expired: their token's exp passed without a refresh."),
     IO_METRIC(holds, "io_holds_total", "counter", "Times a connection stopped being read because its requests waited for room in a full shard ring (TCP then slows that sender)."),
     IO_METRIC(admit_waits, "io_admit_waits_total", "counter", "Pushes to a shard deferred because its ring already held more than max_queue_ms / 8 of work."),
     IO_METRIC(held_conns, "io_held_connections", "gauge", "Connections not read now because their requests wait for room in a shard ring."),
@@ -117,6 +120,15 @@ static void io_section(rc_server *s, struct rc_admin_body *out)
         for (uint32_t i = 0; i < inited(s); i++)
             sum += rc_stat_get(&s->shards[i].stats.errors[e]);
         rc_admin_body_printf(out, "ringcast_errors_total{code=\"%s\"} %llu\n", rc_err_name((rc_err)e),
+                             (unsigned long long)sum);
+    }
+    rc_admin_body_printf(out, "# HELP ringcast_auth_failures_total hellos and refreshes refused, by reason (E_AUTH_FAILED and close; no_token: E_NOT_AUTHENTICATED).\n"
+                              "# TYPE ringcast_auth_failures_total counter\n");
+    for (int r = RC_TOKEN_OK + 1; r < RC_AUTH_FAIL_REASONS; r++) {
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < s->n_io; i++)
+            sum += rc_stat_get(&s->ios[i].stats.session.auth_failures[r]);
+        rc_admin_body_printf(out, "ringcast_auth_failures_total{reason=\"%s\"} %llu\n", rc_auth_fail_name(r),
                              (unsigned long long)sum);
     }
     rc_admin_body_printf(out, "# HELP ringcast_io_out_ring_depth Outbatches waiting for an io thread.\n"

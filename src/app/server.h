@@ -24,6 +24,7 @@ typedef struct rc_server {
     rc_config cfg;
     _Atomic uint32_t io_pressure; /* readers over the pause mark on all io threads (net/io.h) */
     rc_iplimit per_ip;    /* open connections per client address (max_connections_per_ip) */
+    rc_token_keys auth;   /* auth_secret, parsed: what hello tokens are signed with (none: hello trusts user) */
     bool per_ip_ready;
     rc_routing routing;    /* the route io threads and shards follow (core/route.h) */
     rc_route *route;       /* the current route (changed under scale_lock) */

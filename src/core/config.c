@@ -89,6 +89,8 @@ static const key_def keys[] = {
     STR(allowed_origins, "", 0, 0,
         "WebSocket Origin headers allowed, comma-separated (http://chat.example.com,...); empty: any. Others are closed with 1008"),
     STR(admin_token, "", 0, KEY_SECRET, "bearer token required by /admin/... (empty: none)"),
+    STR(auth_secret, "", 0, KEY_SECRET,
+        "HS256 secrets hello tokens are signed with, comma-separated for rotation, each 16..256 bytes (empty: hello trusts user)"),
     STR(data_dir, "./data", 1, 0, "directory for history, snapshots and the dead-letter spool"),
     ENUM(durability, "batch", "off|none|batch|sync",
          "when history writes reach the disk (off: memory only, nothing is stored)"),

@@ -130,7 +130,7 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_
     io->pause_bytes = lim->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
     io->slim = (rc_session_limits){ .max_frame = lim->max_frame, .max_groups = lim->max_groups_per_session,
                                     .conn_rate = lim->conn_rate, .conn_burst = lim->conn_burst,
-                                    .admin_token = lim->admin_token };
+                                    .admin_token = lim->admin_token, .auth = lim->auth };
     io->admit_ns = (uint64_t)lim->max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR;
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
         !io->resume || !io->congested || !io->pressured || rc_waker_init(&io->waker) != 0) {
@@ -425,7 +425,7 @@ static void conn_ws_frame(rc_io *io, rc_conn *c, const uint8_t *p, size_t n)
 
 #define CONN_ENV(io, c)                                                                                     \
     conn_ctx ctx_ = { (io), (c) };                                                                          \
-    rc_session_out out_ = { &ctx_, out_send, out_route, out_reading, out_close, out_stopping };             \
+    rc_session_out out_ = { &ctx_, out_send, out_route, out_reading, out_close, out_stopping, NULL };       \
     rc_session_env env = { &(io)->slim, &out_, &(io)->dec, &(io)->scratch, &(io)->stats.session }
 
 /* Encodes and queues a reply built by the io thread itself. */
@@ -993,6 +993,7 @@ static void sweep_timeouts(rc_io *io)
     io->swept_ns = now;
     uint64_t hello_ns = (uint64_t)io->lim.hello_timeout_ms * RC_NS_PER_MS;
     uint64_t idle_ns = (uint64_t)io->lim.idle_timeout_ms * RC_NS_PER_MS;
+    uint64_t wall_s = rc_clock_wall_ms() / 1000u; /* token expiry is unix time (proto/PROTOCOL.md §6.8) */
     for (uint32_t i = 0; i < io->n_slots; i++) {
         rc_conn *c = io->conns[i];
         if (!c || c->state != CS_OPEN)
@@ -1002,6 +1003,12 @@ static void sweep_timeouts(rc_io *io)
             RC_LOG_INFO("io", "event=hello_timeout sid=%llu timeout_ms=%u", (unsigned long long)c->sess.sid,
                         io->lim.hello_timeout_ms);
             conn_bye(io, c, "hello_timeout: a connection must say hello within hello_timeout_ms");
+            continue;
+        }
+        if (rc_session_token_expired(&c->sess, wall_s)) {
+            RC_LOG_INFO("io", "event=token_expired sid=%llu", (unsigned long long)c->sess.sid);
+            CONN_ENV(io, c);
+            rc_session_expire(&c->sess, &env);
             continue;
         }
         if (!idle_ns || c->held || !c->sess.authed)

@@ -4,6 +4,7 @@
  */
 #include "net/session.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,24 @@ void rc_session_init(rc_session *s, uint64_t sid)
 {
     memset(s, 0, sizeof(*s));
     s->sid = sid;
+    s->allowed.all = true;
     rc_strmap_init(&s->groups);
 }
 
 void rc_session_free(rc_session *s)
 {
     rc_strmap_free(&s->groups);
+    rc_token_groups_free(&s->allowed);
+}
+
+const char *rc_auth_fail_name(int reason)
+{
+    switch (reason) {
+    case RC_AUTH_FAIL_USER_MISMATCH: return "user_mismatch";
+    case RC_AUTH_FAIL_NO_TOKEN: return "no_token";
+    case RC_AUTH_FAIL_ADMIN_TOKEN: return "admin_token";
+    default: return rc_token_result_name((rc_token_result)reason);
+    }
 }
 
 /* ---- replies ---- */
@@ -64,27 +77,166 @@ static void route(rc_session *s, const rc_session_env *env, const rc_msg *m, rc_
     env->out->route(env->out->self, kind, (rc_str){ s->user, s->user_len }, m);
 }
 
+static uint64_t wall_s(const rc_session_env *env)
+{
+    return env->out->wall_s ? env->out->wall_s(env->out->self) : rc_clock_wall_ms() / 1000u;
+}
+
+static bool checks_tokens(const rc_session_env *env)
+{
+    return env->lim->auth && env->lim->auth->n > 0;
+}
+
+/* The admin token, compared in constant time (its length aside). */
+static bool is_admin_token(const rc_session_env *env, rc_str token)
+{
+    const char *admin = env->lim->admin_token ? env->lim->admin_token : "";
+    size_t n = strlen(admin);
+    return n > 0 && token.len == n && CRYPTO_memcmp(token.ptr, admin, n) == 0;
+}
+
+/* E_AUTH_FAILED, then `bye` and close (proto/PROTOCOL.md §6.8): a client
+ * that presents a bad credential is not given another try on the same
+ * connection. */
+static void auth_failed(const rc_session_env *env, const rc_msg *m, int reason, const char *text)
+{
+    RC_STAT_ADD(env->stats->auth_failures[reason], 1);
+    rc_session_error(env, m, RC_E_AUTH_FAILED, text);
+    rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c("auth_failed") };
+    rc_session_reply(env, &bye);
+    env->out->close(env->out->self);
+}
+
+static const char *token_refusal(rc_token_result r)
+{
+    switch (r) {
+    case RC_TOKEN_TOO_LONG: return "the token is longer than the protocol allows";
+    case RC_TOKEN_ALGORITHM: return "the token must be signed HS256 (alg none and other algorithms are refused)";
+    case RC_TOKEN_SIGNATURE: return "the token's signature does not match any of the server's secrets";
+    case RC_TOKEN_CLAIMS: return "the token needs sub (1..64 bytes), exp, and well-formed nbf, iat, groups";
+    case RC_TOKEN_EXPIRED: return "the token has expired; get a new one";
+    case RC_TOKEN_NOT_YET_VALID: return "the token is not valid yet (nbf or iat in the future)";
+    default: return "the token is not a JWT (three base64url parts of JSON objects)";
+    }
+}
+
+/* Verifies m->token; on failure answers and closes, returning false. */
+static bool verify_token(const rc_session_env *env, const rc_msg *m, rc_token_claims *claims)
+{
+    rc_token_result r = rc_token_verify(env->lim->auth, m->token.ptr, m->token.len, wall_s(env), claims);
+    if (r == RC_TOKEN_OK)
+        return true;
+    auth_failed(env, m, r, token_refusal(r));
+    return false;
+}
+
+static void welcome(rc_session *s, const rc_session_env *env, const rc_msg *m, rc_str user)
+{
+    memcpy(s->user, user.ptr, user.len);
+    s->user_len = (uint8_t)user.len;
+    s->no_echo = (m->has & RC_HAS_ECHO) && !m->echo;
+    s->authed = true;
+    rc_msg r = { .type = RC_T_WELCOME, .has = m->has & RC_HAS_RID, .rid = m->rid, .sid = s->sid,
+                 .srv = rc_str_c(RC_SESSION_SERVER_NAME), .max_frame = env->lim->max_frame };
+    rc_session_reply(env, &r);
+}
+
+/* hello with a token while auth_secret is set: the token names the user. */
+static void hello_with_token(rc_session *s, const rc_session_env *env, const rc_msg *m)
+{
+    rc_token_claims claims;
+    if (!verify_token(env, m, &claims))
+        return;
+    rc_str sub = { claims.sub, claims.sub_len };
+    if (m->user.len && !rc_str_eq(m->user, sub)) {
+        rc_token_claims_free(&claims);
+        auth_failed(env, m, RC_AUTH_FAIL_USER_MISMATCH, "user differs from the token's sub");
+        return;
+    }
+    s->token_exp = claims.exp;
+    rc_token_groups_move(&s->allowed, &claims.groups);
+    RC_STAT_ADD(env->stats->auth_tokens, 1);
+    welcome(s, env, m, sub);
+}
+
+/* Order: the admin token (it works with and without auth_secret), then a
+ * signed token when auth_secret is set, else the trusted user name. */
 static void on_hello(rc_session *s, const rc_session_env *env, const rc_msg *m)
 {
     if (s->authed) {
         rc_session_error(env, m, RC_E_FORBIDDEN, "hello was already accepted on this connection");
         return;
     }
-    const char *admin = env->lim->admin_token ? env->lim->admin_token : "";
-    if ((m->has & RC_HAS_TOKEN) && admin[0]) {
-        if (!rc_str_eq(m->token, rc_str_c(admin))) {
-            rc_session_error(env, m, RC_E_AUTH_FAILED, "the token is not valid for this server");
+    bool has_token = m->has & RC_HAS_TOKEN;
+    if (has_token && is_admin_token(env, m->token)) {
+        if (!m->user.len) {
+            rc_session_error(env, m, RC_E_MISSING_FIELD, "an admin hello names its user");
             return;
         }
         s->admin = true;
+        welcome(s, env, m, m->user);
+        return;
     }
-    memcpy(s->user, m->user.ptr, m->user.len);
-    s->user_len = (uint8_t)m->user.len;
-    s->no_echo = (m->has & RC_HAS_ECHO) && !m->echo;
-    s->authed = true;
-    rc_msg r = { .type = RC_T_WELCOME, .has = m->has & RC_HAS_RID, .rid = m->rid, .sid = s->sid,
-                 .srv = rc_str_c(RC_SESSION_SERVER_NAME), .max_frame = env->lim->max_frame };
+    if (checks_tokens(env)) {
+        if (!has_token) {
+            RC_STAT_ADD(env->stats->auth_failures[RC_AUTH_FAIL_NO_TOKEN], 1);
+            rc_session_error(env, m, RC_E_NOT_AUTHENTICATED, "this server needs a token in hello");
+            return;
+        }
+        hello_with_token(s, env, m);
+        return;
+    }
+    if (has_token && env->lim->admin_token && env->lim->admin_token[0]) {
+        auth_failed(env, m, RC_AUTH_FAIL_ADMIN_TOKEN, "the token is not valid for this server");
+        return;
+    }
+    if (!m->user.len) {
+        rc_session_error(env, m, RC_E_MISSING_FIELD, "hello needs user (this server does not read tokens)");
+        return;
+    }
+    welcome(s, env, m, m->user);
+}
+
+/* refresh: a new token for the same user replaces the session's. */
+static void on_refresh(rc_session *s, const rc_session_env *env, const rc_msg *m)
+{
+    if (!checks_tokens(env) || !s->token_exp) {
+        rc_session_error(env, m, RC_E_FORBIDDEN, "this session has no token to refresh");
+        return;
+    }
+    rc_token_claims claims;
+    if (!verify_token(env, m, &claims))
+        return;
+    if (!rc_str_eq((rc_str){ claims.sub, claims.sub_len }, (rc_str){ s->user, s->user_len })) {
+        rc_token_claims_free(&claims);
+        auth_failed(env, m, RC_AUTH_FAIL_USER_MISMATCH, "a refresh token must name the session's user");
+        return;
+    }
+    s->token_exp = claims.exp;
+    rc_token_groups_move(&s->allowed, &claims.groups);
+    RC_STAT_ADD(env->stats->auth_refreshes, 1);
+    rc_msg r = { .type = RC_T_REFRESHED, .has = m->has & RC_HAS_RID, .rid = m->rid, .exp = claims.exp };
     rc_session_reply(env, &r);
+}
+
+bool rc_session_token_expired(const rc_session *s, uint64_t now_s)
+{
+    return s->token_exp && now_s >= s->token_exp;
+}
+
+void rc_session_expire(rc_session *s, const rc_session_env *env)
+{
+    RC_STAT_ADD(env->stats->token_expired, 1);
+    s->token_exp = 0; /* said once */
+    rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c("token_expired") };
+    rc_session_reply(env, &bye);
+    env->out->close(env->out->self);
+}
+
+/* Requests that name a group act on it only when the token allows it. */
+static bool names_group(rc_type t)
+{
+    return t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST;
 }
 
 static void on_join(rc_session *s, const rc_session_env *env, const rc_msg *m)
@@ -184,6 +336,14 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
         rc_session_error(env, m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");
         return;
     }
+    if (rc_session_token_expired(s, wall_s(env))) {
+        rc_session_expire(s, env);
+        return;
+    }
+    if (names_group(m->type) && !rc_token_group_allowed(&s->allowed, m->g)) {
+        rc_session_error(env, m, RC_E_FORBIDDEN, "the token's groups claim does not allow this group");
+        return;
+    }
     switch (m->type) {
     case RC_T_HELLO: on_hello(s, env, m); break;
     case RC_T_PING: {
@@ -208,6 +368,7 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
     case RC_T_PRESENCE: route(s, env, m, RC_JOB_PRESENCE); break;
     case RC_T_TYPING: route(s, env, m, RC_JOB_TYPING); break;
     case RC_T_REPLAY: on_replay(s, env, m); break;
+    case RC_T_REFRESH: on_refresh(s, env, m); break;
     default:
         break; /* rc_session_frame answered server-only types already */
     }
@@ -218,7 +379,8 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
 static bool is_request(rc_type t)
 {
     return t == RC_T_HELLO || t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST ||
-           t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY || t == RC_T_PRESENCE || t == RC_T_TYPING;
+           t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY || t == RC_T_PRESENCE || t == RC_T_TYPING ||
+           t == RC_T_REFRESH;
 }
 
 void rc_session_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t len)

@@ -20,6 +20,7 @@
 #include "core/dispatch.h"
 #include "core/strmap.h"
 #include "ringcast/proto.h"
+#include "ringcast/token.h"
 
 #define RC_SESSION_SERVER_NAME "ringcast/" RC_VERSION
 
@@ -38,6 +39,8 @@ typedef struct rc_session_out {
     void (*close)(void *self);
     /* True while the server is shutting down (requests get E_SHUTTING_DOWN). */
     bool (*stopping)(void *self);
+    /* Unix time in seconds, for token expiry (NULL: the system's wall clock). */
+    uint64_t (*wall_s)(void *self);
 } rc_session_out;
 
 /* What the protocol allows; copied from the server config. */
@@ -46,7 +49,18 @@ typedef struct rc_session_limits {
     uint32_t max_groups;             /* groups one session may join (max_groups_per_session) */
     const char *admin_token;         /* hello token that makes a session admin ("" or NULL: none) */
     uint32_t conn_rate, conn_burst;  /* sends per second per connection, bucket size (0: no limit) */
+    const rc_token_keys *auth;       /* auth_secret: hello needs a token signed with one of them (NULL or none: hello trusts user) */
 } rc_session_limits;
+
+/* Why a hello or refresh was refused (ringcast_auth_failures_total{reason}):
+ * the token's own faults (rc_token_result), then the session's. */
+enum {
+    RC_AUTH_FAIL_USER_MISMATCH = RC_TOKEN_RESULTS, /* user in hello, or the refreshing token's sub, is not the session's */
+    RC_AUTH_FAIL_NO_TOKEN,                          /* hello without a token while auth_secret is set: E_NOT_AUTHENTICATED */
+    RC_AUTH_FAIL_ADMIN_TOKEN,                       /* without auth_secret, a token that is not admin_token */
+    RC_AUTH_FAIL_REASONS
+};
+const char *rc_auth_fail_name(int reason); /* metric label: "signature", "user_mismatch", ... */
 
 /* Counters, written by the owning io thread only (single writer). */
 typedef struct rc_session_stats {
@@ -57,12 +71,18 @@ typedef struct rc_session_stats {
     _Atomic uint64_t replay_send;           /* replayed letters never sequenced: sent as from their sender */
     _Atomic uint64_t replay_refused;        /* replay commands refused (not admin, unknown reason) */
     _Atomic uint64_t rate_limited;          /* sends refused with E_RATE_LIMITED by conn_rate */
+    _Atomic uint64_t auth_failures[RC_AUTH_FAIL_REASONS]; /* hellos and refreshes refused, by reason (index 0 unused) */
+    _Atomic uint64_t auth_tokens;           /* hellos accepted with a valid token */
+    _Atomic uint64_t auth_refreshes;        /* refreshes accepted */
+    _Atomic uint64_t token_expired;         /* sessions closed with bye token_expired */
 } rc_session_stats;
 
 /* One session's state. */
 typedef struct rc_session {
     bool authed;            /* said hello */
     bool admin;             /* said hello with the admin token: may replay dead letters */
+    uint64_t token_exp;     /* unix seconds when the session's token expires (0: no token) */
+    rc_token_groups allowed; /* groups the token allows (all when there is no token) */
     char user[RC_MAX_USER];
     uint8_t user_len;
     uint64_t sid;
@@ -99,5 +119,12 @@ void rc_session_error(const rc_session_env *env, const rc_msg *req, rc_err code,
 
 /* The session's groups: g is no longer one (a refused join, an overloaded one). */
 void rc_session_forget(rc_session *s, rc_str g);
+
+/* Token expiry (proto/PROTOCOL.md §6.8): true once the session's token has
+ * expired at now_s; rc_session_expire then says `bye` {reason:
+ * "token_expired"} and closes. The io thread's timeout sweep asks every
+ * session; a request arriving first finds it too. */
+bool rc_session_token_expired(const rc_session *s, uint64_t now_s);
+void rc_session_expire(rc_session *s, const rc_session_env *env);
 
 #endif

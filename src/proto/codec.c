@@ -24,6 +24,7 @@ static const char *const type_names[RC_T_COUNT] = {
     [RC_T_ACK] = "ack",      [RC_T_MSG] = "msg",       [RC_T_PONG] = "pong",
     [RC_T_ERR] = "err",      [RC_T_BYE] = "bye",       [RC_T_PRESENCE] = "presence",
     [RC_T_TYPING] = "typing", [RC_T_ONLINE] = "online", [RC_T_OFFLINE] = "offline",
+    [RC_T_REFRESH] = "refresh", [RC_T_REFRESHED] = "refreshed",
 };
 
 static const char *const err_names[RC_E_COUNT] = {
@@ -84,7 +85,7 @@ rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame)
 typedef enum field_id {
     F_RID, F_USER, F_TOKEN, F_G, F_SINCE, F_BODY, F_MID, F_BEFORE, F_LIMIT,
     F_SEQ, F_TS, F_FROM, F_CODE, F_TEXT, F_REASON, F_SRV, F_SID, F_MAX_FRAME,
-    F_DUP, F_LOST, F_MSGS, F_TO, F_MORE, F_ECHO, F_PRESENCE, F_ONLINE, F_USERS, F_N, F_COUNT
+    F_DUP, F_LOST, F_MSGS, F_TO, F_MORE, F_ECHO, F_PRESENCE, F_ONLINE, F_USERS, F_N, F_EXP, F_COUNT
 } field_id;
 
 /* K_NAME is a K_STR that names something (a user, a group, a message id):
@@ -128,6 +129,7 @@ static const field_def fields[F_COUNT] = {
     [F_ONLINE] = { "online", K_UINT, 0, 0 },
     [F_USERS] = { "users", K_NAMES, 0, RC_MAX_PRESENCE_USERS },
     [F_N] = { "n", K_UINT, 0, 0 },
+    [F_EXP] = { "exp", K_UINT, 0, 0 },
 };
 
 /* A type's spec: bit f = field f required, bit 64 + f = optional, so up
@@ -140,7 +142,7 @@ __extension__ typedef unsigned __int128 spec_t;
 
 /* Required and optional fields per type (bit f = required, bit 64+f = optional). */
 static const spec_t type_spec[RC_T_COUNT] = {
-    [RC_T_HELLO] = REQ(F_USER) | OPT(F_TOKEN) | OPT(F_ECHO),
+    [RC_T_HELLO] = OPT(F_USER) | OPT(F_TOKEN) | OPT(F_ECHO), /* the session requires user or token (proto/PROTOCOL.md §6.8) */
     [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE) | OPT(F_PRESENCE),
     /* presence and typing are requests and, with the reply-only keys
      * (REPLY_ONLY), the reply / the event others receive */
@@ -152,6 +154,7 @@ static const spec_t type_spec[RC_T_COUNT] = {
     [RC_T_SEND] = REQ(F_G) | REQ(F_BODY) | OPT(F_MID),
     [RC_T_HIST] = REQ(F_G) | OPT(F_BEFORE) | OPT(F_LIMIT) | OPT(F_MSGS) | OPT(F_MORE),
     [RC_T_PING] = 0,
+    [RC_T_REFRESH] = REQ(F_TOKEN),
     [RC_T_REPLAY] = REQ(F_G) | REQ(F_FROM) | REQ(F_TS) | REQ(F_BODY) | REQ(F_REASON) | OPT(F_SEQ) | OPT(F_TO) |
                     OPT(F_MID),
     [RC_T_WELCOME] = REQ(F_SID) | REQ(F_SRV) | REQ(F_MAX_FRAME),
@@ -163,6 +166,7 @@ static const spec_t type_spec[RC_T_COUNT] = {
     [RC_T_PONG] = 0,
     [RC_T_ERR] = REQ(F_CODE) | REQ(F_TEXT),
     [RC_T_BYE] = REQ(F_REASON),
+    [RC_T_REFRESHED] = REQ(F_EXP),
 };
 
 void rc_decoder_init(rc_decoder *d)
@@ -353,6 +357,7 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
     case F_PRESENCE: out->presence = v->via.boolean; out->has |= RC_HAS_PRESENCE; break;
     case F_ONLINE: out->online = u; out->has |= RC_HAS_ONLINE; break;
     case F_N: out->n = u; break;
+    case F_EXP: out->exp = u; break;
     default: break;
     }
     return RC_OK;
@@ -670,6 +675,7 @@ static void pack_body(msgpack_packer *pk, const rc_msg *m)
 static bool opt_set(const rc_msg *m, field_id f)
 {
     switch (f) {
+    case F_USER: return m->user.len > 0; /* hello: absent when empty (its bounds are 1..64) */
     case F_TOKEN: return m->has & RC_HAS_TOKEN;
     case F_SINCE: return m->has & RC_HAS_SINCE;
     case F_MID: return m->has & RC_HAS_MID;
@@ -748,6 +754,7 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
             msgpack_pack_str_body(pk, m->users[i].ptr, m->users[i].len);
         }
         break;
+    case F_EXP: pack_kuint(pk, "exp", m->exp); break;
     case F_MSGS:
         pack_key(pk, "msgs");
         msgpack_pack_array(pk, m->n_msgs);

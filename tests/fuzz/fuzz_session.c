@@ -132,7 +132,7 @@ static void run(world *w, const uint8_t *data, size_t size)
 {
     static const rc_session_limits lim = { .max_frame = FUZZ_MAX_FRAME, .max_groups = FUZZ_MAX_GROUPS,
                                            .admin_token = FUZZ_TOKEN };
-    rc_session_out out = { w, w_send, w_route, w_reading, w_close, w_stopping };
+    rc_session_out out = { w, w_send, w_route, w_reading, w_close, w_stopping, NULL };
     rc_session_stats stats;
     memset(&stats, 0, sizeof stats);
     rc_decoder dec;

@@ -390,6 +390,7 @@ static const fdesc fdescs[] = {
     FD("ts", FK_U64, ts, 0),
     FD("sid", FK_U64, sid, 0),
     FD("max_frame", FK_U64, max_frame, 0),
+    FD("exp", FK_U64, exp, 0),
     FD("dup", FK_BOOL, dup, RC_HAS_DUP),
     FD("lost", FK_BOOL, lost, 0),
     FD("more", FK_BOOL, more, 0),
@@ -717,6 +718,7 @@ static bool msg_same(const rc_msg *a, const rc_msg *b, char *why)
     SAME(a->ts == b->ts, "ts");
     SAME(a->sid == b->sid, "sid");
     SAME(a->max_frame == b->max_frame, "max_frame");
+    SAME(a->exp == b->exp, "exp");
     SAME(a->dup == b->dup, "dup");
     SAME(a->lost == b->lost, "lost");
     SAME(a->more == b->more, "more");
@@ -774,20 +776,22 @@ static rc_msg fixture_msg(uint64_t seq, bool str_body, bool with_mid)
 
 static void test_roundtrip_requests(void)
 {
-    char user64[RC_MAX_USER + 1], group128[RC_MAX_GROUP + 1], mid64[RC_MAX_MID + 1], token1024[RC_MAX_TOKEN + 1];
+    char user64[RC_MAX_USER + 1], group128[RC_MAX_GROUP + 1], mid64[RC_MAX_MID + 1], token_max[RC_MAX_TOKEN + 1];
     memset(user64, 'u', RC_MAX_USER);
     user64[RC_MAX_USER] = '\0';
     memset(group128, 'g', RC_MAX_GROUP);
     group128[RC_MAX_GROUP] = '\0';
     memset(mid64, 'm', RC_MAX_MID);
     mid64[RC_MAX_MID] = '\0';
-    memset(token1024, 't', RC_MAX_TOKEN);
-    token1024[RC_MAX_TOKEN] = '\0';
+    memset(token_max, 't', RC_MAX_TOKEN);
+    token_max[RC_MAX_TOKEN] = '\0';
 
     const rc_msg cases[] = {
         { .type = RC_T_HELLO, .user = S("alice") },
-        { .type = RC_T_HELLO, .has = RC_HAS_RID | RC_HAS_TOKEN, .rid = 1, .user = S(user64), .token = S(token1024) },
+        { .type = RC_T_HELLO, .has = RC_HAS_RID | RC_HAS_TOKEN, .rid = 1, .user = S(user64), .token = S(token_max) },
         { .type = RC_T_HELLO, .has = RC_HAS_TOKEN, .user = S("a"), .token = S("") },
+        { .type = RC_T_HELLO, .has = RC_HAS_RID | RC_HAS_TOKEN, .rid = 1, .token = S(token_max) },
+        { .type = RC_T_REFRESH, .has = RC_HAS_RID | RC_HAS_TOKEN, .rid = 2, .token = S(token_max) },
         { .type = RC_T_JOIN, .g = S("room") },
         { .type = RC_T_JOIN, .has = RC_HAS_RID | RC_HAS_SINCE, .rid = 2, .g = S(group128), .since = UINT64_MAX },
         { .type = RC_T_JOIN, .has = RC_HAS_SINCE, .g = S("r"), .since = 0 },
@@ -848,6 +852,7 @@ static void test_roundtrip_server_messages(void)
           .text = S("join the group before sending to it") },
         { .type = RC_T_BYE, .reason = S("server shutting down") },
         { .type = RC_T_BYE, .reason = S("") },
+        { .type = RC_T_REFRESHED, .has = RC_HAS_RID, .rid = 9, .exp = UINT64_MAX },
     };
     rc_decoder d;
     rc_decoder_init(&d);
@@ -970,8 +975,8 @@ static void test_type_names(void)
 {
     static const char *const want[RC_T_COUNT] = {
         "?",       "hello",  "join",   "leave", "send", "hist", "ping", "replay", "presence", "typing",
-        "welcome", "joined", "synced", "left",  "ack",  "msg",  "pong", "err",    "bye",      "online",
-        "offline",
+        "refresh", "welcome", "joined", "synced", "left",  "ack",  "msg",  "pong", "err",    "bye",
+        "online",  "offline", "refreshed",
     };
     for (int t = RC_T_NONE; t < RC_T_COUNT; t++)
         CU_ASSERT_STRING_EQUAL(rc_type_name((rc_type)t), want[t]);

@@ -5,7 +5,8 @@
  * would route, whether it closed. Covers framing (whole, split, pipelined,
  * zero and oversize lengths), hello first, the admin token, join's
  * per-session limit, server-only types, bad maps, shutting down, holding
- * (input stops where `reading` says) and the replay rules.
+ * (input stops where `reading` says), the replay rules, and signed
+ * tokens: hello with and without one, groups, refresh, expiry.
  */
 #include "net/session.h"
 
@@ -20,6 +21,9 @@
 #define MAX_FRAME 1024u
 #define MAX_GROUPS 2u
 #define TOKEN "s3cret"
+#define SECRET "a-secret-of-32-bytes-for-hs256!!"
+#define OTHER_SECRET "another-secret-nobody-configured"
+#define NOW 1700000000u
 
 /* What the fake writer saw. */
 typedef struct fake {
@@ -32,6 +36,7 @@ typedef struct fake {
     int n_routed;
     bool closed, stopping;
     int reads_left;                 /* `reading` answers true this many times (-1: always) */
+    uint64_t now_s;                 /* the wall clock the session reads */
 } fake;
 
 static void f_send(void *self, const uint8_t *frame, size_t len)
@@ -76,11 +81,17 @@ static bool f_stopping(void *self)
     return ((fake *)self)->stopping;
 }
 
+static uint64_t f_wall(void *self)
+{
+    return ((fake *)self)->now_s;
+}
+
 /* One session with its fake world. */
 typedef struct scene {
     fake f;
     rc_session s;
     rc_session_limits lim;
+    rc_token_keys keys;
     rc_session_out out;
     rc_session_stats stats;
     rc_decoder dec;
@@ -93,8 +104,9 @@ static scene *scene_new(void)
     scene *sc = calloc(1, sizeof(*sc));
     CU_ASSERT_PTR_NOT_NULL_FATAL(sc);
     sc->f.reads_left = -1;
+    sc->f.now_s = NOW;
     sc->lim = (rc_session_limits){ .max_frame = MAX_FRAME, .max_groups = MAX_GROUPS, .admin_token = TOKEN };
-    sc->out = (rc_session_out){ &sc->f, f_send, f_route, f_reading, f_close, f_stopping };
+    sc->out = (rc_session_out){ &sc->f, f_send, f_route, f_reading, f_close, f_stopping, f_wall };
     rc_decoder_init_requests(&sc->dec);
     rc_buf_init(&sc->scratch);
     sc->env = (rc_session_env){ &sc->lim, &sc->out, &sc->dec, &sc->scratch, &sc->stats };
@@ -172,15 +184,206 @@ static void test_hello_first(void)
     scene_free(sc);
 }
 
+/* The frames before the last: err E_AUTH_FAILED, then bye, then closed. */
+static void assert_auth_failed(const scene *sc, uint64_t rid, const char *why)
+{
+    CU_ASSERT_FATAL(sc->f.n_sent >= 2);
+    const rc_msg *e = &sc->f.sent[sc->f.n_sent - 2], *b = &sc->f.sent[sc->f.n_sent - 1];
+    CU_ASSERT_EQUAL(e->type, RC_T_ERR);
+    CU_ASSERT_EQUAL(e->code, RC_E_AUTH_FAILED);
+    CU_ASSERT_EQUAL(e->rid, rid);
+    CU_ASSERT_EQUAL(b->type, RC_T_BYE);
+    CU_ASSERT(rc_str_eq(b->reason, rc_str_c("auth_failed")));
+    CU_ASSERT(sc->f.closed);
+    CU_ASSERT(!sc->s.authed);
+    if (why)
+        CU_ASSERT(e->text.len > 0);
+}
+
 static void test_admin_token(void)
 {
     scene *sc = scene_new();
     hello(sc, "ops", "wrong");
-    assert_err(sc, RC_E_AUTH_FAILED, 1);
-    CU_ASSERT(!sc->s.authed);
+    assert_auth_failed(sc, 1, NULL);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_failures[RC_AUTH_FAIL_ADMIN_TOKEN]), 1);
+    scene_free(sc);
+    sc = scene_new();
     hello(sc, "ops", TOKEN);
     CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_WELCOME);
     CU_ASSERT(sc->s.admin);
+    scene_free(sc);
+}
+
+/* ---- signed tokens (proto/PROTOCOL.md §6.8) ---- */
+
+static scene *scene_auth(void)
+{
+    scene *sc = scene_new();
+    char err[128];
+    CU_ASSERT_FATAL(rc_token_keys_parse(&sc->keys, SECRET, err, sizeof(err)) == 0);
+    sc->lim.auth = &sc->keys;
+    return sc;
+}
+
+/* A token for sub, valid [NOW - 1, NOW + ttl), signed with secret. */
+static const char *mint(const char *secret, const char *sub, uint64_t ttl, const char *groups)
+{
+    static char buf[RC_MAX_TOKEN + 1];
+    char err[128];
+    int n = rc_token_mint((const uint8_t *)secret, strlen(secret), sub, NOW - 1, NOW + ttl, groups, buf,
+                          sizeof(buf), err, sizeof(err));
+    CU_ASSERT_FATAL(n > 0);
+    return buf;
+}
+
+static void hello_token(scene *sc, const char *user, const char *token, uint64_t rid)
+{
+    rc_msg m = { .type = RC_T_HELLO, .has = RC_HAS_TOKEN, .token = rc_str_c(token) };
+    if (user)
+        m.user = rc_str_c(user);
+    feed(sc, m, rid);
+}
+
+static void test_token_hello(void)
+{
+    scene *sc = scene_auth();
+    hello(sc, "alice", NULL); /* no token: refused, the session stays open for a hello with one */
+    assert_err(sc, RC_E_NOT_AUTHENTICATED, 1);
+    CU_ASSERT(!sc->f.closed && !sc->s.authed);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_failures[RC_AUTH_FAIL_NO_TOKEN]), 1);
+    hello_token(sc, NULL, mint(SECRET, "alice", 60, NULL), 2); /* user omitted: the token's sub */
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_WELCOME);
+    CU_ASSERT(sc->s.authed && !sc->s.admin);
+    CU_ASSERT_EQUAL(sc->s.token_exp, NOW + 60);
+    feed(sc, (rc_msg){ .type = RC_T_SEND, .g = rc_str_c("any"), .body = rc_str_c("x") }, 3);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 1);
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_from[0], "alice");
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_tokens), 1);
+    scene_free(sc);
+
+    sc = scene_auth(); /* user present and equal to sub */
+    hello_token(sc, "alice", mint(SECRET, "alice", 60, NULL), 1);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_WELCOME);
+    scene_free(sc);
+
+    sc = scene_auth(); /* a stranger claiming alice with a token of his own */
+    hello_token(sc, "alice", mint(SECRET, "mallory", 60, NULL), 4);
+    assert_auth_failed(sc, 4, "user");
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_failures[RC_AUTH_FAIL_USER_MISMATCH]), 1);
+    scene_free(sc);
+
+    sc = scene_auth(); /* a token signed with a secret the server does not have */
+    hello_token(sc, "alice", mint(OTHER_SECRET, "alice", 60, NULL), 5);
+    assert_auth_failed(sc, 5, "signature");
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_failures[RC_TOKEN_SIGNATURE]), 1);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.errors[RC_E_AUTH_FAILED]), 1);
+    scene_free(sc);
+
+    sc = scene_auth(); /* an expired one */
+    const char *t = mint(SECRET, "alice", 60, NULL);
+    sc->f.now_s = NOW + 60;
+    hello_token(sc, NULL, t, 6);
+    assert_auth_failed(sc, 6, "expired");
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_failures[RC_TOKEN_EXPIRED]), 1);
+    scene_free(sc);
+
+    sc = scene_auth(); /* the admin token still makes an admin session, with auth_secret set */
+    hello(sc, "ops", TOKEN);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_WELCOME);
+    CU_ASSERT(sc->s.admin);
+    CU_ASSERT_EQUAL(sc->s.token_exp, 0);
+    scene_free(sc);
+
+    sc = scene_new(); /* without auth_secret a hello needs its user */
+    feed(sc, (rc_msg){ .type = RC_T_HELLO }, 7);
+    assert_err(sc, RC_E_MISSING_FIELD, 7);
+    scene_free(sc);
+}
+
+static void test_token_groups(void)
+{
+    scene *sc = scene_auth();
+    hello_token(sc, NULL, mint(SECRET, "alice", 60, "lobby,team-*"), 1);
+    CU_ASSERT_FATAL(last_sent(sc)->type == RC_T_WELCOME);
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("lobby") }, 2);
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("team-red") }, 3);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 2);
+    rc_msg outside[] = {
+        { .type = RC_T_JOIN, .g = rc_str_c("secret") },
+        { .type = RC_T_SEND, .g = rc_str_c("secret"), .body = rc_str_c("x") },
+        { .type = RC_T_HIST, .g = rc_str_c("secret") },
+        { .type = RC_T_LEAVE, .g = rc_str_c("secret") },
+        { .type = RC_T_JOIN, .g = rc_str_c("team") },     /* the prefix is "team-" */
+        { .type = RC_T_JOIN, .g = rc_str_c("lobby2") },   /* lobby is not a prefix */
+    };
+    for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+        feed(sc, outside[i], 10 + i);
+        assert_err(sc, RC_E_FORBIDDEN, 10 + i);
+    }
+    CU_ASSERT_EQUAL(sc->f.n_routed, 2);
+    CU_ASSERT(!sc->f.closed);
+    CU_ASSERT_EQUAL(sc->s.groups.n, 2); /* a refused join takes no slot */
+    feed(sc, (rc_msg){ .type = RC_T_SEND, .g = rc_str_c("team-red"), .body = rc_str_c("x") }, 20);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 3); /* the session goes on */
+    scene_free(sc);
+}
+
+static void refresh(scene *sc, const char *token, uint64_t rid)
+{
+    feed(sc, (rc_msg){ .type = RC_T_REFRESH, .has = RC_HAS_TOKEN, .token = rc_str_c(token) }, rid);
+}
+
+static void test_token_refresh_and_expiry(void)
+{
+    scene *sc = scene_auth();
+    hello_token(sc, NULL, mint(SECRET, "alice", 10, "a"), 1);
+    CU_ASSERT_FATAL(last_sent(sc)->type == RC_T_WELCOME);
+    refresh(sc, mint(SECRET, "alice", 100, "a,b"), 2);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_REFRESHED);
+    CU_ASSERT_EQUAL(last_sent(sc)->rid, 2);
+    CU_ASSERT_EQUAL(last_sent(sc)->exp, NOW + 100);
+    CU_ASSERT_EQUAL(sc->s.token_exp, NOW + 100);
+    feed(sc, (rc_msg){ .type = RC_T_JOIN, .g = rc_str_c("b") }, 3); /* the new token's groups apply */
+    CU_ASSERT_EQUAL(sc->f.n_routed, 1);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_refreshes), 1);
+    sc->f.now_s = NOW + 99;
+    CU_ASSERT(!rc_session_token_expired(&sc->s, sc->f.now_s));
+    sc->f.now_s = NOW + 100; /* exp passed: the next request finds it */
+    CU_ASSERT(rc_session_token_expired(&sc->s, sc->f.now_s));
+    feed(sc, (rc_msg){ .type = RC_T_PING }, 4);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_BYE);
+    CU_ASSERT(rc_str_eq(last_sent(sc)->reason, rc_str_c("token_expired")));
+    CU_ASSERT(sc->f.closed);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.token_expired), 1);
+    scene_free(sc);
+
+    sc = scene_auth(); /* a refresh for another user ends the session */
+    hello_token(sc, NULL, mint(SECRET, "alice", 10, NULL), 1);
+    refresh(sc, mint(SECRET, "bob", 100, NULL), 2);
+    CU_ASSERT_FATAL(sc->f.n_sent >= 2);
+    CU_ASSERT_EQUAL(sc->f.sent[sc->f.n_sent - 2].code, RC_E_AUTH_FAILED);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_BYE);
+    CU_ASSERT(sc->f.closed);
+    scene_free(sc);
+
+    sc = scene_auth(); /* a bad refresh token too */
+    hello_token(sc, NULL, mint(SECRET, "alice", 10, NULL), 1);
+    refresh(sc, "not.a.token", 2);
+    CU_ASSERT_EQUAL(sc->f.sent[sc->f.n_sent - 2].code, RC_E_AUTH_FAILED);
+    CU_ASSERT(sc->f.closed);
+    CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_failures[RC_TOKEN_MALFORMED]), 1);
+    scene_free(sc);
+
+    sc = scene_new(); /* no token to refresh: refused, the session stays */
+    hello(sc, "alice", NULL);
+    refresh(sc, mint(SECRET, "alice", 10, NULL), 2);
+    assert_err(sc, RC_E_FORBIDDEN, 2);
+    CU_ASSERT(!sc->f.closed);
+    scene_free(sc);
+
+    sc = scene_auth(); /* before hello, refresh is E_NOT_AUTHENTICATED like any request */
+    refresh(sc, mint(SECRET, "alice", 10, NULL), 3);
+    assert_err(sc, RC_E_NOT_AUTHENTICATED, 3);
     scene_free(sc);
 }
 
@@ -364,6 +567,9 @@ int main(void)
     CU_pSuite s = CU_add_suite("session", NULL, NULL);
     if (!s || !CU_add_test(s, "hello first, once", test_hello_first) ||
         !CU_add_test(s, "admin token", test_admin_token) ||
+        !CU_add_test(s, "token: hello", test_token_hello) ||
+        !CU_add_test(s, "token: groups", test_token_groups) ||
+        !CU_add_test(s, "token: refresh and expiry", test_token_refresh_and_expiry) ||
         !CU_add_test(s, "join limit, leave, routes", test_join_limit_and_routes) ||
         !CU_add_test(s, "server-only types and bad maps", test_server_types_and_bad_maps) ||
         !CU_add_test(s, "framing: split and pipelined", test_framing) ||
