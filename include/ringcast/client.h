@@ -60,6 +60,13 @@ int rc_client_wait(rc_client *c, rc_type type, uint64_t rid, rc_msg *out, int ti
  * They return 0 on the expected reply, the rc_err code on `err`, -1 on
  * connection failure or timeout. */
 int rc_client_hello(rc_client *c, const char *user, int timeout_ms);
+/* hello with a token (proto/PROTOCOL.md §6.8): a signed token when the
+ * server has auth_secret, or its admin_token. user may be NULL when the
+ * token names the user; token NULL is rc_client_hello. */
+int rc_client_hello_token(rc_client *c, const char *user, const char *token, int timeout_ms);
+/* Replaces the session's token before it expires; *exp (if not NULL) gets
+ * the new expiry, unix seconds. */
+int rc_client_refresh(rc_client *c, const char *token, int timeout_ms, uint64_t *exp);
 int rc_client_join(rc_client *c, const char *group, int timeout_ms, uint64_t *last_seq);
 int rc_client_leave(rc_client *c, const char *group, int timeout_ms);
 int rc_client_publish(rc_client *c, const char *group, const void *body, size_t len, const char *mid,

@@ -108,7 +108,7 @@ typedef struct rc_msg {
     rc_type type;
     uint32_t has;           /* RC_HAS_* bits for optional fields */
     uint64_t rid;           /* request id, echoed in the reply */
-    rc_str user;            /* hello: user name (len 0: absent, the token names the user) */
+    rc_str user;            /* hello: user name (ptr NULL: absent, the token names the user) */
     rc_str token;           /* hello, refresh: token */
     rc_str g;               /* group id */
     rc_str mid;             /* client message id */

@@ -4,8 +4,10 @@
  *   ringcast send  --user U --group G TEXT send one message, print its ack
  *   ringcast tail  --user U --group G [--since N] [--json] [--count N]
  *   ringcast stats [--admin-port P]        print the server's /metrics
- * Common: --host H (127.0.0.1) --port P (7400), env RINGCAST_HOST / RINGCAST_PORT;
- * --host ws://H:P/ws speaks the protocol over WebSocket instead of TCP.
+ *   ringcast token --secret S --user U [--ttl SECONDS] [--groups G,P*]   mint a development token
+ * Common: --host H (127.0.0.1) --port P (7400) --token T, env RINGCAST_HOST /
+ * RINGCAST_PORT / RINGCAST_TOKEN (proto/PROTOCOL.md §6.8); --host ws://H:P/ws
+ * speaks the protocol over WebSocket instead of TCP.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,12 +20,18 @@
 #include <unistd.h>
 
 #include "ringcast/client.h"
+#include "ringcast/token.h"
+#include "core/clock.h"
 
 #define CLI_TIMEOUT_MS 5000
 #define CLI_LINE_MAX 65536
+#define CLI_TOKEN_TTL_S 3600 /* ringcast token: lifetime without --ttl */
 
 typedef struct cli_opts {
     const char *host, *user, *group, *mid;
+    const char *token;              /* --token / RINGCAST_TOKEN: sent in hello */
+    const char *secret, *groups;    /* ringcast token: --secret (or RINGCAST_AUTH_SECRET), --groups */
+    uint64_t ttl;                   /* ringcast token: --ttl seconds */
     uint16_t port, admin_port;
     uint64_t since, count;
     bool has_since, json;
@@ -41,7 +49,11 @@ static void usage(FILE *out)
             "  tail  --user U --group G [--since N] [--count N] [--json]\n"
             "                                       print messages as they arrive (and missed ones with --since)\n"
             "  stats [--admin-port P]               print the server's Prometheus metrics\n"
+            "  token --secret S --user U [--ttl SECONDS] [--groups G1,PREFIX*]\n"
+            "                                       print an HS256 token for U (default ttl 3600 s;\n"
+            "                                       --secret defaults to RINGCAST_AUTH_SECRET's first secret)\n"
             "options:\n"
+            "  --token T       token for hello (env RINGCAST_TOKEN); with it --user may be left out\n"
             "  --host H        server address (default 127.0.0.1, env RINGCAST_HOST), or a WebSocket\n"
             "                  URL ws://H[:P][/path] (e.g. ws://127.0.0.1:7480/ws) for chat, send and tail\n"
             "  --port P        TCP protocol port (default 7400, env RINGCAST_PORT)\n"
@@ -58,9 +70,22 @@ static int parse_port(const char *s, uint16_t *out)
     return 0;
 }
 
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, cli_opts *o)
 {
     o->host = getenv("RINGCAST_HOST") ? getenv("RINGCAST_HOST") : "127.0.0.1";
+    o->token = getenv("RINGCAST_TOKEN");
+    o->secret = getenv("RINGCAST_AUTH_SECRET");
+    o->ttl = CLI_TOKEN_TTL_S;
     o->port = 7400;
     o->admin_port = 7481;
     if (getenv("RINGCAST_PORT") && parse_port(getenv("RINGCAST_PORT"), &o->port) != 0)
@@ -86,6 +111,10 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         else if (strcmp(a, "--user") == 0) o->user = v;
         else if (strcmp(a, "--group") == 0) o->group = v;
         else if (strcmp(a, "--mid") == 0) o->mid = v;
+        else if (strcmp(a, "--token") == 0) o->token = v;
+        else if (strcmp(a, "--secret") == 0) o->secret = v;
+        else if (strcmp(a, "--groups") == 0) o->groups = v;
+        else if (strcmp(a, "--ttl") == 0 && parse_u64(v, &o->ttl) == 0 && o->ttl > 0) {}
         else if (strcmp(a, "--port") == 0 && parse_port(v, &o->port) == 0) {}
         else if (strcmp(a, "--admin-port") == 0 && parse_port(v, &o->admin_port) == 0) {}
         else if (strcmp(a, "--since") == 0) { o->since = strtoull(v, NULL, 10); o->has_since = true; }
@@ -101,12 +130,12 @@ static int parse_args(int argc, char **argv, cli_opts *o)
 /* Connects, says hello and joins the group (with --since if given). */
 static int session(rc_client *c, const cli_opts *o, bool join)
 {
-    if (!o->user || !o->group) {
-        fprintf(stderr, "ringcast: --user and --group are required\n");
+    if ((!o->user && !o->token) || !o->group) {
+        fprintf(stderr, "ringcast: --group and --user (or --token) are required\n");
         return -1;
     }
     if (rc_client_open(c, o->host, o->port, CLI_TIMEOUT_MS) != 0 ||
-        rc_client_hello(c, o->user, CLI_TIMEOUT_MS) != 0) {
+        rc_client_hello_token(c, o->user, o->token, CLI_TIMEOUT_MS) != 0) {
         fprintf(stderr, "ringcast: %s\n", c->err);
         rc_client_close(c);
         return -1;
@@ -236,7 +265,8 @@ static int cmd_chat(const cli_opts *o)
     rc_client c;
     if (session(&c, o, true) != 0)
         return 1;
-    fprintf(stderr, "joined %s as %s; type a line and press Enter to send, Ctrl-D to quit\n", o->group, o->user);
+    fprintf(stderr, "joined %s as %s; type a line and press Enter to send, Ctrl-D to quit\n", o->group,
+            o->user ? o->user : "the token's user");
     char *line = malloc(CLI_LINE_MAX);
     int rc = 0;
     for (;;) {
@@ -331,6 +361,26 @@ static int cmd_stats(const cli_opts *o)
     return body ? 0 : 1;
 }
 
+/* Mints a development token (include/ringcast/token.h) with the first
+ * secret of --secret, which may be a whole auth_secret list. */
+static int cmd_token(const cli_opts *o)
+{
+    if (!o->secret || !*o->secret || !o->user) {
+        fprintf(stderr, "ringcast token: --secret (or RINGCAST_AUTH_SECRET) and --user are required\n");
+        return 2;
+    }
+    size_t key_len = strcspn(o->secret, ",");
+    uint64_t now = rc_clock_wall_ms() / 1000u;
+    char tok[RC_MAX_TOKEN + 1], err[256];
+    if (rc_token_mint((const uint8_t *)o->secret, key_len, o->user, now, now + o->ttl, o->groups, tok, sizeof(tok),
+                      err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringcast token: %s\n", err);
+        return 2;
+    }
+    printf("%s\n", tok);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     cli_opts o = { 0 };
@@ -346,6 +396,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "tail") == 0) return cmd_tail(&o);
     if (strcmp(argv[1], "chat") == 0) return cmd_chat(&o);
     if (strcmp(argv[1], "stats") == 0) return cmd_stats(&o);
+    if (strcmp(argv[1], "token") == 0) return cmd_token(&o);
     fprintf(stderr, "ringcast: unknown command %s\n", argv[1]);
     usage(stderr);
     return 2;

@@ -237,12 +237,30 @@ static int request(rc_client *c, rc_msg *m, rc_type reply, rc_msg *out, int time
 
 int rc_client_hello(rc_client *c, const char *user, int timeout_ms)
 {
+    return rc_client_hello_token(c, user, NULL, timeout_ms);
+}
+
+int rc_client_hello_token(rc_client *c, const char *user, const char *token, int timeout_ms)
+{
     rc_msg m = { .type = RC_T_HELLO, .user = rc_str_c(user) }, r;
+    if (token) {
+        m.has |= RC_HAS_TOKEN;
+        m.token = rc_str_c(token);
+    }
     int e = request(c, &m, RC_T_WELCOME, &r, timeout_ms);
     if (e == 0) {
         c->max_frame = (uint32_t)r.max_frame;
         c->sid = r.sid;
     }
+    return e;
+}
+
+int rc_client_refresh(rc_client *c, const char *token, int timeout_ms, uint64_t *exp)
+{
+    rc_msg m = { .type = RC_T_REFRESH, .has = RC_HAS_TOKEN, .token = rc_str_c(token) }, r;
+    int e = request(c, &m, RC_T_REFRESHED, &r, timeout_ms);
+    if (e == 0 && exp)
+        *exp = r.exp;
     return e;
 }
 

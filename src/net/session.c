@@ -98,13 +98,19 @@ static bool is_admin_token(const rc_session_env *env, rc_str token)
 /* E_AUTH_FAILED, then `bye` and close (proto/PROTOCOL.md §6.8): a client
  * that presents a bad credential is not given another try on the same
  * connection. */
-static void auth_failed(const rc_session_env *env, const rc_msg *m, int reason, const char *text)
+static void session_bye(rc_session *s, const rc_session_env *env, const char *reason)
+{
+    rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c(reason) };
+    rc_session_reply(env, &bye);
+    s->closed = true;
+    env->out->close(env->out->self);
+}
+
+static void auth_failed(rc_session *s, const rc_session_env *env, const rc_msg *m, int reason, const char *text)
 {
     RC_STAT_ADD(env->stats->auth_failures[reason], 1);
     rc_session_error(env, m, RC_E_AUTH_FAILED, text);
-    rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c("auth_failed") };
-    rc_session_reply(env, &bye);
-    env->out->close(env->out->self);
+    session_bye(s, env, "auth_failed");
 }
 
 static const char *token_refusal(rc_token_result r)
@@ -121,12 +127,12 @@ static const char *token_refusal(rc_token_result r)
 }
 
 /* Verifies m->token; on failure answers and closes, returning false. */
-static bool verify_token(const rc_session_env *env, const rc_msg *m, rc_token_claims *claims)
+static bool verify_token(rc_session *s, const rc_session_env *env, const rc_msg *m, rc_token_claims *claims)
 {
     rc_token_result r = rc_token_verify(env->lim->auth, m->token.ptr, m->token.len, wall_s(env), claims);
     if (r == RC_TOKEN_OK)
         return true;
-    auth_failed(env, m, r, token_refusal(r));
+    auth_failed(s, env, m, r, token_refusal(r));
     return false;
 }
 
@@ -145,12 +151,12 @@ static void welcome(rc_session *s, const rc_session_env *env, const rc_msg *m, r
 static void hello_with_token(rc_session *s, const rc_session_env *env, const rc_msg *m)
 {
     rc_token_claims claims;
-    if (!verify_token(env, m, &claims))
+    if (!verify_token(s, env, m, &claims))
         return;
     rc_str sub = { claims.sub, claims.sub_len };
     if (m->user.len && !rc_str_eq(m->user, sub)) {
         rc_token_claims_free(&claims);
-        auth_failed(env, m, RC_AUTH_FAIL_USER_MISMATCH, "user differs from the token's sub");
+        auth_failed(s, env, m, RC_AUTH_FAIL_USER_MISMATCH, "user differs from the token's sub");
         return;
     }
     s->token_exp = claims.exp;
@@ -187,7 +193,7 @@ static void on_hello(rc_session *s, const rc_session_env *env, const rc_msg *m)
         return;
     }
     if (has_token && env->lim->admin_token && env->lim->admin_token[0]) {
-        auth_failed(env, m, RC_AUTH_FAIL_ADMIN_TOKEN, "the token is not valid for this server");
+        auth_failed(s, env, m, RC_AUTH_FAIL_ADMIN_TOKEN, "the token is not valid for this server");
         return;
     }
     if (!m->user.len) {
@@ -205,11 +211,11 @@ static void on_refresh(rc_session *s, const rc_session_env *env, const rc_msg *m
         return;
     }
     rc_token_claims claims;
-    if (!verify_token(env, m, &claims))
+    if (!verify_token(s, env, m, &claims))
         return;
     if (!rc_str_eq((rc_str){ claims.sub, claims.sub_len }, (rc_str){ s->user, s->user_len })) {
         rc_token_claims_free(&claims);
-        auth_failed(env, m, RC_AUTH_FAIL_USER_MISMATCH, "a refresh token must name the session's user");
+        auth_failed(s, env, m, RC_AUTH_FAIL_USER_MISMATCH, "a refresh token must name the session's user");
         return;
     }
     s->token_exp = claims.exp;
@@ -228,9 +234,7 @@ void rc_session_expire(rc_session *s, const rc_session_env *env)
 {
     RC_STAT_ADD(env->stats->token_expired, 1);
     s->token_exp = 0; /* said once */
-    rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c("token_expired") };
-    rc_session_reply(env, &bye);
-    env->out->close(env->out->self);
+    session_bye(s, env, "token_expired");
 }
 
 /* Requests that name a group act on it only when the token allows it. */
@@ -385,6 +389,8 @@ static bool is_request(rc_type t)
 
 void rc_session_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t len)
 {
+    if (s->closed)
+        return;
     rc_msg m;
     const char *why = NULL;
     rc_err e = rc_decode(env->dec, p, len, &m, &why);
@@ -417,6 +423,8 @@ size_t rc_session_input(rc_session *s, const rc_session_env *env, const uint8_t 
             break;
         rc_session_frame(s, env, p + off + RC_FRAME_HEADER, len);
         off += RC_FRAME_HEADER + len;
+        if (s->closed)
+            return n;
     }
     return off;
 }

@@ -81,6 +81,7 @@ typedef struct rc_session_stats {
 typedef struct rc_session {
     bool authed;            /* said hello */
     bool admin;             /* said hello with the admin token: may replay dead letters */
+    bool closed;            /* the session ended itself (E_AUTH_FAILED, token_expired): nothing more is read */
     uint64_t token_exp;     /* unix seconds when the session's token expires (0: no token) */
     rc_token_groups allowed; /* groups the token allows (all when there is no token) */
     char user[RC_MAX_USER];
@@ -106,7 +107,8 @@ void rc_session_free(rc_session *s);
 
 /* Handles the whole frames at the start of p[0..n): returns the bytes
  * consumed (a partial frame's tail is left to the caller). After a framing
- * error (out->close called) everything counts as consumed. */
+ * error, or once the session has closed itself (out->close called),
+ * everything counts as consumed. */
 size_t rc_session_input(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t n);
 
 /* One map without a length prefix (a WebSocket message, net/ws.c), at most

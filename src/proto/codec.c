@@ -675,7 +675,7 @@ static void pack_body(msgpack_packer *pk, const rc_msg *m)
 static bool opt_set(const rc_msg *m, field_id f)
 {
     switch (f) {
-    case F_USER: return m->user.len > 0; /* hello: absent when empty (its bounds are 1..64) */
+    case F_USER: return m->user.ptr != NULL; /* hello: absent when never set */
     case F_TOKEN: return m->has & RC_HAS_TOKEN;
     case F_SINCE: return m->has & RC_HAS_SINCE;
     case F_MID: return m->has & RC_HAS_MID;

@@ -6,7 +6,7 @@
 #
 #   tests/fuzz/run.sh [--time SECONDS | --long] [--build-dir DIR] [TARGET...]
 #
-# TARGET is codec, session, config, http, json or ws (default: all six, one
+# TARGET is codec, session, config, http, json, ws or token (default: all seven, one
 # after the other). --time defaults to 60 seconds each (what CI runs), --long is
 # an hour each. Exits non-zero at the first target that finds a crash.
 set -euo pipefail
@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build="$root/build-fuzz"
 seconds=60
-all=(codec session config http json ws)
+all=(codec session config http json ws token)
 targets=()
 
 usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }

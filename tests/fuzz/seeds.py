@@ -8,11 +8,17 @@ corpus/session/ client byte streams: length-prefixed frames, the session's
 corpus/ws/      HTTP port byte streams: an upgrade request, then masked
                 WebSocket frames (binary and text messages, fragments,
                 ping, close, bad frames), and requests answered in HTTP
+corpus/token/   fuzz_token inputs: a mode byte, then a token (even) or the
+                header and claims JSON the target signs itself (odd)
 
 Run from anywhere: python3 tests/fuzz/seeds.py. It rewrites exactly the
 files it names and removes nothing. The seeds of corpus/config/,
 corpus/http/ and corpus/json/ are text files written by hand.
 """
+import base64
+import hashlib
+import hmac
+import json
 import os
 import re
 import struct
@@ -188,6 +194,39 @@ def ws_streams():
     }
 
 
+FUZZ_SECRET = b"fuzz-secret-0123456789abcdef"  # fuzz_token.c's
+NOW = 1700000000
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def signed(header, claims, secret=FUZZ_SECRET):
+    head = b64url(header) + b"." + b64url(claims)
+    return head + b"." + b64url(hmac.new(secret, head, hashlib.sha256).digest())
+
+
+def token_seeds():
+    hs = b'{"alg":"HS256","typ":"JWT"}'
+    good = json.dumps({"sub": "alice", "iat": NOW, "exp": NOW + 3600}).encode()
+    groups = json.dumps({"sub": "bob", "exp": NOW + 60, "nbf": NOW + 5, "groups": ["lobby", "team-*", "*"]}).encode()
+    return {
+        "token-good": b"\x00" + signed(hs, good),
+        "token-other-secret": b"\x00" + signed(hs, good, b"someone-else-0123456789"),
+        "token-alg-none": b"\x00" + b64url(b'{"alg":"none"}') + b"." + b64url(good) + b".",
+        "token-four-parts": b"\x00" + signed(hs, good) + b".x",
+        "signed-good": b"\x01" + hs + b"\x00" + good,
+        "signed-groups": b"\x01" + hs + b"\x00" + groups,
+        "signed-alg-hs512": b"\x01" + b'{"alg":"HS512"}' + b"\x00" + good,
+        "signed-crit": b"\x01" + b'{"alg":"HS256","crit":["x"]}' + b"\x00" + good,
+        "signed-duplicate-sub": b"\x01" + hs + b"\x00" + b'{"sub":"a","exp":1800000000,"sub":"b"}',
+        "signed-nul-in-sub": b"\x01" + hs + b"\x00" + b'{"sub":"a\\u0000b","exp":1800000000}',
+        "signed-expired": b"\x01" + hs + b"\x00" + b'{"sub":"a","exp":1600000000}',
+        "signed-float-exp": b"\x01" + hs + b"\x00" + b'{"sub":"a","exp":1.8e9,"iat":1700000004.9}',
+    }
+
+
 def write(directory, name, data):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, name), "wb") as f:
@@ -205,6 +244,8 @@ def main():
         write(os.path.join(HERE, "corpus", "session"), n, data)
     for n, data in ws_streams().items():
         write(os.path.join(HERE, "corpus", "ws"), n, data)
+    for n, data in token_seeds().items():
+        write(os.path.join(HERE, "corpus", "token"), n, data)
 
 
 if __name__ == "__main__":

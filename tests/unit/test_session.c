@@ -207,6 +207,19 @@ static void test_admin_token(void)
     assert_auth_failed(sc, 1, NULL);
     CU_ASSERT_EQUAL(rc_stat_get(&sc->stats.auth_failures[RC_AUTH_FAIL_ADMIN_TOKEN]), 1);
     scene_free(sc);
+    /* what follows a refused hello in the same read is consumed, not
+     * answered (tests/fuzz/regress/session/auth-failed-consumes-the-rest) */
+    sc = scene_new();
+    rc_buf b;
+    rc_buf_init(&b);
+    rc_msg bad = { .type = RC_T_HELLO, .has = RC_HAS_TOKEN, .user = rc_str_c("ops"), .token = rc_str_c("wrong") };
+    CU_ASSERT_FATAL(rc_encode(&b, &bad) == 0 && rc_encode(&b, &(rc_msg){ .type = RC_T_PING }) == 0);
+    CU_ASSERT_EQUAL(rc_session_input(&sc->s, &sc->env, b.data, b.len), b.len);
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_BYE);
+    rc_session_frame(&sc->s, &sc->env, b.data + RC_FRAME_HEADER, b.len - RC_FRAME_HEADER); /* nothing more */
+    CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_BYE);
+    rc_buf_free(&b);
+    scene_free(sc);
     sc = scene_new();
     hello(sc, "ops", TOKEN);
     CU_ASSERT_EQUAL(last_sent(sc)->type, RC_T_WELCOME);
