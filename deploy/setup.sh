@@ -10,7 +10,7 @@ PACKAGES=(
   chromium chromium-driver python3-selenium
   clang libclang-rt-14-dev libfuzzer-14-dev
   nats-server redis-server kcat libck-dev gnuplot-nox jq curl bc prometheus
-  python3 python3-websockets python3-msgpack
+  python3 python3-websockets python3-msgpack python3-jwt
 )
 
 SUDO=""
