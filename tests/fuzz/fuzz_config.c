@@ -102,6 +102,7 @@ static void check_config(const rc_config *c)
     TERMINATED(host);
     TERMINATED(admin_host);
     TERMINATED(admin_token);
+    TERMINATED(auth_secret);
     TERMINATED(data_dir);
     TERMINATED(durability);
     TERMINATED(kafka_brokers);

@@ -87,6 +87,7 @@ static void test_defaults(void)
     CU_ASSERT_STRING_EQUAL(c.admin_host, "127.0.0.1");
     CU_ASSERT_EQUAL(c.admin_port, 7481);
     CU_ASSERT_STRING_EQUAL(c.admin_token, "");
+    CU_ASSERT_STRING_EQUAL(c.auth_secret, "");
     CU_ASSERT_STRING_EQUAL(c.data_dir, "./data");
     CU_ASSERT_STRING_EQUAL(c.durability, "batch");
     CU_ASSERT_STRING_EQUAL(c.kafka_brokers, "");
@@ -397,12 +398,15 @@ static void test_dump(void)
     free(text);
 
     strcpy(c.admin_token, "s3cret");
+    strcpy(c.auth_secret, "hmac-secret-one-0123,hmac-secret-two-0123");
     out = open_memstream(&text, &len);
     CU_ASSERT_FATAL(out != NULL);
     rc_config_dump(&c, out);
     fclose(out);
     CU_ASSERT_PTR_NULL(strstr(text, "s3cret"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "admin_token = <redacted>\n"));
+    CU_ASSERT_PTR_NULL(strstr(text, "hmac-secret"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "auth_secret = <redacted>\n"));
     free(text);
 }
 
