@@ -254,8 +254,8 @@ def test_refresh_and_expiry(srv):
 
     short = Tcp(srv.port)
     kept = Tcp(srv.port)
-    check(short.hello(token=pyjwt("gina", ttl=2)).get("t") == "welcome", "gina's token lives 2 s")
-    check(kept.hello(token=pyjwt("hank", ttl=2)).get("t") == "welcome", "hank's too")
+    check(short.hello(token=pyjwt("gina", ttl=3)).get("t") == "welcome", "gina's token lives 3 s")
+    check(kept.hello(token=pyjwt("hank", ttl=3)).get("t") == "welcome", "hank's too")
     r = kept.request({"t": "refresh", "token": pyjwt("hank", ttl=600)})
     check(r is not None and r.get("t") == "refreshed", "hank refreshes his in time")
     bye, end = None, time.time() + 10  # exp is whole seconds, the sweep runs every 250 ms
