@@ -136,10 +136,15 @@ static bool verify_token(rc_session *s, const rc_session_env *env, const rc_msg 
     return false;
 }
 
-static void welcome(rc_session *s, const rc_session_env *env, const rc_msg *m, rc_str user)
+static void set_user(rc_session *s, rc_str user)
 {
     memcpy(s->user, user.ptr, user.len);
     s->user_len = (uint8_t)user.len;
+}
+
+/* The session's user is set: it is authenticated now. */
+static void welcome(rc_session *s, const rc_session_env *env, const rc_msg *m)
+{
     s->no_echo = (m->has & RC_HAS_ECHO) && !m->echo;
     s->authed = true;
     rc_msg r = { .type = RC_T_WELCOME, .has = m->has & RC_HAS_RID, .rid = m->rid, .sid = s->sid,
@@ -147,22 +152,35 @@ static void welcome(rc_session *s, const rc_session_env *env, const rc_msg *m, r
     rc_session_reply(env, &r);
 }
 
-/* hello with a token while auth_secret is set: the token names the user. */
-static void hello_with_token(rc_session *s, const rc_session_env *env, const rc_msg *m)
+/* Verifies m->token and makes it the session's: its exp and groups, and,
+ * before welcome, its sub as the user. The sub must equal want when want
+ * is not empty; a token that fails has been answered and the session
+ * closed (false). */
+static bool take_token(rc_session *s, const rc_session_env *env, const rc_msg *m, rc_str want, const char *mismatch)
 {
     rc_token_claims claims;
     if (!verify_token(s, env, m, &claims))
-        return;
+        return false;
     rc_str sub = { claims.sub, claims.sub_len };
-    if (m->user.len && !rc_str_eq(m->user, sub)) {
+    if (want.len && !rc_str_eq(want, sub)) {
         rc_token_claims_free(&claims);
-        auth_failed(s, env, m, RC_AUTH_FAIL_USER_MISMATCH, "user differs from the token's sub");
-        return;
+        auth_failed(s, env, m, RC_AUTH_FAIL_USER_MISMATCH, mismatch);
+        return false;
     }
+    if (!s->authed)
+        set_user(s, sub);
     s->token_exp = claims.exp;
     rc_token_groups_move(&s->allowed, &claims.groups);
+    return true;
+}
+
+/* hello with a token while auth_secret is set: the token names the user. */
+static void hello_with_token(rc_session *s, const rc_session_env *env, const rc_msg *m)
+{
+    if (!take_token(s, env, m, m->user, "user differs from the token's sub"))
+        return;
     RC_STAT_ADD(env->stats->auth_tokens, 1);
-    welcome(s, env, m, sub);
+    welcome(s, env, m);
 }
 
 /* Order: the admin token (it works with and without auth_secret), then a
@@ -180,7 +198,8 @@ static void on_hello(rc_session *s, const rc_session_env *env, const rc_msg *m)
             return;
         }
         s->admin = true;
-        welcome(s, env, m, m->user);
+        set_user(s, m->user);
+        welcome(s, env, m);
         return;
     }
     if (checks_tokens(env)) {
@@ -200,7 +219,8 @@ static void on_hello(rc_session *s, const rc_session_env *env, const rc_msg *m)
         rc_session_error(env, m, RC_E_MISSING_FIELD, "hello needs user (this server does not read tokens)");
         return;
     }
-    welcome(s, env, m, m->user);
+    set_user(s, m->user);
+    welcome(s, env, m);
 }
 
 /* refresh: a new token for the same user replaces the session's. */
@@ -210,18 +230,10 @@ static void on_refresh(rc_session *s, const rc_session_env *env, const rc_msg *m
         rc_session_error(env, m, RC_E_FORBIDDEN, "this session has no token to refresh");
         return;
     }
-    rc_token_claims claims;
-    if (!verify_token(s, env, m, &claims))
+    if (!take_token(s, env, m, (rc_str){ s->user, s->user_len }, "a refresh token must name the session's user"))
         return;
-    if (!rc_str_eq((rc_str){ claims.sub, claims.sub_len }, (rc_str){ s->user, s->user_len })) {
-        rc_token_claims_free(&claims);
-        auth_failed(s, env, m, RC_AUTH_FAIL_USER_MISMATCH, "a refresh token must name the session's user");
-        return;
-    }
-    s->token_exp = claims.exp;
-    rc_token_groups_move(&s->allowed, &claims.groups);
     RC_STAT_ADD(env->stats->auth_refreshes, 1);
-    rc_msg r = { .type = RC_T_REFRESHED, .has = m->has & RC_HAS_RID, .rid = m->rid, .exp = claims.exp };
+    rc_msg r = { .type = RC_T_REFRESHED, .has = m->has & RC_HAS_RID, .rid = m->rid, .exp = s->token_exp };
     rc_session_reply(env, &r);
 }
 
