@@ -5,7 +5,8 @@ token given as ?token= fills the name from its sub, leaves the address
 bar, connects, shows a message from a TCP session and sends one to it;
 without a token the page says that the server needs one. Debian's
 chromium, chromium-driver and python3-selenium; starts $RINGCASTD itself;
-every wait is bounded. Exit 0 when every check passed.
+every wait is bounded. Exit 0 when every check passed; 77: skipped because
+chromium or chromedriver is not installed.
 """
 import os
 import shutil
@@ -21,6 +22,9 @@ WAIT_S = 15
 
 
 def main():
+    if not shutil.which("chromium") or not os.path.exists("/usr/bin/chromedriver"):
+        print("chromium or chromedriver is not installed: skipped")
+        sys.exit(77)
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
