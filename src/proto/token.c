@@ -168,8 +168,8 @@ static bool members_unique(const msgpack_object_map *m)
         const msgpack_object_str *a = &m->ptr[i].key.via.str;
         for (uint32_t j = i + 1; j < m->size; j++) {
             const msgpack_object_str *b = &m->ptr[j].key.via.str;
-            if (a->size == b->size && memcmp(a->ptr, b->ptr, a->size) == 0)
-                return false;
+            if (a->size == b->size && (a->size == 0 || memcmp(a->ptr, b->ptr, a->size) == 0))
+                return false; /* an empty key has no pointer to compare */
         }
     }
     return true;
@@ -368,7 +368,7 @@ bool rc_token_group_allowed(const rc_token_groups *gs, rc_str g)
         const char *e = (const char *)p;
         p += n;
         if (e[n - 1] == '*') {
-            if (g.len >= n - 1 && memcmp(g.ptr, e, n - 1) == 0)
+            if (g.len >= n - 1 && (n == 1 || memcmp(g.ptr, e, n - 1) == 0))
                 return true;
         } else if (g.len == n && memcmp(g.ptr, e, n) == 0) {
             return true;

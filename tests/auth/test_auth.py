@@ -305,6 +305,11 @@ def test_cli(srv, alice):
                              {"RINGCAST_TOKEN": token})
     check(code == 0 and out.startswith("ack "), "ringcast send with RINGCAST_TOKEN: %r %r" % (out, err))
     alice.recv()
+    code, out, err = run_cli(["send", "--host", "ws://127.0.0.1:%d/ws" % srv.http, "--token", token,
+                              "--group", "lobby", "over ws"])
+    check(code == 0 and out.startswith("ack "), "ringcast send --token over ws://: %r %r" % (out, err))
+    m = alice.recv()
+    check(m is not None and m.get("from") == "ivan", "alice gets that one from ivan too")
     code, out, err = run_cli(["send", "--group", "secret", "--token", token, "x"] + port)
     check(code != 0 and "does not allow this group" in err, "the CLI reports E_FORBIDDEN outside the claim: %r" % err)
     code, out, err = run_cli(["send", "--user", "ivan", "--group", "lobby", "x"] + port)

@@ -201,6 +201,10 @@ static void test_claims_refused(void)
                     RC_TOKEN_MALFORMED);
     CU_ASSERT_EQUAL(verify(make("{\"alg\":\"HS256\",\"alg\":\"none\"}", claims("a", NOW, NOW + 60, NULL), SECRET)),
                     RC_TOKEN_MALFORMED);
+    /* empty member names, twice and once (tests/fuzz/regress/token/empty-member-names) */
+    CU_ASSERT_EQUAL(verify(make(HS256, "{\"\":16,\"\":\"g\"}", SECRET)), RC_TOKEN_MALFORMED);
+    CU_ASSERT_EQUAL(verify(make("{\"\":1,\"alg\":\"HS256\"}", claims("a", NOW, NOW + 60, "\"\":2"), SECRET)),
+                    RC_TOKEN_OK);
 }
 
 static void test_malformed(void)
