@@ -29,7 +29,7 @@ static const char *const live_keys[] = {
     "outbound_stall_ms", "hello_timeout_ms", "idle_timeout_ms", "max_queue_ms", "max_groups_per_session",
     "max_members_per_group", "max_reply_bytes", "history_ttl", "history_cache_mb", "snapshot_every", "snapshot_interval_ms",
     "max_connections_per_ip", "min_shards", "max_shards", "scale_interval_ms", "scale_cooldown_ms",
-    "log_level", "log_format",
+    "log_level", "log_format", "auth_secret",
 };
 
 static bool is_live(const char *key)
@@ -54,6 +54,9 @@ void rc_server_live_values(const rc_config *c, rc_live_values *v)
         .snapshot_every = c->snapshot_every, .snapshot_interval_ms = c->snapshot_interval_ms,
         .history_cache_bytes = (uint64_t)c->history_cache_mb << 20,
     };
+    char err[128]; /* rc_config_load checked the list already */
+    if (rc_token_keys_parse(&v->auth, c->auth_secret, err, sizeof(err)) != 0)
+        memset(&v->auth, 0, sizeof(v->auth));
 }
 
 typedef struct kept_list {
@@ -157,6 +160,10 @@ int rc_server_reload(rc_server *s, const rc_config *next, char *kept, size_t kep
     c->scale_interval_ms = next->scale_interval_ms;
     c->scale_cooldown_ms = next->scale_cooldown_ms;
     s->scaler_bounds_due = true;
+    if (strcmp(c->auth_secret, next->auth_secret) != 0) {
+        memcpy(c->auth_secret, next->auth_secret, sizeof(c->auth_secret));
+        rc_server_log_auth(&s->live.slot[(v + 1) & 1].auth);
+    }
     memcpy(c->log_level, next->log_level, sizeof(c->log_level));
     memcpy(c->log_format, next->log_format, sizeof(c->log_format));
     rc_log_level level = RC_LEVEL_INFO;

@@ -159,17 +159,15 @@ static int start_shards(rc_server *s, char *err, size_t errlen)
 }
 
 /* auth_secret (proto/PROTOCOL.md §6.8): without it every hello is trusted,
- * which an operator must not miss in the log. */
-static int init_auth(rc_server *s, char *err, size_t errlen)
+ * which an operator must not miss in the log. At start and at each reload
+ * that changes it. */
+void rc_server_log_auth(const rc_token_keys *k)
 {
-    if (rc_token_keys_parse(&s->auth, s->cfg.auth_secret, err, errlen) != 0)
-        return -1;
-    if (s->auth.n)
-        RC_LOG_INFO("server", "event=auth mode=token secrets=%u alg=" RC_TOKEN_ALG, s->auth.n);
+    if (k->n)
+        RC_LOG_INFO("server", "event=auth mode=token secrets=%u alg=" RC_TOKEN_ALG, k->n);
     else
         RC_LOG_WARN("server", "event=auth mode=trusted msg=\"auth_secret is not set: hello trusts the user name "
                               "a client claims; anyone can speak as anyone. Set auth_secret in production\"");
-    return 0;
 }
 
 static int init_ios(rc_server *s, char *err, size_t errlen)
@@ -189,7 +187,7 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .outbound_kill_bytes = s->cfg.outbound_kill_bytes,
         .letters = s->dlq ? &s->letters : NULL,
         .admin_token = s->cfg.admin_token,
-        .auth = &s->auth,
+        .auth = &s->live.slot[0].auth,
         .max_queue_ms = s->cfg.max_queue_ms,
         .outbound_stall_ms = s->cfg.outbound_stall_ms,
         .pressure = &s->io_pressure,
@@ -255,8 +253,7 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     }
     for (uint32_t i = 0; i < s->n_io; i++)
         s->ios[i].listen_fd = -1;
-    if (init_auth(s, err, errlen) != 0)
-        goto fail;
+    rc_server_log_auth(&s->live.slot[0].auth);
     s->admin = rc_admin_start(cfg->admin_host, cfg->admin_port, admin_handler, s, err, errlen);
     if (!s->admin || listen_all(s, err, errlen) != 0)
         goto fail;

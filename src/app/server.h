@@ -24,7 +24,6 @@ typedef struct rc_server {
     rc_config cfg;
     _Atomic uint32_t io_pressure; /* readers over the pause mark on all io threads (net/io.h) */
     rc_iplimit per_ip;    /* open connections per client address (max_connections_per_ip) */
-    rc_token_keys auth;   /* auth_secret, parsed: what hello tokens are signed with (none: hello trusts user) */
     bool per_ip_ready;
     rc_routing routing;    /* the route io threads and shards follow (core/route.h) */
     rc_route *route;       /* the current route (changed under scale_lock) */
@@ -88,6 +87,8 @@ void rc_server_scaler_stop(rc_server *s);
 int rc_server_reload(rc_server *s, const rc_config *next, char *kept, size_t keptlen, char *err, size_t errlen);
 /* Fills the live values (core/live.h) from a configuration. */
 void rc_server_live_values(const rc_config *c, rc_live_values *v);
+/* Logs whether hello checks tokens (auth_secret), and warns when it does not. */
+void rc_server_log_auth(const rc_token_keys *k);
 
 /* GET /admin/shards: JSON of every shard on the route. */
 void rc_server_shards_json(rc_server *s, struct rc_admin_body *out);

@@ -20,6 +20,7 @@
  * the continuation of the previous value).
  */
 #include "ringcast/config.h"
+#include "ringcast/token.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -625,6 +626,9 @@ static int check_cross_keys(const rc_config *c, char *err, size_t errlen)
                 c->outbound_high_bytes, c->outbound_kill_bytes);
         return -1;
     }
+    rc_token_keys secrets; /* the secrets' count and lengths (the message never shows a secret) */
+    if (rc_token_keys_parse(&secrets, c->auth_secret, err, errlen) != 0)
+        return -1;
     return 0;
 }
 

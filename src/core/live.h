@@ -17,6 +17,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "ringcast/token.h"
+
 typedef struct rc_live_values {
     uint32_t conn_rate, conn_burst;       /* io: sends per connection */
     uint32_t group_rate, group_burst;     /* shard: sends per group */
@@ -30,6 +32,7 @@ typedef struct rc_live_values {
     uint64_t history_ttl_ms;              /* shard */
     uint32_t snapshot_every, snapshot_interval_ms; /* shard */
     uint64_t history_cache_bytes;         /* shard */
+    rc_token_keys auth;                   /* io: auth_secret's secrets (none: hello trusts user) */
 } rc_live_values;
 
 typedef struct rc_live {

@@ -130,7 +130,9 @@ int rc_io_init(rc_io *io, uint32_t idx, int listen_fd, int http_fd, const rc_io_
     io->pause_bytes = lim->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
     io->slim = (rc_session_limits){ .max_frame = lim->max_frame, .max_groups = lim->max_groups_per_session,
                                     .conn_rate = lim->conn_rate, .conn_burst = lim->conn_burst,
-                                    .admin_token = lim->admin_token, .auth = lim->auth };
+                                    .admin_token = lim->admin_token, .auth = &io->auth };
+    if (lim->auth)
+        io->auth = *lim->auth;
     io->admit_ns = (uint64_t)lim->max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR;
     if (!io->outbound || !io->conns || !io->gens || !io->free_slots || !io->dirty || !io->reap || !io->pending ||
         !io->resume || !io->congested || !io->pressured || rc_waker_init(&io->waker) != 0) {
@@ -1122,6 +1124,7 @@ static void follow_live(rc_io *io)
     io->lim.max_queue_ms = v->max_queue_ms;
     io->pause_bytes = v->outbound_high_bytes / RC_IO_PAUSE_DIVISOR;
     io->admit_ns = (uint64_t)v->max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR;
+    io->auth = v->auth; /* later hellos and refreshes; welcomed sessions keep their token until its exp */
     rc_live_ack(&io->live_ack, io->live_version);
 }
 

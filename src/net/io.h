@@ -43,7 +43,7 @@ typedef struct rc_io_limits {
     uint64_t outbound_kill_bytes;    /* queued output past which a connection is closed */
     const rc_letter_sink *letters;   /* where dead letters go (NULL: no dead letters) */
     const char *admin_token;         /* hello token that makes a session admin ("" : none) */
-    const rc_token_keys *auth;       /* auth_secret, parsed (NULL or none: hello trusts user) */
+    const rc_token_keys *auth;       /* auth_secret at start, parsed (NULL or none: hello trusts user) */
     uint32_t max_queue_ms;           /* a request that waited longer for room in its shard's ring: E_OVERLOADED */
     uint32_t outbound_stall_ms;      /* output above the pause mark this long: the connection is a slow consumer */
     _Atomic uint32_t *pressure;      /* connections over the pause mark on every io thread (NULL: this thread's own count) */
@@ -143,6 +143,7 @@ typedef struct rc_io {
     rc_routing *routing;          /* the route the server publishes (core/route.h) */
     const rc_route *route;        /* the route this thread routes by now */
     rc_live *live;                /* values a reload changes (core/live.h); NULL: none */
+    rc_token_keys auth;           /* this thread's copy of auth_secret's secrets; the session reads it (slim.auth) */
     uint64_t live_version;        /* the version applied */
     _Atomic uint64_t live_ack;    /* ... acknowledged to the reloader */
     rc_io_limits lim;

@@ -275,12 +275,19 @@ static void test_cross_key_checks(void)
                          "--outbound-kill-bytes", "50" };
     expect_error(ARGC(outbound), outbound, "outbound_high_bytes=100", "outbound_kill_bytes=50",
                  NULL);
+    /* auth_secret: each secret 16..256 bytes, named without being shown */
+    char *short_secret[] = { "ringcastd", "--auth-secret", "long-enough-secret-0123,tiny" };
+    expect_error(ARGC(short_secret), short_secret, "auth_secret", "secret 2", "16..256");
+    char *empty_secret[] = { "ringcastd", "--auth-secret", "long-enough-secret-0123," };
+    expect_error(ARGC(empty_secret), empty_secret, "auth_secret", NULL, NULL);
 
     char *ok[] = { "ringcastd", "--shards", "16", "--max-shards", "32", "--min-shards", "16" };
     rc_config c;
     char err[ERR_SIZE];
     CU_ASSERT_EQUAL(load(&c, ARGC(ok), ok, err), 0);
     CU_ASSERT_EQUAL(c.shards, 16);
+    char *two[] = { "ringcastd", "--auth-secret", "long-enough-secret-0123,another-secret-45678" };
+    CU_ASSERT_EQUAL(load(&c, ARGC(two), two, err), 0);
 }
 
 static void test_file_errors(void)
