@@ -11,8 +11,8 @@
  * RINGCAST_* variable is set, so that the environment plays no part.
  *
  * A crash, besides any sanitizer report (a leak included):
- *  - a result other than 0, 1 or -1, an error without a message, or a
- *    message left after success;
+ *  - a result other than 0, 1, 2 (--check-config refused the file) or -1, an
+ *    error without a message, or a message left after success;
  *  - a file holding a NUL byte accepted: inih would not see what follows it;
  *  - an accepted configuration that breaks a rule config.h states: strings
  *    NUL-terminated in their fields, enums among their choices, powers of
@@ -149,9 +149,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *err = malloc(FUZZ_ERR_SIZE); /* exactly this long, so that ASan sees an overrun */
     FUZZ_CHECK(err != NULL, "out of memory in the harness");
     int rc = rc_config_load(&c, argc, argv, err, FUZZ_ERR_SIZE);
-    FUZZ_CHECK(rc == 0 || rc == 1 || rc == -1, "rc_config_load returns 0, 1 or -1");
+    FUZZ_CHECK(rc >= -1 && rc <= 2, "rc_config_load returns 0, 1, 2 (--check-config refused the file) or -1");
     FUZZ_CHECK(memchr(err, '\0', FUZZ_ERR_SIZE) != NULL, "the message is NUL-terminated");
-    if (rc == -1)
+    if (rc == -1 || rc == 2)
         FUZZ_CHECK(err[0] != '\0', "an error has a message");
     if (rc == 0) {
         FUZZ_CHECK(!file_has_nul, "a file holding a NUL byte is refused");
