@@ -14,7 +14,7 @@
  * step changes are published with release stores and read with acquire
  * loads, so a thread that sees a new step also sees its parameters.
  *
- * Steps. A run is one step (--max, --rate, --flood) or several (--sweep). A step has
+ * Steps. A run is one step (--max, --rate, --rate --schedule, --flood) or several (--sweep). A step has
  * a warm-up and a measured window [m0, m1); latency is attributed to the
  * step whose window holds the message's send (scheduled) time, so a message
  * sent near the end of a step and delivered in the next still counts where
@@ -78,7 +78,8 @@ typedef struct step {
     bool open;             /* open loop at `rate`; else closed loop (window) */
     bool flood;            /* no window: publish as fast as the socket takes it (flood.h) */
     double pct;            /* sweep: percent of the peak; 0 otherwise */
-    double rate;           /* open loop: offered messages/s (mean, for a diurnal curve) */
+    double rate;           /* open loop: offered messages/s (mean, for a diurnal curve; a schedule's base) */
+    double offer_mult;     /* --schedule: its mean multiple over the window (0: 1) */
     double warmup, duration;
     uint64_t t0_ns, m0_ns, m1_ns; /* start; measured window [m0, m1) */
 } step;
@@ -98,6 +99,9 @@ typedef struct gen_thread {
     counters n;
     uint64_t *deliv;       /* [P] subscriber deliveries of each publisher's groups */
     rc_hist *hist;         /* [nsteps] latency of messages sent in each step's window */
+    rc_hist *tl;           /* --timeline: [tl_n] latency of messages sent in each second since the load began */
+    uint64_t *tl_sent;     /* [tl_n] messages sent (scheduled) in each of those seconds */
+    uint32_t tl_n;
     uint32_t ready;        /* connections set up */
     uint32_t step;         /* the step it runs */
     uint32_t hist_from;    /* steps below this are closed: their histograms are final */
@@ -133,7 +137,8 @@ typedef struct options {
     double duration, warmup;
     uint64_t max_msgs;     /* end a window after this many publishes (0: no bound) */
     uint64_t tick_ns;      /* open loop: shortest loop turn (0: none) */
-    const char *json, *csv, *hist_out;
+    const char *json, *csv, *hist_out, *timeline;
+    rc_schedule sched;     /* --schedule (n = 0: none) */
     long server_pid;
     int progress;          /* -1 auto (a terminal), 0 off, 1 on */
 } options;

@@ -143,6 +143,18 @@ static void mark_dirty(gen_thread *t, bench_conn *c)
 }
 
 /* Queues one message of publisher j to its next group, stamped ts. */
+/* --timeline: the second since the load began that holds ts, or -1. The
+ * run has one step then (step 0); its start is read, like the windows in
+ * record_latency, after the acquire of G.step or G.phase. */
+static int64_t timeline_second(const gen_thread *t, uint64_t ts)
+{
+    uint64_t t0 = G.steps[0].t0_ns;
+    if (!t->tl_n || t0 == 0 || ts < t0)
+        return -1;
+    uint64_t i = (ts - t0) / 1000000000u;
+    return i < t->tl_n ? (int64_t)i : -1;
+}
+
 static int publish_one(gen_thread *t, pub_state *p, uint32_t j, uint64_t ts)
 {
     uint32_t g = next_group(p, j);
@@ -154,6 +166,9 @@ static int publish_one(gen_thread *t, pub_state *p, uint32_t j, uint64_t ts)
     BUMP(p->expected, size);
     BUMP(p->sent, 1);
     BUMP(t->n.published, 1);
+    int64_t sec = timeline_second(t, ts);
+    if (sec >= 0)
+        t->tl_sent[sec]++;
     if (p->ring) {
         p->ring[(p->ring_head + p->ring_len) & p->ring_mask] = size;
         p->ring_len++;
@@ -258,10 +273,11 @@ void flow_start_step(gen_thread *t, uint32_t k)
             STORE(p->next_ns, UINT64_MAX);
             continue;
         }
-        bool day = pc->peak_to_trough > 1;
+        bool day = pc->peak_to_trough > 1 && !G.opt->sched.n;
         rc_diurnal d = { .mean_rate = s->rate * g_plan.pshare[j],
                          .peak_to_trough = pc->peak_to_trough,
-                         .period_s = day ? s->duration : 0 };
+                         .period_s = day ? s->duration : 0,
+                         .sched = G.opt->sched.n ? &G.opt->sched : NULL }; /* from the load's start */
         rc_arrivals_init(&p->arr, &d, pc->seed * 7919u + (uint64_t)k * 104729u + j);
         /* The day's trough (t = 0 of the curve) falls on the start of the
          * measured window: the warm-up is the end of the previous day. */
@@ -395,6 +411,9 @@ static void report_stream(const bench_conn *c, uint32_t g, int64_t slot, const c
 static void record_latency(gen_thread *t, uint64_t ts)
 {
     uint32_t k = LOAD_ACQ(G.step); /* the newest step: this thread may not have begun it yet */
+    int64_t sec = timeline_second(t, ts);
+    if (sec >= 0)
+        rc_hist_record(&t->tl[sec], t->now_ns > ts ? t->now_ns - ts : 0);
     while (k > 0 && ts < G.steps[k].m0_ns)
         k--;
     const step *s = &G.steps[k];

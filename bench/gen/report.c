@@ -114,7 +114,7 @@ static void build(const options *o, const step_result *r, kvlist *l)
     ADD_U64(l, "step", r->k);
     ADD_S(l, "loop", r->s.flood ? "flood" : r->s.open ? "open" : "closed");
     ADD_F(l, "offered_pct", 1, r->s.pct);
-    ADD_F(l, "offered_msgs_per_s", 1, r->s.open ? r->s.rate : 0);
+    ADD_F(l, "offered_msgs_per_s", 1, r->s.open ? r->s.rate * (r->s.offer_mult > 0 ? r->s.offer_mult : 1) : 0);
     ADD_U64(l, "groups", pl->G);
     ADD_U64(l, "members", pc->zipf ? 0 : pc->members);
     ADD_F(l, "mean_fanout", 2, pl->mean_fanout);

@@ -68,6 +68,7 @@
 #define THREAD_BUSY_WARN_PCT 90.0
 #define DEFAULT_TICK_US 0u            /* open loop: shortest loop turn (0: as due) */
 #define MAX_TICK_US 10000u
+#define TIMELINE_SLACK_S 32u          /* --timeline: seconds kept past the window, for its drain */
 
 static const bench_driver *const bench_drivers[] = {
     &bench_drv_ringcast, &bench_drv_ringcast_ws, &bench_drv_nats, &bench_drv_redis,
@@ -212,6 +213,10 @@ static void usage(FILE *out)
         "                    percentage of --steps; prints one line per step and\n"
         "                    reports the knee (the highest step that still sends\n"
         "                    >= 95%% of its offer with p99 within 5x the lightest's)\n"
+        "  --schedule LIST   with --rate: the offered load in phases,\n"
+        "                    SECONDS:MULTIPLE of --rate, comma-separated (\"60:1,40:4,90:1\":\n"
+        "                    a step load); one step whose warm-up (default 0) and\n"
+        "                    window together last the phases' sum\n"
         "  --peak R          sweep: the 100%% rate in messages/s\n"
         "  --steps LIST      sweep: comma-separated percentages (default\n"
         "                    10,20,30,40,50,60,70,80,90,100,110,120)\n"
@@ -245,6 +250,9 @@ static void usage(FILE *out)
         "  --csv FILE        one row per step (for bench/plot.sh)\n"
         "  --hist-out FILE   latency histogram as value_ns,count,cumulative lines\n"
         "                    (sweeps: FILE.stepK per step)\n"
+        "  --timeline FILE   one CSV row per second since the load started (not with\n"
+        "                    --sweep): messages sent, and the count and latency\n"
+        "                    percentiles of deliveries of the messages sent in it\n"
         "  --progress        a progress line on stderr every second (default: when\n"
         "                    stderr is a terminal and the run takes over %.0f s)\n"
         "  --no-progress     never\n"
@@ -317,7 +325,7 @@ static int parse_options(int argc, char **argv, options *o)
            O_WINDOW, O_DURATION, O_WARMUP, O_JSON, O_SERVER_PID, O_HELP, O_THREADS, O_MAX,
            O_RATE, O_SWEEP, O_PEAK, O_STEPS, O_MESSAGES, O_CSV, O_HIST_OUT, O_PROGRESS,
            O_NO_PROGRESS, O_SIZE_MIN, O_SIZE_MAX, O_SIZE_ZIPF, O_ACTIVITY_ZIPF, O_PTT, O_SEED,
-           O_WORKLOAD, O_TICK, O_FLOOD };
+           O_WORKLOAD, O_TICK, O_FLOOD, O_SCHEDULE, O_TIMELINE };
     static const struct option longopts[] = {
         { "system", required_argument, 0, O_SYSTEM },
         { "host", required_argument, 0, O_HOST },
@@ -349,6 +357,8 @@ static int parse_options(int argc, char **argv, options *o)
         { "json", required_argument, 0, O_JSON },
         { "csv", required_argument, 0, O_CSV },
         { "hist-out", required_argument, 0, O_HIST_OUT },
+        { "schedule", required_argument, 0, O_SCHEDULE },
+        { "timeline", required_argument, 0, O_TIMELINE },
         { "server-pid", required_argument, 0, O_SERVER_PID },
         { "progress", no_argument, 0, O_PROGRESS },
         { "no-progress", no_argument, 0, O_NO_PROGRESS },
@@ -440,6 +450,15 @@ static int parse_options(int argc, char **argv, options *o)
         case O_JSON: o->json = optarg; break;
         case O_CSV: o->csv = optarg; break;
         case O_HIST_OUT: o->hist_out = optarg; break;
+        case O_TIMELINE: o->timeline = optarg; break;
+        case O_SCHEDULE:
+            if (rc_schedule_parse(optarg, &o->sched) < 0) {
+                fprintf(stderr, "ringcast-bench: --schedule wants SECONDS:MULTIPLE,... (at most %u phases, "
+                                "each longer than 0 s, multiples 0..%.0f), got '%s'\n",
+                        RC_SCHEDULE_MAX, RC_SCHEDULE_MULT_MAX, optarg);
+                rc = -1;
+            }
+            break;
         case O_SERVER_PID: rc = parse_u32(optarg, "--server-pid", 1, INT32_MAX, &pid); break;
         case O_PROGRESS: o->progress = 1; break;
         case O_NO_PROGRESS: o->progress = 0; break;
@@ -465,6 +484,34 @@ static int parse_options(int argc, char **argv, options *o)
         static const double def[] = { 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120 };
         memcpy(o->pcts, def, sizeof def);
         o->npcts = sizeof def / sizeof def[0];
+    }
+    if (o->sched.n) {
+        double total = rc_schedule_total_s(&o->sched);
+        if (o->mode != MODE_RATE || !mode_given) {
+            fprintf(stderr, "ringcast-bench: --schedule needs --rate (the base rate its multiples scale)\n");
+            return -1;
+        }
+        if (o->duration >= 0) {
+            fprintf(stderr, "ringcast-bench: with --schedule the window lasts the phases' sum less the warm-up; "
+                            "no --duration\n");
+            return -1;
+        }
+        if (o->pc.peak_to_trough > 1) {
+            fprintf(stderr, "ringcast-bench: --schedule replaces the diurnal curve; use --peak-to-trough 1\n");
+            return -1;
+        }
+        if (o->warmup < 0)
+            o->warmup = 0;
+        if (!(total - o->warmup >= 1) || total - o->warmup > MAX_DURATION_S) {
+            fprintf(stderr, "ringcast-bench: --schedule lasts %.1f s: its window (less the %.1f s warm-up) "
+                            "must last 1..%d s\n", total, o->warmup, MAX_DURATION_S);
+            return -1;
+        }
+        o->duration = total - o->warmup;
+    }
+    if (o->timeline && o->mode == MODE_SWEEP) {
+        fprintf(stderr, "ringcast-bench: --timeline covers one step; not with --sweep\n");
+        return -1;
     }
     if (o->duration < 0)
         o->duration = o->mode == MODE_SWEEP ? SWEEP_DEFAULT_DURATION : 10;
@@ -1139,6 +1186,52 @@ static int verdict(const step_result *rs, uint32_t n)
     return 0;
 }
 
+/* --timeline FILE: one row per second since the load started, the
+ * threads' per-second counts and histograms merged (they are final: the
+ * threads have ended). unix_s is the second's start on CLOCK_REALTIME. */
+static int write_timeline(const options *o)
+{
+    if (!o->timeline || G.T == 0 || !G.thr[0].tl)
+        return 0;
+    FILE *f = fopen(o->timeline, "w");
+    if (!f) {
+        fprintf(stderr, "ringcast-bench: %s: %s\n", o->timeline, strerror(errno));
+        return -1;
+    }
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    uint64_t mono = mono_ns(), t0 = G.steps[0].t0_ns;
+    double real_t0 = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9 - (double)(mono - t0) / 1e9;
+    rc_hist h;
+    if (rc_hist_init(&h, LAT_MAX_NS) < 0) {
+        fclose(f);
+        return -1;
+    }
+    fprintf(f, "t_s,unix_s,phase,sent,lat_count,lat_p50_us,lat_p90_us,lat_p99_us,lat_max_us\n");
+    uint32_t n = G.thr[0].tl_n;
+    double end = G.steps[0].warmup + G.steps[0].duration;
+    for (uint32_t i = 0; i < n && t0 > 0; i++) {
+        rc_hist_reset(&h);
+        uint64_t sent = 0;
+        for (uint32_t t = 0; t < G.T; t++) {
+            rc_hist_merge(&h, &G.thr[t].tl[i]);
+            sent += G.thr[t].tl_sent[i];
+        }
+        if (i >= end && sent == 0 && h.total == 0)
+            break;
+        const char *part = i < G.steps[0].warmup ? "warmup" : i < end ? "window" : "drain";
+        fprintf(f, "%u,%.3f,%s,%" PRIu64 ",%" PRIu64 ",%.1f,%.1f,%.1f,%.1f\n", i, real_t0 + i, part, sent, h.total,
+                (double)rc_hist_percentile(&h, 50) / 1e3, (double)rc_hist_percentile(&h, 90) / 1e3,
+                (double)rc_hist_percentile(&h, 99) / 1e3, (double)h.max / 1e3);
+    }
+    rc_hist_free(&h);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "ringcast-bench: %s: %s\n", o->timeline, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Lays out the steps of the chosen mode. */
 static void plan_steps(const options *o)
 {
@@ -1155,6 +1248,8 @@ static void plan_steps(const options *o)
     if (o->mode == MODE_RATE) {
         G.steps[G.nsteps] = base;
         G.steps[G.nsteps].open = true;
+        if (o->sched.n)
+            G.steps[G.nsteps].offer_mult = rc_schedule_mean_mult(&o->sched, o->warmup, o->warmup + o->duration);
         G.steps[G.nsteps++].rate = o->rate;
     }
     if (o->mode == MODE_SWEEP) {
@@ -1256,6 +1351,17 @@ static int setup_threads(const options *o)
         for (uint32_t k = 0; k < G.nsteps; k++)
             if (rc_hist_init(&th->hist[k], LAT_MAX_NS) < 0)
                 return -1;
+        if (o->timeline) {
+            uint32_t n = (uint32_t)ceil(o->warmup + o->duration) + TIMELINE_SLACK_S;
+            th->tl = calloc(n, sizeof *th->tl);
+            th->tl_sent = calloc(n, sizeof *th->tl_sent);
+            if (!th->tl || !th->tl_sent)
+                return -1;
+            for (uint32_t i = 0; i < n; i++)
+                if (rc_hist_init(&th->tl[i], LAT_MAX_NS) < 0)
+                    return -1;
+            th->tl_n = n;
+        }
     }
     for (uint32_t i = 0; i < G.nconns; i++) {
         bench_conn *c = &G.conns[i];
@@ -1291,6 +1397,10 @@ static void free_threads(void)
         for (uint32_t k = 0; th->hist && k < G.nsteps; k++)
             rc_hist_free(&th->hist[k]);
         free(th->hist);
+        for (uint32_t i = 0; th->tl && i < th->tl_n; i++)
+            rc_hist_free(&th->tl[i]);
+        free(th->tl);
+        free(th->tl_sent);
         free(th->conns);
         free(th->dirty);
         free(th->pubs);
@@ -1357,6 +1467,8 @@ static int run(const options *o, step_result *rs, uint32_t *nres)
         r->rss_kb = proc_peak_rss_kb(o->server_pid);
         report_line(o, r);
     }
+    if (write_timeline(o) < 0 && rc == 0)
+        rc = 1;
     free_threads();
     freeaddrinfo(ai);
     return rc;

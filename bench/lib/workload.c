@@ -144,6 +144,75 @@ double rc_zipf_pmf(const rc_zipf *z, uint32_t k)
     return i == 0 ? z->cdf[0] : z->cdf[i] - z->cdf[i - 1];
 }
 
+/* ---- Rate schedule --------------------------------------------------------- */
+
+int rc_schedule_parse(const char *text, rc_schedule *s)
+{
+    memset(s, 0, sizeof *s);
+    const char *p = text;
+    double end = 0.0;
+    while (p && *p) {
+        char *q;
+        errno = 0;
+        double len = strtod(p, &q);
+        if (errno || q == p || *q != ':' || !(len > 0.0) || !isfinite(len))
+            return -1;
+        p = q + 1;
+        double mult = strtod(p, &q);
+        if (errno || q == p || (*q != ',' && *q != '\0') || !(mult >= 0.0) || mult > RC_SCHEDULE_MULT_MAX)
+            return -1;
+        if (s->n == RC_SCHEDULE_MAX)
+            return -1;
+        end += len;
+        s->end_s[s->n] = end;
+        s->mult[s->n++] = mult;
+        p = *q == ',' ? q + 1 : q;
+        if (*q == ',' && *p == '\0')
+            return -1; /* a trailing comma */
+    }
+    return s->n > 0 ? 0 : -1;
+}
+
+double rc_schedule_mult(const rc_schedule *s, double t_s)
+{
+    if (s->n == 0)
+        return 1.0;
+    for (uint32_t i = 0; i < s->n; i++)
+        if (t_s < s->end_s[i])
+            return s->mult[i];
+    return s->mult[s->n - 1];
+}
+
+double rc_schedule_total_s(const rc_schedule *s)
+{
+    return s->n ? s->end_s[s->n - 1] : 0.0;
+}
+
+double rc_schedule_max_mult(const rc_schedule *s)
+{
+    double m = s->n ? 0.0 : 1.0;
+    for (uint32_t i = 0; i < s->n; i++)
+        m = s->mult[i] > m ? s->mult[i] : m;
+    return m;
+}
+
+double rc_schedule_mean_mult(const rc_schedule *s, double t0_s, double t1_s)
+{
+    if (!(t1_s > t0_s))
+        return rc_schedule_mult(s, t0_s);
+    if (s->n == 0)
+        return 1.0;
+    double sum = 0.0, from = t0_s;
+    for (uint32_t i = 0; i < s->n && from < t1_s; i++) {
+        double to = i + 1 == s->n || s->end_s[i] > t1_s ? t1_s : s->end_s[i];
+        if (to > from) {
+            sum += (to - from) * s->mult[i];
+            from = to;
+        }
+    }
+    return sum / (t1_s - t0_s);
+}
+
 /* ---- Diurnal rate ---------------------------------------------------------- */
 
 /* Relative amplitude a of the sinusoid, in [0,1]. */
@@ -159,6 +228,8 @@ static double diurnal_amplitude(const rc_diurnal *d)
 
 double rc_diurnal_rate(const rc_diurnal *d, double t_s)
 {
+    if (d->sched)
+        return d->mean_rate * rc_schedule_mult(d->sched, t_s);
     if (!(d->period_s > 0.0))
         return d->mean_rate;
     double phase = TWO_PI * fmod(t_s, d->period_s) / d->period_s;
@@ -167,6 +238,8 @@ double rc_diurnal_rate(const rc_diurnal *d, double t_s)
 
 double rc_diurnal_max_rate(const rc_diurnal *d)
 {
+    if (d->sched)
+        return d->mean_rate * rc_schedule_max_mult(d->sched);
     if (!(d->period_s > 0.0))
         return d->mean_rate;
     return d->mean_rate * (1.0 + diurnal_amplitude(d));

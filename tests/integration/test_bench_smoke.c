@@ -8,7 +8,9 @@
  * twice on the same server, since a second run finds the first one's stream
  * and must still see only its own messages; a short
  * open-loop (--rate) run against ringcastd must report latency percentiles
- * in order; a short flood (--flood) against ringcastd must deliver and report
+ * in order; a step load (--rate --schedule) must offer each phase's rate
+ * and account for every delivery in its --timeline rows; a short flood
+ * (--flood) against ringcastd must deliver and report
  * its refusals and disconnections. Every child is bounded in time and killed
  * at the end.
  */
@@ -263,6 +265,51 @@ static void test_ringcast_rate(void)
     CU_ASSERT_EQUAL(offered, 2000);
 }
 
+/* --schedule 1:1,1:3 at --rate 1000: the window offers 2,000 msgs/s on
+ * average, the second second about three times the first (by scheduled
+ * time, not by how fast the box is), and the timeline's rows count every
+ * delivery the run's latency counted. */
+static void test_ringcast_schedule(void)
+{
+    CU_ASSERT_FATAL(g_rc.up);
+    char port[8], out[OUT_CAP], tl[sizeof g_rc.dir + 32];
+    snprintf(port, sizeof port, "%u", g_rc.s.port);
+    snprintf(tl, sizeof tl, "%s/timeline.csv", g_rc.dir);
+    const char *args[] = { "fanout", "--system", "ringcast", "--port", port, "--rate", "1000", "--schedule", "1:1,1:3",
+                           "--timeline", tl, "--groups", "50", "--subs", "20", "--members", "4", "--no-progress", NULL };
+    int st = run_bench(args, out, sizeof out);
+    check_clean("ringcast --schedule", st, out);
+    double offered = -1, lat_count = -1;
+    CU_ASSERT_TRUE(kv(out, "offered_msgs_per_s", &offered) && kv(out, "lat_count", &lat_count));
+    CU_ASSERT_EQUAL(offered, 2000);
+    FILE *f = fopen(tl, "r");
+    CU_ASSERT_FATAL(f != NULL);
+    char line[256];
+    CU_ASSERT_TRUE(fgets(line, sizeof line, f) && strncmp(line, "t_s,unix_s,phase,sent,lat_count,", 32) == 0);
+    unsigned sec, rows = 0;
+    double unix_s, sent[2] = { 0 }, count = 0, p50, p90, p99, max, c, n;
+    char part[16];
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%u,%lf,%15[a-z],%lf,%lf,%lf,%lf,%lf,%lf", &sec, &unix_s, part, &n, &c, &p50, &p90, &p99,
+                   &max) != 9) {
+            printf("
+    bad timeline row: %s", line);
+            CU_FAIL("timeline row");
+            break;
+        }
+        if (sec < 2)
+            sent[sec] = n;
+        count += c;
+        rows++;
+        CU_ASSERT(c == 0 || (p50 <= p90 && p90 <= p99 && p99 <= max));
+    }
+    fclose(f);
+    CU_ASSERT(rows >= 2);
+    CU_ASSERT(sent[0] > 500 && sent[0] < 1500);
+    CU_ASSERT(sent[1] > 2 * sent[0]);
+    CU_ASSERT_EQUAL(count, lat_count);
+}
+
 /* A flood may legitimately be refused or lose deliveries (status 3): only
  * that it ran, delivered and reported its flood keys is checked. Its window
  * ends after FLOOD_MESSAGES sends, so the server may deliver them only after
@@ -410,6 +457,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("bench_smoke", NULL, suite_cleanup);
     CU_add_test(s, "ringcast fanout, 2 threads", test_ringcast);
     CU_add_test(s, "ringcast open loop reports ordered latency", test_ringcast_rate);
+    CU_add_test(s, "ringcast step load follows its schedule, timeline counts", test_ringcast_schedule);
     CU_add_test(s, "ringcast flood reports refusals and disconnections", test_ringcast_flood);
     CU_add_test(s, "nats fanout", test_nats);
     CU_add_test(s, "redis fanout", test_redis);

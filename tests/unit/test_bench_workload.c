@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SEED_A UINT64_C(42)
 #define SEED_B UINT64_C(43)
@@ -355,6 +356,54 @@ static void test_arrivals_deterministic_and_flat(void)
     CU_ASSERT(isinf(rc_arrivals_next(&a)));
 }
 
+/* ---- Rate schedule ------------------------------------------------------------- */
+
+static void test_schedule_parse(void)
+{
+    rc_schedule s;
+    CU_ASSERT_EQUAL_FATAL(rc_schedule_parse("30:1,60:4,90:1", &s), 0);
+    CU_ASSERT_EQUAL(s.n, 3);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_total_s(&s), 180, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_max_mult(&s), 4, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mult(&s, -1), 1, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mult(&s, 29.99), 1, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mult(&s, 30), 4, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mult(&s, 89.99), 4, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mult(&s, 90), 1, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mult(&s, 500), 1, 1e-9);
+    /* 10 s at 1 and 20 s at 4 */
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mean_mult(&s, 20, 50), 3, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mean_mult(&s, 0, 180), 2.5, 1e-9);
+    CU_ASSERT_EQUAL(rc_schedule_parse("0.5:0,1.5:2.5", &s), 0);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_total_s(&s), 2, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(rc_schedule_mult(&s, 1), 2.5, 1e-9);
+    const char *bad[] = { "", "30", "30:", ":1", "0:1", "-5:1", "30:-1", "30:1,", "30:1;60:2", "30:1x",
+                          "30:1001", "inf:1", "nan:1", "30:nan" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CU_ASSERT_EQUAL(rc_schedule_parse(bad[i], &s), -1);
+    char many[512] = "";
+    for (unsigned i = 0; i <= RC_SCHEDULE_MAX; i++)
+        strcat(many, i ? ",1:1" : "1:1");
+    CU_ASSERT_EQUAL(rc_schedule_parse(many, &s), -1); /* one phase too many */
+}
+
+static void test_arrivals_follow_schedule(void)
+{
+    rc_schedule sc;
+    CU_ASSERT_EQUAL_FATAL(rc_schedule_parse("20:1,20:4,20:1", &sc), 0);
+    const rc_diurnal d = { ARRIVAL_MEAN, 0, 0, &sc };
+    CU_ASSERT_DOUBLE_EQUAL(rc_diurnal_max_rate(&d), 4 * ARRIVAL_MEAN, 1e-9);
+    rc_arrivals a;
+    rc_arrivals_init(&a, &d, SEED_A);
+    unsigned n[3] = { 0 };
+    double t;
+    while ((t = rc_arrivals_next(&a)) < 60)
+        n[(unsigned)(t / 20)]++;
+    CU_ASSERT(rel_diff(n[0], ARRIVAL_MEAN * 20) < ARRIVAL_TOLERANCE);
+    CU_ASSERT(rel_diff(n[1], 4 * ARRIVAL_MEAN * 20) < ARRIVAL_TOLERANCE);
+    CU_ASSERT(rel_diff(n[2], ARRIVAL_MEAN * 20) < ARRIVAL_TOLERANCE);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -373,7 +422,9 @@ int main(void)
         !CU_add_test(s, "diurnal shape", test_diurnal_shape) ||
         !CU_add_test(s, "diurnal degenerate", test_diurnal_degenerate) ||
         !CU_add_test(s, "arrivals follow the rate", test_arrivals_follow_rate) ||
-        !CU_add_test(s, "arrivals deterministic, zero rate", test_arrivals_deterministic_and_flat)) {
+        !CU_add_test(s, "arrivals deterministic, zero rate", test_arrivals_deterministic_and_flat) ||
+        !CU_add_test(s, "schedule parse and shape", test_schedule_parse) ||
+        !CU_add_test(s, "arrivals follow a schedule", test_arrivals_follow_schedule)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
