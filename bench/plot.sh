@@ -15,6 +15,11 @@
 #   bench/plot.sh soak-load OUT.svg TITLE SOAK.csv
 #       deliveries/s and msgs/s, and the p99 and max delivery latency of each
 #       sample period, against time, from the same file
+#   bench/plot.sh scale OUT.svg TITLE SCALE.csv [UP_S DOWN_S]
+#       the autoscaler under a step load (bench/scale.sh): shard count and
+#       the fullest queue; msgs/s offered, jobs/s and deliveries/s; p50, p99
+#       and max latency of each second's messages; against seconds since the
+#       load began, the steps marked at UP_S and DOWN_S
 #   bench/plot.sh dir DIR
 #       the first three for the files DIR/WORKLOAD.SYSTEM.hist.csv and
 #       DIR/WORKLOAD.SYSTEM.sweep.csv (what compare.sh --charts leaves there):
@@ -229,6 +234,64 @@ EOF
   echo "plot.sh: wrote $out" >&2
 }
 
+# scale OUT TITLE FILE [UP DOWN]
+plot_scale() {
+  local out=$1 title=$2 file=$3 up=${4:-} down=${5:-} cols="" c n marks=""
+  for n in t_s shards fill_pct sent_per_s jobs_per_s deliveries_per_s lat_p50_ms lat_p99_ms lat_max_ms; do
+    c=$(csv_col "$file" "$n")
+    [ -n "$c" ] || { echo "plot.sh: $file has no column $n (not a bench/scale.sh scale.csv?)" >&2; return 1; }
+    cols+="${cols:+ }$c"
+  done
+  # empty fields (no bench second for that sample) become NaN, which gnuplot skips
+  awk -F, -v cols="$cols" 'NR > 1 { n = split(cols, c, " "); for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? " " : ""), ($c[i] == "" ? "NaN" : $c[i]); print "" }' \
+    "$file" >"$tmp/scale.dat"
+  [ -s "$tmp/scale.dat" ] || return 1
+  for n in $up $down; do
+    marks+="set arrow from $n, graph 0 to $n, graph 1 nohead dt 3 lw 1.5 lc rgb '#444444'"$'\n'
+  done
+  gnuplot <<EOF || return 1
+${TERM_SVG/960,600/960,900}
+set output $(gq "$out")
+set multiplot layout 3,1 title $(gq "$title")
+set grid
+set key above horizontal
+set lmargin 10
+set rmargin 10
+$marks
+set ylabel 'shards'
+set y2label 'fullest queue (%)'
+set ytics 1 nomirror
+set y2tics 20
+set yrange [0:*]
+set y2range [0:105]
+plot '$tmp/scale.dat' using 1:2 axes x1y1 with steps lw 2 title 'shards', \
+     '$tmp/scale.dat' using 1:3 axes x1y2 with lines lw 1 lc rgb '#d95f02' title 'fullest queue, % of admitted (80: high mark)'
+set ytics autofreq
+set y2tics autofreq
+set ylabel 'per second'
+set y2label 'deliveries/s'
+set format y '%.0s%c'
+set format y2 '%.0s%c'
+set y2range [0:*]
+plot '$tmp/scale.dat' using 1:4 axes x1y1 with lines lw 2 title 'msgs/s offered (by scheduled second)', \
+     '$tmp/scale.dat' using 1:5 axes x1y1 with lines lw 2 title 'shard jobs/s', \
+     '$tmp/scale.dat' using 1:6 axes x1y2 with lines lw 1 dt 2 title 'deliveries/s (server)'
+unset y2label
+unset y2tics
+set ytics mirror
+set format y '%g'
+set logscale y
+set yrange [*:*]
+set ylabel 'latency (ms, log)'
+set xlabel 'seconds since the load began'
+plot '$tmp/scale.dat' using 1:(\$7 > 0 ? \$7 : 1/0) with lines lw 2 title 'p50', \
+     '$tmp/scale.dat' using 1:(\$8 > 0 ? \$8 : 1/0) with lines lw 2 title 'p99', \
+     '$tmp/scale.dat' using 1:(\$9 > 0 ? \$9 : 1/0) with points pt 7 ps 0.3 title 'max'
+unset multiplot
+EOF
+  echo "plot.sh: wrote $out" >&2
+}
+
 # dir DIR
 plot_dir() {
   local d=$1 w f specs rc=0
@@ -265,6 +328,7 @@ case "$cmd" in
   sweep-latency) [ $# -ge 3 ] || die "sweep-latency OUT.svg TITLE LABEL=FILE ..."; plot_sweep_latency "$@" ;;
   soak) [ $# -eq 3 ] || die "soak OUT.svg TITLE SOAK.csv"; plot_soak "$@" ;;
   soak-load) [ $# -eq 3 ] || die "soak-load OUT.svg TITLE SOAK.csv"; plot_soak_load "$@" ;;
+  scale) [ $# -eq 3 ] || [ $# -eq 5 ] || die "scale OUT.svg TITLE SCALE.csv [UP_S DOWN_S]"; plot_scale "$@" ;;
   dir) [ $# -eq 1 ] || die "dir DIR"; plot_dir "$1" ;;
   -h|--help) usage ;;
   *) usage >&2; exit 1 ;;

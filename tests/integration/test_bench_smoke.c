@@ -292,8 +292,7 @@ static void test_ringcast_schedule(void)
     while (fgets(line, sizeof line, f)) {
         if (sscanf(line, "%u,%lf,%15[a-z],%lf,%lf,%lf,%lf,%lf,%lf", &sec, &unix_s, part, &n, &c, &p50, &p90, &p99,
                    &max) != 9) {
-            printf("
-    bad timeline row: %s", line);
+            printf("\n    bad timeline row: %s", line);
             CU_FAIL("timeline row");
             break;
         }

@@ -258,7 +258,7 @@ static void test_zipf_edges(void)
 
 /* ---- Diurnal rate ---------------------------------------------------------- */
 
-static const rc_diurnal DIURNAL = { DIURNAL_MEAN, DIURNAL_RATIO, DIURNAL_PERIOD };
+static const rc_diurnal DIURNAL = { DIURNAL_MEAN, DIURNAL_RATIO, DIURNAL_PERIOD, NULL };
 
 static void test_diurnal_shape(void)
 {
@@ -287,8 +287,8 @@ static void test_diurnal_shape(void)
 
 static void test_diurnal_degenerate(void)
 {
-    const rc_diurnal flat = { 500, 1.0, 60 }, below_one = { 500, 0.5, 60 }, no_period = { 500, 4.0, 0 };
-    const rc_diurnal zero_trough = { 500, INFINITY, 60 };
+    const rc_diurnal flat = { 500, 1.0, 60, NULL }, below_one = { 500, 0.5, 60, NULL }, no_period = { 500, 4.0, 0, NULL };
+    const rc_diurnal zero_trough = { 500, INFINITY, 60, NULL };
     for (double t = 0; t < 60; t += 7.5) {
         CU_ASSERT_DOUBLE_EQUAL(rc_diurnal_rate(&flat, t), 500, 1e-9);
         CU_ASSERT_DOUBLE_EQUAL(rc_diurnal_rate(&below_one, t), 500, 1e-9);
@@ -313,7 +313,7 @@ static double expected_count(const rc_diurnal *d, double t0, double t1)
 
 static void test_arrivals_follow_rate(void)
 {
-    const rc_diurnal d = { ARRIVAL_MEAN, DIURNAL_RATIO, ARRIVAL_PERIOD };
+    const rc_diurnal d = { ARRIVAL_MEAN, DIURNAL_RATIO, ARRIVAL_PERIOD, NULL };
     const double tenth = ARRIVAL_PERIOD / 10;
     const double mid0 = ARRIVAL_PERIOD / 2 - tenth / 2, mid1 = ARRIVAL_PERIOD / 2 + tenth / 2;
     rc_arrivals a;
@@ -339,7 +339,7 @@ static void test_arrivals_follow_rate(void)
 
 static void test_arrivals_deterministic_and_flat(void)
 {
-    const rc_diurnal d = { ARRIVAL_MEAN, DIURNAL_RATIO, ARRIVAL_PERIOD };
+    const rc_diurnal d = { ARRIVAL_MEAN, DIURNAL_RATIO, ARRIVAL_PERIOD, NULL };
     rc_arrivals a, b;
     rc_arrivals_init(&a, &d, SEED_B);
     rc_arrivals_init(&b, &d, SEED_B);
@@ -349,7 +349,7 @@ static void test_arrivals_deterministic_and_flat(void)
     CU_ASSERT_EQUAL(differ, 0);
 
     /* A curve that is never positive never produces an arrival. */
-    const rc_diurnal zero = { 0, DIURNAL_RATIO, ARRIVAL_PERIOD }, negative = { -5, 1, 0 };
+    const rc_diurnal zero = { 0, DIURNAL_RATIO, ARRIVAL_PERIOD, NULL }, negative = { -5, 1, 0, NULL };
     rc_arrivals_init(&a, &zero, SEED_A);
     CU_ASSERT(isinf(rc_arrivals_next(&a)));
     rc_arrivals_init(&a, &negative, SEED_A);
