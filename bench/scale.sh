@@ -58,7 +58,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 for v in calm burst after; do
-  [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "--$v must be a whole number of seconds >= 1"
+  if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then die "--$v must be a whole number of seconds >= 1"; fi
 done
 total=$((calm + burst + after))
 [ "$total" -le 600 ] || die "calm + burst + after must be <= 600 s (ringcast-bench's longest window)"
@@ -83,15 +83,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Waits up to $2 seconds for a line matching $3 in file $1; prints it.
-wait_line() {
-  local _
-  for _ in $(seq 1 $(($2 * 10))); do
-    grep -m1 -E "$3" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=bench/server.sh
+. "$here/server.sh"
 
 # Every line of the server's log gets the unix time it was written at, so
 # that its scale events can be put on the load's time axis.
@@ -152,7 +145,7 @@ sample_once() {
         f = bj > bt ? bj : bt; if (f > 100) f = 100; if (f > worst) worst = f
       }
       if (waiting > 0) worst = 100
-      printf "%s,%s,%d,%d,%d,%d,%d,%.1f,%s\n", now, js_head, worst, waiting, deliv, commits, commit_ns,
+      printf "%s,%s,%d,%d,%.0f,%.0f,%.0f,%.1f,%s\n", now, js_head, worst, waiting, deliv, commits, commit_ns,
              (took - now) * 1000, shard_cols
     }' <<<"$m"
 }
@@ -184,20 +177,7 @@ wait "$sampler_pid" 2>/dev/null
 sampler_pid=""
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# Stop the server: SIGTERM, then up to 30 s.
-stop="gone before the end"
-if kill -0 "$server_pid" 2>/dev/null; then
-  kill -TERM "$server_pid"
-  stop="did not exit within 30 s of SIGTERM"
-  for _ in $(seq 1 300); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    wait "$server_pid"
-    stop="exited with status $? after SIGTERM"
-  fi
-fi
+stop_server "$server_pid"
 server_pid=""
 sleep 0.2 # the log's last lines
 
@@ -242,11 +222,13 @@ kv() { grep -o " $1=[^ ]*" "$out/bench.txt" | tail -n 1 | cut -d= -f2; }
 summary=$(awk -F, -v t0="$t0" -v calm="$calm" -v burst="$burst" -v total="$total" -v iv="$interval_ms" \
               -v cd="$cooldown_ms" -v shards0="$shards0" '
   FILENAME == ARGV[1] {   # events.txt: UNIX level=info component=scale event=grow shards=2->3 why=... ms=...
-    split($0, w, " "); ev_t[++ne] = w[1] - t0
+    split($0, w, " "); ev_done[++ne] = w[1] - t0
     match($0, /event=[a-z]+/); ev_dir[ne] = substr($0, RSTART + 6, RLENGTH - 6)
     match($0, /shards=[0-9]+->[0-9]+/); ev_sh[ne] = substr($0, RSTART + 7, RLENGTH - 7)
     match($0, /why=[^ ]+/); ev_why[ne] = substr($0, RSTART + 4, RLENGTH - 4)
     match($0, / ms=[0-9.]+/); ev_ms[ne] = substr($0, RSTART + 4, RLENGTH - 4)
+    # the line is written once the move is done; the new route was published ms before
+    ev_t[ne] = ev_done[ne] - ev_ms[ne] / 1000
     next
   }
   FNR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }   # scale.csv
@@ -254,6 +236,7 @@ summary=$(awk -F, -v t0="$t0" -v calm="$calm" -v burst="$burst" -v total="$total
     ns++; st[ns] = $col["t_s"]; sh[ns] = $col["shards"]; fill[ns] = $col["fill_pct"]
     dps[ns] = $col["deliveries_per_s"]; p99[ns] = $col["lat_p99_ms"]; sent[ns] = $col["sent_per_s"]
     if (st[ns] >= calm && high == "" && fill[ns] > 80) high = st[ns]
+    if (st[ns] >= calm + burst && fill[ns] < 20) { if (++lowrun == 3 && low == "") low = st[ns - 2] } else lowrun = 0
     if (st[ns] >= 0 && st[ns] < total) { last_sh = sh[ns] }
   }
   function around(t, lo, hi,   i, n, sd, sp, mp) {
@@ -267,9 +250,9 @@ summary=$(awk -F, -v t0="$t0" -v calm="$calm" -v burst="$burst" -v total="$total
     g = ""; for (i = 1; i <= ne; i++) if (ev_t[i] >= up && ev_dir[i] == "grow") { g = ev_t[i]; break }
     s = ""; for (i = 1; i <= ne; i++) if (ev_t[i] >= down && ev_dir[i] == "shrink") { s = ev_t[i]; break }
     ngrow = 0; nshrink = 0; for (i = 1; i <= ne; i++) if (ev_dir[i] == "grow") ngrow++; else nshrink++
-    printf "events (t = seconds since the load began; the step up at %d s, down at %d s):\n", up, down
+    printf "events (t = seconds since the load began, when the new route was published; the step up at %d s, down at %d s):\n", up, down
     for (i = 1; i <= ne; i++)
-      printf "  t=%7.2f %-6s %-6s move %s ms  why=%s\n", ev_t[i], ev_dir[i], ev_sh[i], ev_ms[i], ev_why[i]
+      printf "  t=%7.2f %-6s %-6s move %s ms (done at t=%.2f)  why=%s\n", ev_t[i], ev_dir[i], ev_sh[i], ev_ms[i], ev_done[i], ev_why[i]
     if (ne == 0) print "  none"
     print "around each event (5 s before | 5 s after, from the samples):"
     for (i = 1; i <= ne; i++)
@@ -288,7 +271,8 @@ summary=$(awk -F, -v t0="$t0" -v calm="$calm" -v burst="$burst" -v total="$total
     if (s == "") { v = "FAIL"; stxt = "no shrink after the step down" }
     else { v = s - down <= lim ? "PASS" : "FAIL"; stxt = sprintf("first shrink at t=%.2f, %.2f s after the step", s, s - down) }
     if (v == "FAIL") ok = 0
-    printf "down: %s (limit scale_cooldown_ms = %.1f s) -> %s\n", stxt, lim, v
+    printf "down: %s (limit scale_cooldown_ms = %.1f s; queue below 20%% for 3 samples from %s) -> %s\n", stxt, lim,
+           low == "" ? "never" : sprintf("t=%.2f", low), v
     printf "shards: %d at start, %s at the end of the load; %d grows, %d shrinks\n", shards0, last_sh, ngrow, nshrink
     printf "criteria=%s\n", ok ? "met" : "not_met"
   }' "$out/events.txt" "$out/scale.csv")

@@ -62,15 +62,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Waits up to $2 seconds for a line matching $3 in file $1; prints it.
-wait_line() {
-  local _
-  for _ in $(seq 1 $(($2 * 10))); do
-    grep -m1 -E "$3" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=bench/server.sh
+. "$here/server.sh"
 
 broker_args=()
 if [ "$embedded" = 0 ]; then
@@ -95,20 +88,7 @@ timeout --signal=INT $((duration + 600)) "$soak" --server-pid "$server_pid" ${br
   >"$out/summary.txt" 2> >(tee "$out/soak.err" >&2)
 rc=$?
 
-# Stop the server: SIGTERM, then up to shutdown_timeout_ms (5 s) plus slack.
-stop="gone before the end"
-if kill -0 "$server_pid" 2>/dev/null; then
-  kill -TERM "$server_pid"
-  stop="did not exit within 30 s of SIGTERM"
-  for _ in $(seq 1 300); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    wait "$server_pid"
-    stop="exited with status $? after SIGTERM"
-  fi
-fi
+stop_server "$server_pid"
 server_pid_done=$server_pid
 server_pid=""
 {
