@@ -382,9 +382,16 @@ bool rc_token_group_allowed(const rc_token_groups *gs, rc_str g)
 /* The claims as JSON: sub, iat, exp, and groups when given. */
 static char *claims_json(const char *sub, uint64_t iat_s, uint64_t exp_s, const char *groups)
 {
+    /* iat and exp as raw decimal text: cJSON prints a number through a
+     * double with 15 significant digits when it compares "equal" within a
+     * relative epsilon, which rounds integers above 10^15 (a fuzz input
+     * found exp 7000000617000001 minted as ...000). */
+    char iat[24], exp[24];
+    snprintf(iat, sizeof(iat), "%llu", (unsigned long long)iat_s);
+    snprintf(exp, sizeof(exp), "%llu", (unsigned long long)exp_s);
     cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "sub", sub) || !cJSON_AddNumberToObject(o, "iat", (double)iat_s) ||
-        !cJSON_AddNumberToObject(o, "exp", (double)exp_s)) {
+    if (!o || !cJSON_AddStringToObject(o, "sub", sub) || !cJSON_AddRawToObject(o, "iat", iat) ||
+        !cJSON_AddRawToObject(o, "exp", exp)) {
         cJSON_Delete(o);
         return NULL;
     }

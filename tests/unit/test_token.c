@@ -342,6 +342,13 @@ static void test_mint_roundtrip(void)
     CU_ASSERT_EQUAL(c.exp, NOW + 3600);
     CU_ASSERT(allowed(&c, "team-blue") && allowed(&c, "lobby") && !allowed(&c, "x"));
     rc_token_claims_free(&c);
+    /* An exp above 10^15 comes back exactly (no rounding through a double's 15 digits). */
+    uint64_t far = UINT64_C(7000000617000001);
+    n = rc_token_mint((const uint8_t *)SECRET, strlen(SECRET), "dave", NOW, far, NULL, tok, sizeof(tok), err, sizeof(err));
+    CU_ASSERT_FATAL(n > 0);
+    CU_ASSERT_EQUAL_FATAL(verify_at(&k, tok, NOW, &c), RC_TOKEN_OK);
+    CU_ASSERT_EQUAL(c.exp, far);
+    rc_token_claims_free(&c);
     CU_ASSERT_EQUAL(rc_token_mint((const uint8_t *)SECRET, strlen(SECRET), "", NOW, NOW + 1, NULL, tok, sizeof(tok),
                                   err, sizeof(err)),
                     -1);
