@@ -163,8 +163,8 @@ static uint32_t fill_pct(rc_server *s, uint32_t n, uint32_t max_queue_ms)
         cap = RC_IO_ADMIT_MAX_JOBS;
     uint32_t worst = 0;
     for (uint32_t i = 0; i < s->n_io; i++)
-        if (rc_stat_get(&s->ios[i].stats.jobs_waiting))
-            return 100;
+        if (rc_stat_get(&s->ios[i].stats.jobs_unadmitted))
+            return 100; /* not jobs_waiting: it also counts what a turn queued and has not pushed yet */
     for (uint32_t i = 0; i < n; i++) {
         uint64_t by_jobs = (uint64_t)rc_shard_depth(&s->shards[i]) * 100u / cap;
         uint64_t by_time = admit_ns ? rc_shard_ring_wait_ns(&s->shards[i]) * 100u / admit_ns : 0;
@@ -194,7 +194,7 @@ static void scale_sample(rc_server *s, uint32_t max_queue_ms)
         RC_LOG_ERROR("scale", "event=resize_failed shards=%u->%u err=\"%s\"", n, d.target, err);
         return;
     }
-    rc_scaler_applied(&s->scaler, now_ms);
+    rc_scaler_applied(&s->scaler, now_ms, d.dir);
 }
 
 /* Per-shard jobs/s over the last interval, for /admin/shards. */

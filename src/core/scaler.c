@@ -59,6 +59,12 @@ rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale
 {
     push(sc, smp);
     sc->high_run = smp->fill_pct > RC_SCALE_HIGH_PCT ? sc->high_run + 1 : 0;
+    if (smp->fill_pct >= RC_SCALE_LOW_PCT)
+        sc->low_since_ms = 0;
+    else if (!sc->low_since_ms)
+        sc->low_since_ms = smp->t_ms ? smp->t_ms : 1;
+    bool steady_low = sc->low_since_ms && smp->t_ms - sc->low_since_ms >= RC_SCALE_LOW_MS &&
+                      (!sc->last_grow_ms || smp->t_ms - sc->last_grow_ms >= RC_SCALE_LOW_AFTER_GROW_MS);
     rc_scale_decision d = { .dir = RC_SCALE_STAY, .target = current, .fill_pct = smp->fill_pct };
     d.qps_recent = qps_over(sc, RC_SCALE_RECENT_MS);
     d.qps_baseline = qps_over(sc, RC_SCALE_BASELINE_MS);
@@ -77,6 +83,9 @@ rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale
     } else if (idle) {
         d.dir = RC_SCALE_SHRINK;
         d.why = "idle";
+    } else if (steady_low) {
+        d.dir = RC_SCALE_SHRINK;
+        d.why = "steady_low";
     } else {
         d.why = "steady";
         return d;
@@ -99,8 +108,10 @@ rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale
     return d;
 }
 
-void rc_scaler_applied(rc_scaler *sc, uint64_t t_ms)
+void rc_scaler_applied(rc_scaler *sc, uint64_t t_ms, rc_scale_dir dir)
 {
     sc->last_event_ms = t_ms ? t_ms : 1;
     sc->high_run = 0;
+    if (dir == RC_SCALE_GROW)
+        sc->last_grow_ms = sc->last_event_ms;
 }

@@ -10,7 +10,10 @@
  * stayed above the high mark for RC_SCALE_HIGH_SAMPLES samples in a row (a
  * steady overload has no spike). Shrink by RC_SCALE_SHRINK_PCT (at least
  * one) when the queue is below RC_SCALE_LOW_PCT and recent QPS is below
- * RC_SCALE_SHRINK_QPS_PCT of the baseline, or when nothing at all was
+ * RC_SCALE_SHRINK_QPS_PCT of the baseline, or when the queue has stayed
+ * below the low mark for RC_SCALE_LOW_MS and no grow came in the last
+ * RC_SCALE_LOW_AFTER_GROW_MS (a burst that is over leaves more shards than
+ * the load needs once the baseline forgot it), or when nothing at all was
  * processed over the recent window (an idle server goes down to
  * min_shards). Always within [min_shards, max_shards], and never two
  * events within the cooldown. Steady load changes nothing: recent QPS is
@@ -30,6 +33,8 @@
 #define RC_SCALE_GROW_PCT 25u        /* a grow adds this % of the shards (at least one) */
 #define RC_SCALE_SHRINK_PCT 15u      /* a shrink removes this % (at least one) */
 #define RC_SCALE_HIGH_SAMPLES 2u     /* samples in a row above the high mark: grow whatever the QPS */
+#define RC_SCALE_LOW_MS 120000u      /* the queue below the low mark this long: shrink whatever the QPS ... */
+#define RC_SCALE_LOW_AFTER_GROW_MS 120000u /* ... but not this soon after a grow (the load that needed it may return) */
 #define RC_SCALE_SAMPLES_MAX 4096u   /* samples kept (the baseline window at the shortest interval) */
 
 typedef struct rc_scale_sample {
@@ -43,6 +48,8 @@ typedef struct rc_scaler {
     uint64_t cooldown_ms;
     uint64_t last_event_ms;  /* 0: none yet */
     uint32_t high_run;       /* samples in a row above RC_SCALE_HIGH_PCT */
+    uint64_t low_since_ms;   /* the queue has been below RC_SCALE_LOW_PCT since then (0: it is not) */
+    uint64_t last_grow_ms;   /* 0: none yet */
     rc_scale_sample ring[RC_SCALE_SAMPLES_MAX];
     uint32_t head, n;        /* the newest is ring[(head + n - 1) % MAX] */
 } rc_scaler;
@@ -54,7 +61,7 @@ typedef struct rc_scale_decision {
     uint32_t target;          /* shard count wanted (the current one when STAY) */
     double qps_recent, qps_baseline;
     uint32_t fill_pct;
-    const char *why;          /* "queue_and_qps", "steady_overload", "quiet", "idle", or why nothing changed */
+    const char *why;          /* "queue_and_qps", "steady_overload", "quiet", "steady_low", "idle", or why nothing changed */
 } rc_scale_decision;
 
 void rc_scaler_init(rc_scaler *sc, uint32_t min, uint32_t max, uint64_t cooldown_ms);
@@ -62,7 +69,7 @@ void rc_scaler_init(rc_scaler *sc, uint32_t min, uint32_t max, uint64_t cooldown
  * and then calls rc_scaler_applied. */
 rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale_sample *smp);
 /* The decision was carried out at t_ms: the cooldown starts. */
-void rc_scaler_applied(rc_scaler *sc, uint64_t t_ms);
+void rc_scaler_applied(rc_scaler *sc, uint64_t t_ms, rc_scale_dir dir);
 /* New bounds (min <= max), e.g. from a reload. */
 void rc_scaler_bounds(rc_scaler *sc, uint32_t min, uint32_t max, uint64_t cooldown_ms);
 

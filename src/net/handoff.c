@@ -205,6 +205,7 @@ void rc_handoff_flush(rc_io *io)
         if (q->n)
             jobq_settle(io, q);
     }
+    RC_STAT_SET(io->stats.jobs_unadmitted, rc_handoff_waiting(io));
 }
 
 /* A sender is not read further while any reader, on any io thread, is

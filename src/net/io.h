@@ -94,7 +94,8 @@ typedef struct rc_io_stats {
     _Atomic uint64_t holds;             /* times a connection stopped being read: its requests waited for a full shard ring */
     _Atomic uint64_t admit_waits;       /* pushes deferred: the shard's ring held more than admit_ns of work */
     _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
-    _Atomic uint64_t jobs_waiting;      /* gauge: requests waiting for room in their shard's ring */
+    _Atomic uint64_t jobs_waiting;      /* gauge: requests queued in this thread for a shard, pushed or not yet this turn */
+    _Atomic uint64_t jobs_unadmitted;   /* gauge: of them, those a push left waiting: their ring had no room (set after each push) */
     _Atomic uint64_t pressure_holds;    /* times a sender stopped being read while a reader was over the pause mark */
     _Atomic uint64_t hello_timeouts;    /* connections closed for not saying hello within hello_timeout_ms */
     _Atomic uint64_t idle_timeouts;     /* connections closed for sending no frame within idle_timeout_ms */

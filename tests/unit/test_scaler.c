@@ -40,7 +40,7 @@ static rc_scale_decision step(sim *s, uint64_t qps, uint32_t fill)
         s->grows += d.dir == RC_SCALE_GROW;
         s->shrinks += d.dir == RC_SCALE_SHRINK;
         s->shards = d.target;
-        rc_scaler_applied(&s->sc, s->t_ms);
+        rc_scaler_applied(&s->sc, s->t_ms, d.dir);
     }
     return d;
 }
@@ -133,6 +133,41 @@ static void test_bounds(void)
     CU_ASSERT_EQUAL(s.grows + s.shrinks, 0);
 }
 
+static void test_burst_over_comes_back(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 2);
+    for (int i = 0; i < 60; i++)
+        step(&s, 10000, 5);
+    for (int i = 0; i < 40; i++)
+        step(&s, 40000, 100); /* the burst: the queue full throughout */
+    CU_ASSERT(s.shards >= 4);
+    uint32_t top = s.shards;
+    int grows = s.grows;
+    /* Calm again at the old rate, the queue low: within a few minutes the
+     * count comes down (the 60 s baseline forgets the burst, so the QPS
+     * rule alone would stop), and nothing grows meanwhile. */
+    for (int i = 0; i < 600; i++)
+        step(&s, 10000, 5);
+    CU_ASSERT_EQUAL(s.grows, grows);
+    CU_ASSERT(s.shards < top);
+    CU_ASSERT_EQUAL(s.shards, 1); /* a low queue all along: down to min_shards */
+}
+
+static void test_low_queue_waits_after_grow(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 2);
+    step(&s, 20000, 100);
+    step(&s, 20000, 100); /* grows */
+    CU_ASSERT_EQUAL(s.grows, 1);
+    int i = 0;
+    for (; i < 300 && s.shrinks == 0; i++)
+        step(&s, 20000, 5); /* the same QPS, now with a low queue */
+    CU_ASSERT_EQUAL(s.shrinks, 1);
+    CU_ASSERT(i * (int)STEP_MS >= (int)RC_SCALE_LOW_AFTER_GROW_MS - (int)STEP_MS);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -144,5 +179,7 @@ int main(void)
     CU_add_test(s, "calm after a spike shrinks", test_calm_after_spike_shrinks);
     CU_add_test(s, "an idle server goes down to min_shards", test_idle_goes_to_min);
     CU_add_test(s, "min_shards and max_shards hold", test_bounds);
+    CU_add_test(s, "after a burst the count comes back down", test_burst_over_comes_back);
+    CU_add_test(s, "a low queue shrinks, but not right after a grow", test_low_queue_waits_after_grow);
     return rc_test_run();
 }
