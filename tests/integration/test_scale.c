@@ -244,6 +244,12 @@ static void test_moves_under_load(void)
     char resp[4096];
     CU_ASSERT_EQUAL(http_post(srv.s.admin_port, "/admin/shards?count=3", NULL, resp, sizeof(resp)), 401);
     CU_ASSERT_EQUAL(http_post(srv.s.admin_port, "/admin/shards?count=3", "wrong", resp, sizeof(resp)), 401);
+    char longer[sizeof(TOKEN) + 1], shorter[sizeof(TOKEN)];
+    snprintf(longer, sizeof(longer), "%sx", TOKEN);
+    memcpy(shorter, TOKEN, sizeof(TOKEN) - 2);
+    shorter[sizeof(TOKEN) - 2] = '\0';
+    CU_ASSERT_EQUAL(http_post(srv.s.admin_port, "/admin/shards?count=3", longer, resp, sizeof(resp)), 401);
+    CU_ASSERT_EQUAL(http_post(srv.s.admin_port, "/admin/shards?count=3", shorter, resp, sizeof(resp)), 401);
     CU_ASSERT_EQUAL(http_post(srv.s.admin_port, "/admin/shards?count=9", TOKEN, resp, sizeof(resp)), 400);
     CU_ASSERT_EQUAL(http_post(srv.s.admin_port, "/admin/shards?count=x", TOKEN, resp, sizeof(resp)), 400);
     CU_ASSERT_EQUAL(rc_test_metric(srv.s.admin_port, "ringcast_shards", 1), 2);
