@@ -153,37 +153,46 @@ out:
 
 /* ---- the autoscaler ---- */
 
-/* How full the fullest shard's queue is, in % of what the io threads admit
- * into a ring (RC_IO_ADMIT_MAX_JOBS jobs, or admit_ns of work: see
- * src/net/handoff.c admit_room); 100 when requests wait outside the rings. */
-static uint32_t fill_pct(rc_server *s, uint32_t n, uint32_t max_queue_ms)
+/* How full the queue was over the last interval, in % of what the io
+ * threads admit into a ring (RC_IO_ADMIT_MAX_JOBS jobs, or admit_ns of
+ * work: see src/net/handoff.c admit_room): the larger of
+ *  - the share of the interval during which some io thread held requests
+ *    outside full rings (ringcast_io_unadmitted_nanoseconds_total; 100 %:
+ *    requests waited the whole interval), which sees an overload however
+ *    the rings fill and drain between two samples, and
+ *  - the fullest shard's ring now, which sees a ring filling before
+ *    anything waits outside it.
+ * last_ns holds each io thread's counter at the previous sample. */
+static uint32_t fill_pct(rc_server *s, uint32_t n, uint32_t max_queue_ms, uint64_t *last_ns, uint64_t dt_ms)
 {
     uint64_t admit_ns = (uint64_t)max_queue_ms * RC_NS_PER_MS / RC_IO_ADMIT_DIVISOR, cap = s->cfg.ring_capacity;
     if (cap > RC_IO_ADMIT_MAX_JOBS)
         cap = RC_IO_ADMIT_MAX_JOBS;
-    uint32_t worst = 0;
-    for (uint32_t i = 0; i < s->n_io; i++)
-        if (rc_stat_get(&s->ios[i].stats.jobs_unadmitted))
-            return 100; /* not jobs_waiting: it also counts what a turn queued and has not pushed yet */
+    uint64_t worst = 0;
+    for (uint32_t i = 0; i < s->n_io; i++) {
+        uint64_t t = rc_stat_get(&s->ios[i].stats.unadmitted_ns);
+        uint64_t f = dt_ms ? (t - last_ns[i]) * 100u / (dt_ms * RC_NS_PER_MS) : 0;
+        last_ns[i] = t;
+        if (f > worst)
+            worst = f;
+    }
     for (uint32_t i = 0; i < n; i++) {
         uint64_t by_jobs = (uint64_t)rc_shard_depth(&s->shards[i]) * 100u / cap;
         uint64_t by_time = admit_ns ? rc_shard_ring_wait_ns(&s->shards[i]) * 100u / admit_ns : 0;
         uint64_t f = by_jobs > by_time ? by_jobs : by_time;
-        if (f > 100)
-            f = 100;
         if (f > worst)
-            worst = (uint32_t)f;
+            worst = f;
     }
-    return worst;
+    return worst > 100 ? 100 : (uint32_t)worst;
 }
 
-static void scale_sample(rc_server *s, uint32_t max_queue_ms)
+static void scale_sample(rc_server *s, uint32_t max_queue_ms, uint64_t *last_unadmitted, uint64_t dt_ms)
 {
     uint32_t n = atomic_load_explicit(&s->n_active, memory_order_acquire), inited = atomic_load_explicit(&s->n_inited, memory_order_acquire);
     uint64_t now_ms = rc_clock_mono_ns() / RC_NS_PER_MS, jobs = 0;
     for (uint32_t i = 0; i < inited; i++)
         jobs += rc_stat_get(&s->shards[i].stats.jobs);
-    rc_scale_sample smp = { .t_ms = now_ms, .jobs = jobs, .fill_pct = fill_pct(s, n, max_queue_ms) };
+    rc_scale_sample smp = { .t_ms = now_ms, .jobs = jobs, .fill_pct = fill_pct(s, n, max_queue_ms, last_unadmitted, dt_ms) };
     rc_scale_decision d = rc_scaler_step(&s->scaler, n, &smp);
     if (d.dir == RC_SCALE_STAY)
         return;
@@ -212,6 +221,7 @@ static void *scaler_main(void *arg)
 {
     rc_server *s = arg;
     uint64_t *last_jobs = calloc(s->max_shards, sizeof(*last_jobs));
+    uint64_t *last_unadmitted = calloc(s->n_io, sizeof(*last_unadmitted));
     uint64_t prev_ms = rc_clock_mono_ns() / RC_NS_PER_MS;
     pthread_mutex_lock(&s->scale_lock);
     while (!s->stopping) {
@@ -234,13 +244,17 @@ static void *scaler_main(void *arg)
         uint64_t now_ms = rc_clock_mono_ns() / RC_NS_PER_MS;
         if (last_jobs)
             note_qps(s, last_jobs, now_ms - prev_ms);
+        if (on && last_unadmitted)
+            scale_sample(s, max_queue_ms, last_unadmitted, now_ms - prev_ms);
+        else if (last_unadmitted) /* off: the first interval after it comes on starts from now */
+            for (uint32_t i = 0; i < s->n_io; i++)
+                last_unadmitted[i] = rc_stat_get(&s->ios[i].stats.unadmitted_ns);
         prev_ms = now_ms;
-        if (on)
-            scale_sample(s, max_queue_ms);
         pthread_mutex_lock(&s->scale_lock);
     }
     pthread_mutex_unlock(&s->scale_lock);
     free(last_jobs);
+    free(last_unadmitted);
     return NULL;
 }
 

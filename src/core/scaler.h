@@ -40,7 +40,7 @@
 typedef struct rc_scale_sample {
     uint64_t t_ms;      /* when (monotonic) */
     uint64_t jobs;      /* jobs processed by every shard since start (cumulative) */
-    uint32_t fill_pct;  /* the fullest shard's queue, % of what its ring admits (100: requests wait outside it) */
+    uint32_t fill_pct;  /* the queue over the last interval, % of what a ring admits (100: requests waited outside the rings all along; src/app/scale.c fill_pct) */
 } rc_scale_sample;
 
 typedef struct rc_scaler {

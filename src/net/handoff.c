@@ -205,7 +205,16 @@ void rc_handoff_flush(rc_io *io)
         if (q->n)
             jobq_settle(io, q);
     }
-    RC_STAT_SET(io->stats.jobs_unadmitted, rc_handoff_waiting(io));
+    uint32_t waiting = rc_handoff_waiting(io);
+    RC_STAT_SET(io->stats.jobs_unadmitted, waiting);
+    /* Time with requests outside full rings, counted from push to push:
+     * the autoscaler reads it as the share of an interval the queue was
+     * full (src/app/scale.c fill_pct), which a reading once a second
+     * misses when the rings fill and drain in between. */
+    uint64_t now = rc_loop_clock_now(&io->clock);
+    if (io->unadmitted_since_ns)
+        RC_STAT_ADD(io->stats.unadmitted_ns, now - io->unadmitted_since_ns);
+    io->unadmitted_since_ns = waiting ? now : 0;
 }
 
 /* A sender is not read further while any reader, on any io thread, is

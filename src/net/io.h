@@ -96,6 +96,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
     _Atomic uint64_t jobs_waiting;      /* gauge: requests queued in this thread for a shard, pushed or not yet this turn */
     _Atomic uint64_t jobs_unadmitted;   /* gauge: of them, those a push left waiting: their ring had no room (set after each push) */
+    _Atomic uint64_t unadmitted_ns;     /* time requests waited in this thread outside full rings: from a push that left some waiting to the next push (the autoscaler's queue fill, src/app/scale.c) */
     _Atomic uint64_t pressure_holds;    /* times a sender stopped being read while a reader was over the pause mark */
     _Atomic uint64_t hello_timeouts;    /* connections closed for not saying hello within hello_timeout_ms */
     _Atomic uint64_t idle_timeouts;     /* connections closed for sending no frame within idle_timeout_ms */
@@ -166,6 +167,7 @@ typedef struct rc_io {
     uint32_t n_pressured;
     _Atomic uint32_t own_pressure; /* the pressure count when lim.pressure is NULL */
     rc_loop_clock clock;          /* now, refreshed once per loop turn */
+    uint64_t unadmitted_since_ns; /* the last push left requests waiting outside their rings (loop clock; 0: it did not) */
     uint64_t pause_bytes;         /* outbound_high_bytes / RC_IO_PAUSE_DIVISOR */
     uint64_t admit_ns;            /* max_queue_ms / RC_IO_ADMIT_DIVISOR: a shard ring with more work waiting counts as full */
     bool in_drain;                /* delivering outbatches: no nested drain */

@@ -283,6 +283,53 @@ static void test_flood_and_light_sender(void)
     it_suite_stop();
 }
 
+#define C_PER_PUB 20000
+
+/* The autoscaler sees the flood of scene 1 as a full queue: requests wait
+ * outside the rings for most of every sample (ringcast_io_unadmitted_
+ * nanoseconds_total, src/app/scale.c fill_pct), and it grows while the
+ * flood runs; the groups that move keep every message, in order. */
+static void test_flood_grows_shards(void)
+{
+    const char *flags[] = { "--shards", "1", "--min-shards", "1", "--max-shards", "2", "--ring-capacity", "256",
+                            "--durability", "sync", "--scale-interval-ms", "200", "--scale-cooldown-ms", "0",
+                            "--max-queue-ms", "10000", NULL };
+    it_suite_start(flags);
+    static scene sc;
+    memset(&sc, 0, sizeof(sc));
+    sc.n_pubs = A_PUBS;
+    sc.n_clients = A_PUBS + A_READERS;
+    sc.light = -1;
+    sc.n_groups = MAX_GROUPS;
+    sc.per_pub = C_PER_PUB;
+    for (int i = 0; i < sc.n_clients; i++)
+        for (int g = 0; g < sc.n_groups; g++)
+            sc.member[i][g] = true;
+    join_all(&sc, "fc");
+    for (int p = 0; p < sc.n_pubs; p++)
+        encode_flood(&sc, p, 100);
+
+    bool ok = run_scene(&sc);
+    print_pressure(&sc);
+    double grows = rc_test_metric(it_srv.s.admin_port, "ringcast_scale_events_total{direction=\"grow\"}", 1);
+    double waited_ns = rc_test_metric(it_srv.s.admin_port, "ringcast_io_unadmitted_nanoseconds_total{", 1);
+    printf(", grows %.0f, requests waited outside the rings %.0f ms\n", grows, waited_ns / 1e6);
+    CU_ASSERT(ok);
+    CU_ASSERT(grows >= 1);
+    CU_ASSERT(waited_ns > 0);
+    CU_ASSERT_EQUAL(sc.errs, 0);
+    long want = 0;
+    for (int i = 0; i < sc.n_clients; i++)
+        for (int g = 0; g < sc.n_groups; g++)
+            if (sc.member[i][g])
+                want += (long)sc.group_acks[g];
+    CU_ASSERT_EQUAL(sc.msgs, want);
+    CU_ASSERT_EQUAL(want, (long)A_PUBS * C_PER_PUB * (A_PUBS + A_READERS));
+    assert_nobody_refused();
+    close_all(&sc);
+    it_suite_stop();
+}
+
 #define B_READERS 30
 #define B_PER_PUB 10000
 
@@ -325,5 +372,6 @@ int main(void)
     CU_pSuite s = CU_add_suite("flood", NULL, it_suite_cleanup);
     CU_add_test(s, "a flood and a light sender: every send acked, none refused", test_flood_and_light_sender);
     CU_add_test(s, "readers that keep up get every message; the sender is slowed", test_readers_keep_up);
+    CU_add_test(s, "a flood grows the shard count; moved groups keep every message", test_flood_grows_shards);
     return rc_test_run();
 }
