@@ -161,6 +161,7 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(batches, "shard_batches_total", "counter", "Inbound bursts processed."),
     SHARD_METRIC(groups, "shard_groups", "gauge", "Groups held."),
     SHARD_METRIC(out_stalls, "shard_out_stalls_total", "counter", "Waits on a full io outbound ring."),
+    SHARD_METRIC(out_stall_ns, "shard_out_stall_nanoseconds_total", "counter", "Time waiting for room in full io outbound rings (the autoscaler does not grow while a shard waits a quarter of the interval or more)."),
     SHARD_METRIC(job_ns, "shard_job_nanoseconds", "gauge", "A job's recent cost: its share of its burst's time, moving mean; times the ring's depth it is the wait io threads admit by."),
     SHARD_METRIC(sleeps, "shard_sleeps_total", "counter", "Times the shard slept for lack of work."),
     SHARD_METRIC(store_commits, "store_commits_total", "counter", "Write batches committed (one per shard tick with writes)."),

@@ -186,19 +186,37 @@ static uint32_t fill_pct(rc_server *s, uint32_t n, uint32_t max_queue_ms, uint64
     return worst > 100 ? 100 : (uint32_t)worst;
 }
 
-static void scale_sample(rc_server *s, uint32_t max_queue_ms, uint64_t *last_unadmitted, uint64_t dt_ms)
+/* The most any shard waited for room in an io thread's outbound ring over
+ * the last interval, % of it (last_ns: each shard's counter at the
+ * previous sample). */
+static uint32_t io_wait_pct(rc_server *s, uint32_t inited, uint64_t *last_ns, uint64_t dt_ms)
+{
+    uint64_t worst = 0;
+    for (uint32_t i = 0; i < inited; i++) {
+        uint64_t t = rc_stat_get(&s->shards[i].stats.out_stall_ns);
+        uint64_t f = dt_ms ? (t - last_ns[i]) * 100u / (dt_ms * RC_NS_PER_MS) : 0;
+        last_ns[i] = t;
+        if (f > worst)
+            worst = f;
+    }
+    return worst > 100 ? 100 : (uint32_t)worst;
+}
+
+static void scale_sample(rc_server *s, uint32_t max_queue_ms, uint64_t *last_unadmitted, uint64_t *last_stall,
+                         uint64_t dt_ms)
 {
     uint32_t n = atomic_load_explicit(&s->n_active, memory_order_acquire), inited = atomic_load_explicit(&s->n_inited, memory_order_acquire);
     uint64_t now_ms = rc_clock_mono_ns() / RC_NS_PER_MS, jobs = 0;
     for (uint32_t i = 0; i < inited; i++)
         jobs += rc_stat_get(&s->shards[i].stats.jobs);
-    rc_scale_sample smp = { .t_ms = now_ms, .jobs = jobs, .fill_pct = fill_pct(s, n, max_queue_ms, last_unadmitted, dt_ms) };
+    rc_scale_sample smp = { .t_ms = now_ms, .jobs = jobs, .fill_pct = fill_pct(s, n, max_queue_ms, last_unadmitted, dt_ms),
+                           .io_wait_pct = io_wait_pct(s, inited, last_stall, dt_ms) };
     rc_scale_decision d = rc_scaler_step(&s->scaler, n, &smp);
     if (d.dir == RC_SCALE_STAY)
         return;
     char why[160], err[256];
-    snprintf(why, sizeof(why), "%s(fill=%u%%,qps_10s=%.0f,qps_60s=%.0f)", d.why, d.fill_pct, d.qps_recent,
-             d.qps_baseline);
+    snprintf(why, sizeof(why), "%s(fill=%u%%,io_wait=%u%%,qps_10s=%.0f,qps_60s=%.0f)", d.why, d.fill_pct,
+             d.io_wait_pct, d.qps_recent, d.qps_baseline);
     if (rc_server_resize(s, d.target, why, err, sizeof(err)) != 0) {
         RC_LOG_ERROR("scale", "event=resize_failed shards=%u->%u err=\"%s\"", n, d.target, err);
         return;
@@ -222,6 +240,7 @@ static void *scaler_main(void *arg)
     rc_server *s = arg;
     uint64_t *last_jobs = calloc(s->max_shards, sizeof(*last_jobs));
     uint64_t *last_unadmitted = calloc(s->n_io, sizeof(*last_unadmitted));
+    uint64_t *last_stall = calloc(s->max_shards, sizeof(*last_stall));
     uint64_t prev_ms = rc_clock_mono_ns() / RC_NS_PER_MS;
     pthread_mutex_lock(&s->scale_lock);
     while (!s->stopping) {
@@ -244,17 +263,22 @@ static void *scaler_main(void *arg)
         uint64_t now_ms = rc_clock_mono_ns() / RC_NS_PER_MS;
         if (last_jobs)
             note_qps(s, last_jobs, now_ms - prev_ms);
-        if (on && last_unadmitted)
-            scale_sample(s, max_queue_ms, last_unadmitted, now_ms - prev_ms);
-        else if (last_unadmitted) /* off: the first interval after it comes on starts from now */
+        if (on && last_unadmitted && last_stall) {
+            scale_sample(s, max_queue_ms, last_unadmitted, last_stall, now_ms - prev_ms);
+        } else if (last_unadmitted && last_stall) { /* off: the first interval after it comes on starts from now */
             for (uint32_t i = 0; i < s->n_io; i++)
                 last_unadmitted[i] = rc_stat_get(&s->ios[i].stats.unadmitted_ns);
+            uint32_t inited = atomic_load_explicit(&s->n_inited, memory_order_acquire);
+            for (uint32_t i = 0; i < inited; i++)
+                last_stall[i] = rc_stat_get(&s->shards[i].stats.out_stall_ns);
+        }
         prev_ms = now_ms;
         pthread_mutex_lock(&s->scale_lock);
     }
     pthread_mutex_unlock(&s->scale_lock);
     free(last_jobs);
     free(last_unadmitted);
+    free(last_stall);
     return NULL;
 }
 

@@ -244,10 +244,11 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     s->ios = calloc(s->n_io, sizeof(*s->ios));
     rc_ring **rings = s->out_rings = calloc(s->n_io, sizeof(*rings));
     rc_waker **wakers = s->out_wakers = calloc(s->n_io, sizeof(*wakers));
+    rc_room **rooms = s->out_rooms = calloc(s->n_io, sizeof(*rooms));
     s->listen_fds = calloc(s->n_io, sizeof(*s->listen_fds));
     s->http_fds = calloc(s->n_io, sizeof(*s->http_fds));
     if (!s->route || !s->scale_lock_ready || !s->shards || !s->shard_ptrs || !s->shard_qps || !s->ios || !rings ||
-        !wakers || !s->listen_fds || !s->http_fds) {
+        !wakers || !rooms || !s->listen_fds || !s->http_fds) {
         snprintf(err, errlen, "out of memory starting the server");
         goto fail;
     }
@@ -289,8 +290,9 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
         s->ios[i].live = &s->live;
         rings[i] = s->ios[i].outbound;
         wakers[i] = &s->ios[i].waker;
+        rooms[i] = &s->ios[i].out_room;
     }
-    s->outlets = (rc_outlets){ s->n_io, rings, wakers };
+    s->outlets = (rc_outlets){ s->n_io, rings, wakers, rooms };
     if (start_shards(s, err, errlen) != 0)
         goto fail;
     if (recover(s, err, errlen) != 0)
@@ -364,6 +366,7 @@ void rc_server_stop(rc_server *s)
         rc_iplimit_free(&s->per_ip);
     free(s->out_rings);
     free(s->out_wakers);
+    free(s->out_rooms);
     free(s->listen_fds);
     free(s->http_fds);
 }

@@ -49,6 +49,7 @@ typedef struct rc_server {
     rc_io *ios;
     rc_ring **out_rings;   /* per io thread: its outbound ring (shards' outlets) */
     rc_waker **out_wakers; /* per io thread: its waker */
+    rc_room **out_rooms;   /* per io thread: where shards wait for room in its ring */
     uint32_t n_io;
     rc_admin *admin;
     uint16_t port;        /* bound TCP port */

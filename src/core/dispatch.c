@@ -3,8 +3,12 @@
 
 #include "core/ring.h"
 
+#include <linux/futex.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 rc_frame *rc_frame_alloc(size_t cap)
@@ -131,6 +135,37 @@ int rc_waker_prepare_sleep(rc_waker *w)
 void rc_waker_awake(rc_waker *w)
 {
     atomic_exchange_explicit(&w->sleeping, 0, memory_order_acq_rel);
+}
+
+uint32_t rc_room_prepare(rc_room *r)
+{
+    uint32_t seq = atomic_load_explicit(&r->seq, memory_order_acquire);
+    /* acq_rel: pairs with rc_room_taken's RMW. Either that RMW reads this
+     * announcement (and wakes us), or ours reads it, which releases the
+     * consumer's take to us, so our re-check of the ring sees the room. */
+    atomic_fetch_add_explicit(&r->waiters, 1, memory_order_acq_rel);
+    return seq;
+}
+
+void rc_room_wait(rc_room *r, uint32_t seq, uint64_t max_ns)
+{
+    struct timespec ts = { .tv_sec = (time_t)(max_ns / 1000000000u), .tv_nsec = (long)(max_ns % 1000000000u) };
+    /* Returns at once when seq moved on since rc_room_prepare read it. */
+    syscall(SYS_futex, &r->seq, FUTEX_WAIT_PRIVATE, seq, &ts, NULL, 0);
+    atomic_fetch_sub_explicit(&r->waiters, 1, memory_order_acq_rel);
+}
+
+void rc_room_cancel(rc_room *r)
+{
+    atomic_fetch_sub_explicit(&r->waiters, 1, memory_order_acq_rel);
+}
+
+void rc_room_taken(rc_room *r)
+{
+    if (atomic_fetch_or_explicit(&r->waiters, 0, memory_order_acq_rel) == 0)
+        return;
+    atomic_fetch_add_explicit(&r->seq, 1, memory_order_release);
+    syscall(SYS_futex, &r->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 void rc_outbatch_recycle(rc_outbatch *b)

@@ -230,4 +230,27 @@ int rc_waker_prepare_sleep(rc_waker *w); /* consumer: announce sleep, then re-ch
 void rc_waker_awake(rc_waker *w);  /* consumer: clear the announcement */
 void rc_waker_kick(rc_waker *w);  /* unconditional wake-up */
 
+/* ---- waiting for room in a full ring ---- */
+
+/*
+ * A producer that finds its consumer's ring full (a shard whose io thread
+ * is behind, src/core/shard.c flush_outbatches) sleeps until the consumer
+ * has taken something, instead of yielding in a loop: on a box with fewer
+ * cores than threads a yielding producer takes the very CPU the consumer
+ * needs to catch up. The producer announces itself (rc_room_prepare),
+ * re-checks the ring, and sleeps on `seq` (a futex) for at most max_ns; the
+ * consumer, after taking from the ring, bumps `seq` and wakes the sleepers
+ * only when someone announced (rc_room_taken: one RMW when nobody waits).
+ * Every access to `waiters` is an RMW, as for rc_waker.
+ */
+typedef struct rc_room {
+    _Atomic uint32_t seq;     /* bumped by the consumer when it took something while someone waited */
+    _Atomic uint32_t waiters; /* producers between rc_room_prepare and the end of their wait */
+} rc_room;
+
+uint32_t rc_room_prepare(rc_room *r);                    /* producer: announce; returns what to wait on */
+void rc_room_wait(rc_room *r, uint32_t seq, uint64_t max_ns); /* producer: sleep, then withdraw */
+void rc_room_cancel(rc_room *r);                         /* producer: withdraw without sleeping */
+void rc_room_taken(rc_room *r);                          /* consumer: after taking from the ring */
+
 #endif

@@ -65,7 +65,7 @@ rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale
         sc->low_since_ms = smp->t_ms ? smp->t_ms : 1;
     bool steady_low = sc->low_since_ms && smp->t_ms - sc->low_since_ms >= RC_SCALE_LOW_MS &&
                       (!sc->last_grow_ms || smp->t_ms - sc->last_grow_ms >= RC_SCALE_LOW_AFTER_GROW_MS);
-    rc_scale_decision d = { .dir = RC_SCALE_STAY, .target = current, .fill_pct = smp->fill_pct };
+    rc_scale_decision d = { .dir = RC_SCALE_STAY, .target = current, .fill_pct = smp->fill_pct, .io_wait_pct = smp->io_wait_pct };
     d.qps_recent = qps_over(sc, RC_SCALE_RECENT_MS);
     d.qps_baseline = qps_over(sc, RC_SCALE_BASELINE_MS);
     /* Idle: nothing processed over a whole recent window. */
@@ -88,6 +88,11 @@ rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale
         d.why = "steady_low";
     } else {
         d.why = "steady";
+        return d;
+    }
+    if (d.dir == RC_SCALE_GROW && smp->io_wait_pct >= RC_SCALE_IO_BOUND_PCT) {
+        d.dir = RC_SCALE_STAY;
+        d.why = "io_bound";
         return d;
     }
     uint32_t step = d.dir == RC_SCALE_GROW ? current * RC_SCALE_GROW_PCT / 100u : current * RC_SCALE_SHRINK_PCT / 100u;

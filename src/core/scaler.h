@@ -17,7 +17,10 @@
  * processed over the recent window (an idle server goes down to
  * min_shards). Always within [min_shards, max_shards], and never two
  * events within the cooldown. Steady load changes nothing: recent QPS is
- * its own baseline.
+ * its own baseline. No grow while a shard waited RC_SCALE_IO_BOUND_PCT of
+ * the interval or more for an io thread to take its output: the io threads
+ * are the bottleneck then (a big fan-out), and more shards would only take
+ * CPU from them.
  */
 #ifndef RC_CORE_SCALER_H
 #define RC_CORE_SCALER_H
@@ -35,12 +38,14 @@
 #define RC_SCALE_HIGH_SAMPLES 2u     /* samples in a row above the high mark: grow whatever the QPS */
 #define RC_SCALE_LOW_MS 120000u      /* the queue below the low mark this long: shrink whatever the QPS ... */
 #define RC_SCALE_LOW_AFTER_GROW_MS 120000u /* ... but not this soon after a grow (the load that needed it may return) */
+#define RC_SCALE_IO_BOUND_PCT 25u    /* a shard waited this % of the interval for room in an io thread's ring: no grow */
 #define RC_SCALE_SAMPLES_MAX 4096u   /* samples kept (the baseline window at the shortest interval) */
 
 typedef struct rc_scale_sample {
     uint64_t t_ms;      /* when (monotonic) */
     uint64_t jobs;      /* jobs processed by every shard since start (cumulative) */
     uint32_t fill_pct;  /* the queue over the last interval, % of what a ring admits (100: requests waited outside the rings all along; src/app/scale.c fill_pct) */
+    uint32_t io_wait_pct; /* the most any shard waited for room in an io thread's outbound ring, % of the interval */
 } rc_scale_sample;
 
 typedef struct rc_scaler {
@@ -60,8 +65,8 @@ typedef struct rc_scale_decision {
     rc_scale_dir dir;
     uint32_t target;          /* shard count wanted (the current one when STAY) */
     double qps_recent, qps_baseline;
-    uint32_t fill_pct;
-    const char *why;          /* "queue_and_qps", "steady_overload", "quiet", "steady_low", "idle", or why nothing changed */
+    uint32_t fill_pct, io_wait_pct;
+    const char *why;          /* "queue_and_qps", "steady_overload", "quiet", "steady_low", "idle", or why nothing changed ("io_bound", "cooldown", ...) */
 } rc_scale_decision;
 
 void rc_scaler_init(rc_scaler *sc, uint32_t min, uint32_t max, uint64_t cooldown_ms);

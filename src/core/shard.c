@@ -29,18 +29,31 @@
 /* ---- output ---- */
 
 /* Hands every filled outbatch to its io thread. The io threads always drain
- * their rings, so a full ring is waited out (and counted), never dropped. */
+ * their rings, so a full ring is waited out (and counted), never dropped:
+ * asleep until the io thread has taken something (rc_room, dispatch.h),
+ * not yielding in a loop, which on a small box takes the CPU the io thread
+ * needs to catch up. */
 static void flush_outbatches(rc_shard *s)
 {
     for (uint32_t i = 0; i < s->out.n; i++) {
         rc_outbatch *b = s->pending[i];
         if (!b || b->n == 0)
             continue;
+        uint64_t t0 = 0;
         while (!rc_ring_enqueue(s->out.rings[i], b)) {
+            if (!t0)
+                t0 = rc_clock_mono_ns();
             RC_STAT_ADD(s->stats.out_stalls, 1);
             rc_waker_kick(s->out.wakers[i]);
-            sched_yield();
+            uint32_t seq = rc_room_prepare(s->out.rooms[i]);
+            if (rc_ring_enqueue(s->out.rings[i], b)) {
+                rc_room_cancel(s->out.rooms[i]);
+                break;
+            }
+            rc_room_wait(s->out.rooms[i], seq, RC_SHARD_ROOM_WAIT_NS);
         }
+        if (t0) /* the autoscaler reads it: shards that wait for io threads are not what to grow */
+            RC_STAT_ADD(s->stats.out_stall_ns, rc_clock_mono_ns() - t0);
         s->pending[i] = NULL;
         rc_waker_wake(s->out.wakers[i]);
     }

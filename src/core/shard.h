@@ -22,6 +22,7 @@
 #define RC_SHARD_BATCH 256u        /* jobs taken from the inbound ring at once */
 #define RC_SHARD_SPIN 64u          /* empty polls before the shard sleeps */
 #define RC_SHARD_SPARE 256u        /* emptied outbatches kept for reuse */
+#define RC_SHARD_ROOM_WAIT_NS 10000000u /* longest sleep waiting for room in a full io ring (woken sooner when there is) */
 #define RC_SHARD_COST_WEIGHT 8u    /* job_ns falls 1/8 of the way to a cheaper burst's cost */
 /* A tick's store write is tried this many times before its sends fail with
  * E_INTERNAL and become `poison` dead letters (ARCHITECTURE §7). */
@@ -71,6 +72,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t errors[RC_E_COUNT]; /* error replies sent, by code */
     _Atomic uint64_t groups;        /* groups held */
     _Atomic uint64_t out_stalls;    /* times an io outbound ring was full */
+    _Atomic uint64_t out_stall_ns;  /* time spent waiting for room in full io outbound rings */
     _Atomic uint64_t job_ns;        /* gauge: a job's share of its burst's time, recent (waits on io threads included) */
     _Atomic uint64_t sleeps;        /* times the shard went to sleep */
     _Atomic uint64_t store_commits; /* batches written */
@@ -120,11 +122,13 @@ typedef struct rc_shard_move {
     uint64_t block_max_ns;          /* the longest a parked request waited in this move */
 } rc_shard_move;
 
-/* Where a shard's output goes: one outbound ring and waker per io thread. */
+/* Where a shard's output goes: one outbound ring, waker and room per io
+ * thread. */
 typedef struct rc_outlets {
     uint32_t n;
     rc_ring **rings;
     rc_waker **wakers;
+    rc_room **rooms;
 } rc_outlets;
 
 typedef struct rc_shard {

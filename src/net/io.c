@@ -847,6 +847,7 @@ static void drain_outbound(rc_io *io, uint32_t max)
         uint32_t n = rc_ring_dequeue_burst(io->outbound, (void **)bs, RC_IO_OUT_BURST);
         if (n == 0)
             break;
+        rc_room_taken(&io->out_room); /* a shard waiting for room may go on */
         for (uint32_t i = 0; i < n; i++)
             deliver_batch(io, bs[i]);
     }

@@ -138,6 +138,7 @@ typedef struct rc_io {
     int listen_fd;
     int http_fd;                  /* the public HTTP port (page, WebSocket), or -1 */
     rc_ring *outbound;            /* MPSC: shards -> this thread */
+    rc_room out_room;             /* shards wait here for room in outbound */
     rc_waker waker;
     uint64_t wake_val;            /* eventfd read target */
     rc_shard **shards;            /* every shard by id, running or not */

@@ -168,6 +168,30 @@ static void test_low_queue_waits_after_grow(void)
     CU_ASSERT(i * (int)STEP_MS >= (int)RC_SCALE_LOW_AFTER_GROW_MS - (int)STEP_MS);
 }
 
+/* A full queue whose shards wait for the io threads to take their output
+ * (a big fan-out on few cores) is not grown: more shards would only take
+ * CPU from the io threads. Once the shards stop waiting, it grows. */
+static void test_io_bound_does_not_grow(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 2);
+    for (int i = 0; i < 30; i++) {
+        s.t_ms += STEP_MS;
+        s.jobs += 20000;
+        rc_scale_sample smp = { .t_ms = s.t_ms, .jobs = s.jobs, .fill_pct = 100, .io_wait_pct = 60 };
+        rc_scale_decision d = rc_scaler_step(&s.sc, s.shards, &smp);
+        CU_ASSERT_EQUAL(d.dir, RC_SCALE_STAY);
+        if (i >= (int)RC_SCALE_HIGH_SAMPLES) /* before, it is too early to grow anyway */
+            CU_ASSERT_STRING_EQUAL(d.why, "io_bound");
+    }
+    s.t_ms += STEP_MS;
+    s.jobs += 20000;
+    rc_scale_sample smp = { .t_ms = s.t_ms, .jobs = s.jobs, .fill_pct = 100, .io_wait_pct = RC_SCALE_IO_BOUND_PCT - 1 };
+    rc_scale_decision d = rc_scaler_step(&s.sc, s.shards, &smp);
+    CU_ASSERT_EQUAL(d.dir, RC_SCALE_GROW);
+    CU_ASSERT_EQUAL(d.target, 3);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -181,5 +205,6 @@ int main(void)
     CU_add_test(s, "min_shards and max_shards hold", test_bounds);
     CU_add_test(s, "after a burst the count comes back down", test_burst_over_comes_back);
     CU_add_test(s, "a low queue shrinks, but not right after a grow", test_low_queue_waits_after_grow);
+    CU_add_test(s, "shards waiting for the io threads are not grown", test_io_bound_does_not_grow);
     return rc_test_run();
 }

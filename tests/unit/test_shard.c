@@ -436,6 +436,7 @@ typedef struct harness {
     rc_waker waker;
     rc_ring *rings[1];
     rc_waker *wakers[1];
+    rc_room room, *rooms[1];
     rc_outlets outlets;
     rc_persist store;
     fake_sink letters;
@@ -525,6 +526,8 @@ static uint32_t poll_out(harness *h)
 {
     rc_outbatch *bs[OUT_BURST];
     uint32_t n = rc_ring_dequeue_burst(h->out, (void **)bs, OUT_BURST);
+    if (n)
+        rc_room_taken(&h->room);
     for (uint32_t i = 0; i < n; i++)
         consume_batch(h, bs[i]);
     return n;
@@ -582,7 +585,8 @@ static int harness_init(harness *h)
         return -1;
     h->rings[0] = h->out;
     h->wakers[0] = &h->waker;
-    h->outlets = (rc_outlets){ 1, h->rings, h->wakers };
+    h->rooms[0] = &h->room;
+    h->outlets = (rc_outlets){ 1, h->rings, h->wakers, h->rooms };
     rc_shard_store st = { &h->store, &FAKE_OPS, RC_DURABILITY_BATCH };
     pthread_mutex_init(&h->letters.mu, NULL);
     atomic_init(&h->letters.refuse, false);
