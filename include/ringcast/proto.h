@@ -44,6 +44,7 @@ typedef enum rc_type {
     RC_T_PRESENCE,  /* request, and its reply */
     RC_T_TYPING,    /* request, and the event others receive */
     RC_T_REFRESH,
+    RC_T_PUBLISH,   /* admin sessions: send as another user, no membership needed (the Server API) */
     RC_T_WELCOME,
     RC_T_JOINED,
     RC_T_SYNCED,
@@ -192,6 +193,11 @@ void rc_decoder_free(rc_decoder *d);
 rc_err rc_decode(rc_decoder *d, const uint8_t *buf, size_t len, rc_msg *out, const char **why);
 
 /* ---- encoding ---- */
+
+/* A name (user, group, mid) as §2.1 of proto/PROTOCOL.md has it: 1..max
+ * bytes, no 0x00. The codec's rule, for names that arrive outside a map
+ * (the Server API's paths and JSON). */
+bool rc_name_valid(const char *p, size_t len, size_t max);
 
 /* A growable output buffer; encoders append complete frames (length prefix
  * included) to it. */

@@ -149,6 +149,7 @@ TYPE_FIELDS = {
     "hist": {"g": STR, "before": UINT, "limit": UINT, "msgs": MSGS, "more": BOOL},
     "ping": {},
     "refresh": {"token": STR},
+    "publish": {"g": STR, "from": STR, "body": BODY, "mid": STR},
     "replay": {"g": STR, "seq": UINT, "from": STR, "to": STR, "ts": UINT,
                "mid": STR, "body": BODY, "reason": STR},
     "welcome": {"sid": UINT, "srv": STR, "max_frame": UINT},
@@ -286,6 +287,8 @@ VALID = [
     ("replay minimal record (never sequenced, no recipient, no mid)",
      m("replay", ("v", 1), ("reason", "overloaded"), ("g", "room"), ("from", "alice"),
        ("ts", 1700000000000), ("body", "hi"), ("attempts", 5), ("err", "shard queue full"))),
+    ("publish as another user", m("publish", ("g", "room"), ("from", "backend"), ("body", "hi"), ("mid", "p1"), rid=9)),
+    ("publish without mid, bin body", m("publish", ("g", "room"), ("from", "backend"), ("body", b"\x00\x01"))),
     # ---- server -> client ----
     ("welcome", m("welcome", ("sid", 1), ("srv", "ringcast/0.1.0"), ("max_frame", 65536), rid=1)),
     ("welcome without rid", m("welcome", ("sid", 77), ("srv", ""), ("max_frame", 16))),
@@ -526,14 +529,15 @@ REQUIRED = {
     "err": [("code", "E_LIMIT"), ("msg", "leave a group first")],
     "bye": [("reason", "server shutting down")],
     "refresh": [("token", "e30.e30.sig")],
+    "publish": [("g", "room"), ("from", "backend"), ("body", "hi")],
     "refreshed": [("exp", 1700003600)],
 }
 OPTIONAL_EXAMPLE = {
     "hello": [("token", "x")], "join": [("since", 3)], "send": [("mid", "m1")],
     "hist": [("before", 10), ("limit", 5)], "replay": [("v", 1), ("seq", 4), ("to", "bob"), ("mid", "m1")],
-    "ack": [("dup", True)], "msg": [("mid", "m1")],
+    "ack": [("dup", True)], "msg": [("mid", "m1")], "publish": [("mid", "p1")],
 }
-REQUESTS = {"hello", "join", "leave", "send", "hist", "replay", "refresh"}
+REQUESTS = {"hello", "join", "leave", "send", "hist", "replay", "refresh", "publish"}
 
 
 def missing_field_vectors():

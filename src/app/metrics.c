@@ -75,6 +75,7 @@ static const io_metric io_metrics[] = {
     IO_METRIC(reply_holds, "io_reply_holds_total", "counter", "Times a connection stopped being read for its own answers: its output over the pause mark, or RC_IO_HEAVY_MAX hist / join-since requests unanswered."),
     IO_METRIC(congested, "io_congested_connections", "gauge", "Connections over the pause mark now, not yet slow consumers."),
     IO_METRIC(slow_marked, "slow_consumers_total", "counter", "Connections found slow: over the pause mark for outbound_stall_ms."),
+    IO_METRIC(api_disconnects, "api_disconnected_sessions_total", "counter", "Sessions closed with bye disconnected by POST /api/disconnect."),
 };
 
 /* Shards set up so far: counters are summed over every one of them (a
@@ -417,6 +418,7 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
     rate_section(s, out);
     letters_section(s, out);
     admin_section(s, out);
+    rc_api_metrics(s, out);
     store_memory_section(s, out);
     allocator_section(out);
 }

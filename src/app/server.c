@@ -29,12 +29,10 @@
  * time goes to the spool (kept on disk for the next start). */
 #define RC_DLQ_CLOSE_MIN_MS 1000u
 
-/* The Authorization header names admin_token ("Bearer TOKEN"), compared in
- * constant time. */
-static bool admin_authorized(const rc_server *s, const rc_admin_request *req)
+bool rc_server_admin_authorized(const rc_server *s, const char *authorization)
 {
     static const char prefix[] = "Bearer ";
-    const char *tok = s->cfg.admin_token, *got = req->authorization;
+    const char *tok = s->cfg.admin_token, *got = authorization;
     if (!tok[0] || !got || strncmp(got, prefix, sizeof(prefix) - 1) != 0)
         return false;
     got += sizeof(prefix) - 1;
@@ -55,7 +53,7 @@ static int admin_shards(rc_server *s, const rc_admin_request *req, struct rc_adm
             rc_admin_body_printf(body, "{\"error\":\"set admin_token to change the shard count over HTTP\"}\n");
             return 403;
         }
-        if (!admin_authorized(s, req)) {
+        if (!rc_server_admin_authorized(s, req->authorization)) {
             rc_admin_body_printf(body, "{\"error\":\"Authorization: Bearer <admin_token> required\"}\n");
             return 401;
         }
@@ -81,6 +79,8 @@ static int admin_handler(void *ud, const rc_admin_request *req, struct rc_admin_
     rc_server *s = ud;
     const char *path = req->path;
     bool ready = atomic_load_explicit(&s->ready, memory_order_acquire);
+    if (strncmp(path, "/api/", 5) == 0)
+        return rc_api_handle(s, req, body, ctype); /* the Server API (app/api.h) */
     if (strcmp(path, "/admin/shards") == 0) {
         if (!ready) {
             rc_admin_body_printf(body, "recovering\n");
@@ -89,7 +89,7 @@ static int admin_handler(void *ud, const rc_admin_request *req, struct rc_admin_
         return admin_shards(s, req, body, ctype);
     }
     if (strcmp(req->method, "POST") == 0) {
-        rc_admin_body_printf(body, "POST is served for /admin/shards only\n");
+        rc_admin_body_printf(body, "POST is served for /admin/shards and /api/ only\n");
         return 405;
     }
     if (strcmp(path, "/healthz") == 0) {
@@ -110,7 +110,7 @@ static int admin_handler(void *ud, const rc_admin_request *req, struct rc_admin_
         rc_server_metrics(s, body);
         return 200;
     }
-    rc_admin_body_printf(body, "not found: try /metrics, /healthz, /readyz or /admin/shards\n");
+    rc_admin_body_printf(body, "not found: try /metrics, /healthz, /readyz, /admin/shards or /api/\n");
     return 404;
 }
 
@@ -345,6 +345,7 @@ void rc_server_stop(rc_server *s)
     for (uint32_t i = 0; i < s->n_io; i++)
         rc_io_join(&s->ios[i]);
     rc_admin_stop(s->admin);
+    rc_api_close(&s->api);
     for (uint32_t i = 0; i < s->max_shards; i++)
         if (s->shards[i].inbound)
             rc_shard_destroy(&s->shards[i]);

@@ -5,6 +5,7 @@
 #ifndef RC_NET_SERVER_H
 #define RC_NET_SERVER_H
 
+#include "app/api.h"
 #include "core/chash.h"
 #include "core/route.h"
 #include "core/scaler.h"
@@ -63,6 +64,7 @@ typedef struct rc_server {
     uint64_t recovered_groups;
     uint64_t recovery_ns; /* time the start-up recovery took */
     _Atomic int ready;    /* /readyz: recovery done and serving */
+    rc_api api;           /* the Server API's session and counters (admin thread; app/api.h) */
 } rc_server;
 
 /* Starts everything; on failure returns -1 with the cause in err and leaves
@@ -90,6 +92,10 @@ int rc_server_reload(rc_server *s, const rc_config *next, char *kept, size_t kep
 void rc_server_live_values(const rc_config *c, rc_live_values *v);
 /* Logs whether hello checks tokens (auth_secret), and warns when it does not. */
 void rc_server_log_auth(const rc_token_keys *k);
+
+/* The Authorization header's value names admin_token ("Bearer TOKEN"),
+ * compared in constant time; false without an admin_token. */
+bool rc_server_admin_authorized(const rc_server *s, const char *authorization);
 
 /* GET /admin/shards: JSON of every shard on the route. */
 void rc_server_shards_json(rc_server *s, struct rc_admin_body *out);

@@ -89,7 +89,7 @@ static const key_def keys[] = {
     PORT(admin_port, "7481", "admin HTTP port: /metrics, /healthz, /readyz, /admin/..."),
     STR(allowed_origins, "", 0, 0,
         "WebSocket Origin headers allowed, comma-separated (http://chat.example.com,...); empty: any. Others are closed with 1008"),
-    STR(admin_token, "", 0, KEY_SECRET, "bearer token required by /admin/... (empty: none)"),
+    STR(admin_token, "", 0, KEY_SECRET, "bearer token of POST /admin/shards and the Server API /api/..., and admin sessions' hello token (empty: none; /api/ answers 403)"),
     STR(auth_secret, "", 0, KEY_SECRET,
         "HS256 secrets hello tokens are signed with, comma-separated for rotation, each 16..256 bytes (empty: hello trusts user)"),
     STR(data_dir, "./data", 1, 0, "directory for history, snapshots and the dead-letter spool"),

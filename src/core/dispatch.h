@@ -143,6 +143,7 @@ typedef struct rc_job {
     bool body_is_str;
     bool presence;      /* join: the session receives online/offline events of g */
     bool no_echo;       /* send: not delivered to the sending connection (hello echo: false) */
+    bool publish;       /* send: a `publish` from an admin session (the Server API): `from` need not be a member */
     uint32_t body_len;
     char data[];        /* g, user, mid, body, to, back to back */
 } rc_job;

@@ -612,7 +612,11 @@ static void do_send(rc_shard *s, const rc_job *j)
     if (expire_send(s, j))
         return;
     rc_group *g = group_find(s, j);
-    if (!g || !is_member(g, j)) {
+    if (!g && j->publish) {
+        rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "no such group: nobody has joined it");
+        return;
+    }
+    if (!g || (!j->publish && !is_member(g, j))) {
         rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "join the group before sending to it");
         return;
     }
@@ -1109,6 +1113,51 @@ static void follow_live(rc_shard *s)
     rc_live_ack(&s->live_ack, s->live_version);
 }
 
+/* The Server API's questions (core/call.h, src/ARCHITECTURE.md §3.10),
+ * between two bursts: the admin thread asks while it holds scale_lock, so
+ * no group is moving and the owner the route names holds the group. */
+static void call_group(rc_shard *s, rc_call *c)
+{
+    uint64_t *v = rc_strmap_get(&s->groups, c->name, c->name_len);
+    const rc_group *g = v ? (const rc_group *)(uintptr_t)*v : NULL;
+    if (!g)
+        return;
+    c->found = true;
+    c->seq = g->last_seq;
+    c->members = g->members.n;
+    c->n = g->online.n;
+    for (uint32_t i = 0; i < g->online.cap && c->n_names < RC_CALL_MAX_NAMES; i++)
+        if (g->online.slots[i].hash)
+            rc_call_add_name(c, g->online.slots[i].key, g->online.slots[i].len);
+}
+
+/* Membership is stored per group, so this looks the user up in every group
+ * the shard holds: one hash lookup per group. */
+static void call_user_groups(rc_shard *s, rc_call *c)
+{
+    for (uint32_t i = 0; i < s->groups.cap; i++) {
+        if (!s->groups.slots[i].hash)
+            continue;
+        const rc_group *g = (const rc_group *)(uintptr_t)s->groups.slots[i].val;
+        if (!rc_strmap_get(&g->members, c->name, c->name_len))
+            continue;
+        c->n++;
+        rc_call_add_name(c, g->name, g->name_len);
+    }
+}
+
+static void answer_call(rc_shard *s)
+{
+    rc_call *c = rc_call_take(&s->call);
+    if (!c)
+        return;
+    if (c->kind == RC_CALL_GROUP)
+        call_group(s, c);
+    else if (c->kind == RC_CALL_USER_GROUPS)
+        call_user_groups(s, c);
+    rc_call_answer(c);
+}
+
 static void *shard_main(void *arg)
 {
     rc_shard *s = arg;
@@ -1118,6 +1167,7 @@ static void *shard_main(void *arg)
     bool stop = false;
     while (!stop) {
         follow_live(s);
+        answer_call(s);
         uint32_t n = rc_ring_dequeue_burst(s->inbound, (void **)jobs, RC_SHARD_BATCH);
         if (n == 0) {
             if (++idle >= RC_SHARD_SPIN) {
@@ -1211,6 +1261,7 @@ void rc_shard_join(rc_shard *s)
 
 void rc_shard_destroy(rc_shard *s)
 {
+    rc_call_slot_clear(&s->call);
     rc_shard_persist_free(s);
     for (uint32_t i = 0; i < s->groups.cap; i++)
         if (s->groups.slots && s->groups.slots[i].hash)

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/call.h"
 #include "core/dispatch.h"
 #include "core/letters.h"
 #include "core/live.h"
@@ -166,6 +167,7 @@ typedef struct rc_shard {
     rc_live *live;                  /* values a reload changes (core/live.h); NULL: none */
     uint64_t live_version;          /* the version applied */
     _Atomic uint64_t live_ack;      /* ... acknowledged to the reloader */
+    rc_call_slot call;              /* a question of the Server API's about its groups (core/call.h) */
     rc_shard_stats stats;
 } rc_shard;
 

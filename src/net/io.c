@@ -1129,6 +1129,30 @@ static void follow_live(rc_io *io)
     rc_live_ack(&io->live_ack, io->live_version);
 }
 
+/* The Server API's questions about a user's sessions (core/call.h,
+ * src/ARCHITECTURE.md §3.10): this thread's connections are its own, so it
+ * counts them, or closes them, itself. A scan of the slots. */
+static void answer_call(rc_io *io)
+{
+    rc_call *call = rc_call_take(&io->call);
+    if (!call)
+        return;
+    rc_str user = { call->name, call->name_len };
+    for (uint32_t i = 0; i < io->n_slots; i++) {
+        rc_conn *c = io->conns[i];
+        if (!c || c->state != CS_OPEN || !c->sess.authed || c->sess.closed ||
+            !rc_str_eq(user, (rc_str){ c->sess.user, c->sess.user_len }))
+            continue;
+        call->n++;
+        if (call->kind == RC_CALL_DISCONNECT) {
+            RC_STAT_ADD(io->stats.api_disconnects, 1);
+            RC_LOG_INFO("io", "event=disconnected sid=%llu", (unsigned long long)c->sess.sid);
+            conn_bye(io, c, "disconnected");
+        }
+    }
+    rc_call_answer(call);
+}
+
 static void *io_main(void *arg)
 {
     rc_io *io = arg;
@@ -1164,6 +1188,7 @@ static void *io_main(void *arg)
         }
         rc_handoff_follow_route(io);
         follow_live(io);
+        answer_call(io);
         if (io->n_congested_list)
             check_stalls(io);
         if (phase == RC_IO_RUNNING)
@@ -1210,6 +1235,7 @@ void rc_io_join(rc_io *io)
 
 void rc_io_destroy(rc_io *io)
 {
+    rc_call_slot_clear(&io->call);
     if (io->conns)
         for (uint32_t i = 0; i < io->n_slots; i++)
             if (io->conns[i])

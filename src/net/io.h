@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/call.h"
 #include "core/chash.h"
 #include "core/route.h"
 #include "core/clock.h"
@@ -113,6 +114,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t redelivered;       /* replayed slow_consumer letters sent to the connection that missed them */
     _Atomic uint64_t redelivery_skipped; /* replays for a connection of `to` that does not owe that (g, seq) */
     _Atomic uint64_t lettered_forgotten; /* owed (g, seq) pairs dropped past RC_CONN_LETTERED_MAX (history covers them) */
+    _Atomic uint64_t api_disconnects;   /* sessions closed with bye "disconnected" by POST /api/disconnect */
 } rc_io_stats;
 
 enum rc_io_phase {
@@ -149,6 +151,7 @@ typedef struct rc_io {
     rc_token_keys auth;           /* this thread's copy of auth_secret's secrets; the session reads it (slim.auth) */
     uint64_t live_version;        /* the version applied */
     _Atomic uint64_t live_ack;    /* ... acknowledged to the reloader */
+    rc_call_slot call;            /* a question of the Server API's about its sessions (core/call.h) */
     rc_io_limits lim;
     rc_session_limits slim;       /* the protocol's share of lim */
     struct rc_conn **conns;       /* slot -> connection (NULL when free) */

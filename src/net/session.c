@@ -340,6 +340,19 @@ static void on_replay(rc_session *s, const rc_session_env *env, const rc_msg *m)
     }
 }
 
+/* publish (proto/PROTOCOL.md §6.10): the Server API's session sends as
+ * `from`, sequenced as that user's send; membership is not asked. Not
+ * counted against conn_rate: that one connection speaks for every user the
+ * backend publishes as; group_rate still applies at the shard. */
+static void on_publish(rc_session *s, const rc_session_env *env, const rc_msg *m)
+{
+    if (!s->admin) {
+        rc_session_error(env, m, RC_E_FORBIDDEN, "publish is for admin sessions only (hello with the admin token)");
+        return;
+    }
+    env->out->route(env->out->self, RC_JOB_SEND, m->from, m);
+}
+
 static void handle_request(rc_session *s, const rc_session_env *env, const rc_msg *m)
 {
     if (m->type == RC_T_PONG)
@@ -387,6 +400,7 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
     case RC_T_TYPING: route(s, env, m, RC_JOB_TYPING); break;
     case RC_T_REPLAY: on_replay(s, env, m); break;
     case RC_T_REFRESH: on_refresh(s, env, m); break;
+    case RC_T_PUBLISH: on_publish(s, env, m); break;
     default:
         break; /* rc_session_frame answered server-only types already */
     }
@@ -398,7 +412,7 @@ static bool is_request(rc_type t)
 {
     return t == RC_T_HELLO || t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST ||
            t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY || t == RC_T_PRESENCE || t == RC_T_TYPING ||
-           t == RC_T_REFRESH;
+           t == RC_T_REFRESH || t == RC_T_PUBLISH;
 }
 
 void rc_session_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t len)

@@ -24,7 +24,7 @@ static const char *const type_names[RC_T_COUNT] = {
     [RC_T_ACK] = "ack",      [RC_T_MSG] = "msg",       [RC_T_PONG] = "pong",
     [RC_T_ERR] = "err",      [RC_T_BYE] = "bye",       [RC_T_PRESENCE] = "presence",
     [RC_T_TYPING] = "typing", [RC_T_ONLINE] = "online", [RC_T_OFFLINE] = "offline",
-    [RC_T_REFRESH] = "refresh", [RC_T_REFRESHED] = "refreshed",
+    [RC_T_REFRESH] = "refresh", [RC_T_REFRESHED] = "refreshed", [RC_T_PUBLISH] = "publish",
 };
 
 static const char *const err_names[RC_E_COUNT] = {
@@ -66,6 +66,11 @@ rc_err rc_err_from_name(const char *s, size_t len)
 bool rc_str_eq(rc_str a, rc_str b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+bool rc_name_valid(const char *p, size_t len, size_t max)
+{
+    return len >= 1 && len <= max && !memchr(p, '\0', len);
 }
 
 rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame)
@@ -152,6 +157,7 @@ static const spec_t type_spec[RC_T_COUNT] = {
     [RC_T_OFFLINE] = REQ(F_G) | REQ(F_USER),
     [RC_T_LEAVE] = REQ(F_G),
     [RC_T_SEND] = REQ(F_G) | REQ(F_BODY) | OPT(F_MID),
+    [RC_T_PUBLISH] = REQ(F_G) | REQ(F_FROM) | REQ(F_BODY) | OPT(F_MID),
     [RC_T_HIST] = REQ(F_G) | OPT(F_BEFORE) | OPT(F_LIMIT) | OPT(F_MSGS) | OPT(F_MORE),
     [RC_T_PING] = 0,
     [RC_T_REFRESH] = REQ(F_TOKEN),

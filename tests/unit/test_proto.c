@@ -975,7 +975,7 @@ static void test_type_names(void)
 {
     static const char *const want[RC_T_COUNT] = {
         "?",       "hello",  "join",   "leave", "send", "hist", "ping", "replay", "presence", "typing",
-        "refresh", "welcome", "joined", "synced", "left",  "ack",  "msg",  "pong", "err",    "bye",
+        "refresh", "publish", "welcome", "joined", "synced", "left",  "ack",  "msg",  "pong", "err",    "bye",
         "online",  "offline", "refreshed",
     };
     for (int t = RC_T_NONE; t < RC_T_COUNT; t++)

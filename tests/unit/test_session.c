@@ -573,6 +573,32 @@ static void test_replay_rules(void)
     scene_free(sc);
 }
 
+/* publish (proto/PROTOCOL.md §6.10): admin sessions only; routed as a send
+ * of `from`, with its mid, and not counted against conn_rate. */
+static void test_publish_rules(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "nobody", NULL);
+    rc_msg pub = { .type = RC_T_PUBLISH, .g = rc_str_c("g"), .from = rc_str_c("backend"), .body = rc_str_c("hi"),
+                   .body_is_str = true, .mid = rc_str_c("p1"), .has = RC_HAS_MID };
+    feed(sc, pub, 2);
+    assert_err(sc, RC_E_FORBIDDEN, 2);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 0);
+    scene_free(sc);
+
+    sc = scene_new();
+    sc->lim.conn_rate = 1;
+    sc->lim.conn_burst = 1;
+    hello(sc, "ringcast.api", TOKEN);
+    for (int i = 0; i < 3; i++)
+        feed(sc, pub, 3 + (uint64_t)i);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 3);
+    CU_ASSERT_EQUAL(sc->f.routed[0], RC_JOB_SEND);
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_from[0], "backend");
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_mid[0], "p1");
+    scene_free(sc);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -589,7 +615,8 @@ int main(void)
         !CU_add_test(s, "zero and oversize lengths close", test_bad_lengths_close) ||
         !CU_add_test(s, "a held session stops reading", test_holding_stops_input) ||
         !CU_add_test(s, "shutting down", test_shutting_down) ||
-        !CU_add_test(s, "replay rules", test_replay_rules)) {
+        !CU_add_test(s, "replay rules", test_replay_rules) ||
+        !CU_add_test(s, "publish rules", test_publish_rules)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
