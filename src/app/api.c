@@ -295,9 +295,6 @@ static int publish_refusal(rc_err code, const char **name)
 static int publish_send(rc_server *s, const rc_buf *frame, uint64_t rid, struct rc_admin_body *body)
 {
     rc_api *a = &s->api;
-    char err[sizeof(a->client.err) + 64];
-    if (!session_ready(s, err, sizeof(err)))
-        return fail(body, 503, "unavailable", "%s", err);
     if (frame->len - RC_FRAME_HEADER > a->client.max_frame)
         return fail(body, 413, "too_large", "the message does not fit in the server's max_frame (%u bytes)",
                     a->client.max_frame);
@@ -355,9 +352,14 @@ static int api_publish(rc_server *s, const rc_admin_request *req, struct rc_admi
     rc_buf map, frame;
     rc_buf_init(&map);
     rc_buf_init(&frame);
+    char err[sizeof(a->client.err) + 64];
     int status = read_object(req, &map, body);
     if (status)
         goto out;
+    if (!session_ready(s, err, sizeof(err))) { /* first: a new session starts its rids again */
+        status = fail(body, 503, "unavailable", "%s", err);
+        goto out;
+    }
     uint64_t rid = a->client.next_rid++;
     if (publish_frame(&map, rid, &frame) != 0) {
         status = fail(body, 500, "internal", "out of memory");

@@ -11,7 +11,8 @@ over RC_API_MAX_BODY is 413, a message over max_frame too; an unknown group
 or user is 404; a publish from a non-member reaches the group's members as
 a `msg` from `from` with the next seq, between the members' own sends; the
 same mid again is dup with the same seq and ts and delivers nothing; a
-group over its group_rate is 429; GET /api/groups and /api/users count
+group over its group_rate is 429; with durability batch a publish survives
+a kill -9 right after its answer; GET /api/groups and /api/users count
 what the server holds; disconnect closes every session of a user (on both
 io threads) with bye "disconnected" and leaves the others; the metrics count
 all of it.
@@ -56,12 +57,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, extra=()):
-        self.dir = tempfile.mkdtemp(prefix="ringcast-api-")
+    def __init__(self, extra=(), durability="off", data_dir=None):
+        self.dir = data_dir or tempfile.mkdtemp(prefix="ringcast-api-")
         self.port, self.http, self.admin = free_port(), free_port(), free_port()
         binary = os.environ.get("RINGCASTD", "build/ringcastd")
         self.proc = subprocess.Popen(
-            [binary, "--data-dir", self.dir, "--durability", "off", "--port", str(self.port),
+            [binary, "--data-dir", self.dir, "--durability", durability, "--port", str(self.port),
              "--http-port", str(self.http), "--admin-port", str(self.admin)] + list(extra),
             stderr=subprocess.DEVNULL)
         end = time.time() + 20
@@ -98,6 +99,11 @@ class Server:
             if line.startswith(name + "{" + label) or (not label and line.startswith(name + " ")):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def kill(self):
+        """kill -9, keeping the data directory."""
+        self.proc.kill()
+        self.proc.wait(timeout=15)
 
     def stop(self):
         self.proc.terminate()
@@ -317,6 +323,25 @@ def test_disconnect(srv):
     dave.close()
 
 
+def test_list_bound(srv):
+    """A user in 1001 groups: 1000 listed (RC_CALL_MAX_NAMES), n_groups counts all."""
+    c = Tcp(srv.port, "gina")
+    for i in range(1001):
+        c.send({"t": "join", "g": "many-%d" % i, "rid": 1000 + i})
+    joined = 0
+    while joined < 1001:
+        r = c.recv()
+        if r is None:
+            break
+        joined += r.get("t") == "joined"
+    check(joined == 1001, "gina joins 1001 groups")
+    st, u = srv.call("GET", "/api/users/gina")
+    groups = u.get("groups", []) if isinstance(u, dict) else []
+    check(st == 200 and len(groups) == 1000 and len(set(groups)) == 1000 and u.get("n_groups") == 1001
+          and all(g.startswith("many-") for g in groups), "GET /api/users/gina: 1000 groups listed, n_groups 1001")
+    c.close()
+
+
 def test_rate_limit():
     srv = Server(["--admin-token", ADMIN, "--group-rate", "1", "--group-burst", "1"])
     try:
@@ -326,6 +351,32 @@ def test_rate_limit():
         second = srv.call("POST", "/api/publish", {"g": "slow", "from": "backend", "body": "2"})
         check(first[0] == 200, "group_rate 1: the first publish passes")
         check(is_error(second, 429, "rate_limited"), "group_rate 1: the second within the second is 429: %r" % (second,))
+        c.close()
+    finally:
+        srv.stop()
+
+
+def test_stored():
+    """With durability batch the publish is answered once stored: a kill -9
+    right after it loses nothing."""
+    srv = Server(["--admin-token", ADMIN], durability="batch")
+    c = Tcp(srv.port, "frank")
+    c.request({"t": "join", "g": "kept"})
+    st, ans = srv.call("POST", "/api/publish", {"g": "kept", "from": "backend", "body": "stored", "mid": "k1"})
+    check(st == 200 and ans.get("seq") == 1, "durability batch: publish answered seq 1")
+    c.close()
+    srv.kill()
+    srv = Server(["--admin-token", ADMIN], durability="batch", data_dir=srv.dir)
+    try:
+        st, g = srv.call("GET", "/api/groups/kept")
+        check(st == 200 and g.get("seq") == 1 and g.get("members") == 1, "after kill -9: the group has seq 1: %r" % (g,))
+        c = Tcp(srv.port, "frank")
+        r = c.request({"t": "hist", "g": "kept"})
+        msgs = r.get("msgs", []) if r else []
+        check(len(msgs) == 1 and msgs[0].get("from") == "backend" and msgs[0].get("body") == "stored",
+              "after kill -9: history holds the published message")
+        st, again = srv.call("POST", "/api/publish", {"g": "kept", "from": "backend", "body": "stored", "mid": "k1"})
+        check(st == 200 and again.get("dup") is True and again.get("seq") == 1, "after kill -9: the same mid is still dup")
         c.close()
     finally:
         srv.stop()
@@ -346,12 +397,14 @@ def main():
         return 77
     test_no_admin_token()
     test_rate_limit()
+    test_stored()
     srv = Server(["--admin-token", ADMIN, "--io-threads", "2", "--max-frame", "1024"])
     try:
         test_auth(srv)
         test_bad_requests(srv)
         test_publish(srv)
         test_disconnect(srv)
+        test_list_bound(srv)
         test_metrics(srv)
     finally:
         code = srv.stop()
