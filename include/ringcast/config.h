@@ -82,6 +82,7 @@ typedef struct rc_config {
     uint64_t max_reply_bytes;             /* 1048576; 4096..2^30, bytes of one hist reply or join backlog (paged past it) */
     uint32_t max_groups_per_session;      /* 1024; 1..1048576 */
     uint32_t max_members_per_group;       /* 100000; 1..10000000 */
+    uint32_t inbox_scan_max;              /* 10000; 1..10000000, memberships one inbox looks at */
 
     /* Slow consumers. outbound_high_bytes <= outbound_kill_bytes. */
     uint64_t outbound_high_bytes;         /* 4194304; 1..2^40, queued bytes that mark a session slow */

@@ -30,6 +30,8 @@
 #define RC_MAX_TEXT 1024u           /* err msg / bye reason / srv: at most 1024 bytes */
 #define RC_MAX_DEPTH 32u            /* nesting of arrays/maps in a map, the map itself level 1 (§2.1) */
 #define RC_MAX_PRESENCE_USERS 1000u /* presence reply: users listed at most (n counts them all) */
+#define RC_MAX_INBOX_LIMIT 1000u    /* inbox limit: at most 1000 groups */
+#define RC_INBOX_DEFAULT_LIMIT 100u /* inbox without limit lists this many */
 
 /* Message types, client -> server first, then server -> client. */
 typedef enum rc_type {
@@ -45,6 +47,8 @@ typedef enum rc_type {
     RC_T_TYPING,    /* request, and the event others receive */
     RC_T_REFRESH,
     RC_T_PUBLISH,   /* admin sessions: send as another user, no membership needed (the Server API) */
+    RC_T_READ,      /* read cursor: request */
+    RC_T_INBOX,     /* request, and its reply */
     RC_T_WELCOME,
     RC_T_JOINED,
     RC_T_SYNCED,
@@ -57,6 +61,8 @@ typedef enum rc_type {
     RC_T_ONLINE,    /* event: a user's first session in the group joined */
     RC_T_OFFLINE,   /* event: its last one left */
     RC_T_REFRESHED,
+    RC_T_MARKED,    /* reply to read: the stored cursor */
+    RC_T_RECEIPT,   /* event: a user's read cursor in the group moved */
     RC_T_COUNT
 } rc_type;
 
@@ -102,7 +108,24 @@ enum {
     RC_HAS_PRESENCE = 1u << 11, /* join: presence given */
     RC_HAS_ONLINE = 1u << 12,   /* joined: online present */
     RC_HAS_USERS = 1u << 13,    /* presence reply: users and n present */
+    RC_HAS_RECEIPTS = 1u << 14, /* join: receipts given */
+    RC_HAS_READ = 1u << 15,     /* joined: read present */
+    RC_HAS_GROUPS = 1u << 16,   /* inbox reply: groups present (possibly empty) */
 };
+
+struct rc_msg;
+
+/* One group of an inbox reply (proto/PROTOCOL.md §6.11). */
+typedef struct rc_inbox_entry {
+    rc_str g;
+    uint64_t seq;           /* the group's last seq */
+    uint64_t read;          /* the user's read cursor, 0 when none */
+    uint64_t unread;        /* seq - read (encoders compute it) */
+    uint64_t ts;            /* unix ms of the last message; 0 and absent without one */
+    bool has_last;          /* the last message is present */
+    rc_str last_map;        /* encoding: the last `msg` map, MessagePack bytes as stored */
+    struct rc_msg *last;    /* decoding: that map decoded, in the decoder's zone */
+} rc_inbox_entry;
 
 /* One decoded map, any direction. Only the fields of its type are set. */
 typedef struct rc_msg {
@@ -134,12 +157,16 @@ typedef struct rc_msg {
     bool more;              /* hist, synced: the reply stopped at max_reply_bytes; ask again for the rest */
     bool echo;              /* hello: false = this session does not receive its own messages */
     bool presence;          /* join: receive online/offline events of the group */
+    bool receipts;          /* join: receive receipt events of the group */
+    uint64_t read;          /* joined: this user's read cursor of the group */
     uint64_t online;        /* joined: users online in the group */
     uint64_t n;             /* presence reply: users online in all */
     uint32_t n_users;       /* presence reply: users listed */
     rc_str *users;          /* presence reply: their names, in the decoder's zone */
     uint32_t n_msgs;        /* hist reply: number of messages */
     struct rc_msg *msgs;    /* hist reply: messages, in the decoder's zone */
+    uint32_t n_groups;      /* inbox reply: groups listed */
+    rc_inbox_entry *groups; /* inbox reply: the groups, in the decoder's zone */
 } rc_msg;
 
 /* Decoder state: a msgpack zone reused across frames. */

@@ -135,11 +135,15 @@ def m(t, *pairs, rid=None):
 # The contract: fields per type (proto/PROTOCOL.md), used to derive expects
 # --------------------------------------------------------------------------
 
-UINT, STR, BODY, BOOL, MSGS, USERS = "uint", "str", "body", "bool", "msgs", "users"
+UINT, STR, BODY, BOOL, MSGS, USERS, GROUPS = "uint", "str", "body", "bool", "msgs", "users", "groups"
 
 TYPE_FIELDS = {
     "hello": {"user": STR, "token": STR, "echo": BOOL},
-    "join": {"g": STR, "since": UINT, "presence": BOOL},
+    "join": {"g": STR, "since": UINT, "presence": BOOL, "receipts": BOOL},
+    "read": {"g": STR, "seq": UINT},
+    "marked": {"g": STR, "seq": UINT},
+    "receipt": {"g": STR, "user": STR, "seq": UINT},
+    "inbox": {"limit": UINT, "groups": GROUPS, "more": BOOL},
     "presence": {"g": STR, "users": USERS, "n": UINT},
     "typing": {"g": STR, "from": STR},
     "online": {"g": STR, "user": STR},
@@ -153,7 +157,7 @@ TYPE_FIELDS = {
     "replay": {"g": STR, "seq": UINT, "from": STR, "to": STR, "ts": UINT,
                "mid": STR, "body": BODY, "reason": STR},
     "welcome": {"sid": UINT, "srv": STR, "max_frame": UINT},
-    "joined": {"g": STR, "seq": UINT, "online": UINT},
+    "joined": {"g": STR, "seq": UINT, "online": UINT, "read": UINT},
     "synced": {"g": STR, "seq": UINT, "lost": BOOL, "more": BOOL},
     "left": {"g": STR},
     "ack": {"g": STR, "seq": UINT, "ts": UINT, "dup": BOOL},
@@ -209,6 +213,17 @@ def derive_expect(mp, prefix=""):
             out.append("%sbody_is_str=%d" % (prefix, 1 if is_str else 0))
         elif kind == USERS:
             out.append("%sn_users=%d" % (prefix, len(v)))
+        elif kind == GROUPS:
+            out.append("%sn_groups=%d" % (prefix, len(v)))
+            for i, entry in enumerate(v):
+                for ek, ev in entry.pairs:
+                    ek, ev = logical(ek), logical(ev)
+                    if ek == "g":
+                        out.append("%sgroups[%d].g=%s" % (prefix, i, pct(ev.encode("utf-8"))))
+                    elif ek in ("seq", "read", "unread", "ts"):
+                        out.append("%sgroups[%d].%s=%d" % (prefix, i, ek, ev))
+                    elif ek == "last":
+                        out.extend(derive_expect(ev, "%sgroups[%d].last." % (prefix, i)))
         elif kind == MSGS:
             out.append("%sn_msgs=%d" % (prefix, len(v)))
             for i, sub in enumerate(v):
@@ -248,6 +263,13 @@ VALID = [
     ("join with presence", m("join", ("g", "room"), ("presence", True), rid=2)),
     ("presence request", m("presence", ("g", "room"), rid=3)),
     ("typing request", m("typing", ("g", "room"))),
+    ("join with receipts", m("join", ("g", "room"), ("receipts", True), ("presence", False), rid=2)),
+    ("read request", m("read", ("g", "room"), ("seq", 41), rid=3)),
+    ("read seq 0", m("read", ("g", "room"), ("seq", 0))),
+    ("read seq uint64 max (the server answers E_BAD_FIELD past the last seq)", m("read", ("g", "room"), ("seq", U64MAX))),
+    ("inbox request", m("inbox", rid=4)),
+    ("inbox limit 1 (lower bound)", m("inbox", ("limit", 1), rid=4)),
+    ("inbox limit 1000 (upper bound)", m("inbox", ("limit", 1000))),
     ("hello token 4096 bytes (upper bound)", m("hello", ("user", "alice"), ("token", "k" * 4096))),
     ("hello with a token and no user (the token names the user)", m("hello", ("token", "e30.e30.sig"), rid=1)),
     ("hello with neither user nor token (the session answers E_MISSING_FIELD)", m("hello", rid=1)),
@@ -299,6 +321,16 @@ VALID = [
     ("presence reply, nobody online", m("presence", ("g", "room"), ("users", []), ("n", 0), rid=8)),
     ("typing event", m("typing", ("g", "room"), ("from", "alice"))),
     ("online event", m("online", ("g", "room"), ("user", "bob"))),
+    ("joined with read", m("joined", ("g", "room"), ("seq", 9), ("online", 1), ("read", 7), rid=2)),
+    ("marked", m("marked", ("g", "room"), ("seq", 7), rid=3)),
+    ("receipt event", m("receipt", ("g", "room"), ("user", "bob"), ("seq", 7))),
+    ("inbox reply", m("inbox", ("groups", [
+        Map(("g", "room"), ("seq", 2), ("read", 1), ("unread", 1), ("ts", 1700000000001), ("last", MSG2)),
+        Map(("g", "quiet"), ("seq", 0), ("read", 0), ("unread", 0)),
+    ]), rid=4)),
+    ("inbox reply, cut short", m("inbox", ("groups", []), ("more", True), rid=4)),
+    ("inbox reply entry with an unknown key", m("inbox", ("groups", [
+        Map(("g", "room"), ("seq", 1), ("read", 0), ("unread", 1), ("future", "x"))]))),
     ("offline event", m("offline", ("g", "room"), ("user", "bob"))),
     ("synced lost false", m("synced", ("g", "room"), ("seq", 42), ("lost", False), rid=2)),
     ("synced lost true", m("synced", ("g", "room"), ("seq", 5000), ("lost", True))),
@@ -458,6 +490,25 @@ INVALID = [
     ("presence without g", m("presence", rid=9), "E_MISSING_FIELD", 9),
     ("typing without g", m("typing", rid=9), "E_MISSING_FIELD", 9),
     ("online without user", m("online", ("g", "room")), "E_MISSING_FIELD"),
+    ("receipts is a string (join)", m("join", ("g", "room"), ("receipts", "yes")), "E_BAD_FIELD"),
+    ("read seq is a string", m("read", ("g", "room"), ("seq", "3"), rid=9), "E_BAD_FIELD", 9),
+    ("read seq is negative", m("read", ("g", "room"), ("seq", -1), rid=9), "E_BAD_FIELD", 9),
+    ("inbox limit 0", m("inbox", ("limit", 0), rid=9), "E_BAD_FIELD", 9),
+    ("inbox limit 1001", m("inbox", ("limit", 1001), rid=9), "E_BAD_FIELD", 9),
+    ("read (joined) is a string", m("joined", ("g", "room"), ("seq", 1), ("read", "1")), "E_BAD_FIELD"),
+    ("groups is a map (inbox reply)", m("inbox", ("groups", Map(("g", "room")))), "E_BAD_FIELD"),
+    ("groups holds an int", m("inbox", ("groups", [1])), "E_BAD_FIELD"),
+    ("groups entry without unread",
+     m("inbox", ("groups", [Map(("g", "room"), ("seq", 1), ("read", 0))])), "E_MISSING_FIELD"),
+    ("groups entry with an empty g",
+     m("inbox", ("groups", [Map(("g", ""), ("seq", 1), ("read", 0), ("unread", 1))])), "E_BAD_FIELD"),
+    ("groups entry with g twice",
+     m("inbox", ("groups", [Map(("g", "a"), ("g", "b"), ("seq", 1), ("read", 0), ("unread", 1))])), "E_BAD_FIELD"),
+    ("groups entry whose last is a ping",
+     m("inbox", ("groups", [Map(("g", "room"), ("seq", 1), ("read", 0), ("unread", 1), ("last", m("ping")))])),
+     "E_BAD_FIELD"),
+    ("groups holds 1001 entries",
+     m("inbox", ("groups", [Map(("g", "r"), ("seq", 0), ("read", 0), ("unread", 0))] * 1001)), "E_BAD_FIELD"),
     ("msgs is a map (hist reply)", m("hist", ("g", "room"), ("msgs", Map(("t", "msg")))), "E_BAD_FIELD"),
     ("msgs holds a ping map", m("hist", ("g", "room"), ("msgs", [MSG1, m("ping")])), "E_BAD_FIELD"),
     ("msgs holds a msg map missing from",
@@ -531,13 +582,16 @@ REQUIRED = {
     "refresh": [("token", "e30.e30.sig")],
     "publish": [("g", "room"), ("from", "backend"), ("body", "hi")],
     "refreshed": [("exp", 1700003600)],
+    "read": [("g", "room"), ("seq", 3)],
+    "marked": [("g", "room"), ("seq", 3)],
+    "receipt": [("g", "room"), ("user", "bob"), ("seq", 3)],
 }
 OPTIONAL_EXAMPLE = {
     "hello": [("token", "x")], "join": [("since", 3)], "send": [("mid", "m1")],
     "hist": [("before", 10), ("limit", 5)], "replay": [("v", 1), ("seq", 4), ("to", "bob"), ("mid", "m1")],
     "ack": [("dup", True)], "msg": [("mid", "m1")], "publish": [("mid", "p1")],
 }
-REQUESTS = {"hello", "join", "leave", "send", "hist", "replay", "refresh", "publish"}
+REQUESTS = {"hello", "join", "leave", "send", "hist", "replay", "refresh", "publish", "read"}
 
 
 def missing_field_vectors():

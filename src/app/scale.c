@@ -43,7 +43,7 @@ int rc_server_shard_setup(rc_server *s, uint32_t i, char *err, size_t errlen)
     rc_shard_limits lim = { s->cfg.history_max, s->cfg.dedup_window, s->cfg.max_members_per_group,
                             s->cfg.snapshot_every, s->cfg.snapshot_interval_ms, s->cfg.history_ttl * 1000u,
                             s->cfg.max_reply_bytes, s->cfg.group_rate, s->cfg.group_burst,
-                            (uint64_t)s->cfg.history_cache_mb << 20 };
+                            (uint64_t)s->cfg.history_cache_mb << 20, s->cfg.inbox_scan_max };
     rc_shard_store store = { s->persist, rc_store_ops(), (int)durability_of(s->cfg.durability) };
     if (rc_shard_init(&s->shards[i], i, s->cfg.ring_capacity, &lim, &s->outlets, &store) != 0) {
         snprintf(err, errlen, "cannot set up shard %u: %s", i, strerror(errno));

@@ -136,6 +136,8 @@ static const key_def keys[] = {
         "largest reply (a hist, a join's missed messages); more is paged (`more: true`), bytes"),
     U32(max_groups_per_session, "1024", 1, 1048576, 0, "groups one session may join"),
     U32(max_members_per_group, "100000", 1, 10000000, 0, "members one group may have"),
+    U32(inbox_scan_max, "10000", 1, 10000000, 0,
+        "groups of one user an inbox looks at; past it the reply says `more: true`"),
     U32(ring_capacity, "65536", 2, UINT32_C(1) << 30, KEY_POW2, "slots in each shard's rings"),
     U32(vnodes, "160", 1, 65536, 0, "virtual nodes per shard on the consistent-hash ring"),
     U32(recv_buffers, "1024", 1, 32768, KEY_POW2, "provided receive buffers per I/O thread"),

@@ -80,6 +80,7 @@ rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg 
         j->body_is_str = m->body_is_str;
         j->presence = m->presence;
         j->publish = m->type == RC_T_PUBLISH;
+        j->receipts = m->receipts;
         if (g_len)
             memcpy(j->data, m->g.ptr, g_len);
         if (mid_len)

@@ -122,6 +122,8 @@ typedef enum rc_job_kind {
     RC_JOB_REDELIVER, /* replayed slow_consumer letter: g seq ts body mid? from (user) to */
     RC_JOB_PRESENCE, /* presence g: who is online */
     RC_JOB_TYPING, /* typing g: forwarded to the other users' sessions, at most once a second per user */
+    RC_JOB_READ,   /* read g seq: the user's read cursor */
+    RC_JOB_INBOX,  /* inbox limit?: the user's groups; g holds the user, which picks the shard (no group of its own) */
     RC_JOB_STOP,   /* shutdown barrier: everything before it is processed */
     /* Moving groups between shards (src/core/route.h): */
     RC_JOB_EPOCH,  /* io thread -> shard of the old route: seq = new route's version; nothing routed by the old one follows */
@@ -142,6 +144,7 @@ typedef struct rc_job {
     uint8_t user_len, mid_len, to_len;
     bool body_is_str;
     bool presence;      /* join: the session receives online/offline events of g */
+    bool receipts;      /* join: the session receives receipt events of g */
     bool no_echo;       /* send: not delivered to the sending connection (hello echo: false) */
     bool publish;       /* send: a `publish` from an admin session (the Server API): `from` need not be a member */
     uint32_t body_len;
@@ -164,7 +167,7 @@ rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg 
 /* A job that names a group a client asked about (not a move's control job). */
 static inline bool rc_job_has_group(const rc_job *j)
 {
-    return j->kind <= RC_JOB_TYPING;
+    return j->kind <= RC_JOB_READ;
 }
 
 /* A job an io thread may refuse after max_queue_ms (E_OVERLOADED): a

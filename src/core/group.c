@@ -31,6 +31,7 @@ rc_group *rc_group_new(const char *name, uint32_t len, uint32_t history_max, uin
     rc_strmap_init(&g->dedup);
     rc_strmap_init(&g->online);
     rc_strmap_init(&g->typed);
+    rc_strmap_init(&g->reads);
     return g;
 }
 
@@ -68,6 +69,7 @@ void rc_group_free(rc_group *g)
     rc_strmap_free(&g->dedup);
     rc_strmap_free(&g->online);
     rc_strmap_free(&g->typed);
+    rc_strmap_free(&g->reads);
     free(g->hist);
     free(g->subs);
     free(g->sub_users);

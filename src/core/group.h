@@ -33,6 +33,7 @@ typedef struct rc_group {
     uint32_t n_subs, cap_subs;
     rc_strmap online;       /* presence: user -> sessions of the user subscribed now (ARCHITECTURE §3.8) */
     rc_strmap typed;        /* typing: user -> monotonic ms of the last typing forwarded */
+    rc_strmap reads;        /* read cursors known in memory: member -> cursor (ARCHITECTURE §3.11); the rest are read from storage */
     rc_bucket sends;        /* group_rate: sends accepted per second, all senders (moves with the group) */
     rc_hist_entry *hist;    /* ring of the last `hist_max` messages, oldest at hist_head */
     uint32_t hist_max;      /* history_max: messages retained */
@@ -61,6 +62,7 @@ void rc_group_free(rc_group *g);
 
 enum {
     RC_SUB_PRESENCE = 1u << 0, /* receives online/offline events */
+    RC_SUB_RECEIPTS = 1u << 1, /* receives receipt events */
 };
 
 /* Online subscribers: 0, or -1 on ENOMEM. Subscribing twice is one subscription. */

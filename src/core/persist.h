@@ -17,7 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RC_PERSIST_FORMAT 1u /* on-disk format version, stored in the meta column family */
+#define RC_PERSIST_FORMAT 2u /* on-disk format version, stored in the meta column family */
+/* Format 1 had no `reads` and `user_groups` families; opening it read-write
+ * migrates it (src/store/README.md, Opening). */
+#define RC_PERSIST_FORMAT_V1 1u
 
 typedef enum rc_durability {
     RC_DURABILITY_NONE = 0,  /* write behind: no WAL; a crash may lose the last moments */
@@ -41,6 +44,19 @@ typedef struct rc_persist_group {
 } rc_persist_group;
 
 typedef int (*rc_persist_group_fn)(void *ud, const rc_persist_group *grp);
+
+/* One group a user is a stored member of, as the per-user index gives it
+ * (ARCHITECTURE §6.2): the user's read cursor and the group's newest stored
+ * message. */
+typedef struct rc_persist_member_group {
+    const char *g;
+    uint32_t g_len;
+    uint64_t read;        /* the user's read cursor, 0 when none */
+    uint64_t seq;         /* newest seq in history, 0 when none */
+    const uint8_t *map;   /* that message's `msg` map (no length prefix), NULL when none */
+    uint32_t map_len;
+} rc_persist_member_group;
+typedef int (*rc_persist_member_fn)(void *ud, const rc_persist_member_group *mg);
 /* A history entry: the stored `msg` map (no length prefix). Return non-zero to stop. */
 typedef int (*rc_persist_msg_fn)(void *ud, uint64_t seq, const uint8_t *map, uint32_t len);
 
@@ -58,6 +74,22 @@ typedef struct rc_persist_ops {
     /* Calls fn for history entries of g with from <= seq <= to, ascending, at most limit. */
     int (*scan)(rc_persist *p, const char *g, uint32_t g_len, uint64_t from, uint64_t to, uint32_t limit,
                 rc_persist_msg_fn fn, void *ud, char *err, size_t errlen);
+    /* The per-user membership index: user is (member) or is no longer
+     * (!member) a stored member of g. Goes in the batch of the group's
+     * membership change. */
+    void (*put_member)(rc_persist_batch *b, const char *g, uint32_t g_len, const char *user, uint32_t user_len,
+                       bool member);
+    /* The user's read cursor of g. */
+    void (*put_read)(rc_persist_batch *b, const char *g, uint32_t g_len, const char *user, uint32_t user_len,
+                     uint64_t seq);
+    /* The stored read cursor of (g, user) in *seq, 0 when none. */
+    int (*get_read)(rc_persist *p, const char *g, uint32_t g_len, const char *user, uint32_t user_len, uint64_t *seq,
+                    char *err, size_t errlen);
+    /* Calls fn for each group user is a stored member of (one prefix scan
+     * of the index), in byte order of the ids, at most max; *more says
+     * that there were more. */
+    int (*user_groups)(rc_persist *p, const char *user, uint32_t user_len, uint32_t max, rc_persist_member_fn fn,
+                       void *ud, bool *more, char *err, size_t errlen);
 } rc_persist_ops;
 
 #endif

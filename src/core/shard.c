@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -426,6 +427,257 @@ static void do_typing(rc_shard *s, const rc_job *j)
     RC_STAT_ADD(s->stats.typing_forwarded, 1);
 }
 
+/* ---- read cursors, receipts and the inbox (ARCHITECTURE §3.11) ---- */
+
+/* The user's read cursor of g: from memory, or read from storage once and
+ * kept (entries exist for stored members only: a leave drops its entry).
+ * 0, or -1 when storage failed (logged). */
+static int read_cursor(rc_shard *s, rc_group *g, const char *user, uint32_t user_len, uint64_t *out)
+{
+    const uint64_t *v = rc_strmap_get(&g->reads, user, user_len);
+    if (v) {
+        *out = *v;
+        return 0;
+    }
+    *out = 0;
+    if (s->store.persist) {
+        char err[256] = "";
+        if (s->store.ops->get_read(s->store.persist, g->name, g->name_len, user, user_len, out, err,
+                                   sizeof(err)) != 0) {
+            RC_LOG_ERROR("shard", "id=%u event=read_cursor_failed group=%.*s err=\"%s\"", s->id, (int)g->name_len,
+                         g->name, err);
+            return -1;
+        }
+    }
+    if (rc_strmap_put(&g->reads, user, user_len, *out) != 0)
+        RC_LOG_WARN("shard", "id=%u event=read_cursor_nomem group=%.*s", s->id, (int)g->name_len, g->name);
+    return 0;
+}
+
+/* The key of (g, user) in the tick's maps keyed by group and user. */
+static uint32_t tick_key(char *key, const rc_group *g, const char *user, uint32_t user_len)
+{
+    memcpy(key, &g, sizeof(g));
+    memcpy(key + sizeof(g), user, user_len);
+    return (uint32_t)sizeof(g) + user_len;
+}
+
+static void do_read(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    if (!g || !is_member(g, j)) {
+        rc_shard_reply_err(s, j, RC_E_NOT_MEMBER, "join the group before marking it read");
+        return;
+    }
+    if (j->seq > g->last_seq) {
+        rc_shard_reply_err(s, j, RC_E_BAD_FIELD, "seq is past the group's last seq");
+        return;
+    }
+    uint64_t cur;
+    if (read_cursor(s, g, rc_job_user(j), j->user_len, &cur) != 0) {
+        rc_shard_reply_err(s, j, RC_E_INTERNAL, "the read cursor could not be read; retry");
+        return;
+    }
+    char key[sizeof(g) + RC_MAX_USER];
+    uint32_t klen = tick_key(key, g, rc_job_user(j), j->user_len);
+    if (j->seq > cur) {
+        uint64_t *v = rc_strmap_get(&g->reads, rc_job_user(j), j->user_len);
+        bool noted = rc_strmap_get(&s->read_tick, key, klen) != NULL;
+        if ((!v && rc_strmap_put(&g->reads, rc_job_user(j), j->user_len, j->seq) != 0) ||
+            rc_strmap_put(&s->read_tick, key, klen, j->seq) != 0) {
+            rc_strmap_del(&g->reads, rc_job_user(j), j->user_len); /* read from storage again next time */
+            rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory storing the read cursor; retry");
+            return;
+        }
+        if (v)
+            *v = j->seq;
+        cur = j->seq;
+        RC_STAT_ADD(s->stats.reads_moved, 1);
+        if (noted)
+            RC_STAT_ADD(s->stats.receipts_coalesced, 1);
+    }
+    rc_msg m = reply_to(j, RC_T_MARKED, g);
+    m.seq = cur;
+    rc_frame *f = reply(s, j->conn, &m);
+    if (rc_strmap_get(&s->read_tick, key, klen))
+        rc_shard_persist_marked(s, j, f); /* this tick moved the cursor: the reply shares its write's fate */
+}
+
+/* After the tick's write: each cursor the tick moved as one `receipt` to
+ * the sessions that joined with receipts (coalesced: the tick's last value
+ * per user and group). A write that failed moved nothing: the cursors are
+ * forgotten in memory (read back from storage at next use) and the marked
+ * replies were withdrawn with E_INTERNAL. */
+static void receipt_flush(rc_shard *s, bool written)
+{
+    rc_strmap *t = &s->read_tick;
+    if (t->n == 0)
+        return;
+    for (uint32_t i = 0; i < t->cap; i++) {
+        const rc_strmap_slot *sl = &t->slots[i];
+        if (!sl->hash)
+            continue;
+        rc_group *g;
+        memcpy(&g, sl->key, sizeof(g));
+        rc_str user = { sl->key + sizeof(g), sl->len - (uint32_t)sizeof(g) };
+        if (!written) {
+            rc_strmap_del(&g->reads, user.ptr, user.len);
+            continue;
+        }
+        rc_msg m = { .type = RC_T_RECEIPT, .g = { g->name, g->name_len }, .user = user, .seq = sl->val };
+        if (deliver_event(s, g, &m, RC_SUB_RECEIPTS, 0))
+            RC_STAT_ADD(s->stats.receipts, 1);
+    }
+    rc_strmap_free(t);
+    rc_strmap_init(t);
+}
+
+/* One group of an inbox while it is gathered: its key in the sort. */
+typedef struct inbox_row {
+    char g[RC_MAX_GROUP];
+    uint32_t g_len;
+    uint64_t seq, read, ts;
+} inbox_row;
+
+typedef struct inbox_ctx {
+    rc_shard *s;
+    inbox_row *rows;
+    uint32_t n, cap;
+    bool broken;
+} inbox_ctx;
+
+static int inbox_collect(void *ud, const rc_persist_member_group *mg)
+{
+    inbox_ctx *c = ud;
+    if (mg->g_len > RC_MAX_GROUP)
+        return 0; /* no request can name it */
+    if (c->n == c->cap) {
+        uint32_t cap = c->cap ? c->cap * 2 : 64;
+        inbox_row *r = realloc(c->rows, cap * sizeof(*r));
+        if (!r) {
+            c->broken = true;
+            return 1;
+        }
+        c->rows = r;
+        c->cap = cap;
+    }
+    inbox_row *r = &c->rows[c->n++];
+    memcpy(r->g, mg->g, mg->g_len);
+    r->g_len = mg->g_len;
+    r->seq = mg->seq;
+    r->read = mg->read;
+    r->ts = 0;
+    rc_msg m;
+    if (mg->map && rc_decode(&c->s->dec, mg->map, mg->map_len, &m, NULL) == RC_OK && m.type == RC_T_MSG)
+        r->ts = m.ts;
+    return 0;
+}
+
+/* Newest activity first; groups without a message last, by id. */
+static int inbox_order(const void *a, const void *b)
+{
+    const inbox_row *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? 1 : -1;
+    int c = memcmp(x->g, y->g, x->g_len < y->g_len ? x->g_len : y->g_len);
+    return c ? c : (x->g_len > y->g_len) - (x->g_len < y->g_len);
+}
+
+/* The last message of one listed group, copied out of storage. */
+typedef struct inbox_last {
+    rc_buf *buf;
+    size_t off;
+    uint32_t len;
+    bool found;
+} inbox_last;
+
+static int inbox_take_last(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
+{
+    (void)seq;
+    inbox_last *l = ud;
+    l->off = l->buf->len;
+    l->len = len;
+    l->found = rc_buf_append(l->buf, map, len) == 0;
+    return 1;
+}
+
+#define RC_INBOX_ENTRY_BYTES 64u /* an inbox entry's keys and numbers, besides its g and last map */
+
+/* inbox (proto/PROTOCOL.md §6.11): the user's groups from the per-user
+ * index in storage, not from the shards' memory: the groups live on every
+ * shard, and what storage holds is what every ack and marked already told
+ * the clients (each leaves only after its tick's write). One prefix scan of
+ * the index, with the read cursors and each group's newest history entry
+ * beside it; then the newest `limit` groups' last messages, within
+ * max_reply_bytes. */
+static void do_inbox(rc_shard *s, const rc_job *j)
+{
+    if (!s->store.persist) {
+        rc_shard_reply_err(s, j, RC_E_INTERNAL, "inbox needs storage; this server runs with durability=off");
+        return;
+    }
+    RC_STAT_ADD(s->stats.inbox_requests, 1);
+    inbox_ctx c = { .s = s };
+    bool more = false;
+    char err[256] = "";
+    if (s->store.ops->user_groups(s->store.persist, rc_job_user(j), j->user_len, s->limits.inbox_scan_max,
+                                  inbox_collect, &c, &more, err, sizeof(err)) != 0 ||
+        c.broken) {
+        RC_LOG_ERROR("shard", "id=%u event=inbox_failed err=\"%s\"", s->id, c.broken ? "out of memory" : err);
+        free(c.rows);
+        rc_shard_reply_err(s, j, RC_E_INTERNAL, "the inbox could not be read; retry");
+        return;
+    }
+    if (c.n > 1)
+        qsort(c.rows, c.n, sizeof(*c.rows), inbox_order);
+    uint32_t limit = (j->has & RC_HAS_LIMIT) ? (uint32_t)j->limit : RC_INBOX_DEFAULT_LIMIT;
+    uint32_t n = c.n < limit ? c.n : limit;
+    rc_inbox_entry *e = n ? calloc(n, sizeof(*e)) : NULL;
+    size_t *offs = n ? calloc(n, sizeof(*offs)) : NULL;
+    rc_buf maps;
+    rc_buf_init(&maps);
+    if (n && (!e || !offs)) {
+        free(e);
+        free(offs);
+        free(c.rows);
+        rc_shard_reply_err(s, j, RC_E_INTERNAL, "out of memory building the inbox; retry");
+        return;
+    }
+    uint64_t bytes = 0;
+    uint32_t k = 0;
+    for (; k < n; k++) {
+        const inbox_row *r = &c.rows[k];
+        inbox_last l = { .buf = &maps };
+        if (r->seq)
+            s->store.ops->scan(s->store.persist, r->g, r->g_len, r->seq, r->seq, 1, inbox_take_last, &l, err,
+                               sizeof(err));
+        uint64_t cost = RC_INBOX_ENTRY_BYTES + r->g_len + (l.found ? l.len : 0);
+        if (k > 0 && reply_full(s, bytes, (uint32_t)cost)) {
+            more = true;
+            break;
+        }
+        bytes += cost;
+        e[k] = (rc_inbox_entry){ .g = { r->g, r->g_len }, .seq = r->seq, .read = r->read, .ts = r->ts,
+                                 .has_last = l.found, .last_map = { NULL, l.len } };
+        offs[k] = l.off;
+    }
+    for (uint32_t i = 0; i < k; i++) /* maps grew while it was filled: point into it now */
+        e[i].last_map.ptr = e[i].has_last ? (const char *)maps.data + offs[i] : NULL;
+    rc_msg m = reply_to(j, RC_T_INBOX, NULL);
+    m.g = (rc_str){ 0 };
+    m.has |= RC_HAS_GROUPS;
+    m.groups = e;
+    m.n_groups = k;
+    m.more = more;
+    if (more)
+        RC_STAT_ADD(s->stats.inbox_truncated, 1);
+    reply(s, j->conn, &m);
+    rc_buf_free(&maps);
+    free(offs);
+    free(e);
+    free(c.rows);
+}
+
 static void do_join(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_get_or_create(s, j);
@@ -444,10 +696,11 @@ static void do_join(rc_shard *s, const rc_job *j)
         }
         g->updated_ms = rc_clock_wall_ms();
         rc_shard_persist_snapshot(s, g);
+        rc_shard_persist_member(s, g, rc_job_user(j), j->user_len, true);
     }
     bool added;
-    if (rc_group_subscribe_as(g, j->conn, rc_hash64(rc_job_user(j), j->user_len), j->presence ? RC_SUB_PRESENCE : 0,
-                              &added) != 0) {
+    uint8_t flags = (j->presence ? RC_SUB_PRESENCE : 0) | (j->receipts ? RC_SUB_RECEIPTS : 0);
+    if (rc_group_subscribe_as(g, j->conn, rc_hash64(rc_job_user(j), j->user_len), flags, &added) != 0) {
         refuse_join(s, j, RC_E_INTERNAL, "out of memory subscribing; try again later");
         return;
     }
@@ -455,8 +708,10 @@ static void do_join(rc_shard *s, const rc_job *j)
         online_add(s, g, j);
     rc_msg m = reply_to(j, RC_T_JOINED, g);
     m.seq = g->last_seq;
-    m.has |= RC_HAS_ONLINE;
+    m.has |= RC_HAS_ONLINE | RC_HAS_READ;
     m.online = g->online.n;
+    if (read_cursor(s, g, rc_job_user(j), j->user_len, &m.read) != 0)
+        m.has &= ~(uint32_t)RC_HAS_READ; /* logged; the join itself stands */
     reply(s, j->conn, &m);
     if (j->has & RC_HAS_SINCE)
         send_since(s, j, g);
@@ -469,6 +724,9 @@ static void do_leave(rc_shard *s, const rc_job *j)
         if (rc_strmap_del(&g->members, rc_job_user(j), j->user_len)) {
             g->updated_ms = rc_clock_wall_ms();
             rc_shard_persist_snapshot(s, g);
+            rc_shard_persist_member(s, g, rc_job_user(j), j->user_len, false);
+            if (s->store.persist) /* stored, it outlives the membership; in memory only while a member */
+                rc_strmap_del(&g->reads, rc_job_user(j), j->user_len);
         }
         if (rc_group_unsubscribe(g, j->conn))
             online_drop(s, g, j);
@@ -1009,6 +1267,8 @@ static void process_job(rc_shard *s, rc_job *j)
     case RC_JOB_REDELIVER: do_redeliver(s, j); break;
     case RC_JOB_PRESENCE: do_presence(s, j); break;
     case RC_JOB_TYPING: do_typing(s, j); break;
+    case RC_JOB_READ: do_read(s, j); break;
+    case RC_JOB_INBOX: do_inbox(s, j); break;
     case RC_JOB_STOP: break;
     case RC_JOB_EPOCH: move_epoch(s, j); break;
     case RC_JOB_ADOPT: move_adopt(s, j); break;
@@ -1192,7 +1452,8 @@ static void *shard_main(void *arg)
         RC_STAT_ADD(s->stats.jobs, n);
         RC_STAT_ADD(s->stats.batches, 1);
         presence_flush(s);
-        rc_shard_persist_commit(s); /* replies and deliveries leave only after the write */
+        bool written = rc_shard_persist_commit(s); /* replies and deliveries leave only after the write */
+        receipt_flush(s, written);
         flush_outbatches(s);
         if (s->move.hand_due)
             move_hand_over(s); /* after the write and the flush: the new owner's output follows ours */
@@ -1219,6 +1480,8 @@ int rc_shard_init(rc_shard *s, uint32_t id, uint32_t ring_capacity, const rc_sha
     s->out = *out;
     rc_strmap_init(&s->groups);
     rc_strmap_init(&s->presence_tick);
+    rc_strmap_init(&s->read_tick);
+    rc_strmap_init(&s->member_tick);
     rc_buf_init(&s->scratch);
     rc_decoder_init(&s->dec);
     s->inbound = rc_ring_create(ring_capacity, RC_RING_MPSC);
@@ -1268,6 +1531,8 @@ void rc_shard_destroy(rc_shard *s)
             rc_group_free((rc_group *)(uintptr_t)s->groups.slots[i].val);
     rc_strmap_free(&s->groups);
     rc_strmap_free(&s->presence_tick);
+    rc_strmap_free(&s->read_tick);
+    rc_strmap_free(&s->member_tick);
     if (s->inbound) {
         void *left[RC_SHARD_BATCH];
         uint32_t n;

@@ -44,6 +44,7 @@ typedef struct rc_shard_limits {
     uint64_t max_reply_bytes;       /* a hist reply or a join's backlog stops here (`more: true`); 0: no bound */
     uint32_t group_rate, group_burst; /* sends per second per group, bucket size (0: no limit) */
     uint64_t history_cache_bytes;   /* history kept in memory by all shards together (0: no bound; ARCHITECTURE §6.1) */
+    uint32_t inbox_scan_max;        /* groups of one user an inbox looks at, at most (ARCHITECTURE §3.11) */
 } rc_shard_limits;
 
 /* Storage a shard writes through (NULL persist: memory only). */
@@ -57,10 +58,11 @@ typedef struct rc_shard_store {
 typedef struct rc_tick_send {
     struct rc_group *g;
     uint64_t seq;
-    rc_frame *msg, *ack;        /* msg NULL: a dup ack naming a seq of this tick */
+    rc_frame *msg, *ack;        /* msg NULL: a dup ack naming a seq of this tick, or a `marked` (read) */
     rc_conn_id conn;
     uint64_t rid;
     uint32_t has;
+    bool read;                  /* ack is the `marked` of a read cursor this tick moved */
 } rc_tick_send;
 
 /* Counters, written by the shard thread only, read by the metrics page. */
@@ -93,6 +95,11 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t presence_coalesced; /* presence changes undone within their tick: no event */
     _Atomic uint64_t typing_forwarded; /* typing notices sent on */
     _Atomic uint64_t typing_dropped;   /* typing notices within a second of the user's last one in the group */
+    _Atomic uint64_t reads_moved;   /* read requests that moved a cursor */
+    _Atomic uint64_t receipts;      /* receipt events sent (one frame each, to every receipts subscriber) */
+    _Atomic uint64_t receipts_coalesced; /* cursor moves folded into a receipt of the same tick */
+    _Atomic uint64_t inbox_requests; /* inbox requests answered from storage */
+    _Atomic uint64_t inbox_truncated; /* inbox replies cut by max_reply_bytes or inbox_scan_max (`more: true`) */
     _Atomic uint64_t cache_bytes;   /* gauge: history held in memory (hist_bytes, published each tick) */
     _Atomic uint64_t cache_hits;    /* requests whose group's history was in memory */
     _Atomic uint64_t cache_evictions; /* groups whose history left memory for the budget */
@@ -163,6 +170,8 @@ typedef struct rc_shard {
     uint32_t fail_sequencing;       /* tests only: this many sequencing attempts fail as out of memory would */
     struct rc_group *lru_head, *lru_tail; /* warm groups, most recently used first */
     rc_strmap presence_tick;        /* this tick's presence changes: (group, user) -> was / is online (shard.c) */
+    rc_strmap read_tick;            /* this tick's moved read cursors: (group, user) -> cursor (written, then receipts) */
+    rc_strmap member_tick;          /* this tick's membership changes for the per-user index: (group, user) -> 1 joined, 0 left */
     bool started;                   /* its thread runs (set and cleared by the server) */
     rc_live *live;                  /* values a reload changes (core/live.h); NULL: none */
     uint64_t live_version;          /* the version applied */

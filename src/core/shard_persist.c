@@ -180,7 +180,7 @@ void rc_shard_persist_dup(rc_shard *s, rc_group *g, const rc_job *j, uint64_t se
 {
     for (uint32_t i = 0; i < s->n_tick; i++) {
         if (s->tick[i].g == g && s->tick[i].msg && s->tick[i].seq == seq) {
-            tick_record(s, (rc_tick_send){ g, seq, NULL, ack, j->conn, j->rid, j->has });
+            tick_record(s, (rc_tick_send){ g, seq, NULL, ack, j->conn, j->rid, j->has, false });
             return;
         }
     }
@@ -204,10 +204,47 @@ void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *m
     if (!persisting(s))
         return;
     put_history(s, g, g->last_seq, msg);
-    tick_record(s, (rc_tick_send){ g, g->last_seq, msg, ack, j->conn, j->rid, j->has });
+    tick_record(s, (rc_tick_send){ g, g->last_seq, msg, ack, j->conn, j->rid, j->has, false });
     g->updated_ms = rc_clock_wall_ms();
     if (++g->changes >= s->limits.snapshot_every || rc_clock_mono_ms() - g->snap_ms >= s->limits.snapshot_interval_ms)
         rc_shard_persist_snapshot(s, g);
+}
+
+void rc_shard_persist_member(rc_shard *s, rc_group *g, const char *user, uint32_t user_len, bool member)
+{
+    if (!persisting(s))
+        return;
+    char key[sizeof(g) + RC_MAX_USER];
+    memcpy(key, &g, sizeof(g));
+    memcpy(key + sizeof(g), user, user_len);
+    if (rc_strmap_put(&s->member_tick, key, (uint32_t)sizeof(g) + user_len, member) != 0)
+        RC_LOG_ERROR("shard", "id=%u event=member_index_nomem group=%s", s->id, g->name);
+}
+
+void rc_shard_persist_marked(rc_shard *s, const rc_job *j, rc_frame *f)
+{
+    if (persisting(s) && f)
+        tick_record(s, (rc_tick_send){ NULL, 0, NULL, f, j->conn, j->rid, j->has, true });
+}
+
+/* The tick's per-user index changes and moved read cursors (s->member_tick,
+ * s->read_tick, keyed by group pointer and user) into the batch; put again
+ * on every attempt, like the snapshots. */
+static void put_keyed(rc_shard *s, const rc_strmap *t, bool reads)
+{
+    for (uint32_t i = 0; i < t->cap; i++) {
+        const rc_strmap_slot *sl = &t->slots[i];
+        if (!sl->hash)
+            continue;
+        rc_group *g;
+        memcpy(&g, sl->key, sizeof(g));
+        const char *user = sl->key + sizeof(g);
+        uint32_t user_len = sl->len - (uint32_t)sizeof(g);
+        if (reads)
+            s->store.ops->put_read(tick_batch(s), g->name, g->name_len, user, user_len, sl->val);
+        else
+            s->store.ops->put_member(tick_batch(s), g->name, g->name_len, user, user_len, sl->val != 0);
+    }
 }
 
 /* Puts every due snapshot into the batch; versions rise with each. */
@@ -240,7 +277,9 @@ static void undo_tick(rc_shard *s)
         if (t->ack)
             t->ack->kind = RC_FRAME_VOID;
         rc_job j = { .conn = t->conn, .rid = t->rid, .has = t->has };
-        rc_shard_reply_err(s, &j, RC_E_INTERNAL, "the message could not be stored; it was not sent; retry");
+        rc_shard_reply_err(s, &j, RC_E_INTERNAL,
+                           t->read ? "the read cursor could not be stored; retry"
+                                   : "the message could not be stored; it was not sent; retry");
     }
 }
 
@@ -258,6 +297,8 @@ static void tick_reset(rc_shard *s, bool keep_snapshots)
         for (uint32_t i = 0; i < s->n_snap; i++)
             s->snap[i]->snap_queued = false;
         s->n_snap = 0;
+        rc_strmap_free(&s->member_tick);
+        rc_strmap_init(&s->member_tick);
     }
     s->batch = NULL;
 }
@@ -267,6 +308,8 @@ static void tick_reset(rc_shard *s, bool keep_snapshots)
 static int commit_once(rc_shard *s, char *err, size_t errlen)
 {
     uint64_t t0 = rc_clock_mono_ns();
+    put_keyed(s, &s->member_tick, false);
+    put_keyed(s, &s->read_tick, true);
     int r = put_snapshots(s, &s->scratch);
     if (r != 0) {
         snprintf(err, errlen, "out of memory encoding snapshots");
@@ -336,10 +379,10 @@ static void poison_tick(rc_shard *s, uint32_t attempts, const char *err)
  * all. Retrying here, inside the tick, is possible because nothing of the
  * tick has left yet: replies and deliveries wait in the outbatches until the
  * write is known. */
-void rc_shard_persist_commit(rc_shard *s)
+bool rc_shard_persist_commit(rc_shard *s)
 {
-    if (!persisting(s) || (s->n_snap == 0 && !s->batch))
-        return;
+    if (!persisting(s) || (s->n_snap == 0 && !s->batch && s->member_tick.n == 0 && s->read_tick.n == 0))
+        return true;
     char err[256] = "";
     uint32_t tries = 1;
     int r = commit_once(s, err, sizeof(err));
@@ -353,7 +396,7 @@ void rc_shard_persist_commit(rc_shard *s)
         RC_STAT_ADD(s->stats.store_commits, 1);
         RC_STAT_ADD(s->stats.snapshots, s->n_snap);
         tick_reset(s, false);
-        return;
+        return true;
     }
     RC_STAT_ADD(s->stats.store_errors, 1);
     RC_LOG_ERROR("shard",
@@ -361,7 +404,8 @@ void rc_shard_persist_commit(rc_shard *s)
             s->id, tries, s->n_tick, s->n_snap, err);
     poison_tick(s, tries, err);
     undo_tick(s);
-    tick_reset(s, true); /* membership snapshots are retried with the next batch */
+    tick_reset(s, true); /* membership snapshots and index entries are retried with the next batch */
+    return false;
 }
 
 void rc_shard_persist_free(rc_shard *s)

@@ -39,8 +39,15 @@ void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *m
 void rc_shard_persist_dup(rc_shard *s, rc_group *g, const rc_job *j, uint64_t seq, rc_frame *ack);
 /* g's membership changed: its snapshot goes out with this tick. */
 void rc_shard_persist_snapshot(rc_shard *s, rc_group *g);
-/* Writes the tick's batch; see the header comment. */
-void rc_shard_persist_commit(rc_shard *s);
+/* user joined (member) or left g: the per-user index entry goes out with
+ * this tick, in the batch of g's snapshot (ARCHITECTURE §6.2). */
+void rc_shard_persist_member(rc_shard *s, rc_group *g, const char *user, uint32_t user_len, bool member);
+/* f is the `marked` reply of a read whose cursor this tick moved
+ * (s->read_tick): withdrawn with E_INTERNAL if the tick's write fails. */
+void rc_shard_persist_marked(rc_shard *s, const rc_job *j, rc_frame *f);
+/* Writes the tick's batch; see the header comment. true when it was
+ * written (or there was nothing to write), false when every try failed. */
+bool rc_shard_persist_commit(rc_shard *s);
 void rc_shard_persist_free(rc_shard *s);
 
 #endif

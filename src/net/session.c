@@ -268,6 +268,16 @@ static void on_join(rc_session *s, const rc_session_env *env, const rc_msg *m)
     route(s, env, m, RC_JOB_JOIN);
 }
 
+/* inbox names no group: the job carries the user as its group id, so the
+ * user's inbox requests always go to one shard, which answers them from
+ * storage (src/ARCHITECTURE.md §3.11). */
+static void on_inbox(rc_session *s, const rc_session_env *env, const rc_msg *m)
+{
+    rc_msg q = *m;
+    q.g = (rc_str){ s->user, s->user_len };
+    route(s, env, &q, RC_JOB_INBOX);
+}
+
 /* The letter reason a replay names, or -1 when it names none. */
 static int replay_reason(const rc_msg *m)
 {
@@ -398,6 +408,8 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
     case RC_T_HIST: route(s, env, m, RC_JOB_HIST); break;
     case RC_T_PRESENCE: route(s, env, m, RC_JOB_PRESENCE); break;
     case RC_T_TYPING: route(s, env, m, RC_JOB_TYPING); break;
+    case RC_T_READ: route(s, env, m, RC_JOB_READ); break;
+    case RC_T_INBOX: on_inbox(s, env, m); break;
     case RC_T_REPLAY: on_replay(s, env, m); break;
     case RC_T_REFRESH: on_refresh(s, env, m); break;
     case RC_T_PUBLISH: on_publish(s, env, m); break;
@@ -412,7 +424,7 @@ static bool is_request(rc_type t)
 {
     return t == RC_T_HELLO || t == RC_T_JOIN || t == RC_T_LEAVE || t == RC_T_SEND || t == RC_T_HIST ||
            t == RC_T_PING || t == RC_T_PONG || t == RC_T_REPLAY || t == RC_T_PRESENCE || t == RC_T_TYPING ||
-           t == RC_T_REFRESH || t == RC_T_PUBLISH;
+           t == RC_T_REFRESH || t == RC_T_PUBLISH || t == RC_T_READ || t == RC_T_INBOX;
 }
 
 void rc_session_frame(rc_session *s, const rc_session_env *env, const uint8_t *p, size_t len)

@@ -25,6 +25,8 @@ static const char *const type_names[RC_T_COUNT] = {
     [RC_T_ERR] = "err",      [RC_T_BYE] = "bye",       [RC_T_PRESENCE] = "presence",
     [RC_T_TYPING] = "typing", [RC_T_ONLINE] = "online", [RC_T_OFFLINE] = "offline",
     [RC_T_REFRESH] = "refresh", [RC_T_REFRESHED] = "refreshed", [RC_T_PUBLISH] = "publish",
+    [RC_T_READ] = "read",    [RC_T_INBOX] = "inbox",   [RC_T_MARKED] = "marked",
+    [RC_T_RECEIPT] = "receipt",
 };
 
 static const char *const err_names[RC_E_COUNT] = {
@@ -90,13 +92,13 @@ rc_err rc_frame_check_len(uint32_t n, uint32_t max_frame)
 typedef enum field_id {
     F_RID, F_USER, F_TOKEN, F_G, F_SINCE, F_BODY, F_MID, F_BEFORE, F_LIMIT,
     F_SEQ, F_TS, F_FROM, F_CODE, F_TEXT, F_REASON, F_SRV, F_SID, F_MAX_FRAME,
-    F_DUP, F_LOST, F_MSGS, F_TO, F_MORE, F_ECHO, F_PRESENCE, F_ONLINE, F_USERS, F_N, F_EXP, F_COUNT
+    F_DUP, F_LOST, F_MSGS, F_TO, F_MORE, F_ECHO, F_PRESENCE, F_ONLINE, F_USERS, F_N, F_RECEIPTS, F_READ, F_GROUPS, F_EXP, F_COUNT
 } field_id;
 
 /* K_NAME is a K_STR that names something (a user, a group, a message id):
  * it may not hold the byte 0x00 (proto/PROTOCOL.md §2.1), so a name is the
  * same string to every layer that keys, logs or prints it. */
-typedef enum field_kind { K_UINT, K_STR, K_NAME, K_BODY, K_BOOL, K_ARRAY, K_NAMES } field_kind;
+typedef enum field_kind { K_UINT, K_STR, K_NAME, K_BODY, K_BOOL, K_ARRAY, K_NAMES, K_INBOX } field_kind;
 
 typedef struct field_def {
     const char *key;
@@ -135,6 +137,9 @@ static const field_def fields[F_COUNT] = {
     [F_USERS] = { "users", K_NAMES, 0, RC_MAX_PRESENCE_USERS },
     [F_N] = { "n", K_UINT, 0, 0 },
     [F_EXP] = { "exp", K_UINT, 0, 0 },
+    [F_RECEIPTS] = { "receipts", K_BOOL, 0, 0 },
+    [F_READ] = { "read", K_UINT, 0, 0 },
+    [F_GROUPS] = { "groups", K_INBOX, 0, RC_MAX_INBOX_LIMIT },
 };
 
 /* A type's spec: bit f = field f required, bit 64 + f = optional, so up
@@ -143,12 +148,17 @@ __extension__ typedef unsigned __int128 spec_t;
 #define REQ(f) ((spec_t)1 << (f))
 #define OPT(f) ((spec_t)1 << ((f) + 64))
 /* Keys of a type that only its reply carries: hist is both a request and a reply. */
-#define REPLY_ONLY (OPT(F_MSGS) | OPT(F_MORE) | OPT(F_USERS) | OPT(F_N) | OPT(F_FROM))
+#define REPLY_ONLY (OPT(F_MSGS) | OPT(F_MORE) | OPT(F_USERS) | OPT(F_N) | OPT(F_FROM) | OPT(F_GROUPS))
 
 /* Required and optional fields per type (bit f = required, bit 64+f = optional). */
 static const spec_t type_spec[RC_T_COUNT] = {
     [RC_T_HELLO] = OPT(F_USER) | OPT(F_TOKEN) | OPT(F_ECHO), /* the session requires user or token (proto/PROTOCOL.md §6.8) */
-    [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE) | OPT(F_PRESENCE),
+    [RC_T_JOIN] = REQ(F_G) | OPT(F_SINCE) | OPT(F_PRESENCE) | OPT(F_RECEIPTS),
+    [RC_T_READ] = REQ(F_G) | REQ(F_SEQ),
+    /* inbox is a request and, with the reply-only keys, its reply */
+    [RC_T_INBOX] = OPT(F_LIMIT) | OPT(F_GROUPS) | OPT(F_MORE),
+    [RC_T_MARKED] = REQ(F_G) | REQ(F_SEQ),
+    [RC_T_RECEIPT] = REQ(F_G) | REQ(F_USER) | REQ(F_SEQ),
     /* presence and typing are requests and, with the reply-only keys
      * (REPLY_ONLY), the reply / the event others receive */
     [RC_T_PRESENCE] = REQ(F_G) | OPT(F_USERS) | OPT(F_N),
@@ -164,7 +174,7 @@ static const spec_t type_spec[RC_T_COUNT] = {
     [RC_T_REPLAY] = REQ(F_G) | REQ(F_FROM) | REQ(F_TS) | REQ(F_BODY) | REQ(F_REASON) | OPT(F_SEQ) | OPT(F_TO) |
                     OPT(F_MID),
     [RC_T_WELCOME] = REQ(F_SID) | REQ(F_SRV) | REQ(F_MAX_FRAME),
-    [RC_T_JOINED] = REQ(F_G) | REQ(F_SEQ) | OPT(F_ONLINE),
+    [RC_T_JOINED] = REQ(F_G) | REQ(F_SEQ) | OPT(F_ONLINE) | OPT(F_READ),
     [RC_T_SYNCED] = REQ(F_G) | REQ(F_SEQ) | REQ(F_LOST) | OPT(F_MORE),
     [RC_T_LEFT] = REQ(F_G),
     [RC_T_ACK] = REQ(F_G) | REQ(F_SEQ) | REQ(F_TS) | OPT(F_DUP),
@@ -226,6 +236,83 @@ static field_id field_lookup(const msgpack_object *k)
 }
 
 static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, const char **why, int depth);
+
+/* Keys of one inbox entry (proto/PROTOCOL.md §6.11). */
+enum { E_G, E_SEQ, E_READ, E_UNREAD, E_TS, E_LAST, E_KEYS };
+static const char *const entry_keys[E_KEYS] = { "g", "seq", "read", "unread", "ts", "last" };
+#define ENTRY_REQUIRED ((1u << E_G) | (1u << E_SEQ) | (1u << E_READ) | (1u << E_UNREAD))
+
+static rc_err entry_field(rc_decoder *d, int k, const msgpack_object *v, rc_inbox_entry *e, const char **why,
+                          int depth)
+{
+    if (k == E_G) {
+        if (v->type != MSGPACK_OBJECT_STR || v->via.str.size < 1 || v->via.str.size > RC_MAX_GROUP ||
+            memchr(v->via.str.ptr, '\0', v->via.str.size)) {
+            *why = "an inbox entry's g must be a group id";
+            return RC_E_BAD_FIELD;
+        }
+        e->g = (rc_str){ v->via.str.ptr, v->via.str.size };
+        return RC_OK;
+    }
+    if (k == E_LAST) {
+        e->last = msgpack_zone_malloc(&d->zone, sizeof(rc_msg));
+        if (!e->last) {
+            *why = "out of memory decoding an inbox entry";
+            return RC_E_INTERNAL;
+        }
+        if (v->type != MSGPACK_OBJECT_MAP) {
+            *why = "an inbox entry's last must be a msg map";
+            return RC_E_BAD_FIELD;
+        }
+        rc_err r = decode_map(d, v, e->last, why, depth + 1);
+        if (r == RC_OK && e->last->type != RC_T_MSG) {
+            *why = "an inbox entry's last must be a msg map";
+            r = RC_E_BAD_FIELD;
+        }
+        e->has_last = r == RC_OK;
+        return r;
+    }
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *why = "an inbox entry's seq, read, unread and ts must be unsigned integers";
+        return RC_E_BAD_FIELD;
+    }
+    uint64_t *dst[E_KEYS] = { [E_SEQ] = &e->seq, [E_READ] = &e->read, [E_UNREAD] = &e->unread, [E_TS] = &e->ts };
+    *dst[k] = v->via.u64;
+    return RC_OK;
+}
+
+/* One inbox entry: a map with g, seq, read, unread, and ts and last when
+ * the group has a message. Other keys are ignored, as in any map. */
+static rc_err decode_entry(rc_decoder *d, const msgpack_object *o, rc_inbox_entry *e, const char **why, int depth)
+{
+    memset(e, 0, sizeof(*e));
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        *why = "groups must hold inbox entry maps";
+        return RC_E_BAD_FIELD;
+    }
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *key = &o->via.map.ptr[i].key;
+        int k = 0;
+        while (k < E_KEYS && !key_is(key, entry_keys[k]))
+            k++;
+        if (k == E_KEYS)
+            continue;
+        if (seen & (1u << k)) {
+            *why = "a key appears twice in an inbox entry";
+            return RC_E_BAD_FIELD;
+        }
+        seen |= 1u << k;
+        rc_err r = entry_field(d, k, &o->via.map.ptr[i].val, e, why, depth);
+        if (r != RC_OK)
+            return r;
+    }
+    if ((seen & ENTRY_REQUIRED) != ENTRY_REQUIRED) {
+        *why = "an inbox entry needs g, seq, read and unread";
+        return RC_E_MISSING_FIELD;
+    }
+    return RC_OK;
+}
 
 /* Stores one field's value into out after checking its kind and bounds. */
 static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc_msg *out,
@@ -333,6 +420,24 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
         }
         out->has |= RC_HAS_USERS;
         return RC_OK;
+    case K_INBOX:
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > def->max_len || depth > 0) {
+            *why = "groups must be an array of at most 1000 inbox entries";
+            return RC_E_BAD_FIELD;
+        }
+        out->n_groups = v->via.array.size;
+        out->groups = out->n_groups ? msgpack_zone_malloc(&d->zone, sizeof(rc_inbox_entry) * out->n_groups) : NULL;
+        if (out->n_groups && !out->groups) {
+            *why = "out of memory decoding groups";
+            return RC_E_INTERNAL;
+        }
+        out->has |= RC_HAS_GROUPS;
+        for (uint32_t i = 0; i < out->n_groups; i++) {
+            rc_err e = decode_entry(d, &v->via.array.ptr[i], &out->groups[i], why, depth);
+            if (e != RC_OK)
+                return e;
+        }
+        return RC_OK;
     }
 
     switch (f) {
@@ -364,6 +469,8 @@ static rc_err store_field(rc_decoder *d, field_id f, const msgpack_object *v, rc
     case F_ONLINE: out->online = u; out->has |= RC_HAS_ONLINE; break;
     case F_N: out->n = u; break;
     case F_EXP: out->exp = u; break;
+    case F_RECEIPTS: out->receipts = v->via.boolean; out->has |= RC_HAS_RECEIPTS; break;
+    case F_READ: out->read = u; out->has |= RC_HAS_READ; break;
     default: break;
     }
     return RC_OK;
@@ -698,6 +805,9 @@ static bool opt_set(const rc_msg *m, field_id f)
     case F_USERS: return m->has & RC_HAS_USERS;
     case F_N: return m->has & RC_HAS_USERS;
     case F_FROM: return m->from.len > 0; /* typing event */
+    case F_RECEIPTS: return m->has & RC_HAS_RECEIPTS;
+    case F_READ: return m->has & RC_HAS_READ;
+    case F_GROUPS: return m->has & RC_HAS_GROUPS;
     default: return false;
     }
 }
@@ -723,6 +833,21 @@ static uint32_t count_fields(const rc_msg *m, spec_t spec)
 }
 
 static void pack_msg(msgpack_packer *pk, const rc_msg *m);
+
+/* One inbox entry; `last` goes as the stored map's bytes, unchanged. */
+static void pack_entry(msgpack_packer *pk, const rc_inbox_entry *e)
+{
+    msgpack_pack_map(pk, e->has_last ? 6 : 4);
+    pack_kstr(pk, "g", e->g);
+    pack_kuint(pk, "seq", e->seq);
+    pack_kuint(pk, "read", e->read);
+    pack_kuint(pk, "unread", e->seq > e->read ? e->seq - e->read : 0);
+    if (!e->has_last)
+        return;
+    pack_kuint(pk, "ts", e->ts);
+    pack_key(pk, "last");
+    pk->callback(pk->data, e->last_map.ptr, e->last_map.len);
+}
 
 static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
 {
@@ -761,6 +886,14 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
         }
         break;
     case F_EXP: pack_kuint(pk, "exp", m->exp); break;
+    case F_RECEIPTS: pack_kbool(pk, "receipts", m->receipts); break;
+    case F_READ: pack_kuint(pk, "read", m->read); break;
+    case F_GROUPS:
+        pack_key(pk, "groups");
+        msgpack_pack_array(pk, m->n_groups);
+        for (uint32_t i = 0; i < m->n_groups; i++)
+            pack_entry(pk, &m->groups[i]);
+        break;
     case F_MSGS:
         pack_key(pk, "msgs");
         msgpack_pack_array(pk, m->n_msgs);

@@ -75,6 +75,44 @@ static void trim_before(rc_persist_batch *b, const char *g, uint32_t g_len, uint
     rocksdb_writebatch_delete_range_cf(b->wb, b->p->cf[RC_CF_HISTORY], from, flen, to, tlen);
 }
 
+/* Member keys hold a user and a group id of 1..255 bytes each. */
+static bool member_ok(rc_persist_batch *b, uint32_t g_len, uint32_t user_len)
+{
+    if (!group_ok(b, g_len))
+        return false;
+    if (user_len >= 1 && user_len <= RC_STORE_USER_MAX)
+        return true;
+    if (!b->bad)
+        snprintf(b->why, sizeof(b->why), "user of %u bytes (must be 1..%u): batch not written", user_len,
+                 RC_STORE_USER_MAX);
+    b->bad = true;
+    return false;
+}
+
+static void put_member(rc_persist_batch *b, const char *g, uint32_t g_len, const char *user, uint32_t user_len,
+                       bool member)
+{
+    if (!b || !member_ok(b, g_len, user_len))
+        return;
+    char key[RC_STORE_MEMBER_KEY_MAX];
+    size_t klen = rc_store_member_key(key, user, user_len, g, g_len);
+    if (member)
+        rocksdb_writebatch_put_cf(b->wb, b->p->cf[RC_CF_USER_GROUPS], key, klen, "", 0);
+    else
+        rocksdb_writebatch_delete_cf(b->wb, b->p->cf[RC_CF_USER_GROUPS], key, klen);
+}
+
+static void put_read(rc_persist_batch *b, const char *g, uint32_t g_len, const char *user, uint32_t user_len,
+                     uint64_t seq)
+{
+    if (!b || !member_ok(b, g_len, user_len))
+        return;
+    char key[RC_STORE_MEMBER_KEY_MAX], v[RC_STORE_SEQ_BYTES];
+    size_t klen = rc_store_member_key(key, user, user_len, g, g_len);
+    rc_store_be64_put(v, seq);
+    rocksdb_writebatch_put_cf(b->wb, b->p->cf[RC_CF_READS], key, klen, v, sizeof(v));
+}
+
 static void batch_abort(rc_persist_batch *b)
 {
     if (!b)
@@ -236,6 +274,142 @@ static int scan(rc_persist *p, const char *g, uint32_t g_len, uint64_t from, uin
     return rc;
 }
 
+/* ---- read cursors and the per-user index ---- */
+
+static bool member_args(uint32_t g_len, uint32_t user_len)
+{
+    return g_len >= 1 && g_len <= RC_STORE_GROUP_MAX && user_len >= 1 && user_len <= RC_STORE_USER_MAX;
+}
+
+/* A stored cursor is RC_STORE_SEQ_BYTES big-endian bytes; anything else is
+ * reported as corrupt. */
+static int cursor_value(rc_persist *p, const char *v, size_t len, uint64_t *seq, char *err, size_t errlen)
+{
+    if (len != RC_STORE_SEQ_BYTES)
+        return rc_store_fail(err, errlen, p->dir, "read cursor of %zu bytes: corrupt", len);
+    *seq = rc_store_be64_get(v);
+    return 0;
+}
+
+static int get_read(rc_persist *p, const char *g, uint32_t g_len, const char *user, uint32_t user_len, uint64_t *seq,
+                    char *err, size_t errlen)
+{
+    *seq = 0;
+    if (!member_args(g_len, user_len))
+        return rc_store_fail(err, errlen, p->dir, "read cursor of a %u-byte group id or %u-byte user", g_len, user_len);
+    char key[RC_STORE_MEMBER_KEY_MAX], *rerr = NULL;
+    size_t klen = rc_store_member_key(key, user, user_len, g, g_len), len = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *v = rocksdb_get_cf(p->db, ro, p->cf[RC_CF_READS], key, klen, &len, &rerr);
+    rocksdb_readoptions_destroy(ro);
+    if (rerr) {
+        rc_store_fail(err, errlen, p->dir, "cannot read a read cursor: %s", rerr);
+        rocksdb_free(rerr);
+        return -1;
+    }
+    int rc = v ? cursor_value(p, v, len, seq, err, errlen) : 0;
+    rocksdb_free(v);
+    return rc;
+}
+
+/* Byte order of two keys, as RocksDB's default comparator has it. */
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* The cursor stored under key, reading the `reads` iterator forward: both
+ * families sort a user's groups alike, so one pass serves every group. */
+static int cursor_at(rc_persist *p, rocksdb_iterator_t *rit, const char *key, size_t klen, uint64_t *seq, char *err,
+                     size_t errlen)
+{
+    *seq = 0;
+    while (rocksdb_iter_valid(rit)) {
+        size_t rlen = 0;
+        const char *rk = rocksdb_iter_key(rit, &rlen);
+        int c = key_cmp(rk, rlen, key, klen);
+        if (c > 0)
+            return 0;
+        if (c == 0) {
+            size_t vlen = 0;
+            const char *v = rocksdb_iter_value(rit, &vlen);
+            return cursor_value(p, v, vlen, seq, err, errlen);
+        }
+        rocksdb_iter_next(rit);
+    }
+    return iter_error(rit, p->dir, "cannot read read cursors", err, errlen);
+}
+
+/* The newest history entry of g: one SeekForPrev of a prefix-mode iterator. */
+static int newest_entry(rc_persist *p, rocksdb_iterator_t *hit, const char *g, uint32_t g_len,
+                        rc_persist_member_group *mg, char *err, size_t errlen)
+{
+    char key[RC_STORE_KEY_MAX];
+    size_t klen = rc_store_history_key(key, g, g_len, UINT64_MAX);
+    rocksdb_iter_seek_for_prev(hit, key, klen);
+    if (!history_entry_of(hit, key, 1u + g_len, &mg->seq))
+        return iter_error(hit, p->dir, "cannot read history", err, errlen);
+    size_t vlen = 0;
+    const char *v = rocksdb_iter_value(hit, &vlen);
+    if (vlen > UINT32_MAX)
+        return rc_store_fail(err, errlen, p->dir, "history entry of %zu bytes: corrupt", vlen);
+    mg->map = (const uint8_t *)v;
+    mg->map_len = (uint32_t)vlen;
+    return 0;
+}
+
+static int user_groups(rc_persist *p, const char *user, uint32_t user_len, uint32_t max, rc_persist_member_fn fn,
+                       void *ud, bool *more, char *err, size_t errlen)
+{
+    *more = false;
+    if (user_len < 1 || user_len > RC_STORE_USER_MAX)
+        return rc_store_fail(err, errlen, p->dir, "groups of a %u-byte user", user_len);
+    char prefix[1 + RC_STORE_USER_MAX];
+    prefix[0] = (char)(uint8_t)user_len;
+    memcpy(prefix + 1, user, user_len);
+    size_t prefix_len = 1u + user_len;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_t *hro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_prefix_same_as_start(hro, 1);
+    rocksdb_iterator_t *uit = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_USER_GROUPS]);
+    rocksdb_iterator_t *rit = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_READS]);
+    rocksdb_iterator_t *hit = rocksdb_create_iterator_cf(p->db, hro, p->cf[RC_CF_HISTORY]);
+    rocksdb_iter_seek(rit, prefix, prefix_len);
+    int rc = 0;
+    uint32_t n = 0;
+    for (rocksdb_iter_seek(uit, prefix, prefix_len); rc == 0 && rocksdb_iter_valid(uit); rocksdb_iter_next(uit)) {
+        size_t klen = 0;
+        const char *k = rocksdb_iter_key(uit, &klen);
+        if (klen <= prefix_len + 1 || memcmp(k, prefix, prefix_len) != 0)
+            break; /* past this user's keys */
+        uint32_t g_len = (uint8_t)k[prefix_len];
+        if (klen != prefix_len + 1 + g_len || g_len == 0) {
+            rc = rc_store_fail(err, errlen, p->dir, "user_groups key of %zu bytes: corrupt", klen);
+            break;
+        }
+        if (n == max) {
+            *more = true;
+            break;
+        }
+        rc_persist_member_group mg = { .g = k + prefix_len + 1, .g_len = g_len };
+        rc = cursor_at(p, rit, k, klen, &mg.read, err, errlen);
+        if (rc == 0)
+            rc = newest_entry(p, hit, mg.g, g_len, &mg, err, errlen);
+        n++;
+        if (rc == 0 && fn(ud, &mg) != 0)
+            break;
+    }
+    if (rc == 0)
+        rc = iter_error(uit, p->dir, "cannot read user_groups", err, errlen);
+    rocksdb_iter_destroy(hit);
+    rocksdb_iter_destroy(rit);
+    rocksdb_iter_destroy(uit);
+    rocksdb_readoptions_destroy(hro);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
 const rc_persist_ops *rc_store_ops(void)
 {
     static const rc_persist_ops ops = {
@@ -247,6 +421,10 @@ const rc_persist_ops *rc_store_ops(void)
         .batch_abort = batch_abort,
         .load_groups = load_groups,
         .scan = scan,
+        .put_member = put_member,
+        .put_read = put_read,
+        .get_read = get_read,
+        .user_groups = user_groups,
     };
     return &ops;
 }

@@ -21,6 +21,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/group.h"
+#include "core/log.h"
+#include "core/snapshot.h"
+
 #define MB (1024u * 1024u)
 #define KB 1024u
 #define FORMAT_KEY "format"
@@ -33,8 +37,18 @@
 
 const char *const rc_store_cf_names[RC_CF_COUNT] = {
     [RC_CF_DEFAULT] = "default", [RC_CF_GROUPS] = "groups", [RC_CF_HISTORY] = "history",
-    [RC_CF_SPOOL] = "spool",     [RC_CF_META] = "meta",
+    [RC_CF_SPOOL] = "spool",     [RC_CF_META] = "meta",    [RC_CF_READS] = "reads",
+    [RC_CF_USER_GROUPS] = "user_groups",
 };
+
+/* Families a format-1 directory lacks: created empty when it is opened
+ * read-write, then filled by the migration (migrate_v1). */
+static bool added_in_v2(int cf)
+{
+    return cf == RC_CF_READS || cf == RC_CF_USER_GROUPS;
+}
+
+#define MIGRATE_BATCH 4096u /* index entries per write while migrating format 1 */
 
 /* Compression, best first; open falls back when the library lacks one. */
 enum compression_profile { COMPRESS_LZ4_ZSTD, COMPRESS_LZ4, COMPRESS_NONE, COMPRESS_PROFILES };
@@ -369,6 +383,17 @@ static int existing_families(rc_persist *p, const char ***names_out, size_t *n_o
         bool found = false;
         for (size_t j = 0; j < n_listed && !found; j++)
             found = !strcmp(listed[j], rc_store_cf_names[i]);
+        if (!found && added_in_v2(i) && !p->readonly) {
+            p->added_families = true; /* a format-1 directory: check_format migrates it */
+            continue;
+        }
+        if (!found && added_in_v2(i)) {
+            rocksdb_list_column_families_destroy(listed, n_listed);
+            return rc_store_fail(err, errlen, p->dir,
+                                 "has no column family '%s': it is in format %u and is migrated when ringcastd "
+                                 "opens it (read-write) once",
+                                 rc_store_cf_names[i], RC_PERSIST_FORMAT_V1);
+        }
         if (!found) {
             rocksdb_list_column_families_destroy(listed, n_listed);
             return rc_store_fail(err, errlen, p->dir,
@@ -411,9 +436,9 @@ static int open_database(rc_persist *p, const rc_store_options *o, bool create, 
     for (; cp < COMPRESS_PROFILES; cp++) {
         tune(p, o, cp);
         rocksdb_options_set_create_if_missing(p->db_opts, create);
-        rocksdb_options_set_create_missing_column_families(p->db_opts, create);
         if (!create && !listed && existing_families(p, &names, &n, &listed, &n_listed, err, errlen) != 0)
             return -1;
+        rocksdb_options_set_create_missing_column_families(p->db_opts, create || p->added_families);
         char *rerr = NULL;
         if (open_families(p, (const char *const *)names, n, &rerr) == 0) {
             rc = 0;
@@ -475,6 +500,80 @@ static int missing_format(rc_persist *p, char *err, size_t errlen)
     return write_format(p, err, errlen);
 }
 
+/* Writes the member index entries of one stored snapshot's members. */
+static int index_members(rc_persist *p, rocksdb_writebatch_t *wb, const char *g, size_t g_len, const char *v,
+                         size_t v_len, char *err, size_t errlen)
+{
+    rc_group *grp = rc_group_new(g, (uint32_t)g_len, 1, 1);
+    const char *why = "out of memory";
+    if (!grp || rc_snapshot_apply(grp, (const uint8_t *)v, (uint32_t)v_len, &why) != 0) {
+        rc_group_free(grp);
+        return rc_store_fail(err, errlen, p->dir, "migrating format %u: group '%.*s': bad snapshot: %s",
+                             RC_PERSIST_FORMAT_V1, (int)g_len, g, why);
+    }
+    for (uint32_t i = 0; i < grp->members.cap; i++) {
+        const rc_strmap_slot *m = &grp->members.slots[i];
+        if (!m->hash)
+            continue;
+        char key[RC_STORE_MEMBER_KEY_MAX];
+        size_t klen = rc_store_member_key(key, m->key, m->len, g, (uint32_t)g_len);
+        rocksdb_writebatch_put_cf(wb, p->cf[RC_CF_USER_GROUPS], key, klen, "", 0);
+    }
+    rc_group_free(grp);
+    return 0;
+}
+
+static int write_batch(rc_persist *p, rocksdb_writebatch_t *wb, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    rocksdb_write(p->db, p->wopts[RC_DURABILITY_SYNC], wb, &rerr);
+    rocksdb_writebatch_clear(wb);
+    return rerr ? fail_rocks(err, errlen, p->dir, "migrating: write failed", rerr) : 0;
+}
+
+/* Format 1 -> 2: `reads` starts empty (no cursor was stored before), and
+ * `user_groups` is built from every group snapshot's members. The entries
+ * are idempotent puts and the marker is written last (with fsync), so a
+ * migration cut short by a crash is simply done again at the next open. */
+static int migrate_v1(rc_persist *p, char *err, size_t errlen)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_GROUPS]);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    int rc = 0;
+    uint64_t groups = 0;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const char *v = rocksdb_iter_value(it, &vlen);
+        if (klen < 1 || klen > RC_STORE_GROUP_MAX || vlen > UINT32_MAX)
+            rc = rc_store_fail(err, errlen, p->dir, "migrating: groups entry with a %zu-byte id: corrupt", klen);
+        else
+            rc = index_members(p, wb, k, klen, v, vlen, err, errlen);
+        groups++;
+        if (rc == 0 && (uint32_t)rocksdb_writebatch_count(wb) >= MIGRATE_BATCH)
+            rc = write_batch(p, wb, err, errlen);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rc == 0 && rerr)
+        rc = fail_rocks(err, errlen, p->dir, "migrating: cannot read groups", rerr);
+    else
+        rocksdb_free(rerr);
+    if (rc == 0)
+        rc = write_batch(p, wb, err, errlen);
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rc == 0)
+        rc = write_format(p, err, errlen);
+    if (rc == 0)
+        RC_LOG_INFO("store", "event=migrated dir=%s from=%u to=%u groups=%llu", p->dir, RC_PERSIST_FORMAT_V1,
+                    RC_PERSIST_FORMAT, (unsigned long long)groups);
+    return rc;
+}
+
 static int check_format(rc_persist *p, char *err, size_t errlen)
 {
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
@@ -493,6 +592,11 @@ static int check_format(rc_persist *p, char *err, size_t errlen)
     if (len != FORMAT_BYTES)
         return rc_store_fail(err, errlen, p->dir, "format marker is %zu bytes, expected %u: corrupt", len,
                              FORMAT_BYTES);
+    if (format == RC_PERSIST_FORMAT_V1 && !p->readonly)
+        return migrate_v1(p, err, errlen);
+    if (format == RC_PERSIST_FORMAT && p->added_families)
+        return rc_store_fail(err, errlen, p->dir, "has format %u but lacked the families reads and user_groups: corrupt",
+                             format);
     if (format != RC_PERSIST_FORMAT) {
         if (err && errlen)
             snprintf(err, errlen, "data_dir %s has format %u, this build reads %u", p->dir, format, RC_PERSIST_FORMAT);

@@ -9,6 +9,13 @@
  * "g1" differ in the first byte already), and makes 1 + n bytes a prefix
  * that is a function of the key alone: the prefix extractor and its bloom
  * filters work on it. Big-endian seq makes byte order equal seq order.
+ *
+ * member key (families `reads` and `user_groups`):
+ *   [1 byte: user length u][u bytes: user][1 byte: group id length n][n bytes: group id]
+ *
+ * One user's keys are one contiguous range (the length byte again), so the
+ * groups of a user are one prefix scan, and both families sort a user's
+ * groups alike, so they can be read side by side.
  */
 #ifndef RC_STORE_ROCKS_H
 #define RC_STORE_ROCKS_H
@@ -22,6 +29,8 @@
 
 #define RC_STORE_SEQ_BYTES 8u
 #define RC_STORE_KEY_MAX (1u + RC_STORE_GROUP_MAX + RC_STORE_SEQ_BYTES)
+#define RC_STORE_USER_MAX 255u
+#define RC_STORE_MEMBER_KEY_MAX (1u + RC_STORE_USER_MAX + 1u + RC_STORE_GROUP_MAX)
 /* An exclusive upper bound just above key(g, seq): key(g, seq) + one 0 byte. */
 #define RC_STORE_BOUND_MAX (RC_STORE_KEY_MAX + 1u)
 
@@ -31,6 +40,8 @@ enum rc_store_cf {
     RC_CF_HISTORY,     /* history key -> msg map */
     RC_CF_SPOOL,       /* dead letters waiting for Kafka (src/dlq) */
     RC_CF_META,        /* "format" -> big-endian u32 RC_PERSIST_FORMAT */
+    RC_CF_READS,       /* member key -> read cursor, u64 BE (format 2) */
+    RC_CF_USER_GROUPS, /* member key -> empty: the groups a user is a stored member of (format 2) */
     RC_CF_COUNT
 };
 
@@ -46,6 +57,7 @@ struct rc_persist {
     rocksdb_cache_t *cache;
     rocksdb_writeoptions_t *wopts[3];          /* indexed by rc_durability */
     bool readonly;
+    bool added_families;                       /* the families format 2 added were missing and got created */
     char *dir;
 };
 
@@ -74,6 +86,19 @@ static inline size_t rc_store_history_key(char *out, const char *g, uint32_t g_l
         out[1 + i] = g[i];
     rc_store_be64_put(out + 1 + g_len, seq);
     return 1u + g_len + RC_STORE_SEQ_BYTES;
+}
+
+/* Writes the member key of (user, g) into out (RC_STORE_MEMBER_KEY_MAX
+ * bytes); returns its length. Both lengths must be 1..255. */
+static inline size_t rc_store_member_key(char *out, const char *user, uint32_t user_len, const char *g, uint32_t g_len)
+{
+    out[0] = (char)(uint8_t)user_len;
+    for (uint32_t i = 0; i < user_len; i++)
+        out[1 + i] = user[i];
+    out[1 + user_len] = (char)(uint8_t)g_len;
+    for (uint32_t i = 0; i < g_len; i++)
+        out[2 + user_len + i] = g[i];
+    return 2u + user_len + g_len;
 }
 
 /* The seq of a history key whose group part is prefix_len bytes long. */

@@ -400,6 +400,9 @@ static const fdesc fdescs[] = {
     FD("online", FK_U64, online, RC_HAS_ONLINE),
     FD("n", FK_U64, n, 0),
     FD("n_users", FK_COUNT, n_users, RC_HAS_USERS),
+    FD("receipts", FK_BOOL, receipts, RC_HAS_RECEIPTS),
+    FD("read", FK_U64, read, RC_HAS_READ),
+    FD("n_groups", FK_COUNT, n_groups, RC_HAS_GROUPS),
 };
 #undef FD
 
@@ -505,6 +508,54 @@ static bool check_field(const rc_msg *m, frame_span fr, const char *key, const c
     return ok;
 }
 
+/* Checks one groups[i].KEY of an inbox reply: g, seq, read, unread, ts of
+ * the entry, or last.KEY of its decoded last message. */
+static bool check_entry(const rc_msg *m, frame_span fr, const char *key, const char *val, char *why)
+{
+    unsigned idx = 0;
+    int used = 0;
+    if (sscanf(key, "groups[%u].%n", &idx, &used) != 1 || used == 0) {
+        snprintf(why, WHY_MAX, "malformed expect key `%s`", key);
+        return false;
+    }
+    if (!m->groups || idx >= m->n_groups) {
+        snprintf(why, WHY_MAX, "%s: the decoded inbox has only %" PRIu32 " groups", key, m->n_groups);
+        return false;
+    }
+    const rc_inbox_entry *e = &m->groups[idx];
+    const char *sub = key + used;
+    if (strncmp(sub, "last.", 5) == 0) {
+        uint32_t ignored = 0;
+        if (!e->has_last || !e->last) {
+            snprintf(why, WHY_MAX, "%s: the entry has no last message", key);
+            return false;
+        }
+        return check_field(e->last, fr, sub + 5, val, &ignored, why);
+    }
+    if (strcmp(sub, "g") == 0) {
+        uint8_t *bytes = NULL;
+        size_t n = 0;
+        if (pct_decode(val, &bytes, &n) != 0)
+            return false;
+        bool ok = e->g.len == n && memcmp(e->g.ptr, bytes, n) == 0 && in_frame(fr, e->g);
+        free(bytes);
+        snprintf(why, WHY_MAX, "%s: want `%s`, got `%.*s`", key, val, (int)e->g.len, e->g.ptr);
+        return ok;
+    }
+    uint64_t want = 0;
+    const uint64_t *got = strcmp(sub, "seq") == 0      ? &e->seq
+                          : strcmp(sub, "read") == 0   ? &e->read
+                          : strcmp(sub, "unread") == 0 ? &e->unread
+                          : strcmp(sub, "ts") == 0     ? &e->ts
+                                                       : NULL;
+    if (!got || parse_u64(val, &want) != 0) {
+        snprintf(why, WHY_MAX, "unknown or bad expect `%s=%s`", key, val);
+        return false;
+    }
+    snprintf(why, WHY_MAX, "%s: want %s, got %" PRIu64, key, val, *got);
+    return *got == want;
+}
+
 /* Checks every expect token of v against m, nested msgs[i].key included, and
  * that exactly the expected optional fields are present (has bits). */
 static bool check_expect(const vector *v, const rc_msg *m, char *why)
@@ -521,7 +572,9 @@ static bool check_expect(const vector *v, const rc_msg *m, char *why)
         const char *key = v->expect[i].key, *val = v->expect[i].val;
         unsigned idx = 0;
         int used = 0;
-        if (strncmp(key, "msgs[", 5) != 0) {
+        if (strncmp(key, "groups[", 7) == 0) {
+            ok = check_entry(m, fr, key, val, why);
+        } else if (strncmp(key, "msgs[", 5) != 0) {
             ok = check_field(m, fr, key, val, &want_has, why);
         } else if (sscanf(key, "msgs[%u].%n", &idx, &used) != 1 || used == 0) {
             snprintf(why, WHY_MAX, "malformed expect key `%s`", key);
@@ -971,12 +1024,63 @@ static void test_err_names(void)
     CU_ASSERT_EQUAL(rc_err_from_name("E_LIMIT-junk", 7), RC_E_LIMIT);     /* only len bytes count */
 }
 
+/* An inbox reply carries each group's last message as the stored map's
+ * bytes; it decodes back into entries with the message decoded. */
+static void test_inbox_roundtrip(void)
+{
+    rc_buf last;
+    rc_buf_init(&last);
+    rc_msg msg = { .type = RC_T_MSG, .g = rc_str_c("room"), .seq = 5, .from = rc_str_c("bob"), .ts = 1700000000005,
+                   .body = rc_str_c("see you"), .body_is_str = true, .has = RC_HAS_MID, .mid = rc_str_c("m5") };
+    CU_ASSERT_FATAL(rc_encode(&last, &msg) == 0);
+    rc_inbox_entry e[2] = {
+        { .g = rc_str_c("room"), .seq = 5, .read = 2, .ts = 1700000000005, .has_last = true,
+          .last_map = { (const char *)last.data + RC_FRAME_HEADER, (uint32_t)(last.len - RC_FRAME_HEADER) } },
+        { .g = rc_str_c("quiet"), .seq = 0, .read = 0 },
+    };
+    rc_msg in = { .type = RC_T_INBOX, .has = RC_HAS_RID | RC_HAS_GROUPS, .rid = 7, .groups = e, .n_groups = 2,
+                  .more = true };
+    rc_buf b;
+    rc_buf_init(&b);
+    CU_ASSERT_FATAL(rc_encode(&b, &in) == 0);
+    rc_decoder d;
+    rc_decoder_init(&d);
+    rc_msg out;
+    CU_ASSERT_EQUAL_FATAL(rc_decode(&d, b.data + RC_FRAME_HEADER, b.len - RC_FRAME_HEADER, &out, NULL), RC_OK);
+    CU_ASSERT_EQUAL(out.type, RC_T_INBOX);
+    CU_ASSERT_EQUAL(out.rid, 7);
+    CU_ASSERT_TRUE(out.more);
+    CU_ASSERT_EQUAL_FATAL(out.n_groups, 2);
+    CU_ASSERT(rc_str_eq(out.groups[0].g, rc_str_c("room")));
+    CU_ASSERT_EQUAL(out.groups[0].seq, 5);
+    CU_ASSERT_EQUAL(out.groups[0].read, 2);
+    CU_ASSERT_EQUAL(out.groups[0].unread, 3); /* the encoder computes it */
+    CU_ASSERT_EQUAL(out.groups[0].ts, 1700000000005);
+    CU_ASSERT_FATAL(out.groups[0].has_last);
+    CU_ASSERT_EQUAL(out.groups[0].last->type, RC_T_MSG);
+    CU_ASSERT(rc_str_eq(out.groups[0].last->body, rc_str_c("see you")));
+    CU_ASSERT(rc_str_eq(out.groups[0].last->mid, rc_str_c("m5")));
+    CU_ASSERT_EQUAL(out.groups[0].last->seq, 5);
+    CU_ASSERT(rc_str_eq(out.groups[1].g, rc_str_c("quiet")));
+    CU_ASSERT_FALSE(out.groups[1].has_last);
+    CU_ASSERT_EQUAL(out.groups[1].unread, 0);
+    /* a server's decoder takes an inbox request only: groups is ignored */
+    rc_decoder_free(&d);
+    rc_decoder_init_requests(&d);
+    CU_ASSERT_EQUAL_FATAL(rc_decode(&d, b.data + RC_FRAME_HEADER, b.len - RC_FRAME_HEADER, &out, NULL), RC_OK);
+    CU_ASSERT_EQUAL(out.n_groups, 0);
+    CU_ASSERT_FALSE(out.has & RC_HAS_GROUPS);
+    rc_decoder_free(&d);
+    rc_buf_free(&b);
+    rc_buf_free(&last);
+}
+
 static void test_type_names(void)
 {
     static const char *const want[RC_T_COUNT] = {
         "?",       "hello",  "join",   "leave", "send", "hist", "ping", "replay", "presence", "typing",
-        "refresh", "publish", "welcome", "joined", "synced", "left",  "ack",  "msg",  "pong", "err",    "bye",
-        "online",  "offline", "refreshed",
+        "refresh", "publish", "read",   "inbox",  "welcome", "joined", "synced", "left", "ack", "msg", "pong",
+        "err",     "bye",     "online", "offline", "refreshed", "marked", "receipt",
     };
     for (int t = RC_T_NONE; t < RC_T_COUNT; t++)
         CU_ASSERT_STRING_EQUAL(rc_type_name((rc_type)t), want[t]);
@@ -1047,7 +1151,8 @@ static int add_tests(void)
         return -1;
     s = CU_add_suite("proto_names", NULL, NULL);
     if (!s || !CU_add_test(s, "error code names", test_err_names) ||
-        !CU_add_test(s, "type names", test_type_names) || !CU_add_test(s, "rc_str helpers", test_str_helpers) ||
+        !CU_add_test(s, "type names", test_type_names) ||
+        !CU_add_test(s, "inbox reply with last messages round trip", test_inbox_roundtrip) || !CU_add_test(s, "rc_str helpers", test_str_helpers) ||
         !CU_add_test(s, "a server's decoder ignores the keys only replies define", test_requests_ignore_reply_keys))
         return -1;
     return 0;

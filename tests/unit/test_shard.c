@@ -97,7 +97,7 @@ static uint8_t *xdup(const void *p, uint32_t len)
 /* The fake store                                                       */
 /* ------------------------------------------------------------------ */
 
-enum { OP_MSG, OP_GROUP, OP_TRIM };
+enum { OP_MSG, OP_GROUP, OP_TRIM, OP_MEMBER, OP_READ };
 
 /* One write: a history entry, a group snapshot or a retention delete. */
 typedef struct fake_op {
@@ -183,6 +183,28 @@ static void fake_trim(rc_persist_batch *b, const char *g, uint32_t g_len, uint64
     batch_push(b, op_make(OP_TRIM, g, g_len, before, NULL, 0));
 }
 
+/* The per-user index and read cursors are recorded in the batch (the
+ * shard's own tests look at messages and snapshots; the store's at these). */
+static void fake_put_member(rc_persist_batch *b, const char *g, uint32_t g_len, const char *user, uint32_t user_len,
+                            bool member)
+{
+    batch_push(b, op_make(OP_MEMBER, g, g_len, member, (const uint8_t *)user, user_len));
+}
+
+static void fake_put_read(rc_persist_batch *b, const char *g, uint32_t g_len, const char *user, uint32_t user_len,
+                          uint64_t seq)
+{
+    batch_push(b, op_make(OP_READ, g, g_len, seq, (const uint8_t *)user, user_len));
+}
+
+static int fake_get_read(rc_persist *p, const char *g, uint32_t g_len, const char *user, uint32_t user_len,
+                         uint64_t *seq, char *err, size_t errlen)
+{
+    (void)p, (void)g, (void)g_len, (void)user, (void)user_len, (void)err, (void)errlen;
+    *seq = 0;
+    return 0;
+}
+
 /* Stored entry of (g, seq) or NULL; caller holds mu. */
 static fake_op *store_find(rc_persist *p, const char *g, uint32_t g_len, uint64_t seq)
 {
@@ -207,7 +229,7 @@ static void store_apply(rc_persist *p, const fake_op *o)
     } else if (o->kind == OP_GROUP) {
         p->snaps = xgrow(p->snaps, &p->cap_snaps, p->n_snaps, sizeof(*p->snaps));
         p->snaps[p->n_snaps++] = op_make(OP_GROUP, o->g, o->g_len, 0, o->bytes, o->len);
-    } else {
+    } else if (o->kind == OP_TRIM) {
         for (uint32_t i = 0; i < p->n_msgs;) {
             if (op_is(&p->msgs[i], o->g, o->g_len) && p->msgs[i].seq < o->seq) {
                 free(p->msgs[i].bytes);
@@ -311,6 +333,9 @@ static const rc_persist_ops FAKE_OPS = {
     .batch_abort = fake_abort,
     .load_groups = fake_load_groups,
     .scan = fake_scan,
+    .put_member = fake_put_member,
+    .put_read = fake_put_read,
+    .get_read = fake_get_read,
 };
 
 static void fake_init(rc_persist *p)

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/group.h"
+#include "core/snapshot.h"
 #include "testutil.h"
 
 #define ERR_LEN 512u
@@ -230,14 +232,15 @@ static void expect_group(const groups_seen *gs, const char *g, uint64_t oldest, 
 
 /* ---- raw RocksDB access, for what the store API cannot (and must not) do ---- */
 
-static const char *const families[] = { "default", "groups", "history", "spool", "meta" };
-#define N_FAMILIES 5
+static const char *const families[] = { "default", "groups", "history", "spool", "meta", "reads", "user_groups" };
+#define N_FAMILIES 7
+#define V1_FAMILIES 5 /* format 1 had no reads, user_groups */
 
 /* Reads (value_to_write == 0) or overwrites the format marker directly. */
 static uint32_t raw_format(const char *dir, uint32_t value_to_write)
 {
     rocksdb_options_t *o = rocksdb_options_create();
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
     rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
     char *e = NULL;
     rocksdb_t *db = value_to_write
@@ -535,6 +538,164 @@ static void test_wrong_format(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
 }
 
+/* ---- the per-user index and read cursors (format 2) ---- */
+
+typedef struct member_seen {
+    uint32_t n;
+    char g[4][16];
+    uint64_t read[4], seq[4];
+    char last[4][VAL_LEN];
+} member_seen;
+
+static int member_fn(void *ud, const rc_persist_member_group *mg)
+{
+    member_seen *w = ud;
+    if (w->n < 4) {
+        snprintf(w->g[w->n], sizeof(w->g[0]), "%.*s", (int)mg->g_len, mg->g);
+        w->read[w->n] = mg->read;
+        w->seq[w->n] = mg->seq;
+        snprintf(w->last[w->n], VAL_LEN, "%.*s", mg->map ? (int)mg->map_len : 0, mg->map ? (const char *)mg->map : "");
+    }
+    w->n++;
+    return 0;
+}
+
+static member_seen groups_of(rc_persist *p, const char *user, uint32_t max, bool *more)
+{
+    member_seen w = { 0 };
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(ops->user_groups(p, user, (uint32_t)strlen(user), max, member_fn, &w, more, err, sizeof(err)), 0);
+    return w;
+}
+
+static void member(rc_persist *p, const char *g, const char *user, bool is)
+{
+    rc_persist_batch *b = ops->batch_begin(p);
+    ops->put_member(b, g, (uint32_t)strlen(g), user, (uint32_t)strlen(user), is);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+}
+
+static void cursor(rc_persist *p, const char *g, const char *user, uint64_t seq)
+{
+    rc_persist_batch *b = ops->batch_begin(p);
+    ops->put_read(b, g, (uint32_t)strlen(g), user, (uint32_t)strlen(user), seq);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+}
+
+static uint64_t cursor_of(rc_persist *p, const char *g, const char *user)
+{
+    uint64_t seq = 12345;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(ops->get_read(p, g, (uint32_t)strlen(g), user, (uint32_t)strlen(user), &seq, err, sizeof(err)), 0);
+    return seq;
+}
+
+static void test_member_index_and_cursors(void)
+{
+    rc_persist *p = open_new("members");
+    member(p, "g2", "alice", true);
+    member(p, "g1", "alice", true);
+    member(p, "g1", "al", true);     /* a user whose name is a prefix of another's */
+    member(p, "g3", "alicex", true);
+    add_msgs(p, "g1", 1, 3);
+    cursor(p, "g1", "alice", 2);
+    cursor(p, "g9", "alice", 7);     /* a cursor outlives the membership: not listed */
+    bool more = true;
+    member_seen w = groups_of(p, "alice", 10, &more);
+    CU_ASSERT_FALSE(more);
+    CU_ASSERT_EQUAL_FATAL(w.n, 2);
+    CU_ASSERT_STRING_EQUAL(w.g[0], "g1"); /* byte order of the ids */
+    CU_ASSERT_EQUAL(w.read[0], 2);
+    CU_ASSERT_EQUAL(w.seq[0], 3);
+    CU_ASSERT_STRING_EQUAL(w.last[0], "msg g1 #3");
+    CU_ASSERT_STRING_EQUAL(w.g[1], "g2");
+    CU_ASSERT_EQUAL(w.read[1], 0);
+    CU_ASSERT_EQUAL(w.seq[1], 0);
+    CU_ASSERT_STRING_EQUAL(w.last[1], "");
+    w = groups_of(p, "al", 10, &more);
+    CU_ASSERT_EQUAL(w.n, 1);
+    CU_ASSERT_STRING_EQUAL(w.g[0], "g1");
+    CU_ASSERT_EQUAL(w.read[0], 0); /* alice's cursor is not al's */
+    w = groups_of(p, "alice", 1, &more);
+    CU_ASSERT_EQUAL(w.n, 1);
+    CU_ASSERT_TRUE(more);
+    CU_ASSERT_EQUAL(cursor_of(p, "g1", "alice"), 2);
+    CU_ASSERT_EQUAL(cursor_of(p, "g9", "alice"), 7);
+    CU_ASSERT_EQUAL(cursor_of(p, "g1", "bob"), 0);
+    member(p, "g2", "alice", false);
+    w = groups_of(p, "alice", 10, &more);
+    CU_ASSERT_EQUAL(w.n, 1);
+    w = groups_of(p, "nobody", 10, &more);
+    CU_ASSERT_EQUAL(w.n, 0);
+    rc_store_close(p);
+    /* survives a reopen */
+}
+
+/* A format-1 directory as the build before read cursors left it: five
+ * families, marker 1, a snapshot of `room` (members alice and bob) and
+ * three history entries. */
+static void raw_v1(const char *dir)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
+    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, V1_FAMILIES, families, co, h, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    rc_group *g = rc_group_new("room", 4, 16, 16);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    rc_strmap_put(&g->members, "alice", 5, 1);
+    rc_strmap_put(&g->members, "bob", 3, 1);
+    g->last_seq = 3;
+    rc_buf snap;
+    rc_buf_init(&snap);
+    CU_ASSERT_EQUAL_FATAL(rc_snapshot_encode(g, &snap), 0);
+    rocksdb_put_cf(db, w, h[1], "room", 4, (const char *)snap.data, snap.len, &e);
+    for (char seq = 1; seq <= 3; seq++) {
+        char key[] = { 4, 'r', 'o', 'o', 'm', 0, 0, 0, 0, 0, 0, 0, seq };
+        rocksdb_put_cf(db, w, h[2], key, sizeof(key), "old", 3, &e);
+    }
+    const char v1[4] = { 0, 0, 0, 1 };
+    rocksdb_put_cf(db, w, h[4], "format", 6, v1, 4, &e);
+    CU_ASSERT_PTR_NULL(e);
+    rc_buf_free(&snap);
+    rc_group_free(g);
+    rocksdb_writeoptions_destroy(w);
+    for (int i = 0; i < V1_FAMILIES; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
+static void test_migrate_v1(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    new_path(dir, "v1");
+    raw_v1(dir);
+    CU_ASSERT_PTR_NULL(rc_store_open_readonly(dir, err, sizeof(err))); /* read-only cannot migrate */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "migrated when ringcastd"));
+    rc_persist *p = open_ok(dir);
+    bool more;
+    member_seen w = groups_of(p, "alice", 10, &more);
+    CU_ASSERT_EQUAL_FATAL(w.n, 1);
+    CU_ASSERT_STRING_EQUAL(w.g[0], "room");
+    CU_ASSERT_EQUAL(w.seq[0], 3);
+    CU_ASSERT_EQUAL(w.read[0], 0);
+    CU_ASSERT_STRING_EQUAL(w.last[0], "old");
+    CU_ASSERT_EQUAL(groups_of(p, "bob", 10, &more).n, 1);
+    CU_ASSERT_EQUAL(groups_of(p, "carol", 10, &more).n, 0);
+    cursor(p, "room", "alice", 2);
+    rc_store_close(p);
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
+    p = open_ok(dir); /* format 2 now: opened as it is */
+    CU_ASSERT_EQUAL(cursor_of(p, "room", "alice"), 2);
+    CU_ASSERT_EQUAL(groups_of(p, "alice", 10, &more).n, 1);
+    rc_store_close(p);
+}
+
 /* A RocksDB database made without the store: the given families (default
  * always), optionally one history entry, never a format marker. */
 static void raw_create(const char *dir, int n_families, bool history_entry)
@@ -542,7 +703,7 @@ static void raw_create(const char *dir, int n_families, bool history_entry)
     rocksdb_options_t *o = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_set_create_missing_column_families(o, 1);
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
     rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
     char *e = NULL;
     rocksdb_t *db = rocksdb_open_column_families(o, dir, n_families, families, co, h, &e);
@@ -562,7 +723,7 @@ static void raw_create(const char *dir, int n_families, bool history_entry)
 static void raw_add_family(const char *dir, const char *name)
 {
     rocksdb_options_t *o = rocksdb_options_create();
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
     rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
     char *e = NULL;
     rocksdb_t *db = rocksdb_open_column_families(o, dir, N_FAMILIES, families, co, h, &e);
@@ -889,6 +1050,8 @@ int main(void)
     CU_add_test(s, "reopen keeps every durability mode's writes", test_reopen_and_durability);
     CU_add_test(s, "a refused operation poisons the batch; abort", test_poisoned_batch_and_abort);
     CU_add_test(s, "another format version is refused", test_wrong_format);
+    CU_add_test(s, "per-user index and read cursors", test_member_index_and_cursors);
+    CU_add_test(s, "a format-1 directory is migrated", test_migrate_v1);
     CU_add_test(s, "interrupted creation completed, other databases refused", test_interrupted_or_foreign_database);
     CU_add_test(s, "corrupt CURRENT, missing MANIFEST/SST/CURRENT refused", test_corrupt_or_missing_files);
     CU_add_test(s, "foreign files, a file, a missing parent, bad options", test_foreign_directory);

@@ -9,7 +9,8 @@ MessagePack (binary) and JSON (text) sessions chatting with a TCP session
 in one group, replies in the kind last used, fragmented messages, ping and
 pong, close codes 1000 / 1002 / 1007 / 1009, E_FRAME_TOO_LARGE, bad JSON,
 permessage-deflate offered and not agreed (a compressed frame is 1002),
-and the server still serving everyone after each bad client.
+the server still serving everyone after each bad client, and read cursors,
+receipts and the inbox over JSON and MessagePack (proto/PROTOCOL.md §6.11).
 """
 import asyncio
 import json
@@ -49,12 +50,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, extra=()):
+    def __init__(self, extra=(), durability="off"):
         self.dir = tempfile.mkdtemp(prefix="ringcast-ws-")
         self.port, self.http, self.admin = free_port(), free_port(), free_port()
         binary = os.environ.get("RINGCASTD", "build/ringcastd")
         self.proc = subprocess.Popen(
-            [binary, "--data-dir", self.dir, "--durability", "off", "--port", str(self.port),
+            [binary, "--data-dir", self.dir, "--durability", durability, "--port", str(self.port),
              "--http-port", str(self.http), "--admin-port", str(self.admin), "--max-frame", str(MAX_FRAME)]
             + list(extra),
             stderr=subprocess.DEVNULL)
@@ -272,6 +273,58 @@ async def test_chat_binary_json_tcp(srv):
     tcp.s.close()
 
 
+async def test_reads_inbox(srv):
+    """A JSON session that asked for receipts sees a MessagePack session's
+    read; its inbox (JSON, with the last msg map nested) counts unread."""
+    url = "ws://127.0.0.1:%d/ws" % srv.http
+    async with websockets.connect(url) as j, websockets.connect(url) as b:
+        async def jreq(m, t):
+            await j.send(json.dumps(m))
+            while True:
+                r = json.loads(await asyncio.wait_for(j.recv(), T))
+                if r.get("rid") == m["rid"] or r["t"] == t == "receipt":
+                    return r
+
+        async def breq(m):
+            await b.send(msgpack.packb(m))
+            while True:
+                r = msgpack.unpackb(await asyncio.wait_for(b.recv(), T))
+                if r.get("rid") == m["rid"]:
+                    return r
+        await jreq({"t": "hello", "user": "jane", "rid": 1}, "welcome")
+        await breq({"t": "hello", "user": "bo", "rid": 1})
+        r = await jreq({"t": "join", "g": "rd", "receipts": True, "rid": 2}, "joined")
+        check(r["t"] == "joined" and r.get("read") == 0, "joined carries read 0 before any read: %s" % r)
+        await breq({"t": "join", "g": "rd", "rid": 2})
+        for i in range(2):
+            r = await breq({"t": "send", "g": "rd", "body": "line %d" % i, "rid": 3 + i})
+            check(r["t"] == "ack", "bo's send %d is acked" % i)
+        r = await breq({"t": "read", "g": "rd", "seq": 2, "rid": 5})
+        check(r["t"] == "marked" and r["seq"] == 2, "read over MessagePack answers marked 2: %s" % r)
+        r = await jreq({"t": "ping", "rid": 99}, "receipt")  # the receipt comes first, or after the pong
+        if r["t"] != "receipt":
+            r = json.loads(await asyncio.wait_for(j.recv(), T))
+        check(r["t"] == "receipt" and r["user"] == "bo" and r["seq"] == 2 and r["g"] == "rd",
+              "the receipts session gets a JSON receipt of bo's read: %s" % r)
+        r = await jreq({"t": "inbox", "limit": 10, "rid": 6}, "inbox")
+        g = r.get("groups", [])
+        check(r["t"] == "inbox" and len(g) == 1 and g[0]["g"] == "rd" and g[0]["seq"] == 2 and g[0]["read"] == 0
+              and g[0]["unread"] == 2 and g[0]["last"]["body"] == "line 1" and g[0]["last"]["from"] == "bo"
+              and g[0]["ts"] == g[0]["last"]["ts"], "jane's JSON inbox: %s" % r)
+        r = await jreq({"t": "read", "g": "rd", "seq": 3, "rid": 7}, "marked")
+        check(r["t"] == "err" and r["code"] == "E_BAD_FIELD", "a read past the last seq is E_BAD_FIELD")
+        r = await jreq({"t": "read", "g": "rd", "seq": 1, "rid": 8}, "marked")
+        check(r["t"] == "marked" and r["seq"] == 1, "jane's read 1 is marked 1")
+        r = await jreq({"t": "read", "g": "rd", "seq": 0, "rid": 9}, "marked")
+        check(r["t"] == "marked" and r["seq"] == 1, "a lower read leaves the cursor at 1")
+        r = await jreq({"t": "read", "g": "elsewhere", "seq": 0, "rid": 10}, "marked")
+        check(r["t"] == "err" and r["code"] == "E_NOT_MEMBER", "a read of a group not joined is E_NOT_MEMBER")
+        r = await jreq({"t": "inbox", "limit": 0, "rid": 11}, "inbox")
+        check(r["t"] == "err" and r["code"] == "E_BAD_FIELD", "inbox limit 0 is E_BAD_FIELD")
+        r = await jreq({"t": "join", "g": "rd", "rid": 12}, "joined")
+        check(r.get("read") == 1, "joining again carries the cursor: %s" % r)
+
+
 def test_bad_frames(srv):
     # invalid UTF-8 in a text message: 1007
     s = raw_ws(srv.http)
@@ -376,6 +429,12 @@ def main():
     finally:
         code = srv.stop()
     check(code == 0, "ringcastd stops cleanly (exit %s)" % code)
+    stored = Server(durability="batch")  # the inbox is answered from storage
+    try:
+        asyncio.run(test_reads_inbox(stored))
+    finally:
+        code = stored.stop()
+    check(code == 0, "the stored server stops cleanly (exit %s)" % code)
     print("%d failure(s)" % len(failures))
     return 1 if failures else 0
 
