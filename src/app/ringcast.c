@@ -1,6 +1,8 @@
 /*
  * ringcast: command-line client.
- *   ringcast chat  --user U --group G      interactive: lines typed are sent, messages printed
+ *   ringcast chat  --user U --group G      interactive: lines typed are sent, messages printed and marked read
+ *   ringcast inbox --user U [--count N] [--json]   the user's groups, newest activity first, with unread counts
+ *   ringcast read  --user U --group G --seq N      move the user's read cursor of G to N
  *   ringcast send  --user U --group G TEXT send one message, print its ack
  *   ringcast tail  --user U --group G [--since N] [--json] [--count N]
  *   ringcast stats [--admin-port P]        print the server's /metrics
@@ -33,8 +35,8 @@ typedef struct cli_opts {
     const char *secret, *groups;    /* ringcast token: --secret (or RINGCAST_AUTH_SECRET), --groups */
     uint64_t ttl;                   /* ringcast token: --ttl seconds */
     uint16_t port, admin_port;
-    uint64_t since, count;
-    bool has_since, json;
+    uint64_t since, count, seq;
+    bool has_since, has_seq, json;
     const char *text;
 } cli_opts;
 
@@ -45,6 +47,10 @@ static void usage(FILE *out)
             "commands:\n"
             "  chat  --user U --group G             interactive chat: typed lines are sent,\n"
             "                                       incoming messages printed as [group #seq] sender: body\n"
+            "                                       and marked read\n"
+            "  inbox --user U [--count N] [--json]  the user's groups, newest activity first: last seq,\n"
+            "                                       read cursor, unread count, last message (N: 1..1000, 100)\n"
+            "  read  --user U --group G --seq N     move the user's read cursor of G to N (never back)\n"
             "  send  --user U --group G [--mid M] TEXT   send one message and print its ack\n"
             "  tail  --user U --group G [--since N] [--count N] [--json]\n"
             "                                       print messages as they arrive (and missed ones with --since)\n"
@@ -119,10 +125,27 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         else if (strcmp(a, "--admin-port") == 0 && parse_port(v, &o->admin_port) == 0) {}
         else if (strcmp(a, "--since") == 0) { o->since = strtoull(v, NULL, 10); o->has_since = true; }
         else if (strcmp(a, "--count") == 0) o->count = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--seq") == 0 && parse_u64(v, &o->seq) == 0) o->has_seq = true;
         else {
             fprintf(stderr, "ringcast: bad option %s %s\n", a, v);
             return -1;
         }
+    }
+    return 0;
+}
+
+/* Connects and says hello. */
+static int connect_hello(rc_client *c, const cli_opts *o)
+{
+    if (!o->user && !o->token) {
+        fprintf(stderr, "ringcast: --user (or --token) is required\n");
+        return -1;
+    }
+    if (rc_client_open(c, o->host, o->port, CLI_TIMEOUT_MS) != 0 ||
+        rc_client_hello_token(c, o->user, o->token, CLI_TIMEOUT_MS) != 0) {
+        fprintf(stderr, "ringcast: %s\n", c->err);
+        rc_client_close(c);
+        return -1;
     }
     return 0;
 }
@@ -269,15 +292,19 @@ static int cmd_chat(const cli_opts *o)
             o->user ? o->user : "the token's user");
     char *line = malloc(CLI_LINE_MAX);
     int rc = 0;
+    uint64_t read = 0; /* the newest seq marked read */
     for (;;) {
         struct pollfd p[2] = { { 0, POLLIN, 0 }, { c.fd, POLLIN, 0 } };
         if (poll(p, 2, -1) < 0 && errno != EINTR)
             break;
         if (p[1].revents) {
             rc_msg m;
+            uint64_t newest = 0;
             while (rc_client_recv(&c, &m, 0) == 1) {
-                if (m.type == RC_T_MSG)
+                if (m.type == RC_T_MSG) {
                     print_msg(&m, false);
+                    newest = m.seq > newest ? m.seq : newest;
+                }
                 else if (m.type == RC_T_ERR)
                     fprintf(stderr, "error %s: %.*s\n", rc_err_name(m.code), (int)m.text.len, m.text.ptr);
                 else if (m.type == RC_T_BYE) {
@@ -290,6 +317,10 @@ static int cmd_chat(const cli_opts *o)
                 rc = 1;
                 break;
             }
+            /* what was printed is read: one cursor move per batch shown */
+            rc_msg r = { .type = RC_T_READ, .g = rc_str_c(o->group), .seq = newest, .has = RC_HAS_SEQ };
+            if (newest > read && rc_client_send(&c, &r) == 0)
+                read = newest;
         }
         if (p[0].revents) {
             if (!fgets(line, CLI_LINE_MAX, stdin))
@@ -307,6 +338,82 @@ static int cmd_chat(const cli_opts *o)
     }
 out:
     free(line);
+    rc_client_close(&c);
+    return rc;
+}
+
+static void print_entry(const rc_inbox_entry *e, bool json)
+{
+    if (json) {
+        printf("{\"g\":");
+        print_json_str(e->g);
+        printf(",\"seq\":%llu,\"read\":%llu,\"unread\":%llu", (unsigned long long)e->seq,
+               (unsigned long long)e->read, (unsigned long long)e->unread);
+        if (e->has_last) {
+            printf(",\"ts\":%llu,\"from\":", (unsigned long long)e->ts);
+            print_json_str(e->last->from);
+            printf(",\"body\":");
+            print_json_str(e->last->body);
+        }
+        printf("}\n");
+        return;
+    }
+    printf("%.*s seq=%llu read=%llu unread=%llu", (int)e->g.len, e->g.ptr, (unsigned long long)e->seq,
+           (unsigned long long)e->read, (unsigned long long)e->unread);
+    if (e->has_last)
+        printf(" last: %.*s: %.*s", (int)e->last->from.len, e->last->from.ptr, (int)e->last->body.len,
+               e->last->body.ptr);
+    printf("\n");
+}
+
+/* One request, its reply (or err) into *r; 0, or 1 with the cause printed. */
+static int ask(rc_client *c, const char *cmd, rc_msg *m, rc_type want, rc_msg *r)
+{
+    m->has |= RC_HAS_RID;
+    m->rid = 1;
+    if (rc_client_send(c, m) != 0 || rc_client_wait(c, want, 1, r, CLI_TIMEOUT_MS) != 1) {
+        fprintf(stderr, "ringcast %s: %s\n", cmd, c->err[0] ? c->err : "no answer");
+        return 1;
+    }
+    if (r->type == RC_T_ERR) {
+        fprintf(stderr, "ringcast %s: %s: %.*s\n", cmd, rc_err_name(r->code), (int)r->text.len, r->text.ptr);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_inbox(const cli_opts *o)
+{
+    rc_client c;
+    if (o->count > 1000) {
+        fprintf(stderr, "ringcast inbox: --count takes 1..1000\n");
+        return 2;
+    }
+    if (connect_hello(&c, o) != 0)
+        return 1;
+    rc_msg q = { .type = RC_T_INBOX, .limit = o->count, .has = o->count ? RC_HAS_LIMIT : 0 }, r;
+    int rc = ask(&c, "inbox", &q, RC_T_INBOX, &r);
+    for (uint32_t i = 0; rc == 0 && i < r.n_groups; i++)
+        print_entry(&r.groups[i], o->json);
+    if (rc == 0 && r.more)
+        fprintf(stderr, "ringcast inbox: more groups than the reply holds\n");
+    rc_client_close(&c);
+    return rc;
+}
+
+static int cmd_read(const cli_opts *o)
+{
+    rc_client c;
+    if (!o->has_seq || !o->group) {
+        fprintf(stderr, "ringcast read: --group and --seq are required\n");
+        return 2;
+    }
+    if (connect_hello(&c, o) != 0)
+        return 1;
+    rc_msg q = { .type = RC_T_READ, .g = rc_str_c(o->group), .seq = o->seq, .has = RC_HAS_SEQ }, r;
+    int rc = ask(&c, "read", &q, RC_T_MARKED, &r);
+    if (rc == 0)
+        printf("marked g=%.*s seq=%llu\n", (int)r.g.len, r.g.ptr, (unsigned long long)r.seq);
     rc_client_close(&c);
     return rc;
 }
@@ -397,6 +504,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "chat") == 0) return cmd_chat(&o);
     if (strcmp(argv[1], "stats") == 0) return cmd_stats(&o);
     if (strcmp(argv[1], "token") == 0) return cmd_token(&o);
+    if (strcmp(argv[1], "inbox") == 0) return cmd_inbox(&o);
+    if (strcmp(argv[1], "read") == 0) return cmd_read(&o);
     fprintf(stderr, "ringcast: unknown command %s\n", argv[1]);
     usage(stderr);
     return 2;

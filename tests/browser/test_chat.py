@@ -12,7 +12,11 @@ the same messages, in seq order, each once. Then:
   is away; after her page reconnects (join with since) both pages agree again;
 - bob writes enough that a join's backlog needs several pages
   (max_reply_bytes is small), and alice's page reloads while he still writes:
-  it shows the whole history again, with no duplicate and no gap.
+  it shows the whole history again, with no duplicate and no gap;
+- bob is also a member of a second group, where carol (a protocol client in
+  this script) writes twice: bob's page lists it under #groups with 2
+  unread; a click opens it, shows both messages and marks them read (the
+  server's inbox then says 0 unread).
 
 A screenshot of alice's page goes to RC_SCREENSHOT (default
 /tmp/ringcast-chat.png). Every wait is at most 10 s and the whole test at most
@@ -30,7 +34,10 @@ import sys
 import tempfile
 import threading
 import time
+import struct
 import urllib.request
+
+import msgpack
 
 SKIP = 77
 WAIT_S = 10            # the longest any single wait may take
@@ -63,7 +70,8 @@ def http_get(url):
 
 
 class Server:
-    """ringcastd on loopback ports of its own, memory only."""
+    """ringcastd on loopback ports of its own, its data in the test's
+    temporary directory (the inbox is answered from storage)."""
 
     def __init__(self, binary, tmp):
         self.binary, self.tmp = binary, tmp
@@ -74,7 +82,7 @@ class Server:
     def start(self):
         args = [self.binary, "--port", str(self.port), "--http-port", str(self.http_port),
                 "--admin-port", str(self.admin_port), "--data-dir", os.path.join(self.tmp, "data"),
-                "--durability", "off", "--max-frame", str(MAX_FRAME),
+                "--durability", "batch", "--max-frame", str(MAX_FRAME),
                 "--max-reply-bytes", str(MAX_REPLY_BYTES), "--idle-timeout-ms", str(IDLE_TIMEOUT_MS)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -114,6 +122,37 @@ class Server:
                 return "".join(f.readlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class Proto:
+    """A protocol client over TCP (length-prefixed MessagePack)."""
+
+    def __init__(self, port, user):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+        self.buf, self.rid = b"", 0
+        self.ask({"t": "hello", "user": user})
+
+    def ask(self, m):
+        self.rid += 1
+        m["rid"] = self.rid
+        b = msgpack.packb(m, use_bin_type=True)
+        self.s.sendall(struct.pack(">I", len(b)) + b)
+        while True:
+            while len(self.buf) < 4 or len(self.buf) < 4 + struct.unpack(">I", self.buf[:4])[0]:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    raise Failure("the server closed the protocol connection")
+                self.buf += chunk
+            n = struct.unpack(">I", self.buf[:4])[0]
+            r = msgpack.unpackb(self.buf[4:4 + n], raw=False)
+            self.buf = self.buf[4 + n:]
+            if r.get("rid") == self.rid:
+                if r["t"] == "err":
+                    raise Failure("%s: %s %s" % (m["t"], r["code"], r.get("msg")))
+                return r
+
+    def close(self):
+        self.s.close()
 
 
 class Relay:
@@ -192,7 +231,8 @@ return {
   pending: all('#pending li').length,
   online: all('#online li').map(function (e) { return e.dataset.user; }),
   typing: (document.getElementById('typing') || {}).textContent || '',
-  user: document.getElementById('user').value, group: document.getElementById('group').value
+  user: document.getElementById('user').value, group: document.getElementById('group').value,
+  groups: all('#groups li').map(function (e) { return [e.dataset.group, e.dataset.unread, e.className]; })
 };
 """
 
@@ -317,6 +357,38 @@ class Chat:
             return "(no browser log: %s)" % e
 
 
+def unread_counts(chat, server, bob, group):
+    side = "side-%d" % os.getpid()
+    # short-lived connections: one left silent past idle_timeout_ms is closed
+    bob_proto, carol = Proto(server.port, "bob"), Proto(server.port, "carol")
+    bob_proto.ask({"t": "join", "g": side})
+    carol.ask({"t": "join", "g": side})
+    for body in ("side one", "side two"):
+        carol.ask({"t": "send", "g": side, "body": body})
+    bob_proto.close()
+    carol.close()
+    st = chat.wait(bob, "bob's #groups to list %s with 2 unread" % side,
+                   lambda s: [side, "2", ""] in s["groups"])
+    need([group, "0", "here"] in st["groups"], "bob's #groups does not show the open group as read: %s" % st["groups"])
+    need([g[0] for g in st["groups"]][0] == side, "bob's #groups does not list the newest activity first: %s"
+         % st["groups"])
+    chat.on(bob)
+    chat.driver.find_element(chat.By.CSS_SELECTOR, '#groups li[data-group="%s"]' % side).click()
+    chat.wait(bob, "bob's page to open %s and show carol's messages" % side,
+              lambda s: s["group"] == side and s["status"] == "connected"
+              and [m[2] for m in s["msgs"]] == ["side one", "side two"])
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        bob_proto = Proto(server.port, "bob")
+        entry = [e for e in bob_proto.ask({"t": "inbox"})["groups"] if e["g"] == side]
+        bob_proto.close()
+        if entry and entry[0]["read"] == 2 and entry[0]["unread"] == 0:
+            break
+        need(time.monotonic() < deadline, "bob's page did not mark %s read: %s" % (side, entry))
+        time.sleep(0.1)
+    print("ok - bob's #groups listed %s with 2 unread; opening it marked both read" % side)
+
+
 def run(chat, server, relay, shot):
     direct = "http://127.0.0.1:%d/" % server.http_port
     try:
@@ -398,6 +470,14 @@ def run(chat, server, relay, shot):
     chat.say_click(bob, "bob", "welcome back")
     ref = chat.agree([alice, bob], "after the reload")
     need(set(chat.state(bob)["online"]) >= {"alice", "bob"}, "#online does not list alice and bob")
+
+    # Unread counts: carol writes twice in a second group of bob's; his page
+    # lists it with 2 unread (its inbox is asked for every few seconds), and
+    # a click opens it and marks both read.
+    if server.binary.endswith("mock_ringcastd.py"):
+        print("skip - unread counts: the stand-in keeps no inbox")
+    else:
+        unread_counts(chat, server, bob, group)
     idle = server.metric("ringcast_idle_timeouts_total")
     need(idle == 0, "the server closed %d connection(s) as idle (ringcast_idle_timeouts_total): a page did not"
          " answer a ping, or the server took a fresh connection for an idle one" % idle)

@@ -172,6 +172,38 @@ static void test_send_tail_stats(void)
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
 }
 
+static void test_inbox_read(void)
+{
+    it_cleanup(&srv);
+    CU_ASSERT_FATAL(it_start(&srv, NULL) == 0);
+    const char *s1[] = { "--user", "ivy", "--group", "in-a", "one", NULL };
+    const char *s2[] = { "--user", "ivy", "--group", "in-b", "two", NULL };
+    const char *s3[] = { "--user", "ivy", "--group", "in-b", "three", NULL };
+    CU_ASSERT(cli_ok(&res, "send", s1));
+    usleep(2000); /* ts is in ms: in-b's messages are newer */
+    CU_ASSERT(cli_ok(&res, "send", s2));
+    CU_ASSERT(cli_ok(&res, "send", s3));
+    const char *read_args[] = { "--user", "ivy", "--group", "in-b", "--seq", "1", NULL };
+    CU_ASSERT(cli_ok(&res, "read", read_args));
+    CU_ASSERT_STRING_EQUAL(res.out, "marked g=in-b seq=1\n");
+    const char *inbox_args[] = { "--user", "ivy", NULL };
+    CU_ASSERT(cli_ok(&res, "inbox", inbox_args));
+    CU_ASSERT_STRING_EQUAL(res.out, "in-b seq=2 read=1 unread=1 last: ivy: three\n"
+                                    "in-a seq=1 read=0 unread=1 last: ivy: one\n");
+    const char *json_args[] = { "--user", "ivy", "--count", "1", "--json", NULL };
+    CU_ASSERT(cli_ok(&res, "inbox", json_args));
+    static const char want_json[] = "{\"g\":\"in-b\",\"seq\":2,\"read\":1,\"unread\":1,\"ts\":";
+    CU_ASSERT(strncmp(res.out, want_json, sizeof(want_json) - 1) == 0);
+    CU_ASSERT(strchr(res.out, '\n') == res.out + strlen(res.out) - 1); /* --count 1: one line */
+    const char *past[] = { "--user", "ivy", "--group", "in-b", "--seq", "9", NULL };
+    cli(&res, "read", past);
+    CU_ASSERT(res.status == 1 && strstr(res.err, "E_BAD_FIELD") != NULL);
+    const char *stranger[] = { "--user", "zed", "--group", "in-b", "--seq", "1", NULL };
+    cli(&res, "read", stranger);
+    CU_ASSERT(res.status == 1 && strstr(res.err, "E_NOT_MEMBER") != NULL);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
 static void test_ringcastd_help(void)
 {
     const char *bin = getenv("RINGCASTD");
@@ -225,6 +257,7 @@ int main(void)
         return 1;
     }
     CU_add_test(s, "ringcast send, tail --json, stats", test_send_tail_stats);
+    CU_add_test(s, "ringcast inbox, read", test_inbox_read);
     CU_add_test(s, "ringcastd --help lists the keys", test_ringcastd_help);
     CU_add_test(s, "ringcastd refuses bad flags with a message", test_ringcastd_bad_flags);
     return rc_test_run();
