@@ -5,7 +5,8 @@
  *  - `read` moves the user's cursor forward only (a lower seq answers the
  *    stored one), a seq past the group's last is E_BAD_FIELD, a non-member
  *    gets E_NOT_MEMBER; `joined` carries the cursor, in every later session;
- *  - the cursor survives kill -9 (durability batch);
+ *  - the cursor survives kill -9 (durability batch), and a change of the
+ *    shard count (durability off: the moved groups carry their cursors);
  *  - receipts reach only the sessions that joined with receipts: true, at
  *    most one per user and group per tick, the last one with the newest
  *    cursor;
@@ -14,13 +15,19 @@
  *    is gone; inbox_scan_max and max_reply_bytes cut it with `more: true`.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "itest.h"
 
 #define READS_BURST 50 /* reads pipelined in one write: the shard takes them in one or a few ticks */
 #define BIG_BODY 900   /* bytes of a message that fills a fifth of a 4096-byte reply budget */
+#define MOVE_GROUPS 8  /* groups whose cursors live in memory only while the shard count changes */
+#define ADMIN_TOKEN "reads-admin-token"
+#define RESP_MAX 4096
 
 static it_server srv;
 
@@ -336,6 +343,64 @@ static int suite_init(void)
     return it_start(&srv, NULL);
 }
 
+/* POST target on the admin port with the admin token; the HTTP status or -1. */
+static int admin_post(uint16_t port, const char *target)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct timeval tv = { .tv_sec = IT_TIMEOUT_MS / 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char req[512], resp[RESP_MAX];
+    int n = snprintf(req, sizeof(req),
+                     "POST %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Length: 0\r\n\r\n", target, ADMIN_TOKEN);
+    size_t len = 0;
+    if (write(fd, req, (size_t)n) == n)
+        for (ssize_t r; len + 1 < sizeof(resp) && (r = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0;)
+            len += (size_t)r;
+    resp[len] = '\0';
+    close(fd);
+    int status = -1;
+    return sscanf(resp, "HTTP/1.1 %d", &status) == 1 ? status : -1;
+}
+
+/* Cursors held in memory alone (durability off) move with their groups
+ * when the shard count changes (src/ARCHITECTURE.md §4.1). */
+static void test_cursor_moves_with_group(void)
+{
+    const char *flags[] = { "--durability", "off", "--admin-token", ADMIN_TOKEN, "--shards", "1", "--min-shards", "1",
+                            "--max-shards", "4", "--scale-interval-ms", "0", NULL };
+    it_server mv;
+    CU_ASSERT_FATAL(it_start(&mv, flags) == 0);
+    rc_client a;
+    rc_msg m;
+    CU_ASSERT_FATAL(it_login(&a, &mv, "mover") == 0);
+    char g[16];
+    for (int i = 0; i < MOVE_GROUPS; i++) {
+        snprintf(g, sizeof(g), "mv%d", i);
+        CU_ASSERT_FATAL(join_opts(&a, g, false, 2, &m) == 0);
+        send_n(&a, g, 3);
+        CU_ASSERT_FATAL(mark(&a, g, 2, 3, &m) == 0 && m.seq == 2);
+    }
+    CU_ASSERT_EQUAL_FATAL(admin_post(mv.s.admin_port, "/admin/shards?count=4"), 200);
+    CU_ASSERT(it_wait_metric(&mv, "ringcast_shards", 4) == 4);
+    CU_ASSERT(rc_test_metric(mv.s.admin_port, "ringcast_groups_moved_total", 1) > 0);
+    for (int i = 0; i < MOVE_GROUPS; i++) {
+        snprintf(g, sizeof(g), "mv%d", i);
+        CU_ASSERT_FATAL(join_opts(&a, g, false, 4, &m) == 0);
+        CU_ASSERT_EQUAL(m.read, 2);
+        CU_ASSERT_FATAL(mark(&a, g, 1, 5, &m) == 0);
+        CU_ASSERT_EQUAL(m.seq, 2); /* still monotonic at the new owner */
+    }
+    rc_client_close(&a);
+    CU_ASSERT_EQUAL(it_stop(&mv), 0);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -346,5 +411,6 @@ int main(void)
     CU_add_test(s, "inbox: order, counts, last, limit", test_inbox);
     CU_add_test(s, "inbox: inbox_scan_max and max_reply_bytes", test_inbox_bounds);
     CU_add_test(s, "cursor survives kill -9", test_cursor_survives_kill);
+    CU_add_test(s, "cursors move with their groups", test_cursor_moves_with_group);
     return rc_test_run();
 }
