@@ -231,6 +231,7 @@ static bool session_ready(rc_server *s, char *err, size_t errlen)
     }
     if (rc_client_connect(&a->client, loopback_host(s), s->port, (int)RC_API_CONNECT_TIMEOUT_MS) != 0) {
         snprintf(err, errlen, "cannot connect to the server's own port: %s", a->client.err);
+        rc_client_close(&a->client); /* what connect set up */
         return false;
     }
     a->connected = true;

@@ -323,6 +323,33 @@ def test_disconnect(srv):
     dave.close()
 
 
+def test_moves(srv):
+    """Publishes and group reads while groups move between shards
+    (POST /admin/shards): every publish gets the next seq, and a member
+    receives them all in order."""
+    c = Tcp(srv.port, "hank")
+    c.request({"t": "join", "g": "moved"})  # owned by shard 0 of 1 and another one of 4
+    moved0 = srv.metric("ringcast_groups_moved_total")
+    seqs, reads_ok, resized = [], True, 0
+    for i in range(40):
+        if i % 8 == 0:
+            st, _ = srv.call("POST", "/admin/shards?count=%d" % (4 if (i // 8) % 2 == 0 else 1), raw=True)
+            resized += st == 200
+        st, ans = srv.call("POST", "/api/publish", {"g": "moved", "from": "backend", "body": "m%d" % i})
+        seqs.append(ans.get("seq") if st == 200 else None)
+        st, g = srv.call("GET", "/api/groups/moved")
+        reads_ok = reads_ok and st == 200 and g.get("seq") == i + 1
+    check(resized == 5 and srv.metric("ringcast_groups_moved_total") > moved0, "the shard count changed 5 times, groups moved")
+    check(seqs == list(range(1, 41)), "40 publishes across moves got seqs 1..40: %r" % (seqs,))
+    check(reads_ok, "GET /api/groups/moved saw each publish's seq across moves")
+    got = []
+    for _ in range(40):
+        m = c.next_msg()
+        got.append((m.get("seq"), m.get("body")) if m else None)
+    check(got == [(i + 1, "m%d" % i) for i in range(40)], "hank received all 40 in order")
+    c.close()
+
+
 def test_list_bound(srv):
     """A user in 1001 groups: 1000 listed (RC_CALL_MAX_NAMES), n_groups counts all."""
     c = Tcp(srv.port, "gina")
@@ -405,6 +432,7 @@ def main():
         test_publish(srv)
         test_disconnect(srv)
         test_list_bound(srv)
+        test_moves(srv)
         test_metrics(srv)
     finally:
         code = srv.stop()
