@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/stats.h"
 #include "ringcast/json.h"
+#include "store/store.h"
 
 static const char *const endpoint_names[RC_API_ENDPOINTS] = { "publish", "disconnect", "groups", "users", "other" };
 /* The statuses counted apart; anything else counts as the last one. */
@@ -536,8 +537,39 @@ static bool ask_user_groups(rc_server *s, const char *user, uint32_t len, rc_cal
     return ok;
 }
 
-/* GET /api/users/<u>: its sessions from the io threads, its stored
- * memberships from the shards (a look at every group: ARCHITECTURE §3.10). */
+static int index_group(void *ud, const rc_persist_member_group *mg)
+{
+    rc_call *c = ud;
+    c->n++;
+    rc_call_add_name(c, mg->g, mg->g_len);
+    return 0;
+}
+
+/* The groups that hold user as a stored member, from the store's index by
+ * user (written in the same batch as each membership change, so it holds
+ * what the shards do): one prefix scan of the user's own entries. *calls
+ * gets one call, used for its answer only. */
+static bool index_user_groups(rc_server *s, const char *user, uint32_t len, rc_call **calls, uint32_t *n)
+{
+    char err[256];
+    bool more = false;
+    *n = 0;
+    calls[0] = rc_call_new(RC_CALL_USER_GROUPS, user, len);
+    if (!calls[0])
+        return false;
+    *n = 1;
+    if (rc_store_ops()->user_groups(s->persist, user, len, UINT32_MAX, index_group, calls[0], &more, err,
+                                    sizeof(err)) != 0) {
+        RC_LOG_ERROR("api", "event=user_groups_failed err=\"%s\"", err);
+        return false;
+    }
+    return true;
+}
+
+/* GET /api/users/<u>: its sessions from the io threads; its stored
+ * memberships from the store's index by user, or, when nothing is stored
+ * (durability=off), from the shards (a look at every group: ARCHITECTURE
+ * §3.10). */
 static int api_user(rc_server *s, const rc_admin_request *req, struct rc_admin_body *body)
 {
     char user[RC_MAX_USER + 1];
@@ -548,7 +580,8 @@ static int api_user(rc_server *s, const rc_admin_request *req, struct rc_admin_b
     int64_t sessions = ask_io_threads(s, RC_CALL_USER_SESSIONS, user, len);
     rc_call *calls[RC_MAX_SHARDS];
     uint32_t n = 0;
-    bool ok = sessions >= 0 && ask_user_groups(s, user, len, calls, &n);
+    bool ok = sessions >= 0 && (s->persist ? index_user_groups(s, user, len, calls, &n)
+                                           : ask_user_groups(s, user, len, calls, &n));
     uint64_t n_groups = 0, listed = 0;
     for (uint32_t i = 0; ok && i < n; i++) {
         n_groups += calls[i]->n;

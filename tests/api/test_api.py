@@ -402,6 +402,25 @@ def test_stored():
         msgs = r.get("msgs", []) if r else []
         check(len(msgs) == 1 and msgs[0].get("from") == "backend" and msgs[0].get("body") == "stored",
               "after kill -9: history holds the published message")
+        st, u = srv.call("GET", "/api/users/frank")
+        check(st == 200 and u.get("sessions") == 1 and u.get("groups") == ["kept"] and u.get("n_groups") == 1,
+              "durability batch: GET /api/users/frank from the store's index: %r" % (u,))
+        for i in range(1001):
+            c.send({"t": "join", "g": "many-%d" % i, "rid": 1000 + i})
+        joined = 0
+        while joined < 1001:
+            r = c.recv()
+            if r is None:
+                break
+            joined += r.get("t") == "joined"
+        st, u = srv.call("GET", "/api/users/frank")
+        groups = u.get("groups", []) if isinstance(u, dict) else []
+        check(st == 200 and len(set(groups)) == 1000 and u.get("n_groups") == 1002,
+              "durability batch: frank in 1002 groups, 1000 listed from the index")
+        c.request({"t": "leave", "g": "kept"})
+        st, u = srv.call("GET", "/api/users/frank")
+        check(st == 200 and "kept" not in u.get("groups", []) and u.get("n_groups") == 1001,
+              "durability batch: a leave is in the index at once")
         st, again = srv.call("POST", "/api/publish", {"g": "kept", "from": "backend", "body": "stored", "mid": "k1"})
         check(st == 200 and again.get("dup") is True and again.get("seq") == 1, "after kill -9: the same mid is still dup")
         c.close()
