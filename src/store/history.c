@@ -16,6 +16,7 @@
 #include "store/rocks.h"
 
 #define WHY_MAX 160u /* first problem recorded in a batch */
+#define BOUNDS_STEPS 8u /* steps forward from the oldest entry before seeking the newest */
 
 struct rc_persist_batch {
     rc_persist *p;
@@ -174,9 +175,12 @@ static int iter_error(rocksdb_iterator_t *it, const char *dir, const char *what,
     return -1;
 }
 
-/* Oldest and newest seq of g in history (0, 0 when none): two seeks of a
- * prefix-mode iterator, answered by the prefix bloom filters when g has no
- * history at all. */
+/* Oldest and newest seq of g in history (0, 0 when none): a seek of a
+ * prefix-mode iterator (answered by the prefix bloom filters when g has no
+ * history at all), then up to BOUNDS_STEPS steps forward, which find the
+ * newest entry of a short history where it is; a longer one takes a second
+ * seek from its far end. A seek costs more than the steps: it goes through
+ * every memtable and file (bench/RESULTS.md, Recovery). */
 static int seq_bounds(rc_persist *p, rocksdb_iterator_t *it, const char *g, uint32_t g_len, uint64_t *oldest,
                       uint64_t *newest, char *err, size_t errlen)
 {
@@ -187,6 +191,13 @@ static int seq_bounds(rc_persist *p, rocksdb_iterator_t *it, const char *g, uint
     rocksdb_iter_seek(it, key, klen);
     if (!history_entry_of(it, key, prefix_len, oldest))
         return iter_error(it, p->dir, "cannot read history", err, errlen);
+    uint64_t seq = *oldest;
+    for (unsigned i = 0; i < BOUNDS_STEPS; i++) {
+        *newest = seq;
+        rocksdb_iter_next(it);
+        if (!history_entry_of(it, key, prefix_len, &seq))
+            return iter_error(it, p->dir, "cannot read history", err, errlen); /* past g's last entry */
+    }
     klen = rc_store_history_key(key, g, g_len, UINT64_MAX);
     rocksdb_iter_seek_for_prev(it, key, klen);
     if (!history_entry_of(it, key, prefix_len, newest)) {

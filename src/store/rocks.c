@@ -32,6 +32,7 @@
 #define LOG_FILE_MAX_MB 16u     /* RocksDB's own LOG file, rotated at this size */
 #define LOG_FILES_KEPT 5u       /* old LOG files kept */
 #define WRITE_BUFFERS 3         /* memtables per family: one active, two flushing */
+#define METADATA_BLOCK_BYTES 4096u /* index and filter partition size (partitioned index and filters) */
 #define PREFIX_EXTRACTOR_NAME "ringcast.history.group.v1"
 #define NOT_LINKED "not linked with the binary" /* RocksDB's message for a missing compression library */
 
@@ -158,7 +159,19 @@ static rocksdb_options_t *cf_options(const rc_store_options *o, rocksdb_cache_t 
     rocksdb_block_based_options_set_block_cache(t, cache);
     rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom(o->bloom_bits_per_key));
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    /* Partitioned index and filters: a file's filter is cut into
+     * METADATA_BLOCK_BYTES partitions under a small top-level index that
+     * stays pinned. A whole filter grows with the keys of its file (1.2 MB
+     * for a million groups) and is larger than one shard of a small block
+     * cache, so it was read again, whole, by every seek: recovering a
+     * million groups took 376 s; with partitions a seek reads at most one
+     * partition (bench/RESULTS.md, Recovery). */
+    rocksdb_block_based_options_set_index_type(t, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_partition_filters(t, 1);
+    rocksdb_block_based_options_set_metadata_block_size(t, METADATA_BLOCK_BYTES);
+    rocksdb_block_based_options_set_pin_top_level_index_and_filter(t, 1);
     rocksdb_block_based_options_set_whole_key_filtering(t, !history);
     rocksdb_options_set_block_based_table_factory(opts, t); /* copies t */
     rocksdb_block_based_options_destroy(t);

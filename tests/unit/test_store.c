@@ -418,6 +418,115 @@ static void test_groups_and_seq_bounds(void)
     rc_store_close(p);
 }
 
+/* Recovery finds the newest entry by stepping forward through a short
+ * history and by a second seek in a longer one: every length around the
+ * step count, and holes left by retention, come out exact, in the memtable
+ * and in SST files after a reopen. */
+#define BOUNDS_GROUPS 600u
+#define BOUNDS_LEN_MAX 20u /* history lengths 1..20 straddle the forward steps */
+
+static uint64_t bounds_first(uint32_t i) { return 1u + (i % 7u) * 5u; }
+static uint64_t bounds_last(uint32_t i) { return bounds_first(i) + (i % BOUNDS_LEN_MAX); }
+
+typedef struct bounds_check {
+    uint32_t n, bad;
+} bounds_check;
+
+static int check_bounds(void *ud, const rc_persist_group *grp)
+{
+    bounds_check *c = ud;
+    char name[32];
+    unsigned i;
+    char tail;
+    snprintf(name, sizeof(name), "%.*s", (int)grp->g_len, grp->g);
+    if (sscanf(name, "b%u%c", &i, &tail) != 1 || i >= BOUNDS_GROUPS) {
+        c->bad++;
+        return 0;
+    }
+    c->n++;
+    uint64_t first = bounds_first(i), last = bounds_last(i);
+    if (i % 3u == 0)
+        first = last - (last - first) / 2; /* trimmed below */
+    if (grp->oldest_seq != first || grp->newest_seq != last) {
+        if (c->bad++ < 5)
+            fprintf(stderr, "group %.*s: oldest %llu newest %llu, expected %llu %llu\n", (int)grp->g_len, grp->g,
+                    (unsigned long long)grp->oldest_seq, (unsigned long long)grp->newest_seq,
+                    (unsigned long long)first, (unsigned long long)last);
+    }
+    return 0;
+}
+
+static void test_seq_bounds_every_length(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "bounds");
+    rc_persist *p = open_ok(dir);
+    rc_persist_batch *b = ops->batch_begin(p);
+    char g[32];
+    for (uint32_t i = 0; i < BOUNDS_GROUPS; i++) {
+        snprintf(g, sizeof(g), "b%u", i);
+        put_snapshot(b, g);
+        put_msgs(b, g, bounds_first(i), bounds_last(i));
+        if (i % 3u == 0)
+            ops->trim_before(b, g, (uint32_t)strlen(g),
+                             bounds_last(i) - (bounds_last(i) - bounds_first(i)) / 2);
+    }
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    for (int round = 0; round < 2; round++) {
+        bounds_check c = { 0, 0 };
+        char err[ERR_LEN] = "";
+        CU_ASSERT_EQUAL(ops->load_groups(p, check_bounds, &c, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(c.n, BOUNDS_GROUPS);
+        CU_ASSERT_EQUAL(c.bad, 0);
+        rc_store_close(p);
+        p = open_ok(dir); /* the second round reads SST files */
+    }
+    rc_store_close(p);
+}
+
+/* History files carry a partitioned index and partitioned filters (a
+ * whole filter of a file with many groups outgrows a shard of the block
+ * cache and was read again by every recovery seek). Their table
+ * properties say so: "# index partitions" appears only for a partitioned
+ * index. */
+static void test_history_index_partitioned(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "parts");
+    rc_persist *p = open_ok(dir);
+    rc_persist_batch *b = ops->batch_begin(p);
+    char g[32];
+    for (uint32_t i = 0; i < BOUNDS_GROUPS; i++) {
+        snprintf(g, sizeof(g), "p%u", i);
+        put_snapshot(b, g);
+        put_msgs(b, g, 1, 3);
+    }
+    commit_ok(p, b, RC_DURABILITY_NONE);
+    rc_store_close(p); /* without the WAL, closing flushes the memtables to SST files */
+
+    rocksdb_options_t *o = rocksdb_options_create();
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families(o, dir, N_FAMILIES, families, co, h, 0, &e);
+    if (e)
+        fprintf(stderr, "raw open: %s\n", e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    char *props = rocksdb_property_value_cf(db, h[2], "rocksdb.aggregated-table-properties");
+    CU_ASSERT_PTR_NOT_NULL(props);
+    if (props) {
+        if (!strstr(props, "# index partitions"))
+            fprintf(stderr, "history table properties: %s\n", props);
+        CU_ASSERT_PTR_NOT_NULL(strstr(props, "# index partitions"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(props, "# entries=1800"));
+        rocksdb_free(props);
+    }
+    for (int i = 0; i < N_FAMILIES; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
 static void test_trim_before(void)
 {
     rc_persist *p = open_new("trim");
@@ -1046,6 +1155,8 @@ int main(void)
     CU_add_test(s, "groups sharing a prefix never mix", test_prefix_groups_never_mix);
     CU_add_test(s, "scan bounds, limit and early stop", test_scan_bounds_limit_stop);
     CU_add_test(s, "load_groups: snapshots, oldest and newest seq", test_groups_and_seq_bounds);
+    CU_add_test(s, "load_groups: oldest and newest seq of every history length, trimmed too", test_seq_bounds_every_length);
+    CU_add_test(s, "history files have a partitioned index and filters", test_history_index_partitioned);
     CU_add_test(s, "trim_before deletes exactly seq < before", test_trim_before);
     CU_add_test(s, "reopen keeps every durability mode's writes", test_reopen_and_durability);
     CU_add_test(s, "a refused operation poisons the batch; abort", test_poisoned_batch_and_abort);
