@@ -2,8 +2,9 @@
 # Recovery time and memory: fills a fresh data directory with G groups (M
 # members and K messages each), starts ringcastd on it, and reports the
 # recovery ringcastd logged (event=recovered, ringcast_recovery_seconds), the
-# time until /readyz answered 200, and the server's RSS when ready and after
-# --idle seconds of idling.
+# time until /readyz answered 200, the CPU time the server had used by then
+# (all threads) with the 1-minute load, and the server's RSS when ready and
+# after --idle seconds of idling.
 #
 #   bench/recovery.sh [--groups 100000] [--history 10] [--members 5]
 #       [--via-server] [--kill] [--idle 0] [--verify 0] [--data-dir DIR]
@@ -101,6 +102,8 @@ t1=$(date +%s.%N)
 grep -o 'event=recovered.*' "$work/run.log" >&2 || { echo "ringcastd did not report recovery" >&2; cat "$work/run.log" >&2; exit 1; }
 metric=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^ringcast_recovery_seconds /{print $2}')
 ready_rss=$(rss_kb "$pid")
+ready_cpu=$(awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$pid/stat") # utime + stime, all threads, at ready
+ready_load=$(cut -d' ' -f1 /proc/loadavg)
 sleep "$IDLE"
 idle_rss=$(rss_kb "$pid")
 verified=""
@@ -108,8 +111,8 @@ if [ "$VERIFY" -gt 0 ]; then
   "$MKGROUPS" --port "$port" --groups "$NGROUPS" --history "$HISTORY" --verify "$VERIFY" >&2
   verified=" verified_chunks=$VERIFY verify_rss_mb=$(mb "$(rss_kb "$pid")")"
 fi
-printf 'groups=%s history=%s members=%s via_server=%s recovery_seconds=%s start_to_ready_seconds=%.3f rss_ready_mb=%s rss_idle_mb=%s idle_s=%s hwm_mb=%s%s\n' \
-  "$NGROUPS" "$HISTORY" "$MEMBERS" "$VIA" "$metric" "$(echo "$t1 - $t0" | bc -l)" "$(mb "$ready_rss")" \
+printf 'groups=%s history=%s members=%s via_server=%s recovery_seconds=%s start_to_ready_seconds=%.3f cpu_s_at_ready=%s load_at_ready=%s rss_ready_mb=%s rss_idle_mb=%s idle_s=%s hwm_mb=%s%s\n' \
+  "$NGROUPS" "$HISTORY" "$MEMBERS" "$VIA" "$metric" "$(echo "$t1 - $t0" | bc -l)" "$ready_cpu" "$ready_load" "$(mb "$ready_rss")" \
   "$(mb "$idle_rss")" "$IDLE" "$(mb "$(hwm_kb "$pid")")" "$verified"
 stop_server "$pid"
 pid=""
