@@ -505,7 +505,9 @@ static void test_history_index_partitioned(void)
     rc_store_close(p); /* without the WAL, closing flushes the memtables to SST files */
 
     rocksdb_options_t *o = rocksdb_options_create();
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o };
+    const rocksdb_options_t *co[N_FAMILIES];
+    for (int i = 0; i < N_FAMILIES; i++)
+        co[i] = o;
     rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
     char *e = NULL;
     rocksdb_t *db = rocksdb_open_for_read_only_column_families(o, dir, N_FAMILIES, families, co, h, 0, &e);
