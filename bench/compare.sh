@@ -19,6 +19,9 @@
 #   --systems LIST     ringcast, nats, redis, sol (default all four), and
 #                      ringcast-off / ringcast-batch: ringcastd with
 #                      --durability off / batch after RINGCASTD_ARGS;
+#                      ringcast-fixed: ringcast-off with the autoscaler
+#                      off (--scale-interval-ms 0: the shard count stays
+#                      at its start value), to compare the two in one run;
 #                      jetstream: nats-server -js with a file-store stream;
 #                      redis-streams: redis-server with appendonly yes,
 #                      appendfsync everysec; a system whose server is missing
@@ -140,8 +143,8 @@ for w in $WORKLOADS; do
   case "$w" in fanout|rooms|many-groups|chat-day) ;; *) die "unknown workload '$w' (fanout rooms many-groups chat-day)" ;; esac
 done
 for s in $SYSTEMS; do
-  case "$s" in ringcast|ringcast-off|ringcast-batch|nats|redis|sol|jetstream|redis-streams) ;;
-    *) die "unknown system '$s' (ringcast ringcast-off ringcast-batch nats redis sol jetstream redis-streams)" ;; esac
+  case "$s" in ringcast|ringcast-off|ringcast-fixed|ringcast-batch|nats|redis|sol|jetstream|redis-streams) ;;
+    *) die "unknown system '$s' (ringcast ringcast-off ringcast-fixed ringcast-batch nats redis sol jetstream redis-streams)" ;; esac
 done
 [ -x "$BENCH" ] || die "no ringcast-bench at $BENCH (build it, or set RINGCAST_BENCH)"
 [ -z "$JSON" ] || command -v jq >/dev/null || die "--json needs jq (apt-get install jq)"
@@ -240,14 +243,18 @@ start_server() {
       redis-server --port "$p" --bind 127.0.0.1 --dir "$tmp/$s-data" --save '' \
         --appendonly yes --appendfsync everysec >"$log" 2>&1 &
       ;;
-    ringcast|ringcast-off|ringcast-batch)
+    ringcast|ringcast-off|ringcast-fixed|ringcast-batch)
       [ -x "$RINGCASTD" ] || { echo "compare.sh: no ringcastd at $RINGCASTD, skipping ringcast" >&2; return 2; }
       local http admin dur=()
       free_port; http=$FREE_PORT
       free_port; admin=$FREE_PORT
       rm -rf "$tmp/$s-data"
       mkdir -p "$tmp/$s-data"
-      case "$s" in ringcast-off) dur=(--durability off) ;; ringcast-batch) dur=(--durability batch) ;; esac
+      case "$s" in
+        ringcast-off) dur=(--durability off) ;;
+        ringcast-fixed) dur=(--durability off --scale-interval-ms 0) ;;
+        ringcast-batch) dur=(--durability batch) ;;
+      esac
       # shellcheck disable=SC2086 # RINGCASTD_ARGS is a list of flags
       "$RINGCASTD" --port "$p" --http-port "$http" --admin-port "$admin" \
         --data-dir "$tmp/$s-data" $RINGCASTD_ARGS "${dur[@]}" >"$log" 2>&1 &
@@ -273,7 +280,7 @@ version_of() {
     nats) nats-server --version 2>&1 | head -n 1 ;;
     jetstream) echo "$(nats-server --version 2>&1 | head -n 1) -js" ;;
     redis|redis-streams) redis-server --version 2>&1 | head -n 1 | cut -d' ' -f1-3 ;;
-    ringcast|ringcast-off|ringcast-batch) "$RINGCASTD" --version 2>&1 | head -n 1 ;;
+    ringcast|ringcast-off|ringcast-fixed|ringcast-batch) "$RINGCASTD" --version 2>&1 | head -n 1 ;;
     sol) echo "ringcast-sol" ;;
   esac
 }
@@ -502,7 +509,7 @@ report_flood() {
   echo "Load average (1, 5, 15 min): $LOAD_START at the start, $LOAD_END at the end."
   echo "Command: \`${RINGCASTD_ARGS:+RINGCASTD_ARGS=\"$RINGCASTD_ARGS\" }bench/compare.sh$DURABLE_FLAG --flood --workloads \"$WORKLOADS\" --systems \"$SYSTEMS\" --reps $REPS --duration $DURATION --warmup $WARMUP${EXTRA[*]:+ -- ${EXTRA[*]}}\`"
   echo "Mode: flood (no window: every publisher writes sends as fast as its socket takes them, then drains); ${DURATION} s measured after ${WARMUP} s warm-up, $REPS interleaved reps; servers restarted per workload." \
-       "ringcast-off is ringcastd --durability off (memory only, like the peers), ringcast-batch --durability batch; Redis keeps its default pub/sub output buffer limit." \
+       "ringcast-off is ringcastd --durability off (memory only, like the peers), ringcast-fixed the same with the autoscaler off, ringcast-batch --durability batch; Redis keeps its default pub/sub output buffer limit." \
        "$([ $DURABLE -eq 1 ] && echo "Durable peers: jetstream is nats-server -js with one file-store stream (publishes acked once stored), redis-streams is redis-server with appendonly yes and appendfsync everysec (bench/README.md, Durable peers).")"
   for w in $WORKLOADS; do
     act=$(grep "^$w " "$tmp/active" | cut -d' ' -f2-)
