@@ -88,6 +88,7 @@ typedef struct rc_config {
     uint64_t outbound_high_bytes;         /* 4194304; 1..2^40, queued bytes that mark a session slow */
     uint64_t outbound_kill_bytes;         /* 16777216; 1..2^40, queued bytes that close it */
     uint32_t outbound_stall_ms;           /* 500; 1..600000, time over outbound_high_bytes / 2 that makes a connection a slow consumer */
+    char slow_consumer_policy[RC_CONFIG_ENUM_SIZE]; /* "letter"; letter (slow_consumer dead letters) | catchup (from history, src/net/catchup.c) */
 
     /* Internals. */
     uint32_t ring_capacity;               /* 65536; power of two in 2..2^30, slots per shard ring */

@@ -126,6 +126,8 @@ static const key_def keys[] = {
         "queued outbound bytes that close a session"),
     U32(outbound_stall_ms, "500", 1, 600000, 0,
         "a connection whose output stays over outbound_high_bytes / 2 this long is a slow consumer, ms"),
+    ENUM(slow_consumer_policy, "letter", "letter|catchup",
+         "what a slow consumer's msgs past outbound_high_bytes become: slow_consumer dead letters, or skipped and sent again from history as its socket drains (catchup)"),
     U32(max_connections, "20000", 1, 1000000, 0, "open client connections at most"),
     U32(max_connections_per_ip, "4096", 1, 1000000, 0,
         "open client connections from one IP address at most; past it a new one gets E_LIMIT and is closed"),

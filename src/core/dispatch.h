@@ -49,7 +49,15 @@ enum rc_frame_kind {
     RC_FRAME_VOID = 2,        /* withdrawn before it left the shard (its write failed): skip */
     RC_FRAME_REDELIVER = 3,   /* data is a redelivery: see rc_frame_redeliver_new */
     RC_FRAME_ANSWERED = 4,    /* no data: the shard has answered the connection's reply-heavy request (rc_job_heavy) */
+    RC_FRAME_CAUGHT_UP = 5,   /* data is an rc_caught_up then the group id: one catch-up page is out (src/net/catchup.c) */
 };
+
+/* The end of one page of a slow reader's catch-up from history (RC_JOB_CATCHUP). */
+typedef struct rc_caught_up {
+    uint64_t next;  /* first seq the page did not cover: where the next page starts */
+    uint8_t more;   /* the page stopped at max_reply_bytes: the reader is still behind */
+    uint8_t lost;   /* history no longer held some of what the reader missed */
+} rc_caught_up;
 
 /* One encoded frame (length prefix included), shared by reference count. */
 typedef struct rc_frame {
@@ -123,6 +131,7 @@ typedef enum rc_job_kind {
     RC_JOB_PRESENCE, /* presence g: who is online */
     RC_JOB_TYPING, /* typing g: forwarded to the other users' sessions, at most once a second per user */
     RC_JOB_READ,   /* read g seq: the user's read cursor */
+    RC_JOB_CATCHUP, /* a slow reader's next page of g from history: seq > since, then RC_FRAME_CAUGHT_UP (src/net/catchup.c) */
     RC_JOB_INBOX,  /* inbox limit?: the user's groups; g holds the user, which picks the shard (no group of its own) */
     RC_JOB_STOP,   /* shutdown barrier: everything before it is processed */
     /* Moving groups between shards (src/core/route.h): */
@@ -167,14 +176,16 @@ rc_job *rc_job_new(rc_job_kind kind, rc_conn_id conn, rc_str user, const rc_msg 
 /* A job that names a group a client asked about (not a move's control job). */
 static inline bool rc_job_has_group(const rc_job *j)
 {
-    return j->kind <= RC_JOB_READ;
+    return j->kind <= RC_JOB_CATCHUP;
 }
 
 /* A job an io thread may refuse after max_queue_ms (E_OVERLOADED): a
- * client's request. Detach, stop and move jobs always wait for room. */
+ * client's request. Detach, stop, move and catch-up jobs always wait for
+ * room (a catch-up page is the server's own, not the client's). */
 static inline bool rc_job_refusable(const rc_job *j)
 {
-    return j->kind != RC_JOB_DETACH && j->kind != RC_JOB_STOP && j->kind != RC_JOB_EPOCH;
+    return j->kind != RC_JOB_DETACH && j->kind != RC_JOB_STOP && j->kind != RC_JOB_EPOCH &&
+           j->kind != RC_JOB_CATCHUP;
 }
 
 /* A request whose answer can be as large as max_reply_bytes: a hist, a

@@ -277,6 +277,50 @@ static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
     reply(s, j->conn, &m);
 }
 
+/* A slow reader's next page of g from history (src/net/catchup.c): the
+ * messages with seq > since, oldest first, at most max_reply_bytes of them,
+ * then an RC_FRAME_CAUGHT_UP frame saying where the page ended. Later live
+ * deliveries of g to this connection come after it in the same outbound
+ * ring, so the reader sees one gapless sequence. A connection no longer
+ * subscribed gets the end frame alone (more = 0): it stops catching up. */
+static void do_catchup(rc_shard *s, const rc_job *j)
+{
+    rc_group *g = group_find(s, j);
+    rc_caught_up cu = { .next = j->since + 1 };
+    bool subscribed = false;
+    for (uint32_t i = 0; g && i < g->n_subs && !subscribed; i++)
+        subscribed = g->subs[i] == j->conn;
+    uint64_t first = subscribed ? rc_shard_first_served(s, g) : 0;
+    if (subscribed && j->since + 1 < first) {
+        cu.lost = 1; /* nothing sent: the reader's sequence ends gapless, then it is closed */
+    } else if (subscribed && j->since < g->last_seq) {
+        uint64_t from = j->since + 1, seq = from, bytes = 0;
+        for (; seq <= g->last_seq; seq++) {
+            const rc_hist_entry *e = rc_group_hist_at(g, seq);
+            if (seq > from && reply_full(s, bytes, e->frame->len))
+                break;
+            bytes += e->frame->len;
+            rc_frame_ref(e->frame, 1);
+            rc_shard_deliver_flags(s, j->conn, e->frame, RC_DELIVERY_SYNC);
+        }
+        cu.more = seq <= g->last_seq;
+        cu.next = seq;
+        RC_STAT_ADD(s->stats.catchup_msgs, seq - from);
+    }
+    rc_frame *f;
+    while (!(f = rc_frame_alloc(sizeof(cu) + j->g_len))) {
+        /* Out of memory: the io thread waits for this frame to go on with
+         * the reader, so wait for io threads to free frames and batches. */
+        flush_outbatches(s);
+        sched_yield();
+    }
+    memcpy(f->data, &cu, sizeof(cu));
+    memcpy(f->data + sizeof(cu), rc_job_g(j), j->g_len);
+    f->len = (uint32_t)(sizeof(cu) + j->g_len);
+    f->kind = RC_FRAME_CAUGHT_UP;
+    rc_shard_deliver(s, j->conn, f);
+}
+
 /* Answers a refused join, and tells the io thread the session did not join
  * (it counted the group against max_groups_per_session when it routed). */
 static void refuse_join(rc_shard *s, const rc_job *j, rc_err code, const char *text)
@@ -1269,6 +1313,7 @@ static void process_job(rc_shard *s, rc_job *j)
     case RC_JOB_TYPING: do_typing(s, j); break;
     case RC_JOB_READ: do_read(s, j); break;
     case RC_JOB_INBOX: do_inbox(s, j); break;
+    case RC_JOB_CATCHUP: do_catchup(s, j); break;
     case RC_JOB_STOP: break;
     case RC_JOB_EPOCH: move_epoch(s, j); break;
     case RC_JOB_ADOPT: move_adopt(s, j); break;

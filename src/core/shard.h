@@ -76,6 +76,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t groups;        /* groups held */
     _Atomic uint64_t out_stalls;    /* times an io outbound ring was full */
     _Atomic uint64_t out_stall_ns;  /* time spent waiting for room in full io outbound rings */
+    _Atomic uint64_t catchup_msgs;  /* messages sent from history to slow readers catching up (src/net/catchup.c) */
     _Atomic uint64_t job_ns;        /* gauge: a job's share of its burst's time, recent (waits on io threads included) */
     _Atomic uint64_t sleeps;        /* times the shard went to sleep */
     _Atomic uint64_t store_commits; /* batches written */

@@ -12,6 +12,7 @@
 #include "net/iplimit.h"
 #include "net/outq.h"
 #include "net/session.h"
+#include "core/strmap.h"
 
 enum conn_state {
     CS_OPEN,     /* reading and writing */
@@ -54,6 +55,8 @@ typedef struct rc_conn {
     uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
     owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
     uint32_t owed_head, n_owed;
+    rc_strmap *behind;      /* catchup: group -> first seq missed, for groups it catches up in from history (net/catchup.c); NULL: none */
+    bool catchup_out;       /* one catch-up page of it is at a shard */
     rc_session sess;        /* the protocol session (net/session.h) */
     struct rc_ws *ws;       /* accepted on the HTTP port: HTTP, then WebSocket (net/ws.h); NULL for TCP */
 } rc_conn;
@@ -124,6 +127,23 @@ bool rc_io_letter_delivery(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len
 void rc_io_redeliver(rc_io *io, rc_conn *c, const rc_frame *f);
 /* The stop deadline passed: what c never got becomes `shutdown` letters. */
 void rc_io_letter_queued_output(rc_io *io, rc_conn *c);
+
+/* Closes c after a `bye` {reason} (sent after what is queued). */
+void rc_io_conn_bye(rc_io *io, rc_conn *c, const char *reason);
+
+/* ---- catchup.c: slow readers that catch up from history ---- */
+
+/* A live msg for c, a slow consumer past outbound_high_bytes or behind in
+ * the msg's group: true when it is skipped (history holds it: c catches up
+ * from there). */
+bool rc_catchup_skip(rc_io *io, rc_conn *c, const rc_frame *f);
+/* c's output drained: asks for the next page of a group it is behind in. */
+void rc_catchup_pump(rc_io *io, rc_conn *c);
+/* One page ended (an RC_FRAME_CAUGHT_UP frame). */
+void rc_catchup_done(rc_io *io, rc_conn *c, const rc_frame *f);
+/* c left g: nothing more to catch up there. */
+void rc_catchup_forget(rc_conn *c, rc_str g);
+void rc_catchup_free(rc_conn *c);
 
 /* ---- handoff.c: requests to shards ---- */
 

@@ -217,6 +217,8 @@ static void conn_drained(rc_io *io, rc_conn *c)
     c->slow = false;
     c->lettered = 0;
     rc_handoff_wake(io, c); /* held for its own output: read again */
+    if (c->behind)
+        rc_catchup_pump(io, c);
 }
 
 /* The one place that decides a connection is a slow consumer: it stayed
@@ -343,6 +345,8 @@ static void out_send(void *self, const uint8_t *p, size_t n)
 static void out_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m)
 {
     conn_ctx *x = self;
+    if (kind == RC_JOB_LEAVE && x->c->behind)
+        rc_catchup_forget(x->c, m->g);
     rc_handoff_route(x->io, x->c, kind, from, m);
     if (kind == RC_JOB_SEND)
         rc_handoff_hold_sender(x->io, x->c);
@@ -540,6 +544,7 @@ static void conn_free(rc_io *io, rc_conn *c)
     rc_session_free(&c->sess);
     rc_ws_free(c->ws);
     free(c->owed);
+    rc_catchup_free(c);
     io->conns[c->slot] = NULL;
     io->gens[c->slot]++;
     io->free_slots[io->n_free++] = c->slot;
@@ -777,8 +782,14 @@ void rc_io_conn_unhold(rc_io *io, rc_conn *c)
  * asked for). */
 static bool deliver_msg(rc_io *io, rc_conn *c, rc_frame *f, uint32_t flags)
 {
-    if (rc_io_past_high(io, c) && !(flags & RC_DELIVERY_SYNC) && rc_io_letter_delivery(io, c, f->data, f->len))
-        return false;
+    if (!(flags & RC_DELIVERY_SYNC)) {
+        if (io->lim.catchup) {
+            if ((c->behind || c->slow) && rc_catchup_skip(io, c, f))
+                return false;
+        } else if (rc_io_past_high(io, c) && rc_io_letter_delivery(io, c, f->data, f->len)) {
+            return false;
+        }
+    }
     RC_STAT_ADD(io->stats.deliveries, 1);
     return conn_push(io, c, f); /* a large frame takes the delivery's reference with it */
 }
@@ -801,7 +812,7 @@ static bool deliver_one(rc_io *io, rc_frame *f, const rc_delivery *d)
         return false;
     rc_conn *c = rc_io_conn(io, d->conn);
     if (!c) {
-        if (f->kind != RC_FRAME_REDELIVER && f->kind != RC_FRAME_ANSWERED) /* a closed subscriber owes nothing: filtered */
+        if (f->kind != RC_FRAME_REDELIVER && f->kind != RC_FRAME_ANSWERED && f->kind != RC_FRAME_CAUGHT_UP) /* a closed subscriber owes nothing: filtered */
             RC_STAT_ADD(io->stats.dropped_closed, 1);
     } else if (f->kind == RC_FRAME_ANSWERED) {
         rc_handoff_answered(io, c);
@@ -809,6 +820,8 @@ static bool deliver_one(rc_io *io, rc_frame *f, const rc_delivery *d)
         rc_session_forget(&c->sess, (rc_str){ (const char *)f->data, f->len });
     } else if (f->kind == RC_FRAME_REDELIVER) {
         rc_io_redeliver(io, c, f);
+    } else if (f->kind == RC_FRAME_CAUGHT_UP) {
+        rc_catchup_done(io, c, f);
     } else {
         return deliver_msg(io, c, f, d->flags);
     }
@@ -981,6 +994,11 @@ static void conn_bye(rc_io *io, rc_conn *c, const char *reason)
     rc_msg bye = { .type = RC_T_BYE, .reason = rc_str_c(reason) };
     conn_reply(io, c, &bye);
     conn_drain(io, c);
+}
+
+void rc_io_conn_bye(rc_io *io, rc_conn *c, const char *reason)
+{
+    conn_bye(io, c, reason);
 }
 
 /* A connection must say hello within hello_timeout_ms of its accept, and

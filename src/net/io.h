@@ -53,6 +53,7 @@ typedef struct rc_io_limits {
     uint32_t idle_timeout_ms;        /* a connection that sent no frame this long is closed; pinged at half (0: never) */
     const char *allowed_origins;     /* WebSocket Origins allowed, comma-separated ("" or NULL: any) */
     uint32_t conn_rate, conn_burst;  /* sends per second per connection, bucket size (0: no limit) */
+    bool catchup;                    /* slow_consumer_policy = catchup: slow readers catch up from history (net/catchup.c) */
 } rc_io_limits;
 
 /* While a connection that keeps up has more than outbound_high_bytes /
@@ -108,6 +109,11 @@ typedef struct rc_io_stats {
     _Atomic uint64_t congested;         /* gauge: connections over the pause mark (not yet slow consumers) */
     _Atomic uint64_t slow_marked;       /* connections that stayed over the pause mark for outbound_stall_ms */
     _Atomic uint64_t slow_letters;      /* deliveries turned into slow_consumer letters */
+    _Atomic uint64_t catchup_started;   /* times a slow reader fell behind in a group and started catching up from history */
+    _Atomic uint64_t catchup_skipped;   /* live msgs not queued to a reader behind in their group (history holds them) */
+    _Atomic uint64_t catchup_pages;     /* catch-up pages asked of shards */
+    _Atomic uint64_t catchup_done;      /* catch-ups that reached their group's last seq */
+    _Atomic uint64_t catchup_lost;      /* readers closed because history no longer held what they missed */
     _Atomic uint64_t overload_letters;  /* sends refused with E_OVERLOADED, sent as letters */
     _Atomic uint64_t shutdown_letters;  /* deliveries still queued at a forced stop, sent as letters */
     _Atomic uint64_t letters_refused;   /* letters the sink could not queue (logged) */
