@@ -10,7 +10,8 @@ in one group, replies in the kind last used, fragmented messages, ping and
 pong, close codes 1000 / 1002 / 1007 / 1009, E_FRAME_TOO_LARGE, bad JSON,
 permessage-deflate offered and not agreed (a compressed frame is 1002),
 the server still serving everyone after each bad client, and read cursors,
-receipts and the inbox over JSON and MessagePack (proto/PROTOCOL.md §6.11).
+receipts and the inbox over JSON and MessagePack (proto/PROTOCOL.md §6.11),
+and a slow reader catching up from history (slow_consumer_policy = catchup).
 """
 import asyncio
 import json
@@ -416,7 +417,80 @@ async def test_origins():
         srv.stop()
 
 
+def test_catchup_ws():
+    """slow_consumer_policy = catchup over WebSocket (proto/PROTOCOL.md §6.6):
+    a reader that stops reading while 6000 messages are sent gets every one,
+    in seq order, gapless, and none became a letter."""
+    n, body = 6000, b"w" * 1000
+    srv = Server(extra=("--slow-consumer-policy", "catchup", "--outbound-high-bytes", "131072",
+                        "--outbound-stall-ms", "100", "--max-reply-bytes", "65536", "--history-max", "10000"))
+    try:
+        r = raw_ws(srv.http)
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # little room: the server's queue grows
+
+        def ask(m):
+            r.sendall(frame(0x2, msgpack.packb(m)))
+            got = read_frames(r, until_close=False)
+            return [msgpack.unpackb(p) for op, p in got if op == 0x2]
+        check(any(m["t"] == "welcome" for m in ask({"t": "hello", "user": "ws-slow", "rid": 1})),
+              "catchup: the WebSocket reader says hello")
+        check(any(m["t"] == "joined" for m in ask({"t": "join", "g": "ws-cu", "rid": 2})),
+              "catchup: the WebSocket reader joins")
+        tcp = Tcp(srv.port, "ws-cu-sender")
+        tcp.send({"t": "join", "g": "ws-cu", "rid": 2})
+        check(tcp.recv()["t"] == "joined", "catchup: the sender joins")
+        sent = acked = 0
+        end = time.time() + 60
+        while acked < n and time.time() < end:
+            while sent < n and sent - acked < 64:
+                tcp.send({"t": "send", "g": "ws-cu", "body": body, "rid": 100 + sent})
+                sent += 1
+            m = tcp.recv()
+            check(m["t"] != "err", "catchup: no send refused") if m["t"] == "err" else None
+            acked += m["t"] == "ack"
+        check(acked == n, "catchup: every send acked (%d of %d)" % (acked, n))
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        last, gap, buf = 0, None, b""
+        r.settimeout(T)
+        end = time.time() + 60
+        while last < n and gap is None and time.time() < end:
+            chunk = r.recv(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+            while len(buf) >= 2:
+                op, ln, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
+                if ln == 126:
+                    if len(buf) < 4:
+                        break
+                    ln, off = struct.unpack(">H", buf[2:4])[0], 4
+                elif ln == 127:
+                    if len(buf) < 10:
+                        break
+                    ln, off = struct.unpack(">Q", buf[2:10])[0], 10
+                if len(buf) < off + ln:
+                    break
+                payload, buf = buf[off:off + ln], buf[off + ln:]
+                if op != 0x2:
+                    continue
+                m = msgpack.unpackb(payload)
+                if m.get("t") == "msg" and m.get("g") == "ws-cu":
+                    if m["seq"] != last + 1:
+                        gap = (last, m["seq"])
+                        break
+                    last = m["seq"]
+        check(gap is None and last == n, "catchup: the WebSocket reader got 1..%d gapless (last %d, gap %s)" %
+              (n, last, gap))
+        check(srv.metric("ringcast_catchup_started_total") >= 1, "catchup: the reader did fall behind")
+        check(srv.metric("ringcast_slow_consumer_letters_total") == 0, "catchup: nothing became a letter")
+        r.close()
+    finally:
+        code = srv.stop()
+    check(code == 0, "the catchup server stops cleanly (exit %s)" % code)
+
+
 def main():
+    test_catchup_ws()
     asyncio.run(test_origins())
     srv = Server()
     try:
