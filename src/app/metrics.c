@@ -65,6 +65,7 @@ static const io_metric io_metrics[] = {
     IO_METRIC(held_conns, "io_held_connections", "gauge", "Connections not read now because their requests wait for room in a shard ring."),
     IO_METRIC(jobs_waiting, "io_jobs_waiting", "gauge", "Requests queued in an io thread for their shard (this loop turn's, and those waiting for room)."),
     IO_METRIC(jobs_unadmitted, "io_jobs_unadmitted", "gauge", "Requests the last push left waiting in an io thread: their shard's ring had no room."),
+    IO_METRIC(jobs_routed, "io_jobs_routed_total", "counter", "Client requests an io thread queued for shards (the autoscaler's QPS)."),
     IO_METRIC(unadmitted_ns, "io_unadmitted_nanoseconds_total", "counter", "Time an io thread held requests outside full shard rings (the autoscaler's queue fill: the share of each interval spent so)."),
     IO_METRIC(pressure_holds, "io_pressure_holds_total", "counter", "Times a sending connection stopped being read while a reader was over the pause mark (outbound_high_bytes / 2)."),
     IO_METRIC(hello_timeouts, "hello_timeouts_total", "counter", "Connections closed for not saying hello within hello_timeout_ms."),

@@ -207,8 +207,8 @@ static void scale_sample(rc_server *s, uint32_t max_queue_ms, uint64_t *last_una
 {
     uint32_t n = atomic_load_explicit(&s->n_active, memory_order_acquire), inited = atomic_load_explicit(&s->n_inited, memory_order_acquire);
     uint64_t now_ms = rc_clock_mono_ns() / RC_NS_PER_MS, jobs = 0;
-    for (uint32_t i = 0; i < inited; i++)
-        jobs += rc_stat_get(&s->shards[i].stats.jobs);
+    for (uint32_t i = 0; i < s->n_io; i++) /* arrivals: a full queue holds back what is processed */
+        jobs += rc_stat_get(&s->ios[i].stats.jobs_routed);
     rc_scale_sample smp = { .t_ms = now_ms, .jobs = jobs, .fill_pct = fill_pct(s, n, max_queue_ms, last_unadmitted, dt_ms),
                            .io_wait_pct = io_wait_pct(s, inited, last_stall, dt_ms) };
     rc_scale_decision d = rc_scaler_step(&s->scaler, n, &smp);

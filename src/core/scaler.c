@@ -40,6 +40,31 @@ static double qps_over(const rc_scaler *sc, uint64_t window_ms)
     return (double)(last->jobs - first->jobs) * 1000.0 / (double)(last->t_ms - first->t_ms);
 }
 
+/* Mean QPS over the RC_SCALE_BASELINE_MS before the recent window (so a
+ * spike does not raise its own baseline: included, a 10 s spike needs
+ * 1.67x the earlier rate to pass 1.5x the 60 s mean); while fewer samples
+ * than that exist, the mean over the whole baseline window. */
+static double qps_baseline(const rc_scaler *sc)
+{
+    if (sc->n < 2)
+        return 0;
+    const rc_scale_sample *now = at(sc, sc->n - 1), *last = NULL, *first = NULL;
+    for (uint32_t i = sc->n; i-- > 0;) {
+        const rc_scale_sample *p = at(sc, i);
+        if (!last) {
+            if (now->t_ms - p->t_ms >= RC_SCALE_RECENT_MS)
+                last = first = p;
+            continue;
+        }
+        if (last->t_ms - p->t_ms > RC_SCALE_BASELINE_MS)
+            break;
+        first = p;
+    }
+    if (!last || last->t_ms <= first->t_ms)
+        return qps_over(sc, RC_SCALE_BASELINE_MS);
+    return (double)(last->jobs - first->jobs) * 1000.0 / (double)(last->t_ms - first->t_ms);
+}
+
 static void push(rc_scaler *sc, const rc_scale_sample *smp)
 {
     if (sc->n == RC_SCALE_SAMPLES_MAX) {
@@ -67,7 +92,7 @@ rc_scale_decision rc_scaler_step(rc_scaler *sc, uint32_t current, const rc_scale
                       (!sc->last_grow_ms || smp->t_ms - sc->last_grow_ms >= RC_SCALE_LOW_AFTER_GROW_MS);
     rc_scale_decision d = { .dir = RC_SCALE_STAY, .target = current, .fill_pct = smp->fill_pct, .io_wait_pct = smp->io_wait_pct };
     d.qps_recent = qps_over(sc, RC_SCALE_RECENT_MS);
-    d.qps_baseline = qps_over(sc, RC_SCALE_BASELINE_MS);
+    d.qps_baseline = qps_baseline(sc);
     /* Idle: nothing processed over a whole recent window. */
     bool idle = sc->n >= 2 && smp->t_ms - at(sc, 0)->t_ms >= RC_SCALE_RECENT_MS && d.qps_recent == 0 &&
                 smp->fill_pct == 0;

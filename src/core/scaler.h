@@ -6,7 +6,9 @@
  * Grow by RC_SCALE_GROW_PCT (at least one shard) when the fullest shard's
  * queue is above RC_SCALE_HIGH_PCT of what its ring admits and the QPS of
  * the last RC_SCALE_RECENT_MS is above RC_SCALE_GROW_QPS_PCT of the
- * baseline (the mean over RC_SCALE_BASELINE_MS), or when the queue has
+ * baseline (the mean over the RC_SCALE_BASELINE_MS before the recent
+ * window; QPS counts requests routed to the shards, which a full queue
+ * does not hold back as it holds back what they process), or when the queue has
  * stayed above the high mark for RC_SCALE_HIGH_SAMPLES samples in a row (a
  * steady overload has no spike). Shrink by RC_SCALE_SHRINK_PCT (at least
  * one) when the queue is below RC_SCALE_LOW_PCT and recent QPS is below
@@ -27,7 +29,7 @@
 
 #include <stdint.h>
 
-#define RC_SCALE_BASELINE_MS 60000u  /* QPS baseline: mean over this long */
+#define RC_SCALE_BASELINE_MS 60000u  /* QPS baseline: mean over this long, before the recent window */
 #define RC_SCALE_RECENT_MS 10000u    /* recent QPS: mean over this long */
 #define RC_SCALE_HIGH_PCT 80u        /* queue high watermark, % of what a shard's ring admits */
 #define RC_SCALE_LOW_PCT 20u         /* queue low watermark */
@@ -43,7 +45,7 @@
 
 typedef struct rc_scale_sample {
     uint64_t t_ms;      /* when (monotonic) */
-    uint64_t jobs;      /* jobs processed by every shard since start (cumulative) */
+    uint64_t jobs;      /* requests the io threads routed to shards since start (cumulative) */
     uint32_t fill_pct;  /* the queue over the last interval, % of what a ring admits (100: requests waited outside the rings all along; src/app/scale.c fill_pct) */
     uint32_t io_wait_pct; /* the most any shard waited for room in an io thread's outbound ring, % of the interval */
 } rc_scale_sample;

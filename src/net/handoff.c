@@ -22,6 +22,8 @@
 void rc_handoff_queue(rc_io *io, rc_job *j, uint32_t shard, rc_conn *owner)
 {
     rc_jobq *q = &io->pending[shard];
+    if (rc_job_has_group(j))
+        RC_STAT_ADD(io->stats.jobs_routed, 1);
     if (q->n >= RC_SHARD_BATCH && !io->in_drain)
         rc_handoff_flush(io);
     if (q->head + q->n == q->cap && q->head > 0) { /* slide the live entries to the front */

@@ -98,6 +98,7 @@ typedef struct rc_io_stats {
     _Atomic uint64_t held_conns;        /* gauge: connections not read now for that reason */
     _Atomic uint64_t jobs_waiting;      /* gauge: requests queued in this thread for a shard, pushed or not yet this turn */
     _Atomic uint64_t jobs_unadmitted;   /* gauge: of them, those a push left waiting: their ring had no room (set after each push) */
+    _Atomic uint64_t jobs_routed;       /* client requests queued for shards (the autoscaler's QPS: what arrives, not what a full queue lets through) */
     _Atomic uint64_t unadmitted_ns;     /* time requests waited in this thread outside full rings: from a push that left some waiting to the next push (the autoscaler's queue fill, src/app/scale.c) */
     _Atomic uint64_t pressure_holds;    /* times a sender stopped being read while a reader was over the pause mark */
     _Atomic uint64_t hello_timeouts;    /* connections closed for not saying hello within hello_timeout_ms */

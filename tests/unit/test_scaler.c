@@ -192,6 +192,23 @@ static void test_io_bound_does_not_grow(void)
     CU_ASSERT_EQUAL(d.target, 3);
 }
 
+/* The baseline is the minute before the recent window: a rise to 1.6x
+ * that lasts 10 s passes 1.5x of it (a baseline that included the rise
+ * would have risen to 1.1x the old rate, and 1.6 / 1.1 < 1.5). The queue
+ * is high every other sample, so only the QPS rule can grow. */
+static void test_spike_does_not_raise_its_baseline(void)
+{
+    sim s;
+    sim_init(&s, 1, 8, 2);
+    for (int i = 0; i < 70; i++)
+        step(&s, 10000, 10);
+    int k = 1;
+    for (; k <= 10 && s.grows == 0; k++)
+        step(&s, 16000, k % 2 ? 90 : 50);
+    CU_ASSERT_EQUAL(s.grows, 1);
+    CU_ASSERT(k - 1 <= 10);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -206,5 +223,6 @@ int main(void)
     CU_add_test(s, "after a burst the count comes back down", test_burst_over_comes_back);
     CU_add_test(s, "a low queue shrinks, but not right after a grow", test_low_queue_waits_after_grow);
     CU_add_test(s, "shards waiting for the io threads are not grown", test_io_bound_does_not_grow);
+    CU_add_test(s, "a spike does not raise its own baseline", test_spike_does_not_raise_its_baseline);
     return rc_test_run();
 }
