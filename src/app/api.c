@@ -58,15 +58,21 @@ static void pack_key(answer *a, const char *k)
     pack_str(a, k, strlen(k));
 }
 
-/* Names of a call's answer (core/call.h) as an array. */
-static void pack_names(answer *a, const rc_call *c)
+/* The names the answers of n calls (core/call.h) list, as one array of at
+ * most RC_CALL_MAX_NAMES. */
+static void pack_names(answer *a, rc_call *const *calls, uint32_t n)
 {
-    msgpack_pack_array(&a->pk, c->n_names);
-    for (size_t off = 0; off < c->names.len;) {
-        uint8_t n = c->names.data[off];
-        pack_str(a, (const char *)c->names.data + off + 1, n);
-        off += 1u + n;
-    }
+    uint32_t listed = 0, put = 0;
+    for (uint32_t i = 0; i < n; i++)
+        listed += calls[i]->n_names;
+    uint32_t cap = listed < RC_CALL_MAX_NAMES ? listed : RC_CALL_MAX_NAMES;
+    msgpack_pack_array(&a->pk, cap);
+    for (uint32_t i = 0; i < n; i++)
+        for (size_t off = 0; off < calls[i]->names.len && put < cap; put++) {
+            uint8_t k = calls[i]->names.data[off];
+            pack_str(a, (const char *)calls[i]->names.data + off + 1, k);
+            off += 1u + k;
+        }
 }
 
 /* Writes the answer as JSON into body and returns status (500 when memory
@@ -508,7 +514,7 @@ static int api_group(rc_server *s, const rc_admin_request *req, struct rc_admin_
         pack_key(&a, "members");
         msgpack_pack_uint64(&a.pk, c->members);
         pack_key(&a, "online");
-        pack_names(&a, c);
+        pack_names(&a, &c, 1);
         pack_key(&a, "n_online");
         msgpack_pack_uint64(&a.pk, c->n);
         status = answer_send(&a, 200, body);
@@ -582,11 +588,9 @@ static int api_user(rc_server *s, const rc_admin_request *req, struct rc_admin_b
     uint32_t n = 0;
     bool ok = sessions >= 0 && (s->persist ? index_user_groups(s, user, len, calls, &n)
                                            : ask_user_groups(s, user, len, calls, &n));
-    uint64_t n_groups = 0, listed = 0;
-    for (uint32_t i = 0; ok && i < n; i++) {
+    uint64_t n_groups = 0;
+    for (uint32_t i = 0; ok && i < n; i++)
         n_groups += calls[i]->n;
-        listed += calls[i]->n_names;
-    }
     if (!ok)
         status = fail(body, 503, "unavailable", "the server's threads did not answer within %u ms", RC_API_TIMEOUT_MS);
     else if (sessions == 0 && n_groups == 0)
@@ -600,14 +604,7 @@ static int api_user(rc_server *s, const rc_admin_request *req, struct rc_admin_b
         pack_key(&a, "sessions");
         msgpack_pack_uint64(&a.pk, (uint64_t)sessions);
         pack_key(&a, "groups");
-        uint32_t cap = listed < RC_CALL_MAX_NAMES ? (uint32_t)listed : RC_CALL_MAX_NAMES, put = 0;
-        msgpack_pack_array(&a.pk, cap);
-        for (uint32_t i = 0; i < n; i++)
-            for (size_t off = 0; off < calls[i]->names.len && put < cap; put++) {
-                uint8_t k = calls[i]->names.data[off];
-                pack_str(&a, (const char *)calls[i]->names.data + off + 1, k);
-                off += 1u + k;
-            }
+        pack_names(&a, calls, n);
         pack_key(&a, "n_groups");
         msgpack_pack_uint64(&a.pk, n_groups);
         status = answer_send(&a, 200, body);

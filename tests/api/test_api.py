@@ -184,6 +184,19 @@ class Tcp:
         self.s.close()
 
 
+def join_many(c, n):
+    """Joins many-0 .. many-(n-1), pipelined; the number joined."""
+    for i in range(n):
+        c.send({"t": "join", "g": "many-%d" % i, "rid": 1000 + i})
+    joined = 0
+    while joined < n:
+        r = c.recv()
+        if r is None:
+            break
+        joined += r.get("t") == "joined"
+    return joined
+
+
 ENDPOINTS = [("POST", "/api/publish", {"g": "room", "from": "x", "body": "b"}),
              ("POST", "/api/disconnect", {"user": "x"}),
              ("GET", "/api/groups/room", None),
@@ -353,15 +366,7 @@ def test_moves(srv):
 def test_list_bound(srv):
     """A user in 1001 groups: 1000 listed (RC_CALL_MAX_NAMES), n_groups counts all."""
     c = Tcp(srv.port, "gina")
-    for i in range(1001):
-        c.send({"t": "join", "g": "many-%d" % i, "rid": 1000 + i})
-    joined = 0
-    while joined < 1001:
-        r = c.recv()
-        if r is None:
-            break
-        joined += r.get("t") == "joined"
-    check(joined == 1001, "gina joins 1001 groups")
+    check(join_many(c, 1001) == 1001, "gina joins 1001 groups")
     st, u = srv.call("GET", "/api/users/gina")
     groups = u.get("groups", []) if isinstance(u, dict) else []
     check(st == 200 and len(groups) == 1000 and len(set(groups)) == 1000 and u.get("n_groups") == 1001
@@ -405,14 +410,7 @@ def test_stored():
         st, u = srv.call("GET", "/api/users/frank")
         check(st == 200 and u.get("sessions") == 1 and u.get("groups") == ["kept"] and u.get("n_groups") == 1,
               "durability batch: GET /api/users/frank from the store's index: %r" % (u,))
-        for i in range(1001):
-            c.send({"t": "join", "g": "many-%d" % i, "rid": 1000 + i})
-        joined = 0
-        while joined < 1001:
-            r = c.recv()
-            if r is None:
-                break
-            joined += r.get("t") == "joined"
+        join_many(c, 1001)
         st, u = srv.call("GET", "/api/users/frank")
         groups = u.get("groups", []) if isinstance(u, dict) else []
         check(st == 200 and len(set(groups)) == 1000 and u.get("n_groups") == 1002,
