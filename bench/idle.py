@@ -13,11 +13,14 @@ address. The soft open-file limit is raised to the hard one; this process
 holds N + 1 sockets, the server N + its own.
 
 usage: bench/idle.py --pid PID [--port 7400] [--conns 10000] [--groups 100]
-                     [--sources 1] [--hold 30] [--live-ms 100]
+                     [--sources 1] [--hold 30] [--live-ms 100] [--admin-port P]
+With --admin-port it also reads /metrics at each step: the RocksDB memtables
+(joins store memberships) and the allocator's allocated bytes.
 bench/idle.sh starts a fresh ringcastd and runs this against it.
 """
 import argparse
 import resource
+import urllib.request
 import select
 import socket
 import struct
@@ -53,6 +56,20 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return -1
+
+
+def metrics(admin_port):
+    """memtable and allocator bytes from /metrics, or {} without an admin port."""
+    if not admin_port:
+        return {}
+    want = {"ringcast_store_memtable_bytes": "memtable", "ringcast_allocator_allocated_bytes": "allocated"}
+    out = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            k, _, v = line.partition(" ")
+            if k in want:
+                out[want[k]] = int(float(v))
+    return out
 
 
 def frames_in(buf):
@@ -176,6 +193,7 @@ def main():
     ap.add_argument("--hold", type=float, default=30.0, help="seconds the sessions stay idle")
     ap.add_argument("--live-ms", type=float, default=100.0, help="the live client's send interval, ms")
     ap.add_argument("--timeout", type=float, default=180.0, help="bound on opening the sessions, seconds")
+    ap.add_argument("--admin-port", type=int, default=0, help="ringcastd's admin port: memtable and allocator bytes too")
     a = ap.parse_args()
     if not 1 <= a.conns <= MAX_CONNS:
         sys.exit(f"--conns must be 1..{MAX_CONNS}")
@@ -191,7 +209,7 @@ def main():
 
     live = Live(a.host, a.port)
     live.run_for(2.0, every)
-    before = rss_kb(a.pid)
+    before, m_before = rss_kb(a.pid), metrics(a.admin_port)
     base_live = live.summary()
     live.rtts, live.sent, live.failed = [], 0, 0
 
@@ -199,9 +217,9 @@ def main():
     socks, ready = open_sessions(a, sources, t0 + a.timeout)
     open_s = time.time() - t0
     live.run_for(2.0, every)
-    opened = rss_kb(a.pid)
+    opened, m_opened = rss_kb(a.pid), metrics(a.admin_port)
     live.run_for(a.hold, every)
-    held = rss_kb(a.pid)
+    held, m_held = rss_kb(a.pid), metrics(a.admin_port)
     # every idle session still open: a closed one reads as EOF (or an error)
     alive = 0
     for s in socks:
@@ -222,6 +240,10 @@ def main():
           f"hold_s={a.hold:.0f} rss_before_kb={before} rss_open_kb={opened} rss_held_kb={held} "
           f"rss_closed_kb={closed} per_conn_bytes={per:.0f} "
           f"per_conn_bytes_held={(held - before) * 1024 / a.conns:.0f}")
+    for k in sorted(m_before):
+        print(f"{k}_bytes before={m_before[k]} open={m_opened.get(k, -1)} held={m_held.get(k, -1)} "
+              f"per_conn_open={(m_opened.get(k, 0) - m_before[k]) / a.conns:.0f} "
+              f"per_conn_held={(m_held.get(k, 0) - m_before[k]) / a.conns:.0f}")
     print(f"live before: {base_live}")
     print(f"live with {a.conns} idle: {held_live}")
     print(f"live after close: {live.summary()}")

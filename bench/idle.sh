@@ -33,10 +33,11 @@ trap cleanup EXIT
 pid=$!
 line=$(wait_line "$work/log" 60 'event=listening') || { echo "ringcastd did not start" >&2; cat "$work/log" >&2; exit 1; }
 port=$(echo "$line" | sed -E 's/.* tcp=[^ ]*:([0-9]+) .*/\1/')
+admin=$(echo "$line" | sed -E 's/.* admin=[^ ]*:([0-9]+) .*/\1/')
 echo "ringcastd pid $pid port $port, open files $(ulimit -n); load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 rc=0
 /usr/bin/python3 "$here/idle.py" --pid "$pid" --port "$port" --conns "$CONNS" --sources "$SOURCES" \
-  --hold "$HOLD" --groups "$NGROUPS" || rc=$?
+  --hold "$HOLD" --groups "$NGROUPS" --admin-port "$admin" || rc=$?
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 grep -E 'level=(warn|error)' "$work/log" | grep -v 'event=auth\|event=memory_only' | head -5 >&2 || true
 stop_server "$pid"

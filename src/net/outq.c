@@ -74,14 +74,31 @@ int rc_outq_push(rc_outq *q, rc_frame *f)
     return 0;
 }
 
+/* Room for k iovec entries: the smallest power of two from RC_OUTQ_IOV_MIN
+ * that holds them (k <= RC_OUTQ_IOV). Nothing is in flight, so the old
+ * entries need not be kept. */
+static int grow_iov(rc_outq *q, uint32_t k)
+{
+    uint32_t cap = RC_OUTQ_IOV_MIN;
+    while (cap < k)
+        cap *= 2;
+    struct iovec *iov = malloc(cap * sizeof(*iov));
+    if (!iov)
+        return -1;
+    free(q->iov);
+    q->iov = iov;
+    q->iov_cap = cap;
+    return 0;
+}
+
 struct msghdr *rc_outq_prepare(rc_outq *q)
 {
     assert(q->inflight == 0); /* one send in flight */
     if (q->n == 0)
         return NULL;
-    if (!q->iov && !(q->iov = malloc(RC_OUTQ_IOV * sizeof(*q->iov))))
-        return NULL;
     uint32_t k = q->n < RC_OUTQ_IOV ? q->n : RC_OUTQ_IOV;
+    if (k > q->iov_cap && grow_iov(q, k) != 0)
+        return NULL;
     for (uint32_t i = 0; i < k; i++) {
         rc_frame *f = at(q, i);
         uint32_t off = i == 0 ? q->head_off : 0;
@@ -104,13 +121,22 @@ static void pop(rc_outq *q)
         q->tail_room = 0;
 }
 
-/* An empty queue that grew large gives its memory back. */
+/* An empty queue that grew large gives its memory back: the frame ring
+ * past RC_OUTQ_IDLE_CAP slots, the iovec past RC_OUTQ_IOV_IDLE entries
+ * (nothing is in flight once the queue is empty). */
 static void shrink_idle(rc_outq *q)
 {
-    if (q->n == 0 && q->cap > RC_OUTQ_IDLE_CAP) {
+    if (q->n != 0)
+        return;
+    if (q->cap > RC_OUTQ_IDLE_CAP) {
         free(q->frames);
         q->frames = NULL;
         q->cap = q->head = 0;
+    }
+    if (q->iov_cap > RC_OUTQ_IOV_IDLE) {
+        free(q->iov);
+        q->iov = NULL;
+        q->iov_cap = 0;
     }
 }
 

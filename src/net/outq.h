@@ -28,6 +28,8 @@
 #define RC_OUTQ_MIN_CAP 16u    /* first frame slots of a queue */
 #define RC_OUTQ_IDLE_CAP 1024u /* an empty queue keeps at most this many slots */
 #define RC_OUTQ_CHUNK 8000u    /* bytes of a chunk small frames are copied into (with its header, within an 8 KiB allocation class) */
+#define RC_OUTQ_IOV_MIN 16u    /* first iovec entries of a queue; doubles up to RC_OUTQ_IOV as sends cover more frames */
+#define RC_OUTQ_IOV_IDLE 16u   /* an empty queue keeps an iovec of at most this many entries (an idle connection holds 256 bytes, not 16 KiB) */
 
 typedef struct rc_outq {
     rc_frame **frames;     /* ring of cap slots, live ones [head, head + n) */
@@ -37,7 +39,8 @@ typedef struct rc_outq {
     size_t bytes;          /* bytes not yet sent, in flight included */
     uint32_t copy_max;     /* frames of at most this many bytes are copied into a chunk (0: never) */
     uint32_t tail_room;    /* bytes still free in the last frame when it is such a chunk (0 otherwise) */
-    struct iovec *iov;     /* RC_OUTQ_IOV entries (NULL until the first send) */
+    struct iovec *iov;     /* iov_cap entries (NULL until the first send, and again once idle after a larger one) */
+    uint32_t iov_cap;      /* power of two, RC_OUTQ_IOV_MIN..RC_OUTQ_IOV, or 0 */
     struct msghdr msg;     /* the send in flight; stable until its completion */
 } rc_outq;
 

@@ -515,6 +515,29 @@ static void test_idle_shrink(void)
     rc_outq_free(&q);
 }
 
+/* An idle connection's queue keeps a small iovec, not one for RC_OUTQ_IOV
+ * frames: 18,000 idle sessions held 16 KiB each (4 KiB resident) before. */
+static void test_idle_iov(void)
+{
+    rc_outq q = { 0 };
+    fill_and_drain(&q, 3); /* a few frames a send: the smallest iovec, kept */
+    CU_ASSERT_PTR_NOT_NULL(q.iov);
+    CU_ASSERT_EQUAL(q.iov_cap, RC_OUTQ_IOV_MIN);
+
+    fill_and_drain(&q, 100); /* sends of up to 100 frames, then idle: given back */
+    CU_ASSERT_PTR_NULL(q.iov);
+    CU_ASSERT_EQUAL(q.iov_cap, 0);
+
+    for (uint32_t i = 0; i < RC_OUTQ_IOV + 5; i++) /* a send still covers RC_OUTQ_IOV frames */
+        push(&q, frame(i));
+    struct msghdr *m = rc_outq_prepare(&q);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(m->msg_iovlen, RC_OUTQ_IOV);
+    CU_ASSERT_EQUAL(q.iov_cap, RC_OUTQ_IOV);
+    rc_outq_free(&q);
+    CU_ASSERT_PTR_NULL(q.iov);
+}
+
 static void test_free(void)
 {
     rc_outq q = { 0 };
@@ -607,6 +630,7 @@ int main(void)
         !CU_add_test(s, "wraparound", test_wraparound) || !CU_add_test(s, "unsent", test_unsent) ||
         !CU_add_test(s, "drop unsent after a short send", test_drop_unsent_after_short_send) ||
         !CU_add_test(s, "idle queue gives its slots back", test_idle_shrink) ||
+        !CU_add_test(s, "idle queue keeps a small iovec", test_idle_iov) ||
         !CU_add_test(s, "free drops every reference", test_free) ||
         !CU_add_test(s, "small frames are copied into chunks", test_copy_small_frames)) {
         CU_cleanup_registry();
