@@ -834,19 +834,25 @@ static uint32_t count_fields(const rc_msg *m, spec_t spec)
 
 static void pack_msg(msgpack_packer *pk, const rc_msg *m);
 
-/* One inbox entry; `last` goes as the stored map's bytes, unchanged. */
+/* One inbox entry; `last` goes as the stored map's bytes, unchanged (the
+ * server), or encoded from its decoded form (an entry that was decoded,
+ * e.g. a client passing a reply on). */
 static void pack_entry(msgpack_packer *pk, const rc_inbox_entry *e)
 {
-    msgpack_pack_map(pk, e->has_last ? 6 : 4);
+    bool last = e->has_last && (e->last_map.len || e->last);
+    msgpack_pack_map(pk, last ? 6 : 4);
     pack_kstr(pk, "g", e->g);
     pack_kuint(pk, "seq", e->seq);
     pack_kuint(pk, "read", e->read);
     pack_kuint(pk, "unread", e->seq > e->read ? e->seq - e->read : 0);
-    if (!e->has_last)
+    if (!last)
         return;
     pack_kuint(pk, "ts", e->ts);
     pack_key(pk, "last");
-    pk->callback(pk->data, e->last_map.ptr, e->last_map.len);
+    if (e->last_map.len)
+        pk->callback(pk->data, e->last_map.ptr, e->last_map.len);
+    else
+        pack_msg(pk, e->last);
 }
 
 static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)

@@ -1064,6 +1064,22 @@ static void test_inbox_roundtrip(void)
     CU_ASSERT(rc_str_eq(out.groups[1].g, rc_str_c("quiet")));
     CU_ASSERT_FALSE(out.groups[1].has_last);
     CU_ASSERT_EQUAL(out.groups[1].unread, 0);
+    /* A decoded reply encodes again (its last messages from their decoded
+     * form: fuzz_codec's input in regress/codec/inbox-reply-decoded-last). */
+    rc_buf again;
+    rc_buf_init(&again);
+    CU_ASSERT_FATAL(rc_encode(&again, &out) == 0);
+    rc_decoder d2;
+    rc_decoder_init(&d2);
+    rc_msg back;
+    CU_ASSERT_EQUAL_FATAL(rc_decode(&d2, again.data + RC_FRAME_HEADER, again.len - RC_FRAME_HEADER, &back, NULL), RC_OK);
+    CU_ASSERT_EQUAL_FATAL(back.n_groups, 2);
+    CU_ASSERT_FATAL(back.groups[0].has_last);
+    CU_ASSERT(rc_str_eq(back.groups[0].last->body, rc_str_c("see you")));
+    CU_ASSERT_EQUAL(back.groups[0].ts, 1700000000005);
+    CU_ASSERT_FALSE(back.groups[1].has_last);
+    rc_decoder_free(&d2);
+    rc_buf_free(&again);
     /* a server's decoder takes an inbox request only: groups is ignored */
     rc_decoder_free(&d);
     rc_decoder_init_requests(&d);
