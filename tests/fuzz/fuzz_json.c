@@ -105,6 +105,9 @@ static bool msg_utf8(const rc_msg *m)
     for (uint32_t i = 0; i < m->n_msgs; i++)
         if (!msg_utf8(&m->msgs[i]))
             return false;
+    for (uint32_t i = 0; i < m->n_groups; i++) /* an inbox reply's last messages */
+        if (!str_utf8(m->groups[i].g) || (m->groups[i].has_last && m->groups[i].last && !msg_utf8(m->groups[i].last)))
+            return false;
     return true;
 }
 
