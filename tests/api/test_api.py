@@ -14,7 +14,8 @@ same mid again is dup with the same seq and ts and delivers nothing; a
 group over its group_rate is 429; with durability batch a publish survives
 a kill -9 right after its answer; GET /api/groups and /api/users count
 what the server holds; disconnect closes every session of a user (on both
-io threads) with bye "disconnected" and leaves the others; the metrics count
+io threads) with bye "disconnected" and leaves the others; the API's own
+session, closed, is opened again for the next publish; the metrics count
 all of it.
 """
 import http.client
@@ -333,6 +334,13 @@ def test_disconnect(srv):
     st, ans = srv.call("POST", "/api/disconnect", {"user": "nobody"})
     check(st == 200 and ans == {"closed": 0}, "disconnect a user without sessions: closed 0")
     check(srv.metric("ringcast_api_disconnected_sessions_total") == 6, "ringcast_api_disconnected_sessions_total is 6")
+    st, ans = srv.call("POST", "/api/disconnect", {"user": "ringcast.api"})
+    check(st == 200 and ans == {"closed": 1}, "disconnect the API's own session: closed 1")
+    end = time.time() + T
+    while time.time() < end and srv.call("GET", "/api/users/ringcast.api")[0] != 404:  # 404: no session left
+        time.sleep(0.02)  # closed once its bye is sent (a publish in between would race the close)
+    st, pub = srv.call("POST", "/api/publish", {"g": "carols", "from": "backend", "body": "after"})
+    check(st == 200 and pub.get("seq") == 1, "the next publish opens a new session of its own: 200, seq 1: %r" % (pub,))
     dave.close()
 
 
