@@ -68,6 +68,11 @@ typedef struct counters {
     uint64_t byes;         /* bye frames received (ringcast) */
     uint64_t readers_lost; /* subscriber connections closed under us or sent bye, each once */
     uint64_t writers_lost; /* publisher connections likewise */
+    uint64_t ev_presence;  /* online/offline events received (ringcast --presence) */
+    uint64_t ev_receipt;   /* receipt events received (ringcast --receipts) */
+    uint64_t ev_typing;    /* typing events received */
+    uint64_t reads_sent;   /* read requests sent (ringcast --read-every) */
+    uint64_t marked;       /* their marked replies */
 } counters;
 #define N_COUNTERS (sizeof(counters) / sizeof(uint64_t))
 
@@ -141,6 +146,8 @@ typedef struct options {
     rc_schedule sched;     /* --schedule (n = 0: none) */
     long server_pid;
     int progress;          /* -1 auto (a terminal), 0 off, 1 on */
+    bool presence, receipts; /* ringcast: subscribers join with presence / receipts: true */
+    uint32_t read_every;   /* ringcast: a subscriber reads every N deliveries (0: never) */
 } options;
 
 typedef struct gen_state {

@@ -80,6 +80,7 @@ typedef struct bench_conn {
     size_t in_len;
     size_t in_cap;
     void *owner;           /* generator: the thread that runs this connection */
+    uint32_t since_read;   /* ringcast --read-every: deliveries since its last read */
     void *drv_data;        /* the driver's own per-connection state, if it needs
                             * any (a handshake in progress, say): set in setup(),
                             * released by the driver's conn_free() */
@@ -91,6 +92,10 @@ typedef struct bench_params {
     const char *prefix;    /* group name prefix, 1..BENCH_PREFIX_MAX - 1 letters */
     const uint8_t *body;   /* the body template (bench_body_fill) */
     uint32_t body_len;     /* body bytes per message, >= BENCH_HDR_LEN */
+    bool presence;         /* ringcast: subscribers join with presence: true */
+    bool receipts;         /* ringcast: subscribers join with receipts: true */
+    uint32_t read_every;   /* ringcast: a subscriber sends read {g, seq} every this
+                            * many deliveries (0: never) */
 } bench_params;
 
 typedef struct bench_driver {
@@ -148,6 +153,15 @@ void bench_on_server_error(bench_conn *c, const char *text, size_t len);
 /* The server said goodbye (ringcast `bye`, with its reason); counted as a
  * disconnection and, like an error, as a refused publish on a publisher. */
 void bench_on_bye(bench_conn *c, const char *reason, size_t len);
+/* A chat event that is not a message (ringcast proto/PROTOCOL.md §6.9, §6.11). */
+typedef enum bench_event {
+    BENCH_EV_PRESENCE,     /* online or offline */
+    BENCH_EV_RECEIPT,      /* receipt */
+    BENCH_EV_TYPING,       /* typing */
+    BENCH_EV_READ_SENT,    /* the driver queued a read */
+    BENCH_EV_MARKED,       /* the answer to a read */
+} bench_event;
+void bench_on_event(bench_conn *c, bench_event e);
 /* Queues bytes the driver must answer with (NATS PONG) and marks c for flushing. */
 int bench_reply(bench_conn *c, const void *p, size_t n);
 

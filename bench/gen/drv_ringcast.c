@@ -26,10 +26,13 @@
 #include "driver.h"
 
 #define MP_MAX_DEPTH 8            /* nesting the scanner follows when skipping */
+#define WS_MAX_HDR_READ 6u        /* a masked client header of a payload under 126 bytes */
 
 static bench_table g_send;        /* the `send` frame of every group */
 static bool g_ws;                 /* ringcast-ws: WebSocket framing */
 static uint32_t *g_body_off;      /* [G]: offset of the body within group g's frame */
+static bool g_presence, g_receipts; /* subscribers join with presence / receipts: true */
+static uint32_t g_read_every;     /* a subscriber reads every this many deliveries (0: never) */
 static char g_prefix[BENCH_PREFIX_MAX];
 static size_t g_prefix_len;
 
@@ -52,6 +55,9 @@ static int rc_init(const bench_params *p)
 {
     snprintf(g_prefix, sizeof g_prefix, "%s", p->prefix);
     g_prefix_len = strlen(g_prefix);
+    g_presence = p->presence;
+    g_receipts = p->receipts;
+    g_read_every = p->read_every;
     if (bench_table_build(&g_send, p->groups, emit_send, p) < 0)
         return -1;
     g_body_off = malloc(sizeof *g_body_off * (p->groups ? p->groups : 1));
@@ -76,6 +82,14 @@ static void rc_fini(void)
     g_body_off = NULL;
 }
 
+/* The optional join keys a subscriber sends (--presence, --receipts). */
+static uint32_t join_has(const bench_conn *c)
+{
+    if (c->role != BENCH_SUB)
+        return 0;
+    return (g_presence ? RC_HAS_PRESENCE : 0u) | (g_receipts ? RC_HAS_RECEIPTS : 0u);
+}
+
 static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 {
     char user[24], name[16];
@@ -84,7 +98,9 @@ static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
     if (rc_encode(&c->out, &hello) < 0)
         return -1;
     for (uint32_t i = 0; i < n; i++) {
-        rc_msg join = { .type = RC_T_JOIN, .g = group_name(groups[i], name, sizeof name) };
+        rc_msg join = { .type = RC_T_JOIN, .g = group_name(groups[i], name, sizeof name),
+                        .presence = c->role == BENCH_SUB && g_presence,
+                        .receipts = c->role == BENCH_SUB && g_receipts, .has = join_has(c) };
         if (rc_encode(&c->out, &join) < 0)
             return -1;
     }
@@ -300,6 +316,39 @@ static int scan_map(const uint8_t *p, size_t len, rc_frame *f)
     return (c.p == c.end && f->t) ? 0 : -1;
 }
 
+/* --read-every: queues read {g, seq} (proto/PROTOCOL.md §6.11) after every
+ * g_read_every deliveries of a subscriber, for the group and seq of the last. */
+static int maybe_read(bench_conn *c, const rc_frame *f)
+{
+    if (g_read_every == 0 || c->role != BENCH_SUB || ++c->since_read < g_read_every)
+        return 0;
+    c->since_read = 0;
+    static __thread rc_buf tmp;
+    static __thread bool tmp_init;
+    if (!tmp_init) {
+        rc_buf_init(&tmp);
+        tmp_init = true;
+    }
+    tmp.len = 0;
+    uint8_t ws_hdr[WS_MAX_HDR_READ];
+    rc_msg read = { .type = RC_T_READ, .g = { (const char *)f->g, f->g_len }, .seq = f->seq };
+    if (rc_encode(&tmp, &read) < 0)
+        return -1;
+    int rc;
+    if (g_ws) {
+        size_t n = tmp.len - RC_FRAME_HEADER;
+        ws_hdr[0] = 0x82;
+        ws_hdr[1] = (uint8_t)(0x80 | n); /* a read map is well under 126 bytes */
+        memset(ws_hdr + 2, 0, 4);
+        rc = bench_reply(c, ws_hdr, 6) < 0 || bench_reply(c, tmp.data + RC_FRAME_HEADER, n) < 0 ? -1 : 0;
+    } else {
+        rc = bench_reply(c, tmp.data, tmp.len);
+    }
+    if (rc == 0)
+        bench_on_event(c, BENCH_EV_READ_SENT);
+    return rc;
+}
+
 /* Reports one scanned map; -1 if it is not a map the benchmark expects. */
 static int dispatch(bench_conn *c, const rc_frame *f)
 {
@@ -308,6 +357,16 @@ static int dispatch(bench_conn *c, const rc_frame *f)
         if (g == BENCH_NO_GROUP || !f->has_seq || !f->body)
             return -1;
         bench_on_delivery(c, g, f->seq, f->body, f->body_len);
+        if (maybe_read(c, f) < 0)
+            return -1;
+    } else if (key_is(f->t, f->t_len, "online") || key_is(f->t, f->t_len, "offline")) {
+        bench_on_event(c, BENCH_EV_PRESENCE);
+    } else if (key_is(f->t, f->t_len, "receipt")) {
+        bench_on_event(c, BENCH_EV_RECEIPT);
+    } else if (key_is(f->t, f->t_len, "typing")) {
+        bench_on_event(c, BENCH_EV_TYPING);
+    } else if (key_is(f->t, f->t_len, "marked")) {
+        bench_on_event(c, BENCH_EV_MARKED);
     } else if (key_is(f->t, f->t_len, "ack")) {
         if (g == BENCH_NO_GROUP || !f->has_seq)
             return -1;
@@ -440,7 +499,9 @@ static int ws_open(bench_conn *c, ws_state *st)
     rc_msg hello = { .type = RC_T_HELLO, .user = rc_str_c(user) };
     int rc = rc_encode(&tmp, &hello) < 0 || ws_append(&out, tmp.data, tmp.len) < 0 ? -1 : 0;
     for (uint32_t i = 0; rc == 0 && i < st->n; i++) {
-        rc_msg join = { .type = RC_T_JOIN, .g = group_name(st->groups[i], name, sizeof name) };
+        rc_msg join = { .type = RC_T_JOIN, .g = group_name(st->groups[i], name, sizeof name),
+                        .presence = c->role == BENCH_SUB && g_presence,
+                        .receipts = c->role == BENCH_SUB && g_receipts, .has = join_has(c) };
         tmp.len = 0;
         rc = rc_encode(&tmp, &join) < 0 || ws_append(&out, tmp.data, tmp.len) < 0 ? -1 : 0;
     }

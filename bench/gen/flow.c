@@ -505,6 +505,18 @@ static void server_error(bench_conn *c, const char *text, size_t len, bool bye)
     }
 }
 
+void bench_on_event(bench_conn *c, bench_event e)
+{
+    gen_thread *t = c->owner;
+    switch (e) {
+    case BENCH_EV_PRESENCE: BUMP(t->n.ev_presence, 1); break;
+    case BENCH_EV_RECEIPT: BUMP(t->n.ev_receipt, 1); break;
+    case BENCH_EV_TYPING: BUMP(t->n.ev_typing, 1); break;
+    case BENCH_EV_READ_SENT: BUMP(t->n.reads_sent, 1); break;
+    case BENCH_EV_MARKED: BUMP(t->n.marked, 1); break;
+    }
+}
+
 void bench_on_server_error(bench_conn *c, const char *text, size_t len)
 {
     server_error(c, text, len, false);

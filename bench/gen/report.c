@@ -162,6 +162,16 @@ static void build(const options *o, const step_result *r, kvlist *l)
     ADD_U64(l, "errors", n->errors);
     ADD_U64(l, "lost_conns", n->lost_conns);
     ADD_U64(l, "echoes", n->echoes);
+    /* chat events (ringcast --presence, --receipts, --read-every), over the window */
+    uint64_t receipts = r->b.n.ev_receipt - r->a.n.ev_receipt;
+    uint64_t reads = r->b.n.reads_sent - r->a.n.reads_sent;
+    ADD_U64(l, "presence_events", r->b.n.ev_presence - r->a.n.ev_presence);
+    ADD_U64(l, "receipt_events", receipts);
+    ADD_F(l, "receipt_events_per_s", 1, (double)receipts / secs);
+    ADD_U64(l, "typing_events", r->b.n.ev_typing - r->a.n.ev_typing);
+    ADD_U64(l, "reads_sent", reads);
+    ADD_F(l, "reads_per_s", 1, (double)reads / secs);
+    ADD_U64(l, "marked", r->b.n.marked - r->a.n.marked);
     if (r->s.flood)
         add_flood(l, r);
     ADD_F(l, "gen_cpu_pct", 1, gen_cpu);

@@ -68,6 +68,7 @@
 #define THREAD_BUSY_WARN_PCT 90.0
 #define DEFAULT_TICK_US 0u            /* open loop: shortest loop turn (0: as due) */
 #define MAX_TICK_US 10000u
+#define MAX_READ_EVERY 1000000u /* --read-every */
 #define TIMELINE_SLACK_S 32u          /* --timeline: seconds kept past the window, for its drain */
 
 static const bench_driver *const bench_drivers[] = {
@@ -228,6 +229,14 @@ static void usage(FILE *out)
         "                    %u, rooms 400): a message is done when acked (ringcast,\n"
         "                    Redis) and delivered to all its group's subscribers\n"
         "\n"
+        "Chat features (ringcast and ringcast-ws, proto/PROTOCOL.md §6.9, §6.11):\n"
+        "  --presence        subscribers join with presence: true (online/offline\n"
+        "                    events are counted: presence_events)\n"
+        "  --receipts        subscribers join with receipts: true (receipt_events)\n"
+        "  --read-every N    each subscriber sends read {g, seq} after every N\n"
+        "                    messages it receives, for the last one (reads_sent,\n"
+        "                    marked)\n"
+        "\n"
         "Time and count (every step is bounded):\n"
         "  --duration S      measured seconds per step, 1..%d (default 10; sweep 3)\n"
         "  --warmup S        seconds of load before measuring, 0..%d (default 2;\n"
@@ -325,7 +334,8 @@ static int parse_options(int argc, char **argv, options *o)
            O_WINDOW, O_DURATION, O_WARMUP, O_JSON, O_SERVER_PID, O_HELP, O_THREADS, O_MAX,
            O_RATE, O_SWEEP, O_PEAK, O_STEPS, O_MESSAGES, O_CSV, O_HIST_OUT, O_PROGRESS,
            O_NO_PROGRESS, O_SIZE_MIN, O_SIZE_MAX, O_SIZE_ZIPF, O_ACTIVITY_ZIPF, O_PTT, O_SEED,
-           O_WORKLOAD, O_TICK, O_FLOOD, O_SCHEDULE, O_TIMELINE };
+           O_WORKLOAD, O_TICK, O_FLOOD, O_SCHEDULE, O_TIMELINE, O_PRESENCE, O_RECEIPTS,
+           O_READ_EVERY };
     static const struct option longopts[] = {
         { "system", required_argument, 0, O_SYSTEM },
         { "host", required_argument, 0, O_HOST },
@@ -359,6 +369,9 @@ static int parse_options(int argc, char **argv, options *o)
         { "hist-out", required_argument, 0, O_HIST_OUT },
         { "schedule", required_argument, 0, O_SCHEDULE },
         { "timeline", required_argument, 0, O_TIMELINE },
+        { "presence", no_argument, 0, O_PRESENCE },
+        { "receipts", no_argument, 0, O_RECEIPTS },
+        { "read-every", required_argument, 0, O_READ_EVERY },
         { "server-pid", required_argument, 0, O_SERVER_PID },
         { "progress", no_argument, 0, O_PROGRESS },
         { "no-progress", no_argument, 0, O_NO_PROGRESS },
@@ -451,6 +464,9 @@ static int parse_options(int argc, char **argv, options *o)
         case O_CSV: o->csv = optarg; break;
         case O_HIST_OUT: o->hist_out = optarg; break;
         case O_TIMELINE: o->timeline = optarg; break;
+        case O_PRESENCE: o->presence = true; break;
+        case O_RECEIPTS: o->receipts = true; break;
+        case O_READ_EVERY: rc = parse_u32(optarg, "--read-every", 1, MAX_READ_EVERY, &o->read_every); break;
         case O_SCHEDULE:
             if (rc_schedule_parse(optarg, &o->sched) < 0) {
                 fprintf(stderr, "ringcast-bench: --schedule wants SECONDS:MULTIPLE,... (at most %u phases, "
@@ -1487,6 +1503,11 @@ int main(int argc, char **argv)
                         "jetstream, redis-streams)\n", o.system);
         return 1;
     }
+    if ((o.presence || o.receipts || o.read_every) && G.drv != &bench_drv_ringcast &&
+        G.drv != &bench_drv_ringcast_ws) {
+        fprintf(stderr, "ringcast-bench: --presence, --receipts and --read-every are ringcast features\n");
+        return 1;
+    }
     struct sigaction sa = { .sa_handler = on_sigint };
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -1509,7 +1530,8 @@ int main(int argc, char **argv)
     }
     bench_body_fill(body, o.pc.body);
     bench_params bp = { .groups = o.pc.groups, .prefix = o.pc.prefix, .body = body,
-                        .body_len = o.pc.body };
+                        .body_len = o.pc.body, .presence = o.presence, .receipts = o.receipts,
+                        .read_every = o.read_every };
     if (G.drv->init(&bp) < 0) {
         fprintf(stderr, "ringcast-bench: out of memory preparing %s frames\n", G.drv->name);
         rc = 1;
