@@ -214,6 +214,9 @@ def cmd_inbox(a):
                 n = len(m["groups"])
                 if n != min(lim, a.groups):
                     sys.exit(f"inbox limit {lim}: {n} entries, want {min(lim, a.groups)}")
+                bad = [e for e in m["groups"] if e.get("seq") != a.history or e.get("unread") != a.history]
+                if bad:
+                    sys.exit(f"inbox limit {lim}: {len(bad)} entries without seq = unread = {a.history}: {bad[0]}")
                 info[lim] = (n, len(raw), bool(m.get("more")))
         if time.time() > deadline:
             sys.exit("inbox: out of time")

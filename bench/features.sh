@@ -61,7 +61,11 @@ cleanup() { [ -n "$pid" ] && stop_server "$pid"; rm -rf "$tmp"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# three distinct free loopback ports (held open together, so none repeats)
+free_ports() { /usr/bin/python3 -c 'import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])'; }
 field() { grep -o "\b$2=[^ ]*" <<<"$1" | head -n 1 | cut -d= -f2; }
 stats() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit }
   m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f %.0f %.0f\n", m, v[1], v[NR] }'; }
@@ -73,7 +77,7 @@ fi
 [ -n "$from" ] || echo "# features.sh $feature: workload $workload, $reps interleaved reps of ${duration} s (+${warmup} s warm-up); $(uptime | sed 's/.*load/load/')" >&2
 for r in $( [ -n "$from" ] || seq 1 "$reps"); do
   for i in "${!names[@]}"; do
-    port=$(free_port) http=$(free_port) admin=$(free_port)
+    read -r port http admin <<<"$(free_ports)"
     rm -rf "$tmp/data"
     # shellcheck disable=SC2086 # RINGCASTD_ARGS is a list of flags
     "$RINGCASTD" --port "$port" --http-port "$http" --admin-port "$admin" --data-dir "$tmp/data" \
@@ -85,8 +89,9 @@ for r in $( [ -n "$from" ] || seq 1 "$reps"); do
     # shellcheck disable=SC2086 # the variant's flags are a list
     line=$(timeout $((warmup + duration + 100)) "$RINGCAST_BENCH" "$workload" --port "$port" "${mode[@]}" \
       --duration "$duration" --warmup "$warmup" --server-pid "$pid" --no-progress ${flags[$i]} "${extra[@]}" 2>"$tmp/bench.err") || {
-      echo "features.sh: run $r ${names[$i]} failed ($?):" >&2; tail -n 5 "$tmp/bench.err" >&2; }
-    stop_server "$pid"; pid=""
+      echo "features.sh: run $r ${names[$i]} failed ($?):" >&2; tail -n 5 "$tmp/bench.err" >&2
+      kill -0 "$pid" 2>/dev/null || { echo "features.sh: ringcastd exited; its log ends:" >&2; tail -n 5 "$tmp/server.log" >&2; }; }
+    stop_server "$pid" || true; pid=""
     echo "rep=$r variant=${names[$i]} $line" | tee -a "$tmp/results"
   done
 done

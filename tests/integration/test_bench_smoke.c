@@ -11,7 +11,9 @@
  * in order; a step load (--rate --schedule) must offer each phase's rate
  * and account for every delivery in its --timeline rows; a short flood
  * (--flood) against ringcastd must deliver and report
- * its refusals and disconnections. Every child is bounded in time and killed
+ * its refusals and disconnections; a run with --presence, --receipts and
+ * --read-every must count reads, their marked answers and receipt events
+ * and still deliver every message in order. Every child is bounded in time and killed
  * at the end.
  */
 #define _GNU_SOURCE
@@ -265,6 +267,28 @@ static void test_ringcast_rate(void)
     CU_ASSERT_EQUAL(offered, 2000);
 }
 
+/* Chat features: subscribers that join with presence and receipts and mark
+ * read every 5 messages get their marked answers and receipt events, and
+ * none of these frames is taken for a delivery or breaks a stream. */
+static void test_ringcast_chat(void)
+{
+    CU_ASSERT_FATAL(g_rc.up);
+    char port[8], out[OUT_CAP];
+    snprintf(port, sizeof port, "%u", g_rc.s.port);
+    const char *args[] = { "fanout", "--system", "ringcast", "--port", port, "--rate", "2000",
+                           "--presence", "--receipts", "--read-every", "5", SHAPE, NULL };
+    int st = run_bench(args, out, sizeof out);
+    check_clean("ringcast --presence --receipts --read-every 5", st, out);
+    double reads = -1, marked = -1, receipts = -1;
+    CU_ASSERT_TRUE(kv(out, "reads_sent", &reads) && kv(out, "marked", &marked) &&
+                   kv(out, "receipt_events", &receipts));
+    if (!(reads > 0 && marked > 0 && receipts > 0))
+        printf("\n    no reads, marked or receipts: %s\n", out);
+    CU_ASSERT(reads > 0);
+    CU_ASSERT(marked > 0);
+    CU_ASSERT(receipts > 0);
+}
+
 /* --schedule 1:1,1:3 at --rate 1000: the window offers 2,000 msgs/s on
  * average, the second second about three times the first (by scheduled
  * time, not by how fast the box is), and the timeline's rows count every
@@ -458,6 +482,7 @@ int main(void)
     CU_add_test(s, "ringcast open loop reports ordered latency", test_ringcast_rate);
     CU_add_test(s, "ringcast step load follows its schedule, timeline counts", test_ringcast_schedule);
     CU_add_test(s, "ringcast flood reports refusals and disconnections", test_ringcast_flood);
+    CU_add_test(s, "ringcast with presence, receipts and reads counts their events", test_ringcast_chat);
     CU_add_test(s, "nats fanout", test_nats);
     CU_add_test(s, "redis fanout", test_redis);
     CU_add_test(s, "jetstream fanout, twice on one stream", test_jetstream);
