@@ -323,19 +323,14 @@ static int maybe_read(bench_conn *c, const rc_frame *f)
     if (g_read_every == 0 || c->role != BENCH_SUB || ++c->since_read < g_read_every)
         return 0;
     c->since_read = 0;
-    static __thread rc_buf tmp;
-    static __thread bool tmp_init;
-    if (!tmp_init) {
-        rc_buf_init(&tmp);
-        tmp_init = true;
-    }
-    tmp.len = 0;
+    rc_buf tmp; /* one small map; a read is sent per read_every deliveries */
+    rc_buf_init(&tmp);
     uint8_t ws_hdr[WS_MAX_HDR_READ];
     rc_msg read = { .type = RC_T_READ, .g = { (const char *)f->g, f->g_len }, .seq = f->seq };
-    if (rc_encode(&tmp, &read) < 0)
-        return -1;
     int rc;
-    if (g_ws) {
+    if (rc_encode(&tmp, &read) < 0) {
+        rc = -1;
+    } else if (g_ws) {
         size_t n = tmp.len - RC_FRAME_HEADER;
         ws_hdr[0] = 0x82;
         ws_hdr[1] = (uint8_t)(0x80 | n); /* a read map is well under 126 bytes */
@@ -344,6 +339,7 @@ static int maybe_read(bench_conn *c, const rc_frame *f)
     } else {
         rc = bench_reply(c, tmp.data, tmp.len);
     }
+    rc_buf_free(&tmp);
     if (rc == 0)
         bench_on_event(c, BENCH_EV_READ_SENT);
     return rc;

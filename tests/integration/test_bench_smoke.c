@@ -481,8 +481,8 @@ int main(void)
     CU_add_test(s, "ringcast fanout, 2 threads", test_ringcast);
     CU_add_test(s, "ringcast open loop reports ordered latency", test_ringcast_rate);
     CU_add_test(s, "ringcast step load follows its schedule, timeline counts", test_ringcast_schedule);
-    CU_add_test(s, "ringcast flood reports refusals and disconnections", test_ringcast_flood);
     CU_add_test(s, "ringcast with presence, receipts and reads counts their events", test_ringcast_chat);
+    CU_add_test(s, "ringcast flood reports refusals and disconnections", test_ringcast_flood); /* stops the server */
     CU_add_test(s, "nats fanout", test_nats);
     CU_add_test(s, "redis fanout", test_redis);
     CU_add_test(s, "jetstream fanout, twice on one stream", test_jetstream);
