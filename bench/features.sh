@@ -78,19 +78,21 @@ fi
 for r in $( [ -n "$from" ] || seq 1 "$reps"); do
   for i in "${!names[@]}"; do
     read -r port http admin <<<"$(free_ports)"
-    rm -rf "$tmp/data"
+    rm -rf "$tmp/data" "$tmp/server.log" # a fresh log: the last run's must not answer wait_line
     # shellcheck disable=SC2086 # RINGCASTD_ARGS is a list of flags
     "$RINGCASTD" --port "$port" --http-port "$http" --admin-port "$admin" --data-dir "$tmp/data" \
       $RINGCASTD_ARGS >"$tmp/server.log" 2>&1 &
     pid=$!
-    if ! wait_line "$tmp/server.log" 30 "listening|ready" >/dev/null; then
+    if ! wait_line "$tmp/server.log" 30 "event=listening" >/dev/null; then
       echo "features.sh: ringcastd did not start; its log ends:" >&2; tail -n 5 "$tmp/server.log" >&2; exit 1
     fi
     # shellcheck disable=SC2086 # the variant's flags are a list
     line=$(timeout $((warmup + duration + 100)) "$RINGCAST_BENCH" "$workload" --port "$port" "${mode[@]}" \
       --duration "$duration" --warmup "$warmup" --server-pid "$pid" --no-progress ${flags[$i]} "${extra[@]}" 2>"$tmp/bench.err") || {
       echo "features.sh: run $r ${names[$i]} failed ($?):" >&2; tail -n 5 "$tmp/bench.err" >&2
-      kill -0 "$pid" 2>/dev/null || { echo "features.sh: ringcastd exited; its log ends:" >&2; tail -n 5 "$tmp/server.log" >&2; }; }
+      if kill -0 "$pid" 2>/dev/null; then echo "features.sh: ringcastd still runs; its log ends:" >&2
+      else echo "features.sh: ringcastd exited; its log ends:" >&2; fi
+      tail -n 8 "$tmp/server.log" >&2 || true; }
     stop_server "$pid" || true; pid=""
     echo "rep=$r variant=${names[$i]} $line" | tee -a "$tmp/results"
   done
@@ -101,11 +103,12 @@ echo "| $feature ($workload ${mode[*]}) | deliveries/s median | min | max | × $
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 base=""
 for n in "${names[@]}"; do
-  grep "^rep=[0-9]* variant=$n " "$tmp/results" >"$tmp/ok" || true
+  grep "^rep=[0-9]* variant=$n .*deliveries_per_s=" "$tmp/results" >"$tmp/ok" || true
   sum() { while read -r _ _ l; do field "$l" "$1"; done <"$tmp/ok" | awk '{ s += $1 } END { print s + 0 }'; }
   col() { while read -r _ _ l; do field "$l" "$1"; done <"$tmp/ok" | stats; }
   read -r med mn mx <<<"$(col deliveries_per_s)"
   [ -z "$base" ] && base=$med
   ratio=$(awk -v a="$med" -v b="$base" 'BEGIN { if (b > 0 && a != "-") printf "%.3f", a / b; else print "-" }')
   echo "| $n | $med | $mn | $mx | $ratio | $(col msgs_per_s | cut -d' ' -f1) | $(col receipt_events_per_s | cut -d' ' -f1) | $(col reads_per_s | cut -d' ' -f1) | $(col lat_p50_us | cut -d' ' -f1) | $(col lat_p99_us | cut -d' ' -f1) | $(col server_cpu_pct | cut -d' ' -f1) | $(col server_peak_rss_kb | awk '{ printf "%.0f", $1 / 1024 }') | $(sum gaps) | $(sum missing) | $(wc -l <"$tmp/ok")/$reps |"
+
 done
