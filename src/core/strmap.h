@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RC_STRMAP_MIN_CAP 8u /* smallest table, slots */
+#define RC_STRMAP_MIN_CAP 2u /* smallest table, slots: one key (most groups' members, most sessions' groups) takes 64 bytes, not 256 */
 
 typedef struct rc_strmap_slot {
     uint64_t hash; /* XXH3 of the key; 0 marks an empty slot (real 0 hashes are remapped) */

@@ -101,6 +101,27 @@ static void test_empty(void)
     CU_ASSERT_EQUAL(m.cap, 0);
 }
 
+/* The smallest maps are the most numerous (a million groups of one member
+ * each, a session per join): their table grows with them from 2 slots. */
+static void test_small_maps_stay_small(void)
+{
+    rc_strmap m;
+    rc_strmap_init(&m);
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, "only", 4, 1), 0);
+    CU_ASSERT_EQUAL(m.cap, 2);
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, "second", 6, 2), 0);
+    CU_ASSERT_EQUAL(m.cap, 4);
+    CU_ASSERT_EQUAL(rc_strmap_put(&m, "third", 5, 3), 0);
+    CU_ASSERT_EQUAL(m.cap, 8);
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "only", 4));
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "second", 6));
+    CU_ASSERT_PTR_NOT_NULL(rc_strmap_get(&m, "third", 5));
+    CU_ASSERT_TRUE(rc_strmap_del(&m, "only", 4));
+    CU_ASSERT_PTR_NULL(rc_strmap_get(&m, "only", 4));
+    CU_ASSERT_EQUAL(*rc_strmap_get(&m, "third", 5), 3);
+    rc_strmap_free(&m);
+}
+
 static void test_put_get_update_del(void)
 {
     rc_strmap m;
@@ -108,7 +129,7 @@ static void test_put_get_update_del(void)
     CU_ASSERT_EQUAL(rc_strmap_put(&m, "alpha", 5, 1), 0);
     CU_ASSERT_EQUAL(rc_strmap_put(&m, "beta", 4, 2), 0);
     CU_ASSERT_EQUAL(m.n, 2);
-    CU_ASSERT_EQUAL(m.cap, RC_STRMAP_MIN_CAP);
+    CU_ASSERT_EQUAL(m.cap, 4); /* load at most 1/2 */
 
     uint64_t *v = rc_strmap_get(&m, "alpha", 5);
     CU_ASSERT_PTR_NOT_NULL_FATAL(v);
@@ -544,6 +565,7 @@ int main(void)
         return CU_get_error();
     CU_pSuite s = CU_add_suite("strmap", NULL, NULL);
     if (s == NULL || !CU_add_test(s, "empty map", test_empty) ||
+        !CU_add_test(s, "small maps stay small", test_small_maps_stay_small) ||
         !CU_add_test(s, "put/get/update/del", test_put_get_update_del) ||
         !CU_add_test(s, "100k keys, delete half at random", test_growth_and_random_delete) ||
         !CU_add_test(s, "wrap-around: every delete order", test_wraparound_every_delete_order) ||
