@@ -250,6 +250,23 @@ static bool reply_full(const rc_shard *s, uint64_t bytes, uint32_t len)
     return s->limits.max_reply_bytes && bytes + len > s->limits.max_reply_bytes;
 }
 
+/* Sends conn g's history from seq `from` on, oldest first, at most
+ * max_reply_bytes of it (the first message always); returns the first seq
+ * not sent (last_seq + 1 when all went). */
+static uint64_t send_page(rc_shard *s, rc_conn_id conn, const rc_group *g, uint64_t from)
+{
+    uint64_t seq = from, bytes = 0;
+    for (; seq <= g->last_seq; seq++) {
+        const rc_hist_entry *e = rc_group_hist_at(g, seq);
+        if (seq > from && reply_full(s, bytes, e->frame->len))
+            break;
+        bytes += e->frame->len;
+        rc_frame_ref(e->frame, 1);
+        rc_shard_deliver_flags(s, conn, e->frame, RC_DELIVERY_SYNC);
+    }
+    return seq;
+}
+
 /* Sends history entries with seq > since (oldest first, at most
  * max_reply_bytes of them), then `synced`. */
 static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
@@ -259,15 +276,7 @@ static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
      * since + 1 must not wrap to 0, which would replay everything). */
     bool behind = j->since < g->last_seq;
     uint64_t from = !behind ? g->last_seq + 1 : j->since + 1 > first ? j->since + 1 : first;
-    uint64_t seq = from, bytes = 0;
-    for (; seq <= g->last_seq; seq++) {
-        const rc_hist_entry *e = rc_group_hist_at(g, seq);
-        if (seq > from && reply_full(s, bytes, e->frame->len))
-            break;
-        bytes += e->frame->len;
-        rc_frame_ref(e->frame, 1);
-        rc_shard_deliver_flags(s, j->conn, e->frame, RC_DELIVERY_SYNC);
-    }
+    uint64_t seq = send_page(s, j->conn, g, from);
     rc_msg m = reply_to(j, RC_T_SYNCED, g);
     m.seq = g->last_seq;
     m.lost = behind && j->since + 1 < first;
@@ -294,15 +303,7 @@ static void do_catchup(rc_shard *s, const rc_job *j)
     if (subscribed && j->since + 1 < first) {
         cu.lost = 1; /* nothing sent: the reader's sequence ends gapless, then it is closed */
     } else if (subscribed && j->since < g->last_seq) {
-        uint64_t from = j->since + 1, seq = from, bytes = 0;
-        for (; seq <= g->last_seq; seq++) {
-            const rc_hist_entry *e = rc_group_hist_at(g, seq);
-            if (seq > from && reply_full(s, bytes, e->frame->len))
-                break;
-            bytes += e->frame->len;
-            rc_frame_ref(e->frame, 1);
-            rc_shard_deliver_flags(s, j->conn, e->frame, RC_DELIVERY_SYNC);
-        }
+        uint64_t from = j->since + 1, seq = send_page(s, j->conn, g, from);
         cu.more = seq <= g->last_seq;
         cu.next = seq;
         RC_STAT_ADD(s->stats.catchup_msgs, seq - from);
