@@ -120,7 +120,7 @@ typedef struct rc_inbox_entry {
     rc_str g;
     uint64_t seq;           /* the group's last seq */
     uint64_t read;          /* the user's read cursor, 0 when none */
-    uint64_t unread;        /* seq - read (encoders compute it) */
+    uint64_t unread;        /* seq - read, 0 when the cursor is ahead (the server fills it in) */
     uint64_t ts;            /* unix ms of the last message; 0 and absent without one */
     bool has_last;          /* the last message is present */
     rc_str last_map;        /* encoding: the last `msg` map, MessagePack bytes as stored */

@@ -702,7 +702,8 @@ static void do_inbox(rc_shard *s, const rc_job *j)
             break;
         }
         bytes += cost;
-        e[k] = (rc_inbox_entry){ .g = { r->g, r->g_len }, .seq = r->seq, .read = r->read, .ts = r->ts,
+        e[k] = (rc_inbox_entry){ .g = { r->g, r->g_len }, .seq = r->seq, .read = r->read,
+                                 .unread = r->seq > r->read ? r->seq - r->read : 0, .ts = r->ts,
                                  .has_last = l.found, .last_map = { NULL, l.len } };
         offs[k] = l.off;
     }

@@ -834,22 +834,24 @@ static uint32_t count_fields(const rc_msg *m, spec_t spec)
 
 static void pack_msg(msgpack_packer *pk, const rc_msg *m);
 
-/* One inbox entry; `last` goes as the stored map's bytes, unchanged (the
- * server), or encoded from its decoded form (an entry that was decoded,
- * e.g. a client passing a reply on). */
+/* One inbox entry. `last` goes as the stored map's bytes, unchanged (the
+ * server's replies), or, for an entry that was decoded, as its decoded
+ * message encoded again; `ts` with it, or whenever it is not 0. */
 static void pack_entry(msgpack_packer *pk, const rc_inbox_entry *e)
 {
-    bool last = e->has_last && (e->last_map.len || e->last);
-    msgpack_pack_map(pk, last ? 6 : 4);
+    bool has_last = e->has_last && (e->last_map.len > 0 || e->last);
+    bool has_ts = has_last || e->ts > 0;
+    msgpack_pack_map(pk, 4u + has_ts + has_last);
     pack_kstr(pk, "g", e->g);
     pack_kuint(pk, "seq", e->seq);
     pack_kuint(pk, "read", e->read);
-    pack_kuint(pk, "unread", e->seq > e->read ? e->seq - e->read : 0);
-    if (!last)
+    pack_kuint(pk, "unread", e->unread);
+    if (has_ts)
+        pack_kuint(pk, "ts", e->ts);
+    if (!has_last)
         return;
-    pack_kuint(pk, "ts", e->ts);
     pack_key(pk, "last");
-    if (e->last_map.len)
+    if (e->last_map.len > 0)
         pk->callback(pk->data, e->last_map.ptr, e->last_map.len);
     else
         pack_msg(pk, e->last);

@@ -52,6 +52,20 @@ static const char *first_difference(const rc_msg *a, const rc_msg *b)
     SAME_NUM(dup);
     SAME_NUM(lost);
     SAME_NUM(n_msgs);
+    SAME_NUM(read);
+    SAME_NUM(receipts);
+    SAME_NUM(n_groups);
+    for (uint32_t i = 0; i < a->n_groups; i++) {
+        SAME_STR(groups[i].g);
+        SAME_NUM(groups[i].seq);
+        SAME_NUM(groups[i].read);
+        SAME_NUM(groups[i].unread);
+        SAME_NUM(groups[i].ts);
+        SAME_NUM(groups[i].has_last);
+        const char *d = a->groups[i].has_last ? first_difference(a->groups[i].last, b->groups[i].last) : NULL;
+        if (d)
+            return d;
+    }
 #undef SAME_NUM
 #undef SAME_STR
     for (uint32_t i = 0; i < a->n_msgs; i++) {

@@ -73,9 +73,13 @@ static bool kind_fits(rc_job_kind kind, rc_type t)
     switch (kind) {
     case RC_JOB_JOIN: return t == RC_T_JOIN;
     case RC_JOB_LEAVE: return t == RC_T_LEAVE;
-    case RC_JOB_SEND: return t == RC_T_SEND || t == RC_T_REPLAY;
+    case RC_JOB_SEND: return t == RC_T_SEND || t == RC_T_REPLAY || t == RC_T_PUBLISH;
     case RC_JOB_HIST: return t == RC_T_HIST;
     case RC_JOB_REDELIVER: return t == RC_T_REPLAY;
+    case RC_JOB_PRESENCE: return t == RC_T_PRESENCE;
+    case RC_JOB_TYPING: return t == RC_T_TYPING;
+    case RC_JOB_READ: return t == RC_T_READ;
+    case RC_JOB_INBOX: return t == RC_T_INBOX; /* its g is the session's user (src/net/session.c on_inbox) */
     default: return false;
     }
 }

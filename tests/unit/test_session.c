@@ -33,6 +33,7 @@ typedef struct fake {
     rc_job_kind routed[MAX_OUT];
     char routed_from[MAX_OUT][RC_MAX_USER + 1];
     char routed_mid[MAX_OUT][RC_MAX_MID + 1];
+    char routed_g[MAX_OUT][RC_MAX_GROUP + 1];
     int n_routed;
     bool closed, stopping;
     int reads_left;                 /* `reading` answers true this many times (-1: always) */
@@ -58,6 +59,7 @@ static void f_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m)
     f->routed[f->n_routed] = kind;
     snprintf(f->routed_from[f->n_routed], sizeof(f->routed_from[0]), "%.*s", (int)from.len, from.ptr);
     snprintf(f->routed_mid[f->n_routed], sizeof(f->routed_mid[0]), "%.*s", (int)m->mid.len, m->mid.ptr);
+    snprintf(f->routed_g[f->n_routed], sizeof(f->routed_g[0]), "%.*s", (int)m->g.len, m->g.ptr);
     f->n_routed++;
 }
 
@@ -426,6 +428,29 @@ static void test_join_limit_and_routes(void)
     scene_free(sc);
 }
 
+/* read goes to its group's shard; inbox names no group and goes by the
+ * user's name (src/ARCHITECTURE.md §3.11); marked and receipt are the
+ * server's. */
+static void test_read_and_inbox_routes(void)
+{
+    scene *sc = scene_new();
+    hello(sc, "bob", NULL);
+    feed(sc, (rc_msg){ .type = RC_T_READ, .g = rc_str_c("a"), .seq = 3, .has = RC_HAS_SEQ }, 2);
+    feed(sc, (rc_msg){ .type = RC_T_INBOX, .limit = 5, .has = RC_HAS_LIMIT }, 3);
+    CU_ASSERT_EQUAL_FATAL(sc->f.n_routed, 2);
+    CU_ASSERT_EQUAL(sc->f.routed[0], RC_JOB_READ);
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_g[0], "a");
+    CU_ASSERT_EQUAL(sc->f.routed[1], RC_JOB_INBOX);
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_g[1], "bob");
+    CU_ASSERT_STRING_EQUAL(sc->f.routed_from[1], "bob");
+    feed(sc, (rc_msg){ .type = RC_T_MARKED, .g = rc_str_c("a"), .seq = 3 }, 4);
+    assert_err(sc, RC_E_UNKNOWN_TYPE, 4);
+    feed(sc, (rc_msg){ .type = RC_T_RECEIPT, .g = rc_str_c("a"), .user = rc_str_c("x"), .seq = 3 }, 5);
+    assert_err(sc, RC_E_UNKNOWN_TYPE, 5);
+    CU_ASSERT_EQUAL(sc->f.n_routed, 2);
+    scene_free(sc);
+}
+
 static void test_server_types_and_bad_maps(void)
 {
     scene *sc = scene_new();
@@ -616,7 +641,8 @@ int main(void)
         !CU_add_test(s, "a held session stops reading", test_holding_stops_input) ||
         !CU_add_test(s, "shutting down", test_shutting_down) ||
         !CU_add_test(s, "replay rules", test_replay_rules) ||
-        !CU_add_test(s, "publish rules", test_publish_rules)) {
+        !CU_add_test(s, "publish rules", test_publish_rules) ||
+        !CU_add_test(s, "read and inbox routes", test_read_and_inbox_routes)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
