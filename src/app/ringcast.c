@@ -47,7 +47,8 @@ static void usage(FILE *out)
             "commands:\n"
             "  chat  --user U --group G             interactive chat: typed lines are sent,\n"
             "                                       incoming messages printed as [group #seq] sender: body\n"
-            "                                       and marked read\n"
+            "                                       and marked read; who comes online, goes offline, types\n"
+            "  presence --user U --group G [--json] who is online in G (the user joins it first)\n"
             "  inbox --user U [--count N] [--json]  the user's groups, newest activity first: last seq,\n"
             "                                       read cursor, unread count, last message (N: 1..1000, 100)\n"
             "  read  --user U --group G --seq N     move the user's read cursor of G to N (never back)\n"
@@ -150,8 +151,9 @@ static int connect_hello(rc_client *c, const cli_opts *o)
     return 0;
 }
 
-/* Connects, says hello and joins the group (with --since if given). */
-static int session(rc_client *c, const cli_opts *o, bool join)
+/* Connects, says hello and joins the group (with --since if given; with
+ * presence, asking for online/offline events, and printing who is online). */
+static int session_as(rc_client *c, const cli_opts *o, bool join, bool presence)
 {
     if ((!o->user && !o->token) || !o->group) {
         fprintf(stderr, "ringcast: --group and --user (or --token) are required\n");
@@ -170,6 +172,10 @@ static int session(rc_client *c, const cli_opts *o, bool join)
         m.has |= RC_HAS_SINCE;
         m.since = o->since;
     }
+    if (presence) {
+        m.has |= RC_HAS_PRESENCE;
+        m.presence = true;
+    }
     if (rc_client_send(c, &m) != 0 || rc_client_wait(c, RC_T_JOINED, m.rid, &r, CLI_TIMEOUT_MS) != 1 ||
         r.type == RC_T_ERR) {
         fprintf(stderr, "ringcast: join failed: %s%.*s\n", c->err, r.type == RC_T_ERR ? (int)r.text.len : 0,
@@ -177,7 +183,14 @@ static int session(rc_client *c, const cli_opts *o, bool join)
         rc_client_close(c);
         return -1;
     }
+    if (presence && (r.has & RC_HAS_ONLINE))
+        fprintf(stderr, "%llu online in %s\n", (unsigned long long)r.online, o->group);
     return 0;
+}
+
+static int session(rc_client *c, const cli_opts *o, bool join)
+{
+    return session_as(c, o, join, false);
 }
 
 static void print_json_str(rc_str s)
@@ -286,7 +299,7 @@ static int cmd_tail(const cli_opts *o)
 static int cmd_chat(const cli_opts *o)
 {
     rc_client c;
-    if (session(&c, o, true) != 0)
+    if (session_as(&c, o, true, true) != 0)
         return 1;
     fprintf(stderr, "joined %s as %s; type a line and press Enter to send, Ctrl-D to quit\n", o->group,
             o->user ? o->user : "the token's user");
@@ -305,6 +318,11 @@ static int cmd_chat(const cli_opts *o)
                     print_msg(&m, false);
                     newest = m.seq > newest ? m.seq : newest;
                 }
+                else if (m.type == RC_T_ONLINE || m.type == RC_T_OFFLINE)
+                    printf("* %.*s %s\n", (int)m.user.len, m.user.ptr,
+                           m.type == RC_T_ONLINE ? "is online" : "went offline");
+                else if (m.type == RC_T_TYPING)
+                    printf("* %.*s is typing\n", (int)m.from.len, m.from.ptr);
                 else if (m.type == RC_T_ERR)
                     fprintf(stderr, "error %s: %.*s\n", rc_err_name(m.code), (int)m.text.len, m.text.ptr);
                 else if (m.type == RC_T_BYE) {
@@ -397,6 +415,33 @@ static int cmd_inbox(const cli_opts *o)
         print_entry(&r.groups[i], o->json);
     if (rc == 0 && r.more)
         fprintf(stderr, "ringcast inbox: more groups than the reply holds\n");
+    rc_client_close(&c);
+    return rc;
+}
+
+/* Who is online in the group (joining it first: presence is for members). */
+static int cmd_presence(const cli_opts *o)
+{
+    rc_client c;
+    if (session(&c, o, true) != 0)
+        return 1;
+    rc_msg q = { .type = RC_T_PRESENCE, .g = rc_str_c(o->group) }, r;
+    int rc = ask(&c, "presence", &q, RC_T_PRESENCE, &r);
+    if (rc == 0 && o->json) {
+        printf("{\"g\":");
+        print_json_str(r.g);
+        printf(",\"n\":%llu,\"users\":[", (unsigned long long)r.n);
+        for (uint32_t i = 0; i < r.n_users; i++) {
+            if (i)
+                putchar(',');
+            print_json_str(r.users[i]);
+        }
+        printf("]}\n");
+    } else if (rc == 0) {
+        printf("%llu online in %.*s\n", (unsigned long long)r.n, (int)r.g.len, r.g.ptr);
+        for (uint32_t i = 0; i < r.n_users; i++)
+            printf("%.*s\n", (int)r.users[i].len, r.users[i].ptr);
+    }
     rc_client_close(&c);
     return rc;
 }
@@ -506,6 +551,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "token") == 0) return cmd_token(&o);
     if (strcmp(argv[1], "inbox") == 0) return cmd_inbox(&o);
     if (strcmp(argv[1], "read") == 0) return cmd_read(&o);
+    if (strcmp(argv[1], "presence") == 0) return cmd_presence(&o);
     fprintf(stderr, "ringcast: unknown command %s\n", argv[1]);
     usage(stderr);
     return 2;

@@ -204,6 +204,30 @@ static void test_inbox_read(void)
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
 }
 
+/* ringcast presence: who is online in a group, the asking user included
+ * (it joins first), as text and as JSON. */
+static void test_presence_cli(void)
+{
+    it_cleanup(&srv);
+    CU_ASSERT_FATAL(it_start(&srv, NULL) == 0);
+    rc_client pat;
+    CU_ASSERT_FATAL(it_login(&pat, &srv, "pat") == 0);
+    uint64_t seq;
+    CU_ASSERT_FATAL(rc_client_join(&pat, "pr-g", IT_TIMEOUT_MS, &seq) == 0);
+    const char *args[] = { "--user", "quinn", "--group", "pr-g", NULL };
+    CU_ASSERT(cli_ok(&res, "presence", args));
+    CU_ASSERT(strncmp(res.out, "2 online in pr-g\n", 17) == 0);
+    CU_ASSERT(strstr(res.out, "\npat\n") != NULL);
+    CU_ASSERT(strstr(res.out, "\nquinn\n") != NULL);
+    const char *json_args[] = { "--user", "quinn", "--group", "pr-g", "--json", NULL };
+    CU_ASSERT(cli_ok(&res, "presence", json_args));
+    static const char want_json[] = "{\"g\":\"pr-g\",\"n\":2,\"users\":[";
+    CU_ASSERT(strncmp(res.out, want_json, sizeof(want_json) - 1) == 0);
+    CU_ASSERT(strstr(res.out, "\"pat\"") != NULL);
+    rc_client_close(&pat);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
 static void test_ringcastd_help(void)
 {
     const char *bin = getenv("RINGCASTD");
@@ -258,6 +282,7 @@ int main(void)
     }
     CU_add_test(s, "ringcast send, tail --json, stats", test_send_tail_stats);
     CU_add_test(s, "ringcast inbox, read", test_inbox_read);
+    CU_add_test(s, "ringcast presence", test_presence_cli);
     CU_add_test(s, "ringcastd --help lists the keys", test_ringcastd_help);
     CU_add_test(s, "ringcastd refuses bad flags with a message", test_ringcastd_bad_flags);
     return rc_test_run();
