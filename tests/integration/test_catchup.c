@@ -155,16 +155,25 @@ static void reader_wakes(rc_client *r)
     CU_ASSERT(setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big)) == 0);
 }
 
-static void test_reader_catches_up(void)
+/* A server with the catch-up policy and small bounds, history_max
+ * messages of history per group; a sender and a reader that has stopped
+ * reading; the sender's messages all sent and acked; the reader reads
+ * again. */
+static void scene(const char *history_max, rc_client *s, rc_client *r)
 {
     const char *flags[] = { "--slow-consumer-policy", "catchup", "--outbound-high-bytes", "131072",
-                            "--outbound-stall-ms", "100", "--max-reply-bytes", "65536", "--max-frame", "8192", "--history-max", "10000",
-                            "--durability", "off", "--scale-interval-ms", "0", NULL };
+                            "--outbound-stall-ms", "100", "--max-reply-bytes", "65536", "--max-frame", "8192",
+                            "--history-max", history_max, "--durability", "off", "--scale-interval-ms", "0", NULL };
     CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
+    setup(s, r);
+    CU_ASSERT_FATAL(send_all(s) == 0);
+    reader_wakes(r);
+}
+
+static void test_reader_catches_up(void)
+{
     rc_client s, r;
-    setup(&s, &r);
-    CU_ASSERT_FATAL(send_all(&s) == 0);
-    reader_wakes(&r);
+    scene("10000", &s, &r);
     got gt = { 0 };
     bool ok = read_all(&r, N_MSGS, false, &gt);
     printf("\n    %ld msgs read; catch-ups %.0f, live msgs skipped %.0f, pages %.0f, done %.0f, from history %.0f\n",
@@ -193,14 +202,8 @@ static void test_reader_catches_up(void)
 
 static void test_history_too_short(void)
 {
-    const char *flags[] = { "--slow-consumer-policy", "catchup", "--outbound-high-bytes", "131072",
-                            "--outbound-stall-ms", "100", "--max-reply-bytes", "65536", "--max-frame", "8192", "--history-max", "200",
-                            "--durability", "off", "--scale-interval-ms", "0", NULL };
-    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
     rc_client s, r;
-    setup(&s, &r);
-    CU_ASSERT_FATAL(send_all(&s) == 0);
-    reader_wakes(&r);
+    scene("200", &s, &r);
     got gt = { 0 };
     bool ok = read_all(&r, N_MSGS, true, &gt);
     printf("\n    %ld msgs read, then bye slow_consumer: %s; lost %.0f\n", gt.msgs, gt.bye_slow ? "yes" : "no",

@@ -240,6 +240,42 @@ static void print_pressure(const scene *sc)
 #define A_PER_PUB 5000
 #define A_LIGHT 200
 
+/* Scene 1's shape: A_PUBS publishers and A_READERS readers in every
+ * flooded group, per_pub sends each, and with light_total > 0 a light
+ * sender on a group of its own; everyone logged in and joined, the
+ * publishers' sends encoded. */
+static void flood_scene(scene *sc, int per_pub, int light_total, const char *prefix)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->n_pubs = A_PUBS;
+    sc->n_clients = A_PUBS + A_READERS + (light_total ? 1 : 0);
+    sc->light = light_total ? sc->n_clients - 1 : -1;
+    sc->light_total = light_total;
+    sc->n_groups = MAX_GROUPS;
+    sc->per_pub = per_pub;
+    for (int i = 0; i < A_PUBS + A_READERS; i++)
+        for (int g = 0; g < sc->n_groups; g++)
+            sc->member[i][g] = true;
+    join_all(sc, prefix);
+    for (int p = 0; p < sc->n_pubs; p++)
+        encode_flood(sc, p, 100);
+}
+
+/* Every member of a flooded group saw all of its messages, and nothing was
+ * refused, lettered or closed. */
+static void assert_flood_delivered(const scene *sc)
+{
+    CU_ASSERT_EQUAL(sc->errs, 0);
+    long want = 0;
+    for (int i = 0; i < sc->n_clients; i++)
+        for (int g = 0; g < sc->n_groups; g++)
+            if (sc->member[i][g])
+                want += (long)sc->group_acks[g];
+    CU_ASSERT_EQUAL(sc->msgs, want);
+    CU_ASSERT_EQUAL(want, (long)A_PUBS * sc->per_pub * (A_PUBS + A_READERS));
+    assert_nobody_refused();
+}
+
 static void test_flood_and_light_sender(void)
 {
     /* The shard count stays put: the flood tests backpressure; moves under load are test_scale's. */
@@ -247,19 +283,7 @@ static void test_flood_and_light_sender(void)
                             NULL };
     it_suite_start(flags);
     static scene sc;
-    memset(&sc, 0, sizeof(sc));
-    sc.n_pubs = A_PUBS;
-    sc.n_clients = A_PUBS + A_READERS + 1;
-    sc.light = sc.n_clients - 1;
-    sc.light_total = A_LIGHT;
-    sc.n_groups = MAX_GROUPS;
-    sc.per_pub = A_PER_PUB;
-    for (int i = 0; i < sc.light; i++)
-        for (int g = 0; g < sc.n_groups; g++)
-            sc.member[i][g] = true;
-    join_all(&sc, "fa");
-    for (int p = 0; p < sc.n_pubs; p++)
-        encode_flood(&sc, p, 100);
+    flood_scene(&sc, A_PER_PUB, A_LIGHT, "fa");
 
     bool ok = run_scene(&sc);
     print_pressure(&sc);
@@ -269,16 +293,7 @@ static void test_flood_and_light_sender(void)
         CU_ASSERT_EQUAL(sc.acked[p], A_PER_PUB);
     CU_ASSERT_EQUAL(sc.acked[sc.light], A_LIGHT);
     CU_ASSERT(sc.light_during_flood >= 1); /* served while the flood ran, not after it */
-    CU_ASSERT_EQUAL(sc.errs, 0);
-    /* Every member of a flooded group saw all of its messages. */
-    long want = 0;
-    for (int i = 0; i < sc.n_clients; i++)
-        for (int g = 0; g < sc.n_groups; g++)
-            if (sc.member[i][g])
-                want += (long)sc.group_acks[g];
-    CU_ASSERT_EQUAL(sc.msgs, want);
-    CU_ASSERT_EQUAL(want, (long)A_PUBS * A_PER_PUB * (A_PUBS + A_READERS));
-    assert_nobody_refused();
+    assert_flood_delivered(&sc);
     close_all(&sc);
     it_suite_stop();
 }
@@ -296,18 +311,7 @@ static void test_flood_grows_shards(void)
                             "--max-queue-ms", "10000", NULL };
     it_suite_start(flags);
     static scene sc;
-    memset(&sc, 0, sizeof(sc));
-    sc.n_pubs = A_PUBS;
-    sc.n_clients = A_PUBS + A_READERS;
-    sc.light = -1;
-    sc.n_groups = MAX_GROUPS;
-    sc.per_pub = C_PER_PUB;
-    for (int i = 0; i < sc.n_clients; i++)
-        for (int g = 0; g < sc.n_groups; g++)
-            sc.member[i][g] = true;
-    join_all(&sc, "fc");
-    for (int p = 0; p < sc.n_pubs; p++)
-        encode_flood(&sc, p, 100);
+    flood_scene(&sc, C_PER_PUB, 0, "fc");
 
     bool ok = run_scene(&sc);
     print_pressure(&sc);
@@ -317,15 +321,7 @@ static void test_flood_grows_shards(void)
     CU_ASSERT(ok);
     CU_ASSERT(grows >= 1);
     CU_ASSERT(waited_ns > 0);
-    CU_ASSERT_EQUAL(sc.errs, 0);
-    long want = 0;
-    for (int i = 0; i < sc.n_clients; i++)
-        for (int g = 0; g < sc.n_groups; g++)
-            if (sc.member[i][g])
-                want += (long)sc.group_acks[g];
-    CU_ASSERT_EQUAL(sc.msgs, want);
-    CU_ASSERT_EQUAL(want, (long)A_PUBS * C_PER_PUB * (A_PUBS + A_READERS));
-    assert_nobody_refused();
+    assert_flood_delivered(&sc);
     close_all(&sc);
     it_suite_stop();
 }

@@ -149,6 +149,27 @@ def frame(opcode, payload, fin=True, mask=True):
     return hdr + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
 
 
+def split_frames(buf):
+    """The whole server frames at the start of buf as (opcode, payload),
+    and the bytes after them."""
+    out = []
+    while len(buf) >= 2:
+        op, n, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n, off = struct.unpack(">H", buf[2:4])[0], 4
+        elif n == 127:
+            if len(buf) < 10:
+                break
+            n, off = struct.unpack(">Q", buf[2:10])[0], 10
+        if len(buf) < off + n:
+            break
+        out.append((op, buf[off:off + n]))
+        buf = buf[off + n:]
+    return out, buf
+
+
 def read_frames(s, until_close=True):
     """(opcode, payload) of every frame until the server closes (bounded)."""
     out, buf = [], b""
@@ -163,21 +184,8 @@ def read_frames(s, until_close=True):
             continue
         if not chunk:
             break
-        buf += chunk
-        while len(buf) >= 2:
-            op, n, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
-            if n == 126:
-                if len(buf) < 4:
-                    break
-                n, off = struct.unpack(">H", buf[2:4])[0], 4
-            elif n == 127:
-                if len(buf) < 10:
-                    break
-                n, off = struct.unpack(">Q", buf[2:10])[0], 10
-            if len(buf) < off + n:
-                break
-            out.append((op, buf[off:off + n]))
-            buf = buf[off + n:]
+        got, buf = split_frames(buf + chunk)
+        out += got
     return out
 
 
@@ -457,20 +465,8 @@ def test_catchup_ws():
             chunk = r.recv(1 << 16)
             if not chunk:
                 break
-            buf += chunk
-            while len(buf) >= 2:
-                op, ln, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
-                if ln == 126:
-                    if len(buf) < 4:
-                        break
-                    ln, off = struct.unpack(">H", buf[2:4])[0], 4
-                elif ln == 127:
-                    if len(buf) < 10:
-                        break
-                    ln, off = struct.unpack(">Q", buf[2:10])[0], 10
-                if len(buf) < off + ln:
-                    break
-                payload, buf = buf[off:off + ln], buf[off + ln:]
+            got, buf = split_frames(buf + chunk)
+            for op, payload in got:
                 if op != 0x2:
                     continue
                 m = msgpack.unpackb(payload)
