@@ -18,6 +18,7 @@
 
 #define START_WAIT_MS 10000 /* how long a server may take to accept */
 #define STOP_WAIT_MS 15000  /* how long SIGTERM may take */
+#define PROBE_SETTLE_MS 3000 /* how long the start-up probes may take to be seen closed */
 
 int rc_test_run(void)
 {
@@ -75,6 +76,28 @@ static int port_accepts(uint16_t port)
     return ok;
 }
 
+/* The server accepts the start-up probes in its own time and holds each
+ * one's place (max_connections, max_connections_per_ip) until it sees it
+ * closed: a test that counts places must not race them. Waits, at most
+ * PROBE_SETTLE_MS, until every probe was accepted or refused and none is
+ * open. */
+static void settle_probes(const rc_test_server *s, int probes)
+{
+    for (int waited = 0; waited < PROBE_SETTLE_MS; waited += 10) {
+        static const char *const counted[] = { "ringcast_connections_accepted_total{",
+                                               "ringcast_connections_rejected_total{",
+                                               "ringcast_connections_rejected_per_ip_total{" };
+        double seen = 0;
+        for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++) {
+            double v = rc_test_metric(s->admin_port, counted[i], 1);
+            seen += v > 0 ? v : 0;
+        }
+        if (seen >= probes && rc_test_metric(s->admin_port, "ringcast_connections_open{", 1) == 0)
+            return;
+        sleep_ms(10);
+    }
+}
+
 int rc_test_server_start(rc_test_server *s, const char *const *extra)
 {
     snprintf(s->dir, sizeof(s->dir), "/tmp/ringcast-test-XXXXXX");
@@ -107,12 +130,17 @@ int rc_test_server_restart(rc_test_server *s, const char *const *extra)
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    int probes = 0; /* connections made to see the port listen */
     for (int waited = 0; waited < START_WAIT_MS; waited += 20) {
         int status = -1;
-        char *body = port_accepts(s->port) ? rc_test_http_get(s->admin_port, "/readyz", &status) : NULL;
+        int up = port_accepts(s->port);
+        probes += up;
+        char *body = up ? rc_test_http_get(s->admin_port, "/readyz", &status) : NULL;
         free(body);
-        if (status == 200)
+        if (status == 200) {
+            settle_probes(s, probes);
             return 0;
+        }
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
             fprintf(stderr, "ringcastd exited during start (status %d)\n", st);
