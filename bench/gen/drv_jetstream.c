@@ -28,6 +28,7 @@
  * a message once per group, as ringcast does. A delivery arrives as MSG
  * with the message's own subject P.<k>.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 
 #define JS_HISTORY_PER_GROUP 1000  /* messages kept per group (ringcast's history_max default) */
 #define JS_SETUP_INFLIGHT 32u      /* consumer creations in flight per connection */
+#define JS_CREATE_TRIES 5u         /* stream creates a publisher sends while another's is still being made */
 #define JS_SUFFIX_MAX 48u
 #define JS_REQUEST_MAX 1024u       /* one API request, control line and JSON */
 #define JS_INACTIVE_S 15           /* a consumer without readers is deleted after this */
@@ -54,6 +56,7 @@ typedef struct js_conn {
     uint32_t n;
     uint32_t next;         /* consumers requested so far */
     bool stream_ok;
+    uint32_t create_tries; /* stream creates answered "subjects overlap" so far */
     char suffix[JS_SUFFIX_MAX]; /* "_R.p<j>.a <n>\r\n" after each "PUB P.<k> " */
     size_t suffix_len;
 } js_conn;
@@ -213,6 +216,15 @@ static int on_reply(bench_conn *c, const nw_item *it)
             desc_len--;
     } else {
         failed = nw_js_error(it->payload, it->payload_len, &desc, &desc_len);
+    }
+    /* Publishers create the stream at once; nats-server 2.9 answers one
+     * whose identical twin is still being made "subjects overlap with an
+     * existing stream", and the same create succeeds once it is made. */
+    static const char overlap[] = "subjects overlap";
+    if (failed && tag == 's' && s->create_tries < JS_CREATE_TRIES && desc &&
+        memmem(desc, desc_len, overlap, sizeof(overlap) - 1)) {
+        s->create_tries++;
+        return create_stream(c);
     }
     if (failed) {
         char text[256];
