@@ -31,7 +31,7 @@
 #define MICRO_MAX_REPS 100u
 
 typedef struct micro_opts {
-    unsigned reps;        /* repetitions per case; the best one is reported */
+    unsigned reps;        /* repetitions per case; rings report the best, chash the median */
     uint64_t items;       /* items per ring case */
     uint32_t keys;        /* keys per consistent-hash case */
     uint32_t capacity;    /* ring capacity (power of two) */
@@ -87,7 +87,7 @@ typedef struct chash_results chash_results;
 chash_results *chash_bench_run(const micro_opts *o);
 void chash_bench_print_md(FILE *out, const chash_results *r);
 void chash_bench_print_json(FILE *out, const chash_results *r);
-bool chash_bench_ok(const chash_results *r); /* every moved key went to the new shard */
+bool chash_bench_ok(const chash_results *r); /* moved keys went to the new shard and back, table = successor search */
 void chash_bench_free(chash_results *r);
 
 #endif

@@ -10,16 +10,11 @@ rc_route *rc_route_new(uint64_t version, uint32_t n, uint32_t vnodes)
         return NULL;
     r->version = version;
     r->n = n;
-    r->chash = rc_chash_create(vnodes);
+    r->chash = rc_chash_build(n, vnodes);
     if (!r->chash) {
         free(r);
         return NULL;
     }
-    for (uint32_t i = 0; i < n; i++)
-        if (rc_chash_add(r->chash, i) != 0) {
-            rc_route_free(r);
-            return NULL;
-        }
     return r;
 }
 
