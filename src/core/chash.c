@@ -25,7 +25,7 @@
  * Measured (tests/unit/test_chash.c, bench/micro): at 160 vnodes every
  * shard's share of the circle is 1/n to within 1e-15 for n = 1..16; over
  * 200,000 random group ids the fullest shard holds at most what sampling
- * noise gives (max/mean about 1.02 at 16 shards), as Jump hash does.
+ * noise gives (max/mean at most 1.015 for 2..16 shards), as Jump hash does.
  *
  * The table. The top k bits of a hash pick one of 2^k slices of the circle
  * (at least RC_CHASH_TABLE_PER_TOKEN slices per token, k at most

@@ -309,6 +309,77 @@ static void test_moves_under_load(void)
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
 }
 
+/* ---- only the groups that must move ---- */
+
+#define PLACE_GROUPS 400        /* groups joined before the placement checks */
+#define PLACE_FROM 2            /* shards at start */
+#define PLACE_TO 4              /* then grown to, then shrunk back */
+
+/* Groups on each shard and groups moved so far, from GET /admin/shards;
+ * the number of shards, or -1. */
+static int shard_groups(long long *groups, int cap, long long *moved)
+{
+    int status, n = -1;
+    char *body = rc_test_http_get(srv.s.admin_port, "/admin/shards", &status);
+    const char *m = body && status == 200 ? strstr(body, "\"groups_moved\":") : NULL;
+    if (m && sscanf(m, "\"groups_moved\":%lld", moved) == 1 && sscanf(body, "{\"shards\":%d", &n) == 1) {
+        for (int i = 0; i < n && i < cap; i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "{\"id\":%d,\"groups\":", i);
+            const char *at = strstr(body, key);
+            if (!at || sscanf(at + strlen(key), "%lld", &groups[i]) != 1)
+                n = -1;
+        }
+    }
+    free(body);
+    return n;
+}
+
+/* Growing moves groups only from the shards that stay to the new ones
+ * (each stayer only loses groups, the new shards hold exactly the moved
+ * ones, about (to - from) / to of them); shrinking back puts every group
+ * on its first shard again. */
+static void test_only_what_must_move(void)
+{
+    const char *flags[] = { "--admin-token", TOKEN, "--shards", "2", "--min-shards", "1", "--max-shards", "8",
+                            "--scale-interval-ms", "0", NULL };
+    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
+    rc_client c;
+    CU_ASSERT_FATAL(it_login(&c, &srv, "placer") == 0);
+    for (int gi = 0; gi < PLACE_GROUPS; gi++) {
+        char g[16];
+        uint64_t seq;
+        snprintf(g, sizeof(g), "place%d", gi);
+        CU_ASSERT_FATAL(rc_client_join(&c, g, IT_TIMEOUT_MS, &seq) == 0);
+    }
+    long long first[PLACE_TO], grown[PLACE_TO], back[PLACE_TO], moved0, moved1, moved2;
+    CU_ASSERT_FATAL(shard_groups(first, PLACE_TO, &moved0) == PLACE_FROM);
+    CU_ASSERT_EQUAL(first[0] + first[1], PLACE_GROUPS);
+    char resp[4096], target[64];
+    snprintf(target, sizeof(target), "/admin/shards?count=%d", PLACE_TO);
+    CU_ASSERT_EQUAL_FATAL(http_post(srv.s.admin_port, target, TOKEN, resp, sizeof(resp)), 200);
+    CU_ASSERT_FATAL(shard_groups(grown, PLACE_TO, &moved1) == PLACE_TO);
+    long long on_new = 0;
+    for (int i = PLACE_FROM; i < PLACE_TO; i++)
+        on_new += grown[i];
+    for (int i = 0; i < PLACE_FROM; i++)
+        CU_ASSERT(grown[i] <= first[i]);
+    CU_ASSERT_EQUAL(moved1 - moved0, on_new);
+    CU_ASSERT_EQUAL(on_new + grown[0] + grown[1], PLACE_GROUPS);
+    double ideal = (double)PLACE_GROUPS * (PLACE_TO - PLACE_FROM) / PLACE_TO;
+    CU_ASSERT(on_new > 0.75 * ideal && on_new < 1.25 * ideal);
+    snprintf(target, sizeof(target), "/admin/shards?count=%d", PLACE_FROM);
+    CU_ASSERT_EQUAL_FATAL(http_post(srv.s.admin_port, target, TOKEN, resp, sizeof(resp)), 200);
+    CU_ASSERT_FATAL(shard_groups(back, PLACE_TO, &moved2) == PLACE_FROM);
+    CU_ASSERT_EQUAL(back[0], first[0]);
+    CU_ASSERT_EQUAL(back[1], first[1]);
+    CU_ASSERT_EQUAL(moved2 - moved1, on_new);
+    printf("\n    %d -> %d shards: %lld of %d groups moved (ideal %.0f), all back on shrinking\n", PLACE_FROM,
+           PLACE_TO, on_new, PLACE_GROUPS, ideal);
+    rc_client_close(&c);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
 int main(void)
 {
     const char *ev = getenv("RC_SCALE_EVENTS");
@@ -318,5 +389,6 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("shard-count changes", NULL, cleanup);
     CU_add_test(s, "groups move in order under load", test_moves_under_load);
+    CU_add_test(s, "a grow moves only what must move", test_only_what_must_move);
     return rc_test_run();
 }
