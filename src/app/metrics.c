@@ -236,10 +236,15 @@ static void scale_section(rc_server *s, struct rc_admin_body *out)
                          "# HELP ringcast_groups_moved_total Groups that changed owner shard.\n"
                          "# TYPE ringcast_groups_moved_total counter\nringcast_groups_moved_total %llu\n"
                          "# HELP ringcast_scale_last_move_seconds How long the last shard-count change took, from the new route to every shard done.\n"
-                         "# TYPE ringcast_scale_last_move_seconds gauge\nringcast_scale_last_move_seconds %.6f\n",
+                         "# TYPE ringcast_scale_last_move_seconds gauge\nringcast_scale_last_move_seconds %.6f\n"
+                         "# HELP ringcast_route_tokens Tokens on the current route's consistent-hash ring.\n"
+                         "# TYPE ringcast_route_tokens gauge\nringcast_route_tokens %llu\n"
+                         "# HELP ringcast_route_table_split_ratio Share of the routing table's entries that hold a boundary between shards (looked up from the tokens).\n"
+                         "# TYPE ringcast_route_table_split_ratio gauge\nringcast_route_table_split_ratio %.6f\n",
                          active(s), (unsigned long long)rc_stat_get(&s->scale_events[0]),
                          (unsigned long long)rc_stat_get(&s->scale_events[1]), (unsigned long long)rc_stat_get(&s->moves_failed),
-                         (unsigned long long)moved, (double)rc_stat_get(&s->move_ns_last) / 1e9);
+                         (unsigned long long)moved, (double)rc_stat_get(&s->move_ns_last) / 1e9,
+                         (unsigned long long)rc_stat_get(&s->route_tokens), (double)rc_stat_get(&s->route_split_ppm) / 1e6);
 }
 
 static void shard_section(rc_server *s, struct rc_admin_body *out)

@@ -65,6 +65,12 @@ static uint64_t groups_moved(rc_server *s)
     return n;
 }
 
+void rc_server_route_stats(rc_server *s, const rc_route *r)
+{
+    RC_STAT_SET(s->route_tokens, rc_chash_tokens(r->chash));
+    RC_STAT_SET(s->route_split_ppm, rc_chash_table_split(r->chash) * 1e6);
+}
+
 int rc_server_resize(rc_server *s, uint32_t n, const char *why, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->scale_lock);
@@ -133,6 +139,7 @@ int rc_server_resize(rc_server *s, uint32_t n, const char *why, char *err, size_
     uint64_t took = rc_clock_mono_ns() - t0;
     uint32_t old_n = old->n;
     s->route = nr;
+    rc_server_route_stats(s, nr);
     atomic_store_explicit(&s->n_active, n, memory_order_release);
     rc_route_free(old);
     nr = NULL;

@@ -233,6 +233,8 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
     s->n_io = cfg->io_threads;
     s->started_ns = rc_clock_mono_ns();
     s->route = rc_route_new(1, cfg->shards, cfg->vnodes);
+    if (s->route)
+        rc_server_route_stats(s, s->route);
     atomic_store_explicit(&s->routing.cur, s->route, memory_order_relaxed); /* published by starting the threads */
     atomic_store_explicit(&s->n_active, cfg->shards, memory_order_relaxed);
     s->routing.n_io = s->n_io;

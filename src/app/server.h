@@ -44,6 +44,8 @@ typedef struct rc_server {
     _Atomic uint64_t scale_events[2]; /* shard-count changes: [0] grow, [1] shrink */
     _Atomic uint64_t move_ns_last;    /* how long the last change took, publication to every shard done */
     _Atomic uint64_t moves_failed;    /* changes refused (out of memory, thread start) */
+    _Atomic uint64_t route_tokens;    /* tokens on the current route's ring */
+    _Atomic uint64_t route_split_ppm; /* its table's entries answered from the tokens, per million */
     rc_live live;                     /* values a SIGHUP reload changes (core/live.h) */
     _Atomic uint64_t reloads[2];      /* reloads: [0] applied, [1] refused (bad file, busy) */
     bool scaler_bounds_due;           /* a reload changed the autoscaler's bounds (scale_lock) */
@@ -78,6 +80,9 @@ void rc_server_stop(rc_server *s);
  * shard has done its part. `why` is logged. 0, or -1 with err. Any thread
  * but an io or shard thread. */
 int rc_server_resize(rc_server *s, uint32_t n, const char *why, char *err, size_t errlen);
+/* Publishes r's ring facts (ringcast_route_tokens, ringcast_route_table_split_ratio); r is the route
+ * being installed as s->route (start, or a resize under scale_lock). */
+void rc_server_route_stats(rc_server *s, const rc_route *r);
 /* Sets up shard i if it never ran (its rings, its stats). */
 int rc_server_shard_setup(rc_server *s, uint32_t i, char *err, size_t errlen);
 /* The autoscaler thread (scale_interval_ms; 0: none). */

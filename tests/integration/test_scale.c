@@ -314,6 +314,7 @@ static void test_moves_under_load(void)
 #define PLACE_GROUPS 400        /* groups joined before the placement checks */
 #define PLACE_FROM 2            /* shards at start */
 #define PLACE_TO 4              /* then grown to, then shrunk back */
+#define PLACE_VNODES 160        /* the default vnodes: tokens per shard */
 
 /* Groups on each shard and groups moved so far, from GET /admin/shards;
  * the number of shards, or -1. */
@@ -355,10 +356,14 @@ static void test_only_what_must_move(void)
     long long first[PLACE_TO], grown[PLACE_TO], back[PLACE_TO], moved0, moved1, moved2;
     CU_ASSERT_FATAL(shard_groups(first, PLACE_TO, &moved0) == PLACE_FROM);
     CU_ASSERT_EQUAL(first[0] + first[1], PLACE_GROUPS);
+    CU_ASSERT_EQUAL(rc_test_metric(srv.s.admin_port, "ringcast_route_tokens", 1), PLACE_FROM * PLACE_VNODES);
     char resp[4096], target[64];
     snprintf(target, sizeof(target), "/admin/shards?count=%d", PLACE_TO);
     CU_ASSERT_EQUAL_FATAL(http_post(srv.s.admin_port, target, TOKEN, resp, sizeof(resp)), 200);
     CU_ASSERT_FATAL(shard_groups(grown, PLACE_TO, &moved1) == PLACE_TO);
+    CU_ASSERT_EQUAL(rc_test_metric(srv.s.admin_port, "ringcast_route_tokens", 1), PLACE_TO * PLACE_VNODES);
+    double split = rc_test_metric(srv.s.admin_port, "ringcast_route_table_split_ratio", 1);
+    CU_ASSERT(split > 0 && split < 0.1); /* most lookups are one table read */
     long long on_new = 0;
     for (int i = PLACE_FROM; i < PLACE_TO; i++)
         on_new += grown[i];
