@@ -49,7 +49,7 @@
 
 #define RC_CHASH_POINT_KEY_BYTES 8u   /* shard id (4, LE) + token index (4, LE) */
 #define RC_CHASH_TABLE_PER_TOKEN 32u  /* table entries per token, at least (so split slices stay under 1/32) */
-#define RC_CHASH_TABLE_MAX_BITS 20u   /* at most 2^20 entries (2 MiB of table) */
+#define RC_CHASH_TABLE_MAX_BITS 20u   /* at most 2^20 entries: 2 MiB of shard ids, 4 MiB of token indexes */
 #define RC_CHASH_SPLIT UINT16_MAX     /* table entry: the slice holds a boundary between shards */
 
 typedef unsigned __int128 rc_u128; /* arc lengths: one arc can be the whole circle, 2^64 */
