@@ -147,6 +147,7 @@ typedef struct options {
     long server_pid;
     int progress;          /* -1 auto (a terminal), 0 off, 1 on */
     bool presence, receipts; /* ringcast: subscribers join with presence / receipts: true */
+    bool echo;               /* ringcast: publishers receive their own messages (hello echo: true) */
     uint32_t read_every;   /* ringcast: a subscriber reads every N deliveries (0: never) */
 } options;
 

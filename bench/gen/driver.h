@@ -93,6 +93,7 @@ typedef struct bench_params {
     const uint8_t *body;   /* the body template (bench_body_fill) */
     uint32_t body_len;     /* body bytes per message, >= BENCH_HDR_LEN */
     bool presence;         /* ringcast: subscribers join with presence: true */
+    bool echo;             /* ringcast: publishers receive their own messages (--echo) */
     bool receipts;         /* ringcast: subscribers join with receipts: true */
     uint32_t read_every;   /* ringcast: a subscriber sends read {g, seq} every this
                             * many deliveries (0: never) */

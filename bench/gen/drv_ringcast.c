@@ -32,6 +32,7 @@ static bench_table g_send;        /* the `send` frame of every group */
 static bool g_ws;                 /* ringcast-ws: WebSocket framing */
 static uint32_t *g_body_off;      /* [G]: offset of the body within group g's frame */
 static bool g_presence, g_receipts; /* subscribers join with presence / receipts: true */
+static bool g_echo;                 /* publishers keep the default echo: true (--echo) */
 static uint32_t g_read_every;     /* a subscriber reads every this many deliveries (0: never) */
 static char g_prefix[BENCH_PREFIX_MAX];
 static size_t g_prefix_len;
@@ -56,6 +57,7 @@ static int rc_init(const bench_params *p)
     snprintf(g_prefix, sizeof g_prefix, "%s", p->prefix);
     g_prefix_len = strlen(g_prefix);
     g_presence = p->presence;
+    g_echo = p->echo;
     g_receipts = p->receipts;
     g_read_every = p->read_every;
     if (bench_table_build(&g_send, p->groups, emit_send, p) < 0)
@@ -82,6 +84,19 @@ static void rc_fini(void)
     g_body_off = NULL;
 }
 
+/* A publisher's hello says echo: false unless --echo: like a NATS or Redis
+ * publisher, which is no subscriber, it does not receive what it sends
+ * (proto/PROTOCOL.md §6.9); with --echo it does, counted as echoes. */
+static rc_msg hello_of(const bench_conn *c, const char *user)
+{
+    rc_msg hello = { .type = RC_T_HELLO, .user = rc_str_c(user) };
+    if (c->role == BENCH_PUB && !g_echo) {
+        hello.echo = false;
+        hello.has |= RC_HAS_ECHO;
+    }
+    return hello;
+}
+
 /* The optional join keys a subscriber sends (--presence, --receipts). */
 static uint32_t join_has(const bench_conn *c)
 {
@@ -94,7 +109,7 @@ static int rc_setup(bench_conn *c, const uint32_t *groups, uint32_t n)
 {
     char user[24], name[16];
     snprintf(user, sizeof user, "%c%u", c->role == BENCH_SUB ? 's' : 'p', c->index);
-    rc_msg hello = { .type = RC_T_HELLO, .user = rc_str_c(user) };
+    rc_msg hello = hello_of(c, user);
     if (rc_encode(&c->out, &hello) < 0)
         return -1;
     for (uint32_t i = 0; i < n; i++) {
@@ -492,7 +507,7 @@ static int ws_open(bench_conn *c, ws_state *st)
     rc_buf tmp, out;
     rc_buf_init(&tmp);
     rc_buf_init(&out);
-    rc_msg hello = { .type = RC_T_HELLO, .user = rc_str_c(user) };
+    rc_msg hello = hello_of(c, user);
     int rc = rc_encode(&tmp, &hello) < 0 || ws_append(&out, tmp.data, tmp.len) < 0 ? -1 : 0;
     for (uint32_t i = 0; rc == 0 && i < st->n; i++) {
         rc_msg join = { .type = RC_T_JOIN, .g = group_name(st->groups[i], name, sizeof name),

@@ -233,6 +233,10 @@ static void usage(FILE *out)
         "  --presence        subscribers join with presence: true (online/offline\n"
         "                    events are counted: presence_events)\n"
         "  --receipts        subscribers join with receipts: true (receipt_events)\n"
+        "  --echo            publishers' sessions receive their own messages (hello\n"
+        "                    echo: true, counted as echoes); by default they say\n"
+        "                    echo: false, as NATS and Redis publishers, which\n"
+        "                    subscribe to nothing, receive nothing\n"
         "  --read-every N    each subscriber sends read {g, seq} after every N\n"
         "                    messages it receives, for the last one (reads_sent,\n"
         "                    marked)\n"
@@ -334,7 +338,7 @@ static int parse_options(int argc, char **argv, options *o)
            O_WINDOW, O_DURATION, O_WARMUP, O_JSON, O_SERVER_PID, O_HELP, O_THREADS, O_MAX,
            O_RATE, O_SWEEP, O_PEAK, O_STEPS, O_MESSAGES, O_CSV, O_HIST_OUT, O_PROGRESS,
            O_NO_PROGRESS, O_SIZE_MIN, O_SIZE_MAX, O_SIZE_ZIPF, O_ACTIVITY_ZIPF, O_PTT, O_SEED,
-           O_WORKLOAD, O_TICK, O_FLOOD, O_SCHEDULE, O_TIMELINE, O_PRESENCE, O_RECEIPTS,
+           O_WORKLOAD, O_TICK, O_FLOOD, O_SCHEDULE, O_TIMELINE, O_PRESENCE, O_ECHO, O_RECEIPTS,
            O_READ_EVERY };
     static const struct option longopts[] = {
         { "system", required_argument, 0, O_SYSTEM },
@@ -370,6 +374,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "schedule", required_argument, 0, O_SCHEDULE },
         { "timeline", required_argument, 0, O_TIMELINE },
         { "presence", no_argument, 0, O_PRESENCE },
+        { "echo", no_argument, 0, O_ECHO },
         { "receipts", no_argument, 0, O_RECEIPTS },
         { "read-every", required_argument, 0, O_READ_EVERY },
         { "server-pid", required_argument, 0, O_SERVER_PID },
@@ -465,6 +470,7 @@ static int parse_options(int argc, char **argv, options *o)
         case O_HIST_OUT: o->hist_out = optarg; break;
         case O_TIMELINE: o->timeline = optarg; break;
         case O_PRESENCE: o->presence = true; break;
+        case O_ECHO: o->echo = true; break;
         case O_RECEIPTS: o->receipts = true; break;
         case O_READ_EVERY: rc = parse_u32(optarg, "--read-every", 1, MAX_READ_EVERY, &o->read_every); break;
         case O_SCHEDULE:
@@ -1530,7 +1536,7 @@ int main(int argc, char **argv)
     }
     bench_body_fill(body, o.pc.body);
     bench_params bp = { .groups = o.pc.groups, .prefix = o.pc.prefix, .body = body,
-                        .body_len = o.pc.body, .presence = o.presence, .receipts = o.receipts,
+                        .body_len = o.pc.body, .presence = o.presence, .receipts = o.receipts, .echo = o.echo,
                         .read_every = o.read_every };
     if (G.drv->init(&bp) < 0) {
         fprintf(stderr, "ringcast-bench: out of memory preparing %s frames\n", G.drv->name);

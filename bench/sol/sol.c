@@ -54,6 +54,7 @@ struct group;
 typedef struct conn {
     int fd;
     bool dead, dirty, wout;
+    bool no_echo;               /* hello echo: false: its own messages are not sent back */
     uint8_t user_len;           /* 0 = no hello yet */
     char user[MAX_USER];
     uint64_t sid;
@@ -324,6 +325,7 @@ typedef struct req {
     span t, g, user, body, mid; /* body: the whole raw value (header included) */
     uint64_t rid;
     bool has_rid;
+    bool echo_false;            /* echo: false (hello) */
 } req;
 
 /* Reads n big-endian bytes; false if the frame ends first. */
@@ -445,6 +447,9 @@ static bool scan(const uint8_t *p, const uint8_t *end, req *r)
             r->has_rid = true;
             r->rid = *p++;
             ok = r->rid <= 0x7f || rd_be(&p, end, 1u << (r->rid - 0xcc), &r->rid);
+        } else if (KEY(k, "echo") && p < end && (*p == 0xc2 || *p == 0xc3)) {
+            r->echo_false = *p++ == 0xc2;
+            ok = true;
         } else if (KEY(k, "body") || KEY(k, "mid")) {
             ok = skip(&p, end, 0);  /* kept raw: copied into msg as it came */
             *(KEY(k, "body") ? &r->body : &r->mid) = (span){ v, (uint32_t)(p - v) };
@@ -518,7 +523,8 @@ static void on_send(conn *c, const req *r, group *g)
     size_t n = (size_t)(p - msgbuf);
     put_be(msgbuf, n - 4, 4);
     for (uint32_t i = 0; i < g->n; i++)
-        out_put(g->mem[i], msgbuf, n);
+        if (g->mem[i] != c || !c->no_echo)
+            out_put(g->mem[i], msgbuf, n);
 }
 
 static void handle(conn *c, const uint8_t *p, uint32_t n)
@@ -539,6 +545,7 @@ static void handle(conn *c, const uint8_t *p, uint32_t n)
         }
         memcpy(c->user, r.user.p, r.user.n);
         c->user_len = (uint8_t)r.user.n;
+        c->no_echo = r.echo_false;
         c->sid = next_sid++;
         uint8_t buf[256], *q = begin(buf, &r, 4, "welcome");
         q = PUT_KEY(q, "sid");

@@ -238,8 +238,11 @@ static void test_ringcast(void)
                            "--threads", "2", SHAPE, NULL };
     int st = run_bench(args, out, sizeof out);
     check_clean("ringcast", st, out);
-    double cpu = -1;
+    double cpu = -1, echoes = -1;
     CU_ASSERT_TRUE(kv(out, "server_cpu_pct", &cpu) && cpu >= 0);
+    /* Publishers said hello with echo: false: none of their messages came back. */
+    CU_ASSERT_TRUE(kv(out, "echoes", &echoes));
+    CU_ASSERT_EQUAL(echoes, 0);
 }
 
 static void test_ringcast_rate(void)
@@ -248,9 +251,15 @@ static void test_ringcast_rate(void)
     char port[8], out[OUT_CAP];
     snprintf(port, sizeof port, "%u", g_rc.s.port);
     const char *args[] = { "fanout", "--system", "ringcast", "--port", port, "--rate", "2000",
-                           SHAPE, NULL };
+                           "--echo", SHAPE, NULL };
     int st = run_bench(args, out, sizeof out);
     check_clean("ringcast --rate", st, out);
+    /* --echo: publishers, members of their groups, get their own messages
+     * back (echoes counts the whole run, published the window). */
+    double echoes = -1, published = -1;
+    CU_ASSERT_TRUE(kv(out, "echoes", &echoes) && kv(out, "published", &published));
+    CU_ASSERT(published > 0);
+    CU_ASSERT(echoes >= published);
     double n = -1, p50 = -1, p90 = -1, p99 = -1, p999 = -1, max = -1, offered = -1;
     CU_ASSERT_TRUE(kv(out, "lat_count", &n) && kv(out, "lat_p50_us", &p50) &&
                    kv(out, "lat_p90_us", &p90) && kv(out, "lat_p99_us", &p99) &&
