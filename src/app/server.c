@@ -198,6 +198,7 @@ static int init_ios(rc_server *s, char *err, size_t errlen)
         .conn_rate = s->cfg.conn_rate,
         .conn_burst = s->cfg.conn_burst,
         .catchup = strcmp(s->cfg.slow_consumer_policy, "catchup") == 0,
+        .history_max = s->cfg.history_max,
     };
     for (uint32_t i = 0; i < s->n_io; i++)
         if (rc_io_init(&s->ios[i], i, s->listen_fds[i], s->http_fds[i], &lim, s->shard_ptrs, s->max_shards,

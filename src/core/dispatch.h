@@ -55,6 +55,7 @@ enum rc_frame_kind {
 /* The end of one page of a slow reader's catch-up from history (RC_JOB_CATCHUP). */
 typedef struct rc_caught_up {
     uint64_t next;  /* first seq the page did not cover: where the next page starts */
+    uint64_t first; /* first seq the page covered; with `lost`, since + 1 .. first - 1 were gone from history */
     uint8_t more;   /* the page stopped at max_reply_bytes: the reader is still behind */
     uint8_t lost;   /* history no longer held some of what the reader missed */
 } rc_caught_up;

@@ -288,22 +288,26 @@ static void send_since(rc_shard *s, const rc_job *j, rc_group *g)
 
 /* A slow reader's next page of g from history (src/net/catchup.c): the
  * messages with seq > since, oldest first, at most max_reply_bytes of them,
- * then an RC_FRAME_CAUGHT_UP frame saying where the page ended. Later live
- * deliveries of g to this connection come after it in the same outbound
- * ring, so the reader sees one gapless sequence. A connection no longer
- * subscribed gets the end frame alone (more = 0): it stops catching up. */
+ * then an RC_FRAME_CAUGHT_UP frame saying where the page began and ended.
+ * Later live deliveries of g to this connection come after it in the same
+ * outbound ring, so the reader sees one gapless sequence. What history no
+ * longer holds (seq > since but before the first served) is reported as
+ * `lost`: the page starts at the first served, and the io thread letters
+ * the rest from the frames it held. A connection no longer subscribed gets
+ * the end frame alone (more = 0): it stops catching up. */
 static void do_catchup(rc_shard *s, const rc_job *j)
 {
     rc_group *g = group_find(s, j);
-    rc_caught_up cu = { .next = j->since + 1 };
+    rc_caught_up cu = { .next = j->since + 1, .first = j->since + 1 };
     bool subscribed = false;
     for (uint32_t i = 0; g && i < g->n_subs && !subscribed; i++)
         subscribed = g->subs[i] == j->conn;
-    uint64_t first = subscribed ? rc_shard_first_served(s, g) : 0;
-    if (subscribed && j->since + 1 < first) {
-        cu.lost = 1; /* nothing sent: the reader's sequence ends gapless, then it is closed */
-    } else if (subscribed && j->since < g->last_seq) {
-        uint64_t from = j->since + 1, seq = send_page(s, j->conn, g, from);
+    if (subscribed && j->since < g->last_seq) {
+        uint64_t first = rc_shard_first_served(s, g);
+        uint64_t from = j->since + 1 < first ? first : j->since + 1;
+        uint64_t seq = from <= g->last_seq ? send_page(s, j->conn, g, from) : from;
+        cu.lost = from > j->since + 1;
+        cu.first = from;
         cu.more = seq <= g->last_seq;
         cu.next = seq;
         RC_STAT_ADD(s->stats.catchup_msgs, seq - from);

@@ -55,7 +55,7 @@ typedef struct rc_conn {
     uint64_t lettered; /* bytes turned into dead letters since the queue passed outbound_high_bytes */
     owed_msg *owed;    /* ring of RC_CONN_LETTERED_MAX lettered messages (NULL until the first), oldest at owed_head */
     uint32_t owed_head, n_owed;
-    rc_strmap *behind;      /* catchup: group -> first seq missed, for groups it catches up in from history (net/catchup.c); NULL: none */
+    rc_strmap *behind;      /* catchup: group -> its rc_behind (first seq missed, the frames skipped since), for groups it catches up in from history (net/catchup.c); NULL: none */
     bool catchup_out;       /* one catch-up page of it is at a shard */
     rc_session sess;        /* the protocol session (net/session.h) */
     struct rc_ws *ws;       /* accepted on the HTTP port: HTTP, then WebSocket (net/ws.h); NULL for TCP */
@@ -123,6 +123,9 @@ bool rc_io_past_high(const rc_io *io, const rc_conn *c);
 /* Turns one encoded `msg` for c into a slow_consumer letter; false when
  * the frame is not a msg (replies are queued up to the kill bound). */
 bool rc_io_letter_delivery(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len);
+/* One encoded `msg` a reader catching up missed and history no longer
+ * holds (net/catchup.c): a slow_consumer letter to c's user, owed to it. */
+void rc_io_letter_lost(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len, const char *why);
 /* A replayed slow_consumer letter reaching one subscriber (ARCHITECTURE §7). */
 void rc_io_redeliver(rc_io *io, rc_conn *c, const rc_frame *f);
 /* The stop deadline passed: what c never got becomes `shutdown` letters. */
@@ -134,16 +137,17 @@ void rc_io_conn_bye(rc_io *io, rc_conn *c, const char *reason);
 /* ---- catchup.c: slow readers that catch up from history ---- */
 
 /* A live msg for c, a slow consumer past outbound_high_bytes or behind in
- * the msg's group: true when it is skipped (history holds it: c catches up
- * from there). */
-bool rc_catchup_skip(rc_io *io, rc_conn *c, const rc_frame *f);
+ * the msg's group: true when it is skipped (c catches up from history) and
+ * the delivery's reference went with it (held until the reader has it or it
+ * became a letter). */
+bool rc_catchup_skip(rc_io *io, rc_conn *c, rc_frame *f);
 /* c's output drained: asks for the next page of a group it is behind in. */
 void rc_catchup_pump(rc_io *io, rc_conn *c);
 /* One page ended (an RC_FRAME_CAUGHT_UP frame). */
 void rc_catchup_done(rc_io *io, rc_conn *c, const rc_frame *f);
 /* c left g: nothing more to catch up there. */
-void rc_catchup_forget(rc_conn *c, rc_str g);
-void rc_catchup_free(rc_conn *c);
+void rc_catchup_forget(rc_io *io, rc_conn *c, rc_str g);
+void rc_catchup_free(rc_io *io, rc_conn *c);
 
 /* ---- handoff.c: requests to shards ---- */
 

@@ -346,7 +346,7 @@ static void out_route(void *self, rc_job_kind kind, rc_str from, const rc_msg *m
 {
     conn_ctx *x = self;
     if (kind == RC_JOB_LEAVE && x->c->behind)
-        rc_catchup_forget(x->c, m->g);
+        rc_catchup_forget(x->io, x->c, m->g);
     rc_handoff_route(x->io, x->c, kind, from, m);
     if (kind == RC_JOB_SEND)
         rc_handoff_hold_sender(x->io, x->c);
@@ -544,7 +544,7 @@ static void conn_free(rc_io *io, rc_conn *c)
     rc_session_free(&c->sess);
     rc_ws_free(c->ws);
     free(c->owed);
-    rc_catchup_free(c);
+    rc_catchup_free(io, c);
     io->conns[c->slot] = NULL;
     io->gens[c->slot]++;
     io->free_slots[io->n_free++] = c->slot;
@@ -785,7 +785,7 @@ static bool deliver_msg(rc_io *io, rc_conn *c, rc_frame *f, uint32_t flags)
     if (!(flags & RC_DELIVERY_SYNC)) {
         if (io->lim.catchup) {
             if ((c->behind || c->slow) && rc_catchup_skip(io, c, f))
-                return false;
+                return true; /* its reference went into the catch-up hold */
         } else if (rc_io_past_high(io, c) && rc_io_letter_delivery(io, c, f->data, f->len)) {
             return false;
         }

@@ -54,6 +54,7 @@ typedef struct rc_io_limits {
     const char *allowed_origins;     /* WebSocket Origins allowed, comma-separated ("" or NULL: any) */
     uint32_t conn_rate, conn_burst;  /* sends per second per connection, bucket size (0: no limit) */
     bool catchup;                    /* slow_consumer_policy = catchup: slow readers catch up from history (net/catchup.c) */
+    uint32_t history_max;            /* messages a group's history retains: what a reader catching up may hold per group */
 } rc_io_limits;
 
 /* While a connection that keeps up has more than outbound_high_bytes /
@@ -114,7 +115,8 @@ typedef struct rc_io_stats {
     _Atomic uint64_t catchup_skipped;   /* live msgs not queued to a reader behind in their group (history holds them) */
     _Atomic uint64_t catchup_pages;     /* catch-up pages asked of shards */
     _Atomic uint64_t catchup_done;      /* catch-ups that reached their group's last seq */
-    _Atomic uint64_t catchup_lost;      /* readers closed because history no longer held what they missed */
+    _Atomic uint64_t catchup_lost;      /* messages a reader catching up missed that history no longer held: slow_consumer letters */
+    _Atomic uint64_t catchup_held;      /* gauge: skipped live frames readers catching up hold (net/catchup.c) */
     _Atomic uint64_t overload_letters;  /* sends refused with E_OVERLOADED, sent as letters */
     _Atomic uint64_t shutdown_letters;  /* deliveries still queued at a forced stop, sent as letters */
     _Atomic uint64_t letters_refused;   /* letters the sink could not queue (logged) */

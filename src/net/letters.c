@@ -83,6 +83,33 @@ bool rc_io_past_high(const rc_io *io, const rc_conn *c)
     return c->slow && io->lim.letters && rc_conn_queued(c) > io->lim.outbound_high_bytes;
 }
 
+/* One encoded `msg` (p, len bytes with its length prefix) for c as a dead
+ * letter of `reason` to c's user; a slow_consumer one is remembered as owed,
+ * for a replay to rc_io_redeliver. False when the frame is not a msg. */
+static bool letter_msg(rc_io *io, rc_conn *c, rc_letter_reason reason, const uint8_t *p, uint32_t len, const char *why)
+{
+    rc_msg m;
+    if (len <= RC_FRAME_HEADER ||
+        rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
+        return false;
+    rc_letter l = { .reason = reason, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
+                    .to = { c->sess.user, c->sess.user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
+                    .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
+    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
+        if (reason == RC_LETTER_SLOW_CONSUMER) {
+            RC_STAT_ADD(io->stats.slow_letters, 1);
+            owed_remember(io, c, m.g, m.seq);
+        } else {
+            RC_STAT_ADD(io->stats.shutdown_letters, 1);
+        }
+    } else {
+        RC_STAT_ADD(io->stats.letters_refused, 1);
+        RC_LOG_ERROR("io", "event=letter_refused reason=%s group=%.*s seq=%llu to=%.*s", rc_letter_reason_name(reason),
+                     (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->sess.user_len, c->sess.user);
+    }
+    return true;
+}
+
 /* A delivery to a connection rc_io_past_high: the msg (the encoded frame p, len
  * bytes) becomes a slow_consumer dead letter instead of more
  * queued output (it stays in the group's history, so a reconnect with
@@ -91,25 +118,20 @@ bool rc_io_past_high(const rc_io *io, const rc_conn *c)
  * letter. */
 bool rc_io_letter_delivery(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
 {
-    rc_msg m;
-    if (rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
-        return false; /* replies and errors are queued up to the kill bound */
     char why[96];
     snprintf(why, sizeof(why), "outbound queue of %zu bytes passed outbound_high_bytes", rc_conn_queued(c));
-    rc_letter l = { .reason = RC_LETTER_SLOW_CONSUMER, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
-                    .to = { c->sess.user, c->sess.user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
-                    .body_is_str = m.body_is_str, .attempts = 1, .err = rc_str_c(why) };
+    if (!letter_msg(io, c, RC_LETTER_SLOW_CONSUMER, p, len, why))
+        return false; /* replies and errors are queued up to the kill bound */
     c->lettered += len;
-    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-        RC_STAT_ADD(io->stats.slow_letters, 1);
-        owed_remember(io, c, m.g, m.seq);
-    } else {
-        RC_STAT_ADD(io->stats.letters_refused, 1);
-        RC_LOG_ERROR("io", "event=letter_refused reason=slow_consumer group=%.*s seq=%llu to=%.*s",
-                (int)m.g.len, m.g.ptr, (unsigned long long)m.seq, (int)c->sess.user_len, c->sess.user);
-    }
     rc_io_conn_over_limit(io, c, 0); /* behind by more than the kill bound, counting what became letters */
     return true;
+}
+
+/* Not counted against outbound_kill_bytes: the reader's queue has drained
+ * (it is catching up), and what it holds is bounded by history_max. */
+void rc_io_letter_lost(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len, const char *why)
+{
+    letter_msg(io, c, RC_LETTER_SLOW_CONSUMER, p, len, why);
 }
 
 /* A replayed slow_consumer letter (rc_frame_redeliver_new) reaching one
@@ -142,26 +164,6 @@ void rc_io_redeliver(rc_io *io, rc_conn *c, const rc_frame *f)
 /* The stop deadline passed with output still queued for c: every `msg` in
  * it that the kernel never got becomes a `shutdown` dead letter. (The tail
  * of the send in flight is not: part of it may have left.) */
-/* One encoded `msg` (p, len bytes with its length prefix) that never
- * left: a `shutdown` letter to its recipient. */
-static void letter_unsent(rc_io *io, rc_conn *c, const uint8_t *p, uint32_t len)
-{
-    rc_msg m;
-    if (rc_decode(&io->dec, p + RC_FRAME_HEADER, len - RC_FRAME_HEADER, &m, NULL) != RC_OK || m.type != RC_T_MSG)
-        return;
-    rc_letter l = { .reason = RC_LETTER_SHUTDOWN, .g = m.g, .has_seq = true, .seq = m.seq, .from = m.from,
-                    .to = { c->sess.user, c->sess.user_len }, .ts = m.ts, .mid = m.mid, .body = m.body,
-                    .body_is_str = m.body_is_str, .attempts = 1,
-                    .err = rc_str_c("the server stopped before this delivery left") };
-    if (io->lim.letters->submit(io->lim.letters->self, &l) == 0) {
-        RC_STAT_ADD(io->stats.shutdown_letters, 1);
-    } else {
-        RC_STAT_ADD(io->stats.letters_refused, 1);
-        RC_LOG_ERROR("io", "event=letter_refused reason=shutdown group=%.*s seq=%llu", (int)m.g.len, m.g.ptr,
-                     (unsigned long long)m.seq);
-    }
-}
-
 void rc_io_letter_queued_output(rc_io *io, rc_conn *c)
 {
     if (!io->lim.letters || c->state == CS_DEAD)
@@ -173,7 +175,7 @@ void rc_io_letter_queued_output(rc_io *io, rc_conn *c)
             uint32_t len = RC_FRAME_HEADER + rc_frame_len(f->data + off);
             if (off + len > f->len)
                 break;
-            letter_unsent(io, c, f->data + off, len);
+            letter_msg(io, c, RC_LETTER_SHUTDOWN, f->data + off, len, "the server stopped before this delivery left");
             off += len;
         }
     }
