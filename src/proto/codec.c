@@ -102,44 +102,46 @@ typedef enum field_kind { K_UINT, K_STR, K_NAME, K_BODY, K_BOOL, K_ARRAY, K_NAME
 
 typedef struct field_def {
     const char *key;
+    uint32_t key_len; /* strlen(key): a key is matched by length first */
     field_kind kind;
     uint32_t min_len; /* K_STR: bytes */
     uint32_t max_len;
 } field_def;
 
+#define FIELD_KEY(s) s, sizeof(s) - 1u
 static const field_def fields[F_COUNT] = {
-    [F_RID] = { "rid", K_UINT, 0, 0 },
-    [F_USER] = { "user", K_NAME, 1, RC_MAX_USER },
-    [F_TOKEN] = { "token", K_STR, 0, RC_MAX_TOKEN },
-    [F_G] = { "g", K_NAME, 1, RC_MAX_GROUP },
-    [F_SINCE] = { "since", K_UINT, 0, 0 },
-    [F_BODY] = { "body", K_BODY, 0, UINT32_MAX },
-    [F_MID] = { "mid", K_NAME, 1, RC_MAX_MID },
-    [F_BEFORE] = { "before", K_UINT, 0, 0 },
-    [F_LIMIT] = { "limit", K_UINT, 1, RC_MAX_HIST_LIMIT },
-    [F_SEQ] = { "seq", K_UINT, 0, 0 },
-    [F_TS] = { "ts", K_UINT, 0, 0 },
-    [F_FROM] = { "from", K_NAME, 1, RC_MAX_USER },
-    [F_CODE] = { "code", K_STR, 1, 64 },
-    [F_TEXT] = { "msg", K_STR, 0, RC_MAX_TEXT },
-    [F_REASON] = { "reason", K_STR, 0, RC_MAX_TEXT },
-    [F_SRV] = { "srv", K_STR, 0, RC_MAX_TEXT },
-    [F_SID] = { "sid", K_UINT, 0, 0 },
-    [F_MAX_FRAME] = { "max_frame", K_UINT, 0, 0 },
-    [F_DUP] = { "dup", K_BOOL, 0, 0 },
-    [F_LOST] = { "lost", K_BOOL, 0, 0 },
-    [F_MSGS] = { "msgs", K_ARRAY, 0, 0 },
-    [F_TO] = { "to", K_NAME, 1, RC_MAX_USER },
-    [F_MORE] = { "more", K_BOOL, 0, 0 },
-    [F_ECHO] = { "echo", K_BOOL, 0, 0 },
-    [F_PRESENCE] = { "presence", K_BOOL, 0, 0 },
-    [F_ONLINE] = { "online", K_UINT, 0, 0 },
-    [F_USERS] = { "users", K_NAMES, 0, RC_MAX_PRESENCE_USERS },
-    [F_N] = { "n", K_UINT, 0, 0 },
-    [F_EXP] = { "exp", K_UINT, 0, 0 },
-    [F_RECEIPTS] = { "receipts", K_BOOL, 0, 0 },
-    [F_READ] = { "read", K_UINT, 0, 0 },
-    [F_GROUPS] = { "groups", K_INBOX, 0, RC_MAX_INBOX_LIMIT },
+    [F_RID] = { FIELD_KEY("rid"), K_UINT, 0, 0 },
+    [F_USER] = { FIELD_KEY("user"), K_NAME, 1, RC_MAX_USER },
+    [F_TOKEN] = { FIELD_KEY("token"), K_STR, 0, RC_MAX_TOKEN },
+    [F_G] = { FIELD_KEY("g"), K_NAME, 1, RC_MAX_GROUP },
+    [F_SINCE] = { FIELD_KEY("since"), K_UINT, 0, 0 },
+    [F_BODY] = { FIELD_KEY("body"), K_BODY, 0, UINT32_MAX },
+    [F_MID] = { FIELD_KEY("mid"), K_NAME, 1, RC_MAX_MID },
+    [F_BEFORE] = { FIELD_KEY("before"), K_UINT, 0, 0 },
+    [F_LIMIT] = { FIELD_KEY("limit"), K_UINT, 1, RC_MAX_HIST_LIMIT },
+    [F_SEQ] = { FIELD_KEY("seq"), K_UINT, 0, 0 },
+    [F_TS] = { FIELD_KEY("ts"), K_UINT, 0, 0 },
+    [F_FROM] = { FIELD_KEY("from"), K_NAME, 1, RC_MAX_USER },
+    [F_CODE] = { FIELD_KEY("code"), K_STR, 1, 64 },
+    [F_TEXT] = { FIELD_KEY("msg"), K_STR, 0, RC_MAX_TEXT },
+    [F_REASON] = { FIELD_KEY("reason"), K_STR, 0, RC_MAX_TEXT },
+    [F_SRV] = { FIELD_KEY("srv"), K_STR, 0, RC_MAX_TEXT },
+    [F_SID] = { FIELD_KEY("sid"), K_UINT, 0, 0 },
+    [F_MAX_FRAME] = { FIELD_KEY("max_frame"), K_UINT, 0, 0 },
+    [F_DUP] = { FIELD_KEY("dup"), K_BOOL, 0, 0 },
+    [F_LOST] = { FIELD_KEY("lost"), K_BOOL, 0, 0 },
+    [F_MSGS] = { FIELD_KEY("msgs"), K_ARRAY, 0, 0 },
+    [F_TO] = { FIELD_KEY("to"), K_NAME, 1, RC_MAX_USER },
+    [F_MORE] = { FIELD_KEY("more"), K_BOOL, 0, 0 },
+    [F_ECHO] = { FIELD_KEY("echo"), K_BOOL, 0, 0 },
+    [F_PRESENCE] = { FIELD_KEY("presence"), K_BOOL, 0, 0 },
+    [F_ONLINE] = { FIELD_KEY("online"), K_UINT, 0, 0 },
+    [F_USERS] = { FIELD_KEY("users"), K_NAMES, 0, RC_MAX_PRESENCE_USERS },
+    [F_N] = { FIELD_KEY("n"), K_UINT, 0, 0 },
+    [F_EXP] = { FIELD_KEY("exp"), K_UINT, 0, 0 },
+    [F_RECEIPTS] = { FIELD_KEY("receipts"), K_BOOL, 0, 0 },
+    [F_READ] = { FIELD_KEY("read"), K_UINT, 0, 0 },
+    [F_GROUPS] = { FIELD_KEY("groups"), K_INBOX, 0, RC_MAX_INBOX_LIMIT },
 };
 
 /* A type's spec: bit f = field f required, bit 64 + f = optional, so up
@@ -229,8 +231,10 @@ static field_id field_lookup(const msgpack_object *k)
 {
     if (k->type != MSGPACK_OBJECT_STR)
         return F_COUNT;
+    const char *p = k->via.str.ptr;
+    uint32_t n = k->via.str.size;
     for (int f = 0; f < F_COUNT; f++)
-        if (key_is(k, fields[f].key))
+        if (fields[f].key_len == n && n > 0 && p[0] == fields[f].key[0] && memcmp(p, fields[f].key, n) == 0)
             return (field_id)f;
     return F_COUNT;
 }
