@@ -18,171 +18,25 @@ io threads) with bye "disconnected" and leaves the others; the API's own
 session, closed, is opened again for the next publish; the metrics count
 all of it.
 """
-import http.client
 import json
 import os
-import shutil
-import socket
-import struct
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
-import msgpack
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import rctest  # noqa: E402
+from rctest import T, Tcp, check, failures, passes  # noqa: E402,F401
 
-T = 5.0  # longest wait for any one reply, seconds
 ADMIN = "admin-token-for-the-api-test"
 MAX_BODY = 32768  # RC_API_MAX_BODY
 
-failures = []
-passes = []
 
+class Server(rctest.Server):
+    """ringcastd whose admin calls carry the bearer ADMIN unless told otherwise."""
 
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL", what, flush=True)
-    else:
-        passes.append(what)
-        print("ok  ", what, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Server:
     def __init__(self, extra=(), durability="off", data_dir=None):
-        self.dir = data_dir or tempfile.mkdtemp(prefix="ringcast-api-")
-        self.port, self.http, self.admin = free_port(), free_port(), free_port()
-        binary = os.environ.get("RINGCASTD", "build/ringcastd")
-        self.proc = subprocess.Popen(
-            [binary, "--data-dir", self.dir, "--durability", durability, "--port", str(self.port),
-             "--http-port", str(self.http), "--admin-port", str(self.admin)] + list(extra),
-            stderr=subprocess.DEVNULL)
-        end = time.time() + 20
-        while time.time() < end:
-            try:
-                if self.call("GET", "/readyz", raw=True)[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("ringcastd did not become ready")
-
-    def call(self, method, path, body=None, token=ADMIN, raw=False):
-        """(status, decoded JSON answer or text)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=T)
-        headers = {}
-        if token is not None:
-            headers["Authorization"] = "Bearer " + token
-        if body is not None and not isinstance(body, (bytes, str)):
-            body = json.dumps(body)
-        c.request(method, path, body=body, headers=headers)
-        r = c.getresponse()
-        data = r.read().decode()
-        c.close()
-        if raw:
-            return r.status, data
-        try:
-            return r.status, json.loads(data)
-        except ValueError:
-            return r.status, data
-
-    def metric(self, name, label=""):
-        total = 0.0
-        for line in self.call("GET", "/metrics", raw=True)[1].splitlines():
-            if line.startswith(name + "{" + label) or (not label and line.startswith(name + " ")):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def kill(self):
-        """kill -9, keeping the data directory."""
-        self.proc.kill()
-        self.proc.wait(timeout=15)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            code = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = -9
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return code
-
-
-class Tcp:
-    """A TCP client: length-prefixed MessagePack maps."""
-
-    def __init__(self, port, user):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=T)
-        self.buf = b""
-        self.rid = 0
-        self.msgs = []  # msg maps seen while waiting for replies
-        r = self.request({"t": "hello", "user": user})
-        assert r is not None and r.get("t") == "welcome", r
-
-    def send(self, m):
-        b = msgpack.packb(m, use_bin_type=True)
-        self.s.sendall(struct.pack(">I", len(b)) + b)
-
-    def recv(self, timeout=T):
-        """The next map, None when the server closed or nothing came in time."""
-        self.s.settimeout(timeout)
-        while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if len(self.buf) >= 4 + n:
-                    m = msgpack.unpackb(self.buf[4:4 + n], raw=False)
-                    self.buf = self.buf[4 + n:]
-                    if m.get("t") == "ping":
-                        self.send({"t": "pong"})
-                        continue
-                    return m
-            try:
-                chunk = self.s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                return None
-            if not chunk:
-                return None
-            self.buf += chunk
-
-    def request(self, m):
-        self.rid += 1
-        self.send(dict(m, rid=self.rid))
-        end = time.time() + T
-        while time.time() < end:
-            r = self.recv(max(0.01, end - time.time()))
-            if r is None:
-                return None
-            if r.get("rid") == self.rid:
-                return r
-            if r.get("t") == "msg":
-                self.msgs.append(r)
-        return None
-
-    def next_msg(self, timeout=T):
-        if self.msgs:
-            return self.msgs.pop(0)
-        end = time.time() + timeout
-        while time.time() < end:
-            r = self.recv(max(0.01, end - time.time()))
-            if r is None or r.get("t") == "msg":
-                return r
-        return None
-
-    def alive(self):
-        r = self.request({"t": "ping"})
-        return r is not None and r.get("t") == "pong"
-
-    def close(self):
-        self.s.close()
+        super().__init__(extra, durability=durability, data_dir=data_dir, token=ADMIN, prefix="ringcast-api-")
 
 
 def join_many(c, n):

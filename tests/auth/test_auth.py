@@ -22,140 +22,25 @@ without auth_secret says loudly that identities are trusted.
 import asyncio
 import json
 import os
-import shutil
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import jwt
-import msgpack
 
-T = 5.0  # longest wait for any one reply, seconds
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import rctest  # noqa: E402
+from rctest import T, Tcp, check, failures, passes  # noqa: E402,F401
+
 SECRET_A = "first-secret-for-the-auth-test-0001"
 SECRET_B = "second-secret-for-the-auth-test-002"
 ADMIN = "admin-token-for-the-auth-test"
 
-failures = []
-passes = []
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL", what, flush=True)
-    else:
-        passes.append(what)
-        print("ok  ", what, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Server:
+class Server(rctest.Server):
     def __init__(self, extra=(), log=None):
-        self.dir = tempfile.mkdtemp(prefix="ringcast-auth-")
-        self.port, self.http, self.admin = free_port(), free_port(), free_port()
-        binary = os.environ.get("RINGCASTD", "build/ringcastd")
-        self.log = log
-        self.proc = subprocess.Popen(
-            [binary, "--data-dir", self.dir, "--durability", "off", "--port", str(self.port),
-             "--http-port", str(self.http), "--admin-port", str(self.admin)] + list(extra),
-            stderr=log if log else subprocess.DEVNULL)
-        end = time.time() + 20
-        while time.time() < end:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.admin, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except Exception:
-                time.sleep(0.05)
-        raise SystemExit("ringcastd did not become ready")
-
-    def metric(self, name, label=""):
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin, timeout=T) as r:
-            total = 0.0
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + "{" + label) or (not label and line.startswith(name + " ")):
-                    total += float(line.rsplit(" ", 1)[1])
-            return total
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            code = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = -9
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return code
-
-
-class Tcp:
-    """A TCP client: length-prefixed MessagePack maps."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=T)
-        self.buf = b""
-        self.rid = 0
-
-    def send(self, m):
-        b = msgpack.packb(m, use_bin_type=True)
-        self.s.sendall(struct.pack(">I", len(b)) + b)
-
-    def recv(self, timeout=T):
-        """The next map, None when the server closed; pings are answered."""
-        self.s.settimeout(timeout)
-        while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if len(self.buf) >= 4 + n:
-                    m = msgpack.unpackb(self.buf[4:4 + n], raw=False)
-                    self.buf = self.buf[4 + n:]
-                    if m.get("t") == "ping":
-                        self.send({"t": "pong"})
-                        continue
-                    return m
-            try:
-                chunk = self.s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                return None
-            if not chunk:
-                return None
-            self.buf += chunk
-
-    def request(self, m):
-        """Sends m with a fresh rid; the reply with that rid (msgs skipped)."""
-        self.rid += 1
-        m = dict(m, rid=self.rid)
-        self.send(m)
-        end = time.time() + T
-        while time.time() < end:
-            r = self.recv(max(0.01, end - time.time()))
-            if r is None:
-                return None
-            if r.get("rid") == self.rid:
-                return r
-        return None
-
-    def hello(self, user=None, token=None):
-        m = {"t": "hello"}
-        if user is not None:
-            m["user"] = user
-        if token is not None:
-            m["token"] = token
-        return self.request(m)
-
-    def close(self):
-        self.s.close()
+        super().__init__(extra, log=log, prefix="ringcast-auth-")
 
 
 def now():

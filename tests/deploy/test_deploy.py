@@ -31,21 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 RINGCASTD = os.environ.get("RINGCASTD", os.path.join(ROOT, "build", "ringcastd"))
 T = 10.0  # longest wait for any one step, seconds
 
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from rctest import check, failures, free_port  # noqa: E402
 
 
 def http_get(url, timeout=2.0):
