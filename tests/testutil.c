@@ -340,3 +340,18 @@ int rc_test_kcat_values(const char *bootstrap, rc_test_value_fn fn, void *ud)
     free(buf);
     return records;
 }
+
+long rc_test_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}

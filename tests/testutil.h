@@ -63,4 +63,7 @@ char *rc_test_http_get(uint16_t port, const char *path, int *status);
  * match when sum is set. -1 on failure. */
 double rc_test_metric(uint16_t admin_port, const char *prefix, int sum);
 
+/* A process's resident set (VmRSS in /proc/PID/status), kB; -1 if unknown. */
+long rc_test_rss_kb(pid_t pid);
+
 #endif

@@ -40,21 +40,6 @@ static int cleanup(void)
     return it_cleanup(&srv);
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 static double metric(const char *name)
 {
     return rc_test_metric(srv.s.admin_port, name, 0);
@@ -108,7 +93,7 @@ static long burst(void)
             close(fds[i]);
     bool closed = it_wait_metric(&srv, IT_OPEN_CONNS, 0) == 0;
     CU_ASSERT(open == BURST_CONNS && held >= BURST_HELD_MIN && closed);
-    return open == BURST_CONNS && held >= BURST_HELD_MIN && closed ? rss_kb(srv.s.pid) : -1;
+    return open == BURST_CONNS && held >= BURST_HELD_MIN && closed ? rc_test_rss_kb(srv.s.pid) : -1;
 }
 
 /* Waits up to SETTLE_MS until the allocator holds less than DIRTY_BOUND of
@@ -117,7 +102,7 @@ static bool settles(long rss_max_kb, double *dirty, long *rss)
 {
     for (int64_t end = it_now_ms() + SETTLE_MS; it_now_ms() < end; it_sleep_ms(STEP_MS)) {
         *dirty = metric("ringcast_allocator_dirty_bytes ");
-        *rss = rss_kb(srv.s.pid);
+        *rss = rc_test_rss_kb(srv.s.pid);
         if (*dirty >= 0 && *dirty < DIRTY_BOUND && (rss_max_kb < 0 || *rss < rss_max_kb))
             return true;
     }
@@ -135,7 +120,7 @@ static void test_burst_given_back(void)
     long rss = -1;
     CU_ASSERT_FATAL(burst() > 0);
     CU_ASSERT(settles(-1, &dirty, &rss));
-    long before = rss_kb(srv.s.pid);
+    long before = rc_test_rss_kb(srv.s.pid);
     long peak = burst();
     CU_ASSERT_FATAL(peak > 0);
     bool back = settles(before + RSS_BOUND_KB, &dirty, &rss);

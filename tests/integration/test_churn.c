@@ -54,21 +54,6 @@ static int count_fds(pid_t pid)
     return n;
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 /* Sends one request of the given kind to every client. 0 or -1. */
 static int send_all(rc_client *cs, int n, int wave, uint64_t rid)
 {
@@ -157,7 +142,7 @@ static void test_churn(void)
     CU_ASSERT_EQUAL(it_wait_metric(&srv, IT_OPEN_CONNS, 0), 0);
     it_sleep_ms(100); /* let the admin connection of the metric read close */
     int fds0 = count_fds(srv.s.pid);
-    long rss0 = rss_kb(srv.s.pid);
+    long rss0 = rc_test_rss_kb(srv.s.pid);
     CU_ASSERT_FATAL(fds0 > 0 && rss0 > 0);
 
     int done = WARMUP_WAVES * WAVE_SIZE;
@@ -173,7 +158,7 @@ static void test_churn(void)
     CU_ASSERT_EQUAL(rc_test_metric(srv.s.admin_port, "ringcast_connections_closed_total{", 1),
                     rc_test_metric(srv.s.admin_port, "ringcast_connections_accepted_total{", 1));
     int fds1 = settle_fds(fds0);
-    long rss1 = rss_kb(srv.s.pid);
+    long rss1 = rc_test_rss_kb(srv.s.pid);
     printf("\n    churn: %d sessions in %lld ms; fds %d -> %d; VmRSS %ld kB -> %ld kB (bound +%d kB)\n", done,
            (long long)(it_now_ms() - t0), fds0, fds1, rss0, rss1, RSS_BOUND_KB);
     CU_ASSERT_EQUAL(fds1, fds0);
