@@ -42,20 +42,6 @@ static int start(const char *const *flags)
     return it_start(&srv, flags);
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 /* Sends n messages of `len` bytes to g from c and waits for each ack. */
 static void fill_group(rc_client *c, const char *g, uint32_t n, uint32_t len)
 {
@@ -262,7 +248,7 @@ static void test_pipelined_hist_bounded(void)
 
     rc_client c;
     CU_ASSERT_FATAL(it_login(&c, &srv, "filler") == 0); /* a stored member: hist is allowed */
-    long before = rss_kb(srv.s.pid);
+    long before = rc_test_rss_kb(srv.s.pid);
     for (uint32_t i = 0; i < PIPELINED; i++) {
         rc_msg m = { .type = RC_T_HIST, .g = rc_str_c("h"), .has = RC_HAS_LIMIT | RC_HAS_RID,
                      .limit = RC_MAX_HIST_LIMIT, .rid = 1000 + i };
@@ -270,7 +256,7 @@ static void test_pipelined_hist_bounded(void)
     }
     CU_ASSERT(it_wait_metric(&srv, "ringcast_io_reply_holds_total", 1) >= 1);
     it_sleep_ms(500);
-    long grown = rss_kb(srv.s.pid) - before;
+    long grown = rc_test_rss_kb(srv.s.pid) - before;
     printf("\n    %u pipelined hists unread: server RSS grew %ld kB", PIPELINED, grown);
     CU_ASSERT(grown < (long)RSS_GROWTH_MAX_KB);
     uint32_t got = 0;
