@@ -16,107 +16,25 @@ and a slow reader catching up from history (slow_consumer_policy = catchup).
 import asyncio
 import json
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 import msgpack
 import websockets
 
-T = 5.0  # longest wait for any one reply, seconds
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import rctest  # noqa: E402
+from rctest import T, Tcp, check, failures  # noqa: E402
+
 MAX_FRAME = 4096  # the server's --max-frame here, so "too big" is cheap
 
-failures = []
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL", what, flush=True)
-    else:
-        print("ok  ", what, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Server:
+class Server(rctest.Server):
     def __init__(self, extra=(), durability="off"):
-        self.dir = tempfile.mkdtemp(prefix="ringcast-ws-")
-        self.port, self.http, self.admin = free_port(), free_port(), free_port()
-        binary = os.environ.get("RINGCASTD", "build/ringcastd")
-        self.proc = subprocess.Popen(
-            [binary, "--data-dir", self.dir, "--durability", durability, "--port", str(self.port),
-             "--http-port", str(self.http), "--admin-port", str(self.admin), "--max-frame", str(MAX_FRAME)]
-            + list(extra),
-            stderr=subprocess.DEVNULL)
-        end = time.time() + 20
-        while time.time() < end:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.admin, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except Exception:
-                time.sleep(0.05)
-        raise SystemExit("ringcastd did not become ready")
-
-    def metric(self, name):
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin, timeout=T) as r:
-            total = 0.0
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + "{") or line.startswith(name + " "):
-                    total += float(line.rsplit(" ", 1)[1])
-            return total
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            code = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = -9
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return code
-
-
-# ---- a TCP client (length-prefixed MessagePack) ----
-
-class Tcp:
-    def __init__(self, port, user):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=T)
-        self.buf = b""
-        self.send({"t": "hello", "user": user, "rid": 1})
-        assert self.recv()["t"] == "welcome"
-
-    def send(self, m):
-        b = msgpack.packb(m, use_bin_type=True)
-        self.s.sendall(struct.pack(">I", len(b)) + b)
-
-    def recv(self):
-        while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if len(self.buf) >= 4 + n:
-                    m = msgpack.unpackb(self.buf[4:4 + n], raw=False)
-                    self.buf = self.buf[4 + n:]
-                    if m.get("t") == "ping":
-                        self.send({"t": "pong"})
-                        continue
-                    return m
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError("closed")
-            self.buf += chunk
+        super().__init__(["--max-frame", str(MAX_FRAME)] + list(extra), durability=durability, prefix="ringcast-ws-")
 
 
 # ---- a raw WebSocket client, for frames no library sends ----
