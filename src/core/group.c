@@ -261,6 +261,24 @@ void rc_group_evict_history(rc_group *g)
     g->warm = false;
 }
 
+void rc_group_take_history(rc_group *g, rc_group *from)
+{
+#define RC_SWAP(a, b) do { __typeof__(a) t_ = (a); (a) = (b); (b) = t_; } while (0)
+    RC_SWAP(g->hist, from->hist);
+    RC_SWAP(g->hist_cap, from->hist_cap);
+    RC_SWAP(g->hist_n, from->hist_n);
+    RC_SWAP(g->hist_head, from->hist_head);
+    RC_SWAP(g->dedup, from->dedup);
+#undef RC_SWAP
+    uint64_t now = from->hist_bytes, before = g->hist_bytes;
+    from->hist_bytes = before;
+    from->acct = NULL;
+    g->hist_bytes = 0;
+    account(g, (int64_t)now);
+    if (g->acct)
+        *g->acct -= before;
+}
+
 void rc_group_forget_last(rc_group *g)
 {
     if (g->hist_n == 0)

@@ -46,7 +46,8 @@ typedef struct rc_group {
     uint64_t created_ms, updated_ms;
     uint32_t changes;       /* messages and membership changes since the last snapshot */
     uint64_t snap_ms;       /* monotonic ms of the last snapshot */
-    bool warm;              /* history ring holds every retained message (false after recovery or an eviction, until loaded) */
+    bool warm;              /* history ring holds every retained message (false after recovery or an eviction, until loaded);
+                             * cold, it holds a gapless tail ending at last_seq, maybe empty (ARCHITECTURE §6.1) */
     /* The history cache (ARCHITECTURE §6.1): what this group's history
      * holds in memory, added to its shard's total, and its place in the
      * shard's least-recently-used list of warm groups. */
@@ -99,6 +100,11 @@ void rc_group_prefetch_remember(const rc_group *g);
  * last_seq: the group is cold and its next use reads history back from
  * storage (ARCHITECTURE §6.1). */
 void rc_group_evict_history(rc_group *g);
+
+/* Gives g the history ring and dedup window of `from` (a scratch group
+ * holding the same group's messages, up to g's last_seq), and `from` g's
+ * old ones, to be freed with it; the bytes held move to g's account. */
+void rc_group_take_history(rc_group *g, rc_group *from);
 
 /* Seq a user's mid was sequenced at, or 0. */
 uint64_t rc_group_find_dup(const rc_group *g, const char *dkey, uint32_t dkey_len);

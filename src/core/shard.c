@@ -26,6 +26,7 @@
 
 #define RC_HIST_DEFAULT_LIMIT 100u /* hist without limit returns this many */
 #define RC_DKEY_MAX (RC_MAX_USER + 1u + RC_MAX_MID)
+#define RC_CACHE_LOW_PCT 75u /* an over-budget history cache is trimmed to this share of its budget (ARCHITECTURE §6.1) */
 
 /* ---- output ---- */
 
@@ -173,27 +174,44 @@ static uint64_t cache_budget(const rc_shard *s)
     return s->limits.history_cache_bytes / n;
 }
 
-/* End of a tick (its write done): while the groups' history holds more
- * than the budget, the least recently used group's history leaves memory;
- * its next use reads it back from storage (rc_shard_group_warm). Only with
- * storage: without it history lives in memory alone. The group used last
- * stays, whatever its size. */
+/* End of a tick (its write done): once the groups' history holds more
+ * than the budget, the least recently used groups' history leaves memory
+ * until it holds RC_CACHE_LOW_PCT of the budget, so the next ticks have
+ * room before the next eviction (a working set, not one eviction per
+ * tick); a group's next use reads back what it needs from storage
+ * (group_find). Only with storage: without it history lives in memory
+ * alone. The group used last stays, whatever its size. */
 static void cache_trim(rc_shard *s)
 {
     uint64_t budget = cache_budget(s);
-    if (budget && s->store.persist) {
-        while (s->hist_bytes > budget && s->lru_tail && s->lru_tail != s->lru_head) {
+    if (budget && s->store.persist && s->hist_bytes > budget) {
+        uint64_t low = budget / 100u * RC_CACHE_LOW_PCT;
+        while (s->hist_bytes > low && s->lru_tail && s->lru_tail != s->lru_head) {
             rc_group *g = s->lru_tail;
             lru_remove(s, g);
+            if (g->hist_bytes) /* a cold group used since holds only what it needed */
+                RC_STAT_ADD(s->stats.cache_evictions, 1);
             rc_group_evict_history(g);
-            RC_STAT_ADD(s->stats.cache_evictions, 1);
         }
     }
     RC_STAT_SET(s->stats.cache_bytes, s->hist_bytes);
 }
 
-/* The job's group, with its history in memory (loaded on first use after
- * a restart), or NULL. */
+/* What of a cold group's history a send needs in memory: nothing without
+ * a mid (it appends to the ring's tail), else the dedup window, the
+ * group's last dedup_window messages; never the whole history. */
+static void load_for_send(rc_shard *s, rc_group *g, const rc_job *j)
+{
+    uint64_t need = g->last_seq + 1 > g->dedup_window ? g->last_seq + 1 - g->dedup_window : 1;
+    if (j->mid_len == 0 || g->dedup_window == 0 || rc_group_first_seq(g) <= need) {
+        RC_STAT_ADD(s->stats.cache_hits, 1);
+        return;
+    }
+    rc_shard_group_load(s, g, need);
+}
+
+/* The job's group, with the history it needs in memory (read back from
+ * storage after a restart or an eviction), or NULL. */
 static rc_group *group_find(rc_shard *s, const rc_job *j)
 {
     uint64_t *v = rc_strmap_get(&s->groups, rc_job_g(j), j->g_len);
@@ -202,6 +220,8 @@ static rc_group *group_find(rc_shard *s, const rc_job *j)
         return g;
     if (g->warm)
         RC_STAT_ADD(s->stats.cache_hits, 1);
+    else if (j->kind == RC_JOB_SEND)
+        load_for_send(s, g, j);
     else
         rc_shard_group_warm(s, g);
     lru_touch(s, g);
@@ -1180,7 +1200,7 @@ static void move_adopt(rc_shard *s, const rc_job *j)
     RC_STAT_ADD(s->stats.groups, 1);
     g->acct = &s->hist_bytes;
     s->hist_bytes += g->hist_bytes;
-    if (g->warm)
+    if (g->warm || g->hist_n)
         lru_touch(s, g);
     if (j->ts)
         rc_shard_persist_snapshot(s, g); /* its snapshot was due at the old owner */

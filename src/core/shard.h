@@ -86,6 +86,7 @@ typedef struct rc_shard_stats {
     _Atomic uint64_t sequence_retries; /* sends sequenced again after running out of memory */
     _Atomic uint64_t snapshots;     /* group snapshots written */
     _Atomic uint64_t warmups;       /* groups whose history was loaded from storage */
+    _Atomic uint64_t warm_msgs;     /* messages those loads read from storage */
     _Atomic uint64_t expired;       /* sends that waited past max_queue_ms: E_OVERLOADED and a letter */
     _Atomic uint64_t poison_letters; /* sends whose write failed RC_POISON_ATTEMPTS times: E_INTERNAL and a letter */
     _Atomic uint64_t letters_refused; /* expired and poison letters the sink could not queue (logged) */

@@ -78,12 +78,6 @@ typedef struct warm_ctx {
     bool broken;
 } warm_ctx;
 
-static void ring_clear(rc_group *g)
-{
-    while (g->hist_n)
-        rc_group_forget_last(g);
-}
-
 static int warm_one(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
 {
     warm_ctx *w = ud;
@@ -122,31 +116,77 @@ static int warm_one(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
     return 0;
 }
 
-void rc_shard_group_warm(rc_shard *s, rc_group *g)
+uint64_t rc_shard_retained_from(const rc_group *g)
+{
+    return g->last_seq >= g->hist_max ? g->last_seq - g->hist_max + 1 : 1;
+}
+
+/* Appends g's tail (the ring it holds now) to t, which holds the messages
+ * just before it: 0, or -1 on ENOMEM. */
+static int append_tail(rc_group *t, const rc_group *g)
+{
+    for (uint64_t seq = rc_group_first_seq(g); seq <= g->last_seq; seq++) {
+        const rc_hist_entry *e = rc_group_hist_at(g, seq);
+        rc_frame_ref(e->frame, 1);
+        if (rc_group_remember(t, e->ts, e->frame, e->dkey, e->dkey ? e->dkey_len : 0) != 0) {
+            rc_frame_unref(e->frame);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void rc_shard_group_load(rc_shard *s, rc_group *g, uint64_t from)
 {
     if (g->warm || !persisting(s))
         return;
-    uint64_t last = g->last_seq;
-    uint64_t from = last >= g->hist_max ? last - g->hist_max + 1 : 1;
-    ring_clear(g);
-    g->last_seq = from - 1;
-    warm_ctx w = { s, g, false };
-    char err[256] = "";
-    int r = last >= from ? s->store.ops->scan(s->store.persist, g->name, g->name_len, from, last, g->hist_max,
-                                               warm_one, &w, err, sizeof(err))
-                         : 0;
-    if (r != 0 || w.broken || g->last_seq != last) {
-        /* Retention or a failed read left less than expected: the ring must
-         * still end at last_seq, so keep only a gapless tail. */
-        if (g->last_seq != last) {
-            ring_clear(g);
-            RC_LOG_WARN("shard", "id=%u event=history_incomplete group=%s last_seq=%llu err=\"%s\"",
-                    s->id, g->name, (unsigned long long)last, err);
-        }
-        g->last_seq = last;
+    uint64_t kept = rc_shard_retained_from(g), first = rc_group_first_seq(g);
+    bool whole = from <= kept;
+    if (whole)
+        from = kept;
+    if (from >= first) { /* the ring holds it already */
+        g->warm = whole;
+        return;
     }
-    g->warm = true;
+    /* The older part is read into a scratch group, the tail in memory is
+     * appended to it (the dedup window rebuilt in seq order), and g takes
+     * the result: what this tick sequenced, not yet stored, stays. */
+    rc_group *t = rc_group_new(g->name, g->name_len, g->hist_max, g->dedup_window);
+    if (!t) {
+        RC_LOG_ERROR("shard", "id=%u event=history_load_nomem group=%s", s->id, g->name);
+        return;
+    }
+    t->last_seq = from - 1;
+    warm_ctx w = { s, t, false };
+    char err[256] = "";
+    int r = s->store.ops->scan(s->store.persist, g->name, g->name_len, from, first - 1, (uint32_t)(first - from),
+                               warm_one, &w, err, sizeof(err));
+    if (t->hist_n == 0)
+        t->last_seq = first - 1; /* nothing stored before the tail (history_ttl removed it) */
+    if (r != 0 || w.broken || t->last_seq != first - 1) {
+        /* Retention or a failed read left a gap before the tail: the ring
+         * must stay gapless up to last_seq, so it keeps the tail alone. */
+        RC_LOG_WARN("shard", "id=%u event=history_incomplete group=%s from=%llu to=%llu err=\"%s\"", s->id, g->name,
+                    (unsigned long long)from, (unsigned long long)first - 1, err);
+        rc_group_free(t);
+        g->warm = whole;
+        return;
+    }
+    RC_STAT_ADD(s->stats.warm_msgs, t->hist_n);
+    if (append_tail(t, g) != 0) {
+        RC_LOG_ERROR("shard", "id=%u event=history_load_nomem group=%s", s->id, g->name);
+        rc_group_free(t);
+        return;
+    }
+    rc_group_take_history(g, t);
+    rc_group_free(t);
+    g->warm = whole;
     RC_STAT_ADD(s->stats.warmups, 1);
+}
+
+void rc_shard_group_warm(rc_shard *s, rc_group *g)
+{
+    rc_shard_group_load(s, g, 1);
 }
 
 /* ---- the tick ---- */
@@ -193,7 +233,9 @@ static void put_history(rc_shard *s, rc_group *g, uint64_t seq, const rc_frame *
     struct rc_persist_batch *b = tick_batch(s);
     s->store.ops->put_msg(b, g->name, g->name_len, seq, msg->data + RC_FRAME_HEADER, msg->len - RC_FRAME_HEADER);
     if (seq % RC_TRIM_EVERY == 0) {
-        uint64_t keep = rc_shard_first_served(s, g); /* history_max and history_ttl */
+        /* history_max and history_ttl; a cold group's ring holds only its
+         * tail, so it goes by history_max alone (history_ttl at its next load). */
+        uint64_t keep = g->warm ? rc_shard_first_served(s, g) : rc_shard_retained_from(g);
         if (keep > 1)
             s->store.ops->trim_before(b, g->name, g->name_len, keep);
     }

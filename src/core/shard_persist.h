@@ -30,6 +30,11 @@ bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l);
 /* Loads a recovered group's retained history into memory if it is not
  * there yet (first use after a restart). */
 void rc_shard_group_warm(rc_shard *s, rc_group *g);
+/* Loads what g's ring lacks of its retained history from seq `from` on
+ * (1: all of it, and g is warm after), keeping the tail the ring holds. */
+void rc_shard_group_load(rc_shard *s, rc_group *g, uint64_t from);
+/* First seq history_max retains (history_ttl aside). */
+uint64_t rc_shard_retained_from(const rc_group *g);
 
 /* A message was just sequenced in g (rc_group_remember): store it, and
  * remember its frames in case the tick's write fails. */

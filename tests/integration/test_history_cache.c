@@ -11,6 +11,11 @@
  *  - a resent mid of an evicted group is still recognised (`dup: true`,
  *    the original seq): the dedup window is read back with the history;
  *  - each of those reads counts in ringcast_history_loads_total.
+ * And with many more groups than the cache holds, sends to cold groups go
+ * on (each one acked with the next seq), reading back at most the dedup
+ * window: a send without a mid to a cold group reads nothing, one with a
+ * mid reads the window and still finds a mid sent before the eviction
+ * (`dup: true`, its seq), and each group's history stays gapless.
  */
 #define _GNU_SOURCE
 #include "itest.h"
@@ -120,11 +125,88 @@ static void test_evicted_history_reads_back(void)
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
 }
 
+#define MANY_GROUPS 60
+#define BEFORE 100 /* messages with mids per group before the groups go cold */
+
+static void many_group(char *out, size_t len, int gi)
+{
+    snprintf(out, len, "t%d", gi);
+}
+
+static void test_cold_sends_progress(void)
+{
+    const char *flags[] = { "--history-cache-mb", "1", "--history-max", "150", "--dedup-window", "100", "--shards", "1",
+                            "--min-shards", "1", "--max-shards", "1", NULL };
+    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
+    rc_client a;
+    CU_ASSERT_FATAL(it_login(&a, &srv, "alice") == 0);
+    char g[16], mid[32], body[BODY + 1];
+    rc_msg ack;
+    for (int gi = 0; gi < MANY_GROUPS; gi++) {
+        many_group(g, sizeof(g), gi);
+        CU_ASSERT_FATAL(rc_client_join(&a, g, IT_TIMEOUT_MS, NULL) == 0);
+    }
+    for (int i = 1; i <= BEFORE; i++) /* round the groups: every group's history leaves memory many times */
+        for (int gi = 0; gi < MANY_GROUPS; gi++) {
+            many_group(g, sizeof(g), gi);
+            body_of(body, gi, i);
+            snprintf(mid, sizeof(mid), "p%d", i);
+            CU_ASSERT_FATAL(rc_client_publish(&a, g, body, BODY, i % 2 ? mid : NULL, IT_TIMEOUT_MS, &ack) == 0);
+            CU_ASSERT_EQUAL_FATAL(ack.seq, (uint64_t)i);
+        }
+    double evicted = metric("ringcast_history_cache_evictions_total");
+    double loads0 = metric("ringcast_history_loads_total"), read0 = metric("ringcast_history_loaded_messages_total");
+    int bad = 0;
+    for (int gi = 0; gi < MANY_GROUPS; gi++) {
+        many_group(g, sizeof(g), gi);
+        body_of(body, gi, BEFORE + 1); /* no mid: appended to the cold group's tail */
+        bad += rc_client_publish(&a, g, body, BODY, NULL, IT_TIMEOUT_MS, &ack) != 0 || ack.seq != BEFORE + 1 || ack.dup;
+        body_of(body, gi, BEFORE + 2); /* a mid: the dedup window is read back, the tail kept */
+        bad += rc_client_publish(&a, g, body, BODY, "q", IT_TIMEOUT_MS, &ack) != 0 || ack.seq != BEFORE + 2 || ack.dup;
+        body_of(body, gi, 51); /* a mid from before the eviction, inside the window: a dup */
+        bad += rc_client_publish(&a, g, body, BODY, "p51", IT_TIMEOUT_MS, &ack) != 0 || ack.seq != 51 || !ack.dup;
+        bad += rc_client_publish(&a, g, body, BODY, "q", IT_TIMEOUT_MS, &ack) != 0 || ack.seq != BEFORE + 2 || !ack.dup;
+    }
+    double loads = metric("ringcast_history_loads_total") - loads0;
+    double read = metric("ringcast_history_loaded_messages_total") - read0;
+    printf("\n    %d groups: %.0f evictions; then %.0f loads reading %.0f messages for %d sends, %d wrong acks\n",
+           MANY_GROUPS, evicted, loads, read, 4 * MANY_GROUPS, bad);
+    CU_ASSERT(evicted > 0);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(read <= loads * 100); /* a send's load reads at most the dedup window, never history_max */
+    /* The history of a group that was cold for those sends is whole. */
+    rc_client b;
+    CU_ASSERT_FATAL(it_login(&b, &srv, "bob") == 0);
+    for (int gi = 0; gi < MANY_GROUPS; gi += MANY_GROUPS / 4) {
+        many_group(g, sizeof(g), gi);
+        rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = 0 };
+        CU_ASSERT_FATAL(it_request(&b, &jm, 300 + (uint64_t)gi) == 0);
+        rc_msg m;
+        CU_ASSERT_FATAL(it_expect(&b, &m, RC_T_JOINED));
+        int got = 0, wrong = 0;
+        for (;;) {
+            CU_ASSERT_FATAL(it_next(&b, &m) == 1);
+            if (m.type == RC_T_SYNCED)
+                break;
+            CU_ASSERT_FATAL(m.type == RC_T_MSG);
+            got++;
+            body_of(body, gi, got);
+            wrong += m.seq != (uint64_t)got || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
+        }
+        CU_ASSERT_EQUAL(got, BEFORE + 2);
+        CU_ASSERT_EQUAL(wrong, 0);
+    }
+    rc_client_close(&a);
+    rc_client_close(&b);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite("history cache", NULL, cleanup);
     CU_add_test(s, "evicted history reads back from storage", test_evicted_history_reads_back);
+    CU_add_test(s, "many cold groups: sends go on, dedup holds", test_cold_sends_progress);
     return rc_test_run();
 }
