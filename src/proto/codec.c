@@ -733,12 +733,46 @@ int rc_buf_append(rc_buf *b, const void *p, size_t n)
     return 0;
 }
 
-/* msgpack_packer write callback: appends to an rc_buf; any failure sticks. */
+/* Copies n bytes with at most two fixed-size moves each way when n < 16
+ * (the two may overlap): msgpack-c's packer hands over a map a piece at a
+ * time (a 1-byte header, a 3-byte key, a 9-byte integer), and a memcpy call
+ * for each piece costs more than the piece. */
+static inline void copy_small(uint8_t *d, const char *p, size_t n)
+{
+    if (n >= 16) {
+        memcpy(d, p, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, p, 8);
+        memcpy(&b, p + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n > 0) {
+        d[0] = (uint8_t)p[0];
+        d[n / 2] = (uint8_t)p[n / 2];
+        d[n - 1] = (uint8_t)p[n - 1];
+    }
+}
+
+/* msgpack_packer write callback: appends to an rc_buf; any failure sticks
+ * (every caller drops what was encoded when `failed` is set, so a piece
+ * that fits after a failed one changes nothing). */
 static int sink_write(void *data, const char *p, size_t n)
 {
     rc_buf_sink *s = data;
-    if (!s->failed && rc_buf_append(s->buf, p, n) != 0)
+    rc_buf *b = s->buf;
+    if (__builtin_expect(b->cap - b->len >= n, 1)) {
+        copy_small(b->data + b->len, p, n);
+        b->len += n;
+    } else if (rc_buf_append(b, p, n) != 0) {
         s->failed = true;
+    }
     return s->failed ? -1 : 0;
 }
 
@@ -748,11 +782,20 @@ void rc_buf_packer_init(msgpack_packer *pk, rc_buf_sink *sink, rc_buf *b)
     msgpack_packer_init(pk, sink, sink_write);
 }
 
+/* A key. The keys are short literals: a fixstr, its header and bytes
+ * handed to the packer's writer in one piece. */
 static inline void pack_key(msgpack_packer *pk, const char *k)
 {
     size_t n = __builtin_strlen(k); /* constant for the literal keys used below */
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, k, n);
+    if (n > 31) {
+        msgpack_pack_str(pk, n);
+        msgpack_pack_str_body(pk, k, n);
+        return;
+    }
+    char fix[32];
+    fix[0] = (char)(0xa0 | n);
+    memcpy(fix + 1, k, n);
+    pk->callback(pk->data, fix, n + 1);
 }
 
 static inline void pack_kstr(msgpack_packer *pk, const char *k, rc_str v)
