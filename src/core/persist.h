@@ -17,10 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RC_PERSIST_FORMAT 2u /* on-disk format version, stored in the meta column family */
-/* Format 1 had no `reads` and `user_groups` families; opening it read-write
- * migrates it (src/store/README.md, Opening). */
+#define RC_PERSIST_FORMAT 3u /* on-disk format version, stored in the meta column family */
+/* Format 1 had no `reads` and `user_groups` families; format 2 keyed history
+ * without the group tag. Opening either read-write migrates it
+ * (src/store/README.md, Opening). */
 #define RC_PERSIST_FORMAT_V1 1u
+#define RC_PERSIST_FORMAT_V2 2u
 
 typedef enum rc_durability {
     RC_DURABILITY_NONE = 0,  /* write behind: no WAL; a crash may lose the last moments */

@@ -70,8 +70,12 @@ static void trim_before(rc_persist_batch *b, const char *g, uint32_t g_len, uint
 {
     if (!b || !group_ok(b, g_len) || before == 0)
         return;
-    char from[RC_STORE_KEY_MAX], to[RC_STORE_KEY_MAX];
-    size_t flen = rc_store_history_key(from, g, g_len, 0);
+    /* From the bare tag (rocks.h: shorter than the memtable hint prefix, so
+     * RocksDB gives the range delete no hint); nothing but g's keys lies
+     * between it and g's first key. */
+    char from[RC_STORE_TAG_BYTES], to[RC_STORE_KEY_MAX];
+    rc_store_history_tag(from, g, g_len);
+    size_t flen = sizeof(from);
     size_t tlen = rc_store_history_key(to, g, g_len, before); /* exclusive end: deletes seq < before */
     rocksdb_writebatch_delete_range_cf(b->wb, b->p->cf[RC_CF_HISTORY], from, flen, to, tlen);
 }
@@ -122,8 +126,18 @@ static void batch_abort(rc_persist_batch *b)
     free(b);
 }
 
+/* RocksDB counts every key comparison of a memtable insert into a
+ * thread-local perf context unless the thread's perf level says not to
+ * (counting is its default); nothing reads those counts here, and they cost
+ * a few per cent of a write (bench/RESULTS.md, Cheaper durable writes). */
+static _Thread_local bool perf_counts_off;
+
 static int batch_commit(rc_persist *p, rc_persist_batch *b, rc_durability d, char *err, size_t errlen)
 {
+    if (!perf_counts_off) {
+        rocksdb_set_perf_level(rocksdb_disable);
+        perf_counts_off = true;
+    }
     const char *dir = p ? p->dir : "(null)";
     int rc = 0;
     if (!b)
@@ -151,7 +165,7 @@ static int batch_commit(rc_persist *p, rc_persist_batch *b, rc_durability d, cha
 /* ---- recovery ---- */
 
 /* Checks that an iterator's current key is a history key of the group whose
- * prefix (length byte + id) is `prefix`; sets *seq. */
+ * prefix (tag, length byte, id) is `prefix`; sets *seq. */
 static bool history_entry_of(rocksdb_iterator_t *it, const char *prefix, size_t prefix_len, uint64_t *seq)
 {
     if (!rocksdb_iter_valid(it))
@@ -185,7 +199,7 @@ static int seq_bounds(rc_persist *p, rocksdb_iterator_t *it, const char *g, uint
                       uint64_t *newest, char *err, size_t errlen)
 {
     char key[RC_STORE_KEY_MAX];
-    size_t prefix_len = 1u + g_len;
+    size_t prefix_len = RC_STORE_HISTORY_PREFIX_LEN(g_len);
     *oldest = *newest = 0;
     size_t klen = rc_store_history_key(key, g, g_len, 0);
     rocksdb_iter_seek(it, key, klen);
@@ -257,7 +271,7 @@ static int scan(rc_persist *p, const char *g, uint32_t g_len, uint64_t from, uin
     size_t lo_len = rc_store_history_key(lo, g, g_len, from);
     size_t hi_len = rc_store_history_key(hi, g, g_len, to);
     hi[hi_len++] = '\0';
-    size_t prefix_len = 1u + g_len;
+    size_t prefix_len = RC_STORE_HISTORY_PREFIX_LEN(g_len);
 
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(ro, lo, lo_len); /* ro points at lo and hi: they outlive it */
@@ -359,7 +373,7 @@ static int newest_entry(rc_persist *p, rocksdb_iterator_t *hit, const char *g, u
     char key[RC_STORE_KEY_MAX];
     size_t klen = rc_store_history_key(key, g, g_len, UINT64_MAX);
     rocksdb_iter_seek_for_prev(hit, key, klen);
-    if (!history_entry_of(hit, key, 1u + g_len, &mg->seq))
+    if (!history_entry_of(hit, key, RC_STORE_HISTORY_PREFIX_LEN(g_len), &mg->seq))
         return iter_error(hit, p->dir, "cannot read history", err, errlen);
     size_t vlen = 0;
     const char *v = rocksdb_iter_value(hit, &vlen);

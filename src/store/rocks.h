@@ -2,13 +2,26 @@
  * Private to src/store: the open database (rocks.c opens and tunes it,
  * history.c reads and writes it) and the history key layout both use.
  *
- * history key: [1 byte: group id length n][n bytes: group id][8 bytes: seq, big-endian]
+ * history key (format 3):
+ *   [16 bytes: group tag][1 byte: group id length n][n bytes: group id][8 bytes: seq, big-endian]
  *
- * The length byte makes a group's keys one contiguous range that no other
- * group's keys fall into, even when one id is a prefix of another ("g" and
- * "g1" differ in the first byte already), and makes 1 + n bytes a prefix
- * that is a function of the key alone: the prefix extractor and its bloom
- * filters work on it. Big-endian seq makes byte order equal seq order.
+ * The tag is the first 16 bytes of the group id's SHA-256 with the first
+ * byte set to 0, which keeps format 3 keys apart from format 2's (whose
+ * first byte, the length, is 1..255) while a directory is migrated. Tag and
+ * length byte, 17 bytes, are the fixed-length prefix RocksDB's memtable
+ * insert hints key on (src/store/README.md, The write path): each group's
+ * new entry is put next to its previous one instead of searched for from
+ * the top of the skip list. A retention range delete starts at the bare
+ * 16-byte tag, a key shorter than the hint prefix, so RocksDB 7.8 gives it
+ * no hint: that version keys the range-deletion table's hints in the same
+ * map as the entries', and a hint of the other skip list corrupts it. Two
+ * ids with one tag would need a SHA-256 collision in 120 bits; the length
+ * byte and the id that follow the tag still keep every group's keys one
+ * contiguous range, and make 16 + 1 + n bytes a prefix that is a function
+ * of the key alone: the prefix extractor and its bloom filters work on it.
+ * Big-endian seq makes byte order equal seq order.
+ *
+ * format 2 history key (read only by the migration): [n][group id][seq BE]
  *
  * member key (families `reads` and `user_groups`):
  *   [1 byte: user length u][u bytes: user][1 byte: group id length n][n bytes: group id]
@@ -24,11 +37,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "store/store.h"
 
+
 #define RC_STORE_SEQ_BYTES 8u
-#define RC_STORE_KEY_MAX (1u + RC_STORE_GROUP_MAX + RC_STORE_SEQ_BYTES)
+#define RC_STORE_TAG_BYTES 16u /* the group tag that starts a history key */
+#define RC_STORE_HINT_BYTES (RC_STORE_TAG_BYTES + 1u) /* tag and length byte: the memtable hint prefix */
+/* Bytes of a history key before its seq: tag, length byte, id. */
+#define RC_STORE_HISTORY_PREFIX_LEN(g_len) (RC_STORE_TAG_BYTES + 1u + (g_len))
+#define RC_STORE_KEY_MAX (RC_STORE_HISTORY_PREFIX_LEN(RC_STORE_GROUP_MAX) + RC_STORE_SEQ_BYTES)
 #define RC_STORE_USER_MAX 255u
 #define RC_STORE_MEMBER_KEY_MAX (1u + RC_STORE_USER_MAX + 1u + RC_STORE_GROUP_MAX)
 /* An exclusive upper bound just above key(g, seq): key(g, seq) + one 0 byte. */
@@ -77,16 +96,23 @@ static inline uint64_t rc_store_be64_get(const char *in)
     return v;
 }
 
+/* Writes g's tag, RC_STORE_TAG_BYTES bytes, into out: the start of its
+ * history keys, and alone the start of its retention range deletes. */
+void rc_store_history_tag(char *out, const char *g, uint32_t g_len);
+
 /* Writes the history key of (g, seq) into out (RC_STORE_KEY_MAX bytes);
  * returns its length. g_len must be 1..RC_STORE_GROUP_MAX. */
 static inline size_t rc_store_history_key(char *out, const char *g, uint32_t g_len, uint64_t seq)
 {
-    out[0] = (char)(uint8_t)g_len;
-    for (uint32_t i = 0; i < g_len; i++)
-        out[1 + i] = g[i];
-    rc_store_be64_put(out + 1 + g_len, seq);
-    return 1u + g_len + RC_STORE_SEQ_BYTES;
+    rc_store_history_tag(out, g, g_len);
+    out[RC_STORE_TAG_BYTES] = (char)(uint8_t)g_len;
+    memcpy(out + RC_STORE_TAG_BYTES + 1, g, g_len);
+    rc_store_be64_put(out + RC_STORE_HISTORY_PREFIX_LEN(g_len), seq);
+    return RC_STORE_HISTORY_PREFIX_LEN(g_len) + RC_STORE_SEQ_BYTES;
 }
+
+/* Length of a format 2 history key of g_len id bytes. */
+#define RC_STORE_V2_KEY_LEN(g_len) (1u + (g_len) + RC_STORE_SEQ_BYTES)
 
 /* Writes the member key of (user, g) into out (RC_STORE_MEMBER_KEY_MAX
  * bytes); returns its length. Both lengths must be 1..255. */
@@ -107,10 +133,10 @@ static inline uint64_t rc_store_history_seq(const char *key, size_t prefix_len)
     return rc_store_be64_get(key + prefix_len);
 }
 
-/* Length of the group part (length byte + id) of a well-formed history key. */
+/* Length of the group part (tag, length byte, id) of a well-formed history key. */
 static inline size_t rc_store_history_prefix_len(const char *key)
 {
-    return 1u + (uint8_t)key[0];
+    return RC_STORE_HISTORY_PREFIX_LEN((uint8_t)key[RC_STORE_TAG_BYTES]);
 }
 
 /* "data_dir <dir>: <what>" into err; returns -1 for `return store_fail(...)`. */

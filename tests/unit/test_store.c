@@ -801,10 +801,100 @@ static void test_migrate_v1(void)
     cursor(p, "room", "alice", 2);
     rc_store_close(p);
     CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
-    p = open_ok(dir); /* format 2 now: opened as it is */
+    p = open_ok(dir); /* the current format now: opened as it is */
     CU_ASSERT_EQUAL(cursor_of(p, "room", "alice"), 2);
     CU_ASSERT_EQUAL(groups_of(p, "alice", 10, &more).n, 1);
     rc_store_close(p);
+}
+
+/* Format 2 written without the store (untagged history keys, rocks.h):
+ * g's entries from..to with val_of values, through the WAL or not (then
+ * close flushes them to an SST); `snapshot` also puts g's snapshot; the
+ * format marker is set to 2. Returns the history keys whose first byte is
+ * not 0 (untagged) found after the writes. */
+static unsigned raw_v2(const char *dir, const char *g, uint64_t from, uint64_t to, bool wal, bool snapshot)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
+    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, N_FAMILIES, families, co, h, &e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_disable_WAL(w, !wal);
+    size_t g_len = strlen(g);
+    for (uint64_t seq = from; seq <= to && g_len; seq++) {
+        char key[1 + 16 + 8], v[VAL_LEN];
+        key[0] = (char)g_len;
+        memcpy(key + 1, g, g_len);
+        for (int i = 0; i < 8; i++)
+            key[1 + g_len + i] = (char)(seq >> (56 - 8 * i));
+        val_of(v, g, seq);
+        rocksdb_put_cf(db, w, h[2], key, 1 + g_len + 8, v, strlen(v), &e);
+    }
+    if (snapshot) {
+        char v[VAL_LEN];
+        snprintf(v, sizeof(v), "snap of %s", g);
+        rocksdb_put_cf(db, w, h[1], g, g_len, v, strlen(v), &e);
+    }
+    const char v2[4] = { 0, 0, 0, 2 };
+    rocksdb_put_cf(db, w, h[4], "format", 6, v2, 4, &e);
+    CU_ASSERT_PTR_NULL(e);
+    unsigned untagged = 0;
+    rocksdb_readoptions_t *r = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, r, h[2]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen;
+        untagged += rocksdb_iter_key(it, &klen)[0] != 0;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(r);
+    rocksdb_writeoptions_destroy(w);
+    for (int i = 0; i < N_FAMILIES; i++)
+        rocksdb_column_family_handle_destroy(h[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    return untagged;
+}
+
+static void test_migrate_v2(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    new_path(dir, "v2");
+    raw_v2(dir, "g", 1, 5, false, true); /* in an SST */
+    CU_ASSERT_EQUAL(raw_v2(dir, "g1", 1, 3, true, true), 8); /* in the WAL; "g" is a prefix of "g1" */
+    CU_ASSERT_PTR_NULL(rc_store_open_readonly(dir, err, sizeof(err))); /* read-only cannot migrate */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "migrated when ringcastd"));
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT_V2); /* refused without touching it */
+
+    rc_persist *p = open_ok(dir);
+    groups_seen gs = load_of(p);
+    CU_ASSERT_EQUAL(gs.n, 2);
+    expect_group(&gs, "g", 1, 5);
+    expect_group(&gs, "g1", 1, 3);
+    seen s = scan_of(p, "g", 1, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 5);
+    s = scan_of(p, "g1", 1, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 3);
+    add_msgs(p, "g", 6, 7);
+    rc_store_close(p);
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
+
+    /* A migration cut short (marker still 2, untagged entries left) is done
+     * again, over what it already wrote; only untagged keys were left. */
+    CU_ASSERT_EQUAL(raw_v2(dir, "g1", 4, 4, true, false), 1);
+    p = open_ok(dir);
+    gs = load_of(p);
+    expect_group(&gs, "g", 1, 7);
+    expect_group(&gs, "g1", 1, 4);
+    s = scan_of(p, "g", 1, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 7);
+    s = scan_of(p, "g1", 1, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 4);
+    rc_store_close(p);
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
 }
 
 /* A RocksDB database made without the store: the given families (default
@@ -1165,6 +1255,7 @@ int main(void)
     CU_add_test(s, "another format version is refused", test_wrong_format);
     CU_add_test(s, "per-user index and read cursors", test_member_index_and_cursors);
     CU_add_test(s, "a format-1 directory is migrated", test_migrate_v1);
+    CU_add_test(s, "a format-2 directory's history is migrated to tagged keys", test_migrate_v2);
     CU_add_test(s, "interrupted creation completed, other databases refused", test_interrupted_or_foreign_database);
     CU_add_test(s, "corrupt CURRENT, missing MANIFEST/SST/CURRENT refused", test_corrupt_or_missing_files);
     CU_add_test(s, "foreign files, a file, a missing parent, bad options", test_foreign_directory);
