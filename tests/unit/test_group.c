@@ -2,7 +2,8 @@
  * Group state: creation, subscriptions, the history ring (growth up to
  * history_max, eviction, seq lookups), the dedup window (inside it, at its
  * edge, window == history_max, window 0 = off, messages without mid) and
- * frame reference counts across eviction and rc_group_free.
+ * frame reference counts across eviction and rc_group_free; a cold group's
+ * tail taking back its older history (rc_group_take_history).
  */
 #include "core/group.h"
 
@@ -400,6 +401,57 @@ static void test_frames_released_on_free(void)
     }
 }
 
+/* A cold group's tail and the older messages read back into a scratch
+ * group, which takes the tail after them: the group takes the whole, the
+ * account follows, the scratch group's old ring goes with it. */
+static void test_take_history(void)
+{
+    uint64_t acct = 0;
+    rc_group *g = rc_group_new("cold", 4, HIST_MAX, DEDUP_SMALL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    g->acct = &acct;
+    g->last_seq = 6; /* 1..6 stored, out of memory */
+    char dk[DKEY_BUF];
+    uint32_t dl = dkey_of(dk, "u", 7);
+    CU_ASSERT_EQUAL(rc_group_remember(g, TS_BASE + 7, frame_for(7), dk, dl), 0); /* the tail: seq 7 */
+    CU_ASSERT_EQUAL(rc_group_first_seq(g), 7);
+    uint64_t tail_bytes = g->hist_bytes;
+    CU_ASSERT_EQUAL(acct, tail_bytes);
+    rc_group *t = rc_group_new("cold", 4, HIST_MAX, DEDUP_SMALL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    t->last_seq = 3; /* read back: 4..6 */
+    for (uint64_t q = 4; q <= 6; q++) {
+        dl = dkey_of(dk, "u", q);
+        CU_ASSERT_EQUAL(rc_group_remember(t, TS_BASE + q, frame_for(q), dk, dl), 0);
+    }
+    const rc_hist_entry *e = rc_group_hist_at(g, 7);
+    rc_frame_ref(e->frame, 1);
+    CU_ASSERT_EQUAL(rc_group_remember(t, e->ts, e->frame, e->dkey, e->dkey_len), 0);
+    rc_frame *f7 = e->frame;
+    rc_group_take_history(g, t);
+    rc_group_free(t); /* the old tail's ring and reference */
+    CU_ASSERT_EQUAL(frame_refs(f7), 1);
+    CU_ASSERT_EQUAL(g->last_seq, 7);
+    CU_ASSERT_EQUAL(rc_group_first_seq(g), 4);
+    CU_ASSERT_EQUAL(g->hist_n, 4);
+    CU_ASSERT_EQUAL(acct, g->hist_bytes);
+    CU_ASSERT(g->hist_bytes > tail_bytes);
+    for (uint64_t q = 4; q <= 7; q++) {
+        dl = dkey_of(dk, "u", q);
+        CU_ASSERT_EQUAL(rc_group_find_dup(g, dk, dl), q); /* the window: 4..7 */
+        CU_ASSERT_EQUAL(rc_group_hist_at(g, q)->ts, TS_BASE + q);
+    }
+    dl = dkey_of(dk, "u", 3);
+    CU_ASSERT_EQUAL(rc_group_find_dup(g, dk, dl), 0);
+    CU_ASSERT_EQUAL(rc_group_remember(g, TS_BASE + 8, frame_for(8), NULL, 0), 0); /* goes on from there */
+    CU_ASSERT_EQUAL(rc_group_hist_at(g, 8)->seq, 8);
+    dl = dkey_of(dk, "u", 4);
+    CU_ASSERT_EQUAL(rc_group_find_dup(g, dk, dl), 0); /* left the window of DEDUP_SMALL */
+    rc_group_evict_history(g);
+    CU_ASSERT_EQUAL(acct, 0);
+    rc_group_free(g);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -414,7 +466,8 @@ int main(void)
         !CU_add_test(s, "dedup key remembered twice moves to the newer entry", test_dedup_key_moves) ||
         !CU_add_test(s, "dedup disabled", test_dedup_disabled) ||
         !CU_add_test(s, "messages without mid", test_no_mid) ||
-        !CU_add_test(s, "frames released on free", test_frames_released_on_free)) {
+        !CU_add_test(s, "frames released on free", test_frames_released_on_free) ||
+        !CU_add_test(s, "a tail takes back its older history", test_take_history)) {
         CU_cleanup_registry();
         return CU_get_error();
     }
