@@ -16,9 +16,15 @@
  * window: a send without a mid to a cold group reads nothing, one with a
  * mid reads the window and still finds a mid sent before the eviction
  * (`dup: true`, its seq), and each group's history stays gapless.
+ * And kill -9 with such a cache loses nothing acked: after the restart every
+ * group's history is whole and gapless, a mid sent before the kill is still
+ * a dup with its seq, and the next send gets the next seq.
  */
 #define _GNU_SOURCE
 #include "itest.h"
+
+#include <signal.h>
+#include <sys/wait.h>
 
 #define N_GROUPS 40
 #define HIST 150
@@ -43,6 +49,31 @@ static void body_of(char *out, int g, int i)
 static double metric(const char *name)
 {
     return rc_test_metric(srv.s.admin_port, name, 1);
+}
+
+/* `join since 0` on group g (body_of's gi) from c: the number of messages
+ * replayed before `synced`; *wrong counts those not at their seq (1, 2, ...)
+ * with the body that was sent. */
+static int replay_all(rc_client *c, const char *g, int gi, uint64_t rid, int *wrong)
+{
+    char body[BODY + 1];
+    rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = 0 };
+    CU_ASSERT_FATAL(it_request(c, &jm, rid) == 0);
+    rc_msg m;
+    CU_ASSERT_FATAL(it_expect(c, &m, RC_T_JOINED));
+    int got = 0;
+    *wrong = 0;
+    for (;;) {
+        CU_ASSERT_FATAL(it_next(c, &m) == 1);
+        if (m.type == RC_T_SYNCED)
+            break;
+        CU_ASSERT_FATAL(m.type == RC_T_MSG);
+        got++;
+        body_of(body, gi, got);
+        *wrong += m.seq != (uint64_t)got || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
+    }
+    CU_ASSERT(!m.more);
+    return got;
 }
 
 static void test_evicted_history_reads_back(void)
@@ -86,25 +117,9 @@ static void test_evicted_history_reads_back(void)
     CU_ASSERT_FATAL(it_login(&b, &srv, "bob") == 0);
     for (int gi = 2; gi < 6; gi++) {
         snprintf(g, sizeof(g), "c%d", gi);
-        rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = 0 };
-        CU_ASSERT_FATAL(it_request(&b, &jm, 100 + (uint64_t)gi) == 0);
-        rc_msg m;
-        CU_ASSERT_FATAL(it_expect(&b, &m, RC_T_JOINED));
-        CU_ASSERT_EQUAL(m.seq, HIST);
-        int got = 0, wrong = 0;
-        for (;;) {
-            CU_ASSERT_FATAL(it_next(&b, &m) == 1);
-            if (m.type == RC_T_SYNCED)
-                break;
-            CU_ASSERT_FATAL(m.type == RC_T_MSG);
-            got++;
-            body_of(body, gi, got);
-            wrong += m.seq != (uint64_t)got || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
-        }
-        CU_ASSERT_EQUAL(got, HIST);
+        int wrong;
+        CU_ASSERT_EQUAL(replay_all(&b, g, gi, 100 + (uint64_t)gi, &wrong), HIST);
         CU_ASSERT_EQUAL(wrong, 0);
-        CU_ASSERT_EQUAL(m.seq, HIST);
-        CU_ASSERT(!m.more);
     }
     /* hist on an evicted group: its newest messages. */
     rc_msg h = { .type = RC_T_HIST, .g = rc_str_c("c7"), .has = RC_HAS_LIMIT, .limit = 20 };
@@ -179,23 +194,79 @@ static void test_cold_sends_progress(void)
     CU_ASSERT_FATAL(it_login(&b, &srv, "bob") == 0);
     for (int gi = 0; gi < MANY_GROUPS; gi += MANY_GROUPS / 4) {
         many_group(g, sizeof(g), gi);
-        rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = 0 };
-        CU_ASSERT_FATAL(it_request(&b, &jm, 300 + (uint64_t)gi) == 0);
-        rc_msg m;
-        CU_ASSERT_FATAL(it_expect(&b, &m, RC_T_JOINED));
-        int got = 0, wrong = 0;
-        for (;;) {
-            CU_ASSERT_FATAL(it_next(&b, &m) == 1);
-            if (m.type == RC_T_SYNCED)
-                break;
-            CU_ASSERT_FATAL(m.type == RC_T_MSG);
-            got++;
-            body_of(body, gi, got);
-            wrong += m.seq != (uint64_t)got || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
-        }
-        CU_ASSERT_EQUAL(got, BEFORE + 2);
+        int wrong;
+        CU_ASSERT_EQUAL(replay_all(&b, g, gi, 300 + (uint64_t)gi, &wrong), BEFORE + 2);
         CU_ASSERT_EQUAL(wrong, 0);
     }
+    rc_client_close(&a);
+    rc_client_close(&b);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
+#define KILL_GROUPS 20
+#define KILL_HIST 120 /* messages with mids per group before the kill */
+
+static void test_kill_with_small_cache(void)
+{
+    const char *flags[] = { "--history-cache-mb", "1", "--history-max", "150", "--dedup-window", "100",
+                            "--durability", "batch", "--shards", "1", "--min-shards", "1", "--max-shards", "1",
+                            NULL };
+    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
+    rc_client a;
+    CU_ASSERT_FATAL(it_login(&a, &srv, "alice") == 0);
+    char g[16], mid[32], body[BODY + 1];
+    rc_msg ack;
+    for (int gi = 0; gi < KILL_GROUPS; gi++) {
+        snprintf(g, sizeof(g), "k%d", gi);
+        CU_ASSERT_FATAL(rc_client_join(&a, g, IT_TIMEOUT_MS, NULL) == 0);
+    }
+    for (int i = 1; i <= KILL_HIST; i++) /* round the groups, so that most of each history is evicted */
+        for (int gi = 0; gi < KILL_GROUPS; gi++) {
+            snprintf(g, sizeof(g), "k%d", gi);
+            snprintf(mid, sizeof(mid), "k%d", i);
+            body_of(body, gi, i);
+            CU_ASSERT_FATAL(rc_client_publish(&a, g, body, BODY, mid, IT_TIMEOUT_MS, &ack) == 0);
+            CU_ASSERT_EQUAL_FATAL(ack.seq, (uint64_t)i);
+        }
+    CU_ASSERT(metric("ringcast_history_cache_evictions_total") > 0);
+    rc_client_close(&a);
+    int st = 0;
+    CU_ASSERT_FATAL(kill(srv.s.pid, SIGKILL) == 0);
+    CU_ASSERT_FATAL(waitpid(srv.s.pid, &st, 0) == srv.s.pid);
+    CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+
+    /* The same data directory and flags again. */
+    const char *args[IT_MAX_EXTRA_ARGS + 3] = { "--data-dir", srv.dir };
+    int n = 2;
+    for (int i = 0; flags[i]; i++)
+        args[n++] = flags[i];
+    args[n] = NULL;
+    CU_ASSERT_FATAL(rc_test_server_start(&srv.s, args) == 0);
+    CU_ASSERT_FATAL(it_login(&a, &srv, "alice") == 0);
+    int bad = 0;
+    for (int gi = 0; gi < KILL_GROUPS; gi++) {
+        snprintf(g, sizeof(g), "k%d", gi);
+        CU_ASSERT_FATAL(rc_client_join(&a, g, IT_TIMEOUT_MS, NULL) == 0);
+        body_of(body, gi, 60); /* sent before the kill, inside the dedup window */
+        bad += rc_client_publish(&a, g, body, BODY, "k60", IT_TIMEOUT_MS, &ack) != 0 || ack.seq != 60 || !ack.dup;
+        body_of(body, gi, KILL_HIST + 1);
+        bad += rc_client_publish(&a, g, body, BODY, "after", IT_TIMEOUT_MS, &ack) != 0 ||
+               ack.seq != KILL_HIST + 1 || ack.dup;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    rc_client b;
+    CU_ASSERT_FATAL(it_login(&b, &srv, "bob") == 0);
+    int total_wrong = 0, short_groups = 0;
+    for (int gi = 0; gi < KILL_GROUPS; gi++) {
+        snprintf(g, sizeof(g), "k%d", gi);
+        int wrong;
+        short_groups += replay_all(&b, g, gi, 400 + (uint64_t)gi, &wrong) != KILL_HIST + 1;
+        total_wrong += wrong;
+    }
+    printf("\n    after kill -9: %d wrong acks, %d groups short, %d messages out of place\n", bad, short_groups,
+           total_wrong);
+    CU_ASSERT_EQUAL(short_groups, 0);
+    CU_ASSERT_EQUAL(total_wrong, 0);
     rc_client_close(&a);
     rc_client_close(&b);
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
@@ -208,5 +279,6 @@ int main(void)
     CU_pSuite s = CU_add_suite("history cache", NULL, cleanup);
     CU_add_test(s, "evicted history reads back from storage", test_evicted_history_reads_back);
     CU_add_test(s, "many cold groups: sends go on, dedup holds", test_cold_sends_progress);
+    CU_add_test(s, "kill -9 with a small cache loses nothing acked", test_kill_with_small_cache);
     return rc_test_run();
 }
