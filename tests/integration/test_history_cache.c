@@ -16,7 +16,10 @@
  * window: a send without a mid to a cold group reads nothing, one with a
  * mid reads the window and still finds a mid sent before the eviction
  * (`dup: true`, its seq), and each group's history stays gapless.
- * And kill -9 with such a cache loses nothing acked: after the restart every
+ * Concurrent senders on two shards keep each group's order while its
+ * history is evicted and read back: every group gets seqs 1..N, each once,
+ * each sender's messages in its order, resent mids are dups with their
+ * seqs. And kill -9 with such a cache loses nothing acked: after the restart every
  * group's history is whole and gapless, a mid sent before the kill is still
  * a dup with its seq, and the next send gets the next seq.
  */
@@ -203,6 +206,134 @@ static void test_cold_sends_progress(void)
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
 }
 
+#define C_SENDERS 4
+#define C_GROUPS 40
+#define C_ROUNDS 40  /* messages per sender and group */
+#define C_WINDOW 64  /* sends in flight per sender */
+#define C_TOTAL (C_SENDERS * C_GROUPS * C_ROUNDS)
+
+static uint64_t c_seq[C_SENDERS][C_GROUPS][C_ROUNDS]; /* the acked seq of each send (0: none yet) */
+
+/* The body of sender s's i-th message to group gi: its identity, then
+ * filler up to BODY bytes. */
+static void c_body(char *out, int s, int gi, int i)
+{
+    memset(out, 'x', BODY);
+    int n = snprintf(out, 40, "s%d g%d i%d ", s, gi, i);
+    out[n] = '.';
+}
+
+static void test_concurrent_senders(void)
+{
+    const char *flags[] = { "--history-cache-mb", "1", "--history-max", "200", "--dedup-window", "100",
+                            "--shards", "2", "--min-shards", "2", "--max-shards", "2", NULL };
+    CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
+    rc_client c[C_SENDERS];
+    char g[16], user[16], mid[40], body[BODY + 1];
+    for (int s = 0; s < C_SENDERS; s++) {
+        snprintf(user, sizeof(user), "sender%d", s);
+        CU_ASSERT_FATAL(it_login(&c[s], &srv, user) == 0);
+        for (int gi = 0; gi < C_GROUPS; gi++) {
+            snprintf(g, sizeof(g), "x%d", gi);
+            CU_ASSERT_FATAL(rc_client_join(&c[s], g, IT_TIMEOUT_MS, NULL) == 0);
+        }
+    }
+    memset(c_seq, 0, sizeof(c_seq));
+    /* Sender s's k-th send (rid k + 1) is message k / C_GROUPS to group k % C_GROUPS. */
+    uint32_t sent[C_SENDERS] = { 0 }, acked[C_SENDERS] = { 0 };
+    int errors = 0, acks = 0;
+    for (int64_t end = it_now_ms() + 60000; acks + errors < C_TOTAL && it_now_ms() < end;) {
+        for (int s = 0; s < C_SENDERS; s++) {
+            while (sent[s] - acked[s] < C_WINDOW && sent[s] < C_GROUPS * C_ROUNDS) {
+                int gi = (int)(sent[s] % C_GROUPS), i = (int)(sent[s] / C_GROUPS);
+                snprintf(g, sizeof(g), "x%d", gi);
+                snprintf(mid, sizeof(mid), "s%d-g%d-i%d", s, gi, i);
+                c_body(body, s, gi, i);
+                rc_msg m = { .type = RC_T_SEND, .g = rc_str_c(g), .body = { body, BODY }, .mid = rc_str_c(mid),
+                             .has = RC_HAS_MID | RC_HAS_RID, .rid = sent[s] + 1 };
+                CU_ASSERT_FATAL(rc_client_send(&c[s], &m) == 0);
+                sent[s]++;
+            }
+            rc_msg r;
+            while (rc_client_recv(&c[s], &r, 1) == 1) {
+                if (r.type != RC_T_ACK && r.type != RC_T_ERR)
+                    continue; /* its members' messages */
+                uint64_t k = r.rid - 1;
+                acked[s]++;
+                if (r.type == RC_T_ERR || k >= (uint64_t)C_GROUPS * C_ROUNDS || r.dup) {
+                    errors++;
+                    continue;
+                }
+                c_seq[s][k % C_GROUPS][k / C_GROUPS] = r.seq;
+                acks++;
+            }
+        }
+    }
+    double evicted = metric("ringcast_history_cache_evictions_total");
+    /* Each group: seqs 1..C_SENDERS * C_ROUNDS, each once, each sender's in its order. */
+    int bad_groups = 0;
+    for (int gi = 0; gi < C_GROUPS; gi++) {
+        bool seen[C_SENDERS * C_ROUNDS + 1] = { false };
+        bool ok = true;
+        for (int s = 0; s < C_SENDERS; s++)
+            for (int i = 0; i < C_ROUNDS; i++) {
+                uint64_t q = c_seq[s][gi][i];
+                ok &= q >= 1 && q <= C_SENDERS * C_ROUNDS && !seen[q] && (i == 0 || q > c_seq[s][gi][i - 1]);
+                if (q >= 1 && q <= C_SENDERS * C_ROUNDS)
+                    seen[q] = true;
+            }
+        bad_groups += !ok;
+    }
+    /* A resent mid (within the dedup window) is a dup with its seq. */
+    int bad_dups = 0;
+    for (int gi = 0; gi < C_GROUPS; gi++) {
+        int s = gi % C_SENDERS, i = C_ROUNDS - 5;
+        snprintf(g, sizeof(g), "x%d", gi);
+        snprintf(mid, sizeof(mid), "s%d-g%d-i%d", s, gi, i);
+        c_body(body, s, gi, i);
+        rc_msg ack;
+        bad_dups += rc_client_publish(&c[s], g, body, BODY, mid, IT_TIMEOUT_MS, &ack) != 0 || !ack.dup ||
+                    ack.seq != c_seq[s][gi][i];
+    }
+    /* What history gives back of a group matches the acks: the message at
+     * each seq is the one that was acked with it. */
+    rc_client v;
+    CU_ASSERT_FATAL(it_login(&v, &srv, "verifier") == 0);
+    int misplaced = 0, replayed = 0;
+    for (int gi = 0; gi < C_GROUPS; gi += 7) {
+        snprintf(g, sizeof(g), "x%d", gi);
+        rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = 0 };
+        CU_ASSERT_FATAL(it_request(&v, &jm, 500 + (uint64_t)gi) == 0);
+        rc_msg m;
+        CU_ASSERT_FATAL(it_expect(&v, &m, RC_T_JOINED));
+        for (;;) {
+            CU_ASSERT_FATAL(it_next(&v, &m) == 1);
+            if (m.type == RC_T_SYNCED)
+                break;
+            CU_ASSERT_FATAL(m.type == RC_T_MSG);
+            replayed++;
+            int s = -1, mg = -1, i = -1;
+            char head[48] = { 0 };
+            memcpy(head, m.body.ptr, m.body.len < sizeof(head) - 1 ? m.body.len : sizeof(head) - 1);
+            misplaced += sscanf(head, "s%d g%d i%d", &s, &mg, &i) != 3 || s < 0 || s >= C_SENDERS || mg != gi ||
+                         i < 0 || i >= C_ROUNDS || c_seq[s][gi][i] != m.seq;
+        }
+    }
+    printf("\n    %d senders: %d acked, %d refused or dup; %.0f evictions; %d groups out of order, %d wrong dups, "
+           "%d of %d replayed misplaced\n", C_SENDERS, acks, errors, evicted, bad_groups, bad_dups, misplaced, replayed);
+    CU_ASSERT_EQUAL(acks, C_TOTAL);
+    CU_ASSERT_EQUAL(errors, 0);
+    CU_ASSERT(evicted > 0);
+    CU_ASSERT_EQUAL(bad_groups, 0);
+    CU_ASSERT_EQUAL(bad_dups, 0);
+    CU_ASSERT_EQUAL(misplaced, 0);
+    CU_ASSERT_EQUAL(replayed, 6 * C_SENDERS * C_ROUNDS); /* groups 0, 7, ..., 35 */
+    for (int s = 0; s < C_SENDERS; s++)
+        rc_client_close(&c[s]);
+    rc_client_close(&v);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
 #define KILL_GROUPS 20
 #define KILL_HIST 120 /* messages with mids per group before the kill */
 
@@ -279,6 +410,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("history cache", NULL, cleanup);
     CU_add_test(s, "evicted history reads back from storage", test_evicted_history_reads_back);
     CU_add_test(s, "many cold groups: sends go on, dedup holds", test_cold_sends_progress);
+    CU_add_test(s, "concurrent senders: order and dedup across evictions", test_concurrent_senders);
     CU_add_test(s, "kill -9 with a small cache loses nothing acked", test_kill_with_small_cache);
     return rc_test_run();
 }
