@@ -236,19 +236,49 @@ static const char *const families[] = { "default", "groups", "history", "spool",
 #define N_FAMILIES 7
 #define V1_FAMILIES 5 /* format 1 had no reads, user_groups */
 
+/* A directory opened with RocksDB alone, not through the store: its first
+ * n families (V1_FAMILIES for format 1), created when missing if `create`,
+ * read-only if `readonly`. */
+typedef struct raw_db {
+    rocksdb_options_t *o;
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *h[N_FAMILIES];
+    int n;
+} raw_db;
+
+static void raw_open(raw_db *r, const char *dir, int n, bool create, bool readonly)
+{
+    memset(r, 0, sizeof(*r));
+    r->n = n;
+    r->o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(r->o, create);
+    rocksdb_options_set_create_missing_column_families(r->o, create);
+    const rocksdb_options_t *co[N_FAMILIES] = { r->o, r->o, r->o, r->o, r->o, r->o, r->o };
+    char *e = NULL;
+    r->db = readonly ? rocksdb_open_for_read_only_column_families(r->o, dir, n, families, co, r->h, 0, &e)
+                     : rocksdb_open_column_families(r->o, dir, n, families, co, r->h, &e);
+    if (e)
+        fprintf(stderr, "raw open: %s\n", e);
+    rocksdb_free(e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r->db);
+}
+
+static void raw_close(raw_db *r)
+{
+    for (int i = 0; i < r->n; i++)
+        rocksdb_column_family_handle_destroy(r->h[i]);
+    rocksdb_close(r->db);
+    rocksdb_options_destroy(r->o);
+}
+
 /* Reads (value_to_write == 0) or overwrites the format marker directly. */
 static uint32_t raw_format(const char *dir, uint32_t value_to_write)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
-    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    raw_db rd;
+    raw_open(&rd, dir, N_FAMILIES, false, value_to_write == 0);
+    rocksdb_t *db = rd.db;
+    rocksdb_column_family_handle_t **h = rd.h;
     char *e = NULL;
-    rocksdb_t *db = value_to_write
-                        ? rocksdb_open_column_families(o, dir, N_FAMILIES, families, co, h, &e)
-                        : rocksdb_open_for_read_only_column_families(o, dir, N_FAMILIES, families, co, h, 0, &e);
-    if (e)
-        fprintf(stderr, "raw open: %s\n", e);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     uint32_t format = 0;
     if (value_to_write) {
         uint8_t v[4] = { (uint8_t)(value_to_write >> 24), (uint8_t)(value_to_write >> 16),
@@ -269,10 +299,7 @@ static uint32_t raw_format(const char *dir, uint32_t value_to_write)
             format = (format << 8) | (uint8_t)v[i];
         rocksdb_free(v);
     }
-    for (int i = 0; i < N_FAMILIES; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&rd);
     return format;
 }
 
@@ -504,17 +531,9 @@ static void test_history_index_partitioned(void)
     commit_ok(p, b, RC_DURABILITY_NONE);
     rc_store_close(p); /* without the WAL, closing flushes the memtables to SST files */
 
-    rocksdb_options_t *o = rocksdb_options_create();
-    const rocksdb_options_t *co[N_FAMILIES];
-    for (int i = 0; i < N_FAMILIES; i++)
-        co[i] = o;
-    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
-    char *e = NULL;
-    rocksdb_t *db = rocksdb_open_for_read_only_column_families(o, dir, N_FAMILIES, families, co, h, 0, &e);
-    if (e)
-        fprintf(stderr, "raw open: %s\n", e);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-    char *props = rocksdb_property_value_cf(db, h[2], "rocksdb.aggregated-table-properties");
+    raw_db r;
+    raw_open(&r, dir, N_FAMILIES, false, true);
+    char *props = rocksdb_property_value_cf(r.db, r.h[2], "rocksdb.aggregated-table-properties");
     CU_ASSERT_PTR_NOT_NULL(props);
     if (props) {
         if (!strstr(props, "# index partitions"))
@@ -523,10 +542,7 @@ static void test_history_index_partitioned(void)
         CU_ASSERT_PTR_NOT_NULL(strstr(props, "# entries=1800"));
         rocksdb_free(props);
     }
-    for (int i = 0; i < N_FAMILIES; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
 }
 
 static void test_trim_before(void)
@@ -747,14 +763,11 @@ static void test_member_index_and_cursors(void)
  * three history entries. */
 static void raw_v1(const char *dir)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(o, 1);
-    rocksdb_options_set_create_missing_column_families(o, 1);
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
-    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    raw_db r;
+    raw_open(&r, dir, V1_FAMILIES, true, false);
+    rocksdb_t *db = r.db;
+    rocksdb_column_family_handle_t **h = r.h;
     char *e = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, V1_FAMILIES, families, co, h, &e);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
     rc_group *g = rc_group_new("room", 4, 16, 16);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
@@ -775,10 +788,7 @@ static void raw_v1(const char *dir)
     rc_buf_free(&snap);
     rc_group_free(g);
     rocksdb_writeoptions_destroy(w);
-    for (int i = 0; i < V1_FAMILIES; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
 }
 
 static void test_migrate_v1(void)
@@ -814,14 +824,11 @@ static void test_migrate_v1(void)
  * not 0 (untagged) found after the writes. */
 static unsigned raw_v2(const char *dir, const char *g, uint64_t from, uint64_t to, bool wal, bool snapshot)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(o, 1);
-    rocksdb_options_set_create_missing_column_families(o, 1);
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
-    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    raw_db rd;
+    raw_open(&rd, dir, N_FAMILIES, true, false);
+    rocksdb_t *db = rd.db;
+    rocksdb_column_family_handle_t **h = rd.h;
     char *e = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, N_FAMILIES, families, co, h, &e);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
     rocksdb_writeoptions_disable_WAL(w, !wal);
     size_t g_len = strlen(g);
@@ -852,10 +859,7 @@ static unsigned raw_v2(const char *dir, const char *g, uint64_t from, uint64_t t
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(r);
     rocksdb_writeoptions_destroy(w);
-    for (int i = 0; i < N_FAMILIES; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&rd);
     return untagged;
 }
 
@@ -901,41 +905,27 @@ static void test_migrate_v2(void)
  * always), optionally one history entry, never a format marker. */
 static void raw_create(const char *dir, int n_families, bool history_entry)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(o, 1);
-    rocksdb_options_set_create_missing_column_families(o, 1);
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
-    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
-    char *e = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, n_families, families, co, h, &e);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    raw_db r;
+    raw_open(&r, dir, n_families, true, false);
     if (history_entry) {
+        char *e = NULL;
         rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
-        rocksdb_put_cf(db, w, h[2], "\001g\0\0\0\0\0\0\0\001", 10, "x", 1, &e);
+        rocksdb_put_cf(r.db, w, r.h[2], "\001g\0\0\0\0\0\0\0\001", 10, "x", 1, &e);
         rocksdb_writeoptions_destroy(w);
         CU_ASSERT_PTR_NULL(e);
     }
-    for (int i = 0; i < n_families; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
 }
 
 static void raw_add_family(const char *dir, const char *name)
 {
-    rocksdb_options_t *o = rocksdb_options_create();
-    const rocksdb_options_t *co[N_FAMILIES] = { o, o, o, o, o, o, o };
-    rocksdb_column_family_handle_t *h[N_FAMILIES] = { 0 };
+    raw_db r;
+    raw_open(&r, dir, N_FAMILIES, false, false);
     char *e = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, N_FAMILIES, families, co, h, &e);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
-    rocksdb_column_family_handle_t *extra = rocksdb_create_column_family(db, o, name, &e);
+    rocksdb_column_family_handle_t *extra = rocksdb_create_column_family(r.db, r.o, name, &e);
     CU_ASSERT_PTR_NULL(e);
     rocksdb_column_family_handle_destroy(extra);
-    for (int i = 0; i < N_FAMILIES; i++)
-        rocksdb_column_family_handle_destroy(h[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
 }
 
 static void test_interrupted_or_foreign_database(void)
