@@ -737,8 +737,9 @@ int rc_buf_append(rc_buf *b, const void *p, size_t n)
  * (the two may overlap): msgpack-c's packer hands over a map a piece at a
  * time (a 1-byte header, a 3-byte key, a 9-byte integer), and a memcpy call
  * for each piece costs more than the piece. */
-static inline void copy_small(uint8_t *d, const char *p, size_t n)
+static inline void copy_small(uint8_t *d, const void *src, size_t n)
 {
+    const uint8_t *p = src;
     if (n >= 16) {
         memcpy(d, p, n);
     } else if (n >= 8) {
@@ -754,9 +755,9 @@ static inline void copy_small(uint8_t *d, const char *p, size_t n)
         memcpy(d, &a, 4);
         memcpy(d + n - 4, &b, 4);
     } else if (n > 0) {
-        d[0] = (uint8_t)p[0];
-        d[n / 2] = (uint8_t)p[n / 2];
-        d[n - 1] = (uint8_t)p[n - 1];
+        d[0] = p[0];
+        d[n / 2] = p[n / 2];
+        d[n - 1] = p[n - 1];
     }
 }
 
@@ -782,53 +783,120 @@ void rc_buf_packer_init(msgpack_packer *pk, rc_buf_sink *sink, rc_buf *b)
     msgpack_packer_init(pk, sink, sink_write);
 }
 
+/* The encoder's packer: msgpack-c's own pack template (msgpack/pack_template.h,
+ * the code behind msgpack_pack_*) instantiated for an rc_buf, so that every
+ * piece it writes is an inline append instead of a call through
+ * msgpack_packer's write callback: a `msg` is about twenty pieces, and the
+ * calls cost more than the bytes. Any failure sticks, as in sink_write. */
+typedef struct rc_pk {
+    uint8_t *at, *end; /* where the next byte goes in buf's memory, and its end */
+    rc_buf *buf;       /* its len is behind `at` until pk_done */
+    bool failed;
+} rc_pk;
+
+static void pk_init(rc_pk *x, rc_buf *b)
+{
+    *x = (rc_pk){ b->data + b->len, b->data + b->cap, b, false };
+}
+
+/* The piece does not fit: grow buf and append it there. */
+static __attribute__((noinline)) int pk_append_slow(rc_pk *x, const void *p, size_t n)
+{
+    rc_buf *b = x->buf;
+    if (x->failed)
+        return -1;
+    b->len = (size_t)(x->at - b->data);
+    if (rc_buf_append(b, p, n) != 0) {
+        x->failed = true;
+        x->at = x->end; /* nothing fits any more */
+        return -1;
+    }
+    pk_init(x, b);
+    return 0;
+}
+
+static inline __attribute__((always_inline)) int pk_append(rc_pk *x, const void *p, size_t n)
+{
+    if (__builtin_expect((size_t)(x->end - x->at) >= n, 1)) {
+        copy_small(x->at, p, n);
+        x->at += n;
+        return 0;
+    }
+    return pk_append_slow(x, p, n);
+}
+
+/* Brings buf's len up to what was packed; -1 if any piece failed. */
+static int pk_done(rc_pk *x)
+{
+    if (x->failed)
+        return -1;
+    x->buf->len = (size_t)(x->at - x->buf->data);
+    return 0;
+}
+
+#define msgpack_pack_inline_func(name) static inline int rc_pk##name
+#define msgpack_pack_inline_func_cint(name) static inline int rc_pk##name
+#define msgpack_pack_inline_func_fixint(name) static inline int rc_pk_fix##name
+#define msgpack_pack_user rc_pk *
+#define msgpack_pack_append_buffer(user, buf, len) return pk_append(user, buf, len)
+#define msgpack_pack_ext rc_pk_ext /* the template calls it by name (timestamps) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include <msgpack/pack_template.h>
+#pragma GCC diagnostic pop
+#undef msgpack_pack_ext
+#undef msgpack_pack_inline_func_cint
+
 /* A key. The keys are short literals: a fixstr, its header and bytes
  * handed to the packer's writer in one piece. */
-static inline void pack_key(msgpack_packer *pk, const char *k)
+/* Inlined everywhere, so each literal key's length and bytes are constants. */
+#define PK_INLINE static inline __attribute__((always_inline))
+
+PK_INLINE void pack_key(rc_pk *pk, const char *k)
 {
     size_t n = __builtin_strlen(k); /* constant for the literal keys used below */
     if (n > 31) {
-        msgpack_pack_str(pk, n);
-        msgpack_pack_str_body(pk, k, n);
+        rc_pk_str(pk, n);
+        rc_pk_str_body(pk, k, n);
         return;
     }
     char fix[32];
     fix[0] = (char)(0xa0 | n);
     memcpy(fix + 1, k, n);
-    pk->callback(pk->data, fix, n + 1);
+    pk_append(pk, fix, n + 1);
 }
 
-static inline void pack_kstr(msgpack_packer *pk, const char *k, rc_str v)
+PK_INLINE void pack_kstr(rc_pk *pk, const char *k, rc_str v)
 {
     pack_key(pk, k);
-    msgpack_pack_str(pk, v.len);
-    msgpack_pack_str_body(pk, v.ptr, v.len);
+    rc_pk_str(pk, v.len);
+    rc_pk_str_body(pk, v.ptr, v.len);
 }
 
-static inline void pack_kuint(msgpack_packer *pk, const char *k, uint64_t v)
+PK_INLINE void pack_kuint(rc_pk *pk, const char *k, uint64_t v)
 {
     pack_key(pk, k);
-    msgpack_pack_uint64(pk, v);
+    rc_pk_uint64(pk, v);
 }
 
-static void pack_kbool(msgpack_packer *pk, const char *k, bool v)
+PK_INLINE void pack_kbool(rc_pk *pk, const char *k, bool v)
 {
     pack_key(pk, k);
     if (v)
-        msgpack_pack_true(pk);
+        rc_pk_true(pk);
     else
-        msgpack_pack_false(pk);
+        rc_pk_false(pk);
 }
 
-static void pack_body(msgpack_packer *pk, const rc_msg *m)
+static void pack_body(rc_pk *pk, const rc_msg *m)
 {
     pack_key(pk, "body");
     if (m->body_is_str) {
-        msgpack_pack_str(pk, m->body.len);
-        msgpack_pack_str_body(pk, m->body.ptr, m->body.len);
+        rc_pk_str(pk, m->body.len);
+        rc_pk_str_body(pk, m->body.ptr, m->body.len);
     } else {
-        msgpack_pack_bin(pk, m->body.len);
-        msgpack_pack_bin_body(pk, m->body.ptr, m->body.len);
+        rc_pk_bin(pk, m->body.len);
+        rc_pk_bin_body(pk, m->body.ptr, m->body.len);
     }
 }
 
@@ -859,36 +927,16 @@ static bool opt_set(const rc_msg *m, field_id f)
     }
 }
 
-static bool field_encoded(const rc_msg *m, spec_t spec, field_id f)
-{
-    return (spec & REQ(f)) || ((spec & OPT(f)) && opt_set(m, f));
-}
-
-/* The fields a type may carry, one bit per field_id. */
-static uint64_t spec_fields(spec_t spec)
-{
-    return (uint64_t)spec | (uint64_t)(spec >> 64);
-}
-
-/* Number of map entries m encodes to: `t`, `rid` if set, then its fields. */
-static uint32_t count_fields(const rc_msg *m, spec_t spec)
-{
-    uint32_t n = 1 + ((m->has & RC_HAS_RID) != 0);
-    for (uint64_t bits = spec_fields(spec); bits; bits &= bits - 1)
-        n += field_encoded(m, spec, (field_id)__builtin_ctzll(bits));
-    return n;
-}
-
-static void pack_msg(msgpack_packer *pk, const rc_msg *m);
+static void pack_msg(rc_pk *pk, const rc_msg *m);
 
 /* One inbox entry. `last` goes as the stored map's bytes, unchanged (the
  * server's replies), or, for an entry that was decoded, as its decoded
  * message encoded again; `ts` with it, or whenever it is not 0. */
-static void pack_entry(msgpack_packer *pk, const rc_inbox_entry *e)
+static void pack_entry(rc_pk *pk, const rc_inbox_entry *e)
 {
     bool has_last = e->has_last && (e->last_map.len > 0 || e->last);
     bool has_ts = has_last || e->ts > 0;
-    msgpack_pack_map(pk, 4u + has_ts + has_last);
+    rc_pk_map(pk, 4u + has_ts + has_last);
     pack_kstr(pk, "g", e->g);
     pack_kuint(pk, "seq", e->seq);
     pack_kuint(pk, "read", e->read);
@@ -899,12 +947,12 @@ static void pack_entry(msgpack_packer *pk, const rc_inbox_entry *e)
         return;
     pack_key(pk, "last");
     if (e->last_map.len > 0)
-        pk->callback(pk->data, e->last_map.ptr, e->last_map.len);
+        pk_append(pk, e->last_map.ptr, e->last_map.len);
     else
         pack_msg(pk, e->last);
 }
 
-static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
+PK_INLINE void pack_field(rc_pk *pk, const rc_msg *m, field_id f)
 {
     switch (f) {
     case F_USER: pack_kstr(pk, "user", m->user); break;
@@ -934,10 +982,10 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
     case F_N: pack_kuint(pk, "n", m->n); break;
     case F_USERS:
         pack_key(pk, "users");
-        msgpack_pack_array(pk, m->n_users);
+        rc_pk_array(pk, m->n_users);
         for (uint32_t i = 0; i < m->n_users; i++) {
-            msgpack_pack_str(pk, m->users[i].len);
-            msgpack_pack_str_body(pk, m->users[i].ptr, m->users[i].len);
+            rc_pk_str(pk, m->users[i].len);
+            rc_pk_str_body(pk, m->users[i].ptr, m->users[i].len);
         }
         break;
     case F_EXP: pack_kuint(pk, "exp", m->exp); break;
@@ -945,13 +993,13 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
     case F_READ: pack_kuint(pk, "read", m->read); break;
     case F_GROUPS:
         pack_key(pk, "groups");
-        msgpack_pack_array(pk, m->n_groups);
+        rc_pk_array(pk, m->n_groups);
         for (uint32_t i = 0; i < m->n_groups; i++)
             pack_entry(pk, &m->groups[i]);
         break;
     case F_MSGS:
         pack_key(pk, "msgs");
-        msgpack_pack_array(pk, m->n_msgs);
+        rc_pk_array(pk, m->n_msgs);
         for (uint32_t i = 0; i < m->n_msgs; i++)
             pack_msg(pk, &m->msgs[i]);
         break;
@@ -959,18 +1007,27 @@ static void pack_field(msgpack_packer *pk, const rc_msg *m, field_id f)
     }
 }
 
-static void pack_msg(msgpack_packer *pk, const rc_msg *m)
+static void pack_msg(rc_pk *pk, const rc_msg *m)
 {
+    /* The fields m encodes, in the order of their ids: every required one,
+     * and the optional ones it sets. One pass finds them, as the map's
+     * header needs their number before the first. */
     spec_t spec = type_spec[m->type];
-    msgpack_pack_map(pk, count_fields(m, spec));
-    pack_kstr(pk, "t", rc_str_c(rc_type_name(m->type)));
-    if (m->has & RC_HAS_RID)
-        pack_kuint(pk, "rid", m->rid);
-    for (uint64_t bits = spec_fields(spec); bits; bits &= bits - 1) {
+    uint64_t req = (uint64_t)spec, opt = (uint64_t)(spec >> 64);
+    uint8_t enc[64];
+    uint32_t n = 0;
+    for (uint64_t bits = req | opt; bits; bits &= bits - 1) {
         field_id f = (field_id)__builtin_ctzll(bits);
-        if (field_encoded(m, spec, f))
-            pack_field(pk, m, f);
+        if (((req >> f) & 1) || opt_set(m, f))
+            enc[n++] = (uint8_t)f;
     }
+    bool rid = m->has & RC_HAS_RID;
+    rc_pk_map(pk, 1u + rid + n); /* `t`, `rid` if set, then the fields */
+    pack_kstr(pk, "t", rc_str_c(rc_type_name(m->type)));
+    if (rid)
+        pack_kuint(pk, "rid", m->rid);
+    for (uint32_t i = 0; i < n; i++)
+        pack_field(pk, m, (field_id)enc[i]);
 }
 
 int rc_encode(rc_buf *b, const rc_msg *m)
@@ -981,11 +1038,10 @@ int rc_encode(rc_buf *b, const rc_msg *m)
     uint8_t hdr[RC_FRAME_HEADER] = { 0 };
     if (rc_buf_append(b, hdr, sizeof(hdr)) != 0)
         return -1;
-    rc_buf_sink sink;
-    msgpack_packer pk;
-    rc_buf_packer_init(&pk, &sink, b);
+    rc_pk pk;
+    pk_init(&pk, b);
     pack_msg(&pk, m);
-    if (sink.failed) {
+    if (pk_done(&pk) != 0) {
         b->len = start;
         return -1;
     }

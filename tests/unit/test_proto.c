@@ -15,6 +15,7 @@
 #include "ringcast/proto.h"
 
 #include <CUnit/Basic.h>
+#include <msgpack.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -957,6 +958,53 @@ static void test_encode_concatenated(void)
     rc_buf_free(&b);
 }
 
+/* rc_encode writes each value the way msgpack-c's own packer does: a frame
+ * decoded by msgpack-c and packed again by msgpack_pack_object (its generic
+ * packer) comes back byte for byte, for integers at every width boundary
+ * and strings and bodies past each length header (fixstr, str 8/16/32,
+ * bin 8/16/32), into a buffer that starts empty and grows. */
+static void test_encode_matches_msgpack_packer(void)
+{
+    static const uint64_t ints[] = { 0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295u, 4294967296u, UINT64_MAX };
+    static const size_t lens[] = { 0, 1, 31, 32, 255, 256, 65535, 65536 };
+    const size_t n_ints = sizeof(ints) / sizeof(ints[0]), n_lens = sizeof(lens) / sizeof(lens[0]);
+    char *text = malloc(65536);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    memset(text, 'x', 65536);
+    for (size_t i = 0; i < n_ints; i++) {
+        for (size_t k = 0; k < n_lens; k++) {
+            rc_msg m = { .type = RC_T_MSG, .seq = ints[i], .ts = ints[n_ints - 1 - i] };
+            m.g = (rc_str){ text, lens[k] < 200 ? lens[k] : 200 };
+            m.from = (rc_str){ text, lens[(k + 3) % n_lens] < 64 ? lens[(k + 3) % n_lens] : 64 };
+            m.body = (rc_str){ text, lens[k] };
+            m.body_is_str = i % 2;
+            m.has = RC_HAS_MID | (k % 2 ? RC_HAS_RID : 0);
+            m.mid = S("m-1");
+            m.rid = ints[(i + k) % n_ints];
+            rc_buf b;
+            rc_buf_init(&b);
+            CU_ASSERT_EQUAL_FATAL(rc_encode(&b, &m), 0);
+            msgpack_unpacked u;
+            msgpack_unpacked_init(&u);
+            size_t off = 0;
+            CU_ASSERT_EQUAL_FATAL(msgpack_unpack_next(&u, (const char *)b.data + RC_FRAME_HEADER, b.len - RC_FRAME_HEADER, &off),
+                                  MSGPACK_UNPACK_SUCCESS);
+            CU_ASSERT_EQUAL(off, b.len - RC_FRAME_HEADER);
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            CU_ASSERT_EQUAL(msgpack_pack_object(&pk, u.data), 0);
+            CU_ASSERT_EQUAL(sb.size, b.len - RC_FRAME_HEADER);
+            CU_ASSERT(sb.size == b.len - RC_FRAME_HEADER && memcmp(sb.data, b.data + RC_FRAME_HEADER, sb.size) == 0);
+            msgpack_sbuffer_destroy(&sb);
+            msgpack_unpacked_destroy(&u);
+            rc_buf_free(&b);
+        }
+    }
+    free(text);
+}
+
 static void test_encode_rejects_bad_type(void)
 {
     rc_buf b;
@@ -1163,6 +1211,7 @@ static int add_tests(void)
     if (!s || !CU_add_test(s, "round trip of every request", test_roundtrip_requests) ||
         !CU_add_test(s, "round trip of every server message", test_roundtrip_server_messages) ||
         !CU_add_test(s, "frames appended to one buffer split back", test_encode_concatenated) ||
+        !CU_add_test(s, "rc_encode writes what msgpack-c's packer writes", test_encode_matches_msgpack_packer) ||
         !CU_add_test(s, "encoding an invalid type fails cleanly", test_encode_rejects_bad_type) ||
         !CU_add_test(s, "rc_encode_err with and without rid", test_encode_err))
         return -1;
