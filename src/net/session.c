@@ -375,7 +375,7 @@ static void handle_request(rc_session *s, const rc_session_env *env, const rc_ms
         rc_session_error(env, m, RC_E_SHUTTING_DOWN, "the server is shutting down; reconnect later");
         return;
     }
-    if (rc_session_token_expired(s, wall_s(env))) {
+    if (s->token_exp && rc_session_token_expired(s, wall_s(env))) { /* the clock only for a token that expires */
         rc_session_expire(s, env);
         return;
     }

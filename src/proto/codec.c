@@ -522,7 +522,8 @@ static rc_err decode_header(const msgpack_object_map *map, rc_msg *out, const ch
 
 static rc_err decode_map(rc_decoder *d, const msgpack_object *o, rc_msg *out, const char **why, int depth)
 {
-    memset(out, 0, sizeof(*out));
+    if (depth > 0)
+        memset(out, 0, sizeof(*out)); /* rc_decode cleared the top level's */
     if (o->type != MSGPACK_OBJECT_MAP) {
         *why = "a frame must hold one MessagePack map";
         return RC_E_BAD_FRAME;
