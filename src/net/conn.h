@@ -32,6 +32,7 @@ typedef struct rc_conn {
     int fd;
     uint32_t slot, gen;
     enum conn_state state;
+    struct rc_ws *ws; /* accepted on the HTTP port: HTTP, then WebSocket (net/ws.h); NULL for TCP. Beside the fields every delivery reads */
     bool recv_armed;
     bool send_inflight;
     bool dirty;
@@ -58,7 +59,6 @@ typedef struct rc_conn {
     rc_strmap *behind;      /* catchup: group -> its rc_behind (first seq missed, the frames skipped since), for groups it catches up in from history (net/catchup.c); NULL: none */
     bool catchup_out;       /* one catch-up page of it is at a shard */
     rc_session sess;        /* the protocol session (net/session.h) */
-    struct rc_ws *ws;       /* accepted on the HTTP port: HTTP, then WebSocket (net/ws.h); NULL for TCP */
 } rc_conn;
 
 /* Output bytes waiting: queued plus the unsent part of the send in flight. */
