@@ -4,10 +4,12 @@
  * requested durability, recovery (every group snapshot with the oldest and
  * newest seq of its history), and bounded history scans.
  *
- * Reads of history never leave one group's key range: scans set both
- * iterator bounds inside it, and recovery checks the prefix of whatever the
- * prefix-mode iterator returns (RocksDB only promises results inside the
- * sought prefix; beyond it they may be missing or arbitrary).
+ * Reads of history stay in one group's key range, but for recovery's one
+ * walk over all of it in key order: scans set both iterator bounds inside
+ * the group, and the prefix-mode iterators (recovery's newest-entry seeks,
+ * user_groups) have the prefix of whatever they return checked (RocksDB only
+ * promises results inside the sought prefix; beyond it they may be missing
+ * or arbitrary).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +18,8 @@
 #include "store/rocks.h"
 
 #define WHY_MAX 160u /* first problem recorded in a batch */
-#define BOUNDS_STEPS 8u /* steps forward from the oldest entry before seeking the newest */
+#define RUN_STEPS 16u /* steps through a group's history at recovery before seeking its newest entry */
+#define RECOVERY_READAHEAD (2u * 1024u * 1024u) /* bytes recovery's history iterators read ahead */
 
 struct rc_persist_batch {
     rc_persist *p;
@@ -189,37 +192,172 @@ static int iter_error(rocksdb_iterator_t *it, const char *dir, const char *what,
     return -1;
 }
 
-/* Oldest and newest seq of g in history (0, 0 when none): a seek of a
- * prefix-mode iterator (answered by the prefix bloom filters when g has no
- * history at all), then up to BOUNDS_STEPS steps forward, which find the
- * newest entry of a short history where it is; a longer one takes a second
- * seek from its far end. A seek costs more than the steps: it goes through
- * every memtable and file (bench/RESULTS.md, Recovery). */
-static int seq_bounds(rc_persist *p, rocksdb_iterator_t *it, const char *g, uint32_t g_len, uint64_t *oldest,
-                      uint64_t *newest, char *err, size_t errlen)
+/* Recovery reads history in its own order, by group tag, and groups in
+ * theirs, by id. Seeking each group's history from the walk over `groups`
+ * lands every seek in another block (tags are hashes of the ids): four
+ * times the block reads of format 2, whose history sorted by id like
+ * `groups` (bench/RESULTS.md, Recovery). So load_groups first walks history
+ * once in key order, where a group's entries are one run and the runs come
+ * in tag order, and keeps each run's oldest and newest seq in a table
+ * sorted by tag (32 bytes a group with history, and a directory of 4 to 8,
+ * freed when recovery ends); then it walks `groups` and looks each group's
+ * tag up. */
+typedef struct run_bounds {
+    unsigned char tag[RC_STORE_TAG_BYTES];
+    uint64_t oldest, newest;
+} run_bounds;
+
+/* The runs in tag order, with a directory on the tag's leading bits (tags
+ * are uniform, so a bucket holds about one run): dir[b] is the first run
+ * whose bucket is >= b, dir has (1 << bits) + 1 entries. */
+typedef struct run_table {
+    run_bounds *v;
+    size_t n, cap;
+    uint32_t *dir;
+    unsigned bits;
+} run_table;
+
+#define RUNS_MIN 1024u      /* first allocation of the run table */
+#define RUNS_MAX UINT32_MAX /* the directory's indexes are 32-bit */
+
+/* The tag's bytes after the first (always 0, rocks.h), as a number. */
+static uint64_t tag_bits(const unsigned char *tag)
 {
-    char key[RC_STORE_KEY_MAX];
-    size_t prefix_len = RC_STORE_HISTORY_PREFIX_LEN(g_len);
-    *oldest = *newest = 0;
-    size_t klen = rc_store_history_key(key, g, g_len, 0);
-    rocksdb_iter_seek(it, key, klen);
-    if (!history_entry_of(it, key, prefix_len, oldest))
-        return iter_error(it, p->dir, "cannot read history", err, errlen);
-    uint64_t seq = *oldest;
-    for (unsigned i = 0; i < BOUNDS_STEPS; i++) {
-        *newest = seq;
-        rocksdb_iter_next(it);
-        if (!history_entry_of(it, key, prefix_len, &seq))
-            return iter_error(it, p->dir, "cannot read history", err, errlen); /* past g's last entry */
-    }
-    klen = rc_store_history_key(key, g, g_len, UINT64_MAX);
-    rocksdb_iter_seek_for_prev(it, key, klen);
-    if (!history_entry_of(it, key, prefix_len, newest)) {
-        if (iter_error(it, p->dir, "cannot read history", err, errlen) != 0)
+    uint64_t v = 0;
+    for (unsigned i = 1; i <= 8; i++)
+        v = (v << 8) | tag[i];
+    return v;
+}
+
+static size_t tag_bucket(const run_table *t, const unsigned char *tag)
+{
+    return t->bits ? (size_t)(tag_bits(tag) >> (64 - t->bits)) : 0;
+}
+
+static int runs_add(run_table *t, const unsigned char *tag, uint64_t oldest, uint64_t newest)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : RUNS_MIN;
+        if (t->n >= RUNS_MAX || cap > SIZE_MAX / sizeof(*t->v))
             return -1;
-        *newest = *oldest; /* the oldest entry exists, so this cannot happen short of an error */
+        run_bounds *v = realloc(t->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        t->v = v;
+        t->cap = cap;
+    }
+    run_bounds *r = &t->v[t->n++];
+    memcpy(r->tag, tag, sizeof(r->tag));
+    r->oldest = oldest;
+    r->newest = newest;
+    return 0;
+}
+
+static int runs_index(run_table *t)
+{
+    unsigned bits = 0;
+    while (bits < 32 && ((size_t)1 << bits) < t->n)
+        bits++;
+    t->bits = bits;
+    size_t buckets = (size_t)1 << bits;
+    t->dir = malloc((buckets + 1) * sizeof(*t->dir));
+    if (!t->dir)
+        return -1;
+    size_t i = 0;
+    for (size_t b = 0; b <= buckets; b++) {
+        while (i < t->n && tag_bucket(t, t->v[i].tag) < b)
+            i++;
+        t->dir[b] = (uint32_t)i;
     }
     return 0;
+}
+
+static const run_bounds *runs_find(const run_table *t, const unsigned char *tag)
+{
+    if (!t->dir)
+        return NULL;
+    size_t b = tag_bucket(t, tag);
+    for (uint32_t i = t->dir[b]; i < t->dir[b + 1]; i++) {
+        int c = memcmp(t->v[i].tag, tag, RC_STORE_TAG_BYTES);
+        if (c == 0)
+            return &t->v[i];
+        if (c > 0)
+            break;
+    }
+    return NULL;
+}
+
+static void runs_free(run_table *t)
+{
+    free(t->v);
+    free(t->dir);
+    *t = (run_table){ 0 };
+}
+
+/* A well-formed format 3 history key: tag (first byte 0), length byte of
+ * 1..255, id, seq. */
+static bool history_key_ok(const char *k, size_t klen)
+{
+    return klen > RC_STORE_HINT_BYTES && k[0] == 0 && (uint8_t)k[RC_STORE_TAG_BYTES] >= 1 &&
+           klen == rc_store_history_prefix_len(k) + RC_STORE_SEQ_BYTES;
+}
+
+/* One pass over history in key order: each group's run of entries gives
+ * its oldest and newest seq. A run is stepped through up to RUN_STEPS
+ * entries; a longer one takes its newest entry from a SeekForPrev of the
+ * prefix-mode iterator `last` (the prefix blooms keep it to the files that
+ * hold the group) and the walk seeks past its far end, so a long history
+ * costs two seeks whatever its length, and they land next to the previous
+ * ones. Tags must rise from run to run: two groups with one tag would need
+ * a SHA-256 collision in 120 bits (rocks.h), and would be reported rather
+ * than have one take the other's seqs. */
+static int history_runs(rc_persist *p, rocksdb_iterator_t *it, rocksdb_iterator_t *last, run_table *t, char *err,
+                        size_t errlen)
+{
+    unsigned char prev[RC_STORE_TAG_BYTES];
+    bool first = true;
+    rocksdb_iter_seek_to_first(it);
+    while (rocksdb_iter_valid(it)) {
+        size_t klen = 0;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (!history_key_ok(k, klen))
+            return rc_store_fail(err, errlen, p->dir, "history key of %zu bytes: corrupt", klen);
+        char key[RC_STORE_KEY_MAX];
+        size_t prefix_len = rc_store_history_prefix_len(k);
+        memcpy(key, k, prefix_len);
+        const char *id = key + RC_STORE_HINT_BYTES;
+        int id_len = (int)(prefix_len - RC_STORE_HINT_BYTES);
+        if (!first && memcmp(prev, key, RC_STORE_TAG_BYTES) >= 0)
+            return rc_store_fail(err, errlen, p->dir, "history of two groups under one tag (group '%.*s'): corrupt",
+                                 id_len, id);
+        memcpy(prev, key, RC_STORE_TAG_BYTES);
+        first = false;
+        uint64_t oldest = rc_store_history_seq(k, prefix_len), newest = oldest, seq;
+        for (unsigned steps = 0;; steps++) {
+            if (steps == RUN_STEPS) { /* a long run: its newest entry, then past its end */
+                rc_store_be64_put(key + prefix_len, UINT64_MAX);
+                rocksdb_iter_seek_for_prev(last, key, prefix_len + RC_STORE_SEQ_BYTES);
+                if (!history_entry_of(last, key, prefix_len, &newest)) {
+                    if (iter_error(last, p->dir, "cannot read history", err, errlen) != 0)
+                        return -1;
+                    return rc_store_fail(err, errlen, p->dir, "history of group '%.*s' not found again", id_len, id);
+                }
+                rocksdb_iter_seek(it, key, prefix_len + RC_STORE_SEQ_BYTES);
+                if (history_entry_of(it, key, prefix_len, &seq))
+                    rocksdb_iter_next(it); /* an entry at seq UINT64_MAX */
+                break;
+            }
+            rocksdb_iter_next(it);
+            if (!history_entry_of(it, key, prefix_len, &seq))
+                break; /* past the run: at the next group's first entry, or the end */
+            newest = seq;
+        }
+        if (runs_add(t, (const unsigned char *)key, oldest, newest) != 0)
+            return rc_store_fail(err, errlen, p->dir, "out of memory reading history bounds");
+    }
+    if (iter_error(it, p->dir, "cannot read history", err, errlen) != 0)
+        return -1;
+    return runs_index(t) == 0 ? 0 : rc_store_fail(err, errlen, p->dir, "out of memory reading history bounds");
 }
 
 static int load_groups(rc_persist *p, rc_persist_group_fn fn, void *ud, char *err, size_t errlen)
@@ -227,10 +365,21 @@ static int load_groups(rc_persist *p, rc_persist_group_fn fn, void *ud, char *er
     rocksdb_readoptions_t *gro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_fill_cache(gro, 0); /* one pass at start: do not evict hot blocks for it */
     rocksdb_readoptions_t *hro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_prefix_same_as_start(hro, 1);
+    rocksdb_readoptions_set_fill_cache(hro, 0);
+    rocksdb_readoptions_set_total_order_seek(hro, 1); /* across groups: the prefix extractor does not apply */
+    rocksdb_readoptions_set_readahead_size(hro, RECOVERY_READAHEAD);
+    /* Both iterators are made before either is read: one state of the database. */
     rocksdb_iterator_t *git = rocksdb_create_iterator_cf(p->db, gro, p->cf[RC_CF_GROUPS]);
+    rocksdb_readoptions_t *lro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_prefix_same_as_start(lro, 1);
+    rocksdb_readoptions_set_readahead_size(lro, RECOVERY_READAHEAD); /* its seeks rise too */
     rocksdb_iterator_t *hit = rocksdb_create_iterator_cf(p->db, hro, p->cf[RC_CF_HISTORY]);
-    int rc = 0;
+    rocksdb_iterator_t *lit = rocksdb_create_iterator_cf(p->db, lro, p->cf[RC_CF_HISTORY]);
+    run_table runs = { 0 };
+    int rc = history_runs(p, hit, lit, &runs, err, errlen);
+    rocksdb_iter_destroy(lit);
+    rocksdb_iter_destroy(hit);
+    rocksdb_readoptions_destroy(lro);
     for (rocksdb_iter_seek_to_first(git); rc == 0 && rocksdb_iter_valid(git); rocksdb_iter_next(git)) {
         size_t klen = 0, vlen = 0;
         const char *k = rocksdb_iter_key(git, &klen);
@@ -242,13 +391,19 @@ static int load_groups(rc_persist *p, rc_persist_group_fn fn, void *ud, char *er
         }
         rc_persist_group grp = { .g = k, .g_len = (uint32_t)klen, .snapshot = (const uint8_t *)v,
                                  .snapshot_len = (uint32_t)vlen };
-        rc = seq_bounds(p, hit, k, (uint32_t)klen, &grp.oldest_seq, &grp.newest_seq, err, errlen);
-        if (rc == 0 && fn(ud, &grp) != 0)
+        unsigned char tag[RC_STORE_TAG_BYTES];
+        rc_store_history_tag((char *)tag, k, (uint32_t)klen);
+        const run_bounds *r = runs_find(&runs, tag);
+        if (r) {
+            grp.oldest_seq = r->oldest;
+            grp.newest_seq = r->newest;
+        }
+        if (fn(ud, &grp) != 0)
             rc = rc_store_fail(err, errlen, p->dir, "recovery stopped by the caller at group '%.*s'", (int)klen, k);
     }
     if (rc == 0)
         rc = iter_error(git, p->dir, "cannot read groups", err, errlen);
-    rocksdb_iter_destroy(hit);
+    runs_free(&runs);
     rocksdb_iter_destroy(git);
     rocksdb_readoptions_destroy(hro);
     rocksdb_readoptions_destroy(gro);

@@ -446,11 +446,11 @@ static void test_groups_and_seq_bounds(void)
 }
 
 /* Recovery finds the newest entry by stepping forward through a short
- * history and by a second seek in a longer one: every length around the
- * step count, and holes left by retention, come out exact, in the memtable
- * and in SST files after a reopen. */
+ * history and by a seek in a longer one: every length around the step
+ * count, and holes left by retention, come out exact, in the memtable and
+ * in SST files after a reopen. */
 #define BOUNDS_GROUPS 600u
-#define BOUNDS_LEN_MAX 20u /* history lengths 1..20 straddle the forward steps */
+#define BOUNDS_LEN_MAX 40u /* history lengths 1..40 straddle the walk's 16 steps */
 
 static uint64_t bounds_first(uint32_t i) { return 1u + (i % 7u) * 5u; }
 static uint64_t bounds_last(uint32_t i) { return bounds_first(i) + (i % BOUNDS_LEN_MAX); }
@@ -508,6 +508,149 @@ static void test_seq_bounds_every_length(void)
         rc_store_close(p);
         p = open_ok(dir); /* the second round reads SST files */
     }
+    rc_store_close(p);
+}
+
+/* Recovery reads history once in key order, where groups come by tag,
+ * not by id, and looks each group up from the walk over `groups`. Many
+ * groups (tags interleaved with the ids' order) whose runs are spread over
+ * two SST files and the memtable, of lengths on both sides of the walk's
+ * steps, some trimmed in part or whole by a range delete in the memtable,
+ * some without history, and history without a snapshot between them: every
+ * group comes back once, in byte order of its id, with exact bounds, before
+ * and after a reopen that replays the WAL. */
+#define RI_GROUPS 400u
+#define RI_LEN_MAX 90u /* history lengths 1..90: most runs are longer than the walk's steps */
+
+static uint64_t ri_len(uint32_t i) { return i % 11u == 0 ? 0 : 1u + (i * 37u) % RI_LEN_MAX; }
+static uint64_t ri_first(uint32_t i) { return 1u + i % 4u; }
+
+/* The part of i's history written in round r (0, 1: SST files; 2: memtable). */
+static void ri_round(uint32_t i, int r, uint64_t *from, uint64_t *to)
+{
+    uint64_t len = ri_len(i), f = ri_first(i);
+    uint64_t cut[4] = { f, f + len / 3u, f + 2u * len / 3u, f + len };
+    *from = cut[r];
+    *to = cut[r + 1] - 1u; /* from > to: nothing this round */
+}
+
+/* Bounds after the trims of round 2: i % 17 loses all, i % 5 its older half. */
+static void ri_expect(uint32_t i, uint64_t *oldest, uint64_t *newest)
+{
+    uint64_t len = ri_len(i), f = ri_first(i);
+    *oldest = *newest = 0;
+    if (len == 0 || i % 17u == 0)
+        return;
+    *oldest = i % 5u == 0 ? f + len / 2u : f;
+    *newest = f + len - 1u;
+}
+
+typedef struct ri_check {
+    uint32_t n, bad;
+    char prev[32];
+    bool seen[RI_GROUPS];
+} ri_check;
+
+static int ri_group(void *ud, const rc_persist_group *grp)
+{
+    ri_check *c = ud;
+    char name[32];
+    unsigned i;
+    char tail;
+    snprintf(name, sizeof(name), "%.*s", (int)grp->g_len, grp->g);
+    bool ordered = c->n == 0 || strcmp(c->prev, name) < 0;
+    snprintf(c->prev, sizeof(c->prev), "%s", name);
+    c->n++;
+    char want[VAL_LEN];
+    snprintf(want, sizeof(want), "snap of %s", name);
+    if (sscanf(name, "r%u%c", &i, &tail) != 1 || i >= RI_GROUPS || c->seen[i] || !ordered ||
+        grp->snapshot_len != strlen(want) || memcmp(grp->snapshot, want, grp->snapshot_len) != 0) {
+        if (c->bad++ < 5)
+            fprintf(stderr, "group %s: unexpected, repeated, out of order or with another snapshot\n", name);
+        return 0;
+    }
+    c->seen[i] = true;
+    uint64_t oldest, newest;
+    ri_expect(i, &oldest, &newest);
+    if (grp->oldest_seq != oldest || grp->newest_seq != newest) {
+        if (c->bad++ < 5)
+            fprintf(stderr, "group %s: oldest %llu newest %llu, expected %llu %llu\n", name,
+                    (unsigned long long)grp->oldest_seq, (unsigned long long)grp->newest_seq,
+                    (unsigned long long)oldest, (unsigned long long)newest);
+    }
+    return 0;
+}
+
+static void test_recovery_interleaved_tags(void)
+{
+    char dir[PATH_LEN], g[32];
+    new_path(dir, "interleave");
+    rc_persist *p = open_ok(dir);
+    for (int r = 0; r < 3; r++) {
+        rc_persist_batch *b = ops->batch_begin(p);
+        for (uint32_t i = 0; i < RI_GROUPS; i++) {
+            snprintf(g, sizeof(g), "r%u", i);
+            if (r == 0)
+                put_snapshot(b, g);
+            uint64_t from, to;
+            ri_round(i, r, &from, &to);
+            if (from <= to)
+                put_msgs(b, g, from, to);
+            if (r == 2 && ri_len(i) > 0 && (i % 17u == 0 || i % 5u == 0))
+                ops->trim_before(b, g, (uint32_t)strlen(g),
+                                 i % 17u == 0 ? ri_first(i) + ri_len(i) : ri_first(i) + ri_len(i) / 2u);
+            if (i % 13u == 0 && r != 1) {
+                snprintf(g, sizeof(g), "orphan%u", i); /* history without a snapshot: not a group */
+                put_msgs(b, g, 1u + 3u * (uint64_t)r, 3u + 3u * (uint64_t)r);
+            }
+        }
+        commit_ok(p, b, r < 2 ? RC_DURABILITY_NONE : RC_DURABILITY_BATCH);
+        if (r < 2) {
+            rc_store_close(p); /* without the WAL, closing writes the round's SST file */
+            p = open_ok(dir);
+        }
+    }
+    for (int round = 0; round < 2; round++) {
+        ri_check c = { 0 };
+        char err[ERR_LEN] = "";
+        CU_ASSERT_EQUAL(ops->load_groups(p, ri_group, &c, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(c.n, RI_GROUPS);
+        CU_ASSERT_EQUAL(c.bad, 0);
+        rc_store_close(p);
+        p = open_ok(dir); /* the second round: the memtable's round replayed from the WAL */
+    }
+    rc_store_close(p);
+}
+
+/* A history key that is not one recovery can read (too short for a tag,
+ * length byte and seq) fails recovery with a message, instead of being
+ * passed over or read as another group's. */
+static void test_recovery_corrupt_history_key(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "badkey");
+    rc_persist *p = open_ok(dir);
+    add_msgs(p, "k", 1, 3);
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "k");
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    rc_store_close(p);
+
+    raw_db r;
+    raw_open(&r, dir, N_FAMILIES, false, false);
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    char *e = NULL;
+    rocksdb_put_cf(r.db, w, r.h[2], "\0\1\2\3\4", 5, "x", 1, &e);
+    CU_ASSERT_PTR_NULL(e);
+    rocksdb_writeoptions_destroy(w);
+    raw_close(&r);
+
+    p = open_ok(dir);
+    groups_seen gs = { 0 };
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(ops->load_groups(p, collect_group, &gs, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "history key of 5 bytes: corrupt"));
+    CU_ASSERT_EQUAL(gs.n, 0);
     rc_store_close(p);
 }
 
@@ -1238,6 +1381,9 @@ int main(void)
     CU_add_test(s, "scan bounds, limit and early stop", test_scan_bounds_limit_stop);
     CU_add_test(s, "load_groups: snapshots, oldest and newest seq", test_groups_and_seq_bounds);
     CU_add_test(s, "load_groups: oldest and newest seq of every history length, trimmed too", test_seq_bounds_every_length);
+    CU_add_test(s, "load_groups: many groups with interleaved tags over SST files and the memtable",
+                test_recovery_interleaved_tags);
+    CU_add_test(s, "load_groups: a corrupt history key fails recovery", test_recovery_corrupt_history_key);
     CU_add_test(s, "history files have a partitioned index and filters", test_history_index_partitioned);
     CU_add_test(s, "trim_before deletes exactly seq < before", test_trim_before);
     CU_add_test(s, "reopen keeps every durability mode's writes", test_reopen_and_durability);
