@@ -63,7 +63,8 @@ void rc_store_close(rc_persist *p);
  * - load_groups reports groups in byte order of their ids; a callback
  *   returning non-zero stops it and it returns -1 (recovery incomplete).
  *   A group with history but no snapshot is not reported: a group's first
- *   batch must carry its snapshot.
+ *   batch must carry its snapshot. A malformed history key fails it (-1,
+ *   "corrupt" in err) before any group is reported.
  * - scan with limit 0 or from > to calls fn for nothing and returns 0.
  * - the group and map pointers handed to callbacks are valid only during
  *   the call: copy what you keep. */
