@@ -837,9 +837,18 @@ static void deliver_batch(rc_io *io, rc_outbatch *b)
     uint32_t i = 0;
     while (i < b->n) {
         rc_frame *f = b->d[i].frame;
-        uint32_t k = i, kept = 0;
+        uint32_t k = i + 1, kept = 0;
         while (k < b->n && b->d[k].frame == f)
-            kept += deliver_one(io, f, &b->d[k++]);
+            k++;
+        /* The next frame was written on the shard's core: its lines are
+         * fetched while this one's recipients get theirs. */
+        if (k < b->n) {
+            uintptr_t next = (uintptr_t)b->d[k].frame;
+            for (uintptr_t off = 0; off < RC_IO_FRAME_PREFETCH; off += 64)
+                __builtin_prefetch((const void *)(next + off)); /* a hint: never faults */
+        }
+        for (uint32_t x = i; x < k; x++)
+            kept += deliver_one(io, f, &b->d[x]);
         if (k - i > kept)
             rc_frame_unref_n(f, k - i - kept);
         i = k;

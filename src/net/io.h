@@ -75,6 +75,10 @@ typedef struct rc_io_limits {
  * output chunk; larger ones are sent from the shard's shared frame
  * (net/outq.h). */
 #define RC_IO_COPY_MAX 2048u
+/* Bytes of the next message's frame an outbatch's delivery asks into the
+ * cache while the current one is copied to its recipients: a 100-byte
+ * `msg` with its header. */
+#define RC_IO_FRAME_PREFETCH 192u
 /* The loop looks for connections past hello_timeout_ms or idle_timeout_ms
  * this often, so a timeout fires up to this late. */
 #define RC_IO_SWEEP_NS 250000000u

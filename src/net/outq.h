@@ -28,6 +28,7 @@
 #define RC_OUTQ_MIN_CAP 16u    /* first frame slots of a queue */
 #define RC_OUTQ_IDLE_CAP 1024u /* an empty queue keeps at most this many slots */
 #define RC_OUTQ_CHUNK 8000u    /* bytes of a chunk small frames are copied into (with its header, within an 8 KiB allocation class) */
+#define RC_OUTQ_PREFETCH 192u  /* bytes past a chunk's tail asked into the cache after each copy into it (rc_outq_push_copy) */
 #define RC_OUTQ_IOV_MIN 16u    /* first iovec entries of a queue; doubles up to RC_OUTQ_IOV as sends cover more frames */
 #define RC_OUTQ_IOV_IDLE 16u   /* an empty queue keeps an iovec of at most this many entries (an idle connection holds 256 bytes, not 16 KiB) */
 
