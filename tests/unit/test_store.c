@@ -459,17 +459,27 @@ typedef struct bounds_check {
     uint32_t n, bad;
 } bounds_check;
 
+/* A recovered group's name, and its index when the name is `prefix`
+ * followed by a number below max; -1 when it is not. */
+static int group_index(const rc_persist_group *grp, char prefix, unsigned max, char *name, size_t cap)
+{
+    char fmt[8] = { prefix, '%', 'u', '%', 'c', '\0' };
+    unsigned i;
+    char tail;
+    snprintf(name, cap, "%.*s", (int)grp->g_len, grp->g);
+    return sscanf(name, fmt, &i, &tail) == 1 && i < max ? (int)i : -1;
+}
+
 static int check_bounds(void *ud, const rc_persist_group *grp)
 {
     bounds_check *c = ud;
     char name[32];
-    unsigned i;
-    char tail;
-    snprintf(name, sizeof(name), "%.*s", (int)grp->g_len, grp->g);
-    if (sscanf(name, "b%u%c", &i, &tail) != 1 || i >= BOUNDS_GROUPS) {
+    int at = group_index(grp, 'b', BOUNDS_GROUPS, name, sizeof(name));
+    if (at < 0) {
         c->bad++;
         return 0;
     }
+    unsigned i = (unsigned)at;
     c->n++;
     uint64_t first = bounds_first(i), last = bounds_last(i);
     if (i % 3u == 0)
@@ -555,23 +565,21 @@ static int ri_group(void *ud, const rc_persist_group *grp)
 {
     ri_check *c = ud;
     char name[32];
-    unsigned i;
-    char tail;
-    snprintf(name, sizeof(name), "%.*s", (int)grp->g_len, grp->g);
+    int at = group_index(grp, 'r', RI_GROUPS, name, sizeof(name));
     bool ordered = c->n == 0 || strcmp(c->prev, name) < 0;
     snprintf(c->prev, sizeof(c->prev), "%s", name);
     c->n++;
     char want[VAL_LEN];
     snprintf(want, sizeof(want), "snap of %s", name);
-    if (sscanf(name, "r%u%c", &i, &tail) != 1 || i >= RI_GROUPS || c->seen[i] || !ordered ||
+    if (at < 0 || c->seen[at] || !ordered ||
         grp->snapshot_len != strlen(want) || memcmp(grp->snapshot, want, grp->snapshot_len) != 0) {
         if (c->bad++ < 5)
             fprintf(stderr, "group %s: unexpected, repeated, out of order or with another snapshot\n", name);
         return 0;
     }
-    c->seen[i] = true;
+    c->seen[at] = true;
     uint64_t oldest, newest;
-    ri_expect(i, &oldest, &newest);
+    ri_expect((unsigned)at, &oldest, &newest);
     if (grp->oldest_seq != oldest || grp->newest_seq != newest) {
         if (c->bad++ < 5)
             fprintf(stderr, "group %s: oldest %llu newest %llu, expected %llu %llu\n", name,
