@@ -848,11 +848,12 @@ static int pk_done(rc_pk *x)
 #undef msgpack_pack_ext
 #undef msgpack_pack_inline_func_cint
 
-/* A key. The keys are short literals: a fixstr, its header and bytes
- * handed to the packer's writer in one piece. */
-/* Inlined everywhere, so each literal key's length and bytes are constants. */
+/* The field packers are inlined everywhere, so that each literal key's
+ * length and bytes are constants. */
 #define PK_INLINE static inline __attribute__((always_inline))
 
+/* A key. The keys are short literals: a fixstr, its header and bytes
+ * handed to the packer's writer in one piece. */
 PK_INLINE void pack_key(rc_pk *pk, const char *k)
 {
     size_t n = __builtin_strlen(k); /* constant for the literal keys used below */
