@@ -183,17 +183,6 @@ static bool history_entry_of(rocksdb_iterator_t *it, const char *prefix, size_t 
     return true;
 }
 
-static int iter_error(rocksdb_iterator_t *it, const char *dir, const char *what, char *err, size_t errlen)
-{
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    if (!rerr)
-        return 0;
-    rc_store_fail(err, errlen, dir, "%s: %s", what, rerr);
-    rocksdb_free(rerr);
-    return -1;
-}
-
 /* Recovery reads history in its own order, by group tag, and groups in
  * theirs, by id. Seeking each group's history from the walk over `groups`
  * lands every seek in another block (tags are hashes of the ids): four
@@ -340,7 +329,7 @@ static int history_runs(rc_persist *p, rocksdb_iterator_t *it, rocksdb_iterator_
                 rc_store_be64_put(key + prefix_len, UINT64_MAX);
                 rocksdb_iter_seek_for_prev(last, key, prefix_len + RC_STORE_SEQ_BYTES);
                 if (!history_entry_of(last, key, prefix_len, &newest)) {
-                    if (iter_error(last, p->dir, "cannot read history", err, errlen) != 0)
+                    if (rc_store_iter_error(last, p->dir, "cannot read history", err, errlen) != 0)
                         return -1;
                     return rc_store_fail(err, errlen, p->dir, "history of group '%.*s' not found again", id_len, id);
                 }
@@ -357,7 +346,7 @@ static int history_runs(rc_persist *p, rocksdb_iterator_t *it, rocksdb_iterator_
         if (runs_add(t, (const unsigned char *)key, oldest, newest) != 0)
             return rc_store_fail(err, errlen, p->dir, "out of memory reading history bounds");
     }
-    if (iter_error(it, p->dir, "cannot read history", err, errlen) != 0)
+    if (rc_store_iter_error(it, p->dir, "cannot read history", err, errlen) != 0)
         return -1;
     return runs_index(t) == 0 ? 0 : rc_store_fail(err, errlen, p->dir, "out of memory reading history bounds");
 }
@@ -404,7 +393,7 @@ static int load_groups(rc_persist *p, rc_persist_group_fn fn, void *ud, char *er
             rc = rc_store_fail(err, errlen, p->dir, "recovery stopped by the caller at group '%.*s'", (int)klen, k);
     }
     if (rc == 0)
-        rc = iter_error(git, p->dir, "cannot read groups", err, errlen);
+        rc = rc_store_iter_error(git, p->dir, "cannot read groups", err, errlen);
     runs_free(&runs);
     rocksdb_iter_destroy(git);
     rocksdb_readoptions_destroy(hro);
@@ -450,7 +439,7 @@ static int scan(rc_persist *p, const char *g, uint32_t g_len, uint64_t from, uin
             break;
     }
     if (rc == 0)
-        rc = iter_error(it, p->dir, "cannot read history", err, errlen);
+        rc = rc_store_iter_error(it, p->dir, "cannot read history", err, errlen);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return rc;
@@ -520,7 +509,7 @@ static int cursor_at(rc_persist *p, rocksdb_iterator_t *rit, const char *key, si
         }
         rocksdb_iter_next(rit);
     }
-    return iter_error(rit, p->dir, "cannot read read cursors", err, errlen);
+    return rc_store_iter_error(rit, p->dir, "cannot read read cursors", err, errlen);
 }
 
 /* The newest history entry of g: one SeekForPrev of a prefix-mode iterator. */
@@ -531,7 +520,7 @@ static int newest_entry(rc_persist *p, rocksdb_iterator_t *hit, const char *g, u
     size_t klen = rc_store_history_key(key, g, g_len, UINT64_MAX);
     rocksdb_iter_seek_for_prev(hit, key, klen);
     if (!history_entry_of(hit, key, RC_STORE_HISTORY_PREFIX_LEN(g_len), &mg->seq))
-        return iter_error(hit, p->dir, "cannot read history", err, errlen);
+        return rc_store_iter_error(hit, p->dir, "cannot read history", err, errlen);
     size_t vlen = 0;
     const char *v = rocksdb_iter_value(hit, &vlen);
     if (vlen > UINT32_MAX)
@@ -583,7 +572,7 @@ static int user_groups(rc_persist *p, const char *user, uint32_t user_len, uint3
             break;
     }
     if (rc == 0)
-        rc = iter_error(uit, p->dir, "cannot read user_groups", err, errlen);
+        rc = rc_store_iter_error(uit, p->dir, "cannot read user_groups", err, errlen);
     rocksdb_iter_destroy(hit);
     rocksdb_iter_destroy(rit);
     rocksdb_iter_destroy(uit);

@@ -94,6 +94,17 @@ int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ..
     return -1;
 }
 
+int rc_store_iter_error(rocksdb_iterator_t *it, const char *dir, const char *what, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (!rerr)
+        return 0;
+    rc_store_fail(err, errlen, dir, "%s: %s", what, rerr);
+    rocksdb_free(rerr);
+    return -1;
+}
+
 /* Reports a RocksDB error string (and frees it). */
 static int fail_rocks(char *err, size_t errlen, const char *dir, const char *what, char *rerr)
 {
@@ -565,11 +576,10 @@ static int family_empty(rc_persist *p, enum rc_store_cf cf, bool *empty, char *e
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[cf]);
     rocksdb_iter_seek_to_first(it);
     *empty = !rocksdb_iter_valid(it);
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
+    int rc = rc_store_iter_error(it, p->dir, "cannot read", err, errlen);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
-    return rerr ? fail_rocks(err, errlen, p->dir, "cannot read", rerr) : 0;
+    return rc;
 }
 
 static int write_format(rc_persist *p, char *err, size_t errlen)
@@ -650,12 +660,8 @@ static int index_all_members(rc_persist *p, uint64_t *groups, char *err, size_t 
         if (rc == 0 && (uint32_t)rocksdb_writebatch_count(wb) >= MIGRATE_BATCH)
             rc = write_batch(p, wb, err, errlen);
     }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    if (rc == 0 && rerr)
-        rc = fail_rocks(err, errlen, p->dir, "migrating: cannot read groups", rerr);
-    else
-        rocksdb_free(rerr);
+    if (rc == 0)
+        rc = rc_store_iter_error(it, p->dir, "migrating: cannot read groups", err, errlen);
     if (rc == 0)
         rc = write_batch(p, wb, err, errlen);
     rocksdb_writebatch_destroy(wb);
@@ -694,12 +700,8 @@ static int retag_history(rc_persist *p, uint64_t *entries, char *err, size_t err
         if ((uint32_t)rocksdb_writebatch_count(wb) >= MIGRATE_BATCH || wb_bytes >= MIGRATE_BATCH_BYTES)
             rc = write_batch(p, wb, err, errlen);
     }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    if (rc == 0 && rerr)
-        rc = fail_rocks(err, errlen, p->dir, "migrating: cannot read history", rerr);
-    else
-        rocksdb_free(rerr);
+    if (rc == 0)
+        rc = rc_store_iter_error(it, p->dir, "migrating: cannot read history", err, errlen);
     if (rc == 0) {
         char end[RC_STORE_V2_KEY_LEN(RC_STORE_GROUP_MAX) + 1]; /* above every untagged key */
         memset(end, 0xff, sizeof(end));

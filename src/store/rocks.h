@@ -143,4 +143,8 @@ static inline size_t rc_store_history_prefix_len(const char *key)
 int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* An iterator's error, if it met one, as "data_dir <dir>: <what>: <error>"
+ * into err: -1; 0 when it met none. */
+int rc_store_iter_error(rocksdb_iterator_t *it, const char *dir, const char *what, char *err, size_t errlen);
+
 #endif
