@@ -56,7 +56,7 @@ static int put_group(const rc_persist_ops *ops, rc_persist_batch *b, uint32_t gi
         buf->len = 0;
         r = rc_encode(buf, &msg);
         if (r == 0)
-            ops->put_msg(b, name, (uint32_t)n, seq, buf->data + RC_FRAME_HEADER, (uint32_t)buf->len - RC_FRAME_HEADER);
+            ops->put_msg(b, name, (uint32_t)n, NULL, seq, buf->data + RC_FRAME_HEADER, (uint32_t)buf->len - RC_FRAME_HEADER);
     }
     rc_group_free(g);
     return r;

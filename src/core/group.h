@@ -11,6 +11,7 @@
 
 #include "core/bucket.h"
 #include "core/dispatch.h"
+#include "core/persist.h"
 #include "core/strmap.h"
 
 /* One sequenced message kept for `join since`, `hist` and dedup. */
@@ -46,6 +47,8 @@ typedef struct rc_group {
     uint64_t created_ms, updated_ms;
     uint32_t changes;       /* messages and membership changes since the last snapshot */
     uint64_t snap_ms;       /* monotonic ms of the last snapshot */
+    uint8_t store_tag[RC_PERSIST_TAG_BYTES]; /* the store's tag of this id, computed once for every history key */
+    bool has_store_tag;
     bool warm;              /* history ring holds every retained message (false after recovery or an eviction, until loaded);
                              * cold, it holds a gapless tail ending at last_seq, maybe empty (ARCHITECTURE §6.1) */
     /* The history cache (ARCHITECTURE §6.1): what this group's history

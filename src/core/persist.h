@@ -23,6 +23,11 @@
  * (src/store/README.md, Opening). */
 #define RC_PERSIST_FORMAT_V1 1u
 #define RC_PERSIST_FORMAT_V2 2u
+/* What the store derives from a group id for the keys of its history
+ * (src/store/README.md, On disk): `group_tag` computes it, the caller keeps
+ * it with the group and hands it to every put_msg and trim_before, so a
+ * message costs no hash of its group id. */
+#define RC_PERSIST_TAG_BYTES 16u
 
 typedef enum rc_durability {
     RC_DURABILITY_NONE = 0,  /* write behind: no WAL; a crash may lose the last moments */
@@ -64,10 +69,14 @@ typedef int (*rc_persist_msg_fn)(void *ud, uint64_t seq, const uint8_t *map, uin
 
 typedef struct rc_persist_ops {
     rc_persist_batch *(*batch_begin)(rc_persist *p);
-    void (*put_msg)(rc_persist_batch *b, const char *g, uint32_t g_len, uint64_t seq, const uint8_t *map, uint32_t len);
+    /* g's tag, RC_PERSIST_TAG_BYTES bytes, into tag. */
+    void (*group_tag)(const char *g, uint32_t g_len, uint8_t *tag);
+    /* tag: group_tag(g) as computed before, or NULL to have it computed. */
+    void (*put_msg)(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *tag, uint64_t seq,
+                    const uint8_t *map, uint32_t len);
     void (*put_group)(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *snapshot, uint32_t len);
     /* Deletes history entries of g with seq < before (retention). */
-    void (*trim_before)(rc_persist_batch *b, const char *g, uint32_t g_len, uint64_t before);
+    void (*trim_before)(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *tag, uint64_t before);
     /* Writes the batch atomically with the given durability and frees it. */
     int (*batch_commit)(rc_persist *p, rc_persist_batch *b, rc_durability d, char *err, size_t errlen);
     void (*batch_abort)(rc_persist_batch *b);

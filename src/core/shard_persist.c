@@ -231,13 +231,18 @@ void rc_shard_persist_dup(rc_shard *s, rc_group *g, const rc_job *j, uint64_t se
 static void put_history(rc_shard *s, rc_group *g, uint64_t seq, const rc_frame *msg)
 {
     struct rc_persist_batch *b = tick_batch(s);
-    s->store.ops->put_msg(b, g->name, g->name_len, seq, msg->data + RC_FRAME_HEADER, msg->len - RC_FRAME_HEADER);
+    if (!g->has_store_tag) { /* a hash of the id: once per group, not per message */
+        s->store.ops->group_tag(g->name, g->name_len, g->store_tag);
+        g->has_store_tag = true;
+    }
+    s->store.ops->put_msg(b, g->name, g->name_len, g->store_tag, seq, msg->data + RC_FRAME_HEADER,
+                          msg->len - RC_FRAME_HEADER);
     if (seq % RC_TRIM_EVERY == 0) {
         /* history_max and history_ttl; a cold group's ring holds only its
          * tail, so it goes by history_max alone (history_ttl at its next load). */
         uint64_t keep = g->warm ? rc_shard_first_served(s, g) : rc_shard_retained_from(g);
         if (keep > 1)
-            s->store.ops->trim_before(b, g->name, g->name_len, keep);
+            s->store.ops->trim_before(b, g->name, g->name_len, g->store_tag, keep);
     }
 }
 

@@ -55,12 +55,18 @@ static rc_persist_batch *batch_begin(rc_persist *p)
     return b;
 }
 
-static void put_msg(rc_persist_batch *b, const char *g, uint32_t g_len, uint64_t seq, const uint8_t *map, uint32_t len)
+static void group_tag(const char *g, uint32_t g_len, uint8_t *tag)
+{
+    rc_store_history_tag((char *)tag, g, g_len);
+}
+
+static void put_msg(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *tag, uint64_t seq,
+                    const uint8_t *map, uint32_t len)
 {
     if (!b || !group_ok(b, g_len))
         return;
     char key[RC_STORE_KEY_MAX];
-    size_t klen = rc_store_history_key(key, g, g_len, seq);
+    size_t klen = tag ? rc_store_history_key_tagged(key, tag, g, g_len, seq) : rc_store_history_key(key, g, g_len, seq);
     rocksdb_writebatch_put_cf(b->wb, b->p->cf[RC_CF_HISTORY], key, klen, (const char *)map, len);
 }
 
@@ -71,18 +77,22 @@ static void put_group(rc_persist_batch *b, const char *g, uint32_t g_len, const 
     rocksdb_writebatch_put_cf(b->wb, b->p->cf[RC_CF_GROUPS], g, g_len, (const char *)snapshot, len);
 }
 
-static void trim_before(rc_persist_batch *b, const char *g, uint32_t g_len, uint64_t before)
+static void trim_before(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *tag, uint64_t before)
 {
     if (!b || !group_ok(b, g_len) || before == 0)
         return;
     /* From the bare tag (rocks.h: shorter than the memtable hint prefix, so
      * RocksDB gives the range delete no hint); nothing but g's keys lies
      * between it and g's first key. */
-    char from[RC_STORE_TAG_BYTES], to[RC_STORE_KEY_MAX];
-    rc_store_history_tag(from, g, g_len);
-    size_t flen = sizeof(from);
-    size_t tlen = rc_store_history_key(to, g, g_len, before); /* exclusive end: deletes seq < before */
-    rocksdb_writebatch_delete_range_cf(b->wb, b->p->cf[RC_CF_HISTORY], from, flen, to, tlen);
+    uint8_t own[RC_STORE_TAG_BYTES];
+    if (!tag) {
+        group_tag(g, g_len, own);
+        tag = own;
+    }
+    char to[RC_STORE_KEY_MAX];
+    size_t tlen = rc_store_history_key_tagged(to, tag, g, g_len, before); /* exclusive end: deletes seq < before */
+    rocksdb_writebatch_delete_range_cf(b->wb, b->p->cf[RC_CF_HISTORY], (const char *)tag, RC_STORE_TAG_BYTES, to,
+                                       tlen);
 }
 
 /* Member keys hold a user and a group id of 1..255 bytes each. */
@@ -585,6 +595,7 @@ const rc_persist_ops *rc_store_ops(void)
 {
     static const rc_persist_ops ops = {
         .batch_begin = batch_begin,
+        .group_tag = group_tag,
         .put_msg = put_msg,
         .put_group = put_group,
         .trim_before = trim_before,

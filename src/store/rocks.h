@@ -43,7 +43,7 @@
 
 
 #define RC_STORE_SEQ_BYTES 8u
-#define RC_STORE_TAG_BYTES 16u /* the group tag that starts a history key */
+#define RC_STORE_TAG_BYTES RC_PERSIST_TAG_BYTES /* the group tag that starts a history key (16) */
 #define RC_STORE_HINT_BYTES (RC_STORE_TAG_BYTES + 1u) /* tag and length byte: the memtable hint prefix */
 /* Bytes of a history key before its seq: tag, length byte, id. */
 #define RC_STORE_HISTORY_PREFIX_LEN(g_len) (RC_STORE_TAG_BYTES + 1u + (g_len))
@@ -100,15 +100,25 @@ static inline uint64_t rc_store_be64_get(const char *in)
  * history keys, and alone the start of its retention range deletes. */
 void rc_store_history_tag(char *out, const char *g, uint32_t g_len);
 
-/* Writes the history key of (g, seq) into out (RC_STORE_KEY_MAX bytes);
- * returns its length. g_len must be 1..RC_STORE_GROUP_MAX. */
-static inline size_t rc_store_history_key(char *out, const char *g, uint32_t g_len, uint64_t seq)
+/* Writes the history key of (g, seq) into out (RC_STORE_KEY_MAX bytes),
+ * with g's tag as rc_store_history_tag computed it; returns its length.
+ * g_len must be 1..RC_STORE_GROUP_MAX. */
+static inline size_t rc_store_history_key_tagged(char *out, const uint8_t *tag, const char *g, uint32_t g_len,
+                                                 uint64_t seq)
 {
-    rc_store_history_tag(out, g, g_len);
+    memcpy(out, tag, RC_STORE_TAG_BYTES);
     out[RC_STORE_TAG_BYTES] = (char)(uint8_t)g_len;
     memcpy(out + RC_STORE_TAG_BYTES + 1, g, g_len);
     rc_store_be64_put(out + RC_STORE_HISTORY_PREFIX_LEN(g_len), seq);
     return RC_STORE_HISTORY_PREFIX_LEN(g_len) + RC_STORE_SEQ_BYTES;
+}
+
+/* The same, computing the tag. */
+static inline size_t rc_store_history_key(char *out, const char *g, uint32_t g_len, uint64_t seq)
+{
+    uint8_t tag[RC_STORE_TAG_BYTES];
+    rc_store_history_tag((char *)tag, g, g_len);
+    return rc_store_history_key_tagged(out, tag, g, g_len, seq);
 }
 
 /* Length of a format 2 history key of g_len id bytes. */

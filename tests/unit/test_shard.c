@@ -167,9 +167,30 @@ static rc_persist_batch *fake_begin(rc_persist *p)
     return xcalloc(1, sizeof(struct rc_persist_batch));
 }
 
-static void fake_put_msg(rc_persist_batch *b, const char *g, uint32_t g_len, uint64_t seq, const uint8_t *map,
-                         uint32_t len)
+/* The fake's tag: the id's bytes folded into RC_PERSIST_TAG_BYTES. A put
+ * with a tag that is not its group's stops the test: the shard must hand
+ * every message the tag of its own group. */
+static void fake_group_tag(const char *g, uint32_t g_len, uint8_t *tag)
 {
+    memset(tag, 0x5a, RC_PERSIST_TAG_BYTES);
+    for (uint32_t i = 0; i < g_len; i++)
+        tag[i % RC_PERSIST_TAG_BYTES] = (uint8_t)(tag[i % RC_PERSIST_TAG_BYTES] * 31u + (uint8_t)g[i]);
+}
+
+static void fake_check_tag(const char *g, uint32_t g_len, const uint8_t *tag)
+{
+    uint8_t want[RC_PERSIST_TAG_BYTES];
+    fake_group_tag(g, g_len, want);
+    if (tag && memcmp(tag, want, sizeof(want)) != 0) {
+        fprintf(stderr, "history put of group %.*s with another group's tag\n", (int)g_len, g);
+        abort();
+    }
+}
+
+static void fake_put_msg(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *tag, uint64_t seq,
+                         const uint8_t *map, uint32_t len)
+{
+    fake_check_tag(g, g_len, tag);
     batch_push(b, op_make(OP_MSG, g, g_len, seq, map, len));
 }
 
@@ -178,8 +199,9 @@ static void fake_put_group(rc_persist_batch *b, const char *g, uint32_t g_len, c
     batch_push(b, op_make(OP_GROUP, g, g_len, 0, snap, len));
 }
 
-static void fake_trim(rc_persist_batch *b, const char *g, uint32_t g_len, uint64_t before)
+static void fake_trim(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *tag, uint64_t before)
 {
+    fake_check_tag(g, g_len, tag);
     batch_push(b, op_make(OP_TRIM, g, g_len, before, NULL, 0));
 }
 
@@ -326,6 +348,7 @@ static int fake_scan(rc_persist *p, const char *g, uint32_t g_len, uint64_t from
 
 static const rc_persist_ops FAKE_OPS = {
     .batch_begin = fake_begin,
+    .group_tag = fake_group_tag,
     .put_msg = fake_put_msg,
     .put_group = fake_put_group,
     .trim_before = fake_trim,

@@ -95,12 +95,17 @@ static void val_of(char *out, const char *g, uint64_t seq)
     snprintf(out, VAL_LEN, "msg %s #%llu", g, (unsigned long long)seq);
 }
 
+/* Odd seqs go with the tag group_tag computed (as a shard puts them), even
+ * ones with none (the store computes it): every read of them checks that
+ * both make the same key. */
 static void put_msgs(rc_persist_batch *b, const char *g, uint64_t from, uint64_t to)
 {
     char v[VAL_LEN];
+    uint8_t tag[RC_PERSIST_TAG_BYTES];
+    ops->group_tag(g, (uint32_t)strlen(g), tag);
     for (uint64_t s = from; s <= to; s++) {
         val_of(v, g, s);
-        ops->put_msg(b, g, (uint32_t)strlen(g), s, (const uint8_t *)v, (uint32_t)strlen(v));
+        ops->put_msg(b, g, (uint32_t)strlen(g), s % 2 ? tag : NULL, s, (const uint8_t *)v, (uint32_t)strlen(v));
         if (s == UINT64_MAX)
             break;
     }
@@ -505,7 +510,7 @@ static void test_seq_bounds_every_length(void)
         put_snapshot(b, g);
         put_msgs(b, g, bounds_first(i), bounds_last(i));
         if (i % 3u == 0)
-            ops->trim_before(b, g, (uint32_t)strlen(g),
+            ops->trim_before(b, g, (uint32_t)strlen(g), NULL,
                              bounds_last(i) - (bounds_last(i) - bounds_first(i)) / 2);
     }
     commit_ok(p, b, RC_DURABILITY_BATCH);
@@ -605,7 +610,7 @@ static void test_recovery_interleaved_tags(void)
             if (from <= to)
                 put_msgs(b, g, from, to);
             if (r == 2 && ri_len(i) > 0 && (i % 17u == 0 || i % 5u == 0))
-                ops->trim_before(b, g, (uint32_t)strlen(g),
+                ops->trim_before(b, g, (uint32_t)strlen(g), NULL,
                                  i % 17u == 0 ? ri_first(i) + ri_len(i) : ri_first(i) + ri_len(i) / 2u);
             if (i % 13u == 0 && r != 1) {
                 snprintf(g, sizeof(g), "orphan%u", i); /* history without a snapshot: not a group */
@@ -708,8 +713,10 @@ static void test_trim_before(void)
     commit_ok(p, b, RC_DURABILITY_BATCH);
 
     b = ops->batch_begin(p);
-    ops->trim_before(b, "t", 1, 20);
-    ops->trim_before(b, "u", 1, 0); /* no-op */
+    uint8_t t_tag[RC_PERSIST_TAG_BYTES];
+    ops->group_tag("t", 1, t_tag);
+    ops->trim_before(b, "t", 1, t_tag, 20); /* with the tag computed before, as a shard trims */
+    ops->trim_before(b, "u", 1, NULL, 0); /* no-op */
     commit_ok(p, b, RC_DURABILITY_BATCH);
     seen s = scan_of(p, "t", 0, UINT64_MAX, 1000, 0);
     expect_run(&s, 20, 50);
@@ -724,13 +731,13 @@ static void test_trim_before(void)
     /* trim and append in one batch, as a shard does at retention */
     b = ops->batch_begin(p);
     put_msgs(b, "t", 51, 51);
-    ops->trim_before(b, "t", 1, 51);
+    ops->trim_before(b, "t", 1, NULL, 51);
     commit_ok(p, b, RC_DURABILITY_BATCH);
     s = scan_of(p, "t", 0, UINT64_MAX, 1000, 0);
     expect_run(&s, 51, 51);
 
     b = ops->batch_begin(p);
-    ops->trim_before(b, "t", 1, UINT64_MAX); /* everything */
+    ops->trim_before(b, "t", 1, NULL, UINT64_MAX); /* everything */
     commit_ok(p, b, RC_DURABILITY_BATCH);
     got = load_of(p);
     expect_group(&got, "t", 0, 0);
@@ -1321,7 +1328,7 @@ static void test_scale(void)
     for (uint32_t seq = 1; seq <= per_group; seq++) {
         for (uint32_t i = 0; i < SCALE_GROUPS; i++) {
             int glen = snprintf(g, sizeof(g), "room-%u", i);
-            ops->put_msg(b, g, (uint32_t)glen, seq, body, sizeof(body));
+            ops->put_msg(b, g, (uint32_t)glen, NULL, seq, body, sizeof(body));
             if (seq == per_group)
                 ops->put_group(b, g, (uint32_t)glen, (const uint8_t *)"snapshot", 8);
             if (++in_batch == SCALE_BATCH) {
