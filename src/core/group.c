@@ -194,15 +194,15 @@ static void dedup_expire(rc_group *g)
  * lets go of it, so the map's copy is never freed under a borrower. */
 static int dedup_add(rc_group *g, const char *dkey, uint32_t dkey_len, const char **stored)
 {
-    const uint64_t *prev = rc_strmap_get(&g->dedup, dkey, dkey_len);
-    if (prev) {
-        rc_hist_entry *e = (rc_hist_entry *)rc_group_hist_at(g, *prev);
-        if (e && e->dkey) {
-            e->dkey = NULL;
-            account(g, -(int64_t)(e->dkey_len + RC_GROUP_DKEY_OVERHEAD));
-        }
+    uint64_t prev = 0;
+    if (rc_strmap_put_key(&g->dedup, dkey, dkey_len, g->last_seq + 1, stored, &prev) != 0)
+        return -1;
+    rc_hist_entry *e = prev ? (rc_hist_entry *)rc_group_hist_at(g, prev) : NULL;
+    if (e && e->dkey) {
+        e->dkey = NULL;
+        account(g, -(int64_t)(e->dkey_len + RC_GROUP_DKEY_OVERHEAD));
     }
-    return rc_strmap_put_key(&g->dedup, dkey, dkey_len, g->last_seq + 1, stored);
+    return 0;
 }
 
 /* History grows by doubling until history_max; hist_head stays 0 until the

@@ -962,7 +962,10 @@ static void do_send(rc_shard *s, const rc_job *j)
         rc_shard_reply_err(s, j, RC_E_RATE_LIMITED, "the group is over group_rate sends per second; slow down");
         return;
     }
-    uint64_t ts = rc_clock_wall_ms();
+    /* One clock read a burst, not one a message: a message's ts is when
+     * the burst that sequences it began, at most one burst's work
+     * (RC_SHARD_BATCH jobs) early, and never before it was sent. */
+    uint64_t ts = s->tick_wall_ms;
     rc_frame *f = sequence(s, j, g, ts, dkey_len ? dkey : NULL, dkey_len);
     if (!f)
         return;
@@ -1509,6 +1512,7 @@ static void *shard_main(void *arg)
         }
         idle = 0;
         s->tick_ns = rc_clock_mono_ns();
+        s->tick_wall_ms = rc_clock_wall_ms();
         move_follow(s);
         for (uint32_t k = 0; k < RC_PREFETCH_GROUP; k++)
             ahead[k] = NULL; /* the first jobs of a burst come before the pipeline fills */

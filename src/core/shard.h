@@ -163,6 +163,7 @@ typedef struct rc_shard {
     const rc_letter_sink *letters;  /* dead letters (NULL: none) */
     uint64_t max_queue_ns;          /* max_queue_ms; 0: sends never expire */
     uint64_t tick_ns;               /* monotonic time the current burst started */
+    uint64_t tick_wall_ms;          /* wall-clock time it started: the `ts` of the messages it sequences */
     rc_routing *routing;            /* the route io threads use; NULL: one fixed route, no moves */
     struct rc_shard *const *peers;  /* every shard by id (RC_MAX_SHARDS at most): where ADOPT and HANDED go */
     const rc_route *route;          /* the route this shard last finished moving to */

@@ -71,13 +71,15 @@ static int grow(rc_strmap *m)
     return 0;
 }
 
-int rc_strmap_put_key(rc_strmap *m, const void *key, uint32_t len, uint64_t val, const char **stored)
+int rc_strmap_put_key(rc_strmap *m, const void *key, uint32_t len, uint64_t val, const char **stored, uint64_t *old)
 {
     if ((m->n + 1) * 2 > m->cap && grow(m) != 0)
         return -1;
     uint64_t h = key_hash(key, len);
     rc_strmap_slot *s = &m->slots[find_slot(m, h, key, len)];
     if (s->hash) {
+        if (old)
+            *old = s->val;
         s->val = val;
         *stored = s->key;
         return 0;
@@ -90,13 +92,15 @@ int rc_strmap_put_key(rc_strmap *m, const void *key, uint32_t len, uint64_t val,
     *s = (rc_strmap_slot){ h, copy, len, val };
     m->n++;
     *stored = copy;
+    if (old)
+        *old = 0;
     return 0;
 }
 
 int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val)
 {
     const char *stored;
-    return rc_strmap_put_key(m, key, len, val, &stored);
+    return rc_strmap_put_key(m, key, len, val, &stored, NULL);
 }
 
 bool rc_strmap_del(rc_strmap *m, const void *key, uint32_t len)

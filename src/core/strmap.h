@@ -39,8 +39,10 @@ void rc_strmap_prefetch(const rc_strmap *m, const void *key, uint32_t len);
 int rc_strmap_put(rc_strmap *m, const void *key, uint32_t len, uint64_t val);
 /* rc_strmap_put that also hands back the map's own copy of the key in
  * *stored (valid until the key is deleted or the map freed), for a caller
- * that needs the key again later without a copy of its own. */
-int rc_strmap_put_key(rc_strmap *m, const void *key, uint32_t len, uint64_t val, const char **stored);
+ * that needs the key again later without a copy of its own, and, when old
+ * is not NULL, the value it replaced in *old (0 for a new key): one lookup
+ * where a get before the put would take two. */
+int rc_strmap_put_key(rc_strmap *m, const void *key, uint32_t len, uint64_t val, const char **stored, uint64_t *old);
 /* Removes the key: true if it was there. */
 bool rc_strmap_del(rc_strmap *m, const void *key, uint32_t len);
 

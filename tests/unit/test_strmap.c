@@ -176,6 +176,29 @@ static void test_put_get_update_del(void)
     CU_ASSERT_PTR_NULL(m.slots);
 }
 
+/* put_key hands back the map's copy of the key and the value it replaced:
+ * 0 for a key that was not there, the old value for one that was, with
+ * the same stored copy both times. */
+static void test_put_key_old_value(void)
+{
+    rc_strmap m;
+    rc_strmap_init(&m);
+    const char *stored = NULL, *again = NULL;
+    uint64_t old = 99;
+    CU_ASSERT_EQUAL(rc_strmap_put_key(&m, "mid-1", 5, 7, &stored, &old), 0);
+    CU_ASSERT_EQUAL(old, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(stored);
+    CU_ASSERT_EQUAL(memcmp(stored, "mid-1", 6), 0); /* a NUL-terminated copy */
+    CU_ASSERT_EQUAL(rc_strmap_put_key(&m, "mid-1", 5, 8, &again, &old), 0);
+    CU_ASSERT_EQUAL(old, 7);
+    CU_ASSERT_PTR_EQUAL(again, stored);
+    CU_ASSERT_EQUAL(*rc_strmap_get(&m, "mid-1", 5), 8);
+    CU_ASSERT_EQUAL(m.n, 1);
+    CU_ASSERT_EQUAL(rc_strmap_put_key(&m, "mid-2", 5, 9, &again, NULL), 0); /* old is optional */
+    CU_ASSERT_EQUAL(m.n, 2);
+    rc_strmap_free(&m);
+}
+
 /* ---- growth and bulk deletion ---- */
 
 static uint32_t grow_key(char *buf, uint32_t i)
@@ -567,6 +590,7 @@ int main(void)
     if (s == NULL || !CU_add_test(s, "empty map", test_empty) ||
         !CU_add_test(s, "small maps stay small", test_small_maps_stay_small) ||
         !CU_add_test(s, "put/get/update/del", test_put_get_update_del) ||
+        !CU_add_test(s, "put_key hands back the replaced value", test_put_key_old_value) ||
         !CU_add_test(s, "100k keys, delete half at random", test_growth_and_random_delete) ||
         !CU_add_test(s, "wrap-around: every delete order", test_wraparound_every_delete_order) ||
         !CU_add_test(s, "embedded NULs and shared prefixes", test_embedded_nul_and_prefixes) ||
