@@ -177,7 +177,7 @@ static const io_metric shard_metrics[] = {
     SHARD_METRIC(store_commit_ns, "store_commit_ns_total", "counter", "Nanoseconds spent committing write batches."),
     SHARD_METRIC(store_errors, "store_write_errors_total", "counter", "Write batches that failed every attempt; their sends were answered E_INTERNAL."),
     SHARD_METRIC(snapshots, "snapshots_total", "counter", "Group snapshots written."),
-    SHARD_METRIC(warmups, "history_loads_total", "counter", "Groups whose history (all of it, or a send's dedup window) was loaded from storage."),
+    SHARD_METRIC(warmups, "history_loads_total", "counter", "Reads of a cold group's history from storage: what one request reads of it (a hist page, the messages after a join's since, a send's dedup window)."),
     SHARD_METRIC(warm_msgs, "history_loaded_messages_total", "counter", "Messages history loads read from storage."),
     SHARD_METRIC(expired, "expired_letters_total", "counter", "Sends that waited past max_queue_ms: answered E_OVERLOADED, sent to the dead-letter topic."),
     SHARD_METRIC(poison_letters, "poison_letters_total", "counter", "Sends whose store write failed every attempt: answered E_INTERNAL, sent to the dead-letter topic."),

@@ -197,20 +197,45 @@ static void cache_trim(rc_shard *s)
     RC_STAT_SET(s->stats.cache_bytes, s->hist_bytes);
 }
 
-/* What of a cold group's history a send needs in memory: nothing without
- * a mid (it appends to the ring's tail), else the dedup window, the
- * group's last dedup_window messages; never the whole history. */
-static void load_for_send(rc_shard *s, rc_group *g, const rc_job *j)
+/* The oldest seq of g's history job j reads, last_seq + 1 when it reads
+ * none: what a cold group must hold in memory for it, so that
+ * rc_shard_group_load reads back from storage only that much, never the
+ * whole history for one page of it (src/ARCHITECTURE.md §6.1).
+ *  - send: nothing without a mid (it appends to the ring's tail), else the
+ *    dedup window, the group's last dedup_window messages;
+ *  - hist: the `limit` messages before `before` (do_hist's page);
+ *  - join with since, catch-up: the messages after since (send_since,
+ *    do_catchup; a later page reads on from there);
+ *  - redeliver: from the letter's seq (redeliver_frame);
+ *  - presence, typing, read, leave, join without since: nothing. */
+static uint64_t history_need(const rc_group *g, const rc_job *j)
 {
-    uint64_t need = g->last_seq + 1 > g->dedup_window ? g->last_seq + 1 - g->dedup_window : 1;
-    if (j->mid_len == 0 || g->dedup_window == 0 || rc_group_first_seq(g) <= need) {
-        RC_STAT_ADD(s->stats.cache_hits, 1);
-        return;
+    uint64_t none = g->last_seq + 1;
+    switch (j->kind) {
+    case RC_JOB_SEND:
+        if (j->mid_len == 0 || g->dedup_window == 0)
+            return none;
+        return none > g->dedup_window ? none - g->dedup_window : 1;
+    case RC_JOB_HIST: {
+        uint64_t before = (j->has & RC_HAS_BEFORE) && j->before < none ? j->before : none;
+        uint64_t limit = (j->has & RC_HAS_LIMIT) ? j->limit : RC_HIST_DEFAULT_LIMIT;
+        if (before <= 1)
+            return none;
+        return before > limit ? before - limit : 1;
     }
-    rc_shard_group_load(s, g, need);
+    case RC_JOB_JOIN: /* with since, it pages like a catch-up */
+    case RC_JOB_CATCHUP:
+        if (j->kind == RC_JOB_JOIN && !(j->has & RC_HAS_SINCE))
+            return none;
+        return j->since < g->last_seq ? j->since + 1 : none;
+    case RC_JOB_REDELIVER:
+        return j->seq >= 1 && j->seq <= g->last_seq ? j->seq : none;
+    default:
+        return none;
+    }
 }
 
-/* The job's group, with the history it needs in memory (read back from
+/* The job's group, with the history it reads in memory (read back from
  * storage after a restart or an eviction), or NULL. */
 static rc_group *group_find(rc_shard *s, const rc_job *j)
 {
@@ -218,12 +243,11 @@ static rc_group *group_find(rc_shard *s, const rc_job *j)
     rc_group *g = v ? (rc_group *)(uintptr_t)*v : NULL;
     if (!g || j->kind == RC_JOB_DETACH)
         return g;
-    if (g->warm)
+    uint64_t need = g->warm ? 0 : history_need(g, j);
+    if (g->warm || rc_group_first_seq(g) <= need)
         RC_STAT_ADD(s->stats.cache_hits, 1);
-    else if (j->kind == RC_JOB_SEND)
-        load_for_send(s, g, j);
     else
-        rc_shard_group_warm(s, g);
+        rc_shard_group_load(s, g, need);
     lru_touch(s, g);
     return g;
 }

@@ -184,11 +184,6 @@ void rc_shard_group_load(rc_shard *s, rc_group *g, uint64_t from)
     RC_STAT_ADD(s->stats.warmups, 1);
 }
 
-void rc_shard_group_warm(rc_shard *s, rc_group *g)
-{
-    rc_shard_group_load(s, g, 1);
-}
-
 /* ---- the tick ---- */
 
 void rc_shard_persist_snapshot(rc_shard *s, rc_group *g)

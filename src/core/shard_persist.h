@@ -27,9 +27,6 @@ void rc_shard_reply_err(rc_shard *s, const rc_job *j, rc_err code, const char *t
  * true when it was queued. */
 bool rc_shard_submit_letter(rc_shard *s, const rc_letter *l);
 
-/* Loads a recovered group's retained history into memory if it is not
- * there yet (first use after a restart). */
-void rc_shard_group_warm(rc_shard *s, rc_group *g);
 /* Loads what g's ring lacks of its retained history from seq `from` on
  * (1: all of it, and g is warm after), keeping the tail the ring holds. */
 void rc_shard_group_load(rc_shard *s, rc_group *g, uint64_t from);

@@ -10,7 +10,9 @@
  *  - `hist` on an evicted group returns its newest messages;
  *  - a resent mid of an evicted group is still recognised (`dup: true`,
  *    the original seq): the dedup window is read back with the history;
- *  - each of those reads counts in ringcast_history_loads_total.
+ *  - each of those reads counts in ringcast_history_loads_total, and
+ *    reads what the request reads: nothing for a join without since or a
+ *    presence query, a hist page, the messages after a join's since.
  * And with many more groups than the cache holds, sends to cold groups go
  * on (each one acked with the next seq), reading back at most the dedup
  * window: a send without a mid to a cold group reads nothing, one with a
@@ -79,26 +81,35 @@ static int replay_all(rc_client *c, const char *g, int gi, uint64_t rid, int *wr
     return got;
 }
 
-static void test_evicted_history_reads_back(void)
+/* A server with a 1 MiB cache and N_GROUPS groups c0, c1, ... of HIST
+ * messages each (body_of, mids m1, m2, ...) sent by `a`, logged in as
+ * alice: the groups sent to first are evicted by the time it returns. */
+static void start_filled(rc_client *a)
 {
     const char *flags[] = { "--history-cache-mb", "1", "--history-max", "150", "--shards", "1",
                             "--min-shards", "1", "--max-shards", "1", NULL };
     CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
-    rc_client a;
-    CU_ASSERT_FATAL(it_login(&a, &srv, "alice") == 0);
+    CU_ASSERT_FATAL(it_login(a, &srv, "alice") == 0);
     char g[16], mid[32], body[BODY + 1];
     for (int gi = 0; gi < N_GROUPS; gi++) {
         snprintf(g, sizeof(g), "c%d", gi);
         uint64_t seq;
-        CU_ASSERT_FATAL(rc_client_join(&a, g, IT_TIMEOUT_MS, &seq) == 0);
+        CU_ASSERT_FATAL(rc_client_join(a, g, IT_TIMEOUT_MS, &seq) == 0);
         for (int i = 1; i <= HIST; i++) {
             body_of(body, gi, i);
             snprintf(mid, sizeof(mid), "m%d", i);
             rc_msg ack;
-            CU_ASSERT_FATAL(rc_client_publish(&a, g, body, BODY, mid, IT_TIMEOUT_MS, &ack) == 0);
+            CU_ASSERT_FATAL(rc_client_publish(a, g, body, BODY, mid, IT_TIMEOUT_MS, &ack) == 0);
             CU_ASSERT_EQUAL_FATAL(ack.seq, (uint64_t)i);
         }
     }
+}
+
+static void test_evicted_history_reads_back(void)
+{
+    rc_client a;
+    start_filled(&a);
+    char g[16], body[BODY + 1];
     double evicted = metric("ringcast_history_cache_evictions_total");
     double held = metric("ringcast_history_cache_bytes");
     printf("\n    %d groups x %d messages of %d bytes: %.0f evictions, %.0f bytes held (budget %u)\n", N_GROUPS,
@@ -138,6 +149,73 @@ static void test_evicted_history_reads_back(void)
         CU_ASSERT_EQUAL(m.msgs[19].seq, HIST);
     }
     CU_ASSERT(metric("ringcast_history_loads_total") >= loads0 + 6);
+    rc_client_close(&a);
+    rc_client_close(&b);
+    CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
+/* What a cold group's request reads back is what it reads, not the whole
+ * history: nothing for a join without since or a presence query, a hist
+ * page for a hist (and the page before it for the next), the messages
+ * after since for a join with since. Each answer is what the user asked
+ * for. Reading whole histories here would read HIST messages a group. */
+static double loaded(void)
+{
+    return metric("ringcast_history_loaded_messages_total");
+}
+
+static void test_cold_reads_read_their_page(void)
+{
+    rc_client a, b;
+    start_filled(&a);
+    CU_ASSERT_FATAL(it_login(&b, &srv, "bob") == 0);
+    double read0 = loaded();
+
+    rc_msg m, jm = { .type = RC_T_JOIN, .g = rc_str_c("c11") };
+    CU_ASSERT_FATAL(it_request(&b, &jm, 300) == 0);
+    CU_ASSERT_FATAL(it_wait(&b, RC_T_JOINED, 300, &m, NULL) == 1);
+    CU_ASSERT_EQUAL(m.seq, HIST);
+    rc_msg pm = { .type = RC_T_PRESENCE, .g = rc_str_c("c11") };
+    CU_ASSERT_FATAL(it_request(&b, &pm, 301) == 0);
+    CU_ASSERT_FATAL(it_wait(&b, RC_T_PRESENCE, 301, &m, NULL) == 1);
+    CU_ASSERT_EQUAL(loaded() - read0, 0); /* neither reads history */
+
+    /* hist: its page (c11 was cold: the page is read back), then the one before. */
+    rc_msg h = { .type = RC_T_HIST, .g = rc_str_c("c11"), .has = RC_HAS_LIMIT, .limit = 20 };
+    CU_ASSERT_FATAL(it_request(&b, &h, 302) == 0);
+    CU_ASSERT_FATAL(it_wait(&b, RC_T_HIST, 302, &m, NULL) == 1);
+    CU_ASSERT_EQUAL(m.n_msgs, 20);
+    if (m.n_msgs == 20)
+        CU_ASSERT(m.msgs[0].seq == HIST - 19 && m.msgs[19].seq == HIST);
+    CU_ASSERT_EQUAL(loaded() - read0, 20);
+    h.has |= RC_HAS_BEFORE;
+    h.before = HIST - 19;
+    CU_ASSERT_FATAL(it_request(&b, &h, 303) == 0);
+    CU_ASSERT_FATAL(it_wait(&b, RC_T_HIST, 303, &m, NULL) == 1);
+    CU_ASSERT_EQUAL(m.n_msgs, 20);
+    if (m.n_msgs == 20)
+        CU_ASSERT(m.msgs[0].seq == HIST - 39 && m.msgs[19].seq == HIST - 20);
+    CU_ASSERT_EQUAL(loaded() - read0, 40);
+
+    /* join since on another cold group: the messages after since, gapless, as sent. */
+    char body[BODY + 1];
+    rc_msg js = { .type = RC_T_JOIN, .g = rc_str_c("c12"), .has = RC_HAS_SINCE, .since = HIST - 5 };
+    CU_ASSERT_FATAL(it_request(&b, &js, 304) == 0);
+    CU_ASSERT_FATAL(it_expect(&b, &m, RC_T_JOINED));
+    int got = 0, wrong = 0;
+    for (;;) {
+        CU_ASSERT_FATAL(it_next(&b, &m) == 1);
+        if (m.type == RC_T_SYNCED)
+            break;
+        CU_ASSERT_FATAL(m.type == RC_T_MSG);
+        got++;
+        body_of(body, 12, HIST - 5 + got);
+        wrong += m.seq != (uint64_t)(HIST - 5 + got) || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
+    }
+    CU_ASSERT(!m.lost);
+    CU_ASSERT_EQUAL(got, 5);
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT_EQUAL(loaded() - read0, 45);
     rc_client_close(&a);
     rc_client_close(&b);
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
@@ -409,6 +487,7 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("history cache", NULL, cleanup);
     CU_add_test(s, "evicted history reads back from storage", test_evicted_history_reads_back);
+    CU_add_test(s, "a cold group's request reads its page, not the whole history", test_cold_reads_read_their_page);
     CU_add_test(s, "many cold groups: sends go on, dedup holds", test_cold_sends_progress);
     CU_add_test(s, "concurrent senders: order and dedup across evictions", test_concurrent_senders);
     CU_add_test(s, "kill -9 with a small cache loses nothing acked", test_kill_with_small_cache);
