@@ -30,6 +30,8 @@
 
 #include "ringcast/client.h"
 
+#include "../lib/args.h"
+
 #define MK_MAX_GROUPS 20000000u
 #define MK_MAX_MEMBERS 64u
 #define MK_MAX_HISTORY 1000u
@@ -214,13 +216,7 @@ static void *worker(void *arg)
 
 static unsigned long arg(const char *s, unsigned long lo, unsigned long hi, const char *name)
 {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "ringcast-mkgroups: %s takes %lu..%lu\n", name, lo, hi);
-        exit(2);
-    }
-    return v;
+    return rc_bench_arg("ringcast-mkgroups", s, lo, hi, name);
 }
 
 static void usage(void)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/args.h"
 #include "core/group.h"
 #include "core/snapshot.h"
 #include "store/store.h"
@@ -21,13 +22,7 @@
 
 static unsigned long arg(const char *s, unsigned long max, const char *name)
 {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*end || v > max) {
-        fprintf(stderr, "ringcast-populate: %s takes 0..%lu\n", name, max);
-        exit(2);
-    }
-    return v;
+    return rc_bench_arg("ringcast-populate", s, 0, max, name);
 }
 
 static int put_group(const rc_persist_ops *ops, rc_persist_batch *b, uint32_t gi, uint32_t members,

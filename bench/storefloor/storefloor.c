@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/args.h"
+
 #define SF_KEY_BYTES 33u        /* tag (16) + length byte + "g-000000" (8) + seq (8): a format 3 key */
 #define SF_PREFIX_BYTES 17u     /* tag + length byte: the insert hint's prefix (src/store/rocks.h) */
 #define SF_WRITE_BUFFER_MB 64u  /* the history family's write buffer */
@@ -62,13 +64,7 @@ static double wall_s(void)
 
 static unsigned long arg_num(const char *s, unsigned long min, unsigned long max, const char *name)
 {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (!*s || *end || v < min || v > max) {
-        fprintf(stderr, "ringcast-storefloor: %s takes %lu..%lu\n", name, min, max);
-        exit(2);
-    }
-    return v;
+    return rc_bench_arg("ringcast-storefloor", s, min, max, name);
 }
 
 static void parse(int argc, char **argv, sf_opts *o)

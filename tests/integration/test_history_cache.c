@@ -56,13 +56,14 @@ static double metric(const char *name)
     return rc_test_metric(srv.s.admin_port, name, 1);
 }
 
-/* `join since 0` on group g (body_of's gi) from c: the number of messages
- * replayed before `synced`; *wrong counts those not at their seq (1, 2, ...)
- * with the body that was sent. */
-static int replay_all(rc_client *c, const char *g, int gi, uint64_t rid, int *wrong)
+/* `join since` on group g (body_of's gi) from c: the number of messages
+ * replayed before `synced` (which must say nothing more and nothing lost);
+ * *wrong counts those not at their seq (since + 1, since + 2, ...) with the
+ * body that was sent. */
+static int replay_since(rc_client *c, const char *g, int gi, uint64_t since, uint64_t rid, int *wrong)
 {
     char body[BODY + 1];
-    rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = 0 };
+    rc_msg jm = { .type = RC_T_JOIN, .g = rc_str_c(g), .has = RC_HAS_SINCE, .since = since };
     CU_ASSERT_FATAL(it_request(c, &jm, rid) == 0);
     rc_msg m;
     CU_ASSERT_FATAL(it_expect(c, &m, RC_T_JOINED));
@@ -74,11 +75,17 @@ static int replay_all(rc_client *c, const char *g, int gi, uint64_t rid, int *wr
             break;
         CU_ASSERT_FATAL(m.type == RC_T_MSG);
         got++;
-        body_of(body, gi, got);
-        *wrong += m.seq != (uint64_t)got || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
+        body_of(body, gi, (int)since + got);
+        *wrong += m.seq != since + (uint64_t)got || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
     }
     CU_ASSERT(!m.more);
+    CU_ASSERT(!m.lost);
     return got;
+}
+
+static int replay_all(rc_client *c, const char *g, int gi, uint64_t rid, int *wrong)
+{
+    return replay_since(c, g, gi, 0, rid, wrong);
 }
 
 /* A server with a 1 MiB cache and N_GROUPS groups c0, c1, ... of HIST
@@ -198,22 +205,8 @@ static void test_cold_reads_read_their_page(void)
     CU_ASSERT_EQUAL(loaded() - read0, 40);
 
     /* join since on another cold group: the messages after since, gapless, as sent. */
-    char body[BODY + 1];
-    rc_msg js = { .type = RC_T_JOIN, .g = rc_str_c("c12"), .has = RC_HAS_SINCE, .since = HIST - 5 };
-    CU_ASSERT_FATAL(it_request(&b, &js, 304) == 0);
-    CU_ASSERT_FATAL(it_expect(&b, &m, RC_T_JOINED));
-    int got = 0, wrong = 0;
-    for (;;) {
-        CU_ASSERT_FATAL(it_next(&b, &m) == 1);
-        if (m.type == RC_T_SYNCED)
-            break;
-        CU_ASSERT_FATAL(m.type == RC_T_MSG);
-        got++;
-        body_of(body, 12, HIST - 5 + got);
-        wrong += m.seq != (uint64_t)(HIST - 5 + got) || m.body.len != BODY || memcmp(m.body.ptr, body, BODY) != 0;
-    }
-    CU_ASSERT(!m.lost);
-    CU_ASSERT_EQUAL(got, 5);
+    int wrong;
+    CU_ASSERT_EQUAL(replay_since(&b, "c12", 12, HIST - 5, 304, &wrong), 5);
     CU_ASSERT_EQUAL(wrong, 0);
     CU_ASSERT_EQUAL(loaded() - read0, 45);
     rc_client_close(&a);
