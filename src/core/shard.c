@@ -208,6 +208,11 @@ static void cache_trim(rc_shard *s)
  *    do_catchup; a later page reads on from there);
  *  - redeliver: from the letter's seq (redeliver_frame);
  *  - presence, typing, read, leave, join without since: nothing. */
+static uint64_t after_since(const rc_group *g, const rc_job *j)
+{
+    return j->since < g->last_seq ? j->since + 1 : g->last_seq + 1; /* since may be any uint64 */
+}
+
 static uint64_t history_need(const rc_group *g, const rc_job *j)
 {
     uint64_t none = g->last_seq + 1;
@@ -223,11 +228,10 @@ static uint64_t history_need(const rc_group *g, const rc_job *j)
             return none;
         return before > limit ? before - limit : 1;
     }
-    case RC_JOB_JOIN: /* with since, it pages like a catch-up */
+    case RC_JOB_JOIN:
+        return (j->has & RC_HAS_SINCE) ? after_since(g, j) : none;
     case RC_JOB_CATCHUP:
-        if (j->kind == RC_JOB_JOIN && !(j->has & RC_HAS_SINCE))
-            return none;
-        return j->since < g->last_seq ? j->since + 1 : none;
+        return after_since(g, j);
     case RC_JOB_REDELIVER:
         return j->seq >= 1 && j->seq <= g->last_seq ? j->seq : none;
     default:
@@ -245,7 +249,7 @@ static rc_group *group_find(rc_shard *s, const rc_job *j)
         return g;
     uint64_t need = g->warm ? 0 : history_need(g, j);
     if (g->warm || rc_group_first_seq(g) <= need)
-        RC_STAT_ADD(s->stats.cache_hits, 1);
+        RC_STAT_ADD(s->stats.cache_hits, 1); /* in memory already, or nothing to read */
     else
         rc_shard_group_load(s, g, need);
     lru_touch(s, g);
