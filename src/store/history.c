@@ -25,15 +25,23 @@
 
 struct rc_persist_batch {
     rc_persist *p;
-    rocksdb_writebatch_t *wb;
-    bool bad;          /* an operation was refused: the commit fails */
-    char why[WHY_MAX]; /* the first refusal */
+    rocksdb_writebatch_t *wb; /* snapshots, member index, cursors, retention deletes */
+    rc_ticklog_ops ops;       /* messages and retention deletes: the tick record (ticklog.c) */
+    bool bad;                 /* an operation was refused: the commit fails */
+    char why[WHY_MAX];        /* the first refusal */
 };
 
 /* ---- batches ---- */
 
 /* put_* and trim_before cannot return an error; a refused operation poisons
  * the batch, and batch_commit reports it instead of writing part of it. */
+static void refuse(rc_persist_batch *b, const char *why)
+{
+    if (!b->bad)
+        snprintf(b->why, sizeof(b->why), "%s: batch not written", why);
+    b->bad = true;
+}
+
 static bool group_ok(rc_persist_batch *b, uint32_t g_len)
 {
     if (g_len >= 1 && g_len <= RC_STORE_GROUP_MAX)
@@ -67,7 +75,8 @@ static void put_msg(rc_persist_batch *b, const char *g, uint32_t g_len, const ui
         return;
     char key[RC_STORE_KEY_MAX];
     size_t klen = tag ? rc_store_history_key_tagged(key, tag, g, g_len, seq) : rc_store_history_key(key, g, g_len, seq);
-    rocksdb_writebatch_put_cf(b->wb, b->p->cf[RC_CF_HISTORY], key, klen, (const char *)map, len);
+    if (rc_ticklog_ops_put(&b->ops, key, klen - RC_STORE_SEQ_BYTES, seq, map, len) != 0)
+        refuse(b, "out of memory");
 }
 
 static void put_group(rc_persist_batch *b, const char *g, uint32_t g_len, const uint8_t *snapshot, uint32_t len)
@@ -93,6 +102,17 @@ static void trim_before(rc_persist_batch *b, const char *g, uint32_t g_len, cons
     size_t tlen = rc_store_history_key_tagged(to, tag, g, g_len, before); /* exclusive end: deletes seq < before */
     rocksdb_writebatch_delete_range_cf(b->wb, b->p->cf[RC_CF_HISTORY], (const char *)tag, RC_STORE_TAG_BYTES, to,
                                        tlen);
+    /* Records are keyed by their newest seq: the range removes the records
+     * wholly below `before`, and a record holding `before` and older seqs
+     * stays whole. The group's trim mark, key(g, 0) (no message has seq 0),
+     * says where its history starts: reads skip what lies before it
+     * (rocks.h). The tick record carries the trim for the tick log's table. */
+    char mark[RC_STORE_KEY_MAX], v[RC_STORE_SEQ_BYTES];
+    size_t mlen = rc_store_history_key_tagged(mark, tag, g, g_len, RC_STORE_TRIM_MARK_SEQ);
+    rc_store_be64_put(v, before);
+    rocksdb_writebatch_put_cf(b->wb, b->p->cf[RC_CF_HISTORY], mark, mlen, v, sizeof(v));
+    if (rc_ticklog_ops_trim(&b->ops, to, tlen - RC_STORE_SEQ_BYTES, before) != 0)
+        refuse(b, "out of memory");
 }
 
 /* Member keys hold a user and a group id of 1..255 bytes each. */
@@ -138,6 +158,7 @@ static void batch_abort(rc_persist_batch *b)
     if (!b)
         return;
     rocksdb_writebatch_destroy(b->wb);
+    rc_ticklog_ops_free(&b->ops);
     free(b);
 }
 
@@ -165,16 +186,74 @@ static int batch_commit(rc_persist *p, rc_persist_batch *b, rc_durability d, cha
         rc = rc_store_fail(err, errlen, dir, "unknown durability %d: batch not written", (int)d);
     else if (p->readonly)
         rc = rc_store_fail(err, errlen, dir, "opened read-only: batch not written");
-    else if (rocksdb_writebatch_count(b->wb) > 0) {
-        char *rerr = NULL;
-        rocksdb_write(p->db, p->wopts[d], b->wb, &rerr);
-        if (rerr) {
-            rc = rc_store_fail(err, errlen, dir, "write failed: %s", rerr);
-            rocksdb_free(rerr);
-        }
-    }
+    else if (rocksdb_writebatch_count(b->wb) > 0 || b->ops.len > 0)
+        rc = rc_ticklog_commit(p, b->wb, &b->ops, d, err, errlen);
     batch_abort(b);
     return rc;
+}
+
+/* ---- history values: one map, or a record of several (rocks.h) ---- */
+
+int rc_store_record_each(uint64_t key_seq, const char *v, size_t vlen, rc_store_entry_fn fn, void *ud)
+{
+    if (vlen == 0 || (uint8_t)v[0] != RC_STORE_RECORD_MARK) { /* format 3: one map, its seq in the key */
+        if (vlen > UINT32_MAX)
+            return -1;
+        return fn(ud, key_seq, (const uint8_t *)v, (uint32_t)vlen) != 0 ? 1 : 0;
+    }
+    /* Checked whole before the first call: a bad record reports no part of itself. */
+    const uint8_t *at = (const uint8_t *)v + 1, *end = (const uint8_t *)v + vlen;
+    uint64_t seq = 0, prev = 0;
+    uint32_t len;
+    for (bool first = true; at < end; first = false) {
+        if ((size_t)(end - at) < RC_STORE_ENTRY_HDR)
+            return -1;
+        rc_store_entry_get(at, &seq, &len);
+        at += RC_STORE_ENTRY_HDR;
+        if ((size_t)(end - at) < len || (!first && seq <= prev))
+            return -1;
+        at += len;
+        prev = seq;
+    }
+    if (at == (const uint8_t *)v + 1 || seq != key_seq)
+        return -1;
+    for (at = (const uint8_t *)v + 1; at < end; at += RC_STORE_ENTRY_HDR + len) {
+        rc_store_entry_get(at, &seq, &len);
+        if (fn(ud, seq, at + RC_STORE_ENTRY_HDR, len) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The oldest seq of the value under an iterator's history key of seq key_seq. */
+static bool record_first_seq(rocksdb_iterator_t *it, uint64_t key_seq, uint64_t *seq)
+{
+    size_t vlen = 0;
+    const char *v = rocksdb_iter_value(it, &vlen);
+    if (vlen == 0 || (uint8_t)v[0] != RC_STORE_RECORD_MARK) {
+        *seq = key_seq;
+        return true;
+    }
+    uint32_t len;
+    if (vlen < 1 + RC_STORE_ENTRY_HDR)
+        return false;
+    rc_store_entry_get((const uint8_t *)v + 1, seq, &len);
+    return *seq <= key_seq;
+}
+
+/* True when the iterator's history key is not a trim mark (kept stays 0),
+ * or is one with a well-formed value (its `before` in *kept, never 0). */
+static bool trim_mark_of(rocksdb_iterator_t *it, uint64_t *kept)
+{
+    size_t klen = 0, vlen = 0;
+    const char *k = rocksdb_iter_key(it, &klen);
+    if (rc_store_history_seq(k, klen - RC_STORE_SEQ_BYTES) != RC_STORE_TRIM_MARK_SEQ)
+        return true;
+    const char *v = rocksdb_iter_value(it, &vlen);
+    if (vlen != RC_STORE_SEQ_BYTES || rc_store_be64_get(v) == 0)
+        return false;
+    *kept = rc_store_be64_get(v);
+    return true;
 }
 
 /* ---- recovery ---- */
@@ -333,7 +412,19 @@ static int history_runs(rc_persist *p, rocksdb_iterator_t *it, rocksdb_iterator_
                                  id_len, id);
         memcpy(prev, key, RC_STORE_TAG_BYTES);
         first = false;
-        uint64_t oldest = rc_store_history_seq(k, prefix_len), newest = oldest, seq;
+        uint64_t oldest, newest, seq, kept = 0;
+        if (!trim_mark_of(it, &kept))
+            return rc_store_fail(err, errlen, p->dir, "trim mark of group '%.*s': corrupt", id_len, id);
+        if (kept > 0) { /* the mark first, then the group's records, if any are left */
+            rocksdb_iter_next(it);
+            if (!history_entry_of(it, key, prefix_len, &newest))
+                continue;
+        }
+        newest = rc_store_history_seq(rocksdb_iter_key(it, &klen), prefix_len);
+        if (!record_first_seq(it, newest, &oldest))
+            return rc_store_fail(err, errlen, p->dir, "history record of group '%.*s': corrupt", id_len, id);
+        if (oldest < kept)
+            oldest = kept; /* the record holding the trim point starts before it */
         for (unsigned steps = 0;; steps++) {
             if (steps == RUN_STEPS) { /* a long run: its newest entry, then past its end */
                 rc_store_be64_put(key + prefix_len, UINT64_MAX);
@@ -399,6 +490,13 @@ static int load_groups(rc_persist *p, rc_persist_group_fn fn, void *ud, char *er
             grp.oldest_seq = r->oldest;
             grp.newest_seq = r->newest;
         }
+        char prefix[RC_STORE_KEY_MAX]; /* the tick log's table: messages newer than every record */
+        size_t prefix_len = rc_store_history_key_tagged(prefix, tag, k, (uint32_t)klen, 0) - RC_STORE_SEQ_BYTES;
+        uint64_t t_oldest, t_newest;
+        if (rc_ticklog_bounds(p, prefix, prefix_len, &t_oldest, &t_newest)) {
+            grp.oldest_seq = r ? r->oldest : t_oldest;
+            grp.newest_seq = t_newest;
+        }
         if (fn(ud, &grp) != 0)
             rc = rc_store_fail(err, errlen, p->dir, "recovery stopped by the caller at group '%.*s'", (int)klen, k);
     }
@@ -413,45 +511,98 @@ static int load_groups(rc_persist *p, rc_persist_group_fn fn, void *ud, char *er
 
 /* ---- scans ---- */
 
+/* A scan's walk over records: the messages in [from, to] below `stop` (the
+ * group's first seq in the tick log's table), at most limit. */
+typedef struct scan_walk {
+    uint64_t from, to, stop;
+    bool records;   /* reading records, which end where the table starts (stop) */
+    uint32_t limit, n;
+    bool done;   /* past to, at stop, at limit, or stopped by fn */
+    rc_persist_msg_fn fn;
+    void *ud;
+} scan_walk;
+
+static int scan_entry(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
+{
+    scan_walk *w = ud;
+    if (seq < w->from)
+        return 0;
+    if (seq > w->to || (w->records && seq >= w->stop) || w->n == w->limit) {
+        w->done = true;
+        return 1;
+    }
+    w->n++;
+    if (w->fn(w->ud, seq, map, len) != 0 || w->n == w->limit)
+        w->done = true;
+    return w->done;
+}
+
 static int scan(rc_persist *p, const char *g, uint32_t g_len, uint64_t from, uint64_t to, uint32_t limit,
                 rc_persist_msg_fn fn, void *ud, char *err, size_t errlen)
 {
     if (g_len < 1 || g_len > RC_STORE_GROUP_MAX)
         return rc_store_fail(err, errlen, p->dir, "scan of a group id of %u bytes (must be 1..%u)", g_len,
                              RC_STORE_GROUP_MAX);
+    if (from == RC_STORE_TRIM_MARK_SEQ)
+        from = 1; /* seq 0 is the trim mark's key, no message's */
     if (from > to || limit == 0)
         return 0;
-    /* [key(g, from), key(g, to) + "\0"): the upper bound sorts after key(g, to)
-     * and before key(g, to + 1), and exists even for to = UINT64_MAX. */
+    /* [key(g, 0), key(g, UINT64_MAX) + "\0"): the trim mark, if any, then
+     * from key(g, from): the record holding `from`
+     * is the first whose key (its newest seq) is >= key(g, from); the upper
+     * bound is the end of the group's keys, as the record holding `to` may
+     * be keyed above it. */
     char lo[RC_STORE_KEY_MAX], hi[RC_STORE_BOUND_MAX];
-    size_t lo_len = rc_store_history_key(lo, g, g_len, from);
-    size_t hi_len = rc_store_history_key(hi, g, g_len, to);
+    size_t lo_len = rc_store_history_key(lo, g, g_len, RC_STORE_TRIM_MARK_SEQ);
+    size_t hi_len = rc_store_history_key(hi, g, g_len, UINT64_MAX);
     hi[hi_len++] = '\0';
     size_t prefix_len = RC_STORE_HISTORY_PREFIX_LEN(g_len);
+    /* The table first: whatever a fold moves out of it meanwhile is in the
+     * records by the time they are read, and is read from the copy alone. */
+    rc_ticklog_tail tail;
+    if (rc_ticklog_copy(p, lo, prefix_len, from, to, limit, &tail) != 0)
+        return rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log");
 
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(ro, lo, lo_len); /* ro points at lo and hi: they outlive it */
     rocksdb_readoptions_set_iterate_upper_bound(ro, hi, hi_len);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_HISTORY]);
     int rc = 0;
-    uint32_t n = 0;
-    uint64_t seq;
-    for (rocksdb_iter_seek(it, lo, lo_len); n < limit && history_entry_of(it, lo, prefix_len, &seq);
+    scan_walk w = { .from = from, .to = to, .stop = tail.first, .records = true, .limit = limit, .fn = fn, .ud = ud };
+    uint64_t seq, kept = 0;
+    rocksdb_iter_seek(it, lo, lo_len);
+    if (history_entry_of(it, lo, prefix_len, &seq) && !trim_mark_of(it, &kept)) {
+        free(tail.buf);
+        rocksdb_iter_destroy(it);
+        rocksdb_readoptions_destroy(ro);
+        return rc_store_fail(err, errlen, p->dir, "trim mark of a group: corrupt");
+    }
+    if (w.from < kept)
+        w.from = kept;
+    char at[RC_STORE_KEY_MAX];
+    size_t at_len = rc_store_history_key(at, g, g_len, w.from);
+    for (rocksdb_iter_seek(it, at, at_len); !w.done && w.from <= to && history_entry_of(it, lo, prefix_len, &seq);
          rocksdb_iter_next(it)) {
         size_t vlen = 0;
         const char *v = rocksdb_iter_value(it, &vlen);
-        if (vlen > UINT32_MAX) {
-            rc = rc_store_fail(err, errlen, p->dir, "history entry of %zu bytes: corrupt", vlen);
+        if (rc_store_record_each(seq, v, vlen, scan_entry, &w) < 0) {
+            rc = rc_store_fail(err, errlen, p->dir, "history record of %zu bytes at seq %llu: corrupt", vlen,
+                               (unsigned long long)seq);
             break;
         }
-        n++;
-        if (fn(ud, seq, (const uint8_t *)v, (uint32_t)vlen) != 0)
-            break;
     }
     if (rc == 0)
         rc = rc_store_iter_error(it, p->dir, "cannot read history", err, errlen);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
+    w.records = false; /* the copy: its entries are in [from, to] and rise */
+    for (size_t off = 0; rc == 0 && !w.done && off < tail.len;) {
+        uint32_t len;
+        rc_store_entry_get(tail.buf + off, &seq, &len);
+        scan_entry(&w, seq, tail.buf + off + RC_STORE_ENTRY_HDR, len);
+        off += RC_STORE_ENTRY_HDR + len;
+    }
+    free(tail.buf);
     return rc;
 }
 
@@ -522,21 +673,44 @@ static int cursor_at(rc_persist *p, rocksdb_iterator_t *rit, const char *key, si
     return rc_store_iter_error(rit, p->dir, "cannot read read cursors", err, errlen);
 }
 
-/* The newest history entry of g: one SeekForPrev of a prefix-mode iterator. */
+static int keep_last(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
+{
+    rc_persist_member_group *mg = ud;
+    mg->seq = seq;
+    mg->map = map;
+    mg->map_len = len;
+    return 0;
+}
+
+/* The newest history entry of g: in the tick log's table (copied into
+ * *hold, which the caller frees after using mg), or else the last message
+ * of the record one SeekForPrev of a prefix-mode iterator finds. */
 static int newest_entry(rc_persist *p, rocksdb_iterator_t *hit, const char *g, uint32_t g_len,
-                        rc_persist_member_group *mg, char *err, size_t errlen)
+                        rc_persist_member_group *mg, rc_ticklog_tail *hold, char *err, size_t errlen)
 {
     char key[RC_STORE_KEY_MAX];
     size_t klen = rc_store_history_key(key, g, g_len, UINT64_MAX);
+    size_t prefix_len = RC_STORE_HISTORY_PREFIX_LEN(g_len);
+    uint64_t oldest, newest;
+    if (rc_ticklog_bounds(p, key, prefix_len, &oldest, &newest)) {
+        if (rc_ticklog_copy(p, key, prefix_len, newest, newest, 1, hold) != 0)
+            return rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log");
+        if (hold->n == 1) {
+            uint32_t len;
+            rc_store_entry_get(hold->buf, &mg->seq, &len);
+            mg->map = hold->buf + RC_STORE_ENTRY_HDR;
+            mg->map_len = len;
+            return 0;
+        } /* folded meanwhile: it is in the records now */
+    }
     rocksdb_iter_seek_for_prev(hit, key, klen);
-    if (!history_entry_of(hit, key, RC_STORE_HISTORY_PREFIX_LEN(g_len), &mg->seq))
+    uint64_t seq;
+    if (!history_entry_of(hit, key, prefix_len, &seq) || seq == RC_STORE_TRIM_MARK_SEQ) /* trimmed to nothing */
         return rc_store_iter_error(hit, p->dir, "cannot read history", err, errlen);
     size_t vlen = 0;
     const char *v = rocksdb_iter_value(hit, &vlen);
-    if (vlen > UINT32_MAX)
-        return rc_store_fail(err, errlen, p->dir, "history entry of %zu bytes: corrupt", vlen);
-    mg->map = (const uint8_t *)v;
-    mg->map_len = (uint32_t)vlen;
+    if (rc_store_record_each(seq, v, vlen, keep_last, mg) < 0)
+        return rc_store_fail(err, errlen, p->dir, "history record of %zu bytes: corrupt", vlen);
     return 0;
 }
 
@@ -574,11 +748,14 @@ static int user_groups(rc_persist *p, const char *user, uint32_t user_len, uint3
             break;
         }
         rc_persist_member_group mg = { .g = k + prefix_len + 1, .g_len = g_len };
+        rc_ticklog_tail hold = { 0 };
         rc = cursor_at(p, rit, k, klen, &mg.read, err, errlen);
         if (rc == 0)
-            rc = newest_entry(p, hit, mg.g, g_len, &mg, err, errlen);
+            rc = newest_entry(p, hit, mg.g, g_len, &mg, &hold, err, errlen);
         n++;
-        if (rc == 0 && fn(ud, &mg) != 0)
+        bool stop = rc == 0 && fn(ud, &mg) != 0;
+        free(hold.buf);
+        if (stop)
             break;
     }
     if (rc == 0)

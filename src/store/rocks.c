@@ -45,7 +45,7 @@
 const char *const rc_store_cf_names[RC_CF_COUNT] = {
     [RC_CF_DEFAULT] = "default", [RC_CF_GROUPS] = "groups", [RC_CF_HISTORY] = "history",
     [RC_CF_SPOOL] = "spool",     [RC_CF_META] = "meta",    [RC_CF_READS] = "reads",
-    [RC_CF_USER_GROUPS] = "user_groups",
+    [RC_CF_USER_GROUPS] = "user_groups", [RC_CF_TICKS] = "ticks",
 };
 
 /* Families a format-1 directory lacks: created empty when it is opened
@@ -53,6 +53,13 @@ const char *const rc_store_cf_names[RC_CF_COUNT] = {
 static bool added_in_v2(int cf)
 {
     return cf == RC_CF_READS || cf == RC_CF_USER_GROUPS;
+}
+
+/* The family format 4 added: created empty when a format 1..3 directory is
+ * opened read-write; the format marker then says 4. */
+static bool added_in_v4(int cf)
+{
+    return cf == RC_CF_TICKS;
 }
 
 #define MIGRATE_BATCH 4096u /* entries per write while migrating */
@@ -77,6 +84,7 @@ void rc_store_options_default(rc_store_options *opt)
         .max_open_files = 512,
         .compression = true,
         .statistics = true,
+        .tick_log_fold_mb = 16,
     };
 }
 
@@ -242,7 +250,11 @@ static rocksdb_options_t *cf_options(const rc_store_options *o, rocksdb_cache_t 
 {
     bool history = cf == RC_CF_HISTORY;
     rocksdb_options_t *opts = history ? hinted_options() : rocksdb_options_create();
-    uint32_t wb_mb = history ? o->write_buffer_mb : o->small_write_buffer_mb;
+    /* The tick log takes every message once more: with a small buffer it
+     * would fill first and, with atomic flush, flush history's half-empty
+     * memtable with it. Folded tick records are range-deleted before their
+     * memtable is flushed, so the flush drops them. */
+    uint32_t wb_mb = history || cf == RC_CF_TICKS ? o->write_buffer_mb : o->small_write_buffer_mb;
     rocksdb_options_set_write_buffer_size(opts, (size_t)wb_mb * MB);
     rocksdb_options_set_max_write_buffer_number(opts, WRITE_BUFFERS);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(opts, 1);
@@ -305,6 +317,8 @@ static int check_options(const rc_store_options *o, const char *dir, char *err, 
         return rc_store_fail(err, errlen, dir, "store options: buffer and cache sizes must be at least 1 MB");
     if (o->max_background_jobs == 0 || o->bytes_per_sync_kb == 0)
         return rc_store_fail(err, errlen, dir, "store options: max_background_jobs and bytes_per_sync must be > 0");
+    if (o->tick_log_fold_mb == 0 || o->tick_log_fold_mb > 1024)
+        return rc_store_fail(err, errlen, dir, "store options: tick_log_fold_mb must be in 1..1024");
     if (o->memtable_prefix_bloom < 0 || o->memtable_prefix_bloom > 0.25)
         return rc_store_fail(err, errlen, dir, "store options: memtable_prefix_bloom must be in 0..0.25");
     return 0;
@@ -340,6 +354,11 @@ static rc_persist *persist_new(const char *dir, const rc_store_options *o, bool 
         return NULL;
     }
     p->readonly = readonly;
+    if (!(p->tl = rc_ticklog_new((size_t)o->tick_log_fold_mb * MB))) {
+        free(p->dir);
+        free(p);
+        return NULL;
+    }
     p->cache = rocksdb_cache_create_lru((size_t)o->block_cache_mb * MB);
     static const rc_durability modes[] = { RC_DURABILITY_NONE, RC_DURABILITY_BATCH, RC_DURABILITY_SYNC };
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
@@ -355,6 +374,9 @@ void rc_store_close(rc_persist *p)
 {
     if (!p)
         return;
+    char err[256];
+    if (p->db && rc_ticklog_fold_all(p, err, sizeof err) != 0) /* the next open reads the tick log again */
+        RC_LOG_WARN("store", "event=tick_log_fold_failed %s", err);
     for (int i = 0; i < RC_CF_COUNT; i++)
         if (p->cf[i])
             rocksdb_column_family_handle_destroy(p->cf[i]);
@@ -370,6 +392,7 @@ void rc_store_close(rc_persist *p)
             rocksdb_writeoptions_destroy(p->wopts[i]);
     if (p->cache)
         rocksdb_cache_destroy(p->cache);
+    rc_ticklog_free(p->tl);
     free(p->dir);
     free(p);
 }
@@ -492,6 +515,17 @@ static int existing_families(rc_persist *p, const char ***names_out, size_t *n_o
         bool found = false;
         for (size_t j = 0; j < n_listed && !found; j++)
             found = !strcmp(listed[j], rc_store_cf_names[i]);
+        if (!found && added_in_v4(i) && !p->readonly) {
+            p->added_ticks = true; /* format 1..3: check_format marks it 4 */
+            continue;
+        }
+        if (!found && added_in_v4(i)) {
+            rocksdb_list_column_families_destroy(listed, n_listed);
+            return rc_store_fail(err, errlen, p->dir,
+                                 "has no column family '%s': it is in format %u or older and is migrated when "
+                                 "ringcastd opens it (read-write) once",
+                                 rc_store_cf_names[i], RC_PERSIST_FORMAT_V3);
+        }
         if (!found && added_in_v2(i) && !p->readonly) {
             p->added_families = true; /* a format-1 directory: check_format migrates it */
             continue;
@@ -547,7 +581,7 @@ static int open_database(rc_persist *p, const rc_store_options *o, bool create, 
         rocksdb_options_set_create_if_missing(p->db_opts, create);
         if (!create && !listed && existing_families(p, &names, &n, &listed, &n_listed, err, errlen) != 0)
             return -1;
-        rocksdb_options_set_create_missing_column_families(p->db_opts, create || p->added_families);
+        rocksdb_options_set_create_missing_column_families(p->db_opts, create || p->added_families || p->added_ticks);
         char *rerr = NULL;
         if (open_families(p, (const char *const *)names, n, &rerr) == 0) {
             rc = 0;
@@ -751,14 +785,23 @@ static int check_format(rc_persist *p, char *err, size_t errlen)
     if (len != FORMAT_BYTES)
         return rc_store_fail(err, errlen, p->dir, "format marker is %zu bytes, expected %u: corrupt", len,
                              FORMAT_BYTES);
+    if (format == RC_PERSIST_FORMAT && p->added_ticks)
+        return rc_store_fail(err, errlen, p->dir, "has format %u but lacked the family ticks: corrupt", format);
     if (format == RC_PERSIST_FORMAT_V1 && !p->readonly)
         return migrate(p, format, err, errlen);
-    if ((format == RC_PERSIST_FORMAT || format == RC_PERSIST_FORMAT_V2) && p->added_families)
+    if ((format == RC_PERSIST_FORMAT || format == RC_PERSIST_FORMAT_V2 || format == RC_PERSIST_FORMAT_V3) &&
+        p->added_families)
         return rc_store_fail(err, errlen, p->dir, "has format %u but lacked the families reads and user_groups: corrupt",
                              format);
+    if (format == RC_PERSIST_FORMAT_V3 && !p->readonly) {
+        /* Format 3 history values are read as they are (one map each, rocks.h):
+         * the new family is all there is to add. */
+        RC_LOG_INFO("store", "event=migrated dir=%s from=%u to=%u", p->dir, format, RC_PERSIST_FORMAT);
+        return write_format(p, err, errlen);
+    }
     if (format == RC_PERSIST_FORMAT_V2 && !p->readonly)
         return migrate(p, format, err, errlen);
-    if (format == RC_PERSIST_FORMAT_V2)
+    if (format == RC_PERSIST_FORMAT_V2 || format == RC_PERSIST_FORMAT_V3)
         return rc_store_fail(err, errlen, p->dir,
                              "has format %u: it is migrated when ringcastd opens it (read-write) once", format);
     if (format != RC_PERSIST_FORMAT) {
@@ -797,7 +840,8 @@ static rc_persist *open_dir(const char *dir, const rc_store_options *opt, bool r
     }
     bool create = st != DIR_DATABASE;
     if (open_database(p, &o, create, err, errlen) != 0 ||
-        (create ? write_format(p, err, errlen) : check_format(p, err, errlen)) != 0) {
+        (create ? write_format(p, err, errlen) : check_format(p, err, errlen)) != 0 ||
+        rc_ticklog_open(p, err, errlen) != 0) {
         rc_store_close(p);
         return NULL;
     }
@@ -862,6 +906,11 @@ int rc_store_stats(rc_persist *p, char *buf, size_t len)
     }
     add(&r, "block_cache usage=%zu capacity=%zu\n", rocksdb_cache_get_usage(p->cache),
         rocksdb_cache_get_capacity(p->cache));
+    rc_ticklog_stats t;
+    rc_ticklog_stats_read(p, &t);
+    add(&r, "tick_log records=%llu folds=%llu folded_records=%llu folded_messages=%llu table_bytes=%zu table_groups=%zu\n",
+        (unsigned long long)t.records, (unsigned long long)t.folds, (unsigned long long)t.folded_records,
+        (unsigned long long)t.folded_msgs, t.bytes, t.groups);
     add(&r, "\n** history **\n");
     add_property(&r, p, p->cf[RC_CF_HISTORY], "rocksdb.cfstats-no-file-histogram");
     add(&r, "\n** groups **\n");
@@ -888,6 +937,9 @@ int rc_store_memory_read(rc_persist *p, rc_store_memory *m)
         if (p->cf[i] && rocksdb_property_int_cf(p->db, p->cf[i], "rocksdb.estimate-table-readers-mem", &v) == 0)
             m->table_readers += v;
     }
+    rc_ticklog_stats t;
+    rc_ticklog_stats_read(p, &t);
+    m->tick_log = t.bytes;
     if (!p->cache)
         return 0;
     m->block_cache = rocksdb_cache_get_usage(p->cache);

@@ -61,10 +61,13 @@ enum rc_store_cf {
     RC_CF_META,        /* "format" -> big-endian u32 RC_PERSIST_FORMAT */
     RC_CF_READS,       /* member key -> read cursor, u64 BE (format 2) */
     RC_CF_USER_GROUPS, /* member key -> empty: the groups a user is a stored member of (format 2) */
+    RC_CF_TICKS,       /* u64 BE -> tick record: a tick's messages not yet folded into history (format 4, ticklog.c) */
     RC_CF_COUNT
 };
 
 extern const char *const rc_store_cf_names[RC_CF_COUNT];
+
+typedef struct rc_ticklog rc_ticklog;
 
 struct rc_persist {
     rocksdb_t *db;
@@ -77,6 +80,8 @@ struct rc_persist {
     rocksdb_writeoptions_t *wopts[3];          /* indexed by rc_durability */
     bool readonly;
     bool added_families;                       /* the families format 2 added were missing and got created */
+    bool added_ticks;                          /* `ticks` (format 4) was missing and got created */
+    rc_ticklog *tl;                            /* the tick log's table and order (ticklog.c) */
     char *dir;
 };
 
@@ -148,6 +153,96 @@ static inline size_t rc_store_history_prefix_len(const char *key)
 {
     return RC_STORE_HISTORY_PREFIX_LEN((uint8_t)key[RC_STORE_TAG_BYTES]);
 }
+
+/* ---- history records (format 4) ----
+ *
+ * A history value is either one `msg` map (every format 3 value, whose key
+ * carries its seq) or a record of several messages: RC_STORE_RECORD_MARK
+ * (0xc1, a byte MessagePack never uses, so no map starts with it), then
+ * entries [seq u64 BE][length u32 BE][msg map], seqs rising; its key carries
+ * the newest seq, so a seek to key(g, s) lands on the record holding s.
+ * The tick log (ticklog.c) writes records of at most RC_STORE_RECORD_MAX_MSGS
+ * messages and RC_STORE_RECORD_MAX_BYTES bytes (one larger message alone). */
+#define RC_STORE_RECORD_MARK 0xc1u
+/* key(g, 0) holds g's trim mark: the `before` of its latest retention
+ * delete, u64 BE. The delete removes the records wholly below it; reads
+ * skip the older messages of the record that holds it. */
+#define RC_STORE_TRIM_MARK_SEQ 0u
+#define RC_STORE_ENTRY_HDR 12u            /* seq u64 and length u32 before each map */
+#define RC_STORE_RECORD_MAX_MSGS 256u     /* a tick's worth: RocksDB's CPU a message stops falling near it */
+#define RC_STORE_RECORD_MAX_BYTES (32u * 1024u) /* what one read of a message decompresses at most, roughly */
+
+static inline void rc_store_entry_put(uint8_t *out, uint64_t seq, uint32_t len)
+{
+    rc_store_be64_put((char *)out, seq);
+    for (unsigned i = 0; i < 4; i++)
+        out[RC_STORE_SEQ_BYTES + i] = (uint8_t)(len >> (8 * (3 - i)));
+}
+
+static inline void rc_store_entry_get(const uint8_t *in, uint64_t *seq, uint32_t *len)
+{
+    *seq = rc_store_be64_get((const char *)in);
+    uint32_t v = 0;
+    for (unsigned i = 0; i < 4; i++)
+        v = (v << 8) | in[RC_STORE_SEQ_BYTES + i];
+    *len = v;
+}
+
+/* Calls fn for each message of the history value v stored under a key of
+ * seq key_seq: 1 when fn stopped, 0 when done, -1 when v is not well formed
+ * (entries cut short, seqs not rising, or a newest seq other than key_seq). */
+typedef int (*rc_store_entry_fn)(void *ud, uint64_t seq, const uint8_t *map, uint32_t len);
+int rc_store_record_each(uint64_t key_seq, const char *v, size_t vlen, rc_store_entry_fn fn, void *ud);
+
+/* ---- the tick log (ticklog.c) ---- */
+
+/* A batch's messages and retention deletes, as its tick record. */
+typedef struct rc_ticklog_ops {
+    uint8_t *buf;       /* the tick record: version byte, then ops */
+    size_t len, cap;
+    size_t put_bytes;   /* entry bytes of its messages (what the table grows by) */
+    uint32_t puts;
+} rc_ticklog_ops;
+
+/* The tick log's counters (rc_store_stats, /metrics). */
+typedef struct rc_ticklog_stats {
+    uint64_t records;        /* tick records written */
+    uint64_t folds;          /* folds written */
+    uint64_t folded_records; /* history records the folds wrote */
+    uint64_t folded_msgs;    /* messages they held */
+    size_t bytes;            /* entry bytes in the table now */
+    size_t groups;           /* groups in the table now */
+} rc_ticklog_stats;
+
+/* A copy of one group's table entries (rc_ticklog_copy). */
+typedef struct rc_ticklog_tail {
+    uint8_t *buf;   /* entries, malloc'd; NULL when n is 0 */
+    size_t len;
+    uint32_t n;
+    uint64_t first; /* the group's oldest seq in the table, UINT64_MAX when it has none */
+} rc_ticklog_tail;
+
+rc_ticklog *rc_ticklog_new(size_t fold_bytes);
+void rc_ticklog_free(rc_ticklog *t);
+int rc_ticklog_ops_put(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t seq, const uint8_t *map,
+                       uint32_t len);
+int rc_ticklog_ops_trim(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t before);
+void rc_ticklog_ops_free(rc_ticklog_ops *o);
+/* Writes wb with the tick record of ops (folding first when the table is
+ * full) and adds ops to the table; 0, or -1 with a message. */
+int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *ops, rc_durability d, char *err,
+                      size_t errlen);
+/* Reads the tick records into the table; opened read-write, folds them. */
+int rc_ticklog_open(rc_persist *p, char *err, size_t errlen);
+/* Folds the table (a clean close). */
+int rc_ticklog_fold_all(rc_persist *p, char *err, size_t errlen);
+/* Copies the group's table entries with from <= seq <= to, at most limit;
+ * -1 out of memory. */
+int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t from, uint64_t to, uint32_t limit,
+                    rc_ticklog_tail *out);
+/* The group's oldest and newest seq in the table; false when it has none there. */
+bool rc_ticklog_bounds(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t *oldest, uint64_t *newest);
+void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s);
 
 /* "data_dir <dir>: <what>" into err; returns -1 for `return store_fail(...)`. */
 int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ...)

@@ -36,6 +36,7 @@ typedef struct rc_store_options {
     int max_open_files;              /* SST file handles kept open, -1 = all [512] */
     bool compression;                /* lz4, and zstd for the bottommost level [true] */
     bool statistics;                 /* RocksDB statistics for rc_store_stats [true] */
+    uint32_t tick_log_fold_mb;       /* messages kept in the tick log before they are folded into history records, MB [16] */
 } rc_store_options;
 
 void rc_store_options_default(rc_store_options *opt);
@@ -88,6 +89,7 @@ typedef struct rc_store_memory {
     uint64_t block_cache;    /* the shared block cache's usage (data, index and filter blocks) */
     uint64_t block_cache_pinned;
     uint64_t block_cache_capacity; /* block_cache_mb */
+    uint64_t tick_log;       /* messages in the tick log's table, not yet folded (tick_log_fold_mb at most, and one tick) */
 } rc_store_memory;
 
 /* Fills m; -1 without a store. Safe next to the shard threads' writes. */

@@ -1,0 +1,563 @@
+/*
+ * The tick log (storage format 4, src/store/README.md *The tick log*).
+ *
+ * Storing each message as its own RocksDB entry costs about 5 µs of CPU a
+ * message on this project's 2-core box (a memtable insert, then flush and
+ * compaction of a small entry), where 16 messages an entry cost 1.2 µs and a
+ * tick's 256 0.7 µs (bench/RESULTS.md, *The storage floor*). A shard's tick
+ * spreads its messages over many groups, though, so a tick rarely holds two
+ * messages of one group. Hence two steps:
+ *
+ * 1. A tick's messages (and its retention deletes) are one record of the
+ *    `ticks` family, written in the tick's own WriteBatch: one WAL record
+ *    and one memtable insert for the whole tick, before its acks leave. The
+ *    messages are also kept here, in memory, per group (`the table`).
+ * 2. When the table holds `fold_bytes` (the store option tick_log_fold_mb),
+ *    it is folded: every group's messages become history records of up to
+ *    RC_STORE_RECORD_MAX_MSGS messages (rocks.h, keyed by their newest seq),
+ *    and one range delete removes every tick record, all in one write. The
+ *    table is then empty.
+ *
+ * Reads of history see both: scans copy a group's table entries, then read
+ * its records up to the first of them (history.c). At open the tick records
+ * are read back into the table, and a read-write open folds them at once; a
+ * clean close folds too. So a message is in exactly one of two places that
+ * a crash keeps: its tick record (until the fold that writes its history
+ * record and deletes the tick record in one atomic write) or its history
+ * record.
+ *
+ * Order: one mutex covers a commit from the table check to the table update
+ * after the write, so tick records, folds and the table change in one order
+ * and a fold never deletes a tick record whose messages it did not write.
+ * Shards' writes are serialized by it; RocksDB puts concurrent writes into
+ * one write group anyway (allow_concurrent_memtable_write is off), but with
+ * durability sync each commit now waits for its own fsync.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "store/rocks.h"
+
+#define TABLE_MIN_BUCKETS 1024u /* first size of the table's hash */
+#define TICK_RECORD_VERSION 1u  /* first byte of a tick record */
+#define OP_PUT 1u               /* a message: history prefix, then an entry */
+#define OP_TRIM 2u              /* a retention delete: history prefix, then `before`, u64 BE */
+
+/* One group's messages in the table: entries as in a history record
+ * (rocks.h), oldest first, with seqs rising. */
+typedef struct tl_group {
+    struct tl_group *next; /* the bucket's chain */
+    uint64_t hash;         /* from the tag */
+    uint8_t *buf;          /* entries */
+    size_t len, cap;
+    uint32_t n;            /* entries in buf */
+    uint64_t first, last;  /* oldest and newest seq in buf */
+    size_t prefix_len;
+    char prefix[];         /* tag, length byte, id: the start of its history keys */
+} tl_group;
+
+struct rc_ticklog {
+    pthread_mutex_t mu;  /* everything below, and the order of commits (see the top) */
+    tl_group **buckets;
+    size_t n_buckets, n_groups;
+    size_t bytes;        /* entry bytes in the table: the fold trigger */
+    size_t fold_bytes;   /* tick_log_fold_mb */
+    uint64_t next_key;   /* key of the next tick record, u64 BE */
+    rc_ticklog_stats st;
+};
+
+/* The tag's bytes after the first (always 0) are uniform: a hash for free. */
+static uint64_t prefix_hash(const char *prefix)
+{
+    uint64_t v = 0;
+    for (unsigned i = 1; i <= 8; i++)
+        v = (v << 8) | (uint8_t)prefix[i];
+    return v;
+}
+
+static tl_group **slot_of(rc_ticklog *t, const char *prefix, size_t prefix_len, uint64_t h)
+{
+    tl_group **s = &t->buckets[h & (t->n_buckets - 1)];
+    while (*s && !((*s)->hash == h && (*s)->prefix_len == prefix_len && memcmp((*s)->prefix, prefix, prefix_len) == 0))
+        s = &(*s)->next;
+    return s;
+}
+
+static tl_group *find(rc_ticklog *t, const char *prefix, size_t prefix_len)
+{
+    return *slot_of(t, prefix, prefix_len, prefix_hash(prefix));
+}
+
+static int grow_buckets(rc_ticklog *t)
+{
+    size_t n = t->n_buckets * 2;
+    tl_group **b = calloc(n, sizeof(*b));
+    if (!b)
+        return -1;
+    for (size_t i = 0; i < t->n_buckets; i++) {
+        for (tl_group *g = t->buckets[i], *next; g; g = next) {
+            next = g->next;
+            g->next = b[g->hash & (n - 1)];
+            b[g->hash & (n - 1)] = g;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->n_buckets = n;
+    return 0;
+}
+
+static tl_group *find_or_add(rc_ticklog *t, const char *prefix, size_t prefix_len)
+{
+    uint64_t h = prefix_hash(prefix);
+    tl_group **s = slot_of(t, prefix, prefix_len, h);
+    if (*s)
+        return *s;
+    if (t->n_groups >= t->n_buckets && grow_buckets(t) == 0)
+        s = slot_of(t, prefix, prefix_len, h);
+    tl_group *g = calloc(1, sizeof(*g) + prefix_len);
+    if (!g)
+        return NULL;
+    g->hash = h;
+    g->prefix_len = prefix_len;
+    memcpy(g->prefix, prefix, prefix_len);
+    *s = g;
+    t->n_groups++;
+    return g;
+}
+
+static void drop(rc_ticklog *t, tl_group *g)
+{
+    tl_group **s = slot_of(t, g->prefix, g->prefix_len, g->hash);
+    *s = g->next;
+    t->bytes -= g->len;
+    t->n_groups--;
+    free(g->buf);
+    free(g);
+}
+
+static void clear(rc_ticklog *t)
+{
+    for (size_t i = 0; i < t->n_buckets; i++) {
+        for (tl_group *g = t->buckets[i], *next; g; g = next) {
+            next = g->next;
+            free(g->buf);
+            free(g);
+        }
+        t->buckets[i] = NULL;
+    }
+    t->n_groups = 0;
+    t->bytes = 0;
+}
+
+rc_ticklog *rc_ticklog_new(size_t fold_bytes)
+{
+    rc_ticklog *t = calloc(1, sizeof(*t));
+    if (!t || !(t->buckets = calloc(TABLE_MIN_BUCKETS, sizeof(*t->buckets)))) {
+        free(t);
+        return NULL;
+    }
+    t->n_buckets = TABLE_MIN_BUCKETS;
+    t->fold_bytes = fold_bytes;
+    pthread_mutex_init(&t->mu, NULL);
+    return t;
+}
+
+void rc_ticklog_free(rc_ticklog *t)
+{
+    if (!t)
+        return;
+    clear(t);
+    free(t->buckets);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+/* ---- the table ---- */
+
+/* Appends one entry; a seq at or below the group's newest is a repeat
+ * (a tick record read back twice cannot happen, but costs nothing to
+ * refuse) and is skipped. */
+static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, uint64_t seq, const uint8_t *map,
+                     uint32_t len)
+{
+    tl_group *g = find_or_add(t, prefix, prefix_len);
+    if (!g)
+        return -1;
+    if (g->n && seq <= g->last)
+        return 0;
+    size_t need = g->len + RC_STORE_ENTRY_HDR + len;
+    if (need > g->cap) {
+        size_t cap = g->cap ? g->cap : 256;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *b = realloc(g->buf, cap);
+        if (!b)
+            return -1;
+        g->buf = b;
+        g->cap = cap;
+    }
+    rc_store_entry_put(g->buf + g->len, seq, len);
+    memcpy(g->buf + g->len + RC_STORE_ENTRY_HDR, map, len);
+    g->len = need;
+    t->bytes += RC_STORE_ENTRY_HDR + len;
+    if (g->n++ == 0)
+        g->first = seq;
+    g->last = seq;
+    return 0;
+}
+
+/* Drops the group's entries with seq < before. */
+static void table_trim(rc_ticklog *t, const char *prefix, size_t prefix_len, uint64_t before)
+{
+    tl_group *g = find(t, prefix, prefix_len);
+    if (!g || g->first >= before)
+        return;
+    size_t off = 0;
+    uint32_t n = 0;
+    while (off < g->len) {
+        uint64_t seq;
+        uint32_t len;
+        rc_store_entry_get(g->buf + off, &seq, &len);
+        if (seq >= before)
+            break;
+        off += RC_STORE_ENTRY_HDR + len;
+        n++;
+    }
+    if (off == g->len) {
+        drop(t, g);
+        return;
+    }
+    memmove(g->buf, g->buf + off, g->len - off);
+    g->len -= off;
+    g->n -= n;
+    t->bytes -= off;
+    rc_store_entry_get(g->buf, &g->first, &(uint32_t){ 0 });
+}
+
+/* Applies a tick record's ops (without its version byte) to the table;
+ * -1 when they are not well formed, or out of memory (*oom). */
+static int table_apply(rc_ticklog *t, const uint8_t *op, size_t len, uint64_t *msgs, bool *oom)
+{
+    const uint8_t *end = op + len;
+    while (op < end) {
+        if (end - op < 1 + RC_STORE_HINT_BYTES + RC_STORE_SEQ_BYTES)
+            return -1;
+        unsigned kind = *op++;
+        size_t prefix_len = RC_STORE_HISTORY_PREFIX_LEN(op[RC_STORE_TAG_BYTES]);
+        if (op[0] != 0 || op[RC_STORE_TAG_BYTES] == 0 || (size_t)(end - op) < prefix_len + RC_STORE_SEQ_BYTES)
+            return -1;
+        const char *prefix = (const char *)op;
+        op += prefix_len;
+        if (kind == OP_TRIM) {
+            table_trim(t, prefix, prefix_len, rc_store_be64_get((const char *)op));
+            op += RC_STORE_SEQ_BYTES;
+            continue;
+        }
+        uint64_t seq;
+        uint32_t mlen;
+        if (kind != OP_PUT || (size_t)(end - op) < RC_STORE_ENTRY_HDR)
+            return -1;
+        rc_store_entry_get(op, &seq, &mlen);
+        op += RC_STORE_ENTRY_HDR;
+        if ((size_t)(end - op) < mlen)
+            return -1;
+        if (table_put(t, prefix, prefix_len, seq, op, mlen) != 0) {
+            *oom = true;
+            return -1;
+        }
+        op += mlen;
+        (*msgs)++;
+    }
+    return 0;
+}
+
+/* ---- a batch's ops ---- */
+
+static int ops_reserve(rc_ticklog_ops *o, size_t more)
+{
+    if (o->len + more <= o->cap)
+        return 0;
+    size_t cap = o->cap ? o->cap * 2 : 4096;
+    while (cap < o->len + more)
+        cap *= 2;
+    uint8_t *b = realloc(o->buf, cap);
+    if (!b)
+        return -1;
+    if (o->len == 0)
+        b[o->len++] = TICK_RECORD_VERSION;
+    o->buf = b;
+    o->cap = cap;
+    return 0;
+}
+
+int rc_ticklog_ops_put(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t seq, const uint8_t *map,
+                       uint32_t len)
+{
+    if (ops_reserve(o, 2 + prefix_len + RC_STORE_ENTRY_HDR + len) != 0)
+        return -1;
+    uint8_t *p = o->buf + o->len;
+    *p++ = OP_PUT;
+    memcpy(p, prefix, prefix_len);
+    p += prefix_len;
+    rc_store_entry_put(p, seq, len);
+    memcpy(p + RC_STORE_ENTRY_HDR, map, len);
+    o->len += 1 + prefix_len + RC_STORE_ENTRY_HDR + len;
+    o->put_bytes += RC_STORE_ENTRY_HDR + len;
+    o->puts++;
+    return 0;
+}
+
+int rc_ticklog_ops_trim(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t before)
+{
+    if (ops_reserve(o, 2 + prefix_len + RC_STORE_SEQ_BYTES) != 0)
+        return -1;
+    uint8_t *p = o->buf + o->len;
+    *p++ = OP_TRIM;
+    memcpy(p, prefix, prefix_len);
+    rc_store_be64_put((char *)p + prefix_len, before);
+    o->len += 1 + prefix_len + RC_STORE_SEQ_BYTES;
+    return 0;
+}
+
+void rc_ticklog_ops_free(rc_ticklog_ops *o)
+{
+    free(o->buf);
+    *o = (rc_ticklog_ops){ 0 };
+}
+
+/* ---- the fold ---- */
+
+/* Puts one group's entries as history records of at most
+ * RC_STORE_RECORD_MAX_MSGS messages or RC_STORE_RECORD_MAX_BYTES bytes
+ * (one larger message alone); returns the records. */
+static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_group *g)
+{
+    static const char mark = (char)RC_STORE_RECORD_MARK;
+    char key[RC_STORE_KEY_MAX];
+    memcpy(key, g->prefix, g->prefix_len);
+    uint64_t records = 0;
+    size_t start = 0, off = 0;
+    uint32_t n = 0;
+    uint64_t last = 0;
+    while (off < g->len) {
+        uint64_t seq;
+        uint32_t len;
+        rc_store_entry_get(g->buf + off, &seq, &len);
+        size_t next = off + RC_STORE_ENTRY_HDR + len;
+        if (n > 0 && (n == RC_STORE_RECORD_MAX_MSGS || next - start > RC_STORE_RECORD_MAX_BYTES)) {
+            rc_store_be64_put(key + g->prefix_len, last);
+            const char *vals[2] = { &mark, (const char *)g->buf + start };
+            size_t sizes[2] = { 1, off - start };
+            const char *keys[1] = { key };
+            size_t ksizes[1] = { g->prefix_len + RC_STORE_SEQ_BYTES };
+            rocksdb_writebatch_putv_cf(wb, p->cf[RC_CF_HISTORY], 1, keys, ksizes, 2, vals, sizes);
+            records++;
+            start = off;
+            n = 0;
+        }
+        last = seq;
+        n++;
+        off = next;
+    }
+    if (n > 0) {
+        rc_store_be64_put(key + g->prefix_len, last);
+        const char *vals[2] = { &mark, (const char *)g->buf + start };
+        size_t sizes[2] = { 1, off - start };
+        const char *keys[1] = { key };
+        size_t ksizes[1] = { g->prefix_len + RC_STORE_SEQ_BYTES };
+        rocksdb_writebatch_putv_cf(wb, p->cf[RC_CF_HISTORY], 1, keys, ksizes, 2, vals, sizes);
+        records++;
+    }
+    return records;
+}
+
+/* Writes every group of the table as history records and deletes every
+ * tick record, in one write; empties the table. Called with mu held. */
+static int fold(rc_persist *p, rocksdb_writeoptions_t *wo, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    if (t->n_groups == 0 && t->next_key == 0)
+        return 0;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    uint64_t records = 0, msgs = 0;
+    for (size_t i = 0; i < t->n_buckets; i++) {
+        for (tl_group *g = t->buckets[i]; g; g = g->next) {
+            records += fold_group(p, wb, g);
+            msgs += g->n;
+        }
+    }
+    char lo[RC_STORE_SEQ_BYTES], hi[RC_STORE_SEQ_BYTES];
+    rc_store_be64_put(lo, 0);
+    rc_store_be64_put(hi, t->next_key);
+    rocksdb_writebatch_delete_range_cf(wb, p->cf[RC_CF_TICKS], lo, sizeof(lo), hi, sizeof(hi));
+    char *rerr = NULL;
+    rocksdb_write(p->db, wo, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr) {
+        rc_store_fail(err, errlen, p->dir, "folding the tick log failed: %s", rerr);
+        rocksdb_free(rerr);
+        return -1;
+    }
+    clear(t);
+    t->st.folds++;
+    t->st.folded_records += records;
+    t->st.folded_msgs += msgs;
+    return 0;
+}
+
+/* ---- commits ---- */
+
+int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *ops, rc_durability d, char *err,
+                      size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    int rc = 0;
+    pthread_mutex_lock(&t->mu);
+    if (ops->puts && t->bytes + ops->put_bytes > t->fold_bytes && t->n_groups > 0)
+        rc = fold(p, p->wopts[d], err, errlen);
+    char key[RC_STORE_SEQ_BYTES];
+    if (rc == 0 && ops->len > 0) {
+        rc_store_be64_put(key, t->next_key);
+        rocksdb_writebatch_put_cf(wb, p->cf[RC_CF_TICKS], key, sizeof(key), (const char *)ops->buf, ops->len);
+    }
+    if (rc == 0 && rocksdb_writebatch_count(wb) > 0) {
+        char *rerr = NULL;
+        rocksdb_write(p->db, p->wopts[d], wb, &rerr);
+        if (rerr) {
+            rc = rc_store_fail(err, errlen, p->dir, "write failed: %s", rerr);
+            rocksdb_free(rerr);
+        }
+    }
+    if (rc == 0 && ops->len > 0) {
+        t->next_key++;
+        t->st.records++;
+        uint64_t msgs = 0;
+        bool oom = false;
+        if (table_apply(t, ops->buf + 1, ops->len - 1, &msgs, &oom) != 0) {
+            /* The record is written: only memory can have failed. Without
+             * its messages in the table, scans would miss them until the
+             * next open reads them back, so stop rather than answer wrong. */
+            RC_LOG_ERROR("store", "event=tick_log_failed dir=%s msg=\"out of memory keeping a written tick\"", p->dir);
+            abort();
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+int rc_ticklog_fold_all(rc_persist *p, char *err, size_t errlen)
+{
+    if (!p->tl || p->readonly)
+        return 0;
+    pthread_mutex_lock(&p->tl->mu);
+    int rc = fold(p, p->wopts[RC_DURABILITY_BATCH], err, errlen);
+    pthread_mutex_unlock(&p->tl->mu);
+    return rc;
+}
+
+/* ---- open ---- */
+
+int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_TICKS]);
+    int rc = 0;
+    uint64_t records = 0, msgs = 0;
+    pthread_mutex_lock(&t->mu);
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const char *k = rocksdb_iter_key(it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        bool oom = false;
+        if (klen != RC_STORE_SEQ_BYTES || vlen < 1 || v[0] != TICK_RECORD_VERSION ||
+            table_apply(t, v + 1, vlen - 1, &msgs, &oom) != 0) {
+            rc = oom ? rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log")
+                     : rc_store_fail(err, errlen, p->dir, "tick record of %zu bytes under a %zu-byte key: corrupt",
+                                     vlen, klen);
+            break;
+        }
+        t->next_key = rc_store_be64_get(k) + 1;
+        records++;
+    }
+    if (rc == 0)
+        rc = rc_store_iter_error(it, p->dir, "cannot read the tick log", err, errlen);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rc == 0 && records > 0) {
+        RC_LOG_INFO("store", "event=tick_log_read dir=%s records=%llu messages=%llu groups=%zu", p->dir,
+                    (unsigned long long)records, (unsigned long long)msgs, t->n_groups);
+        if (!p->readonly)
+            rc = fold(p, p->wopts[RC_DURABILITY_SYNC], err, errlen);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+/* ---- reads ---- */
+
+int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t from, uint64_t to, uint32_t limit,
+                    rc_ticklog_tail *out)
+{
+    rc_ticklog *t = p->tl;
+    *out = (rc_ticklog_tail){ .first = UINT64_MAX };
+    pthread_mutex_lock(&t->mu);
+    const tl_group *g = find(t, prefix, prefix_len);
+    int rc = 0;
+    if (g) {
+        out->first = g->first;
+        size_t off = 0, start = 0, end = 0;
+        while (off < g->len && out->n < limit) {
+            uint64_t seq;
+            uint32_t len;
+            rc_store_entry_get(g->buf + off, &seq, &len);
+            size_t next = off + RC_STORE_ENTRY_HDR + len;
+            if (seq > to)
+                break;
+            if (seq < from)
+                start = next;
+            else
+                out->n++;
+            end = next;
+            off = next;
+        }
+        if (out->n > 0 && !(out->buf = malloc(end - start)))
+            rc = -1;
+        else if (out->n > 0) {
+            memcpy(out->buf, g->buf + start, end - start);
+            out->len = end - start;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (rc != 0)
+        *out = (rc_ticklog_tail){ .first = UINT64_MAX };
+    return rc;
+}
+
+bool rc_ticklog_bounds(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t *oldest, uint64_t *newest)
+{
+    rc_ticklog *t = p->tl;
+    pthread_mutex_lock(&t->mu);
+    const tl_group *g = find(t, prefix, prefix_len);
+    if (g) {
+        *oldest = g->first;
+        *newest = g->last;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return g != NULL;
+}
+
+void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s)
+{
+    rc_ticklog *t = p->tl;
+    pthread_mutex_lock(&t->mu);
+    *s = t->st;
+    s->bytes = t->bytes;
+    s->groups = t->n_groups;
+    pthread_mutex_unlock(&t->mu);
+}
