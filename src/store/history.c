@@ -53,6 +53,11 @@ static bool group_ok(rc_persist_batch *b, uint32_t g_len)
     return false;
 }
 
+/* A shard's batches follow one another: each thread keeps the tick record
+ * buffer of its last batch for the next (a fresh one of a tick's size would
+ * grow by copies and fault its pages in again). */
+static _Thread_local rc_ticklog_ops spare_ops;
+
 static rc_persist_batch *batch_begin(rc_persist *p)
 {
     rc_persist_batch *b = calloc(1, sizeof(*b));
@@ -60,6 +65,9 @@ static rc_persist_batch *batch_begin(rc_persist *p)
         return NULL; /* put_* ignore NULL; batch_commit reports it */
     b->p = p;
     b->wb = rocksdb_writebatch_create();
+    b->ops = spare_ops;
+    spare_ops = (rc_ticklog_ops){ 0 };
+    b->ops.len = b->ops.put_bytes = b->ops.puts = 0;
     return b;
 }
 
@@ -158,7 +166,10 @@ static void batch_abort(rc_persist_batch *b)
     if (!b)
         return;
     rocksdb_writebatch_destroy(b->wb);
-    rc_ticklog_ops_free(&b->ops);
+    if (!spare_ops.buf && b->ops.cap <= RC_TICKLOG_SPARE_MAX)
+        spare_ops = b->ops;
+    else
+        rc_ticklog_ops_free(&b->ops);
     free(b);
 }
 

@@ -204,6 +204,8 @@ typedef struct rc_ticklog_ops {
     uint32_t puts;
 } rc_ticklog_ops;
 
+#define RC_TICKLOG_SPARE_MAX (1024u * 1024u) /* a tick record buffer larger than this is not kept for the next batch */
+
 /* The tick log's counters (rc_store_stats, /metrics). */
 typedef struct rc_ticklog_stats {
     uint64_t records;        /* tick records written */

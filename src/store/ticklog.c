@@ -26,6 +26,16 @@
  * record and deletes the tick record in one atomic write) or its history
  * record.
  *
+ * A fold is written without the WAL: its history records repeat messages
+ * whose tick records are in the WAL already, and writing them there again
+ * cost a second copy of every message. A crash before the fold reaches an
+ * SST file loses the fold and its range delete alike, and the tick records
+ * come back from the WAL (or from the SST file they were flushed to) to be
+ * folded at the next open. Atomic flush (rocks.c) makes every family's
+ * memtable reach disk at one point, so a WAL file is dropped only when the
+ * folds of its tick records are on disk too. Folds at open and close go
+ * through the WAL.
+ *
  * Order: one mutex covers a commit from the table check to the table update
  * after the write, so tick records, folds and the table change in one order
  * and a fold never deletes a tick record whose messages it did not write.
@@ -62,7 +72,8 @@ typedef struct tl_group {
 struct rc_ticklog {
     pthread_mutex_t mu;  /* everything below, and the order of commits (see the top) */
     tl_group **buckets;
-    size_t n_buckets, n_groups;
+    size_t n_buckets, n_groups; /* n_groups counts groups kept empty since the last fold */
+    size_t live;         /* groups with entries */
     size_t bytes;        /* entry bytes in the table: the fold trigger */
     size_t fold_bytes;   /* tick_log_fold_mb */
     uint64_t next_key;   /* key of the next tick record, u64 BE */
@@ -129,27 +140,29 @@ static tl_group *find_or_add(rc_ticklog *t, const char *prefix, size_t prefix_le
     return g;
 }
 
-static void drop(rc_ticklog *t, tl_group *g)
-{
-    tl_group **s = slot_of(t, g->prefix, g->prefix_len, g->hash);
-    *s = g->next;
-    t->bytes -= g->len;
-    t->n_groups--;
-    free(g->buf);
-    free(g);
-}
-
-static void clear(rc_ticklog *t)
+/* Empties the table after a fold. A group that had entries keeps its
+ * buffer for the next round (a flood refills the same groups, and fresh
+ * memory would be faulted in again); one that stayed empty for a whole
+ * round is freed. all: free every group (the table's end). */
+static void clear(rc_ticklog *t, bool all)
 {
     for (size_t i = 0; i < t->n_buckets; i++) {
-        for (tl_group *g = t->buckets[i], *next; g; g = next) {
-            next = g->next;
-            free(g->buf);
-            free(g);
+        tl_group **s = &t->buckets[i];
+        while (*s) {
+            tl_group *g = *s;
+            if (all || g->n == 0) {
+                *s = g->next;
+                free(g->buf);
+                free(g);
+                t->n_groups--;
+                continue;
+            }
+            g->len = 0;
+            g->n = 0;
+            s = &g->next;
         }
-        t->buckets[i] = NULL;
     }
-    t->n_groups = 0;
+    t->live = 0;
     t->bytes = 0;
 }
 
@@ -170,7 +183,7 @@ void rc_ticklog_free(rc_ticklog *t)
 {
     if (!t)
         return;
-    clear(t);
+    clear(t, true);
     free(t->buckets);
     pthread_mutex_destroy(&t->mu);
     free(t);
@@ -189,6 +202,8 @@ static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, uint6
         return -1;
     if (g->n && seq <= g->last)
         return 0;
+    if (g->n == 0)
+        t->live++;
     size_t need = g->len + RC_STORE_ENTRY_HDR + len;
     if (need > g->cap) {
         size_t cap = g->cap ? g->cap : 256;
@@ -214,7 +229,7 @@ static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, uint6
 static void table_trim(rc_ticklog *t, const char *prefix, size_t prefix_len, uint64_t before)
 {
     tl_group *g = find(t, prefix, prefix_len);
-    if (!g || g->first >= before)
+    if (!g || g->n == 0 || g->first >= before)
         return;
     size_t off = 0;
     uint32_t n = 0;
@@ -227,15 +242,14 @@ static void table_trim(rc_ticklog *t, const char *prefix, size_t prefix_len, uin
         off += RC_STORE_ENTRY_HDR + len;
         n++;
     }
-    if (off == g->len) {
-        drop(t, g);
-        return;
-    }
+    if (off == g->len)
+        t->live--;
     memmove(g->buf, g->buf + off, g->len - off);
     g->len -= off;
     g->n -= n;
     t->bytes -= off;
-    rc_store_entry_get(g->buf, &g->first, &(uint32_t){ 0 });
+    if (g->n > 0)
+        rc_store_entry_get(g->buf, &g->first, &(uint32_t){ 0 });
 }
 
 /* Applies a tick record's ops (without its version byte) to the table;
@@ -279,18 +293,19 @@ static int table_apply(rc_ticklog *t, const uint8_t *op, size_t len, uint64_t *m
 
 static int ops_reserve(rc_ticklog_ops *o, size_t more)
 {
-    if (o->len + more <= o->cap)
-        return 0;
-    size_t cap = o->cap ? o->cap * 2 : 4096;
-    while (cap < o->len + more)
-        cap *= 2;
-    uint8_t *b = realloc(o->buf, cap);
-    if (!b)
-        return -1;
+    more += o->len == 0; /* the version byte */
+    if (o->len + more > o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 4096;
+        while (cap < o->len + more)
+            cap *= 2;
+        uint8_t *b = realloc(o->buf, cap);
+        if (!b)
+            return -1;
+        o->buf = b;
+        o->cap = cap;
+    }
     if (o->len == 0)
-        b[o->len++] = TICK_RECORD_VERSION;
-    o->buf = b;
-    o->cap = cap;
+        o->buf[o->len++] = TICK_RECORD_VERSION;
     return 0;
 }
 
@@ -380,12 +395,14 @@ static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_gro
 static int fold(rc_persist *p, rocksdb_writeoptions_t *wo, char *err, size_t errlen)
 {
     rc_ticklog *t = p->tl;
-    if (t->n_groups == 0 && t->next_key == 0)
+    if (t->live == 0 && t->next_key == 0)
         return 0;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     uint64_t records = 0, msgs = 0;
     for (size_t i = 0; i < t->n_buckets; i++) {
         for (tl_group *g = t->buckets[i]; g; g = g->next) {
+            if (g->n == 0)
+                continue;
             records += fold_group(p, wb, g);
             msgs += g->n;
         }
@@ -402,7 +419,7 @@ static int fold(rc_persist *p, rocksdb_writeoptions_t *wo, char *err, size_t err
         rocksdb_free(rerr);
         return -1;
     }
-    clear(t);
+    clear(t, false);
     t->st.folds++;
     t->st.folded_records += records;
     t->st.folded_msgs += msgs;
@@ -417,8 +434,8 @@ int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *o
     rc_ticklog *t = p->tl;
     int rc = 0;
     pthread_mutex_lock(&t->mu);
-    if (ops->puts && t->bytes + ops->put_bytes > t->fold_bytes && t->n_groups > 0)
-        rc = fold(p, p->wopts[d], err, errlen);
+    if (ops->puts && t->bytes + ops->put_bytes > t->fold_bytes && t->bytes > 0)
+        rc = fold(p, p->wopts[RC_DURABILITY_NONE], err, errlen);
     char key[RC_STORE_SEQ_BYTES];
     if (rc == 0 && ops->len > 0) {
         rc_store_be64_put(key, t->next_key);
@@ -491,7 +508,7 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
     rocksdb_readoptions_destroy(ro);
     if (rc == 0 && records > 0) {
         RC_LOG_INFO("store", "event=tick_log_read dir=%s records=%llu messages=%llu groups=%zu", p->dir,
-                    (unsigned long long)records, (unsigned long long)msgs, t->n_groups);
+                    (unsigned long long)records, (unsigned long long)msgs, t->live);
         if (!p->readonly)
             rc = fold(p, p->wopts[RC_DURABILITY_SYNC], err, errlen);
     }
@@ -509,7 +526,7 @@ int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64
     pthread_mutex_lock(&t->mu);
     const tl_group *g = find(t, prefix, prefix_len);
     int rc = 0;
-    if (g) {
+    if (g && g->n > 0) {
         out->first = g->first;
         size_t off = 0, start = 0, end = 0;
         while (off < g->len && out->n < limit) {
@@ -544,12 +561,13 @@ bool rc_ticklog_bounds(rc_persist *p, const char *prefix, size_t prefix_len, uin
     rc_ticklog *t = p->tl;
     pthread_mutex_lock(&t->mu);
     const tl_group *g = find(t, prefix, prefix_len);
-    if (g) {
+    bool has = g && g->n > 0;
+    if (has) {
         *oldest = g->first;
         *newest = g->last;
     }
     pthread_mutex_unlock(&t->mu);
-    return g != NULL;
+    return has;
 }
 
 void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s)
@@ -558,6 +576,6 @@ void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s)
     pthread_mutex_lock(&t->mu);
     *s = t->st;
     s->bytes = t->bytes;
-    s->groups = t->n_groups;
+    s->groups = t->live;
     pthread_mutex_unlock(&t->mu);
 }
