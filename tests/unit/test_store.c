@@ -27,6 +27,7 @@
 
 #include "core/group.h"
 #include "core/snapshot.h"
+#include "store/rocks.h"
 #include "testutil.h"
 
 #define ERR_LEN 512u
@@ -135,7 +136,9 @@ typedef struct seen {
     uint32_t n;
     uint32_t stop_after; /* fn returns non-zero after this many, 0 = never */
     uint64_t seq[MAX_SEEN];
+    uint64_t prev;     /* the last seq seen */
     bool values_ok;
+    bool gapless;      /* every seq was the one before it + 1 */
 } seen;
 
 static int collect(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
@@ -147,13 +150,16 @@ static int collect(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
         s->values_ok = false;
     if (s->n < MAX_SEEN)
         s->seq[s->n] = seq;
+    if (s->n > 0 && seq != s->prev + 1)
+        s->gapless = false;
+    s->prev = seq;
     s->n++;
     return s->stop_after && s->n >= s->stop_after;
 }
 
 static seen scan_of(rc_persist *p, const char *g, uint64_t from, uint64_t to, uint32_t limit, uint32_t stop_after)
 {
-    seen s = { .g = g, .stop_after = stop_after, .values_ok = true };
+    seen s = { .g = g, .stop_after = stop_after, .values_ok = true, .gapless = true };
     char err[ERR_LEN] = "";
     int rc = ops->scan(p, g, (uint32_t)strlen(g), from, to, limit, collect, &s, err, sizeof(err));
     if (rc != 0)
@@ -166,7 +172,13 @@ static seen scan_of(rc_persist *p, const char *g, uint64_t from, uint64_t to, ui
 /* Asserts a scan saw exactly first..last, ascending. */
 static void expect_run(const seen *s, uint64_t first, uint64_t last)
 {
+    if (s->n != last - first + 1 || (s->n > 0 && (s->seq[0] != first || s->prev != last)))
+        fprintf(stderr, "scan of %s: %u entries %llu..%llu, expected %llu..%llu\n", s->g, s->n,
+                (unsigned long long)(s->n ? s->seq[0] : 0), (unsigned long long)s->prev, (unsigned long long)first,
+                (unsigned long long)last);
     CU_ASSERT_EQUAL_FATAL(s->n, last - first + 1);
+    CU_ASSERT(s->gapless);
+    CU_ASSERT_EQUAL(s->prev, last);
     for (uint32_t i = 0; i < s->n && i < MAX_SEEN; i++)
         CU_ASSERT_EQUAL(s->seq[i], first + i);
 }
@@ -1382,6 +1394,224 @@ static void test_scale(void)
 
 /* ---- setup ---- */
 
+
+/* ---- the tick log (format 4) ---- */
+
+#define TL_GROUPS 8u
+#define TL_MSGS 6000u   /* per group: ~48,000 messages, ~1.3 MB of entries: at least one fold at 1 MB */
+#define TL_TICK 1000u   /* messages per commit, spread over the groups */
+#define TL_TRIMMED 3u   /* group t3 is trimmed ... */
+#define TL_TRIM_AT 3001u /* ... to seq 3001, after the first fold */
+
+static rc_ticklog_stats stats_view(rc_persist *p)
+{
+    rc_ticklog_stats v;
+    rc_ticklog_stats_read(p, &v);
+    return v;
+}
+
+static rc_persist *open_folding(const char *dir, bool readonly)
+{
+    char err[ERR_LEN] = "";
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_fold_mb = 1;
+    rc_persist *p = readonly ? rc_store_open_readonly(dir, err, sizeof(err)) : rc_store_open(dir, &o, err, sizeof(err));
+    if (!p)
+        fprintf(stderr, "open %s: %s\n", dir, err);
+    return p;
+}
+
+/* Writes TL_GROUPS groups t0.. of TL_MSGS messages each, round robin in
+ * commits of TL_TICK, with t3 trimmed late; returns the store's counters. */
+static rc_ticklog_stats write_tick_groups(rc_persist *p)
+{
+    char g[16];
+    uint64_t next[TL_GROUPS];
+    for (uint32_t i = 0; i < TL_GROUPS; i++)
+        next[i] = 1;
+    bool first = true, trimmed = false;
+    for (uint32_t done = 0; done < TL_GROUPS * TL_MSGS; first = false) {
+        rc_persist_batch *b = ops->batch_begin(p);
+        for (uint32_t k = 0; k < TL_TICK && done < TL_GROUPS * TL_MSGS; k++, done++) {
+            uint32_t i = done % TL_GROUPS;
+            snprintf(g, sizeof(g), "t%u", i);
+            if (first && k < TL_GROUPS)
+                put_snapshot(b, g);
+            put_msgs(b, g, next[i], next[i]);
+            next[i]++;
+        }
+        if (!trimmed && next[TL_TRIMMED] > TL_MSGS * 3 / 4) {
+            trimmed = true;
+            snprintf(g, sizeof(g), "t%u", TL_TRIMMED);
+            ops->trim_before(b, g, (uint32_t)strlen(g), NULL, TL_TRIM_AT);
+        }
+        commit_ok(p, b, RC_DURABILITY_BATCH);
+    }
+    return stats_view(p);
+}
+
+/* Every tick group's history, gapless, its bounds and pieces of it. */
+static void expect_tick_groups(rc_persist *p)
+{
+    groups_seen gs = load_of(p);
+    CU_ASSERT_EQUAL(gs.n, TL_GROUPS);
+    char g[16];
+    for (uint32_t i = 0; i < TL_GROUPS; i++) {
+        snprintf(g, sizeof(g), "t%u", i);
+        uint64_t first = i == TL_TRIMMED ? TL_TRIM_AT : 1;
+        expect_group(&gs, g, first, TL_MSGS);
+        seen s = scan_of(p, g, 0, UINT64_MAX, UINT32_MAX, 0);
+        expect_run(&s, first, TL_MSGS);
+        /* pieces across record, fold and table boundaries */
+        static const struct { uint64_t from, to; uint32_t limit; } piece[] = {
+            { 1, 1, 1 }, { 250, 262, 1000 }, { 255, 5999, 7 }, { 2990, 3010, 1000 }, { 5990, 7000, 1000 },
+        };
+        for (size_t k = 0; k < sizeof(piece) / sizeof(piece[0]); k++) {
+            uint64_t from = piece[k].from < first ? first : piece[k].from;
+            uint64_t to = piece[k].to > TL_MSGS ? TL_MSGS : piece[k].to;
+            s = scan_of(p, g, piece[k].from, piece[k].to, piece[k].limit, 0);
+            if (from > to) { /* below the trim */
+                CU_ASSERT_EQUAL(s.n, 0);
+                continue;
+            }
+            if (to - from + 1 > piece[k].limit)
+                to = from + piece[k].limit - 1;
+            expect_run(&s, from, to);
+        }
+        s = scan_of(p, g, 100, UINT64_MAX, 1000, 5); /* stopped by the callback */
+        CU_ASSERT_EQUAL(s.n, 5);
+    }
+}
+
+/* A writer killed without closing: its last ticks are in the WAL only, in
+ * tick records; the first fold's records are in no WAL. Both come back. */
+static void test_tick_log_crash(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "ticks");
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        rc_persist *p = open_folding(dir, false);
+        if (!p)
+            _exit(2);
+        rc_ticklog_stats v = write_tick_groups(p);
+        _exit(v.folds >= 1 && v.groups == TL_GROUPS ? 0 : 3); /* no close: no fold at close */
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    rc_persist *p = open_folding(dir, true); /* read-only: the tick records read into memory */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).groups, TL_GROUPS);
+    expect_tick_groups(p);
+    rc_store_close(p);
+
+    p = open_folding(dir, false); /* read-write: folded at open */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    rc_ticklog_stats v = stats_view(p);
+    CU_ASSERT_EQUAL(v.groups, 0);
+    CU_ASSERT_EQUAL(v.folds, 1);
+    expect_tick_groups(p);
+    add_msgs(p, "t0", TL_MSGS + 1, TL_MSGS + 10);
+    seen s = scan_of(p, "t0", TL_MSGS - 5, UINT64_MAX, 1000, 0);
+    expect_run(&s, TL_MSGS - 5, TL_MSGS + 10);
+    rc_store_close(p);
+
+    p = open_folding(dir, false); /* closed cleanly: nothing left in the tick log */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).folds, 0);
+    s = scan_of(p, "t0", 1, UINT64_MAX, UINT32_MAX, 0);
+    expect_run(&s, 1, TL_MSGS + 10);
+    rc_store_close(p);
+}
+
+/* A running store: some groups' messages folded, the rest in the table;
+ * every read sees both, and a trim inside a record hides its older part. */
+static void test_tick_log_records_and_table(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "records");
+    rc_persist *p = open_folding(dir, false);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    rc_ticklog_stats v = write_tick_groups(p);
+    CU_ASSERT(v.folds >= 1);
+    CU_ASSERT(v.folded_records >= TL_GROUPS * 2); /* records of at most RC_STORE_RECORD_MAX_MSGS (256) */
+    CU_ASSERT_EQUAL(v.groups, TL_GROUPS);
+    expect_tick_groups(p);
+
+    /* 1234 lies inside a record: the record stays, reads start at 1234 */
+    rc_persist_batch *b = ops->batch_begin(p);
+    ops->trim_before(b, "t1", 2, NULL, 1234);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    seen s = scan_of(p, "t1", 0, UINT64_MAX, UINT32_MAX, 0);
+    expect_run(&s, 1234, TL_MSGS);
+    s = scan_of(p, "t1", 1000, 1240, 1000, 0);
+    expect_run(&s, 1234, 1240);
+    groups_seen gs = load_of(p);
+    expect_group(&gs, "t1", 1234, TL_MSGS);
+    /* past every message: the group has no history left */
+    b = ops->batch_begin(p);
+    ops->trim_before(b, "t2", 2, NULL, TL_MSGS + 1);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    s = scan_of(p, "t2", 0, UINT64_MAX, UINT32_MAX, 0);
+    CU_ASSERT_EQUAL(s.n, 0);
+    rc_store_close(p);
+
+    p = open_ok(dir);
+    gs = load_of(p);
+    expect_group(&gs, "t1", 1234, TL_MSGS);
+    expect_group(&gs, "t2", 0, 0);
+    s = scan_of(p, "t1", 0, UINT64_MAX, UINT32_MAX, 0);
+    expect_run(&s, 1234, TL_MSGS);
+    s = scan_of(p, "t2", 0, UINT64_MAX, UINT32_MAX, 0);
+    CU_ASSERT_EQUAL(s.n, 0);
+    rc_store_close(p);
+}
+
+/* A format-3 directory: no `ticks` family, one map per history value. It
+ * is read as it is; the family is added and the marker set to 4. */
+static void test_migrate_v3(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    new_path(dir, "v3");
+    raw_db rd;
+    raw_open(&rd, dir, N_FAMILIES - 1, true, false); /* every family but ticks */
+    char *e = NULL;
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    for (uint64_t seq = 1; seq <= 5; seq++) {
+        char key[RC_STORE_KEY_MAX], v[VAL_LEN];
+        size_t klen = rc_store_history_key(key, "g", 1, seq);
+        val_of(v, "g", seq);
+        rocksdb_put_cf(rd.db, w, rd.h[2], key, klen, v, strlen(v), &e);
+    }
+    rocksdb_put_cf(rd.db, w, rd.h[1], "g", 1, "snap of g", 9, &e);
+    const char v3[4] = { 0, 0, 0, 3 };
+    rocksdb_put_cf(rd.db, w, rd.h[4], "format", 6, v3, 4, &e);
+    CU_ASSERT_PTR_NULL(e);
+    rocksdb_writeoptions_destroy(w);
+    raw_close(&rd);
+
+    CU_ASSERT_PTR_NULL(rc_store_open_readonly(dir, err, sizeof(err))); /* read-only cannot add the family */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "migrated when ringcastd"));
+    rc_persist *p = open_ok(dir);
+    groups_seen gs = load_of(p);
+    expect_group(&gs, "g", 1, 5);
+    add_msgs(p, "g", 6, 9);
+    seen s = scan_of(p, "g", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 9);
+    rc_store_close(p); /* 6..9 folded into one record next to the format 3 values */
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
+    p = open_ok(dir);
+    gs = load_of(p);
+    expect_group(&gs, "g", 1, 9);
+    s = scan_of(p, "g", 3, 7, 100, 0);
+    expect_run(&s, 3, 7);
+    rc_store_close(p);
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -1421,6 +1651,9 @@ int main(void)
     CU_add_test(s, "no permission", test_no_permission);
     CU_add_test(s, "read-only open next to a writer", test_readonly);
     CU_add_test(s, "statistics report", test_stats);
+    CU_add_test(s, "tick log: a writer killed without closing loses no committed message", test_tick_log_crash);
+    CU_add_test(s, "tick log: reads see records and the table; trims inside a record", test_tick_log_records_and_table);
+    CU_add_test(s, "a format-3 directory gets the tick log", test_migrate_v3);
     CU_add_test(s, "100k messages over 1000 groups: write, reopen, recover", test_scale);
     int rc = rc_test_run();
     nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
