@@ -1,8 +1,8 @@
 /*
  * The RocksDB implementation of core's persistence interface (core/persist.h,
  * ARCHITECTURE §6). One rc_persist is one open data directory: a RocksDB database
- * with the column families `groups`, `history`, `spool`, `meta`, `reads` and
- * `user_groups` (plus RocksDB's own `default`, unused). The handle is thread-safe: every shard
+ * with the column families `groups`, `history`, `spool`, `meta`, `reads`,
+ * `user_groups` and `ticks` (plus RocksDB's own `default`, unused). The handle is thread-safe: every shard
  * may use the same one, each with its own batches.
  *
  * Opening never starts silently empty: only a missing or empty directory is

@@ -2,8 +2,9 @@
  * What the store keeps in memory is bounded and shown (src/ARCHITECTURE.md
  * §8): block_cache_mb sets RocksDB's block cache, default 8 MiB, and
  * /metrics shows its capacity, its usage and the memtables
- * (ringcast_store_*_bytes). Messages written go to the history memtable,
- * whose size the gauge follows.
+ * (ringcast_store_*_bytes). Messages written go to the memtables, whose
+ * size the gauge follows, and stay in the tick log's table until it holds
+ * tick_log_fold_mb (ringcast_store_tick_log_bytes).
  */
 #define _GNU_SOURCE
 #include "itest.h"
@@ -40,6 +41,7 @@ static void test_configured_bound_and_memtable(void)
     CU_ASSERT(metric("ringcast_store_block_cache_capacity_bytes ") == 2 * MIB);
     double before = metric("ringcast_store_memtable_bytes ");
     CU_ASSERT_FATAL(before >= 0);
+    CU_ASSERT(metric("ringcast_store_tick_log_bytes ") == 0);
     rc_client c;
     CU_ASSERT_FATAL(it_login(&c, &srv, "writer") == 0);
     CU_ASSERT_FATAL(rc_client_join(&c, "mem", IT_TIMEOUT_MS, NULL) == 0);
@@ -51,6 +53,8 @@ static void test_configured_bound_and_memtable(void)
     CU_ASSERT(acked == MESSAGES);
     double after = metric("ringcast_store_memtable_bytes ");
     CU_ASSERT(after - before >= MESSAGES * BODY_BYTES); /* no flush: 200 kB is far from the 64 MiB write buffer */
+    double tick_log = metric("ringcast_store_tick_log_bytes ");
+    CU_ASSERT(tick_log >= MESSAGES * BODY_BYTES && tick_log < 16 * MIB); /* not folded: far from 16 MiB */
     rc_client_close(&c);
     CU_ASSERT(it_stop(&srv) == 0);
 }
