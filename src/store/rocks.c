@@ -84,7 +84,7 @@ void rc_store_options_default(rc_store_options *opt)
         .max_open_files = 512,
         .compression = true,
         .statistics = true,
-        .tick_log_fold_mb = 16,
+        .tick_log_fold_mb = 8,
     };
 }
 
@@ -250,11 +250,14 @@ static rocksdb_options_t *cf_options(const rc_store_options *o, rocksdb_cache_t 
 {
     bool history = cf == RC_CF_HISTORY;
     rocksdb_options_t *opts = history ? hinted_options() : rocksdb_options_create();
-    /* The tick log takes every message once more: with a small buffer it
-     * would fill first and, with atomic flush, flush history's half-empty
-     * memtable with it. Folded tick records are range-deleted before their
-     * memtable is flushed, so the flush drops them. */
-    uint32_t wb_mb = history || cf == RC_CF_TICKS ? o->write_buffer_mb : o->small_write_buffer_mb;
+    /* The tick log takes every message once more, as fast as history, so
+     * the two share write_buffer_mb half and half: with a smaller share
+     * either would fill first and, with atomic flush, flush the other's
+     * half-empty memtable with it. Folded tick records are range-deleted
+     * before their memtable is flushed, so the flush drops them. */
+    uint32_t wb_mb = o->small_write_buffer_mb;
+    if (history || cf == RC_CF_TICKS)
+        wb_mb = o->write_buffer_mb > 1 ? o->write_buffer_mb / 2 : 1;
     rocksdb_options_set_write_buffer_size(opts, (size_t)wb_mb * MB);
     rocksdb_options_set_max_write_buffer_number(opts, WRITE_BUFFERS);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(opts, 1);

@@ -26,7 +26,7 @@
 /* RocksDB tuning, sized for a small (2-core) server. rc_store_options_default
  * fills in the values in brackets; see src/store/README.md for the why. */
 typedef struct rc_store_options {
-    uint32_t write_buffer_mb;        /* history memtable size, MB [64] */
+    uint32_t write_buffer_mb;        /* history and ticks memtables, half each, MB [64] */
     uint32_t small_write_buffer_mb;  /* memtable size of groups, spool, meta, MB [8] */
     uint32_t block_cache_mb;         /* shared LRU block cache, MB [8]; the server sets its block_cache_mb */
     uint32_t max_background_jobs;    /* flush + compaction threads [2] */
@@ -36,7 +36,7 @@ typedef struct rc_store_options {
     int max_open_files;              /* SST file handles kept open, -1 = all [512] */
     bool compression;                /* lz4, and zstd for the bottommost level [true] */
     bool statistics;                 /* RocksDB statistics for rc_store_stats [true] */
-    uint32_t tick_log_fold_mb;       /* messages kept in the tick log before they are folded into history records, MB [16] */
+    uint32_t tick_log_fold_mb;       /* messages kept in the tick log before they are folded into history records, MB [8] */
 } rc_store_options;
 
 void rc_store_options_default(rc_store_options *opt);
