@@ -247,8 +247,9 @@ void rc_shard_persist_msg(rc_shard *s, rc_group *g, const rc_job *j, rc_frame *m
         return;
     put_history(s, g, g->last_seq, msg);
     tick_record(s, (rc_tick_send){ g, g->last_seq, msg, ack, j->conn, j->rid, j->has, false });
-    g->updated_ms = rc_clock_wall_ms();
-    if (++g->changes >= s->limits.snapshot_every || rc_clock_mono_ms() - g->snap_ms >= s->limits.snapshot_interval_ms)
+    g->updated_ms = s->tick_wall_ms; /* the burst's clock, read once (shard_main), not twice a message */
+    if (++g->changes >= s->limits.snapshot_every ||
+        s->tick_ns / RC_NS_PER_MS - g->snap_ms >= s->limits.snapshot_interval_ms)
         rc_shard_persist_snapshot(s, g);
 }
 

@@ -11,7 +11,6 @@
  * promises results inside the sought prefix; beyond it they may be missing
  * or arbitrary).
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,56 +53,6 @@ static bool group_ok(rc_persist_batch *b, uint32_t g_len)
     return false;
 }
 
-/* A shard's batches follow one another: each thread keeps the tick record
- * buffer of its last batch for the next (a fresh one of a tick's size would
- * grow by copies and fault its pages in again), freed when the thread ends. */
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-static pthread_key_t spare_key;
-static bool spare_ok;
-
-static void spare_free(void *v)
-{
-    rc_ticklog_ops *o = v;
-    rc_ticklog_ops_free(o);
-    free(o);
-}
-
-static void spare_init(void)
-{
-    spare_ok = pthread_key_create(&spare_key, spare_free) == 0;
-}
-
-/* The thread's kept buffer, or an empty one. */
-static rc_ticklog_ops spare_take(void)
-{
-    rc_ticklog_ops o = { 0 };
-    if (pthread_once(&spare_once, spare_init) != 0 || !spare_ok)
-        return o;
-    rc_ticklog_ops *kept = pthread_getspecific(spare_key);
-    if (kept && kept->buf) {
-        o = *kept;
-        *kept = (rc_ticklog_ops){ 0 };
-    }
-    o.len = o.put_bytes = o.puts = 0;
-    return o;
-}
-
-/* Keeps o's buffer for the thread's next batch, or frees it. */
-static void spare_keep(rc_ticklog_ops *o)
-{
-    rc_ticklog_ops *kept = spare_ok ? pthread_getspecific(spare_key) : NULL;
-    if (spare_ok && !kept && (kept = calloc(1, sizeof(*kept))) && pthread_setspecific(spare_key, kept) != 0) {
-        free(kept);
-        kept = NULL;
-    }
-    if (kept && !kept->buf && o->cap <= RC_TICKLOG_SPARE_MAX) {
-        *kept = *o;
-        *o = (rc_ticklog_ops){ 0 };
-        return;
-    }
-    rc_ticklog_ops_free(o);
-}
-
 static rc_persist_batch *batch_begin(rc_persist *p)
 {
     rc_persist_batch *b = calloc(1, sizeof(*b));
@@ -111,7 +60,7 @@ static rc_persist_batch *batch_begin(rc_persist *p)
         return NULL; /* put_* ignore NULL; batch_commit reports it */
     b->p = p;
     b->wb = rocksdb_writebatch_create();
-    b->ops = spare_take();
+    b->ops = rc_ticklog_ops_take(p); /* a buffer a fold freed: no growth by copies, no fresh pages */
     return b;
 }
 
@@ -210,7 +159,7 @@ static void batch_abort(rc_persist_batch *b)
     if (!b)
         return;
     rocksdb_writebatch_destroy(b->wb);
-    spare_keep(&b->ops);
+    rc_ticklog_ops_give(b->p, &b->ops); /* empty when the table took it */
     free(b);
 }
 

@@ -204,7 +204,7 @@ typedef struct rc_ticklog_ops {
     uint32_t puts;
 } rc_ticklog_ops;
 
-#define RC_TICKLOG_SPARE_MAX (1024u * 1024u) /* a tick record buffer larger than this is not kept for the next batch */
+#define RC_TICKLOG_SPARE_MAX (1024u * 1024u) /* a tick record buffer larger than this is not kept for a later batch */
 
 /* The tick log's counters (rc_store_stats, /metrics). */
 typedef struct rc_ticklog_stats {
@@ -213,6 +213,7 @@ typedef struct rc_ticklog_stats {
     uint64_t folded_records; /* history records the folds wrote */
     uint64_t folded_msgs;    /* messages they held */
     size_t bytes;            /* entry bytes in the table now */
+    size_t held;             /* bytes of the tick record buffers it holds (its memory) */
     size_t groups;           /* groups in the table now */
 } rc_ticklog_stats;
 
@@ -230,8 +231,13 @@ int rc_ticklog_ops_put(rc_ticklog_ops *o, const char *prefix, size_t prefix_len,
                        uint32_t len);
 int rc_ticklog_ops_trim(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t before);
 void rc_ticklog_ops_free(rc_ticklog_ops *o);
+/* A buffer for a batch's tick record (one a fold freed, or an empty one),
+ * and back for a batch that was not committed. */
+rc_ticklog_ops rc_ticklog_ops_take(rc_persist *p);
+void rc_ticklog_ops_give(rc_persist *p, rc_ticklog_ops *o);
 /* Writes wb with the tick record of ops (folding first when the table is
- * full) and adds ops to the table; 0, or -1 with a message. */
+ * full) and adds ops to the table, which takes its buffer; 0, or -1 with a
+ * message (ops keeps its buffer). */
 int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *ops, rc_durability d, char *err,
                       size_t errlen);
 /* Reads the tick records into the table; opened read-write, folds them. */

@@ -11,7 +11,9 @@
  * 1. A tick's messages (and its retention deletes) are one record of the
  *    `ticks` family, written in the tick's own WriteBatch: one WAL record
  *    and one memtable insert for the whole tick, before its acks leave. The
- *    messages are also kept here, in memory, per group (`the table`).
+ *    record's buffer then stays here, in memory, and the table points each
+ *    group at its messages in it: a message is not copied again until the
+ *    fold.
  * 2. When the table holds `fold_bytes` (the store option tick_log_fold_mb),
  *    it is folded: every group's messages become history records of up to
  *    RC_STORE_RECORD_MAX_MSGS messages (rocks.h, keyed by their newest seq),
@@ -52,19 +54,21 @@
 #include "store/rocks.h"
 
 #define TABLE_MIN_BUCKETS 1024u /* first size of the table's hash */
+#define POOL_MAX 64u            /* tick record buffers kept for later batches after a fold */
 #define TICK_RECORD_VERSION 1u  /* first byte of a tick record */
 #define OP_PUT 1u               /* a message: history prefix, then an entry */
 #define OP_TRIM 2u              /* a retention delete: history prefix, then `before`, u64 BE */
 
-/* One group's messages in the table: entries as in a history record
- * (rocks.h), oldest first, with seqs rising. */
+/* One group's messages in the table: pointers to its entries (laid out as
+ * in a history record, rocks.h) inside the tick records the table holds,
+ * oldest first, with seqs rising. */
 typedef struct tl_group {
     struct tl_group *next; /* the bucket's chain */
     uint64_t hash;         /* from the tag */
-    uint8_t *buf;          /* entries */
-    size_t len, cap;
-    uint32_t n;            /* entries in buf */
-    uint64_t first, last;  /* oldest and newest seq in buf */
+    const uint8_t **ent;   /* [n]: each entry's [seq][len][map] */
+    uint32_t n, cap;
+    size_t bytes;          /* the entries' bytes */
+    uint64_t first, last;  /* oldest and newest seq */
     size_t prefix_len;
     char prefix[];         /* tag, length byte, id: the start of its history keys */
 } tl_group;
@@ -76,6 +80,11 @@ struct rc_ticklog {
     size_t live;         /* groups with entries */
     size_t bytes;        /* entry bytes in the table: the fold trigger */
     size_t fold_bytes;   /* tick_log_fold_mb */
+    rc_ticklog_ops *records; /* the tick records the entries point into, until the fold */
+    size_t n_records, cap_records;
+    size_t held;         /* their buffers' bytes: the table's memory */
+    rc_ticklog_ops pool[POOL_MAX]; /* buffers of folded tick records, for later batches */
+    uint32_t n_pool;
     uint64_t next_key;   /* key of the next tick record, u64 BE */
     rc_ticklog_stats st;
 };
@@ -152,18 +161,26 @@ static void clear(rc_ticklog *t, bool all)
             tl_group *g = *s;
             if (all || g->n == 0) {
                 *s = g->next;
-                free(g->buf);
+                free(g->ent);
                 free(g);
                 t->n_groups--;
                 continue;
             }
-            g->len = 0;
             g->n = 0;
+            g->bytes = 0;
             s = &g->next;
         }
     }
     t->live = 0;
     t->bytes = 0;
+    for (size_t i = 0; i < t->n_records; i++) { /* the buffers go to later batches */
+        if (!all && t->n_pool < POOL_MAX && t->records[i].cap <= RC_TICKLOG_SPARE_MAX)
+            t->pool[t->n_pool++] = t->records[i];
+        else
+            rc_ticklog_ops_free(&t->records[i]);
+    }
+    t->n_records = 0;
+    t->held = 0;
 }
 
 rc_ticklog *rc_ticklog_new(size_t fold_bytes)
@@ -184,6 +201,9 @@ void rc_ticklog_free(rc_ticklog *t)
     if (!t)
         return;
     clear(t, true);
+    free(t->records);
+    for (uint32_t i = 0; i < t->n_pool; i++)
+        rc_ticklog_ops_free(&t->pool[i]);
     free(t->buckets);
     pthread_mutex_destroy(&t->mu);
     free(t);
@@ -191,36 +211,35 @@ void rc_ticklog_free(rc_ticklog *t)
 
 /* ---- the table ---- */
 
-/* Appends one entry; a seq at or below the group's newest is a repeat
- * (a tick record read back twice cannot happen, but costs nothing to
- * refuse) and is skipped. */
-static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, uint64_t seq, const uint8_t *map,
-                     uint32_t len)
+/* Points the group at one more entry (inside a tick record the table
+ * holds); a seq at or below the group's newest is a repeat (a tick record
+ * read back twice cannot happen, but costs nothing to refuse) and is
+ * skipped. */
+static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, const uint8_t *entry)
 {
     tl_group *g = find_or_add(t, prefix, prefix_len);
     if (!g)
         return -1;
+    uint64_t seq;
+    uint32_t len;
+    rc_store_entry_get(entry, &seq, &len);
     if (g->n && seq <= g->last)
         return 0;
-    if (g->n == 0)
-        t->live++;
-    size_t need = g->len + RC_STORE_ENTRY_HDR + len;
-    if (need > g->cap) {
-        size_t cap = g->cap ? g->cap : 256;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *b = realloc(g->buf, cap);
-        if (!b)
+    if (g->n == g->cap) {
+        uint32_t cap = g->cap ? g->cap * 2 : 16;
+        const uint8_t **e = realloc(g->ent, cap * sizeof(*e));
+        if (!e)
             return -1;
-        g->buf = b;
+        g->ent = e;
         g->cap = cap;
     }
-    rc_store_entry_put(g->buf + g->len, seq, len);
-    memcpy(g->buf + g->len + RC_STORE_ENTRY_HDR, map, len);
-    g->len = need;
+    g->ent[g->n] = entry;
+    g->bytes += RC_STORE_ENTRY_HDR + len;
     t->bytes += RC_STORE_ENTRY_HDR + len;
-    if (g->n++ == 0)
+    if (g->n++ == 0) {
         g->first = seq;
+        t->live++;
+    }
     g->last = seq;
     return 0;
 }
@@ -231,29 +250,47 @@ static void table_trim(rc_ticklog *t, const char *prefix, size_t prefix_len, uin
     tl_group *g = find(t, prefix, prefix_len);
     if (!g || g->n == 0 || g->first >= before)
         return;
-    size_t off = 0;
-    uint32_t n = 0;
-    while (off < g->len) {
+    uint32_t k = 0;
+    size_t bytes = 0;
+    for (; k < g->n; k++) {
         uint64_t seq;
         uint32_t len;
-        rc_store_entry_get(g->buf + off, &seq, &len);
+        rc_store_entry_get(g->ent[k], &seq, &len);
         if (seq >= before)
             break;
-        off += RC_STORE_ENTRY_HDR + len;
-        n++;
+        bytes += RC_STORE_ENTRY_HDR + len;
     }
-    if (off == g->len)
+    memmove(g->ent, g->ent + k, (g->n - k) * sizeof(*g->ent));
+    g->n -= k;
+    g->bytes -= bytes;
+    t->bytes -= bytes;
+    if (g->n == 0)
         t->live--;
-    memmove(g->buf, g->buf + off, g->len - off);
-    g->len -= off;
-    g->n -= n;
-    t->bytes -= off;
-    if (g->n > 0)
-        rc_store_entry_get(g->buf, &g->first, &(uint32_t){ 0 });
+    else
+        rc_store_entry_get(g->ent[0], &g->first, &(uint32_t){ 0 });
 }
 
-/* Applies a tick record's ops (without its version byte) to the table;
- * -1 when they are not well formed, or out of memory (*oom). */
+/* The table takes the tick record buffer of o until the next fold; o is
+ * left empty. */
+static int hold_record(rc_ticklog *t, rc_ticklog_ops *o)
+{
+    if (t->n_records == t->cap_records) {
+        size_t cap = t->cap_records ? t->cap_records * 2 : 256;
+        rc_ticklog_ops *r = realloc(t->records, cap * sizeof(*r));
+        if (!r)
+            return -1;
+        t->records = r;
+        t->cap_records = cap;
+    }
+    t->records[t->n_records++] = *o;
+    t->held += o->cap;
+    *o = (rc_ticklog_ops){ 0 };
+    return 0;
+}
+
+/* Applies a tick record's ops (without its version byte) to the table,
+ * which points into them: the record must be one the table holds
+ * (hold_record). -1 when they are not well formed, or out of memory (*oom). */
 static int table_apply(rc_ticklog *t, const uint8_t *op, size_t len, uint64_t *msgs, bool *oom)
 {
     const uint8_t *end = op + len;
@@ -276,14 +313,13 @@ static int table_apply(rc_ticklog *t, const uint8_t *op, size_t len, uint64_t *m
         if (kind != OP_PUT || (size_t)(end - op) < RC_STORE_ENTRY_HDR)
             return -1;
         rc_store_entry_get(op, &seq, &mlen);
-        op += RC_STORE_ENTRY_HDR;
-        if ((size_t)(end - op) < mlen)
+        if ((size_t)(end - op) - RC_STORE_ENTRY_HDR < mlen)
             return -1;
-        if (table_put(t, prefix, prefix_len, seq, op, mlen) != 0) {
+        if (table_put(t, prefix, prefix_len, op) != 0) {
             *oom = true;
             return -1;
         }
-        op += mlen;
+        op += RC_STORE_ENTRY_HDR + mlen;
         (*msgs)++;
     }
     return 0;
@@ -348,43 +384,38 @@ void rc_ticklog_ops_free(rc_ticklog_ops *o)
 
 /* Puts one group's entries as history records of at most
  * RC_STORE_RECORD_MAX_MSGS messages or RC_STORE_RECORD_MAX_BYTES bytes
- * (one larger message alone); returns the records. */
+ * (one larger message alone), gathered from the tick records; returns the
+ * records. */
 static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_group *g)
 {
     static const char mark = (char)RC_STORE_RECORD_MARK;
     char key[RC_STORE_KEY_MAX];
     memcpy(key, g->prefix, g->prefix_len);
+    const char *keys[1] = { key };
+    size_t ksizes[1] = { g->prefix_len + RC_STORE_SEQ_BYTES };
+    const char *vals[1 + RC_STORE_RECORD_MAX_MSGS];
+    size_t sizes[1 + RC_STORE_RECORD_MAX_MSGS];
     uint64_t records = 0;
-    size_t start = 0, off = 0;
-    uint32_t n = 0;
-    uint64_t last = 0;
-    while (off < g->len) {
-        uint64_t seq;
-        uint32_t len;
-        rc_store_entry_get(g->buf + off, &seq, &len);
-        size_t next = off + RC_STORE_ENTRY_HDR + len;
-        if (n > 0 && (n == RC_STORE_RECORD_MAX_MSGS || next - start > RC_STORE_RECORD_MAX_BYTES)) {
-            rc_store_be64_put(key + g->prefix_len, last);
-            const char *vals[2] = { &mark, (const char *)g->buf + start };
-            size_t sizes[2] = { 1, off - start };
-            const char *keys[1] = { key };
-            size_t ksizes[1] = { g->prefix_len + RC_STORE_SEQ_BYTES };
-            rocksdb_writebatch_putv_cf(wb, p->cf[RC_CF_HISTORY], 1, keys, ksizes, 2, vals, sizes);
-            records++;
-            start = off;
-            n = 0;
+    for (uint32_t k = 0; k < g->n;) {
+        vals[0] = &mark;
+        sizes[0] = 1;
+        size_t n = 0, bytes = 0;
+        uint64_t seq = 0;
+        while (k < g->n && n < RC_STORE_RECORD_MAX_MSGS) {
+            uint32_t len;
+            rc_store_entry_get(g->ent[k], &seq, &len);
+            size_t e = RC_STORE_ENTRY_HDR + len;
+            if (n > 0 && bytes + e > RC_STORE_RECORD_MAX_BYTES)
+                break;
+            vals[1 + n] = (const char *)g->ent[k];
+            sizes[1 + n] = e;
+            bytes += e;
+            n++;
+            k++;
         }
-        last = seq;
-        n++;
-        off = next;
-    }
-    if (n > 0) {
-        rc_store_be64_put(key + g->prefix_len, last);
-        const char *vals[2] = { &mark, (const char *)g->buf + start };
-        size_t sizes[2] = { 1, off - start };
-        const char *keys[1] = { key };
-        size_t ksizes[1] = { g->prefix_len + RC_STORE_SEQ_BYTES };
-        rocksdb_writebatch_putv_cf(wb, p->cf[RC_CF_HISTORY], 1, keys, ksizes, 2, vals, sizes);
+        rc_store_entry_get((const uint8_t *)vals[n], &seq, &(uint32_t){ 0 }); /* the record's newest */
+        rc_store_be64_put(key + g->prefix_len, seq);
+        rocksdb_writebatch_putv_cf(wb, p->cf[RC_CF_HISTORY], 1, keys, ksizes, (int)(1 + n), vals, sizes);
         records++;
     }
     return records;
@@ -454,7 +485,9 @@ int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *o
         t->st.records++;
         uint64_t msgs = 0;
         bool oom = false;
-        if (table_apply(t, ops->buf + 1, ops->len - 1, &msgs, &oom) != 0) {
+        const uint8_t *rec = ops->buf;
+        size_t len = ops->len;
+        if (hold_record(t, ops) != 0 || table_apply(t, rec + 1, len - 1, &msgs, &oom) != 0) {
             /* The record is written: only memory can have failed. Without
              * its messages in the table, scans would miss them until the
              * next open reads them back, so stop rather than answer wrong. */
@@ -492,8 +525,17 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
         const char *k = rocksdb_iter_key(it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
         bool oom = false;
-        if (klen != RC_STORE_SEQ_BYTES || vlen < 1 || v[0] != TICK_RECORD_VERSION ||
-            table_apply(t, v + 1, vlen - 1, &msgs, &oom) != 0) {
+        rc_ticklog_ops rec = { .buf = malloc(vlen ? vlen : 1), .len = vlen, .cap = vlen };
+        if (rec.buf)
+            memcpy(rec.buf, v, vlen);
+        const uint8_t *held = rec.buf;
+        if (!held || hold_record(t, &rec) != 0) {
+            free(rec.buf);
+            rc = rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log");
+            break;
+        }
+        if (klen != RC_STORE_SEQ_BYTES || vlen < 1 || held[0] != TICK_RECORD_VERSION ||
+            table_apply(t, held + 1, vlen - 1, &msgs, &oom) != 0) {
             rc = oom ? rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log")
                      : rc_store_fail(err, errlen, p->dir, "tick record of %zu bytes under a %zu-byte key: corrupt",
                                      vlen, klen);
@@ -528,32 +570,64 @@ int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64
     int rc = 0;
     if (g && g->n > 0) {
         out->first = g->first;
-        size_t off = 0, start = 0, end = 0;
-        while (off < g->len && out->n < limit) {
-            uint64_t seq;
-            uint32_t len;
-            rc_store_entry_get(g->buf + off, &seq, &len);
-            size_t next = off + RC_STORE_ENTRY_HDR + len;
+        uint32_t k = 0, end;
+        size_t bytes = 0;
+        uint64_t seq;
+        uint32_t len;
+        for (; k < g->n; k++) { /* the first entry at or after from */
+            rc_store_entry_get(g->ent[k], &seq, &len);
+            if (seq >= from)
+                break;
+        }
+        for (end = k; end < g->n && end - k < limit; end++) {
+            rc_store_entry_get(g->ent[end], &seq, &len);
             if (seq > to)
                 break;
-            if (seq < from)
-                start = next;
-            else
-                out->n++;
-            end = next;
-            off = next;
+            bytes += RC_STORE_ENTRY_HDR + len;
         }
-        if (out->n > 0 && !(out->buf = malloc(end - start)))
+        if (end > k && !(out->buf = malloc(bytes))) {
             rc = -1;
-        else if (out->n > 0) {
-            memcpy(out->buf, g->buf + start, end - start);
-            out->len = end - start;
+        } else {
+            for (uint32_t i = k; i < end; i++) {
+                rc_store_entry_get(g->ent[i], &seq, &len);
+                memcpy(out->buf + out->len, g->ent[i], RC_STORE_ENTRY_HDR + len);
+                out->len += RC_STORE_ENTRY_HDR + len;
+            }
+            out->n = end - k;
         }
     }
     pthread_mutex_unlock(&t->mu);
     if (rc != 0)
         *out = (rc_ticklog_tail){ .first = UINT64_MAX };
     return rc;
+}
+
+/* A buffer for a batch's tick record: one a fold left, or an empty one. */
+rc_ticklog_ops rc_ticklog_ops_take(rc_persist *p)
+{
+    rc_ticklog *t = p->tl;
+    rc_ticklog_ops o = { 0 };
+    pthread_mutex_lock(&t->mu);
+    if (t->n_pool > 0)
+        o = t->pool[--t->n_pool];
+    pthread_mutex_unlock(&t->mu);
+    o.len = o.put_bytes = o.puts = 0;
+    return o;
+}
+
+/* Gives back the buffer of a batch that was not committed. */
+void rc_ticklog_ops_give(rc_persist *p, rc_ticklog_ops *o)
+{
+    rc_ticklog *t = p->tl;
+    if (!o->buf)
+        return;
+    pthread_mutex_lock(&t->mu);
+    if (t->n_pool < POOL_MAX && o->cap <= RC_TICKLOG_SPARE_MAX) {
+        t->pool[t->n_pool++] = *o;
+        *o = (rc_ticklog_ops){ 0 };
+    }
+    pthread_mutex_unlock(&t->mu);
+    rc_ticklog_ops_free(o);
 }
 
 bool rc_ticklog_bounds(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t *oldest, uint64_t *newest)
@@ -576,6 +650,7 @@ void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s)
     pthread_mutex_lock(&t->mu);
     *s = t->st;
     s->bytes = t->bytes;
+    s->held = t->held;
     s->groups = t->live;
     pthread_mutex_unlock(&t->mu);
 }
