@@ -4,13 +4,10 @@
  *
  * Outgoing frames are encoded with the project's codec (rc_encode); the
  * `send` frame of every group is encoded once at init, so publishing is one
- * memcpy plus writing the body header (seq, timestamp) at its known offset. Incoming frames go through a small strict MessagePack map scanner
- * that extracts only what the benchmark checks (t, g, seq, body length, err
- * code) instead of rc_decode: it allocates nothing and costs a few
- * nanoseconds per frame (the generator shares the cores with the server),
- * and a decoder bug cannot hide itself by being on both ends.
- * Strict means: one map per frame, string keys, known fields of the right
- * type, nothing after the map.
+ * memcpy plus writing the body header (seq, timestamp) at its known offset.
+ * Incoming frames are read by the strict scanner of rc_wire.h, which extracts
+ * only what the benchmark checks (t, g, seq, body, err code), and reported
+ * by dispatch().
  *
  * ringcast-ws is the same maps over WebSocket (proto/PROTOCOL.md §1.2):
  * an HTTP upgrade first, then one binary message per map. Client frames
@@ -24,8 +21,8 @@
 #include <string.h>
 
 #include "driver.h"
+#include "rc_wire.h"
 
-#define MP_MAX_DEPTH 8            /* nesting the scanner follows when skipping */
 #define WS_MAX_HDR_READ 6u        /* a masked client header of a payload under 126 bytes */
 
 static bench_table g_send;        /* the `send` frame of every group */
@@ -133,207 +130,9 @@ static int rc_publish(bench_conn *c, uint32_t g, uint64_t seq, uint64_t ts_ns)
     return 0;
 }
 
-/* ---- the scanner ---- */
-
-typedef struct mp_cur {
-    const uint8_t *p;
-    const uint8_t *end;
-} mp_cur;
-
-static uint64_t be(const uint8_t *p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Reads a length field of n bytes; -1 if the frame ends first. */
-static int mp_len(mp_cur *c, unsigned n, uint64_t *len)
-{
-    if ((size_t)(c->end - c->p) < n)
-        return -1;
-    *len = be(c->p, n);
-    c->p += n;
-    return 0;
-}
-
-static int mp_bytes(mp_cur *c, uint64_t n, const uint8_t **s)
-{
-    if ((uint64_t)(c->end - c->p) < n)
-        return -1;
-    *s = c->p;
-    c->p += n;
-    return 0;
-}
-
-/* Reads a str (want_bin = false) or bin (true): pointer and length. */
-static int mp_strbin(mp_cur *c, bool want_bin, const uint8_t **s, uint32_t *n)
-{
-    if (c->p >= c->end)
-        return -1;
-    uint8_t b = *c->p++;
-    uint64_t len;
-    if (!want_bin && (b & 0xe0) == 0xa0)
-        len = b & 0x1f;
-    else if (b == (want_bin ? 0xc4 : 0xd9) && mp_len(c, 1, &len) == 0)
-        ;
-    else if (b == (want_bin ? 0xc5 : 0xda) && mp_len(c, 2, &len) == 0)
-        ;
-    else if (b == (want_bin ? 0xc6 : 0xdb) && mp_len(c, 4, &len) == 0)
-        ;
-    else
-        return -1;
-    *n = (uint32_t)len;
-    return mp_bytes(c, len, s);
-}
-
-static int mp_uint(mp_cur *c, uint64_t *v)
-{
-    if (c->p >= c->end)
-        return -1;
-    uint8_t b = *c->p++;
-    if (b <= 0x7f) {
-        *v = b;
-        return 0;
-    }
-    if (b >= 0xcc && b <= 0xcf)
-        return mp_len(c, 1u << (b - 0xcc), v);
-    return -1;
-}
-
-/*
- * Reads the header of a value whose type byte b was consumed: *n payload
- * bytes follow, then *items nested values.
- */
-static int mp_header(mp_cur *c, uint8_t b, uint64_t *n, uint64_t *items)
-{
-    unsigned len_bytes = 0;  /* size of an explicit length field */
-    uint64_t extra = 0;      /* bytes after the length field beyond it (ext type) */
-    uint64_t per_item = 0;   /* 1 for arrays, 2 for maps: the length counts items */
-    *n = *items = 0;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-        return 0;                                   /* fixint, nil, bool */
-    if ((b & 0xe0) == 0xa0) {
-        *n = b & 0x1f;                              /* fixstr */
-        return 0;
-    }
-    if ((b & 0xf0) == 0x80 || (b & 0xf0) == 0x90) {
-        *items = (uint64_t)(b & 0x0f) * ((b & 0xf0) == 0x80 ? 2 : 1);
-        return 0;                                   /* fixmap, fixarray */
-    }
-    switch (b) {
-    case 0xcc: case 0xd0: *n = 1; return 0;         /* uint8, int8 */
-    case 0xcd: case 0xd1: *n = 2; return 0;
-    case 0xca: case 0xce: case 0xd2: *n = 4; return 0;
-    case 0xcb: case 0xcf: case 0xd3: *n = 8; return 0;
-    case 0xd4: *n = 2; return 0;                    /* fixext 1..16: type + data */
-    case 0xd5: *n = 3; return 0;
-    case 0xd6: *n = 5; return 0;
-    case 0xd7: *n = 9; return 0;
-    case 0xd8: *n = 17; return 0;
-    case 0xc4: case 0xd9: len_bytes = 1; break;     /* bin8, str8 */
-    case 0xc5: case 0xda: len_bytes = 2; break;
-    case 0xc6: case 0xdb: len_bytes = 4; break;
-    case 0xc7: len_bytes = 1; extra = 1; break;     /* ext8..32: length, type, data */
-    case 0xc8: len_bytes = 2; extra = 1; break;
-    case 0xc9: len_bytes = 4; extra = 1; break;
-    case 0xdc: len_bytes = 2; per_item = 1; break;  /* array16, array32 */
-    case 0xdd: len_bytes = 4; per_item = 1; break;
-    case 0xde: len_bytes = 2; per_item = 2; break;  /* map16, map32 */
-    case 0xdf: len_bytes = 4; per_item = 2; break;
-    default: return -1;                             /* 0xc1 is never used */
-    }
-    uint64_t len;
-    if (mp_len(c, len_bytes, &len) < 0)
-        return -1;
-    if (per_item)
-        *items = len * per_item;
-    else
-        *n = len + extra;
-    return 0;
-}
-
-/* Skips one value of any type. */
-static int mp_skip(mp_cur *c, int depth)
-{
-    if (c->p >= c->end || depth > MP_MAX_DEPTH)
-        return -1;
-    uint64_t n, items;
-    const uint8_t *skipped;
-    if (mp_header(c, *c->p++, &n, &items) < 0 || mp_bytes(c, n, &skipped) < 0)
-        return -1;
-    for (uint64_t i = 0; i < items; i++)
-        if (mp_skip(c, depth + 1) < 0)
-            return -1;
-    return 0;
-}
-
-/* What the benchmark reads from one server map. */
-typedef struct rc_frame {
-    const uint8_t *t;
-    uint32_t t_len;
-    const uint8_t *g;
-    uint32_t g_len;
-    uint64_t seq;
-    bool has_seq;
-    const uint8_t *body;
-    uint32_t body_len;
-    const uint8_t *code;     /* err: code; bye: reason */
-    uint32_t code_len;
-} rc_frame;
-
-static bool key_is(const uint8_t *k, uint32_t n, const char *name)
-{
-    return n == strlen(name) && memcmp(k, name, n) == 0;
-}
-
-/* Scans one map; -1 unless it is exactly one well-formed map. */
-static int scan_map(const uint8_t *p, size_t len, rc_frame *f)
-{
-    mp_cur c = { p, p + len };
-    memset(f, 0, sizeof *f);
-    uint64_t n;
-    uint8_t b = *c.p++;
-    if ((b & 0xf0) == 0x80)
-        n = b & 0x0f;
-    else if (b == 0xde && mp_len(&c, 2, &n) == 0)
-        ;
-    else if (b == 0xdf && mp_len(&c, 4, &n) == 0)
-        ;
-    else
-        return -1;
-    for (uint64_t i = 0; i < n; i++) {
-        const uint8_t *k;
-        uint32_t kn;
-        int rc;
-        if (mp_strbin(&c, false, &k, &kn) < 0)
-            return -1;
-        if (key_is(k, kn, "t"))
-            rc = mp_strbin(&c, false, &f->t, &f->t_len);
-        else if (key_is(k, kn, "g"))
-            rc = mp_strbin(&c, false, &f->g, &f->g_len);
-        else if (key_is(k, kn, "seq")) {
-            rc = mp_uint(&c, &f->seq);
-            f->has_seq = true;
-        }
-        else if (key_is(k, kn, "body")) /* bin, or str per proto/PROTOCOL.md §2.1 */
-            rc = (c.p < c.end && (*c.p == 0xc4 || *c.p == 0xc5 || *c.p == 0xc6))
-                     ? mp_strbin(&c, true, &f->body, &f->body_len)
-                     : mp_strbin(&c, false, &f->body, &f->body_len);
-        else if (key_is(k, kn, "code") || key_is(k, kn, "reason"))
-            rc = mp_strbin(&c, false, &f->code, &f->code_len);
-        else
-            rc = mp_skip(&c, 0);
-        if (rc < 0)
-            return -1;
-    }
-    return (c.p == c.end && f->t) ? 0 : -1;
-}
-
 /* --read-every: queues read {g, seq} (proto/PROTOCOL.md §6.11) after every
  * g_read_every deliveries of a subscriber, for the group and seq of the last. */
-static int maybe_read(bench_conn *c, const rc_frame *f)
+static int maybe_read(bench_conn *c, const rw_frame *f)
 {
     if (g_read_every == 0 || c->role != BENCH_SUB || ++c->since_read < g_read_every)
         return 0;
@@ -360,47 +159,52 @@ static int maybe_read(bench_conn *c, const rc_frame *f)
     return rc;
 }
 
+static bool type_is(const rw_frame *f, const char *name)
+{
+    return f->t_len == strlen(name) && memcmp(f->t, name, f->t_len) == 0;
+}
+
 /* Reports one scanned map; -1 if it is not a map the benchmark expects. */
-static int dispatch(bench_conn *c, const rc_frame *f)
+static int dispatch(bench_conn *c, const rw_frame *f)
 {
     uint32_t g = f->g ? bench_parse_group(f->g, f->g_len, g_prefix, g_prefix_len) : BENCH_NO_GROUP;
-    if (key_is(f->t, f->t_len, "msg")) {
+    if (type_is(f, "msg")) {
         if (g == BENCH_NO_GROUP || !f->has_seq || !f->body)
             return -1;
         bench_on_delivery(c, g, f->seq, f->body, f->body_len);
         if (maybe_read(c, f) < 0)
             return -1;
-    } else if (key_is(f->t, f->t_len, "online") || key_is(f->t, f->t_len, "offline")) {
+    } else if (type_is(f, "online") || type_is(f, "offline")) {
         bench_on_event(c, BENCH_EV_PRESENCE);
-    } else if (key_is(f->t, f->t_len, "receipt")) {
+    } else if (type_is(f, "receipt")) {
         bench_on_event(c, BENCH_EV_RECEIPT);
-    } else if (key_is(f->t, f->t_len, "typing")) {
+    } else if (type_is(f, "typing")) {
         bench_on_event(c, BENCH_EV_TYPING);
-    } else if (key_is(f->t, f->t_len, "marked")) {
+    } else if (type_is(f, "marked")) {
         bench_on_event(c, BENCH_EV_MARKED);
-    } else if (key_is(f->t, f->t_len, "ack")) {
+    } else if (type_is(f, "ack")) {
         if (g == BENCH_NO_GROUP || !f->has_seq)
             return -1;
         bench_on_ack(c, g, f->seq, -1);
-    } else if (key_is(f->t, f->t_len, "joined")) {
+    } else if (type_is(f, "joined")) {
         if (g == BENCH_NO_GROUP)
             return -1;
         bench_on_confirm(c, g, f->seq);
-    } else if (key_is(f->t, f->t_len, "welcome")) {
+    } else if (type_is(f, "welcome")) {
         bench_on_confirm(c, BENCH_NO_GROUP, 0);
-    } else if (key_is(f->t, f->t_len, "err")) {
+    } else if (type_is(f, "err")) {
         bench_on_server_error(c, f->code ? (const char *)f->code : (const char *)f->t,
                               f->code ? f->code_len : f->t_len);
-    } else if (key_is(f->t, f->t_len, "bye")) {
+    } else if (type_is(f, "bye")) {
         bench_on_bye(c, f->code ? (const char *)f->code : (const char *)f->t,
                      f->code ? f->code_len : f->t_len);
-    } else if (key_is(f->t, f->t_len, "ping")) {
+    } else if (type_is(f, "ping")) {
         /* the server checks a silent connection (idle_timeout_ms): answer it */
         static const uint8_t pong[] = { 0, 0, 0, 8, 0x81, 0xa1, 't', 0xa4, 'p', 'o', 'n', 'g' };
         static const uint8_t ws_pong[] = { 0x82, 0x88, 0, 0, 0, 0, 0x81, 0xa1, 't', 0xa4, 'p', 'o', 'n', 'g' };
         if (g_ws ? bench_reply(c, ws_pong, sizeof ws_pong) < 0 : bench_reply(c, pong, sizeof pong) < 0)
             return -1;
-    } else if (!key_is(f->t, f->t_len, "pong")) {
+    } else if (!type_is(f, "pong")) {
         return -1;
     }
     return 0;
@@ -417,8 +221,8 @@ static ssize_t rc_parse(bench_conn *c, const uint8_t *in, size_t len)
         }
         if (len - off - RC_FRAME_HEADER < n)
             break;
-        rc_frame f;
-        if (scan_map(in + off + RC_FRAME_HEADER, n, &f) < 0 || dispatch(c, &f) < 0) {
+        rw_frame f;
+        if (rw_scan(in + off + RC_FRAME_HEADER, n, &f) < 0 || dispatch(c, &f) < 0) {
             fprintf(stderr, "ringcast-bench: unexpected frame (%u bytes) on %s%u\n", n,
                     c->role == BENCH_SUB ? "s" : "p", c->index);
             return -1;
@@ -574,8 +378,8 @@ static ssize_t ws_parse(bench_conn *c, const uint8_t *in, size_t len)
         if (len - off - hl < n)
             break;
         if (op == 0x2) {
-            rc_frame f;
-            if (scan_map(p + hl, (size_t)n, &f) < 0 || dispatch(c, &f) < 0) {
+            rw_frame f;
+            if (rw_scan(p + hl, (size_t)n, &f) < 0 || dispatch(c, &f) < 0) {
                 fprintf(stderr, "ringcast-bench: unexpected WebSocket message (%llu bytes)\n", (unsigned long long)n);
                 return -1;
             }
