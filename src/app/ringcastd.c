@@ -28,13 +28,16 @@
 /* The allocator's options (ARCHITECTURE §8, "allocator"). jemalloc, which
  * ringcastd links (CMake RC_JEMALLOC), reads this symbol before main; the
  * environment's MALLOC_CONF is applied after it and may override it. A page
- * freed is given back to the system dirty_decay_ms (10 s) later only when
+ * freed is given back to the system dirty_decay_ms later only when
  * something purges it: without background threads that happens inside
  * malloc and free calls of the same arena, so the pages of an arena its
  * threads stopped using (a finished compaction, a burst of connections)
  * stay resident, also while the server is idle. With them, a jemalloc
- * thread purges every arena on time. Unused without jemalloc. */
-#define RC_MALLOC_CONF "background_thread:true"
+ * thread purges every arena on time. dirty_decay_ms is 2 s, not jemalloc's
+ * 10 s: the store's folds and RocksDB's flushes free tens of MB a second
+ * under a flood, and 10 s of them held about 100 MB resident (bench/RESULTS.md,
+ * *The tick log*); 2 s cost no measurable CPU there. Unused without jemalloc. */
+#define RC_MALLOC_CONF "background_thread:true,dirty_decay_ms:2000"
 const char *malloc_conf = RC_MALLOC_CONF;
 
 /* log_level and log_format hold one of the names rc_config_load accepts,

@@ -30,7 +30,7 @@
 #define BURST_HELD_MIN (12 * 1024 * 1024) /* the burst must have held at least this much */
 #define DIRTY_BOUND (4 * 1024 * 1024)
 #define RSS_BOUND_KB (6 * 1024)
-#define SETTLE_MS 30000                 /* three times dirty_decay_ms */
+#define SETTLE_MS 30000                 /* many times dirty_decay_ms (2 s, src/app/ringcastd.c) */
 #define STEP_MS 250
 
 static it_server srv;
