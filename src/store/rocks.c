@@ -48,18 +48,23 @@ const char *const rc_store_cf_names[RC_CF_COUNT] = {
     [RC_CF_USER_GROUPS] = "user_groups", [RC_CF_TICKS] = "ticks",
 };
 
-/* Families a format-1 directory lacks: created empty when it is opened
- * read-write, then filled by the migration (migrate_v1). */
-static bool added_in_v2(int cf)
+/* The newest format that lacked family cf (0: every format has it) and the
+ * flag that says it was created at this open: `reads` and `user_groups`
+ * came with format 2 (migrate_v1 fills them), `ticks` with format 4
+ * (empty until the first tick). Created when such a directory is opened
+ * read-write. */
+static uint32_t lacked_by(rc_persist *p, int cf, bool **added)
 {
-    return cf == RC_CF_READS || cf == RC_CF_USER_GROUPS;
-}
-
-/* The family format 4 added: created empty when a format 1..3 directory is
- * opened read-write; the format marker then says 4. */
-static bool added_in_v4(int cf)
-{
-    return cf == RC_CF_TICKS;
+    if (cf == RC_CF_READS || cf == RC_CF_USER_GROUPS) {
+        *added = &p->added_families;
+        return RC_PERSIST_FORMAT_V1;
+    }
+    if (cf == RC_CF_TICKS) {
+        *added = &p->added_ticks;
+        return RC_PERSIST_FORMAT_V3;
+    }
+    *added = NULL;
+    return 0;
 }
 
 #define MIGRATE_BATCH 4096u /* entries per write while migrating */
@@ -518,27 +523,18 @@ static int existing_families(rc_persist *p, const char ***names_out, size_t *n_o
         bool found = false;
         for (size_t j = 0; j < n_listed && !found; j++)
             found = !strcmp(listed[j], rc_store_cf_names[i]);
-        if (!found && added_in_v4(i) && !p->readonly) {
-            p->added_ticks = true; /* format 1..3: check_format marks it 4 */
+        bool *added;
+        uint32_t older = lacked_by(p, i, &added);
+        if (!found && older && !p->readonly) {
+            *added = true; /* check_format migrates the directory, or marks it 4 */
             continue;
         }
-        if (!found && added_in_v4(i)) {
+        if (!found && older) {
             rocksdb_list_column_families_destroy(listed, n_listed);
             return rc_store_fail(err, errlen, p->dir,
-                                 "has no column family '%s': it is in format %u or older and is migrated when "
-                                 "ringcastd opens it (read-write) once",
-                                 rc_store_cf_names[i], RC_PERSIST_FORMAT_V3);
-        }
-        if (!found && added_in_v2(i) && !p->readonly) {
-            p->added_families = true; /* a format-1 directory: check_format migrates it */
-            continue;
-        }
-        if (!found && added_in_v2(i)) {
-            rocksdb_list_column_families_destroy(listed, n_listed);
-            return rc_store_fail(err, errlen, p->dir,
-                                 "has no column family '%s': it is in format %u and is migrated when ringcastd "
+                                 "has no column family '%s': it is in format %u%s and is migrated when ringcastd "
                                  "opens it (read-write) once",
-                                 rc_store_cf_names[i], RC_PERSIST_FORMAT_V1);
+                                 rc_store_cf_names[i], older, older == RC_PERSIST_FORMAT_V3 ? " or older" : "");
         }
         if (!found) {
             rocksdb_list_column_families_destroy(listed, n_listed);
