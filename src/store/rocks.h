@@ -200,8 +200,7 @@ int rc_store_record_each(uint64_t key_seq, const char *v, size_t vlen, rc_store_
 typedef struct rc_ticklog_ops {
     uint8_t *buf;       /* the tick record: version byte, then ops */
     size_t len, cap;
-    size_t put_bytes;   /* entry bytes of its messages (what the table grows by) */
-    uint32_t puts;
+    size_t put_bytes;   /* entry bytes of its messages (what the table grows by); 0: none */
 } rc_ticklog_ops;
 
 #define RC_TICKLOG_SPARE_MAX (1024u * 1024u) /* a tick record buffer larger than this is not kept for a later batch */

@@ -67,7 +67,6 @@ typedef struct tl_group {
     uint64_t hash;         /* from the tag */
     const uint8_t **ent;   /* [n]: each entry's [seq][len][map] */
     uint32_t n, cap;
-    size_t bytes;          /* the entries' bytes */
     uint64_t first, last;  /* oldest and newest seq */
     size_t prefix_len;
     char prefix[];         /* tag, length byte, id: the start of its history keys */
@@ -167,7 +166,6 @@ static void clear(rc_ticklog *t, bool all)
                 continue;
             }
             g->n = 0;
-            g->bytes = 0;
             s = &g->next;
         }
     }
@@ -234,7 +232,6 @@ static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, const
         g->cap = cap;
     }
     g->ent[g->n] = entry;
-    g->bytes += RC_STORE_ENTRY_HDR + len;
     t->bytes += RC_STORE_ENTRY_HDR + len;
     if (g->n++ == 0) {
         g->first = seq;
@@ -262,7 +259,6 @@ static void table_trim(rc_ticklog *t, const char *prefix, size_t prefix_len, uin
     }
     memmove(g->ent, g->ent + k, (g->n - k) * sizeof(*g->ent));
     g->n -= k;
-    g->bytes -= bytes;
     t->bytes -= bytes;
     if (g->n == 0)
         t->live--;
@@ -358,7 +354,6 @@ int rc_ticklog_ops_put(rc_ticklog_ops *o, const char *prefix, size_t prefix_len,
     memcpy(p + RC_STORE_ENTRY_HDR, map, len);
     o->len += 1 + prefix_len + RC_STORE_ENTRY_HDR + len;
     o->put_bytes += RC_STORE_ENTRY_HDR + len;
-    o->puts++;
     return 0;
 }
 
@@ -400,8 +395,9 @@ static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_gro
         vals[0] = &mark;
         sizes[0] = 1;
         size_t n = 0, bytes = 0;
-        uint64_t seq = 0;
+        uint64_t newest = 0; /* the record's key */
         while (k < g->n && n < RC_STORE_RECORD_MAX_MSGS) {
+            uint64_t seq;
             uint32_t len;
             rc_store_entry_get(g->ent[k], &seq, &len);
             size_t e = RC_STORE_ENTRY_HDR + len;
@@ -410,11 +406,11 @@ static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_gro
             vals[1 + n] = (const char *)g->ent[k];
             sizes[1 + n] = e;
             bytes += e;
+            newest = seq;
             n++;
             k++;
         }
-        rc_store_entry_get((const uint8_t *)vals[n], &seq, &(uint32_t){ 0 }); /* the record's newest */
-        rc_store_be64_put(key + g->prefix_len, seq);
+        rc_store_be64_put(key + g->prefix_len, newest);
         rocksdb_writebatch_putv_cf(wb, p->cf[RC_CF_HISTORY], 1, keys, ksizes, (int)(1 + n), vals, sizes);
         records++;
     }
@@ -465,7 +461,7 @@ int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *o
     rc_ticklog *t = p->tl;
     int rc = 0;
     pthread_mutex_lock(&t->mu);
-    if (ops->puts && t->bytes + ops->put_bytes > t->fold_bytes && t->bytes > 0)
+    if (ops->put_bytes && t->bytes + ops->put_bytes > t->fold_bytes && t->bytes > 0)
         rc = fold(p, p->wopts[RC_DURABILITY_NONE], err, errlen);
     char key[RC_STORE_SEQ_BYTES];
     if (rc == 0 && ops->len > 0) {
@@ -611,7 +607,7 @@ rc_ticklog_ops rc_ticklog_ops_take(rc_persist *p)
     if (t->n_pool > 0)
         o = t->pool[--t->n_pool];
     pthread_mutex_unlock(&t->mu);
-    o.len = o.put_bytes = o.puts = 0;
+    o.len = o.put_bytes = 0;
     return o;
 }
 
