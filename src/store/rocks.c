@@ -909,9 +909,9 @@ int rc_store_stats(rc_persist *p, char *buf, size_t len)
     rc_ticklog_stats_read(p, &t);
     add(&r,
         "tick_log records=%llu folds=%llu folded_records=%llu folded_messages=%llu table_bytes=%zu table_held=%zu "
-        "table_groups=%zu\n",
+        "table_groups=%zu fold_batch=%zu\n",
         (unsigned long long)t.records, (unsigned long long)t.folds, (unsigned long long)t.folded_records,
-        (unsigned long long)t.folded_msgs, t.bytes, t.held, t.groups);
+        (unsigned long long)t.folded_msgs, t.bytes, t.held, t.groups, t.fold_batch);
     add(&r, "\n** history **\n");
     add_property(&r, p, p->cf[RC_CF_HISTORY], "rocksdb.cfstats-no-file-histogram");
     add(&r, "\n** groups **\n");
@@ -940,7 +940,7 @@ int rc_store_memory_read(rc_persist *p, rc_store_memory *m)
     }
     rc_ticklog_stats t;
     rc_ticklog_stats_read(p, &t);
-    m->tick_log = t.held;
+    m->tick_log = t.held + t.fold_batch;
     if (!p->cache)
         return 0;
     m->block_cache = rocksdb_cache_get_usage(p->cache);

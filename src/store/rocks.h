@@ -214,6 +214,7 @@ typedef struct rc_ticklog_stats {
     size_t bytes;            /* entry bytes in the table now */
     size_t held;             /* bytes of the tick record buffers it holds (its memory) */
     size_t groups;           /* groups in the table now */
+    size_t fold_batch;       /* bytes of the largest fold: the kept fold batch holds at least that much */
 } rc_ticklog_stats;
 
 /* A copy of one group's table entries (rc_ticklog_copy). */

@@ -86,6 +86,7 @@ struct rc_ticklog {
     uint32_t n_pool;
     uint64_t next_key;   /* key of the next tick record, u64 BE */
     rocksdb_writebatch_t *fold_wb; /* kept from fold to fold (see fold()) */
+    size_t fold_wb_bytes; /* the largest fold it held: its capacity, within a factor of 2 */
     rc_ticklog_stats st;
 };
 
@@ -450,6 +451,10 @@ static int fold(rc_persist *p, rocksdb_writeoptions_t *wo, char *err, size_t err
     rc_store_be64_put(lo, 0);
     rc_store_be64_put(hi, t->next_key);
     rocksdb_writebatch_delete_range_cf(wb, p->cf[RC_CF_TICKS], lo, sizeof(lo), hi, sizeof(hi));
+    size_t wb_bytes;
+    rocksdb_writebatch_data(wb, &wb_bytes);
+    if (wb_bytes > t->fold_wb_bytes)
+        t->fold_wb_bytes = wb_bytes;
     char *rerr = NULL;
     rocksdb_write(p->db, wo, wb, &rerr);
     rocksdb_writebatch_clear(wb);
@@ -660,5 +665,6 @@ void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s)
     s->bytes = t->bytes;
     s->held = t->held;
     s->groups = t->live;
+    s->fold_batch = t->fold_wb_bytes;
     pthread_mutex_unlock(&t->mu);
 }

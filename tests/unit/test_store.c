@@ -1299,7 +1299,7 @@ static void test_stats(void)
      * messages in the tick log's table until a fold */
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "rocksdb.number.keys.written COUNT : 2\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "tick_log records=1 folds=0 folded_records=0 folded_messages=0"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "table_groups=1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "table_groups=1 fold_batch=0\n"));
     char small[32];
     CU_ASSERT(rc_store_stats(p, small, sizeof(small)) > (int)sizeof(small)); /* truncated, full length told */
     CU_ASSERT_EQUAL(strlen(small), sizeof(small) - 1);
@@ -1540,6 +1540,11 @@ static void test_tick_log_records_and_table(void)
     CU_ASSERT(v.folds >= 1);
     CU_ASSERT(v.folded_records >= TL_GROUPS * 2); /* records of at most RC_STORE_RECORD_MAX_MSGS (256) */
     CU_ASSERT_EQUAL(v.groups, TL_GROUPS);
+    /* the kept fold batch: a fold of 1 MiB held about that much, and the gauge counts it */
+    CU_ASSERT(v.fold_batch >= 1024 * 1024 / 2 && v.fold_batch < 3 * 1024 * 1024);
+    rc_store_memory mem;
+    CU_ASSERT_EQUAL(rc_store_memory_read(p, &mem), 0);
+    CU_ASSERT(mem.tick_log >= v.held + v.fold_batch);
     expect_tick_groups(p);
 
     /* 1234 lies inside a record: the record stays, reads start at 1234 */
