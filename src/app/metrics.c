@@ -360,7 +360,7 @@ static void store_memory_section(rc_server *s, struct rc_admin_body *out)
         { "ringcast_store_block_cache_bytes", "Bytes in RocksDB's block cache (data, index and filter blocks).", m.block_cache },
         { "ringcast_store_block_cache_pinned_bytes", "Bytes of the block cache pinned by readers.", m.block_cache_pinned },
         { "ringcast_store_block_cache_capacity_bytes", "The block cache's bound (64 MiB).", m.block_cache_capacity },
-        { "ringcast_store_tick_log_bytes", "Bytes of the tick records the store keeps in memory until their messages are folded into history records (about tick_log_fold_mb, 8 MiB, and one tick), and of the batch kept for the folds (about as much once a fold ran; src/ARCHITECTURE.md section 6).", m.tick_log },
+        { "ringcast_store_tick_log_bytes", "Bytes of the tick records the store keeps in memory until their messages are folded into history records (about tick_log_fold_mb, 8 MiB, and one tick), and of the batch kept for a fold's pieces (1-2 MiB once a fold ran; src/ARCHITECTURE.md section 6).", m.tick_log },
     };
     for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
         metric_head(out, g[i].name, "gauge", g[i].help);

@@ -517,8 +517,9 @@ static int load_groups(rc_persist *p, rc_persist_group_fn fn, void *ud, char *er
 typedef struct scan_walk {
     uint64_t from, to, stop;
     bool records;   /* reading records, which end where the table starts (stop) */
+    bool at_stop;   /* the records reached stop: the copy of the table goes on from there */
     uint32_t limit, n;
-    bool done;   /* past to, at stop, at limit, or stopped by fn */
+    bool done;   /* past to, at limit, or stopped by fn */
     rc_persist_msg_fn fn;
     void *ud;
 } scan_walk;
@@ -528,7 +529,14 @@ static int scan_entry(void *ud, uint64_t seq, const uint8_t *map, uint32_t len)
     scan_walk *w = ud;
     if (seq < w->from)
         return 0;
-    if (seq > w->to || (w->records && seq >= w->stop) || w->n == w->limit) {
+    if (w->records && seq >= w->stop) {
+        /* A record of messages still in the table: a fold after the copy
+         * was taken, or one cut short by a crash (ticklog.c, fold()). The
+         * copy has them. */
+        w->at_stop = true;
+        return 1;
+    }
+    if (seq > w->to || w->n == w->limit) {
         w->done = true;
         return 1;
     }
@@ -582,8 +590,8 @@ static int scan(rc_persist *p, const char *g, uint32_t g_len, uint64_t from, uin
         w.from = kept;
     char at[RC_STORE_KEY_MAX];
     size_t at_len = rc_store_history_key(at, g, g_len, w.from);
-    for (rocksdb_iter_seek(it, at, at_len); !w.done && w.from <= to && history_entry_of(it, lo, prefix_len, &seq);
-         rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, at, at_len);
+         !w.done && !w.at_stop && w.from <= to && history_entry_of(it, lo, prefix_len, &seq); rocksdb_iter_next(it)) {
         size_t vlen = 0;
         const char *v = rocksdb_iter_value(it, &vlen);
         if (rc_store_record_each(seq, v, vlen, scan_entry, &w) < 0) {

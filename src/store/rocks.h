@@ -214,7 +214,7 @@ typedef struct rc_ticklog_stats {
     size_t bytes;            /* entry bytes in the table now */
     size_t held;             /* bytes of the tick record buffers it holds (its memory) */
     size_t groups;           /* groups in the table now */
-    size_t fold_batch;       /* bytes of the largest fold: the kept fold batch holds at least that much */
+    size_t fold_batch;       /* bytes of the largest piece of a fold: the kept fold batch holds at least that much */
 } rc_ticklog_stats;
 
 /* A copy of one group's table entries (rc_ticklog_copy). */
@@ -251,6 +251,8 @@ int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64
 /* The group's oldest and newest seq in the table; false when it has none there. */
 bool rc_ticklog_bounds(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t *oldest, uint64_t *newest);
 void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s);
+/* Tests only: called after each piece of a fold but its last (NULL: nothing). */
+extern void (*rc_ticklog_after_piece)(void);
 
 /* "data_dir <dir>: <what>" into err; returns -1 for `return store_fail(...)`. */
 int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ...)

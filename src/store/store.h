@@ -89,7 +89,7 @@ typedef struct rc_store_memory {
     uint64_t block_cache;    /* the shared block cache's usage (data, index and filter blocks) */
     uint64_t block_cache_pinned;
     uint64_t block_cache_capacity; /* block_cache_mb */
-    uint64_t tick_log;       /* the tick records the tick log holds until its next fold (about tick_log_fold_mb, and one tick), and its kept fold batch (about as much once a fold ran) */
+    uint64_t tick_log;       /* the tick records the tick log holds until its next fold (about tick_log_fold_mb, and one tick), and the kept batch of a fold's pieces (1-2 MiB once a fold ran) */
 } rc_store_memory;
 
 /* Fills m; -1 without a store. Safe next to the shard threads' writes. */

@@ -17,22 +17,22 @@
  * 2. When the table holds `fold_bytes` (the store option tick_log_fold_mb),
  *    it is folded: every group's messages become history records of up to
  *    RC_STORE_RECORD_MAX_MSGS messages (rocks.h, keyed by their newest seq),
- *    and one range delete removes every tick record, all in one write. The
- *    table is then empty.
+ *    written in pieces of FOLD_PIECE_BYTES, and the last piece range-deletes
+ *    every tick record. The table is then empty.
  *
  * Reads of history see both: scans copy a group's table entries, then read
  * its records up to the first of them (history.c). At open the tick records
  * are read back into the table, and a read-write open folds them at once; a
- * clean close folds too. So a message is in exactly one of two places that
- * a crash keeps: its tick record (until the fold that writes its history
- * record and deletes the tick record in one atomic write) or its history
- * record.
+ * clean close folds too. So a message is in its tick record until the fold
+ * that writes its history record and then deletes the tick record; a crash
+ * in between keeps both, and the next open folds the tick record again into
+ * the same history record (see fold()).
  *
  * A fold is written without the WAL: its history records repeat messages
  * whose tick records are in the WAL already, and writing them there again
  * cost a second copy of every message. A crash before the fold reaches an
- * SST file loses the fold and its range delete alike, and the tick records
- * come back from the WAL (or from the SST file they were flushed to) to be
+ * SST file loses the fold (or its pieces written so far) and its range
+ * delete alike, and the tick records come back from the WAL (or from the SST file they were flushed to) to be
  * folded at the next open. Atomic flush (rocks.c) makes every family's
  * memtable reach disk at one point, so a WAL file is dropped only when the
  * folds of its tick records are on disk too. Folds at open and close go
@@ -58,6 +58,7 @@
 #define TICK_RECORD_VERSION 1u  /* first byte of a tick record */
 #define OP_PUT 1u               /* a message: history prefix, then an entry */
 #define OP_TRIM 2u              /* a retention delete: history prefix, then `before`, u64 BE */
+#define FOLD_PIECE_BYTES (1u << 20) /* a fold is written in pieces of about this (see fold()) */
 
 /* One group's messages in the table: pointers to its entries (laid out as
  * in a history record, rocks.h) inside the tick records the table holds,
@@ -85,8 +86,8 @@ struct rc_ticklog {
     rc_ticklog_ops pool[POOL_MAX]; /* buffers of folded tick records, for later batches */
     uint32_t n_pool;
     uint64_t next_key;   /* key of the next tick record, u64 BE */
-    rocksdb_writebatch_t *fold_wb; /* kept from fold to fold (see fold()) */
-    size_t fold_wb_bytes; /* the largest fold it held: its capacity, within a factor of 2 */
+    rocksdb_writebatch_t *fold_wb; /* a fold's pieces, kept from piece to piece (see fold()) */
+    size_t fold_wb_bytes; /* the largest piece it held: its capacity, within a factor of 2 */
     rc_ticklog_stats st;
 };
 
@@ -381,6 +382,8 @@ void rc_ticklog_ops_free(rc_ticklog_ops *o)
 
 /* ---- the fold ---- */
 
+void (*rc_ticklog_after_piece)(void);
+
 /* Puts one group's entries as history records of at most
  * RC_STORE_RECORD_MAX_MSGS messages or RC_STORE_RECORD_MAX_BYTES bytes
  * (one larger message alone), gathered from the tick records; returns the
@@ -421,15 +424,43 @@ static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_gro
     return records;
 }
 
-/* Writes every group of the table as history records and deletes every
- * tick record, in one write; empties the table. Called with mu held.
+/* Writes the fold batch (wb) and clears it for the next piece. */
+static int write_piece(rc_persist *p, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb, char *err,
+                       size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    size_t wb_bytes;
+    rocksdb_writebatch_data(wb, &wb_bytes);
+    if (wb_bytes > t->fold_wb_bytes)
+        t->fold_wb_bytes = wb_bytes;
+    char *rerr = NULL;
+    rocksdb_write(p->db, wo, wb, &rerr);
+    rocksdb_writebatch_clear(wb);
+    if (rerr) {
+        rc_store_fail(err, errlen, p->dir, "folding the tick log failed: %s", rerr);
+        rocksdb_free(rerr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes every group of the table as history records, in pieces of about
+ * FOLD_PIECE_BYTES, and deletes every tick record with the last piece;
+ * empties the table. Called with mu held.
  *
- * The batch is kept and cleared, not made anew: a WriteBatch is one growing
- * string, and a fresh one for each fold of tick_log_fold_mb was copied at
- * every doubling into pages faulted in anew (5 % of the server's CPU under
- * a flood with durability=batch, bench/RESULTS.md *The fold's batch*). A
- * cleared batch keeps its capacity, about tick_log_fold_mb plus a record
- * header per 256 messages, for the store's life. */
+ * Pieces, not one write of tick_log_fold_mb: a WriteBatch is one growing
+ * string, and one of 8 MiB, made anew for each fold, was copied at every
+ * doubling into pages faulted in anew (5 % of the server's CPU under a
+ * flood with durability=batch); kept from fold to fold it held 16 MiB for
+ * good and took the 20,000-group flood past 512 MiB (bench/RESULTS.md
+ * *The fold's batch*). One batch of a piece is kept and cleared instead.
+ *
+ * A crash between pieces leaves history records of messages whose tick
+ * records are still there. The next open reads those tick records into the
+ * same table (the same entries of the same groups) and folds it again into
+ * the same records under the same keys, so the repeat overwrites them with
+ * themselves. Reads meanwhile see no message twice: they take from records
+ * only the seqs below the table's first (history.c). */
 static int fold(rc_persist *p, rocksdb_writeoptions_t *wo, char *err, size_t errlen)
 {
     rc_ticklog *t = p->tl;
@@ -445,24 +476,22 @@ static int fold(rc_persist *p, rocksdb_writeoptions_t *wo, char *err, size_t err
                 continue;
             records += fold_group(p, wb, g);
             msgs += g->n;
+            size_t wb_bytes;
+            rocksdb_writebatch_data(wb, &wb_bytes);
+            if (wb_bytes >= FOLD_PIECE_BYTES) {
+                if (write_piece(p, wo, wb, err, errlen) != 0)
+                    return -1;
+                if (rc_ticklog_after_piece)
+                    rc_ticklog_after_piece();
+            }
         }
     }
     char lo[RC_STORE_SEQ_BYTES], hi[RC_STORE_SEQ_BYTES];
     rc_store_be64_put(lo, 0);
     rc_store_be64_put(hi, t->next_key);
     rocksdb_writebatch_delete_range_cf(wb, p->cf[RC_CF_TICKS], lo, sizeof(lo), hi, sizeof(hi));
-    size_t wb_bytes;
-    rocksdb_writebatch_data(wb, &wb_bytes);
-    if (wb_bytes > t->fold_wb_bytes)
-        t->fold_wb_bytes = wb_bytes;
-    char *rerr = NULL;
-    rocksdb_write(p->db, wo, wb, &rerr);
-    rocksdb_writebatch_clear(wb);
-    if (rerr) {
-        rc_store_fail(err, errlen, p->dir, "folding the tick log failed: %s", rerr);
-        rocksdb_free(rerr);
+    if (write_piece(p, wo, wb, err, errlen) != 0)
         return -1;
-    }
     clear(t, false);
     t->st.folds++;
     t->st.folded_records += records;

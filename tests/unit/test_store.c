@@ -1530,6 +1530,51 @@ static void test_tick_log_crash(void)
 
 /* A running store: some groups' messages folded, the rest in the table;
  * every read sees both, and a trim inside a record hides its older part. */
+/* A writer killed between two pieces of a fold: some groups' history
+ * records are written, every tick record is still there. Read-only, the
+ * records and the table show each message once; the read-write open folds
+ * the tick records again into the same records. */
+static void exit_now(void)
+{
+    _exit(0);
+}
+
+static void test_tick_log_crash_mid_fold(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "midfold");
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        char err[ERR_LEN] = "";
+        rc_store_options o;
+        rc_store_options_default(&o);
+        o.tick_log_fold_mb = 2; /* more than one piece of FOLD_PIECE_BYTES (1 MiB) */
+        rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+        if (!p)
+            _exit(2);
+        rc_ticklog_after_piece = exit_now; /* the first piece written, the rest never */
+        write_tick_groups(p);
+        rc_store_close(p); /* the close folds: exits in its first piece at the latest */
+        _exit(4);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    rc_persist *p = open_folding(dir, true);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).groups, TL_GROUPS);
+    expect_tick_groups(p);
+    rc_store_close(p);
+
+    p = open_folding(dir, false); /* folded again at open */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).groups, 0);
+    expect_tick_groups(p);
+    rc_store_close(p);
+}
+
 static void test_tick_log_records_and_table(void)
 {
     char dir[PATH_LEN];
@@ -1658,6 +1703,7 @@ int main(void)
     CU_add_test(s, "statistics report", test_stats);
     CU_add_test(s, "tick log: a writer killed without closing loses no committed message", test_tick_log_crash);
     CU_add_test(s, "tick log: reads see records and the table; trims inside a record", test_tick_log_records_and_table);
+    CU_add_test(s, "tick log: a writer killed between two pieces of a fold", test_tick_log_crash_mid_fold);
     CU_add_test(s, "a format-3 directory gets the tick log", test_migrate_v3);
     CU_add_test(s, "100k messages over 1000 groups: write, reopen, recover", test_scale);
     int rc = rc_test_run();
