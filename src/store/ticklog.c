@@ -32,8 +32,8 @@
  * whose tick records are in the WAL already, and writing them there again
  * cost a second copy of every message. A crash before the fold reaches an
  * SST file loses the fold (or its pieces written so far) and its range
- * delete alike, and the tick records come back from the WAL (or from the SST file they were flushed to) to be
- * folded at the next open. Atomic flush (rocks.c) makes every family's
+ * delete alike, and the tick records come back from the WAL (or from the
+ * SST file they were flushed to) to be folded at the next open. Atomic flush (rocks.c) makes every family's
  * memtable reach disk at one point, so a WAL file is dropped only when the
  * folds of its tick records are on disk too. Folds at open and close go
  * through the WAL.
