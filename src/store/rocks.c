@@ -893,7 +893,8 @@ int rc_store_stats(rc_persist *p, char *buf, size_t len)
         buf[0] = '\0';
     static const char *const per_cf[] = { "rocksdb.estimate-num-keys", "rocksdb.total-sst-files-size",
                                           "rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-live-data-size" };
-    add(&r, "data_dir %s%s format %u\n", p->dir, p->readonly ? " (read-only)" : "", RC_PERSIST_FORMAT);
+    add(&r, "data_dir %s%s format %u crc32c %s\n", p->dir, p->readonly ? " (read-only)" : "", RC_PERSIST_FORMAT,
+        rc_store_crc32c_impl());
     for (int i = RC_CF_GROUPS; i < RC_CF_COUNT; i++) {
         add(&r, "cf %s:", rc_store_cf_names[i]);
         for (size_t j = 0; j < sizeof(per_cf) / sizeof(per_cf[0]); j++) {

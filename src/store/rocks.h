@@ -254,6 +254,16 @@ void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s);
 /* Tests only: called after each piece of a fold but its last (NULL: nothing). */
 extern void (*rc_ticklog_after_piece)(void);
 
+/* The WAL's checksum (crc32c.c): RocksDB's crc32c::Extend, replaced in the
+ * executable by the CPU's crc32 instruction where it has one. */
+typedef uint32_t (*rc_store_crc32c_fn)(uint32_t crc, const char *buf, size_t n);
+/* CRC32C of n bytes continued from crc (0 to start), RocksDB's convention. */
+uint32_t rc_store_crc32c(uint32_t crc, const void *buf, size_t n);
+/* What computes it: "sse4.2", "library" (librocksdb's own) or "bitwise". */
+const char *rc_store_crc32c_impl(void);
+/* librocksdb's own Extend, the one this replaces; NULL if not found. */
+rc_store_crc32c_fn rc_store_crc32c_library(void);
+
 /* "data_dir <dir>: <what>" into err; returns -1 for `return store_fail(...)`. */
 int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

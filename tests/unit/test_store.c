@@ -5,8 +5,8 @@
  * retention deletes, reopen, every durability mode, poisoned batches, and
  * every way an existing directory must be refused (other format, corrupt
  * CURRENT, missing files, foreign files, no permission). Then read-only
- * access next to a writer, the statistics report, and a timed 100k-message
- * write, reopen and recovery.
+ * access next to a writer, the statistics report, the WAL's checksum, and a
+ * timed 100k-message write, reopen and recovery.
  *
  * Each test works in its own directory under one mkdtemp root in /tmp,
  * removed at the end.
@@ -15,6 +15,7 @@
 #include "store/store.h"
 
 #include <CUnit/CUnit.h>
+#include <dlfcn.h>
 #include <ftw.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
@@ -1295,6 +1296,7 @@ static void test_stats(void)
     CU_ASSERT(n > 0 && (size_t)n < cap);
     CU_ASSERT_EQUAL((size_t)n, strlen(buf));
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "cf history:"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, " crc32c "));
     /* one commit: one tick record (and the format marker), its 100
      * messages in the tick log's table until a fold */
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "rocksdb.number.keys.written COUNT : 2\n"));
@@ -1307,6 +1309,60 @@ static void test_stats(void)
     printf("\n    report: %d bytes\n   ", n);
     free(buf);
     rc_store_close(p);
+}
+
+/* ---- the WAL's checksum (crc32c.c) ---- */
+
+#define CRC_MAX_LEN 300u   /* every length up to this */
+#define CRC_ALIGNS 8u      /* at every offset in a word */
+
+/* What every CRC32C must give: RFC 3720 B.4 and the usual check value.
+ * Then the library's own function on random buffers of every length at
+ * every alignment, whole and continued from a split: same values, so WAL
+ * files written by either read back with the other. Last, RocksDB itself
+ * binds to this executable's definition. */
+static void test_crc32c(void)
+{
+    uint8_t buf[32];
+    memset(buf, 0, sizeof(buf));
+    CU_ASSERT_EQUAL(rc_store_crc32c(0, buf, sizeof(buf)), 0x8a9136aau);
+    memset(buf, 0xff, sizeof(buf));
+    CU_ASSERT_EQUAL(rc_store_crc32c(0, buf, sizeof(buf)), 0x62a8ab43u);
+    for (unsigned i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)i;
+    CU_ASSERT_EQUAL(rc_store_crc32c(0, buf, sizeof(buf)), 0x46dd794eu);
+    for (unsigned i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(31u - i);
+    CU_ASSERT_EQUAL(rc_store_crc32c(0, buf, sizeof(buf)), 0x113fdb5cu);
+    CU_ASSERT_EQUAL(rc_store_crc32c(0, "123456789", 9), 0xe3069283u);
+    CU_ASSERT_EQUAL(rc_store_crc32c(0x1234u, "", 0), 0x1234u);
+
+    rc_store_crc32c_fn lib = rc_store_crc32c_library();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lib);
+    char big[CRC_MAX_LEN + CRC_ALIGNS];
+    srand(15);
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)(rand() & 0xff);
+    unsigned bad = 0;
+    for (unsigned a = 0; a < CRC_ALIGNS; a++)
+        for (unsigned n = 0; n <= CRC_MAX_LEN; n++) {
+            const char *p = big + a;
+            uint32_t want = lib(0, p, n);
+            if (rc_store_crc32c(0, p, n) != want)
+                bad++;
+            unsigned cut = n / 3;
+            if (rc_store_crc32c(rc_store_crc32c(0, p, cut), p + cut, n - cut) != want)
+                bad++;
+        }
+    CU_ASSERT_EQUAL(bad, 0);
+
+    void *bound = dlsym(RTLD_DEFAULT, "_ZN7rocksdb6crc32c6ExtendEjPKcm");
+    CU_ASSERT_PTR_NOT_NULL(bound);
+    CU_ASSERT_PTR_NOT_EQUAL(bound, (void *)lib); /* the executable's definition, not the library's */
+    CU_ASSERT_EQUAL(((rc_store_crc32c_fn)bound)(0, "123456789", 9), 0xe3069283u);
+    const char *impl = rc_store_crc32c_impl();
+    CU_ASSERT(strcmp(impl, "sse4.2") == 0 || strcmp(impl, "library") == 0 || strcmp(impl, "bitwise") == 0);
+    printf("\n    crc32c: %s\n   ", impl);
 }
 
 /* ---- scale ---- */
@@ -1701,6 +1757,7 @@ int main(void)
     CU_add_test(s, "no permission", test_no_permission);
     CU_add_test(s, "read-only open next to a writer", test_readonly);
     CU_add_test(s, "statistics report", test_stats);
+    CU_add_test(s, "the WAL's checksum: CRC32C values, the library's own, RocksDB bound to it", test_crc32c);
     CU_add_test(s, "tick log: a writer killed without closing loses no committed message", test_tick_log_crash);
     CU_add_test(s, "tick log: reads see records and the table; trims inside a record", test_tick_log_records_and_table);
     CU_add_test(s, "tick log: a writer killed between two pieces of a fold", test_tick_log_crash_mid_fold);
