@@ -368,6 +368,18 @@ static void store_memory_section(rc_server *s, struct rc_admin_body *out)
     }
 }
 
+/* Compaction's backlog: history files waiting in level 0 (src/store/README.md, Tuning). */
+static void store_l0_section(rc_server *s, struct rc_admin_body *out)
+{
+    uint64_t files;
+    if (rc_store_l0_files(s->persist, &files) != 0)
+        return;
+    metric_head(out, "ringcast_store_history_l0_files", "gauge",
+                "History SST files in RocksDB's level 0; l0_compaction_files (12) starts a compaction into the "
+                "level below, writes slow down 8 files above it and stop 24 above it.");
+    rc_admin_body_printf(out, "ringcast_store_history_l0_files %llu\n", (unsigned long long)files);
+}
+
 /* jemalloc's control interface when ringcastd is linked with it (CMake
  * RC_JEMALLOC); NULL in builds without it (the sanitizers' allocator). */
 extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) __attribute__((weak));
@@ -440,5 +452,6 @@ void rc_server_metrics(rc_server *s, struct rc_admin_body *out)
     admin_section(s, out);
     rc_api_metrics(s, out);
     store_memory_section(s, out);
+    store_l0_section(s, out);
     allocator_section(out);
 }

@@ -37,7 +37,17 @@ typedef struct rc_store_options {
     bool compression;                /* lz4, and zstd for the bottommost level [true] */
     bool statistics;                 /* RocksDB statistics for rc_store_stats [true] */
     uint32_t tick_log_fold_mb;       /* messages kept in the tick log before they are folded into history records, MB [8] */
+    uint32_t l0_compaction_files;    /* history files in level 0 that start their compaction into the level below,
+                                        RC_STORE_L0_FILES_MIN..RC_STORE_L0_FILES_MAX [12] */
 } rc_store_options;
+
+/* Bounds of l0_compaction_files. Writes slow down RC_STORE_L0_SLOWDOWN_MARGIN
+ * files above it and stop RC_STORE_L0_STOP_MARGIN files above it (RocksDB's
+ * own 20 and 36 for its default of 4, kept for the default of 12). */
+#define RC_STORE_L0_FILES_MIN 2u
+#define RC_STORE_L0_FILES_MAX 64u
+#define RC_STORE_L0_SLOWDOWN_MARGIN 8u
+#define RC_STORE_L0_STOP_MARGIN 24u
 
 void rc_store_options_default(rc_store_options *opt);
 
@@ -94,5 +104,9 @@ typedef struct rc_store_memory {
 
 /* Fills m; -1 without a store. Safe next to the shard threads' writes. */
 int rc_store_memory_read(rc_persist *p, rc_store_memory *m);
+
+/* The history family's SST files in level 0 now (compaction's backlog:
+ * l0_compaction_files starts a compaction); -1 without a store. */
+int rc_store_l0_files(rc_persist *p, uint64_t *files);
 
 #endif

@@ -29,6 +29,7 @@ static void test_default_bound(void)
 {
     CU_ASSERT_FATAL(it_start(&srv, NULL) == 0);
     CU_ASSERT(metric("ringcast_store_block_cache_capacity_bytes ") == 8 * MIB);
+    CU_ASSERT(metric("ringcast_store_history_l0_files ") == 0); /* nothing flushed yet */
     double used = metric("ringcast_store_block_cache_bytes ");
     CU_ASSERT(used >= 0 && used <= 8 * MIB);
     CU_ASSERT(it_stop(&srv) == 0);

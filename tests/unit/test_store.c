@@ -1365,6 +1365,140 @@ static void test_crc32c(void)
     printf("\n    crc32c: %s\n   ", impl);
 }
 
+/* ---- level 0 (l0_compaction_files) ---- */
+
+#define L0_BODY_BYTES 4000u   /* a message */
+#define L0_TICK_MSGS 64u      /* messages per commit, over L0_GROUPS groups */
+#define L0_GROUPS 16u
+#define L0_WANT_FILES 6u      /* more level-0 files than RocksDB's own trigger of 4 */
+#define L0_MAX_COMMITS 2000u  /* about 500 MB: the bound if flushes never came */
+#define L0_WAIT_MS 20000u     /* for background flushes and compactions */
+#define L0_POLL_MS 20u
+#define L0_SETTLE_MS 1500u
+
+static uint64_t l0_files_of(rc_persist *p)
+{
+    uint64_t n = UINT64_MAX;
+    CU_ASSERT_EQUAL(rc_store_l0_files(p, &n), 0);
+    return n;
+}
+
+/* The history family's trigger as RocksDB wrote it into the newest OPTIONS file. */
+static int l0_trigger_in_options(const char *dir)
+{
+    char cmd[PATH_LEN + 256];
+    snprintf(cmd, sizeof(cmd),
+             "f=$(ls '%s'/OPTIONS-* | sort | tail -n 1); awk '/^\\[CFOptions \"history\"\\]/ {h=1; next} "
+             "/^\\[/ {h=0} h && /level0_file_num_compaction_trigger=/ {split($0, a, \"=\"); print a[2]}' \"$f\"",
+             dir);
+    FILE *f = popen(cmd, "r");
+    int v = -1;
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = -1;
+        pclose(f);
+    }
+    return v;
+}
+
+typedef struct l0_check {
+    const uint64_t *next; /* per group: its newest seq + 1 */
+    uint32_t n, bad;
+} l0_check;
+
+static int check_l0_group(void *ud, const rc_persist_group *grp)
+{
+    l0_check *c = ud;
+    char name[16];
+    int at = group_index(grp, 'l', L0_GROUPS, name, sizeof(name));
+    c->n++;
+    if (at < 0 || grp->oldest_seq != 1 || grp->newest_seq != c->next[at] - 1)
+        c->bad++;
+    return 0;
+}
+
+/* Out-of-range values are refused by name; the default reaches RocksDB;
+ * with the largest value the flushed files stay in level 0 past RocksDB's
+ * own trigger, and reopened with the smallest, compaction takes them to
+ * the level below. Every message still reads back. */
+static void test_l0_compaction_files(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    rc_store_options o;
+    rc_store_options_default(&o);
+    CU_ASSERT_EQUAL(o.l0_compaction_files, 12);
+    const uint32_t bad[] = { 0, RC_STORE_L0_FILES_MIN - 1, RC_STORE_L0_FILES_MAX + 1 };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        o.l0_compaction_files = bad[i];
+        new_path(dir, "l0bad");
+        CU_ASSERT_PTR_NULL(rc_store_open(dir, &o, err, sizeof(err)));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "l0_compaction_files must be in 2..64"));
+    }
+
+    new_path(dir, "l0default");
+    rc_persist *p = open_ok(dir);
+    CU_ASSERT_EQUAL(l0_trigger_in_options(dir), 12);
+    CU_ASSERT_EQUAL(l0_files_of(p), 0);
+    rc_store_close(p);
+    uint64_t n = 0;
+    CU_ASSERT_EQUAL(rc_store_l0_files(NULL, &n), -1);
+
+    rc_store_options_default(&o);
+    o.l0_compaction_files = RC_STORE_L0_FILES_MAX;
+    o.write_buffer_mb = 2;  /* 1 MiB memtables: a flush every MiB or so */
+    o.tick_log_fold_mb = 1;
+    new_path(dir, "l0many");
+    p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(l0_trigger_in_options(dir), (int)RC_STORE_L0_FILES_MAX);
+    static char body[L0_BODY_BYTES];
+    memset(body, 'b', sizeof(body));
+    uint64_t next[L0_GROUPS];
+    char g[16];
+    for (uint32_t i = 0; i < L0_GROUPS; i++)
+        next[i] = 1;
+    uint32_t commits = 0;
+    uint64_t files = 0;
+    for (uint32_t waited = 0; files < L0_WANT_FILES && waited < L0_WAIT_MS;) {
+        if (commits < L0_MAX_COMMITS) {
+            rc_persist_batch *b = ops->batch_begin(p);
+            for (uint32_t k = 0; k < L0_TICK_MSGS; k++) {
+                uint32_t i = k % L0_GROUPS;
+                snprintf(g, sizeof(g), "l%u", i);
+                if (next[i] == 1)
+                    put_snapshot(b, g);
+                ops->put_msg(b, g, (uint32_t)strlen(g), NULL, next[i]++, (const uint8_t *)body, sizeof(body));
+            }
+            commit_ok(p, b, RC_DURABILITY_BATCH);
+            commits++;
+        } else {
+            usleep(L0_POLL_MS * 1000u);
+            waited += L0_POLL_MS;
+        }
+        files = l0_files_of(p);
+    }
+    printf("\n    %u commits: %llu files in level 0\n   ", commits, (unsigned long long)files);
+    CU_ASSERT(files >= L0_WANT_FILES);
+    usleep(L0_SETTLE_MS * 1000u); /* time enough for a compaction that had started */
+    CU_ASSERT(l0_files_of(p) >= files);
+    rc_store_close(p);
+
+    o.l0_compaction_files = RC_STORE_L0_FILES_MIN;
+    p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    files = l0_files_of(p);
+    for (uint32_t waited = 0; files >= RC_STORE_L0_FILES_MIN && waited < L0_WAIT_MS; waited += L0_POLL_MS) {
+        usleep(L0_POLL_MS * 1000u);
+        files = l0_files_of(p);
+    }
+    CU_ASSERT(files < RC_STORE_L0_FILES_MIN);
+    l0_check c = { next, 0, 0 };
+    CU_ASSERT_EQUAL(ops->load_groups(p, check_l0_group, &c, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(c.n, L0_GROUPS);
+    CU_ASSERT_EQUAL(c.bad, 0);
+    rc_store_close(p);
+}
+
 /* ---- scale ---- */
 
 typedef struct scale_check {
@@ -1757,6 +1891,7 @@ int main(void)
     CU_add_test(s, "no permission", test_no_permission);
     CU_add_test(s, "read-only open next to a writer", test_readonly);
     CU_add_test(s, "statistics report", test_stats);
+    CU_add_test(s, "l0_compaction_files: bounds, the OPTIONS file, files kept in level 0 and compacted", test_l0_compaction_files);
     CU_add_test(s, "the WAL's checksum: CRC32C values, the library's own, RocksDB bound to it", test_crc32c);
     CU_add_test(s, "tick log: a writer killed without closing loses no committed message", test_tick_log_crash);
     CU_add_test(s, "tick log: reads see records and the table; trims inside a record", test_tick_log_records_and_table);
