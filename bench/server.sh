@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034 # `stop` is read by the scripts that source this
 # Shell functions for the bench scripts that start their own ringcastd
-# (soak.sh, scale.sh): source it, do not run it.
+# (soak.sh, scale.sh, features.sh, builds.sh): source it, do not run it.
 
 # Waits up to $2 seconds for a line matching $3 in file $1; prints it.
 wait_line() {
@@ -31,3 +31,16 @@ stop_server() {
     stop="exited with status $? after SIGTERM"
   fi
 }
+
+# Three distinct free loopback ports (held open together, so none repeats).
+free_ports() { /usr/bin/python3 -c 'import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])'; }
+
+# The value of key $2 in a ringcast-bench result line $1.
+field() { grep -o "\b$2=[^ ]*" <<<"$1" | head -n 1 | cut -d= -f2; }
+
+# Numbers on stdin, one a line: "median min max" (rounded), "- - -" for none.
+stats() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit }
+  m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f %.0f %.0f\n", m, v[1], v[NR] }'; }
