@@ -36,11 +36,8 @@ RUN_SLACK_S=100
 
 reps=3 duration=5 warmup=1 workload=fanout mode=(--flood) extra=() names=() bins=() durs=()
 while [ $# -gt 0 ]; do
+  if run_flag "$1" "${2:-}"; then shift 2; continue; fi
   case "$1" in
-    --reps) reps=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --warmup) warmup=$2; shift 2 ;;
-    --workload) workload=$2; shift 2 ;;
     --window) mode=(--max); shift ;;
     --) shift; extra=("$@"); break ;;
     -*) echo "builds.sh: unknown flag $1" >&2; exit 2 ;;

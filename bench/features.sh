@@ -36,11 +36,8 @@ feature=${1:-}
 [ $# -gt 0 ] && shift
 from="" reps=3 duration=5 warmup=2 workload=rooms mode=(--max) extra=()
 while [ $# -gt 0 ]; do
+  if run_flag "$1" "${2:-}"; then shift 2; continue; fi
   case "$1" in
-    --reps) reps=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --warmup) warmup=$2; shift 2 ;;
-    --workload) workload=$2; shift 2 ;;
     --rate) mode=(--rate "$2"); shift 2 ;;
     --from) from=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;

@@ -44,3 +44,17 @@ field() { grep -o "\b$2=[^ ]*" <<<"$1" | head -n 1 | cut -d= -f2; }
 # Numbers on stdin, one a line: "median min max" (rounded), "- - -" for none.
 stats() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit }
   m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f %.0f %.0f\n", m, v[1], v[NR] }'; }
+
+# The run-shape flags of the interleaved scripts (features.sh, builds.sh):
+# when $1 is --reps, --duration, --warmup or --workload, sets reps,
+# duration, warmup or workload to $2 and returns 0 (the caller shifts 2);
+# returns 1 for any other word.
+run_flag() {
+  case "$1" in
+    --reps) reps=$2 ;;
+    --duration) duration=$2 ;;
+    --warmup) warmup=$2 ;;
+    --workload) workload=$2 ;;
+    *) return 1 ;;
+  esac
+}
