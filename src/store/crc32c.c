@@ -7,7 +7,7 @@
  * `durability=batch` every acknowledged tick is one such record, written
  * under the commit lock both shards queue on. Debian's librocksdb is built
  * for baseline x86-64, without SSE4.2, so its Extend runs the byte-table
- * loop: 4.9 % of the server's CPU in a flood fan-out, all of it on that
+ * loop: 4.1 % of the server's CPU in a flood fan-out, all of it on that
  * serialized path (src/store/README.md, The WAL's checksum;
  * bench/RESULTS.md, The WAL's checksum).
  *
