@@ -90,7 +90,7 @@ void rc_store_options_default(rc_store_options *opt)
         .compression = true,
         .statistics = true,
         .tick_log_fold_mb = 8,
-        .l0_compaction_files = 12, /* README, Tuning: a third less compaction than RocksDB's 4 */
+        .l0_compaction_files = 12, /* README, Tuning: the level below rewritten a third as often as with RocksDB's 4 */
     };
 }
 
