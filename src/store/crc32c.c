@@ -22,7 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -86,32 +86,31 @@ static crc_choice choose(void)
     return (crc_choice){ crc_bitwise, "bitwise" };
 }
 
-/* Chosen on first use (RocksDB may call before any constructor of ours
- * ran). Two threads that race here choose the same thing; relaxed order
- * is enough because the function it points to is immutable code. */
-static _Atomic(rc_store_crc32c_fn) chosen_fn;
-static const char *_Atomic chosen_name;
+/* Chosen once, on first use: RocksDB may call before any constructor of
+ * ours ran. pthread_once's fast path is one acquire load, next to a WAL
+ * record's kilobytes. */
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+static crc_choice chosen_choice;
 
-static rc_store_crc32c_fn chosen(void)
+static void choose_once(void)
 {
-    rc_store_crc32c_fn fn = atomic_load_explicit(&chosen_fn, memory_order_relaxed);
-    if (fn)
-        return fn;
-    crc_choice c = choose();
-    atomic_store_explicit(&chosen_name, c.name, memory_order_relaxed);
-    atomic_store_explicit(&chosen_fn, c.fn, memory_order_relaxed);
-    return c.fn;
+    chosen_choice = choose();
+}
+
+static const crc_choice *chosen(void)
+{
+    pthread_once(&chosen_once, choose_once);
+    return &chosen_choice;
 }
 
 uint32_t rc_store_crc32c(uint32_t crc, const void *buf, size_t n)
 {
-    return chosen()(crc, buf, n);
+    return chosen()->fn(crc, buf, n);
 }
 
 const char *rc_store_crc32c_impl(void)
 {
-    chosen();
-    return atomic_load_explicit(&chosen_name, memory_order_relaxed);
+    return chosen()->name;
 }
 
 rc_store_crc32c_fn rc_store_crc32c_library(void)
@@ -128,5 +127,5 @@ rc_store_crc32c_fn rc_store_crc32c_library(void)
 uint32_t rc_store_crc32c_rocksdb(uint32_t crc, const char *buf, size_t n) __asm__(RC_CRC32C_SYMBOL);
 uint32_t rc_store_crc32c_rocksdb(uint32_t crc, const char *buf, size_t n)
 {
-    return chosen()(crc, buf, n);
+    return chosen()->fn(crc, buf, n);
 }
