@@ -28,11 +28,9 @@
 
 #include "store/rocks.h"
 
-/* RocksDB's `uint32_t rocksdb::crc32c::Extend(uint32_t, const char *, size_t)`. */
-#define RC_CRC32C_SYMBOL "_ZN7rocksdb6crc32c6ExtendEjPKcm"
 #define RC_CRC32C_POLY 0x82f63b78u /* Castagnoli, bit-reversed */
 
-static uint32_t crc_bitwise(uint32_t crc, const char *buf, size_t n)
+uint32_t rc_store_crc32c_bitwise(uint32_t crc, const char *buf, size_t n)
 {
     uint32_t l = ~crc;
     const unsigned char *p = (const unsigned char *)buf;
@@ -83,7 +81,7 @@ static crc_choice choose(void)
     rc_store_crc32c_fn lib = rc_store_crc32c_library();
     if (lib)
         return (crc_choice){ lib, "library" };
-    return (crc_choice){ crc_bitwise, "bitwise" };
+    return (crc_choice){ rc_store_crc32c_bitwise, "bitwise" };
 }
 
 /* Chosen once, on first use: RocksDB may call before any constructor of
@@ -117,15 +115,15 @@ rc_store_crc32c_fn rc_store_crc32c_library(void)
 {
     /* RTLD_NEXT from this object: the definition after the executable's,
      * which is librocksdb's own. */
-    void *sym = dlsym(RTLD_NEXT, RC_CRC32C_SYMBOL);
+    void *sym = dlsym(RTLD_NEXT, RC_STORE_CRC32C_SYMBOL);
     rc_store_crc32c_fn fn;
     memcpy(&fn, &sym, sizeof(fn)); /* object to function pointer, as POSIX allows */
     return fn;
 }
 
 /* The definition RocksDB binds to. */
-uint32_t rc_store_crc32c_rocksdb(uint32_t crc, const char *buf, size_t n) __asm__(RC_CRC32C_SYMBOL);
+uint32_t rc_store_crc32c_rocksdb(uint32_t crc, const char *buf, size_t n) __asm__(RC_STORE_CRC32C_SYMBOL);
 uint32_t rc_store_crc32c_rocksdb(uint32_t crc, const char *buf, size_t n)
 {
-    return chosen()->fn(crc, buf, n);
+    return rc_store_crc32c(crc, buf, n);
 }

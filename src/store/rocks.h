@@ -257,12 +257,16 @@ extern void (*rc_ticklog_after_piece)(void);
 /* The WAL's checksum (crc32c.c): RocksDB's crc32c::Extend, replaced in the
  * executable by the CPU's crc32 instruction where it has one. */
 typedef uint32_t (*rc_store_crc32c_fn)(uint32_t crc, const char *buf, size_t n);
+/* RocksDB's `uint32_t rocksdb::crc32c::Extend(uint32_t, const char *, size_t)`. */
+#define RC_STORE_CRC32C_SYMBOL "_ZN7rocksdb6crc32c6ExtendEjPKcm"
 /* CRC32C of n bytes continued from crc (0 to start), RocksDB's convention. */
 uint32_t rc_store_crc32c(uint32_t crc, const void *buf, size_t n);
 /* What computes it: "sse4.2", "library" (librocksdb's own) or "bitwise". */
 const char *rc_store_crc32c_impl(void);
 /* librocksdb's own Extend, the one this replaces; NULL if not found. */
 rc_store_crc32c_fn rc_store_crc32c_library(void);
+/* The last fallback, a bit at a time (also the tests' reference). */
+uint32_t rc_store_crc32c_bitwise(uint32_t crc, const char *buf, size_t n);
 
 /* "data_dir <dir>: <what>" into err; returns -1 for `return store_fail(...)`. */
 int rc_store_fail(char *err, size_t errlen, const char *dir, const char *fmt, ...)
