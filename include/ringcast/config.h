@@ -50,6 +50,7 @@ typedef struct rc_config {
     char data_dir[RC_CONFIG_PATH_SIZE];   /* "./data"; history, snapshots, spool */
     char durability[RC_CONFIG_ENUM_SIZE]; /* "batch"; off | none | batch | sync (off: memory only) */
     uint32_t block_cache_mb;              /* 8; 1..65536, RocksDB block cache (index, filter, data blocks) */
+    uint32_t tick_log_mb;                 /* 512; 1..65536, tick log segment files on disk before the oldest is folded */
     char kafka_brokers[RC_CONFIG_BROKERS_SIZE]; /* ""; empty: embedded development broker (mock cluster) */
     char dlq_topic[RC_CONFIG_TOPIC_SIZE]; /* "ringcast.deadletter" */
     uint64_t spool_max_bytes;             /* 268435456 (256 MiB); 4096..2^40, dead-letter spool bound */

@@ -360,7 +360,8 @@ static void store_memory_section(rc_server *s, struct rc_admin_body *out)
         { "ringcast_store_block_cache_bytes", "Bytes in RocksDB's block cache (data, index and filter blocks).", m.block_cache },
         { "ringcast_store_block_cache_pinned_bytes", "Bytes of the block cache pinned by readers.", m.block_cache_pinned },
         { "ringcast_store_block_cache_capacity_bytes", "The block cache's bound (64 MiB).", m.block_cache_capacity },
-        { "ringcast_store_tick_log_bytes", "Bytes of the tick records the store keeps in memory until their messages are folded into history records (about tick_log_fold_mb, 8 MiB, and one tick), and of the batch kept for a fold's pieces (1-2 MiB once a fold ran; src/ARCHITECTURE.md section 6).", m.tick_log },
+        { "ringcast_store_tick_log_bytes", "Bytes of memory the tick log's table takes (8 bytes a message in the log not yet trimmed or folded, and its groups) and of the batch kept for a fold's pieces (up to 2 MiB once a fold ran; src/ARCHITECTURE.md section 6).", m.tick_log },
+        { "ringcast_store_tick_log_disk_bytes", "Bytes of the tick log's segment files on disk; past tick_log_mb (512 MiB) the oldest is folded into history records and deleted.", m.tick_log_disk },
     };
     for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
         metric_head(out, g[i].name, "gauge", g[i].help);

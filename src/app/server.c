@@ -268,6 +268,7 @@ int rc_server_start(rc_server *s, const rc_config *cfg, char *err, size_t errlen
         rc_store_options so;
         rc_store_options_default(&so);
         so.block_cache_mb = cfg->block_cache_mb;
+        so.tick_log_mb = cfg->tick_log_mb;
         s->persist = rc_store_open(cfg->data_dir, &so, err, errlen);
         if (!s->persist)
             goto fail;

@@ -97,6 +97,8 @@ static const key_def keys[] = {
          "when history writes reach the disk (off: memory only, nothing is stored)"),
     U32(block_cache_mb, "8", 1, 65536, 0,
         "MiB of RocksDB block cache (index and filter blocks of the store's files, blocks read at recovery)"),
+    U32(tick_log_mb, "512", 1, 65536, 0,
+        "MiB of tick log files (data_dir/ticklog) kept before the oldest is folded into RocksDB; a message trimmed sooner never reaches RocksDB"),
     STR(kafka_brokers, "", 0, 0, "Kafka bootstrap host:port list (empty: an embedded development broker)"),
     STR(dlq_topic, "ringcast.deadletter", 1, 0, "Kafka topic for dead letters"),
     U64(spool_max_bytes, "268435456", 4096, UINT64_C(1) << 40,

@@ -17,14 +17,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RC_PERSIST_FORMAT 4u /* on-disk format version, stored in the meta column family */
+#define RC_PERSIST_FORMAT 5u /* on-disk format version, stored in the meta column family */
 /* Format 1 had no `reads` and `user_groups` families; format 2 keyed history
  * without the group tag; format 3 had no tick log and one message per
- * history value. Opening any of them read-write migrates it
+ * history value; format 4 kept the tick log in the `ticks` family instead of
+ * segment files. Opening any of them read-write migrates it
  * (src/store/README.md, Opening). */
 #define RC_PERSIST_FORMAT_V1 1u
 #define RC_PERSIST_FORMAT_V2 2u
 #define RC_PERSIST_FORMAT_V3 3u
+#define RC_PERSIST_FORMAT_V4 4u
 /* What the store derives from a group id for the keys of its history
  * (src/store/README.md, On disk): `group_tag` computes it, the caller keeps
  * it with the group and hands it to every put_msg and trim_before, so a

@@ -91,27 +91,21 @@ static void trim_before(rc_persist_batch *b, const char *g, uint32_t g_len, cons
 {
     if (!b || !group_ok(b, g_len) || before == 0)
         return;
-    /* From the bare tag (rocks.h: shorter than the memtable hint prefix, so
-     * RocksDB gives the range delete no hint); nothing but g's keys lies
-     * between it and g's first key. */
     uint8_t own[RC_STORE_TAG_BYTES];
     if (!tag) {
         group_tag(g, g_len, own);
         tag = own;
     }
+    /* The tick record carries the trim: the commit drops the older
+     * messages from the tick log's table and, where RocksDB may hold
+     * records of g, adds their range delete from the bare tag (rocks.h:
+     * shorter than the memtable hint prefix, so RocksDB gives it no hint)
+     * to key(g, before), and g's trim mark, key(g, 0) = before (ticklog.c,
+     * retention()). Records are keyed by their newest seq: the range
+     * removes the records wholly below `before`, a record holding `before`
+     * and older seqs stays whole, and reads skip what lies before the mark. */
     char to[RC_STORE_KEY_MAX];
-    size_t tlen = rc_store_history_key_tagged(to, tag, g, g_len, before); /* exclusive end: deletes seq < before */
-    rocksdb_writebatch_delete_range_cf(b->wb, b->p->cf[RC_CF_HISTORY], (const char *)tag, RC_STORE_TAG_BYTES, to,
-                                       tlen);
-    /* Records are keyed by their newest seq: the range removes the records
-     * wholly below `before`, and a record holding `before` and older seqs
-     * stays whole. The group's trim mark, key(g, 0) (no message has seq 0),
-     * says where its history starts: reads skip what lies before it
-     * (rocks.h). The tick record carries the trim for the tick log's table. */
-    char mark[RC_STORE_KEY_MAX], v[RC_STORE_SEQ_BYTES];
-    size_t mlen = rc_store_history_key_tagged(mark, tag, g, g_len, RC_STORE_TRIM_MARK_SEQ);
-    rc_store_be64_put(v, before);
-    rocksdb_writebatch_put_cf(b->wb, b->p->cf[RC_CF_HISTORY], mark, mlen, v, sizeof(v));
+    size_t tlen = rc_store_history_key_tagged(to, tag, g, g_len, before);
     if (rc_ticklog_ops_trim(&b->ops, to, tlen - RC_STORE_SEQ_BYTES, before) != 0)
         refuse(b, "out of memory");
 }

@@ -89,7 +89,7 @@ void rc_store_options_default(rc_store_options *opt)
         .max_open_files = 512,
         .compression = true,
         .statistics = true,
-        .tick_log_fold_mb = 8,
+        .tick_log_mb = 512, /* README, The tick log: more than a flood's retained messages */
         .l0_compaction_files = 12, /* README, Tuning: the level below rewritten a third as often as with RocksDB's 4 */
     };
 }
@@ -336,8 +336,9 @@ static int check_options(const rc_store_options *o, const char *dir, char *err, 
         return rc_store_fail(err, errlen, dir, "store options: buffer and cache sizes must be at least 1 MB");
     if (o->max_background_jobs == 0 || o->bytes_per_sync_kb == 0)
         return rc_store_fail(err, errlen, dir, "store options: max_background_jobs and bytes_per_sync must be > 0");
-    if (o->tick_log_fold_mb == 0 || o->tick_log_fold_mb > 1024)
-        return rc_store_fail(err, errlen, dir, "store options: tick_log_fold_mb must be in 1..1024");
+    if (o->tick_log_mb < RC_STORE_TICK_LOG_MB_MIN || o->tick_log_mb > RC_STORE_TICK_LOG_MB_MAX)
+        return rc_store_fail(err, errlen, dir, "store options: tick_log_mb must be in %u..%u", RC_STORE_TICK_LOG_MB_MIN,
+                             RC_STORE_TICK_LOG_MB_MAX);
     if (o->l0_compaction_files < RC_STORE_L0_FILES_MIN || o->l0_compaction_files > RC_STORE_L0_FILES_MAX)
         return rc_store_fail(err, errlen, dir, "store options: l0_compaction_files must be in %u..%u",
                              RC_STORE_L0_FILES_MIN, RC_STORE_L0_FILES_MAX);
@@ -376,7 +377,7 @@ static rc_persist *persist_new(const char *dir, const rc_store_options *o, bool 
         return NULL;
     }
     p->readonly = readonly;
-    if (!(p->tl = rc_ticklog_new((size_t)o->tick_log_fold_mb * MB))) {
+    if (!(p->tl = rc_ticklog_new((size_t)o->tick_log_mb * MB))) {
         free(p->dir);
         free(p);
         return NULL;
@@ -396,9 +397,6 @@ void rc_store_close(rc_persist *p)
 {
     if (!p)
         return;
-    char err[256];
-    if (p->db && rc_ticklog_fold_all(p, err, sizeof err) != 0) /* the next open reads the tick log again */
-        RC_LOG_WARN("store", "event=tick_log_fold_failed %s", err);
     for (int i = 0; i < RC_CF_COUNT; i++)
         if (p->cf[i])
             rocksdb_column_family_handle_destroy(p->cf[i]);
@@ -427,7 +425,8 @@ static bool rocksdb_file_name(const char *name)
 {
     size_t n = strlen(name);
     return strncmp(name, "MANIFEST-", 9) == 0 || strcmp(name, "IDENTITY") == 0 || strncmp(name, "OPTIONS-", 8) == 0 ||
-           (n > 4 && strcmp(name + n - 4, ".sst") == 0) || (n > 4 && strcmp(name + n - 4, ".log") == 0);
+           (n > 4 && strcmp(name + n - 4, ".sst") == 0) || (n > 4 && strcmp(name + n - 4, ".log") == 0) ||
+           strcmp(name, RC_STORE_TICKLOG_DIR) == 0;
 }
 
 static int dir_state(const char *dir, enum dir_state *state, char *err, size_t errlen)
@@ -798,11 +797,12 @@ static int check_format(rc_persist *p, char *err, size_t errlen)
     if (len != FORMAT_BYTES)
         return rc_store_fail(err, errlen, p->dir, "format marker is %zu bytes, expected %u: corrupt", len,
                              FORMAT_BYTES);
-    if (format == RC_PERSIST_FORMAT && p->added_ticks)
+    if ((format == RC_PERSIST_FORMAT || format == RC_PERSIST_FORMAT_V4) && p->added_ticks)
         return rc_store_fail(err, errlen, p->dir, "has format %u but lacked the family ticks: corrupt", format);
     if (format == RC_PERSIST_FORMAT_V1 && !p->readonly)
         return migrate(p, format, err, errlen);
-    if ((format == RC_PERSIST_FORMAT || format == RC_PERSIST_FORMAT_V2 || format == RC_PERSIST_FORMAT_V3) &&
+    if ((format == RC_PERSIST_FORMAT || format == RC_PERSIST_FORMAT_V2 || format == RC_PERSIST_FORMAT_V3 ||
+         format == RC_PERSIST_FORMAT_V4) &&
         p->added_families)
         return rc_store_fail(err, errlen, p->dir, "has format %u but lacked the families reads and user_groups: corrupt",
                              format);
@@ -814,6 +814,13 @@ static int check_format(rc_persist *p, char *err, size_t errlen)
     }
     if (format == RC_PERSIST_FORMAT_V2 && !p->readonly)
         return migrate(p, format, err, errlen);
+    if (format == RC_PERSIST_FORMAT_V4) {
+        /* Format 4's tick records are read from `ticks` (read-only: into
+         * memory) and, read-write, folded at once by rc_ticklog_open; the
+         * marker says 5 after that (open_dir). */
+        p->from_v4 = !p->readonly;
+        return 0;
+    }
     if (format == RC_PERSIST_FORMAT_V2 || format == RC_PERSIST_FORMAT_V3)
         return rc_store_fail(err, errlen, p->dir,
                              "has format %u: it is migrated when ringcastd opens it (read-write) once", format);
@@ -854,10 +861,12 @@ static rc_persist *open_dir(const char *dir, const rc_store_options *opt, bool r
     bool create = st != DIR_DATABASE;
     if (open_database(p, &o, create, err, errlen) != 0 ||
         (create ? write_format(p, err, errlen) : check_format(p, err, errlen)) != 0 ||
-        rc_ticklog_open(p, err, errlen) != 0) {
+        rc_ticklog_open(p, err, errlen) != 0 || (p->from_v4 && write_format(p, err, errlen) != 0)) {
         rc_store_close(p);
         return NULL;
     }
+    if (p->from_v4)
+        RC_LOG_INFO("store", "event=migrated dir=%s from=%u to=%u", p->dir, RC_PERSIST_FORMAT_V4, RC_PERSIST_FORMAT);
     return p;
 }
 
@@ -923,10 +932,11 @@ int rc_store_stats(rc_persist *p, char *buf, size_t len)
     rc_ticklog_stats t;
     rc_ticklog_stats_read(p, &t);
     add(&r,
-        "tick_log records=%llu folds=%llu folded_records=%llu folded_messages=%llu table_bytes=%zu table_held=%zu "
-        "table_groups=%zu fold_batch=%zu\n",
-        (unsigned long long)t.records, (unsigned long long)t.folds, (unsigned long long)t.folded_records,
-        (unsigned long long)t.folded_msgs, t.bytes, t.held, t.groups, t.fold_batch);
+        "tick_log records=%llu folds=%llu segments_folded=%llu folded_records=%llu folded_messages=%llu "
+        "trims_written=%llu table_entries=%zu table_held=%zu table_groups=%zu fold_batch=%zu segments=%zu disk=%zu\n",
+        (unsigned long long)t.records, (unsigned long long)t.folds, (unsigned long long)t.segments_folded,
+        (unsigned long long)t.folded_records, (unsigned long long)t.folded_msgs, (unsigned long long)t.trims_written,
+        t.entries, t.held, t.groups, t.fold_batch, t.segments, t.disk);
     add(&r, "\n** history **\n");
     add_property(&r, p, p->cf[RC_CF_HISTORY], "rocksdb.cfstats-no-file-histogram");
     add(&r, "\n** groups **\n");
@@ -971,6 +981,7 @@ int rc_store_memory_read(rc_persist *p, rc_store_memory *m)
     rc_ticklog_stats t;
     rc_ticklog_stats_read(p, &t);
     m->tick_log = t.held + t.fold_batch;
+    m->tick_log_disk = t.disk;
     if (!p->cache)
         return 0;
     m->block_cache = rocksdb_cache_get_usage(p->cache);

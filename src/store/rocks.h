@@ -61,13 +61,16 @@ enum rc_store_cf {
     RC_CF_META,        /* "format" -> big-endian u32 RC_PERSIST_FORMAT */
     RC_CF_READS,       /* member key -> read cursor, u64 BE (format 2) */
     RC_CF_USER_GROUPS, /* member key -> empty: the groups a user is a stored member of (format 2) */
-    RC_CF_TICKS,       /* u64 BE -> tick record: a tick's messages not yet folded into history (format 4, ticklog.c) */
+    RC_CF_TICKS,       /* u64 BE -> tick record: format 4's tick log, folded and emptied when opened (ticklog.c) */
     RC_CF_COUNT
 };
 
 extern const char *const rc_store_cf_names[RC_CF_COUNT];
 
 typedef struct rc_ticklog rc_ticklog;
+
+/* The tick log's segment files (format 5, ticklog.c), under the data directory. */
+#define RC_STORE_TICKLOG_DIR "ticklog"
 
 struct rc_persist {
     rocksdb_t *db;
@@ -81,6 +84,7 @@ struct rc_persist {
     bool readonly;
     bool added_families;                       /* the families format 2 added were missing and got created */
     bool added_ticks;                          /* `ticks` (format 4) was missing and got created */
+    bool from_v4;                              /* format 4, opened read-write: marked 5 once the tick log is read */
     rc_ticklog *tl;                            /* the tick log's table and order (ticklog.c) */
     char *dir;
 };
@@ -201,6 +205,8 @@ typedef struct rc_ticklog_ops {
     uint8_t *buf;       /* the tick record: version byte, then ops */
     size_t len, cap;
     size_t put_bytes;   /* entry bytes of its messages (what the table grows by); 0: none */
+    uint32_t *trims;    /* [n_trims]: where its retention deletes are in buf */
+    uint32_t n_trims, cap_trims;
 } rc_ticklog_ops;
 
 #define RC_TICKLOG_SPARE_MAX (1024u * 1024u) /* a tick record buffer larger than this is not kept for a later batch */
@@ -209,12 +215,16 @@ typedef struct rc_ticklog_ops {
 typedef struct rc_ticklog_stats {
     uint64_t records;        /* tick records written */
     uint64_t folds;          /* folds written */
+    uint64_t segments_folded; /* segment files folded and deleted */
     uint64_t folded_records; /* history records the folds wrote */
     uint64_t folded_msgs;    /* messages they held */
-    size_t bytes;            /* entry bytes in the table now */
-    size_t held;             /* bytes of the tick record buffers it holds (its memory) */
+    uint64_t trims_written;  /* retention deletes that went to RocksDB (the others found nothing there to delete) */
+    size_t entries;          /* messages in the table now */
+    size_t held;             /* the table's memory: groups, their entry pointers, and format 4's tick records read at open */
     size_t groups;           /* groups in the table now */
     size_t fold_batch;       /* bytes of the largest piece of a fold: the kept fold batch holds at least that much */
+    size_t segments;         /* segment files now */
+    size_t disk;             /* their bytes */
 } rc_ticklog_stats;
 
 /* A copy of one group's table entries (rc_ticklog_copy). */
@@ -225,24 +235,27 @@ typedef struct rc_ticklog_tail {
     uint64_t first; /* the group's oldest seq in the table, UINT64_MAX when it has none */
 } rc_ticklog_tail;
 
-rc_ticklog *rc_ticklog_new(size_t fold_bytes);
+rc_ticklog *rc_ticklog_new(size_t log_bytes);
 void rc_ticklog_free(rc_ticklog *t);
 int rc_ticklog_ops_put(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t seq, const uint8_t *map,
                        uint32_t len);
 int rc_ticklog_ops_trim(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t before);
 void rc_ticklog_ops_free(rc_ticklog_ops *o);
-/* A buffer for a batch's tick record (one a fold freed, or an empty one),
- * and back for a batch that was not committed. */
+/* A buffer for a batch's tick record (one an earlier batch gave back, or an
+ * empty one), and back when the batch is done. */
 rc_ticklog_ops rc_ticklog_ops_take(rc_persist *p);
 void rc_ticklog_ops_give(rc_persist *p, rc_ticklog_ops *o);
-/* Writes wb with the tick record of ops (folding first when the table is
- * full) and adds ops to the table, which takes its buffer; 0, or -1 with a
- * message (ops keeps its buffer). */
+/* Appends the tick record of ops and wb to the log (folding its oldest
+ * segment first when the log is full), adds its messages to the table and
+ * writes wb to RocksDB; without ops, writes wb alone. 0, or -1 with a
+ * message when nothing was written. ops keeps its buffer. */
 int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *ops, rc_durability d, char *err,
                       size_t errlen);
-/* Reads the tick records into the table; opened read-write, folds them. */
+/* Reads the log's segments into the table (and format 4's tick records,
+ * which a read-write open folds at once); read-write, writes to RocksDB the
+ * batches of records it may lack, and cuts off a record a crash cut short. */
 int rc_ticklog_open(rc_persist *p, char *err, size_t errlen);
-/* Folds the table (a clean close). */
+/* Folds every segment and deletes its file (tests, tools). */
 int rc_ticklog_fold_all(rc_persist *p, char *err, size_t errlen);
 /* Copies the group's table entries with from <= seq <= to, at most limit;
  * -1 out of memory. */
@@ -251,8 +264,10 @@ int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64
 /* The group's oldest and newest seq in the table; false when it has none there. */
 bool rc_ticklog_bounds(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t *oldest, uint64_t *newest);
 void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s);
-/* Tests only: called after each piece of a fold but its last (NULL: nothing). */
+/* Tests only: called after each piece of a fold but its last (NULL: nothing),
+ * and the size of a piece (FOLD_PIECE_BYTES, 1 MiB). */
 extern void (*rc_ticklog_after_piece)(void);
+extern size_t rc_ticklog_piece_bytes;
 
 /* The WAL's checksum (crc32c.c): RocksDB's crc32c::Extend, replaced in the
  * executable by the CPU's crc32 instruction where it has one. */

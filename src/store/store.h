@@ -2,7 +2,8 @@
  * The RocksDB implementation of core's persistence interface (core/persist.h,
  * ARCHITECTURE §6). One rc_persist is one open data directory: a RocksDB database
  * with the column families `groups`, `history`, `spool`, `meta`, `reads`,
- * `user_groups` and `ticks` (plus RocksDB's own `default`, unused). The handle is thread-safe: every shard
+ * `user_groups` and `ticks` (plus RocksDB's own `default`, unused), and the
+ * tick log's segment files in its `ticklog` directory (ticklog.c). The handle is thread-safe: every shard
  * may use the same one, each with its own batches.
  *
  * Opening never starts silently empty: only a missing or empty directory is
@@ -36,10 +37,14 @@ typedef struct rc_store_options {
     int max_open_files;              /* SST file handles kept open, -1 = all [512] */
     bool compression;                /* lz4, and zstd for the bottommost level [true] */
     bool statistics;                 /* RocksDB statistics for rc_store_stats [true] */
-    uint32_t tick_log_fold_mb;       /* messages kept in the tick log before they are folded into history records, MB [8] */
+    uint32_t tick_log_mb;            /* the tick log's segment files on disk before the oldest is folded into history records,
+                                        MB, RC_STORE_TICK_LOG_MB_MIN..RC_STORE_TICK_LOG_MB_MAX [512] */
     uint32_t l0_compaction_files;    /* history files in level 0 that start their compaction into the level below,
                                         RC_STORE_L0_FILES_MIN..RC_STORE_L0_FILES_MAX [12] */
 } rc_store_options;
+
+#define RC_STORE_TICK_LOG_MB_MIN 1u
+#define RC_STORE_TICK_LOG_MB_MAX 65536u
 
 /* Bounds of l0_compaction_files. Writes slow down RC_STORE_L0_SLOWDOWN_MARGIN
  * files above it and stop RC_STORE_L0_STOP_MARGIN files above it (RocksDB's
@@ -62,7 +67,8 @@ rc_persist *rc_store_open(const char *dir, const rc_store_options *opt, char *er
 rc_persist *rc_store_open_readonly(const char *dir, char *err, size_t errlen);
 
 /* Closes the database and frees the handle; no batch may still be open.
- * Writes made with durability none are flushed to SST files by RocksDB here.
+ * Writes made with durability none are flushed to SST files by RocksDB here;
+ * the tick log stays as it is, for the next open.
  * NULL is a no-op. */
 void rc_store_close(rc_persist *p);
 
@@ -99,7 +105,8 @@ typedef struct rc_store_memory {
     uint64_t block_cache;    /* the shared block cache's usage (data, index and filter blocks) */
     uint64_t block_cache_pinned;
     uint64_t block_cache_capacity; /* block_cache_mb */
-    uint64_t tick_log;       /* the tick records the tick log holds until its next fold (about tick_log_fold_mb, and one tick), and the kept batch of a fold's pieces (1-2 MiB once a fold ran) */
+    uint64_t tick_log;       /* the tick log's table (8 bytes a message in it, and its groups) and the kept batch of a fold's pieces (1-2 MiB once a fold ran) */
+    uint64_t tick_log_disk;  /* not memory: the tick log's segment files (about tick_log_mb) */
 } rc_store_memory;
 
 /* Fills m; -1 without a store. Safe next to the shard threads' writes. */

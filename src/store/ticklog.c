@@ -1,95 +1,159 @@
 /*
- * The tick log (storage format 4, src/store/README.md *The tick log*).
+ * The tick log (storage format 5, src/store/README.md *The tick log*).
  *
  * Storing each message as its own RocksDB entry costs about 5 µs of CPU a
  * message on this project's 2-core box (a memtable insert, then flush and
  * compaction of a small entry), where 16 messages an entry cost 1.2 µs and a
  * tick's 256 0.7 µs (bench/RESULTS.md, *The storage floor*). A shard's tick
  * spreads its messages over many groups, though, so a tick rarely holds two
- * messages of one group. Hence two steps:
+ * messages of one group. And on a flood most messages leave retention
+ * (history_max) within seconds: writing them through RocksDB's memtables,
+ * flushes and compactions cost `durability=batch` about 100 ns of server
+ * CPU a delivery (bench/RESULTS.md, *What durability=batch still costs on
+ * the flood*). Hence:
  *
- * 1. A tick's messages (and its retention deletes) are one record of the
- *    `ticks` family, written in the tick's own WriteBatch: one WAL record
- *    and one memtable insert for the whole tick, before its acks leave. The
- *    record's buffer then stays here, in memory, and the table points each
- *    group at its messages in it: a message is not copied again until the
- *    fold.
- * 2. When the table holds `fold_bytes` (the store option tick_log_fold_mb),
- *    it is folded: every group's messages become history records of up to
+ * 1. A commit's messages and retention deletes are one tick record,
+ *    appended to the newest segment file of the log
+ *    (<data_dir>/ticklog/<first record number, 16 hex digits>.tlog) before
+ *    the commit's acks leave; the commit's RocksDB writes (snapshots,
+ *    retention range deletes, cursors) are in the same record and then go
+ *    to RocksDB (see Crashes). The table points each group at its messages
+ *    in the record through a read-only mapping of the segment: a message is
+ *    not copied again, nor held in the process's memory, until a read or a
+ *    fold touches it.
+ * 2. When the segments hold more than `log_bytes` (the store option
+ *    tick_log_mb), the oldest is folded: each group's messages in the table
+ *    that lie in it become history records of up to
  *    RC_STORE_RECORD_MAX_MSGS messages (rocks.h, keyed by their newest seq),
- *    written in pieces of FOLD_PIECE_BYTES, and the last piece range-deletes
- *    every tick record. The table is then empty.
+ *    written through RocksDB's WAL in pieces of FOLD_PIECE_BYTES, and the
+ *    segment file is deleted. Retention deletes drop a group's messages
+ *    from the table as they come, so a message that leaves retention before
+ *    its segment is folded never reaches RocksDB: on a flood the oldest
+ *    segment is older than every busy group's retained messages, and its
+ *    fold writes little.
  *
  * Reads of history see both: scans copy a group's table entries, then read
- * its records up to the first of them (history.c). At open the tick records
- * are read back into the table, and a read-write open folds them at once; a
- * clean close folds too. So a message is in its tick record until the fold
- * that writes its history record and then deletes the tick record; a crash
- * in between keeps both, and the next open folds the tick record again into
- * the same history record (see fold()).
+ * its records up to the first of them (history.c).
  *
- * A fold is written without the WAL: its history records repeat messages
- * whose tick records are in the WAL already, and writing them there again
- * cost a second copy of every message. A crash before the fold reaches an
- * SST file loses the fold (or its pieces written so far) and its range
- * delete alike, and the tick records come back from the WAL (or from the
- * SST file they were flushed to) to be folded at the next open. Atomic flush (rocks.c) makes every family's
- * memtable reach disk at one point, so a WAL file is dropped only when the
- * folds of its tick records are on disk too. Folds at open and close go
- * through the WAL.
+ * Crashes. An ack leaves after its record's write() (durability batch and
+ * none: into the page cache, which outlives a killed process) or its
+ * fdatasync (sync). A record cut short by a crash can only be the last of
+ * the newest segment, and was never acked: open truncates it. The RocksDB
+ * writes of a commit carry the meta key `tick_log`, the record's number, so
+ * open knows which records RocksDB has: the ones after it (at most the last,
+ * when the crash came between the two writes; more with durability none,
+ * whose RocksDB writes skip the WAL) are written to RocksDB again from the
+ * log. A fold's pieces are in RocksDB's WAL before its segment is deleted
+ * (with durability none, the memtables are flushed first); a crash between
+ * pieces, or before the delete, leaves history records of messages still in
+ * the log, and open drops from the table every message at or below its
+ * group's newest history record (one seek a group in the table), so a
+ * message is never in both.
  *
- * Order: one mutex covers a commit from the table check to the table update
- * after the write, so tick records, folds and the table change in one order
- * and a fold never deletes a tick record whose messages it did not write.
- * Shards' writes are serialized by it; RocksDB puts concurrent writes into
- * one write group anyway (allow_concurrent_memtable_write is off), but with
- * durability sync each commit now waits for its own fsync.
+ * Format 4 kept tick records in the `ticks` family instead: a read-write
+ * open reads them and folds them at once (the migration to format 5).
+ *
+ * Order: one mutex covers a commit from the fold check to the table update
+ * after the writes, so records, folds and the table change in one order
+ * and a fold never deletes a segment whose messages it did not write.
+ * Shards' writes are serialized by it; with durability sync each commit
+ * waits for its own fdatasync.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "store/rocks.h"
 
 #define TABLE_MIN_BUCKETS 1024u /* first size of the table's hash */
-#define POOL_MAX 64u            /* tick record buffers kept for later batches after a fold */
-#define TICK_RECORD_VERSION 1u  /* first byte of a tick record */
+#define POOL_MAX 64u            /* tick record buffers kept for later batches */
+#define TICK_RECORD_VERSION 1u  /* first byte of a record's ops */
 #define OP_PUT 1u               /* a message: history prefix, then an entry */
 #define OP_TRIM 2u              /* a retention delete: history prefix, then `before`, u64 BE */
 #define FOLD_PIECE_BYTES (1u << 20) /* a fold is written in pieces of about this (see fold()) */
+#define SEGMENTS 32u            /* a segment is log_bytes / SEGMENTS: the oldest is folded at a time */
+#define SEGMENT_MIN (64u * 1024u) /* ... but at least this */
+#define FILE_MAGIC "RCTICKS1"   /* a segment file's first 8 bytes */
+#define FILE_HDR 16u            /* magic, then the number of the segment's first record, u64 BE */
+#define REC_HDR 12u             /* payload length, its CRC32C, the ops' length: u32 LE each */
+#define REC_PAYLOAD_MAX (1u << 30) /* a longer record is refused (and, read back, corrupt) */
+#define MARK_KEY "tick_log"     /* meta: number of the newest record whose RocksDB writes RocksDB has */
+#define APPLY_TRIES 3u          /* RocksDB writes of a logged record, tried this often before the process stops */
+#define SEGMENT_SUFFIX ".tlog"
 
 /* One group's messages in the table: pointers to its entries (laid out as
- * in a history record, rocks.h) inside the tick records the table holds,
- * oldest first, with seqs rising. */
+ * in a history record, rocks.h) inside the segments' mappings (or, while a
+ * format 4 directory is read, inside tick records held in memory), oldest
+ * first, with seqs rising. */
 typedef struct tl_group {
     struct tl_group *next; /* the bucket's chain */
     uint64_t hash;         /* from the tag */
     const uint8_t **ent;   /* [n]: each entry's [seq][len][map] */
     uint32_t n, cap;
+    uint32_t fold_k;       /* during a fold: its first fold_k entries are being folded */
+    bool idle;             /* it had no entries at the last fold */
+    bool rocks_empty;      /* RocksDB holds no history record of it (see retention()) */
+    bool empties;          /* during a commit: its retention delete leaves RocksDB without a record of it */
     uint64_t first, last;  /* oldest and newest seq */
     size_t prefix_len;
     char prefix[];         /* tag, length byte, id: the start of its history keys */
 } tl_group;
 
+/* One file of the log. */
+typedef struct tl_seg {
+    uint64_t first;   /* number of its first record (its name) */
+    int fd;
+    uint8_t *map;     /* read-only, shared: the table's entries point into it */
+    size_t map_len;
+    size_t len;       /* bytes written: the file's size */
+} tl_seg;
+
 struct rc_ticklog {
     pthread_mutex_t mu;  /* everything below, and the order of commits (see the top) */
     tl_group **buckets;
-    size_t n_buckets, n_groups; /* n_groups counts groups kept empty since the last fold */
+    size_t n_buckets, n_groups;
     size_t live;         /* groups with entries */
-    size_t bytes;        /* entry bytes in the table: the fold trigger */
-    size_t fold_bytes;   /* tick_log_fold_mb */
-    rc_ticklog_ops *records; /* the tick records the entries point into, until the fold */
+    size_t entries;      /* entries in the table */
+    size_t index;        /* the table's memory: groups and their pointer arrays */
+    size_t log_bytes;    /* tick_log_mb: the segments' bytes past which the oldest is folded */
+    size_t seg_bytes;    /* a segment's size */
+    char *dir;           /* <data_dir>/ticklog */
+    tl_seg *segs;        /* oldest first; the last is written */
+    size_t n_segs, cap_segs;
+    size_t disk;         /* the segments' bytes */
+    bool unflushed;      /* RocksDB writes without the WAL (durability none) since the last flush */
+    rc_ticklog_ops *records; /* format 4's tick records read at open, until their fold */
     size_t n_records, cap_records;
-    size_t held;         /* their buffers' bytes: the table's memory */
-    rc_ticklog_ops pool[POOL_MAX]; /* buffers of folded tick records, for later batches */
+    size_t held;         /* their buffers' bytes */
+    uint64_t cf_end;     /* key after format 4's last tick record: the fold's range delete ends there */
+    rc_ticklog_ops pool[POOL_MAX]; /* buffers for later batches */
     uint32_t n_pool;
-    uint64_t next_key;   /* key of the next tick record, u64 BE */
+    uint64_t next_key;   /* number of the next record */
     rocksdb_writebatch_t *fold_wb; /* a fold's pieces, kept from piece to piece (see fold()) */
     size_t fold_wb_bytes; /* the largest piece it held: its capacity, within a factor of 2 */
     rc_ticklog_stats st;
 };
+
+static void le32_put(uint8_t *p, uint32_t v)
+{
+    for (unsigned i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t le32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 
 /* The tag's bytes after the first (always 0) are uniform: a hash for free. */
 static uint64_t prefix_hash(const char *prefix)
@@ -127,6 +191,7 @@ static int grow_buckets(rc_ticklog *t)
         }
     }
     free(t->buckets);
+    t->index += (n - t->n_buckets) * sizeof(*b);
     t->buckets = b;
     t->n_buckets = n;
     return 0;
@@ -148,43 +213,40 @@ static tl_group *find_or_add(rc_ticklog *t, const char *prefix, size_t prefix_le
     memcpy(g->prefix, prefix, prefix_len);
     *s = g;
     t->n_groups++;
+    t->index += sizeof(*g) + prefix_len;
     return g;
 }
 
-/* Empties the table after a fold. A group that had entries keeps its
- * buffer for the next round (a flood refills the same groups, and fresh
- * memory would be faulted in again); one that stayed empty for a whole
- * round is freed. all: free every group (the table's end). */
-static void clear(rc_ticklog *t, bool all)
+static void group_free(rc_ticklog *t, tl_group *g)
+{
+    t->index -= sizeof(*g) + g->prefix_len + (size_t)g->cap * sizeof(*g->ent);
+    t->n_groups--;
+    free(g->ent);
+    free(g);
+}
+
+/* After a fold: a group that had no entries at this fold and the last is
+ * freed; one that was refilled keeps its array (a flood refills the same
+ * groups, and fresh memory would be faulted in again). all: free every
+ * group (the table's end). */
+static void sweep(rc_ticklog *t, bool all)
 {
     for (size_t i = 0; i < t->n_buckets; i++) {
         tl_group **s = &t->buckets[i];
         while (*s) {
             tl_group *g = *s;
-            if (all || g->n == 0) {
+            if (all || (g->n == 0 && g->idle)) {
                 *s = g->next;
-                free(g->ent);
-                free(g);
-                t->n_groups--;
+                group_free(t, g);
                 continue;
             }
-            g->n = 0;
+            g->idle = g->n == 0;
             s = &g->next;
         }
     }
-    t->live = 0;
-    t->bytes = 0;
-    for (size_t i = 0; i < t->n_records; i++) { /* the buffers go to later batches */
-        if (!all && t->n_pool < POOL_MAX && t->records[i].cap <= RC_TICKLOG_SPARE_MAX)
-            t->pool[t->n_pool++] = t->records[i];
-        else
-            rc_ticklog_ops_free(&t->records[i]);
-    }
-    t->n_records = 0;
-    t->held = 0;
 }
 
-rc_ticklog *rc_ticklog_new(size_t fold_bytes)
+rc_ticklog *rc_ticklog_new(size_t log_bytes)
 {
     rc_ticklog *t = calloc(1, sizeof(*t));
     if (!t || !(t->buckets = calloc(TABLE_MIN_BUCKETS, sizeof(*t->buckets)))) {
@@ -192,20 +254,45 @@ rc_ticklog *rc_ticklog_new(size_t fold_bytes)
         return NULL;
     }
     t->n_buckets = TABLE_MIN_BUCKETS;
-    t->fold_bytes = fold_bytes;
+    t->index = TABLE_MIN_BUCKETS * sizeof(*t->buckets);
+    t->log_bytes = log_bytes;
+    t->seg_bytes = log_bytes / SEGMENTS < SEGMENT_MIN ? SEGMENT_MIN : log_bytes / SEGMENTS;
     pthread_mutex_init(&t->mu, NULL);
     return t;
+}
+
+static void seg_close(tl_seg *s)
+{
+    if (s->map)
+        munmap(s->map, s->map_len);
+    if (s->fd >= 0)
+        close(s->fd);
+    *s = (tl_seg){ .fd = -1 };
+}
+
+static void records_free(rc_ticklog *t)
+{
+    for (size_t i = 0; i < t->n_records; i++)
+        rc_ticklog_ops_free(&t->records[i]);
+    free(t->records);
+    t->records = NULL;
+    t->n_records = t->cap_records = 0;
+    t->held = 0;
 }
 
 void rc_ticklog_free(rc_ticklog *t)
 {
     if (!t)
         return;
-    clear(t, true);
-    free(t->records);
+    sweep(t, true);
+    records_free(t);
+    for (size_t i = 0; i < t->n_segs; i++)
+        seg_close(&t->segs[i]);
+    free(t->segs);
     for (uint32_t i = 0; i < t->n_pool; i++)
         rc_ticklog_ops_free(&t->pool[i]);
     free(t->buckets);
+    free(t->dir);
     if (t->fold_wb)
         rocksdb_writebatch_destroy(t->fold_wb);
     pthread_mutex_destroy(&t->mu);
@@ -214,11 +301,11 @@ void rc_ticklog_free(rc_ticklog *t)
 
 /* ---- the table ---- */
 
-/* Points the group at one more entry (inside a tick record the table
- * holds); a seq at or below the group's newest is a repeat (a tick record
- * read back twice cannot happen, but costs nothing to refuse) and is
- * skipped. */
-static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, const uint8_t *entry)
+/* Points the group at one more entry: `entry` is where it is read now,
+ * `at` where it stays (a segment's mapping, or a held tick record). A seq
+ * at or below the group's newest is a repeat (a record read back twice
+ * cannot happen, but costs nothing to refuse) and is skipped. */
+static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, const uint8_t *entry, const uint8_t *at)
 {
     tl_group *g = find_or_add(t, prefix, prefix_len);
     if (!g)
@@ -233,11 +320,12 @@ static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, const
         const uint8_t **e = realloc(g->ent, cap * sizeof(*e));
         if (!e)
             return -1;
+        t->index += (size_t)(cap - g->cap) * sizeof(*e);
         g->ent = e;
         g->cap = cap;
     }
-    g->ent[g->n] = entry;
-    t->bytes += RC_STORE_ENTRY_HDR + len;
+    g->ent[g->n] = at;
+    t->entries++;
     if (g->n++ == 0) {
         g->first = seq;
         t->live++;
@@ -246,33 +334,64 @@ static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, const
     return 0;
 }
 
-/* Drops the group's entries with seq < before. */
-static void table_trim(rc_ticklog *t, const char *prefix, size_t prefix_len, uint64_t before)
+/* A group's seqs are gapless as a rule (each seq it gave out is stored
+ * once), so an entry's place follows from its seq and nothing needs to be
+ * read from the mappings: pages of messages that leave retention are never
+ * touched. */
+static bool gapless(const tl_group *g)
 {
-    tl_group *g = find(t, prefix, prefix_len);
-    if (!g || g->n == 0 || g->first >= before)
+    return g->n > 0 && g->last - g->first == (uint64_t)g->n - 1;
+}
+
+/* Drops the group's first k entries. */
+static void drop_front(rc_ticklog *t, tl_group *g, uint32_t k)
+{
+    if (k == 0)
         return;
-    uint32_t k = 0;
-    size_t bytes = 0;
-    for (; k < g->n; k++) {
-        uint64_t seq;
-        uint32_t len;
-        rc_store_entry_get(g->ent[k], &seq, &len);
-        if (seq >= before)
-            break;
-        bytes += RC_STORE_ENTRY_HDR + len;
-    }
+    bool step = gapless(g);
     memmove(g->ent, g->ent + k, (g->n - k) * sizeof(*g->ent));
     g->n -= k;
-    t->bytes -= bytes;
+    t->entries -= k;
     if (g->n == 0)
         t->live--;
+    else if (step)
+        g->first += k;
     else
         rc_store_entry_get(g->ent[0], &g->first, &(uint32_t){ 0 });
 }
 
-/* The table takes the tick record buffer of o until the next fold; o is
- * left empty. */
+/* How many of the group's first entries have seq < before. */
+static uint32_t count_below(const tl_group *g, uint64_t before)
+{
+    if (before <= g->first)
+        return 0;
+    if (before > g->last)
+        return g->n;
+    if (gapless(g))
+        return (uint32_t)(before - g->first);
+    uint32_t lo = 0, hi = g->n; /* rising seqs: a binary search, reading the entries */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        uint64_t seq;
+        rc_store_entry_get(g->ent[mid], &seq, &(uint32_t){ 0 });
+        if (seq < before)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Drops the group's entries with seq < before. */
+static void table_trim(rc_ticklog *t, const char *prefix, size_t prefix_len, uint64_t before)
+{
+    tl_group *g = find(t, prefix, prefix_len);
+    if (g && g->n > 0)
+        drop_front(t, g, count_below(g, before));
+}
+
+/* The table takes the tick record buffer of o (format 4's, read at open)
+ * until its fold; o is left empty. */
 static int hold_record(rc_ticklog *t, rc_ticklog_ops *o)
 {
     if (t->n_records == t->cap_records) {
@@ -289,12 +408,12 @@ static int hold_record(rc_ticklog *t, rc_ticklog_ops *o)
     return 0;
 }
 
-/* Applies a tick record's ops (without its version byte) to the table,
- * which points into them: the record must be one the table holds
- * (hold_record). -1 when they are not well formed, or out of memory (*oom). */
-static int table_apply(rc_ticklog *t, const uint8_t *op, size_t len, uint64_t *msgs, bool *oom)
+/* Applies a record's ops (without their version byte), read at op, to the
+ * table; `kept` is where the same bytes stay, which the entries point into.
+ * -1 when they are not well formed, or out of memory (*oom). */
+static int table_apply(rc_ticklog *t, const uint8_t *op, size_t len, const uint8_t *kept, uint64_t *msgs, bool *oom)
 {
-    const uint8_t *end = op + len;
+    const uint8_t *start = op, *end = op + len;
     while (op < end) {
         if (end - op < 1 + RC_STORE_HINT_BYTES + RC_STORE_SEQ_BYTES)
             return -1;
@@ -316,7 +435,7 @@ static int table_apply(rc_ticklog *t, const uint8_t *op, size_t len, uint64_t *m
         rc_store_entry_get(op, &seq, &mlen);
         if ((size_t)(end - op) - RC_STORE_ENTRY_HDR < mlen)
             return -1;
-        if (table_put(t, prefix, prefix_len, op) != 0) {
+        if (table_put(t, prefix, prefix_len, op, kept + (op - start)) != 0) {
             *oom = true;
             return -1;
         }
@@ -364,8 +483,17 @@ int rc_ticklog_ops_put(rc_ticklog_ops *o, const char *prefix, size_t prefix_len,
 
 int rc_ticklog_ops_trim(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t before)
 {
-    if (ops_reserve(o, 2 + prefix_len + RC_STORE_SEQ_BYTES) != 0)
+    if (ops_reserve(o, 2 + prefix_len + RC_STORE_SEQ_BYTES) != 0 || o->len > UINT32_MAX)
         return -1;
+    if (o->n_trims == o->cap_trims) {
+        uint32_t cap = o->cap_trims ? o->cap_trims * 2 : 64;
+        uint32_t *v = realloc(o->trims, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        o->trims = v;
+        o->cap_trims = cap;
+    }
+    o->trims[o->n_trims++] = (uint32_t)o->len;
     uint8_t *p = o->buf + o->len;
     *p++ = OP_TRIM;
     memcpy(p, prefix, prefix_len);
@@ -377,18 +505,151 @@ int rc_ticklog_ops_trim(rc_ticklog_ops *o, const char *prefix, size_t prefix_len
 void rc_ticklog_ops_free(rc_ticklog_ops *o)
 {
     free(o->buf);
+    free(o->trims);
     *o = (rc_ticklog_ops){ 0 };
+}
+
+/* ---- segments ---- */
+
+static size_t page_round(size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + page - 1) / page * page;
+}
+
+static void seg_path(const rc_ticklog *t, uint64_t first, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%016llx%s", t->dir, (unsigned long long)first, SEGMENT_SUFFIX);
+}
+
+/* Maps s->fd for reading, room for `len` bytes (a segment's size at least). */
+static int seg_map(rc_ticklog *t, tl_seg *s, size_t len)
+{
+    s->map_len = page_round(len > t->seg_bytes ? len : t->seg_bytes);
+    void *m = mmap(NULL, s->map_len, PROT_READ, MAP_SHARED, s->fd, 0);
+    if (m == MAP_FAILED) {
+        s->map = NULL;
+        return -1;
+    }
+    s->map = m;
+    return 0;
+}
+
+static tl_seg *seg_add(rc_ticklog *t)
+{
+    if (t->n_segs == t->cap_segs) {
+        size_t cap = t->cap_segs ? t->cap_segs * 2 : SEGMENTS + 2;
+        tl_seg *v = realloc(t->segs, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        t->segs = v;
+        t->cap_segs = cap;
+    }
+    tl_seg *s = &t->segs[t->n_segs++];
+    *s = (tl_seg){ .fd = -1 };
+    return s;
+}
+
+/* Starts a segment whose first record is number `first` and is `need`
+ * bytes long. */
+static int seg_start(rc_persist *p, uint64_t first, size_t need, bool sync, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    char path[4096];
+    seg_path(t, first, path, sizeof(path));
+    tl_seg *s = seg_add(t);
+    if (!s)
+        return rc_store_fail(err, errlen, p->dir, "out of memory starting a tick log segment");
+    s->first = first;
+    uint8_t hdr[FILE_HDR];
+    memcpy(hdr, FILE_MAGIC, 8);
+    rc_store_be64_put((char *)hdr + 8, first);
+    const char *what = "cannot create";
+    if ((s->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0 ||
+        (what = "cannot write", pwrite(s->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) ||
+        (what = "cannot map", seg_map(t, s, FILE_HDR + need) != 0)) {
+        int e = errno;
+        seg_close(s);
+        unlink(path);
+        t->n_segs--;
+        return rc_store_fail(err, errlen, p->dir, "tick log: %s %s: %s", what, path, strerror(e));
+    }
+    s->len = FILE_HDR;
+    t->disk += FILE_HDR;
+    if (sync) { /* the file's name too, not only its bytes */
+        int dfd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    return 0;
+}
+
+/* Appends one record (ops, then the RocksDB batch's bytes) to the newest
+ * segment, or a new one; *ops_at: where its ops now are, in the mapping. */
+static int append(rc_persist *p, const rc_ticklog_ops *ops, const char *wb, size_t wb_len, rc_durability d,
+                  const uint8_t **ops_at, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    size_t payload = 4 + ops->len + wb_len, rec = 8 + payload;
+    if (payload > REC_PAYLOAD_MAX)
+        return rc_store_fail(err, errlen, p->dir, "tick record of %zu bytes (at most %u): batch not written",
+                             payload, REC_PAYLOAD_MAX);
+    tl_seg *s = t->n_segs ? &t->segs[t->n_segs - 1] : NULL;
+    if (!s || s->len + rec > s->map_len || (s->len > FILE_HDR && s->len + rec > t->seg_bytes)) {
+        if (seg_start(p, t->next_key, rec, d == RC_DURABILITY_SYNC, err, errlen) != 0)
+            return -1;
+        s = &t->segs[t->n_segs - 1];
+    }
+    uint8_t hdr[REC_HDR];
+    le32_put(hdr, (uint32_t)payload);
+    le32_put(hdr + 8, (uint32_t)ops->len);
+    uint32_t crc = rc_store_crc32c(0, hdr + 8, 4);
+    crc = rc_store_crc32c(crc, ops->buf, ops->len);
+    crc = rc_store_crc32c(crc, wb, wb_len);
+    le32_put(hdr + 4, crc);
+    struct iovec iov[3] = { { hdr, sizeof(hdr) }, { ops->buf, ops->len }, { (void *)wb, wb_len } };
+    ssize_t n = pwritev(s->fd, iov, wb_len ? 3 : 2, (off_t)s->len);
+    int e = n < 0 ? errno : ENOSPC; /* a short write to a file: no room left */
+    const char *what = "write";
+    if (n == (ssize_t)rec) {
+        if (d != RC_DURABILITY_SYNC || fdatasync(s->fd) == 0) {
+            *ops_at = s->map + s->len + REC_HDR;
+            s->len += rec;
+            t->disk += rec;
+            return 0;
+        }
+        e = errno;
+        what = "fdatasync";
+    }
+    if (ftruncate(s->fd, (off_t)s->len) != 0) /* no part of it may be read back */
+        RC_LOG_ERROR("store", "event=tick_log_failed dir=%s msg=\"cannot cut a failed record off: %s\"", p->dir,
+                     strerror(errno));
+    return rc_store_fail(err, errlen, p->dir, "tick log %s failed: %s: batch not written", what, strerror(e));
 }
 
 /* ---- the fold ---- */
 
 void (*rc_ticklog_after_piece)(void);
+size_t rc_ticklog_piece_bytes = FOLD_PIECE_BYTES;
 
-/* Puts one group's entries as history records of at most
+/* How many of the group's first entries lie in segment s (all when s is NULL). */
+static uint32_t in_segment(const tl_group *g, const tl_seg *s)
+{
+    if (!s)
+        return g->n;
+    uintptr_t lo = (uintptr_t)s->map, hi = lo + s->len;
+    uint32_t k = 0;
+    while (k < g->n && (uintptr_t)g->ent[k] >= lo && (uintptr_t)g->ent[k] < hi)
+        k++;
+    return k;
+}
+
+/* Puts the group's first k entries as history records of at most
  * RC_STORE_RECORD_MAX_MSGS messages or RC_STORE_RECORD_MAX_BYTES bytes
- * (one larger message alone), gathered from the tick records; returns the
- * records. */
-static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_group *g)
+ * (one larger message alone); returns the records. */
+static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_group *g, uint32_t k_end)
 {
     static const char mark = (char)RC_STORE_RECORD_MARK;
     char key[RC_STORE_KEY_MAX];
@@ -398,12 +659,12 @@ static uint64_t fold_group(rc_persist *p, rocksdb_writebatch_t *wb, const tl_gro
     const char *vals[1 + RC_STORE_RECORD_MAX_MSGS];
     size_t sizes[1 + RC_STORE_RECORD_MAX_MSGS];
     uint64_t records = 0;
-    for (uint32_t k = 0; k < g->n;) {
+    for (uint32_t k = 0; k < k_end;) {
         vals[0] = &mark;
         sizes[0] = 1;
         size_t n = 0, bytes = 0;
         uint64_t newest = 0; /* the record's key */
-        while (k < g->n && n < RC_STORE_RECORD_MAX_MSGS) {
+        while (k < k_end && n < RC_STORE_RECORD_MAX_MSGS) {
             uint64_t seq;
             uint32_t len;
             rc_store_entry_get(g->ent[k], &seq, &len);
@@ -444,62 +705,180 @@ static int write_piece(rc_persist *p, rocksdb_writeoptions_t *wo, rocksdb_writeb
     return 0;
 }
 
-/* Writes every group of the table as history records, in pieces of about
- * FOLD_PIECE_BYTES, and deletes every tick record with the last piece;
- * empties the table. Called with mu held.
+/* Writes the table's entries in segment seg (every entry when seg is NULL,
+ * with the range delete of format 4's tick records) as history records,
+ * in pieces of about FOLD_PIECE_BYTES through the WAL, then drops them from
+ * the table. Called with mu held.
  *
- * Pieces, not one write of tick_log_fold_mb: a WriteBatch is one growing
- * string, and one of 8 MiB, made anew for each fold, was copied at every
- * doubling into pages faulted in anew (5 % of the server's CPU under a
- * flood with durability=batch); kept from fold to fold it held 16 MiB for
- * good and took the 20,000-group flood past 512 MiB (bench/RESULTS.md
- * *The fold's batch*). One batch of a piece is kept and cleared instead.
+ * Pieces, not one write: a WriteBatch is one growing string, and one of
+ * 8 MiB, made anew for each fold, was copied at every doubling into pages
+ * faulted in anew (5 % of the server's CPU under a flood with
+ * durability=batch); kept from fold to fold it held 16 MiB for good
+ * (bench/RESULTS.md *The fold's batch*). One batch of a piece is kept and
+ * cleared instead. A group's records are all in one piece.
  *
- * A crash between pieces leaves history records of messages whose tick
- * records are still there. The next open reads those tick records into the
- * same table (the same entries of the same groups) and folds it again into
- * the same records under the same keys, so the repeat overwrites them with
- * themselves. Reads meanwhile see no message twice: they take from records
- * only the seqs below the table's first (history.c). */
-static int fold(rc_persist *p, rocksdb_writeoptions_t *wo, char *err, size_t errlen)
+ * A failed piece leaves the table as it was: the next fold writes the same
+ * records under the same keys again. */
+static int fold(rc_persist *p, const tl_seg *seg, rocksdb_writeoptions_t *wo, char *err, size_t errlen)
 {
     rc_ticklog *t = p->tl;
-    if (t->live == 0 && t->next_key == 0)
-        return 0;
     if (!t->fold_wb)
         t->fold_wb = rocksdb_writebatch_create();
     rocksdb_writebatch_t *wb = t->fold_wb;
     uint64_t records = 0, msgs = 0;
-    for (size_t i = 0; i < t->n_buckets; i++) {
-        for (tl_group *g = t->buckets[i]; g; g = g->next) {
-            if (g->n == 0)
+    int rc = 0;
+    for (size_t i = 0; i < t->n_buckets && rc == 0; i++) {
+        for (tl_group *g = t->buckets[i]; g && rc == 0; g = g->next) {
+            g->fold_k = in_segment(g, seg);
+            if (g->fold_k == 0)
                 continue;
-            records += fold_group(p, wb, g);
-            msgs += g->n;
+            records += fold_group(p, wb, g, g->fold_k);
+            msgs += g->fold_k;
             size_t wb_bytes;
             rocksdb_writebatch_data(wb, &wb_bytes);
-            if (wb_bytes >= FOLD_PIECE_BYTES) {
-                if (write_piece(p, wo, wb, err, errlen) != 0)
-                    return -1;
-                if (rc_ticklog_after_piece)
+            if (wb_bytes >= rc_ticklog_piece_bytes) {
+                rc = write_piece(p, wo, wb, err, errlen);
+                if (rc == 0 && rc_ticklog_after_piece)
                     rc_ticklog_after_piece();
             }
         }
     }
-    char lo[RC_STORE_SEQ_BYTES], hi[RC_STORE_SEQ_BYTES];
-    rc_store_be64_put(lo, 0);
-    rc_store_be64_put(hi, t->next_key);
-    rocksdb_writebatch_delete_range_cf(wb, p->cf[RC_CF_TICKS], lo, sizeof(lo), hi, sizeof(hi));
-    if (write_piece(p, wo, wb, err, errlen) != 0)
+    if (rc == 0 && !seg && t->cf_end > 0) {
+        char lo[RC_STORE_SEQ_BYTES], hi[RC_STORE_SEQ_BYTES];
+        rc_store_be64_put(lo, 0);
+        rc_store_be64_put(hi, t->cf_end);
+        rocksdb_writebatch_delete_range_cf(wb, p->cf[RC_CF_TICKS], lo, sizeof(lo), hi, sizeof(hi));
+    }
+    if (rc == 0 && rocksdb_writebatch_count(wb) > 0)
+        rc = write_piece(p, wo, wb, err, errlen);
+    rocksdb_writebatch_clear(wb);
+    for (size_t i = 0; i < t->n_buckets; i++) {
+        for (tl_group *g = t->buckets[i]; g; g = g->next) {
+            if (rc == 0 && g->fold_k > 0) {
+                drop_front(t, g, g->fold_k);
+                g->rocks_empty = false; /* RocksDB holds records of it again */
+            }
+            g->fold_k = 0;
+        }
+    }
+    if (rc != 0)
         return -1;
-    clear(t, false);
+    sweep(t, false);
+    if (!seg) {
+        records_free(t);
+        t->cf_end = 0;
+    }
     t->st.folds++;
     t->st.folded_records += records;
     t->st.folded_msgs += msgs;
     return 0;
 }
 
+/* Folds the oldest segment and deletes its file. */
+static int fold_oldest(rc_persist *p, rc_durability d, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    tl_seg *s = &t->segs[0];
+    if (fold(p, s, p->wopts[d == RC_DURABILITY_SYNC ? RC_DURABILITY_SYNC : RC_DURABILITY_BATCH], err, errlen) != 0)
+        return -1;
+    if (t->unflushed) { /* RocksDB writes of its records that skipped the WAL: on disk before it goes */
+        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(fo, 1);
+        char *rerr = NULL;
+        for (int i = RC_CF_GROUPS; i < RC_CF_COUNT && !rerr; i++)
+            rocksdb_flush_cf(p->db, fo, p->cf[i], &rerr);
+        rocksdb_flushoptions_destroy(fo);
+        if (rerr) {
+            rc_store_fail(err, errlen, p->dir, "flushing before a tick log segment is deleted failed: %s", rerr);
+            rocksdb_free(rerr);
+            return -1;
+        }
+        t->unflushed = false;
+    }
+    char path[4096];
+    seg_path(t, s->first, path, sizeof(path));
+    if (unlink(path) != 0)
+        RC_LOG_WARN("store", "event=tick_log_unlink_failed path=%s msg=\"%s\"", path, strerror(errno));
+    t->disk -= s->len;
+    seg_close(s);
+    memmove(t->segs, t->segs + 1, (t->n_segs - 1) * sizeof(*t->segs));
+    t->n_segs--;
+    t->st.segments_folded++;
+    return 0;
+}
+
 /* ---- commits ---- */
+
+/* A logged record's RocksDB writes. The record is the commit: if RocksDB
+ * refuses them every time, the process stops rather than answer from a
+ * state the log contradicts, and the next open writes them again. */
+static void apply(rc_persist *p, rocksdb_writebatch_t *wb, rc_durability d)
+{
+    /* With sync, the log's fdatasync has the record; the WAL is synced by
+     * the next fold before the segment goes. */
+    rocksdb_writeoptions_t *wo = p->wopts[d == RC_DURABILITY_SYNC ? RC_DURABILITY_BATCH : d];
+    for (unsigned i = 0;; i++) {
+        char *rerr = NULL;
+        rocksdb_write(p->db, wo, wb, &rerr);
+        if (!rerr)
+            return;
+        RC_LOG_ERROR("store", "event=tick_log_apply_failed dir=%s try=%u msg=\"%s\"", p->dir, i + 1, rerr);
+        rocksdb_free(rerr);
+        if (i + 1 == APPLY_TRIES)
+            abort();
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000L << i }, NULL);
+    }
+}
+
+/* The RocksDB half of a commit's retention deletes, added to wb (mu held).
+ * A retention delete removes the group's history records wholly below
+ * `before` (a range delete from the bare tag) and writes its trim mark
+ * (rocks.h). Every record of a group is older than its first message in
+ * the table (folds take the oldest), so a delete whose `before` reaches
+ * the table leaves RocksDB without a record of the group, and until a fold
+ * writes one again another delete would find nothing: it is left out, mark
+ * and all (reads then take everything from the table). On a flood, where
+ * nothing is folded, that is every retention delete but a group's first,
+ * and RocksDB's memtable does not fill with range tombstones, whose
+ * fragmenting at a memtable switch stopped the writer for 3.4 s once
+ * 230,000 of them had gathered (bench/RESULTS.md, *The tick log on disk*).
+ * A group with nothing in the table gets its delete. */
+static void retention(rc_persist *p, rocksdb_writebatch_t *wb, const rc_ticklog_ops *ops)
+{
+    rc_ticklog *t = p->tl;
+    for (uint32_t i = 0; i < ops->n_trims; i++) {
+        const uint8_t *op = ops->buf + ops->trims[i] + 1;
+        size_t prefix_len = RC_STORE_HISTORY_PREFIX_LEN(op[RC_STORE_TAG_BYTES]);
+        uint64_t before = rc_store_be64_get((const char *)op + prefix_len);
+        tl_group *g = find(t, (const char *)op, prefix_len);
+        if (g && g->rocks_empty)
+            continue;
+        if (g && g->n > 0 && before >= g->first)
+            g->empties = true;
+        char to[RC_STORE_KEY_MAX], v[RC_STORE_SEQ_BYTES];
+        memcpy(to, op, prefix_len + RC_STORE_SEQ_BYTES); /* prefix, then `before`: deletes seq < before */
+        rocksdb_writebatch_delete_range_cf(wb, p->cf[RC_CF_HISTORY], (const char *)op, RC_STORE_TAG_BYTES, to,
+                                           prefix_len + RC_STORE_SEQ_BYTES);
+        memcpy(v, op + prefix_len, RC_STORE_SEQ_BYTES);
+        rc_store_be64_put(to + prefix_len, RC_STORE_TRIM_MARK_SEQ);
+        rocksdb_writebatch_put_cf(wb, p->cf[RC_CF_HISTORY], to, prefix_len + RC_STORE_SEQ_BYTES, v, sizeof(v));
+        t->st.trims_written++;
+    }
+}
+
+/* After the commit's record was written (written) or not: what retention()
+ * found takes effect, or is forgotten. */
+static void retention_done(rc_persist *p, const rc_ticklog_ops *ops, bool written)
+{
+    for (uint32_t i = 0; i < ops->n_trims; i++) {
+        const uint8_t *op = ops->buf + ops->trims[i] + 1;
+        tl_group *g = find(p->tl, (const char *)op, RC_STORE_HISTORY_PREFIX_LEN(op[RC_STORE_TAG_BYTES]));
+        if (g && g->empties) {
+            g->rocks_empty = written;
+            g->empties = false;
+        }
+    }
+}
 
 int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *ops, rc_durability d, char *err,
                       size_t errlen)
@@ -507,35 +886,52 @@ int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *o
     rc_ticklog *t = p->tl;
     int rc = 0;
     pthread_mutex_lock(&t->mu);
-    if (ops->put_bytes && t->bytes + ops->put_bytes > t->fold_bytes && t->bytes > 0)
-        rc = fold(p, p->wopts[RC_DURABILITY_NONE], err, errlen);
-    char key[RC_STORE_SEQ_BYTES];
-    if (rc == 0 && ops->len > 0) {
-        rc_store_be64_put(key, t->next_key);
-        rocksdb_writebatch_put_cf(wb, p->cf[RC_CF_TICKS], key, sizeof(key), (const char *)ops->buf, ops->len);
-    }
-    if (rc == 0 && rocksdb_writebatch_count(wb) > 0) {
+    if (ops->len == 0) { /* no messages and no retention: RocksDB alone */
         char *rerr = NULL;
         rocksdb_write(p->db, p->wopts[d], wb, &rerr);
         if (rerr) {
             rc = rc_store_fail(err, errlen, p->dir, "write failed: %s", rerr);
             rocksdb_free(rerr);
+        } else if (d == RC_DURABILITY_NONE) {
+            t->unflushed = true;
         }
+        pthread_mutex_unlock(&t->mu);
+        return rc;
     }
-    if (rc == 0 && ops->len > 0) {
+    while (rc == 0 && t->n_segs > 1 && t->disk + ops->len > t->log_bytes)
+        rc = fold_oldest(p, d, err, errlen);
+    if (rc == 0)
+        retention(p, wb, ops);
+    bool rocks = rocksdb_writebatch_count(wb) > 0;
+    const uint8_t *at = NULL;
+    if (rc == 0) {
+        size_t wb_len = 0;
+        const char *wb_data = NULL;
+        if (rocks) { /* which record RocksDB has last (see the top) */
+            char v[RC_STORE_SEQ_BYTES];
+            rc_store_be64_put(v, t->next_key);
+            rocksdb_writebatch_put_cf(wb, p->cf[RC_CF_META], MARK_KEY, strlen(MARK_KEY), v, sizeof(v));
+            wb_data = rocksdb_writebatch_data(wb, &wb_len);
+        }
+        rc = append(p, ops, wb_data, wb_len, d, &at, err, errlen);
+    }
+    retention_done(p, ops, rc == 0);
+    if (rc == 0) {
         t->next_key++;
         t->st.records++;
         uint64_t msgs = 0;
         bool oom = false;
-        const uint8_t *rec = ops->buf;
-        size_t len = ops->len;
-        if (hold_record(t, ops) != 0 || table_apply(t, rec + 1, len - 1, &msgs, &oom) != 0) {
+        if (table_apply(t, ops->buf + 1, ops->len - 1, at + 1, &msgs, &oom) != 0) {
             /* The record is written: only memory can have failed. Without
              * its messages in the table, scans would miss them until the
              * next open reads them back, so stop rather than answer wrong. */
             RC_LOG_ERROR("store", "event=tick_log_failed dir=%s msg=\"out of memory keeping a written tick\"", p->dir);
             abort();
         }
+        if (rocks)
+            apply(p, wb, d);
+        if (rocks && d == RC_DURABILITY_NONE)
+            t->unflushed = true;
     }
     pthread_mutex_unlock(&t->mu);
     return rc;
@@ -545,15 +941,20 @@ int rc_ticklog_fold_all(rc_persist *p, char *err, size_t errlen)
 {
     if (!p->tl || p->readonly)
         return 0;
-    pthread_mutex_lock(&p->tl->mu);
-    int rc = fold(p, p->wopts[RC_DURABILITY_BATCH], err, errlen);
-    pthread_mutex_unlock(&p->tl->mu);
+    rc_ticklog *t = p->tl;
+    pthread_mutex_lock(&t->mu);
+    int rc = 0;
+    while (rc == 0 && t->n_segs > 0)
+        rc = fold_oldest(p, RC_DURABILITY_BATCH, err, errlen);
+    pthread_mutex_unlock(&t->mu);
     return rc;
 }
 
 /* ---- open ---- */
 
-int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
+/* Format 4's tick records, in the `ticks` family: held in memory, and
+ * folded at once by a read-write open (the migration to format 5). */
+static int read_ticks_family(rc_persist *p, char *err, size_t errlen)
 {
     rc_ticklog *t = p->tl;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
@@ -561,7 +962,6 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_TICKS]);
     int rc = 0;
     uint64_t records = 0, msgs = 0;
-    pthread_mutex_lock(&t->mu);
     for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen = 0, vlen = 0;
         const char *k = rocksdb_iter_key(it, &klen);
@@ -577,13 +977,13 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
             break;
         }
         if (klen != RC_STORE_SEQ_BYTES || vlen < 1 || held[0] != TICK_RECORD_VERSION ||
-            table_apply(t, held + 1, vlen - 1, &msgs, &oom) != 0) {
+            table_apply(t, held + 1, vlen - 1, held + 1, &msgs, &oom) != 0) {
             rc = oom ? rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log")
                      : rc_store_fail(err, errlen, p->dir, "tick record of %zu bytes under a %zu-byte key: corrupt",
                                      vlen, klen);
             break;
         }
-        t->next_key = rc_store_be64_get(k) + 1;
+        t->cf_end = rc_store_be64_get(k) + 1;
         records++;
     }
     if (rc == 0)
@@ -591,11 +991,244 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     if (rc == 0 && records > 0) {
-        RC_LOG_INFO("store", "event=tick_log_read dir=%s records=%llu messages=%llu groups=%zu", p->dir,
+        RC_LOG_INFO("store", "event=tick_log_read dir=%s family=ticks records=%llu messages=%llu groups=%zu", p->dir,
                     (unsigned long long)records, (unsigned long long)msgs, t->live);
         if (!p->readonly)
-            rc = fold(p, p->wopts[RC_DURABILITY_SYNC], err, errlen);
+            rc = fold(p, NULL, p->wopts[RC_DURABILITY_SYNC], err, errlen);
     }
+    return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The segments' numbers, sorted; *n 0 when there is no directory. */
+static int list_segments(rc_persist *p, uint64_t **out, size_t *n, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(t->dir);
+    if (!d)
+        return errno == ENOENT ? 0 : rc_store_fail(err, errlen, p->dir, "cannot read %s: %s", t->dir, strerror(errno));
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        char *end = NULL;
+        unsigned long long v = strtoull(e->d_name, &end, 16);
+        if (end != e->d_name + 16 || strcmp(end, SEGMENT_SUFFIX) != 0)
+            continue; /* not a segment (a stray file is left alone) */
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint64_t *v2 = realloc(*out, cap * sizeof(**out));
+            if (!v2) {
+                rc = rc_store_fail(err, errlen, p->dir, "out of memory listing the tick log");
+                break;
+            }
+            *out = v2;
+        }
+        (*out)[(*n)++] = v;
+    }
+    closedir(d);
+    if (rc == 0 && *n > 1)
+        qsort(*out, *n, sizeof(**out), cmp_u64);
+    return rc;
+}
+
+typedef struct open_counts {
+    uint64_t records, msgs, replayed;
+    bool have_mark;
+    uint64_t mark;
+} open_counts;
+
+/* Writes a record's RocksDB writes again (open, when RocksDB may lack them). */
+static int replay(rc_persist *p, const uint8_t *wb, size_t len, char *err, size_t errlen)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create_from((const char *)wb, len);
+    char *rerr = NULL;
+    rocksdb_write(p->db, p->wopts[RC_DURABILITY_BATCH], b, &rerr);
+    rocksdb_writebatch_destroy(b);
+    if (rerr) {
+        rc_store_fail(err, errlen, p->dir, "writing a tick record's batch again failed: %s", rerr);
+        rocksdb_free(rerr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads one segment into the table. Only the last may end in a record cut
+ * short (never acked: a read-write open cuts it off). */
+static int load_segment(rc_persist *p, uint64_t first, bool last, open_counts *c, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    char path[4096];
+    seg_path(t, first, path, sizeof(path));
+    tl_seg *s = seg_add(t);
+    if (!s)
+        return rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log");
+    s->first = first;
+    struct stat st;
+    if ((s->fd = open(path, (p->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC)) < 0 || fstat(s->fd, &st) != 0) {
+        int e = errno;
+        seg_close(s);
+        t->n_segs--;
+        if (e == ENOENT && p->readonly)
+            return 0; /* folded by the server meanwhile */
+        return rc_store_fail(err, errlen, p->dir, "cannot open %s: %s", path, strerror(e));
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t hdr[FILE_HDR];
+    if (size < FILE_HDR || pread(s->fd, hdr, FILE_HDR, 0) != (ssize_t)FILE_HDR) {
+        seg_close(s);
+        t->n_segs--;
+        if (!last)
+            return rc_store_fail(err, errlen, p->dir, "tick log segment %s has no header: corrupt", path);
+        if (!p->readonly && unlink(path) != 0)
+            return rc_store_fail(err, errlen, p->dir, "cannot remove %s: %s", path, strerror(errno));
+        return 0; /* created, never written */
+    }
+    if (memcmp(hdr, FILE_MAGIC, 8) != 0 || rc_store_be64_get((const char *)hdr + 8) != first)
+        return rc_store_fail(err, errlen, p->dir, "%s is not a tick log segment of its name: corrupt", path);
+    if (seg_map(t, s, size) != 0)
+        return rc_store_fail(err, errlen, p->dir, "cannot map %s: %s", path, strerror(errno));
+    size_t off = FILE_HDR;
+    uint64_t n = 0;
+    const char *bad = NULL;
+    while (off < size) {
+        const uint8_t *r = s->map + off;
+        if (size - off < REC_HDR) {
+            bad = "cut short";
+            break;
+        }
+        uint32_t payload = le32_get(r), ops_len = le32_get(r + 8);
+        if (payload < 4 || payload > REC_PAYLOAD_MAX || size - off - 8 < payload) {
+            bad = "cut short";
+            break;
+        }
+        if (rc_store_crc32c(0, r + 8, payload) != le32_get(r + 4)) {
+            bad = "fails its checksum";
+            break;
+        }
+        if (ops_len > payload - 4 || (ops_len > 0 && r[REC_HDR] != TICK_RECORD_VERSION))
+            return rc_store_fail(err, errlen, p->dir, "%s: record at %zu has a bad layout: corrupt", path, off);
+        bool oom = false;
+        if (ops_len > 1 && table_apply(t, r + REC_HDR + 1, ops_len - 1, r + REC_HDR + 1, &c->msgs, &oom) != 0)
+            return oom ? rc_store_fail(err, errlen, p->dir, "out of memory reading the tick log")
+                       : rc_store_fail(err, errlen, p->dir, "%s: record at %zu: bad ops: corrupt", path, off);
+        size_t wb_len = payload - 4 - ops_len;
+        if (wb_len > 0 && !p->readonly && (!c->have_mark || first + n > c->mark)) {
+            if (replay(p, r + REC_HDR + ops_len, wb_len, err, errlen) != 0)
+                return -1;
+            c->replayed++;
+        }
+        off += 8 + (size_t)payload;
+        n++;
+    }
+    if (bad && !last)
+        return rc_store_fail(err, errlen, p->dir,
+                             "%s: record at %zu %s, and later segments follow: corrupt", path, off, bad);
+    if (bad && !p->readonly) {
+        RC_LOG_WARN("store", "event=tick_log_cut path=%s offset=%zu bytes=%zu msg=\"the last record %s: "
+                    "it was never acknowledged\"", path, off, size - off, bad);
+        if (ftruncate(s->fd, (off_t)off) != 0)
+            return rc_store_fail(err, errlen, p->dir, "cannot cut %s at %zu: %s", path, off, strerror(errno));
+    }
+    madvise(s->map, s->map_len, MADV_DONTNEED); /* the pages read stay cached, not in this process */
+    s->len = off;
+    t->disk += off;
+    c->records += n;
+    if (first + n > t->next_key)
+        t->next_key = first + n;
+    return 0;
+}
+
+/* A crash in a fold, or before its segment's delete, left history records
+ * of messages still in the log: the table keeps only what is newer than a
+ * group's newest record (see the top). */
+static int drop_folded(rc_persist *p, uint64_t *dropped, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(ro, 1);
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(p->db, ro, p->cf[RC_CF_HISTORY]);
+    int rc = 0;
+    for (size_t i = 0; i < t->n_buckets && rc == 0; i++) {
+        for (tl_group *g = t->buckets[i]; g && rc == 0; g = g->next) {
+            if (g->n == 0)
+                continue;
+            char key[RC_STORE_KEY_MAX];
+            memcpy(key, g->prefix, g->prefix_len);
+            rc_store_be64_put(key + g->prefix_len, UINT64_MAX);
+            rocksdb_iter_seek_for_prev(it, key, g->prefix_len + RC_STORE_SEQ_BYTES);
+            size_t klen = 0;
+            const char *k = rocksdb_iter_valid(it) ? rocksdb_iter_key(it, &klen) : NULL;
+            if (k && klen == g->prefix_len + RC_STORE_SEQ_BYTES && memcmp(k, g->prefix, g->prefix_len) == 0) {
+                uint64_t newest = rc_store_be64_get(k + g->prefix_len); /* 0: the trim mark alone */
+                if (newest >= g->first) {
+                    uint32_t k_drop = count_below(g, newest + 1);
+                    *dropped += k_drop;
+                    drop_front(t, g, k_drop);
+                }
+            }
+            rc = rc_store_iter_error(it, p->dir, "cannot read history", err, errlen);
+        }
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    size_t dlen = strlen(p->dir) + sizeof("/" RC_STORE_TICKLOG_DIR);
+    if (!(t->dir = malloc(dlen)))
+        return rc_store_fail(err, errlen, p->dir, "out of memory");
+    snprintf(t->dir, dlen, "%s/%s", p->dir, RC_STORE_TICKLOG_DIR);
+    pthread_mutex_lock(&t->mu);
+    int rc = read_ticks_family(p, err, errlen);
+    if (rc == 0 && !p->readonly && mkdir(t->dir, 0755) != 0 && errno != EEXIST)
+        rc = rc_store_fail(err, errlen, p->dir, "cannot create %s: %s", t->dir, strerror(errno));
+    open_counts c = { 0 };
+    if (rc == 0) {
+        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+        char *rerr = NULL;
+        size_t len = 0;
+        char *v = rocksdb_get_cf(p->db, ro, p->cf[RC_CF_META], MARK_KEY, strlen(MARK_KEY), &len, &rerr);
+        rocksdb_readoptions_destroy(ro);
+        if (rerr) {
+            rc = rc_store_fail(err, errlen, p->dir, "cannot read meta/%s: %s", MARK_KEY, rerr);
+            rocksdb_free(rerr);
+        } else if (v && len != RC_STORE_SEQ_BYTES) {
+            rc = rc_store_fail(err, errlen, p->dir, "meta/%s of %zu bytes: corrupt", MARK_KEY, len);
+        } else if (v) {
+            c.have_mark = true;
+            c.mark = rc_store_be64_get(v);
+            t->next_key = c.mark + 1;
+        }
+        rocksdb_free(v);
+    }
+    uint64_t *firsts = NULL;
+    size_t n = 0;
+    if (rc == 0)
+        rc = list_segments(p, &firsts, &n, err, errlen);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = load_segment(p, firsts[i], i + 1 == n, &c, err, errlen);
+    free(firsts);
+    uint64_t dropped = 0;
+    if (rc == 0 && t->live > 0)
+        rc = drop_folded(p, &dropped, err, errlen);
+    if (rc == 0 && n > 0)
+        RC_LOG_INFO("store",
+                    "event=tick_log_read dir=%s segments=%zu bytes=%zu records=%llu messages=%llu groups=%zu "
+                    "replayed=%llu already_folded=%llu",
+                    p->dir, t->n_segs, t->disk, (unsigned long long)c.records, (unsigned long long)c.msgs, t->live,
+                    (unsigned long long)c.replayed, (unsigned long long)dropped);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -644,7 +1277,7 @@ int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64
     return rc;
 }
 
-/* A buffer for a batch's tick record: one a fold left, or an empty one. */
+/* A buffer for a batch's tick record: one an earlier batch left, or an empty one. */
 rc_ticklog_ops rc_ticklog_ops_take(rc_persist *p)
 {
     rc_ticklog *t = p->tl;
@@ -654,10 +1287,11 @@ rc_ticklog_ops rc_ticklog_ops_take(rc_persist *p)
         o = t->pool[--t->n_pool];
     pthread_mutex_unlock(&t->mu);
     o.len = o.put_bytes = 0;
+    o.n_trims = 0;
     return o;
 }
 
-/* Gives back the buffer of a batch that was not committed. */
+/* Gives back the buffer of a batch, committed or not (a commit copies it into the log). */
 void rc_ticklog_ops_give(rc_persist *p, rc_ticklog_ops *o)
 {
     rc_ticklog *t = p->tl;
@@ -691,9 +1325,11 @@ void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s)
     rc_ticklog *t = p->tl;
     pthread_mutex_lock(&t->mu);
     *s = t->st;
-    s->bytes = t->bytes;
-    s->held = t->held;
+    s->entries = t->entries;
+    s->held = t->index + t->held;
     s->groups = t->live;
     s->fold_batch = t->fold_wb_bytes;
+    s->segments = t->n_segs;
+    s->disk = t->disk;
     pthread_mutex_unlock(&t->mu);
 }

@@ -406,13 +406,14 @@ static void test_concurrent_senders(void)
 }
 
 #define KILL_GROUPS 20
-#define KILL_HIST 120 /* messages with mids per group before the kill */
+#define KILL_HIST_SMALL 120 /* messages with mids per group before the kill: all in the tick log's files */
+#define KILL_HIST_FOLDED 300 /* ... 2 MB, with a tick log of 1 MiB: the older ones folded into RocksDB */
 
-static void test_kill_with_small_cache(void)
+static void kill_with_small_cache(int hist, const char *history_max, const char *tick_log_mb)
 {
-    const char *flags[] = { "--history-cache-mb", "1", "--history-max", "150", "--dedup-window", "100",
+    const char *flags[] = { "--history-cache-mb", "1", "--history-max", history_max, "--dedup-window", "100",
                             "--durability", "batch", "--shards", "1", "--min-shards", "1", "--max-shards", "1",
-                            NULL };
+                            "--tick-log-mb", tick_log_mb, NULL };
     CU_ASSERT_FATAL(it_start(&srv, flags) == 0);
     rc_client a;
     CU_ASSERT_FATAL(it_login(&a, &srv, "alice") == 0);
@@ -422,7 +423,7 @@ static void test_kill_with_small_cache(void)
         snprintf(g, sizeof(g), "k%d", gi);
         CU_ASSERT_FATAL(rc_client_join(&a, g, IT_TIMEOUT_MS, NULL) == 0);
     }
-    for (int i = 1; i <= KILL_HIST; i++) /* round the groups, so that most of each history is evicted */
+    for (int i = 1; i <= hist; i++) /* round the groups, so that most of each history is evicted */
         for (int gi = 0; gi < KILL_GROUPS; gi++) {
             snprintf(g, sizeof(g), "k%d", gi);
             snprintf(mid, sizeof(mid), "k%d", i);
@@ -431,6 +432,10 @@ static void test_kill_with_small_cache(void)
             CU_ASSERT_EQUAL_FATAL(ack.seq, (uint64_t)i);
         }
     CU_ASSERT(metric("ringcast_history_cache_evictions_total") > 0);
+    double disk = metric("ringcast_store_tick_log_disk_bytes");
+    printf("\n    before kill -9: tick log %.0f bytes on disk", disk);
+    if (hist == KILL_HIST_FOLDED)
+        CU_ASSERT(disk > 0 && disk < 1.2 * 1024 * 1024); /* the rest was folded */
     rc_client_close(&a);
     int st = 0;
     CU_ASSERT_FATAL(kill(srv.s.pid, SIGKILL) == 0);
@@ -449,11 +454,14 @@ static void test_kill_with_small_cache(void)
     for (int gi = 0; gi < KILL_GROUPS; gi++) {
         snprintf(g, sizeof(g), "k%d", gi);
         CU_ASSERT_FATAL(rc_client_join(&a, g, IT_TIMEOUT_MS, NULL) == 0);
-        body_of(body, gi, 60); /* sent before the kill, inside the dedup window */
-        bad += rc_client_publish(&a, g, body, BODY, "k60", IT_TIMEOUT_MS, &ack) != 0 || ack.seq != 60 || !ack.dup;
-        body_of(body, gi, KILL_HIST + 1);
+        int again = hist - 60; /* sent before the kill, inside the dedup window (100) */
+        body_of(body, gi, again);
+        snprintf(mid, sizeof(mid), "k%d", again);
+        bad += rc_client_publish(&a, g, body, BODY, mid, IT_TIMEOUT_MS, &ack) != 0 || ack.seq != (uint64_t)again ||
+               !ack.dup;
+        body_of(body, gi, hist + 1);
         bad += rc_client_publish(&a, g, body, BODY, "after", IT_TIMEOUT_MS, &ack) != 0 ||
-               ack.seq != KILL_HIST + 1 || ack.dup;
+               ack.seq != (uint64_t)hist + 1 || ack.dup;
     }
     CU_ASSERT_EQUAL(bad, 0);
     rc_client b;
@@ -462,7 +470,7 @@ static void test_kill_with_small_cache(void)
     for (int gi = 0; gi < KILL_GROUPS; gi++) {
         snprintf(g, sizeof(g), "k%d", gi);
         int wrong;
-        short_groups += replay_all(&b, g, gi, 400 + (uint64_t)gi, &wrong) != KILL_HIST + 1;
+        short_groups += replay_all(&b, g, gi, 400 + (uint64_t)gi, &wrong) != hist + 1;
         total_wrong += wrong;
     }
     printf("\n    after kill -9: %d wrong acks, %d groups short, %d messages out of place\n", bad, short_groups,
@@ -472,6 +480,16 @@ static void test_kill_with_small_cache(void)
     rc_client_close(&a);
     rc_client_close(&b);
     CU_ASSERT_EQUAL(it_stop(&srv), 0);
+}
+
+static void test_kill_with_small_cache(void)
+{
+    kill_with_small_cache(KILL_HIST_SMALL, "150", "512");
+}
+
+static void test_kill_with_small_cache_and_folds(void)
+{
+    kill_with_small_cache(KILL_HIST_FOLDED, "400", "1");
 }
 
 int main(void)
@@ -484,5 +502,7 @@ int main(void)
     CU_add_test(s, "many cold groups: sends go on, dedup holds", test_cold_sends_progress);
     CU_add_test(s, "concurrent senders: order and dedup across evictions", test_concurrent_senders);
     CU_add_test(s, "kill -9 with a small cache loses nothing acked", test_kill_with_small_cache);
+    CU_add_test(s, "kill -9 with a small cache and a 1 MiB tick log (folds) loses nothing acked",
+                test_kill_with_small_cache_and_folds);
     return rc_test_run();
 }

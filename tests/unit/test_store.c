@@ -15,6 +15,7 @@
 #include "store/store.h"
 
 #include <CUnit/CUnit.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <ftw.h>
 #include <rocksdb/c.h>
@@ -698,7 +699,9 @@ static void test_history_index_partitioned(void)
         put_msgs(b, g, 1, 3);
     }
     commit_ok(p, b, RC_DURABILITY_NONE);
-    rc_store_close(p); /* without the WAL, closing flushes the memtables to SST files */
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(rc_ticklog_fold_all(p, err, sizeof(err)), 0); /* the messages into history records */
+    rc_store_close(p); /* closing flushes the memtables to SST files */
 
     raw_db r;
     raw_open(&r, dir, N_FAMILIES, false, true);
@@ -708,7 +711,7 @@ static void test_history_index_partitioned(void)
         if (!strstr(props, "# index partitions"))
             fprintf(stderr, "history table properties: %s\n", props);
         CU_ASSERT_PTR_NOT_NULL(strstr(props, "# index partitions"));
-        /* closing folds the tick log: each group's 3 messages are one record */
+        /* the fold made each group's 3 messages one record */
         char want[32];
         snprintf(want, sizeof(want), "# entries=%u;", BOUNDS_GROUPS);
         if (!strstr(props, want))
@@ -1297,11 +1300,13 @@ static void test_stats(void)
     CU_ASSERT_EQUAL((size_t)n, strlen(buf));
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "cf history:"));
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, " crc32c "));
-    /* one commit: one tick record (and the format marker), its 100
-     * messages in the tick log's table until a fold */
-    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "rocksdb.number.keys.written COUNT : 2\n"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "tick_log records=1 folds=0 folded_records=0 folded_messages=0"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "table_groups=1 fold_batch=0\n"));
+    /* one commit: one tick record in the log's one segment, its 100
+     * messages in the tick log's table until a fold; RocksDB got the
+     * format marker alone */
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "rocksdb.number.keys.written COUNT : 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "tick_log records=1 folds=0 segments_folded=0 folded_records=0 folded_messages=0"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "table_entries=100 "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "table_groups=1 fold_batch=0 segments=1 disk="));
     char small[32];
     CU_ASSERT(rc_store_stats(p, small, sizeof(small)) > (int)sizeof(small)); /* truncated, full length told */
     CU_ASSERT_EQUAL(strlen(small), sizeof(small) - 1);
@@ -1447,7 +1452,7 @@ static void test_l0_compaction_files(void)
     rc_store_options_default(&o);
     o.l0_compaction_files = RC_STORE_L0_FILES_MAX;
     o.write_buffer_mb = 2;  /* 1 MiB memtables: a flush every MiB or so */
-    o.tick_log_fold_mb = 1;
+    o.tick_log_mb = 1;
     new_path(dir, "l0many");
     p = rc_store_open(dir, &o, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
@@ -1586,10 +1591,10 @@ static void test_scale(void)
 /* ---- setup ---- */
 
 
-/* ---- the tick log (format 4) ---- */
+/* ---- the tick log (format 5) ---- */
 
 #define TL_GROUPS 8u
-#define TL_MSGS 6000u   /* per group: ~48,000 messages, ~1.3 MB of entries: at least one fold at 1 MB */
+#define TL_MSGS 6000u   /* per group: ~48,000 messages, ~2 MB of records: folds with tick_log_mb 1 */
 #define TL_TICK 1000u   /* messages per commit, spread over the groups */
 #define TL_TRIMMED 3u   /* group t3 is trimmed ... */
 #define TL_TRIM_AT 3001u /* ... to seq 3001, after the first fold */
@@ -1606,7 +1611,7 @@ static rc_persist *open_folding(const char *dir, bool readonly)
     char err[ERR_LEN] = "";
     rc_store_options o;
     rc_store_options_default(&o);
-    o.tick_log_fold_mb = 1;
+    o.tick_log_mb = 1; /* segments of 64 KiB, the oldest folded past 1 MiB */
     rc_persist *p = readonly ? rc_store_open_readonly(dir, err, sizeof(err)) : rc_store_open(dir, &o, err, sizeof(err));
     if (!p)
         fprintf(stderr, "open %s: %s\n", dir, err);
@@ -1675,8 +1680,9 @@ static void expect_tick_groups(rc_persist *p)
     }
 }
 
-/* A writer killed without closing: its last ticks are in the WAL only, in
- * tick records; the first fold's records are in no WAL. Both come back. */
+/* A writer killed without closing: its newest messages are in the log's
+ * segments only, the older ones folded into history records. Both come
+ * back, read-only and read-write, and the log stays until it is folded. */
 static void test_tick_log_crash(void)
 {
     char dir[PATH_LEN];
@@ -1688,43 +1694,58 @@ static void test_tick_log_crash(void)
         if (!p)
             _exit(2);
         rc_ticklog_stats v = write_tick_groups(p);
-        _exit(v.folds >= 1 && v.groups == TL_GROUPS ? 0 : 3); /* no close: no fold at close */
+        _exit(v.segments_folded >= 1 && v.groups == TL_GROUPS ? 0 : 3); /* no close */
     }
     int status = 0;
     CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
     CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-    rc_persist *p = open_folding(dir, true); /* read-only: the tick records read into memory */
+    rc_persist *p = open_folding(dir, true); /* read-only: the segments read, nothing written */
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    CU_ASSERT_EQUAL(stats_view(p).groups, TL_GROUPS);
+    rc_ticklog_stats v = stats_view(p);
+    CU_ASSERT_EQUAL(v.groups, TL_GROUPS);
+    CU_ASSERT(v.segments >= 2 && v.disk > 1024 * 1024 - 70 * 1024 && v.disk <= 1024 * 1024 + 70 * 1024);
     expect_tick_groups(p);
     rc_store_close(p);
 
-    p = open_folding(dir, false); /* read-write: folded at open */
+    p = open_folding(dir, false); /* read-write: the same, and writable */
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    rc_ticklog_stats v = stats_view(p);
-    CU_ASSERT_EQUAL(v.groups, 0);
-    CU_ASSERT_EQUAL(v.folds, 1);
+    v = stats_view(p);
+    CU_ASSERT_EQUAL(v.groups, TL_GROUPS);
+    CU_ASSERT_EQUAL(v.folds, 0);
     expect_tick_groups(p);
     add_msgs(p, "t0", TL_MSGS + 1, TL_MSGS + 10);
     seen s = scan_of(p, "t0", TL_MSGS - 5, UINT64_MAX, 1000, 0);
     expect_run(&s, TL_MSGS - 5, TL_MSGS + 10);
     rc_store_close(p);
 
-    p = open_folding(dir, false); /* closed cleanly: nothing left in the tick log */
+    p = open_folding(dir, false); /* closed cleanly: the log stays; folded whole on request */
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    CU_ASSERT_EQUAL(stats_view(p).folds, 0);
+    CU_ASSERT(stats_view(p).segments >= 2);
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(rc_ticklog_fold_all(p, err, sizeof(err)), 0);
+    v = stats_view(p);
+    CU_ASSERT_EQUAL(v.groups, 0);
+    CU_ASSERT_EQUAL(v.segments, 0);
+    CU_ASSERT_EQUAL(v.disk, 0);
     s = scan_of(p, "t0", 1, UINT64_MAX, UINT32_MAX, 0);
     expect_run(&s, 1, TL_MSGS + 10);
+    add_msgs(p, "t0", TL_MSGS + 11, TL_MSGS + 12); /* a new segment */
+    rc_store_close(p);
+    p = open_folding(dir, false);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).segments, 1);
+    s = scan_of(p, "t0", 1, UINT64_MAX, UINT32_MAX, 0);
+    expect_run(&s, 1, TL_MSGS + 12);
+    s = scan_of(p, "t5", 1, UINT64_MAX, UINT32_MAX, 0);
+    expect_run(&s, 1, TL_MSGS);
     rc_store_close(p);
 }
 
-/* A running store: some groups' messages folded, the rest in the table;
- * every read sees both, and a trim inside a record hides its older part. */
 /* A writer killed between two pieces of a fold: some groups' history
- * records are written, every tick record is still there. Read-only, the
- * records and the table show each message once; the read-write open folds
- * the tick records again into the same records. */
+ * records are written, and every message is still in the log. Both opens
+ * show each message once (the table drops what a group's records hold);
+ * the next fold writes the rest. */
 static void exit_now(void)
 {
     _exit(0);
@@ -1740,13 +1761,14 @@ static void test_tick_log_crash_mid_fold(void)
         char err[ERR_LEN] = "";
         rc_store_options o;
         rc_store_options_default(&o);
-        o.tick_log_fold_mb = 2; /* more than one piece of FOLD_PIECE_BYTES (1 MiB) */
+        o.tick_log_mb = 128; /* one segment of 4 MiB */
+        rc_ticklog_piece_bytes = 256 * 1024; /* its fold in pieces of two groups or so */
         rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
         if (!p)
             _exit(2);
-        rc_ticklog_after_piece = exit_now; /* the first piece written, the rest never */
         write_tick_groups(p);
-        rc_store_close(p); /* the close folds: exits in its first piece at the latest */
+        rc_ticklog_after_piece = exit_now; /* the first piece written, the rest never */
+        rc_ticklog_fold_all(p, err, sizeof(err));
         _exit(4);
     }
     int status = 0;
@@ -1755,12 +1777,17 @@ static void test_tick_log_crash_mid_fold(void)
 
     rc_persist *p = open_folding(dir, true);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    CU_ASSERT_EQUAL(stats_view(p).groups, TL_GROUPS);
+    rc_ticklog_stats v = stats_view(p);
+    CU_ASSERT(v.groups > 0 && v.groups < TL_GROUPS); /* some groups' messages are in records now */
+    CU_ASSERT_EQUAL(v.segments, 1);
     expect_tick_groups(p);
     rc_store_close(p);
 
-    p = open_folding(dir, false); /* folded again at open */
+    p = open_folding(dir, false);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    expect_tick_groups(p);
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(rc_ticklog_fold_all(p, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(stats_view(p).groups, 0);
     expect_tick_groups(p);
     rc_store_close(p);
@@ -1773,14 +1800,19 @@ static void test_tick_log_records_and_table(void)
     rc_persist *p = open_folding(dir, false);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     rc_ticklog_stats v = write_tick_groups(p);
-    CU_ASSERT(v.folds >= 1);
+    CU_ASSERT(v.folds >= 1 && v.folds == v.segments_folded);
     CU_ASSERT(v.folded_records >= TL_GROUPS * 2); /* records of at most RC_STORE_RECORD_MAX_MSGS (256) */
     CU_ASSERT_EQUAL(v.groups, TL_GROUPS);
-    /* the kept fold batch: a fold of 1 MiB held about that much, and the gauge counts it */
-    CU_ASSERT(v.fold_batch >= 1024 * 1024 / 2 && v.fold_batch < 3 * 1024 * 1024);
+    /* the log keeps about tick_log_mb; the table 8 bytes a message, not the messages */
+    CU_ASSERT(v.disk <= 1024 * 1024 + 70 * 1024);
+    CU_ASSERT(v.entries > 0 && v.entries < TL_GROUPS * TL_MSGS);
+    CU_ASSERT(v.held < 64 * 1024 + 2 * 8 * v.entries + TL_GROUPS * 1024);
+    /* the kept fold batch: a piece of a segment's fold, and the gauge counts it */
+    CU_ASSERT(v.fold_batch > 0 && v.fold_batch < 3 * 1024 * 1024);
     rc_store_memory mem;
     CU_ASSERT_EQUAL(rc_store_memory_read(p, &mem), 0);
     CU_ASSERT(mem.tick_log >= v.held + v.fold_batch);
+    CU_ASSERT_EQUAL(mem.tick_log_disk, v.disk);
     expect_tick_groups(p);
 
     /* 1234 lies inside a record: the record stays, reads start at 1234 */
@@ -1812,8 +1844,284 @@ static void test_tick_log_records_and_table(void)
     rc_store_close(p);
 }
 
+#define SEG_PATH_LEN (PATH_LEN + 300) /* dir, "/ticklog/", a file name */
+
+static void trim_to(rc_persist *p, const char *g, uint64_t before)
+{
+    rc_persist_batch *b = ops->batch_begin(p);
+    ops->trim_before(b, g, (uint32_t)strlen(g), NULL, before);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+}
+
+/* A retention delete goes to RocksDB only while RocksDB may hold records of
+ * the group: after one that reached the group's messages in the tick log's
+ * table, the next ones are left out until a fold writes records again.
+ * Reads and recovery see the same history either way. */
+static void test_tick_log_retention_writes(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    new_path(dir, "retention");
+    rc_persist *p = open_folding(dir, false);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "r");
+    put_msgs(b, "r", 1, 100);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    static const struct { uint64_t before; uint64_t written; } step1[] = { { 50, 1 }, { 60, 1 } };
+    for (size_t i = 0; i < 2; i++) {
+        trim_to(p, "r", step1[i].before);
+        CU_ASSERT_EQUAL(stats_view(p).trims_written, step1[i].written);
+        seen s = scan_of(p, "r", 0, UINT64_MAX, 1000, 0);
+        expect_run(&s, step1[i].before, 100);
+    }
+    CU_ASSERT_EQUAL(rc_ticklog_fold_all(p, err, sizeof(err)), 0); /* one record, 60..100 */
+    add_msgs(p, "r", 101, 110);
+    /* 70 and 80 fall inside the record: written; 105 reaches the table:
+     * written, and it leaves RocksDB no record; 107 is not written */
+    static const struct { uint64_t before; uint64_t written; } step2[] = { { 70, 2 }, { 80, 3 }, { 105, 4 }, { 107, 4 } };
+    for (size_t i = 0; i < 4; i++) {
+        trim_to(p, "r", step2[i].before);
+        CU_ASSERT_EQUAL(stats_view(p).trims_written, step2[i].written);
+        seen s = scan_of(p, "r", 0, UINT64_MAX, 1000, 0);
+        expect_run(&s, step2[i].before, 110);
+        groups_seen gs = load_of(p);
+        expect_group(&gs, "r", step2[i].before, 110);
+    }
+    rc_store_close(p);
+    p = open_folding(dir, false);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    groups_seen gs = load_of(p);
+    expect_group(&gs, "r", 107, 110);
+    seen s = scan_of(p, "r", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 107, 110);
+    CU_ASSERT_EQUAL(rc_ticklog_fold_all(p, err, sizeof(err)), 0); /* records again: the next delete is written */
+    trim_to(p, "r", 109);
+    CU_ASSERT_EQUAL(stats_view(p).trims_written, 1);
+    s = scan_of(p, "r", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 109, 110);
+    rc_store_close(p);
+}
+
+/* The nth newest segment file of dir's log (its path in out); false if none. */
+static bool newest_segment(const char *dir, char *out, size_t len, int nth_from_last)
+{
+    char tl[PATH_LEN + 16];
+    snprintf(tl, sizeof(tl), "%s/" RC_STORE_TICKLOG_DIR, dir);
+    struct dirent **names = NULL;
+    int n = scandir(tl, &names, NULL, alphasort);
+    int seen_segments = 0;
+    bool found = false;
+    for (int i = n - 1; i >= 0; i--) {
+        if (!found && strstr(names[i]->d_name, ".tlog") && seen_segments++ == nth_from_last) {
+            snprintf(out, len, "%s/%s", tl, names[i]->d_name);
+            found = true;
+        }
+        free(names[i]);
+    }
+    free(names);
+    return found;
+}
+
+static void append_bytes(const char *path, const char *bytes, size_t n)
+{
+    FILE *f = fopen(path, "ab");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+/* A record cut short at the end of the newest segment (a crash inside its
+ * write, so never acked) is cut off by a read-write open, and ignored by a
+ * read-only one; a bad record anywhere else fails the open. */
+static void test_tick_log_cut_record(void)
+{
+    char dir[PATH_LEN], seg[SEG_PATH_LEN];
+    new_path(dir, "cut");
+    rc_persist *p = open_ok(dir);
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "c");
+    put_msgs(b, "c", 1, 10);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    add_msgs(p, "c", 11, 20);
+    size_t disk = stats_view(p).disk;
+    rc_store_close(p);
+    CU_ASSERT_FATAL(newest_segment(dir, seg, sizeof(seg), 0));
+    static const char torn[] = "\x40\0\0\0\x12\x34\x56\x78\0\0"; /* 64 bytes announced, 10 there */
+    append_bytes(seg, torn, sizeof(torn) - 1);
+
+    char err[ERR_LEN] = "";
+    p = rc_store_open_readonly(dir, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    seen s = scan_of(p, "c", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 20);
+    rc_store_close(p);
+    struct stat st;
+    CU_ASSERT(stat(seg, &st) == 0 && (size_t)st.st_size == disk + sizeof(torn) - 1); /* read-only: left as it was */
+
+    p = open_ok(dir);
+    CU_ASSERT_EQUAL(stats_view(p).disk, disk);
+    add_msgs(p, "c", 21, 30);
+    s = scan_of(p, "c", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 30);
+    rc_store_close(p);
+    p = open_ok(dir);
+    s = scan_of(p, "c", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 30);
+    groups_seen gs = load_of(p);
+    expect_group(&gs, "c", 1, 30);
+    rc_store_close(p);
+
+    /* a flipped byte inside a record of a segment that others follow */
+    char dir2[PATH_LEN];
+    new_path(dir2, "flip");
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 2; /* segments of 64 KiB */
+    p = rc_store_open(dir2, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    b = ops->batch_begin(p);
+    put_snapshot(b, "f");
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    for (uint64_t k = 0; k < 40; k++)
+        add_msgs(p, "f", k * 100 + 1, k * 100 + 100); /* ~3 KiB a commit: more than one segment */
+    CU_ASSERT(stats_view(p).segments >= 2);
+    rc_store_close(p);
+    CU_ASSERT_FATAL(newest_segment(dir2, seg, sizeof(seg), 1));
+    FILE *f = fopen(seg, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fseek(f, 100, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+    CU_ASSERT_PTR_NULL(rc_store_open(dir2, &o, err, sizeof(err)));
+    printf("\n    refused as expected: %s\n   ", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "checksum"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "corrupt"));
+}
+
+/* The RocksDB half of a commit lost while its record is in the log (a
+ * crash between the two writes; with durability none, a killed writer's
+ * memtables): the next open writes it again from the log. */
+static void test_tick_log_replays_rocksdb_writes(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "replay");
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        char err[ERR_LEN] = "";
+        rc_persist *p = rc_store_open(dir, NULL, err, sizeof(err));
+        if (!p)
+            _exit(2);
+        for (uint32_t i = 0; i < 3; i++) {
+            rc_persist_batch *b = ops->batch_begin(p);
+            char g[8];
+            snprintf(g, sizeof(g), "n%u", i);
+            put_snapshot(b, g); /* no WAL: in the memtable only */
+            put_msgs(b, g, 1, 5);
+            ops->trim_before(b, g, (uint32_t)strlen(g), NULL, 3);
+            if (ops->batch_commit(p, b, RC_DURABILITY_NONE, err, sizeof(err)) != 0)
+                _exit(3);
+        }
+        _exit(0); /* no close: the memtables are lost */
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    rc_persist *p = open_ok(dir);
+    groups_seen gs = load_of(p);
+    CU_ASSERT_EQUAL(gs.n, 3);
+    expect_group(&gs, "n0", 3, 5);
+    expect_group(&gs, "n2", 3, 5);
+    seen s = scan_of(p, "n1", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 3, 5);
+    rc_store_close(p);
+
+    /* the snapshot taken away behind the store's back, with the mark that
+     * says RocksDB has it: written again from the log */
+    raw_db rd;
+    raw_open(&rd, dir, N_FAMILIES, false, false);
+    char *e = NULL;
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    rocksdb_delete_cf(rd.db, w, rd.h[1], "n1", 2, &e);
+    rocksdb_delete_cf(rd.db, w, rd.h[4], "tick_log", 8, &e);
+    CU_ASSERT_PTR_NULL(e);
+    rocksdb_writeoptions_destroy(w);
+    raw_close(&rd);
+    p = open_ok(dir);
+    gs = load_of(p);
+    CU_ASSERT_EQUAL(gs.n, 3);
+    expect_group(&gs, "n1", 3, 5);
+    rc_store_close(p);
+}
+
+/* A format-4 directory: its tick records in the `ticks` family. Read-only,
+ * they are read into memory; read-write, folded into history records, the
+ * family emptied and the marker set to 5. */
+static void test_migrate_v4(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "";
+    new_path(dir, "v4");
+    rc_store_close(open_ok(dir)); /* the families */
+    rc_ticklog_ops rec = { 0 };
+    for (uint64_t seq = 1; seq <= 40; seq++) {
+        char key[RC_STORE_KEY_MAX], v[VAL_LEN];
+        size_t klen = rc_store_history_key(key, "g4", 2, seq);
+        val_of(v, "g4", seq);
+        CU_ASSERT_EQUAL(rc_ticklog_ops_put(&rec, key, klen - RC_STORE_SEQ_BYTES, seq, (const uint8_t *)v,
+                                           (uint32_t)strlen(v)), 0);
+    }
+    raw_db rd;
+    raw_open(&rd, dir, N_FAMILIES, false, false);
+    char *e = NULL;
+    rocksdb_writeoptions_t *w = rocksdb_writeoptions_create();
+    char k0[8] = { 0 };
+    rocksdb_put_cf(rd.db, w, rd.h[7], k0, sizeof(k0), (const char *)rec.buf, rec.len, &e);
+    rocksdb_put_cf(rd.db, w, rd.h[1], "g4", 2, "snap of g4", 10, &e);
+    const char v4[4] = { 0, 0, 0, 4 };
+    rocksdb_put_cf(rd.db, w, rd.h[4], "format", 6, v4, 4, &e);
+    CU_ASSERT_PTR_NULL(e);
+    rocksdb_writeoptions_destroy(w);
+    raw_close(&rd);
+    rc_ticklog_ops_free(&rec);
+
+    rc_persist *p = rc_store_open_readonly(dir, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    seen s = scan_of(p, "g4", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 40);
+    rc_store_close(p);
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT_V4);
+
+    p = open_ok(dir);
+    rc_ticklog_stats v = stats_view(p);
+    CU_ASSERT_EQUAL(v.folds, 1);
+    CU_ASSERT_EQUAL(v.folded_msgs, 40);
+    CU_ASSERT_EQUAL(v.groups, 0);
+    groups_seen gs = load_of(p);
+    expect_group(&gs, "g4", 1, 40);
+    add_msgs(p, "g4", 41, 50);
+    s = scan_of(p, "g4", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 50);
+    rc_store_close(p);
+    CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
+    raw_open(&rd, dir, N_FAMILIES, false, true);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(rd.db, ro, rd.h[7]);
+    rocksdb_iter_seek_to_first(it);
+    CU_ASSERT(!rocksdb_iter_valid(it)); /* the family is empty */
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    raw_close(&rd);
+    p = open_ok(dir);
+    s = scan_of(p, "g4", 0, UINT64_MAX, 100, 0);
+    expect_run(&s, 1, 50);
+    CU_ASSERT_EQUAL(stats_view(p).folds, 0);
+    rc_store_close(p);
+}
+
 /* A format-3 directory: no `ticks` family, one map per history value. It
- * is read as it is; the family is added and the marker set to 4. */
+ * is read as it is; the family is added and the marker set to 5. */
 static void test_migrate_v3(void)
 {
     char dir[PATH_LEN], err[ERR_LEN] = "";
@@ -1843,7 +2151,7 @@ static void test_migrate_v3(void)
     add_msgs(p, "g", 6, 9);
     seen s = scan_of(p, "g", 0, UINT64_MAX, 100, 0);
     expect_run(&s, 1, 9);
-    rc_store_close(p); /* 6..9 folded into one record next to the format 3 values */
+    rc_store_close(p); /* 6..9 in the tick log, next to the format 3 values */
     CU_ASSERT_EQUAL(raw_format(dir, 0), RC_PERSIST_FORMAT);
     p = open_ok(dir);
     gs = load_of(p);
@@ -1898,6 +2206,12 @@ int main(void)
     CU_add_test(s, "tick log: reads see records and the table; trims inside a record", test_tick_log_records_and_table);
     CU_add_test(s, "tick log: a writer killed between two pieces of a fold", test_tick_log_crash_mid_fold);
     CU_add_test(s, "a format-3 directory gets the tick log", test_migrate_v3);
+    CU_add_test(s, "tick log: a record cut short is cut off; a bad one elsewhere refused", test_tick_log_cut_record);
+    CU_add_test(s, "tick log: retention deletes go to RocksDB only where it may hold records",
+                test_tick_log_retention_writes);
+    CU_add_test(s, "tick log: RocksDB writes a commit lost are written again from the log",
+                test_tick_log_replays_rocksdb_writes);
+    CU_add_test(s, "a format-4 directory's tick records are folded, the marker set to 5", test_migrate_v4);
     CU_add_test(s, "100k messages over 1000 groups: write, reopen, recover", test_scale);
     int rc = rc_test_run();
     nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
