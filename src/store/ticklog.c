@@ -88,6 +88,9 @@
 #define REC_HDR 12u             /* payload length, its CRC32C, the ops' length: u32 LE each */
 #define REC_PAYLOAD_MAX (1u << 30) /* a longer record is refused (and, read back, corrupt) */
 #define MARK_KEY "tick_log"     /* meta: number of the newest record whose RocksDB writes RocksDB has */
+#define FOLD_KEY "tick_log_fold" /* meta: the segment a fold is writing, or wrote: its number u64 BE, FOLD_* */
+#define FOLD_STARTED 1u
+#define FOLD_DONE 2u
 #define APPLY_TRIES 3u          /* RocksDB writes of a logged record, tried this often before the process stops */
 #define SEGMENT_SUFFIX ".tlog"
 
@@ -727,6 +730,12 @@ static int fold(rc_persist *p, const tl_seg *seg, rocksdb_writeoptions_t *wo, ch
     rocksdb_writebatch_t *wb = t->fold_wb;
     uint64_t records = 0, msgs = 0;
     int rc = 0;
+    char fk[RC_STORE_SEQ_BYTES + 1];
+    if (seg) { /* with the first piece: which segment is being folded (see rc_ticklog_open) */
+        rc_store_be64_put(fk, seg->first);
+        fk[RC_STORE_SEQ_BYTES] = (char)FOLD_STARTED;
+        rocksdb_writebatch_put_cf(wb, p->cf[RC_CF_META], FOLD_KEY, strlen(FOLD_KEY), fk, sizeof(fk));
+    }
     for (size_t i = 0; i < t->n_buckets && rc == 0; i++) {
         for (tl_group *g = t->buckets[i]; g && rc == 0; g = g->next) {
             g->fold_k = in_segment(g, seg);
@@ -742,6 +751,10 @@ static int fold(rc_persist *p, const tl_seg *seg, rocksdb_writeoptions_t *wo, ch
                     rc_ticklog_after_piece();
             }
         }
+    }
+    if (rc == 0 && seg) { /* with the last: it is written whole */
+        fk[RC_STORE_SEQ_BYTES] = (char)FOLD_DONE;
+        rocksdb_writebatch_put_cf(wb, p->cf[RC_CF_META], FOLD_KEY, strlen(FOLD_KEY), fk, sizeof(fk));
     }
     if (rc == 0 && !seg && t->cf_end > 0) {
         char lo[RC_STORE_SEQ_BYTES], hi[RC_STORE_SEQ_BYTES];
@@ -1040,9 +1053,12 @@ static int list_segments(rc_persist *p, uint64_t **out, size_t *n, char *err, si
 }
 
 typedef struct open_counts {
-    uint64_t records, msgs, replayed;
+    uint64_t records, msgs, replayed, skipped;
     bool have_mark;
     uint64_t mark;
+    bool have_fold;   /* FOLD_KEY: the last fold's segment and whether it was written whole */
+    uint64_t fold_seg;
+    unsigned fold_state;
 } open_counts;
 
 /* Writes a record's RocksDB writes again (open, when RocksDB may lack them). */
@@ -1183,6 +1199,35 @@ static int drop_folded(rc_persist *p, uint64_t *dropped, char *err, size_t errle
     return rc;
 }
 
+static int meta_get(rc_persist *p, const char *key, char **v, size_t *len, char *err, size_t errlen)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *rerr = NULL;
+    *v = rocksdb_get_cf(p->db, ro, p->cf[RC_CF_META], key, strlen(key), len, &rerr);
+    rocksdb_readoptions_destroy(ro);
+    if (!rerr)
+        return 0;
+    rc_store_fail(err, errlen, p->dir, "cannot read meta/%s: %s", key, rerr);
+    rocksdb_free(rerr);
+    return -1;
+}
+
+/* A segment a fold wrote whole: deleted (read-write) or passed over. */
+static int skip_segment(rc_persist *p, uint64_t first, open_counts *c, char *err, size_t errlen)
+{
+    rc_ticklog *t = p->tl;
+    if (first + 1 > t->next_key)
+        t->next_key = first + 1; /* its name is not used again */
+    c->skipped++;
+    if (p->readonly)
+        return 0;
+    char path[4096];
+    seg_path(t, first, path, sizeof(path));
+    if (unlink(path) != 0 && errno != ENOENT)
+        return rc_store_fail(err, errlen, p->dir, "cannot remove %s: %s", path, strerror(errno));
+    return 0;
+}
+
 int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
 {
     rc_ticklog *t = p->tl;
@@ -1195,40 +1240,54 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
     if (rc == 0 && !p->readonly && mkdir(t->dir, 0755) != 0 && errno != EEXIST)
         rc = rc_store_fail(err, errlen, p->dir, "cannot create %s: %s", t->dir, strerror(errno));
     open_counts c = { 0 };
-    if (rc == 0) {
-        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-        char *rerr = NULL;
-        size_t len = 0;
-        char *v = rocksdb_get_cf(p->db, ro, p->cf[RC_CF_META], MARK_KEY, strlen(MARK_KEY), &len, &rerr);
-        rocksdb_readoptions_destroy(ro);
-        if (rerr) {
-            rc = rc_store_fail(err, errlen, p->dir, "cannot read meta/%s: %s", MARK_KEY, rerr);
-            rocksdb_free(rerr);
-        } else if (v && len != RC_STORE_SEQ_BYTES) {
+    char *v = NULL;
+    size_t len = 0;
+    if (rc == 0 && (rc = meta_get(p, MARK_KEY, &v, &len, err, errlen)) == 0 && v) {
+        if (len != RC_STORE_SEQ_BYTES) {
             rc = rc_store_fail(err, errlen, p->dir, "meta/%s of %zu bytes: corrupt", MARK_KEY, len);
-        } else if (v) {
+        } else {
             c.have_mark = true;
             c.mark = rc_store_be64_get(v);
             t->next_key = c.mark + 1;
         }
-        rocksdb_free(v);
     }
+    rocksdb_free(v);
+    v = NULL;
+    if (rc == 0 && (rc = meta_get(p, FOLD_KEY, &v, &len, err, errlen)) == 0 && v) {
+        unsigned state = len == RC_STORE_SEQ_BYTES + 1 ? (uint8_t)v[RC_STORE_SEQ_BYTES] : 0;
+        if (state != FOLD_STARTED && state != FOLD_DONE) {
+            rc = rc_store_fail(err, errlen, p->dir, "meta/%s of %zu bytes: corrupt", FOLD_KEY, len);
+        } else {
+            c.have_fold = true;
+            c.fold_seg = rc_store_be64_get(v);
+            c.fold_state = state;
+        }
+    }
+    rocksdb_free(v);
     uint64_t *firsts = NULL;
     size_t n = 0;
     if (rc == 0)
         rc = list_segments(p, &firsts, &n, err, errlen);
-    for (size_t i = 0; rc == 0 && i < n; i++)
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        /* Folded whole (a crash came before its delete, or a delete failed):
+         * its messages are in history, its RocksDB writes in RocksDB. */
+        if (c.have_fold && (firsts[i] < c.fold_seg || (firsts[i] == c.fold_seg && c.fold_state == FOLD_DONE))) {
+            rc = skip_segment(p, firsts[i], &c, err, errlen);
+            continue;
+        }
         rc = load_segment(p, firsts[i], i + 1 == n, &c, err, errlen);
+    }
     free(firsts);
     uint64_t dropped = 0;
-    if (rc == 0 && t->live > 0)
+    /* Only a fold cut short leaves records of messages still in the log. */
+    if (rc == 0 && t->live > 0 && c.have_fold && c.fold_state == FOLD_STARTED)
         rc = drop_folded(p, &dropped, err, errlen);
     if (rc == 0 && n > 0)
         RC_LOG_INFO("store",
                     "event=tick_log_read dir=%s segments=%zu bytes=%zu records=%llu messages=%llu groups=%zu "
-                    "replayed=%llu already_folded=%llu",
+                    "replayed=%llu already_folded=%llu segments_already_folded=%llu",
                     p->dir, t->n_segs, t->disk, (unsigned long long)c.records, (unsigned long long)c.msgs, t->live,
-                    (unsigned long long)c.replayed, (unsigned long long)dropped);
+                    (unsigned long long)c.replayed, (unsigned long long)dropped, (unsigned long long)c.skipped);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }

@@ -16,6 +16,7 @@
 
 #include <CUnit/CUnit.h>
 #include <dirent.h>
+#include <errno.h>
 #include <dlfcn.h>
 #include <ftw.h>
 #include <rocksdb/c.h>
@@ -2000,6 +2001,59 @@ static void test_tick_log_cut_record(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "corrupt"));
 }
 
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        CU_ASSERT_EQUAL(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+/* A segment folded whole but still there (a crash before its delete): the
+ * next open deletes it unread, and every message is read once, from the
+ * history records. */
+static void test_tick_log_folded_segment_left(void)
+{
+    char dir[PATH_LEN], seg[SEG_PATH_LEN], keep[SEG_PATH_LEN + 8], err[ERR_LEN] = "";
+    new_path(dir, "leftover");
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 128; /* one segment */
+    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    write_tick_groups(p);
+    CU_ASSERT_EQUAL(stats_view(p).segments, 1);
+    CU_ASSERT_FATAL(newest_segment(dir, seg, sizeof(seg), 0));
+    snprintf(keep, sizeof(keep), "%s.keep", seg);
+    copy_file(seg, keep);
+    CU_ASSERT_EQUAL(rc_ticklog_fold_all(p, err, sizeof(err)), 0);
+    rc_store_close(p);
+    CU_ASSERT_EQUAL(rename(keep, seg), 0);
+
+    p = rc_store_open_readonly(dir, err, sizeof(err)); /* passed over */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).groups, 0);
+    expect_tick_groups(p);
+    rc_store_close(p);
+    p = rc_store_open(dir, &o, err, sizeof(err)); /* deleted */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    rc_ticklog_stats v = stats_view(p);
+    CU_ASSERT_EQUAL(v.groups, 0);
+    CU_ASSERT_EQUAL(v.segments, 0);
+    expect_tick_groups(p);
+    struct stat st;
+    CU_ASSERT(stat(seg, &st) != 0 && errno == ENOENT);
+    add_msgs(p, "t0", TL_MSGS + 1, TL_MSGS + 3);
+    seen s = scan_of(p, "t0", 1, UINT64_MAX, UINT32_MAX, 0);
+    expect_run(&s, 1, TL_MSGS + 3);
+    rc_store_close(p);
+}
+
 /* The RocksDB half of a commit lost while its record is in the log (a
  * crash between the two writes; with durability none, a killed writer's
  * memtables): the next open writes it again from the log. */
@@ -2207,6 +2261,8 @@ int main(void)
     CU_add_test(s, "tick log: a writer killed between two pieces of a fold", test_tick_log_crash_mid_fold);
     CU_add_test(s, "a format-3 directory gets the tick log", test_migrate_v3);
     CU_add_test(s, "tick log: a record cut short is cut off; a bad one elsewhere refused", test_tick_log_cut_record);
+    CU_add_test(s, "tick log: a segment folded whole but left behind is deleted unread",
+                test_tick_log_folded_segment_left);
     CU_add_test(s, "tick log: retention deletes go to RocksDB only where it may hold records",
                 test_tick_log_retention_writes);
     CU_add_test(s, "tick log: RocksDB writes a commit lost are written again from the log",
