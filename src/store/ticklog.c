@@ -115,7 +115,7 @@ typedef struct tl_group {
 /* One file of the log. */
 typedef struct tl_seg {
     uint64_t first;   /* number of its first record (its name) */
-    int fd;
+    int fd;           /* the newest segment's, for writing; -1 for the others (their mappings keep them) */
     uint8_t *map;     /* read-only, shared: the table's entries point into it */
     size_t map_len;
     size_t len;       /* bytes written: the file's size */
@@ -564,6 +564,10 @@ static int seg_start(rc_persist *p, uint64_t first, size_t need, bool sync, char
     if (!s)
         return rc_store_fail(err, errlen, p->dir, "out of memory starting a tick log segment");
     s->first = first;
+    if (t->n_segs > 1 && t->segs[t->n_segs - 2].fd >= 0) { /* the previous one is written whole */
+        close(t->segs[t->n_segs - 2].fd);
+        t->segs[t->n_segs - 2].fd = -1;
+    }
     uint8_t hdr[FILE_HDR];
     memcpy(hdr, FILE_MAGIC, 8);
     rc_store_be64_put((char *)hdr + 8, first);
@@ -1154,6 +1158,10 @@ static int load_segment(rc_persist *p, uint64_t first, bool last, open_counts *c
             return rc_store_fail(err, errlen, p->dir, "cannot cut %s at %zu: %s", path, off, strerror(errno));
     }
     madvise(s->map, s->map_len, MADV_DONTNEED); /* the pages read stay cached, not in this process */
+    if (!last || p->readonly) { /* written no more */
+        close(s->fd);
+        s->fd = -1;
+    }
     s->len = off;
     t->disk += off;
     c->records += n;

@@ -1794,6 +1794,26 @@ static void test_tick_log_crash_mid_fold(void)
     rc_store_close(p);
 }
 
+/* Open descriptors of tick log segments in this process. */
+static int tlog_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char link[300], target[PATH_LEN + 300];
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            n += strstr(target, ".tlog") != NULL;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
 static void test_tick_log_records_and_table(void)
 {
     char dir[PATH_LEN];
@@ -1814,6 +1834,8 @@ static void test_tick_log_records_and_table(void)
     CU_ASSERT_EQUAL(rc_store_memory_read(p, &mem), 0);
     CU_ASSERT(mem.tick_log >= v.held + v.fold_batch);
     CU_ASSERT_EQUAL(mem.tick_log_disk, v.disk);
+    CU_ASSERT(v.segments >= 8);
+    CU_ASSERT_EQUAL(tlog_fds(), 1); /* the newest segment's; the others are only mapped */
     expect_tick_groups(p);
 
     /* 1234 lies inside a record: the record stays, reads start at 1234 */
