@@ -377,7 +377,7 @@ static rc_persist *persist_new(const char *dir, const rc_store_options *o, bool 
         return NULL;
     }
     p->readonly = readonly;
-    if (!(p->tl = rc_ticklog_new((size_t)o->tick_log_mb * MB))) {
+    if (!(p->tl = rc_ticklog_new((size_t)o->tick_log_mb * MB, (size_t)o->bytes_per_sync_kb * KB))) {
         free(p->dir);
         free(p);
         return NULL;

@@ -235,7 +235,7 @@ typedef struct rc_ticklog_tail {
     uint64_t first; /* the group's oldest seq in the table, UINT64_MAX when it has none */
 } rc_ticklog_tail;
 
-rc_ticklog *rc_ticklog_new(size_t log_bytes);
+rc_ticklog *rc_ticklog_new(size_t log_bytes, size_t sync_bytes);
 void rc_ticklog_free(rc_ticklog *t);
 int rc_ticklog_ops_put(rc_ticklog_ops *o, const char *prefix, size_t prefix_len, uint64_t seq, const uint8_t *map,
                        uint32_t len);

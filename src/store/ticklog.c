@@ -59,6 +59,7 @@
  * Shards' writes are serialized by it; with durability sync each commit
  * waits for its own fdatasync.
  */
+#define _GNU_SOURCE /* sync_file_range */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -119,6 +120,7 @@ typedef struct tl_seg {
     uint8_t *map;     /* read-only, shared: the table's entries point into it */
     size_t map_len;
     size_t len;       /* bytes written: the file's size */
+    size_t synced;    /* writeback started up to here (sync_bytes) */
 } tl_seg;
 
 struct rc_ticklog {
@@ -130,6 +132,7 @@ struct rc_ticklog {
     size_t index;        /* the table's memory: groups and their pointer arrays */
     size_t log_bytes;    /* tick_log_mb: the segments' bytes past which the oldest is folded */
     size_t seg_bytes;    /* a segment's size */
+    size_t sync_bytes;   /* bytes_per_sync_kb: writeback of the newest segment is started every this many bytes */
     char *dir;           /* <data_dir>/ticklog */
     tl_seg *segs;        /* oldest first; the last is written */
     size_t n_segs, cap_segs;
@@ -249,7 +252,7 @@ static void sweep(rc_ticklog *t, bool all)
     }
 }
 
-rc_ticklog *rc_ticklog_new(size_t log_bytes)
+rc_ticklog *rc_ticklog_new(size_t log_bytes, size_t sync_bytes)
 {
     rc_ticklog *t = calloc(1, sizeof(*t));
     if (!t || !(t->buckets = calloc(TABLE_MIN_BUCKETS, sizeof(*t->buckets)))) {
@@ -259,6 +262,7 @@ rc_ticklog *rc_ticklog_new(size_t log_bytes)
     t->n_buckets = TABLE_MIN_BUCKETS;
     t->index = TABLE_MIN_BUCKETS * sizeof(*t->buckets);
     t->log_bytes = log_bytes;
+    t->sync_bytes = sync_bytes;
     t->seg_bytes = log_bytes / SEGMENTS < SEGMENT_MIN ? SEGMENT_MIN : log_bytes / SEGMENTS;
     pthread_mutex_init(&t->mu, NULL);
     return t;
@@ -625,6 +629,13 @@ static int append(rc_persist *p, const rc_ticklog_ops *ops, const char *wb, size
             *ops_at = s->map + s->len + REC_HDR;
             s->len += rec;
             t->disk += rec;
+            if (d != RC_DURABILITY_SYNC && s->len - s->synced >= t->sync_bytes) {
+                /* Start the kernel's writeback, as RocksDB's wal_bytes_per_sync
+                 * did for the WAL: what an OS crash can take stays small,
+                 * and dirty pages never pile up into a stall. */
+                sync_file_range(s->fd, (off_t)s->synced, (off_t)(s->len - s->synced), SYNC_FILE_RANGE_WRITE);
+                s->synced = s->len;
+            }
             return 0;
         }
         e = errno;
