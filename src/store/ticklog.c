@@ -84,6 +84,14 @@
 #define FOLD_PIECE_BYTES (1u << 20) /* a fold is written in pieces of about this (see fold()) */
 #define SEGMENTS 32u            /* a segment is log_bytes / SEGMENTS: the oldest is folded at a time */
 #define SEGMENT_MIN (64u * 1024u) /* ... but at least this */
+/* The table's memory past which the oldest segment is folded too: log_bytes
+ * / TABLE_SHARE (64 MiB at the default), at least TABLE_MIN_BYTES. A group costs the table about 150
+ * bytes whatever its messages, so a log of many groups with a message or
+ * two each (a million groups is 150 MB) would otherwise hold memory in
+ * proportion to the groups, not the bytes. */
+#define TABLE_SHARE 8u
+#define TABLE_MIN_BYTES (4u << 20)
+#define ENT_MIN 4u              /* first size of a group's array of entries */
 #define FILE_MAGIC "RCTICKS1"   /* a segment file's first 8 bytes */
 #define FILE_HDR 16u            /* magic, then the number of the segment's first record, u64 BE */
 #define REC_HDR 12u             /* payload length, its CRC32C, the ops' length: u32 LE each */
@@ -133,6 +141,8 @@ struct rc_ticklog {
     size_t log_bytes;    /* tick_log_mb: the segments' bytes past which the oldest is folded */
     size_t seg_bytes;    /* a segment's size */
     size_t sync_bytes;   /* bytes_per_sync_kb: writeback of the newest segment is started every this many bytes */
+    size_t table_max;    /* log_bytes / TABLE_SHARE, at least TABLE_MIN_BYTES: the table's memory past which the oldest
+                            segment is folded */
     char *dir;           /* <data_dir>/ticklog */
     tl_seg *segs;        /* oldest first; the last is written */
     size_t n_segs, cap_segs;
@@ -232,16 +242,16 @@ static void group_free(rc_ticklog *t, tl_group *g)
 }
 
 /* After a fold: a group that had no entries at this fold and the last is
- * freed; one that was refilled keeps its array (a flood refills the same
- * groups, and fresh memory would be faulted in again). all: free every
- * group (the table's end). */
+ * freed (at once while the table is over table_max); one that was refilled
+ * keeps its array (a flood refills the same groups, and fresh memory would
+ * be faulted in again). all: free every group (the table's end). */
 static void sweep(rc_ticklog *t, bool all)
 {
     for (size_t i = 0; i < t->n_buckets; i++) {
         tl_group **s = &t->buckets[i];
         while (*s) {
             tl_group *g = *s;
-            if (all || (g->n == 0 && g->idle)) {
+            if (all || (g->n == 0 && (g->idle || t->index > t->table_max))) {
                 *s = g->next;
                 group_free(t, g);
                 continue;
@@ -263,6 +273,7 @@ rc_ticklog *rc_ticklog_new(size_t log_bytes, size_t sync_bytes)
     t->index = TABLE_MIN_BUCKETS * sizeof(*t->buckets);
     t->log_bytes = log_bytes;
     t->sync_bytes = sync_bytes;
+    t->table_max = log_bytes / TABLE_SHARE > TABLE_MIN_BYTES ? log_bytes / TABLE_SHARE : TABLE_MIN_BYTES;
     t->seg_bytes = log_bytes / SEGMENTS < SEGMENT_MIN ? SEGMENT_MIN : log_bytes / SEGMENTS;
     pthread_mutex_init(&t->mu, NULL);
     return t;
@@ -323,7 +334,7 @@ static int table_put(rc_ticklog *t, const char *prefix, size_t prefix_len, const
     if (g->n && seq <= g->last)
         return 0;
     if (g->n == g->cap) {
-        uint32_t cap = g->cap ? g->cap * 2 : 16;
+        uint32_t cap = g->cap ? g->cap * 2 : ENT_MIN;
         const uint8_t **e = realloc(g->ent, cap * sizeof(*e));
         if (!e)
             return -1;
@@ -926,7 +937,7 @@ int rc_ticklog_commit(rc_persist *p, rocksdb_writebatch_t *wb, rc_ticklog_ops *o
         pthread_mutex_unlock(&t->mu);
         return rc;
     }
-    while (rc == 0 && t->n_segs > 1 && t->disk + ops->len > t->log_bytes)
+    while (rc == 0 && t->n_segs > 1 && (t->disk + ops->len > t->log_bytes || t->index > t->table_max))
         rc = fold_oldest(p, d, err, errlen);
     if (rc == 0)
         retention(p, wb, ops);
@@ -1301,6 +1312,10 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
     /* Only a fold cut short leaves records of messages still in the log. */
     if (rc == 0 && t->live > 0 && c.have_fold && c.fold_state == FOLD_STARTED)
         rc = drop_folded(p, &dropped, err, errlen);
+    /* Every segment read, every retention delete applied: a table over its
+     * memory folds as a commit would. */
+    while (rc == 0 && !p->readonly && t->n_segs > 1 && t->index > t->table_max)
+        rc = fold_oldest(p, RC_DURABILITY_BATCH, err, errlen);
     if (rc == 0 && n > 0)
         RC_LOG_INFO("store",
                     "event=tick_log_read dir=%s segments=%zu bytes=%zu records=%llu messages=%llu groups=%zu "

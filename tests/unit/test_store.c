@@ -1925,6 +1925,55 @@ static void test_tick_log_retention_writes(void)
     rc_store_close(p);
 }
 
+#define TB_GROUPS 60000u /* one message each: about 10 MB of table, 4 MB of log */
+#define TB_TICK 1000u
+
+/* Many groups of a message each: the table's memory, not the log's bytes,
+ * starts the folds (tick_log_mb 32: a table of at most 4 MiB, segments of
+ * 1 MiB), and every group reads back. */
+static void test_tick_log_table_bound(void)
+{
+    char dir[PATH_LEN], err[ERR_LEN] = "", g[16];
+    new_path(dir, "tablebound");
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 32;
+    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    size_t held_max = 0;
+    for (uint32_t i = 0; i < TB_GROUPS; i += TB_TICK) {
+        rc_persist_batch *b = ops->batch_begin(p);
+        for (uint32_t k = i; k < i + TB_TICK; k++) {
+            snprintf(g, sizeof(g), "b%u", k);
+            put_snapshot(b, g);
+            put_msgs(b, g, 1, 1);
+        }
+        commit_ok(p, b, RC_DURABILITY_BATCH);
+        size_t held = stats_view(p).held;
+        held_max = held > held_max ? held : held_max;
+    }
+    rc_ticklog_stats v = stats_view(p);
+    printf("\n    %u groups: %llu folds, table at most %zu bytes, log %zu bytes\n   ", TB_GROUPS,
+           (unsigned long long)v.folds, held_max, v.disk);
+    CU_ASSERT(v.folds >= 1);
+    CU_ASSERT(v.disk < 8u << 20); /* the log's bytes never asked for a fold */
+    CU_ASSERT(held_max < 8u << 20); /* 4 MiB, and the groups of the segment written since */
+    for (uint32_t k = 0; k < TB_GROUPS; k += 997) {
+        snprintf(g, sizeof(g), "b%u", k);
+        seen s = scan_of(p, g, 0, UINT64_MAX, 10, 0);
+        expect_run(&s, 1, 1);
+    }
+    rc_store_close(p);
+    p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT(stats_view(p).held < 8u << 20);
+    groups_seen gs = load_of(p);
+    CU_ASSERT_EQUAL(gs.n, TB_GROUPS);
+    expect_group(&gs, "b0", 1, 1); /* the first in byte order: load_of keeps 16 */
+    expect_group(&gs, "b10000", 1, 1);
+    rc_store_close(p);
+}
+
 /* The nth newest segment file of dir's log (its path in out); false if none. */
 static bool newest_segment(const char *dir, char *out, size_t len, int nth_from_last)
 {
@@ -2283,6 +2332,7 @@ int main(void)
     CU_add_test(s, "tick log: a writer killed between two pieces of a fold", test_tick_log_crash_mid_fold);
     CU_add_test(s, "a format-3 directory gets the tick log", test_migrate_v3);
     CU_add_test(s, "tick log: a record cut short is cut off; a bad one elsewhere refused", test_tick_log_cut_record);
+    CU_add_test(s, "tick log: many groups of a message each: the table's memory starts folds", test_tick_log_table_bound);
     CU_add_test(s, "tick log: a segment folded whole but left behind is deleted unread",
                 test_tick_log_folded_segment_left);
     CU_add_test(s, "tick log: retention deletes go to RocksDB only where it may hold records",
