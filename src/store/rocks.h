@@ -265,8 +265,10 @@ int rc_ticklog_copy(rc_persist *p, const char *prefix, size_t prefix_len, uint64
 bool rc_ticklog_bounds(rc_persist *p, const char *prefix, size_t prefix_len, uint64_t *oldest, uint64_t *newest);
 void rc_ticklog_stats_read(rc_persist *p, rc_ticklog_stats *s);
 /* Tests only: called after each piece of a fold but its last (NULL: nothing),
- * and the size of a piece (FOLD_PIECE_BYTES, 1 MiB). */
+ * after a segment's whole fold, before its file is deleted, and the size of
+ * a piece (FOLD_PIECE_BYTES, 1 MiB). */
 extern void (*rc_ticklog_after_piece)(void);
+extern void (*rc_ticklog_after_fold)(void);
 extern size_t rc_ticklog_piece_bytes;
 
 /* The WAL's checksum (crc32c.c): RocksDB's crc32c::Extend, replaced in the

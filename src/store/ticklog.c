@@ -579,10 +579,6 @@ static int seg_start(rc_persist *p, uint64_t first, size_t need, bool sync, char
     if (!s)
         return rc_store_fail(err, errlen, p->dir, "out of memory starting a tick log segment");
     s->first = first;
-    if (t->n_segs > 1 && t->segs[t->n_segs - 2].fd >= 0) { /* the previous one is written whole */
-        close(t->segs[t->n_segs - 2].fd);
-        t->segs[t->n_segs - 2].fd = -1;
-    }
     uint8_t hdr[FILE_HDR];
     memcpy(hdr, FILE_MAGIC, 8);
     rc_store_be64_put((char *)hdr + 8, first);
@@ -598,6 +594,18 @@ static int seg_start(rc_persist *p, uint64_t first, size_t need, bool sync, char
     }
     s->len = FILE_HDR;
     t->disk += FILE_HDR;
+    /* Only now is the previous segment written whole: had the new file
+     * failed, it would still be the newest, and written on. What a failed
+     * record's cut left behind it (append) is cut again, or the next open
+     * would read it as a bad record before a later segment: corrupt. */
+    tl_seg *prev = t->n_segs > 1 ? &t->segs[t->n_segs - 2] : NULL;
+    if (prev && prev->fd >= 0) {
+        if (ftruncate(prev->fd, (off_t)prev->len) != 0)
+            RC_LOG_ERROR("store", "event=tick_log_failed dir=%s msg=\"cannot cut a segment at its end: %s\"",
+                         p->dir, strerror(errno));
+        close(prev->fd);
+        prev->fd = -1;
+    }
     if (sync) { /* the file's name too, not only its bytes */
         int dfd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
@@ -619,6 +627,16 @@ static int append(rc_persist *p, const rc_ticklog_ops *ops, const char *wb, size
         return rc_store_fail(err, errlen, p->dir, "tick record of %zu bytes (at most %u): batch not written",
                              payload, REC_PAYLOAD_MAX);
     tl_seg *s = t->n_segs ? &t->segs[t->n_segs - 1] : NULL;
+    if (s && s->len == FILE_HDR && s->len + rec > s->map_len) {
+        /* No record yet (a crash, or a failed first write, came before
+         * one), so its name is next_key's: a new segment would be this
+         * file again, opened anew, and the table would hold it twice.
+         * It is mapped larger instead. */
+        munmap(s->map, s->map_len);
+        if (seg_map(t, s, FILE_HDR + rec) != 0)
+            return rc_store_fail(err, errlen, p->dir, "tick log: cannot map a segment for a record of %zu bytes: %s",
+                                 rec, strerror(errno));
+    }
     if (!s || s->len + rec > s->map_len || (s->len > FILE_HDR && s->len + rec > t->seg_bytes)) {
         if (seg_start(p, t->next_key, rec, d == RC_DURABILITY_SYNC, err, errlen) != 0)
             return -1;
@@ -661,6 +679,7 @@ static int append(rc_persist *p, const rc_ticklog_ops *ops, const char *wb, size
 /* ---- the fold ---- */
 
 void (*rc_ticklog_after_piece)(void);
+void (*rc_ticklog_after_fold)(void);
 size_t rc_ticklog_piece_bytes = FOLD_PIECE_BYTES;
 
 /* How many of the group's first entries lie in segment s (all when s is NULL). */
@@ -818,9 +837,10 @@ static int fold_oldest(rc_persist *p, rc_durability d, char *err, size_t errlen)
 {
     rc_ticklog *t = p->tl;
     tl_seg *s = &t->segs[0];
-    if (fold(p, s, p->wopts[d == RC_DURABILITY_SYNC ? RC_DURABILITY_SYNC : RC_DURABILITY_BATCH], err, errlen) != 0)
-        return -1;
-    if (t->unflushed) { /* RocksDB writes of its records that skipped the WAL: on disk before it goes */
+    /* RocksDB writes of its records that skipped the WAL (durability
+     * none): on disk before the fold's last piece says the segment is
+     * folded, after which an open reads it no more (rc_ticklog_open). */
+    if (t->unflushed) {
         rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
         rocksdb_flushoptions_set_wait(fo, 1);
         char *rerr = NULL;
@@ -828,12 +848,16 @@ static int fold_oldest(rc_persist *p, rc_durability d, char *err, size_t errlen)
             rocksdb_flush_cf(p->db, fo, p->cf[i], &rerr);
         rocksdb_flushoptions_destroy(fo);
         if (rerr) {
-            rc_store_fail(err, errlen, p->dir, "flushing before a tick log segment is deleted failed: %s", rerr);
+            rc_store_fail(err, errlen, p->dir, "flushing before a tick log segment is folded failed: %s", rerr);
             rocksdb_free(rerr);
             return -1;
         }
         t->unflushed = false;
     }
+    if (fold(p, s, p->wopts[d == RC_DURABILITY_SYNC ? RC_DURABILITY_SYNC : RC_DURABILITY_BATCH], err, errlen) != 0)
+        return -1;
+    if (rc_ticklog_after_fold)
+        rc_ticklog_after_fold();
     char path[4096];
     seg_path(t, s->first, path, sizeof(path));
     if (unlink(path) != 0)
@@ -984,7 +1008,7 @@ int rc_ticklog_fold_all(rc_persist *p, char *err, size_t errlen)
     pthread_mutex_lock(&t->mu);
     int rc = 0;
     while (rc == 0 && t->n_segs > 0)
-        rc = fold_oldest(p, RC_DURABILITY_BATCH, err, errlen);
+        rc = fold_oldest(p, RC_DURABILITY_SYNC, err, errlen);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -1102,6 +1126,14 @@ static int replay(rc_persist *p, const uint8_t *wb, size_t len, char *err, size_
     return 0;
 }
 
+static bool all_zero(const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return false;
+    return true;
+}
+
 /* Reads one segment into the table. Only the last may end in a record cut
  * short (never acked: a read-write open cuts it off). */
 static int load_segment(rc_persist *p, uint64_t first, bool last, open_counts *c, char *err, size_t errlen)
@@ -1140,19 +1172,27 @@ static int load_segment(rc_persist *p, uint64_t first, bool last, open_counts *c
     size_t off = FILE_HDR;
     uint64_t n = 0;
     const char *bad = NULL;
+    bool ends = false; /* the bad record reaches the file's end: nothing can follow it */
     while (off < size) {
         const uint8_t *r = s->map + off;
         if (size - off < REC_HDR) {
             bad = "cut short";
+            ends = true;
             break;
         }
         uint32_t payload = le32_get(r), ops_len = le32_get(r + 8);
-        if (payload < 4 || payload > REC_PAYLOAD_MAX || size - off - 8 < payload) {
+        if (payload < 4 || payload > REC_PAYLOAD_MAX) {
+            bad = "has a bad length";
+            break;
+        }
+        if (size - off - 8 < payload) {
             bad = "cut short";
+            ends = true;
             break;
         }
         if (rc_store_crc32c(0, r + 8, payload) != le32_get(r + 4)) {
             bad = "fails its checksum";
+            ends = size - off - 8 == payload;
             break;
         }
         if (ops_len > payload - 4 || (ops_len > 0 && r[REC_HDR] != TICK_RECORD_VERSION))
@@ -1170,12 +1210,25 @@ static int load_segment(rc_persist *p, uint64_t first, bool last, open_counts *c
         off += 8 + (size_t)payload;
         n++;
     }
+    /* What a crash leaves is the newest segment's last record cut short,
+     * or (the machine's, before the kernel wrote every page back) ending in
+     * pages never written, read back as zeros. A bad record anywhere else
+     * has acked records after it: cutting it would drop them. */
     if (bad && !last)
         return rc_store_fail(err, errlen, p->dir,
                              "%s: record at %zu %s, and later segments follow: corrupt", path, off, bad);
+    bool zeros = bad && !ends && all_zero(s->map + off, size - off);
+    if (bad && !ends && !zeros)
+        return rc_store_fail(err, errlen, p->dir,
+                             "%s: record at %zu %s, and the segment goes on for %zu bytes after it: corrupt", path,
+                             off, bad, size - off);
     if (bad && !p->readonly) {
-        RC_LOG_WARN("store", "event=tick_log_cut path=%s offset=%zu bytes=%zu msg=\"the last record %s: "
-                    "it was never acknowledged\"", path, off, size - off, bad);
+        if (zeros)
+            RC_LOG_WARN("store", "event=tick_log_cut path=%s offset=%zu bytes=%zu msg=\"the segment ends in zeros: "
+                        "pages the machine's crash kept from being written\"", path, off, size - off);
+        else
+            RC_LOG_WARN("store", "event=tick_log_cut path=%s offset=%zu bytes=%zu msg=\"the last record %s: "
+                        "a write a crash cut short\"", path, off, size - off, bad);
         if (ftruncate(s->fd, (off_t)off) != 0)
             return rc_store_fail(err, errlen, p->dir, "cannot cut %s at %zu: %s", path, off, strerror(errno));
     }
@@ -1314,8 +1367,11 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
         rc = drop_folded(p, &dropped, err, errlen);
     /* Every segment read, every retention delete applied: a table over its
      * memory folds as a commit would. */
+    /* The WAL synced: open does not know whether the server runs with
+     * durability sync, whose acked messages must not rest on an unsynced
+     * WAL once their segment is gone. */
     while (rc == 0 && !p->readonly && t->n_segs > 1 && t->index > t->table_max)
-        rc = fold_oldest(p, RC_DURABILITY_BATCH, err, errlen);
+        rc = fold_oldest(p, RC_DURABILITY_SYNC, err, errlen);
     if (rc == 0 && n > 0)
         RC_LOG_INFO("store",
                     "event=tick_log_read dir=%s segments=%zu bytes=%zu records=%llu messages=%llu groups=%zu "

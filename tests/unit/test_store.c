@@ -2070,6 +2070,208 @@ static void test_tick_log_cut_record(void)
     printf("\n    refused as expected: %s\n   ", err);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "checksum"));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "corrupt"));
+
+    /* the newest segment: a flipped byte in its first record, others after it */
+    char dir3[PATH_LEN];
+    new_path(dir3, "flipnew");
+    p = open_ok(dir3);
+    b = ops->batch_begin(p);
+    put_snapshot(b, "n");
+    put_msgs(b, "n", 1, 10);
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    for (uint64_t k = 1; k < 10; k++)
+        add_msgs(p, "n", k * 10 + 1, k * 10 + 10);
+    size_t last_rec = stats_view(p).disk;
+    add_msgs(p, "n", 101, 110);
+    last_rec = stats_view(p).disk - last_rec; /* the last record's bytes */
+    CU_ASSERT_EQUAL(stats_view(p).segments, 1);
+    rc_store_close(p);
+    CU_ASSERT_FATAL(newest_segment(dir3, seg, sizeof(seg), 0));
+    CU_ASSERT_FATAL(stat(seg, &st) == 0);
+    off_t size = st.st_size;
+    f = fopen(seg, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fseek(f, 100, SEEK_SET); /* inside the first record */
+    c = fgetc(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+    CU_ASSERT_PTR_NULL(rc_store_open(dir3, NULL, err, sizeof(err)));
+    printf("    refused as expected: %s\n   ", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "bytes after it: corrupt"));
+    CU_ASSERT(stat(seg, &st) == 0 && st.st_size == size); /* nothing cut */
+    f = fopen(seg, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(c, f); /* mended */
+    fclose(f);
+    /* zeros after the last record (an OS crash before writeback): cut */
+    static const char zeros[4096];
+    append_bytes(seg, zeros, sizeof(zeros));
+    p = open_ok(dir3);
+    s = scan_of(p, "n", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 1, 110);
+    rc_store_close(p);
+    CU_ASSERT(stat(seg, &st) == 0 && st.st_size == size);
+    /* the last record, whole but failing its checksum: cut, the others kept */
+    f = fopen(seg, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fseek(f, size - (off_t)last_rec / 2, SEEK_SET);
+    c = fgetc(f);
+    fseek(f, size - (off_t)last_rec / 2, SEEK_SET);
+    fputc(c ^ 0x01, f);
+    fclose(f);
+    p = open_ok(dir3);
+    s = scan_of(p, "n", 0, UINT64_MAX, 1000, 0);
+    expect_run(&s, 1, 100);
+    rc_store_close(p);
+    CU_ASSERT(stat(seg, &st) == 0 && st.st_size == size - (off_t)last_rec);
+}
+
+/* With durability none a commit's RocksDB writes skip the WAL: they are
+ * flushed before a fold marks its segment folded, after which an open
+ * reads the segment no more. Killed after the fold, before the segment's
+ * delete: the group whose snapshot was only in that segment is there.
+ * The writer is this program run again (NONE_FOLD_CHILD): a forked child
+ * has none of RocksDB's background threads, so its flush would wait for
+ * ever. */
+#define NONE_FOLD_CHILD "--none-fold-writer"
+
+static int none_fold_writer(const char *dir)
+{
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 2; /* segments of 64 KiB */
+    ops = rc_store_ops();
+    char err[ERR_LEN] = "";
+    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    if (!p)
+        return 2;
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "z"); /* in the first segment only */
+    put_msgs(b, "z", 1, 1);
+    if (ops->batch_commit(p, b, RC_DURABILITY_NONE, err, sizeof(err)) != 0)
+        return 3;
+    rc_ticklog_after_fold = exit_now;
+    for (uint64_t k = 0; k < 2000; k++) {
+        b = ops->batch_begin(p);
+        put_snapshot(b, "a");
+        put_msgs(b, "a", k * 100 + 1, k * 100 + 100);
+        if (ops->batch_commit(p, b, RC_DURABILITY_NONE, err, sizeof(err)) != 0)
+            return 3;
+    }
+    return 4; /* no fold came */
+}
+
+static void test_tick_log_none_fold(void)
+{
+    char dir[PATH_LEN];
+    new_path(dir, "nonefold");
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 2;
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_store", NONE_FOLD_CHILD, dir, (char *)NULL);
+        _exit(5);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char err[ERR_LEN] = "";
+    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).segments_folded, 0); /* nothing to fold at open: the folded one is gone */
+    groups_seen gs = load_of(p);
+    expect_group(&gs, "z", 1, 1);
+    seen sz = scan_of(p, "z", 0, UINT64_MAX, 10, 0);
+    expect_run(&sz, 1, 1);
+    rc_store_close(p);
+}
+
+/* A failed segment start leaves the segment before it the newest, still
+ * written on; the next one is started when it can be. */
+static void test_tick_log_segment_start_fails(void)
+{
+    char dir[PATH_LEN], blocker[PATH_LEN + 64], err[ERR_LEN] = "";
+    new_path(dir, "segfail");
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 2; /* segments of 64 KiB */
+    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "a");
+    put_msgs(b, "a", 1, 100);
+    commit_ok(p, b, RC_DURABILITY_BATCH); /* record 0 */
+    for (uint64_t k = 1; k < 4; k++)
+        add_msgs(p, "a", k * 100 + 1, k * 100 + 100); /* records 1..3 */
+    CU_ASSERT_EQUAL(stats_view(p).segments, 1);
+    snprintf(blocker, sizeof(blocker), "%s/" RC_STORE_TICKLOG_DIR "/%016llx.tlog", dir, 4ull);
+    CU_ASSERT_EQUAL_FATAL(mkdir(blocker, 0755), 0); /* the next segment's name cannot be a file */
+    b = ops->batch_begin(p);
+    put_msgs(b, "a", 401, 3400); /* more than a segment: a new one */
+    CU_ASSERT_NOT_EQUAL(ops->batch_commit(p, b, RC_DURABILITY_BATCH, err, sizeof(err)), 0);
+    printf("\n    refused as expected: %s\n   ", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot create"));
+    CU_ASSERT_EQUAL(stats_view(p).segments, 1);
+    add_msgs(p, "a", 401, 402); /* fits the segment there is */
+    CU_ASSERT_EQUAL(rmdir(blocker), 0);
+    add_msgs(p, "a", 403, 3400);
+    CU_ASSERT_EQUAL(stats_view(p).segments, 2);
+    rc_store_close(p);
+    p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    seen sa = scan_of(p, "a", 0, UINT64_MAX, 5000, 0);
+    expect_run(&sa, 1, 3400);
+    rc_store_close(p);
+}
+
+/* A newest segment without records (a crash after its header, or a failed
+ * first write) takes a record longer than its mapping under its own name:
+ * mapped larger, not started again, so no fold can delete it early. */
+static void test_tick_log_empty_segment_reused(void)
+{
+    char dir[PATH_LEN], path[PATH_LEN + 64], err[ERR_LEN] = "";
+    new_path(dir, "emptyseg");
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 2; /* segments of 64 KiB */
+    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    rc_persist_batch *b = ops->batch_begin(p);
+    put_snapshot(b, "z");
+    put_msgs(b, "z", 1, 1);
+    commit_ok(p, b, RC_DURABILITY_BATCH); /* record 0, segment 0 */
+    rc_store_close(p);
+    snprintf(path, sizeof(path), "%s/" RC_STORE_TICKLOG_DIR "/%016llx.tlog", dir, 1ull);
+    static const char hdr[16] = "RCTICKS1\0\0\0\0\0\0\0\1"; /* segment 1: its header, no record */
+    append_bytes(path, hdr, sizeof(hdr));
+
+    p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).segments, 2);
+    b = ops->batch_begin(p);
+    put_snapshot(b, "b");
+    put_msgs(b, "b", 1, 2500);
+    put_snapshot(b, "c");
+    put_msgs(b, "c", 1, 2500); /* more than 64 KiB */
+    commit_ok(p, b, RC_DURABILITY_BATCH);
+    CU_ASSERT_EQUAL(stats_view(p).segments, 2); /* into segment 1 */
+    for (uint64_t k = 0; k < 2000 && stats_view(p).segments_folded < 2; k++)
+        add_msgs(p, "a", k * 100 + 1, k * 100 + 100); /* folds of segment 0, then of segment 1 */
+    CU_ASSERT_FATAL(stats_view(p).segments_folded >= 2);
+    rc_store_close(p);
+    p = rc_store_open(dir, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    seen sb = scan_of(p, "b", 0, UINT64_MAX, 3000, 0);
+    expect_run(&sb, 1, 2500);
+    seen sc = scan_of(p, "c", 0, UINT64_MAX, 3000, 0);
+    expect_run(&sc, 1, 2500);
+    seen sz = scan_of(p, "z", 0, UINT64_MAX, 10, 0);
+    expect_run(&sz, 1, 1);
+    rc_store_close(p);
 }
 
 static void copy_file(const char *from, const char *to)
@@ -2293,8 +2495,10 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], NONE_FOLD_CHILD) == 0)
+        return none_fold_writer(argv[2]);
     if (!mkdtemp(root)) {
         perror("mkdtemp");
         return 1;
@@ -2331,7 +2535,14 @@ int main(void)
     CU_add_test(s, "tick log: reads see records and the table; trims inside a record", test_tick_log_records_and_table);
     CU_add_test(s, "tick log: a writer killed between two pieces of a fold", test_tick_log_crash_mid_fold);
     CU_add_test(s, "a format-3 directory gets the tick log", test_migrate_v3);
-    CU_add_test(s, "tick log: a record cut short is cut off; a bad one elsewhere refused", test_tick_log_cut_record);
+    CU_add_test(s, "tick log: a record cut short or a zero tail is cut off; a bad one elsewhere refused",
+                test_tick_log_cut_record);
+    CU_add_test(s, "tick log: durability none, killed after a fold: the segment's RocksDB writes kept",
+                test_tick_log_none_fold);
+    CU_add_test(s, "tick log: a segment that cannot be started: the one before is still written",
+                test_tick_log_segment_start_fails);
+    CU_add_test(s, "tick log: a segment without records takes a long record under its own name",
+                test_tick_log_empty_segment_reused);
     CU_add_test(s, "tick log: many groups of a message each: the table's memory starts folds", test_tick_log_table_bound);
     CU_add_test(s, "tick log: a segment folded whole but left behind is deleted unread",
                 test_tick_log_folded_segment_left);
