@@ -812,9 +812,10 @@ static int fold(rc_persist *p, const tl_seg *seg, rocksdb_writeoptions_t *wo, ch
     rocksdb_writebatch_clear(wb);
     for (size_t i = 0; i < t->n_buckets; i++) {
         for (tl_group *g = t->buckets[i]; g; g = g->next) {
-            if (rc == 0 && g->fold_k > 0) {
-                drop_front(t, g, g->fold_k);
-                g->rocks_empty = false; /* RocksDB holds records of it again */
+            if (g->fold_k > 0) {
+                if (rc == 0)
+                    drop_front(t, g, g->fold_k);
+                g->rocks_empty = false; /* RocksDB holds records of it again (or may: a failed fold's pieces) */
             }
             g->fold_k = 0;
         }
