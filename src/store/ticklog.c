@@ -568,6 +568,20 @@ static tl_seg *seg_add(rc_ticklog *t)
     return s;
 }
 
+/* With durability sync, a new segment's name must be on disk as its
+ * records will be. */
+static int dir_sync(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    int rc = fsync(dfd);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return rc;
+}
+
 /* Starts a segment whose first record is number `first` and is `need`
  * bytes long. */
 static int seg_start(rc_persist *p, uint64_t first, size_t need, bool sync, char *err, size_t errlen)
@@ -583,8 +597,10 @@ static int seg_start(rc_persist *p, uint64_t first, size_t need, bool sync, char
     memcpy(hdr, FILE_MAGIC, 8);
     rc_store_be64_put((char *)hdr + 8, first);
     const char *what = "cannot create";
+    errno = ENOSPC; /* a short write of the header sets none */
     if ((s->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0 ||
         (what = "cannot write", pwrite(s->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) ||
+        (what = "cannot sync the directory of", sync && dir_sync(t->dir) != 0) ||
         (what = "cannot map", seg_map(t, s, FILE_HDR + need) != 0)) {
         int e = errno;
         seg_close(s);
@@ -605,13 +621,6 @@ static int seg_start(rc_persist *p, uint64_t first, size_t need, bool sync, char
                          p->dir, strerror(errno));
         close(prev->fd);
         prev->fd = -1;
-    }
-    if (sync) { /* the file's name too, not only its bytes */
-        int dfd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
     }
     return 0;
 }
@@ -1070,6 +1079,19 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* The segments' numbers, sorted; *n 0 when there is no directory. */
+/* A segment's name as seg_path() writes it: 16 lowercase hex digits, then
+ * the suffix (strtoull alone would take "0x1", a sign or spaces too). */
+static bool segment_name(const char *name, uint64_t *first)
+{
+    for (int i = 0; i < 16; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+            return false; /* the name's end included */
+    if (strcmp(name + 16, SEGMENT_SUFFIX) != 0)
+        return false;
+    *first = strtoull(name, NULL, 16);
+    return true;
+}
+
 static int list_segments(rc_persist *p, uint64_t **out, size_t *n, char *err, size_t errlen)
 {
     rc_ticklog *t = p->tl;
@@ -1082,9 +1104,8 @@ static int list_segments(rc_persist *p, uint64_t **out, size_t *n, char *err, si
     int rc = 0;
     struct dirent *e;
     while (rc == 0 && (e = readdir(d))) {
-        char *end = NULL;
-        unsigned long long v = strtoull(e->d_name, &end, 16);
-        if (end != e->d_name + 16 || strcmp(end, SEGMENT_SUFFIX) != 0)
+        uint64_t v;
+        if (!segment_name(e->d_name, &v))
             continue; /* not a segment (a stray file is left alone) */
         if (*n == cap) {
             cap = cap ? cap * 2 : 64;

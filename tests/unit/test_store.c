@@ -2191,7 +2191,8 @@ static void test_tick_log_none_fold(void)
 }
 
 /* A failed segment start leaves the segment before it the newest, still
- * written on; the next one is started when it can be. */
+ * written on; the next one is started when it can be. Stray files named
+ * almost like segments are no segments. */
 static void test_tick_log_segment_start_fails(void)
 {
     char dir[PATH_LEN], blocker[PATH_LEN + 64], err[ERR_LEN] = "";
@@ -2221,11 +2222,27 @@ static void test_tick_log_segment_start_fails(void)
     add_msgs(p, "a", 403, 3400);
     CU_ASSERT_EQUAL(stats_view(p).segments, 2);
     rc_store_close(p);
+    /* files whose names only look like a segment's are left alone */
+    static const char *const strays[] = { "0x00000000000001.tlog", "00000000000000AB.tlog", " 000000000000001.tlog",
+                                          "+000000000000001.tlog", "00000000000000ab.tlog~" };
+    char stray[PATH_LEN + 64];
+    for (size_t i = 0; i < sizeof(strays) / sizeof(strays[0]); i++) {
+        snprintf(stray, sizeof(stray), "%s/" RC_STORE_TICKLOG_DIR "/%s", dir, strays[i]);
+        append_bytes(stray, "x", 1);
+    }
     p = rc_store_open(dir, &o, err, sizeof(err));
+    if (!p)
+        fprintf(stderr, "open: %s\n", err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(stats_view(p).segments, 2);
     seen sa = scan_of(p, "a", 0, UINT64_MAX, 5000, 0);
     expect_run(&sa, 1, 3400);
     rc_store_close(p);
+    struct stat st;
+    for (size_t i = 0; i < sizeof(strays) / sizeof(strays[0]); i++) {
+        snprintf(stray, sizeof(stray), "%s/" RC_STORE_TICKLOG_DIR "/%s", dir, strays[i]);
+        CU_ASSERT(stat(stray, &st) == 0 && st.st_size == 1);
+    }
 }
 
 /* A newest segment without records (a crash after its header, or a failed
@@ -2539,7 +2556,7 @@ int main(int argc, char **argv)
                 test_tick_log_cut_record);
     CU_add_test(s, "tick log: durability none, killed after a fold: the segment's RocksDB writes kept",
                 test_tick_log_none_fold);
-    CU_add_test(s, "tick log: a segment that cannot be started: the one before is still written",
+    CU_add_test(s, "tick log: a segment that cannot be started: the one before is still written; stray names",
                 test_tick_log_segment_start_fails);
     CU_add_test(s, "tick log: a segment without records takes a long record under its own name",
                 test_tick_log_empty_segment_reused);
