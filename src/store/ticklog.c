@@ -641,10 +641,13 @@ static int append(rc_persist *p, const rc_ticklog_ops *ops, const char *wb, size
          * one), so its name is next_key's: a new segment would be this
          * file again, opened anew, and the table would hold it twice.
          * It is mapped larger instead. */
-        munmap(s->map, s->map_len);
-        if (seg_map(t, s, FILE_HDR + rec) != 0)
+        if (s->map)
+            munmap(s->map, s->map_len);
+        if (seg_map(t, s, FILE_HDR + rec) != 0) {
+            s->map_len = 0; /* unmapped: the next record maps it again */
             return rc_store_fail(err, errlen, p->dir, "tick log: cannot map a segment for a record of %zu bytes: %s",
                                  rec, strerror(errno));
+        }
     }
     if (!s || s->len + rec > s->map_len || (s->len > FILE_HDR && s->len + rec > t->seg_bytes)) {
         if (seg_start(p, t->next_key, rec, d == RC_DURABILITY_SYNC, err, errlen) != 0)
@@ -1078,7 +1081,6 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The segments' numbers, sorted; *n 0 when there is no directory. */
 /* A segment's name as seg_path() writes it: 16 lowercase hex digits, then
  * the suffix (strtoull alone would take "0x1", a sign or spaces too). */
 static bool segment_name(const char *name, uint64_t *first)
@@ -1091,6 +1093,8 @@ static bool segment_name(const char *name, uint64_t *first)
     *first = strtoull(name, NULL, 16);
     return true;
 }
+
+/* The segments' numbers, sorted; *n 0 when there is no directory. */
 
 static int list_segments(rc_persist *p, uint64_t **out, size_t *n, char *err, size_t errlen)
 {
@@ -1388,10 +1392,9 @@ int rc_ticklog_open(rc_persist *p, char *err, size_t errlen)
     if (rc == 0 && t->live > 0 && c.have_fold && c.fold_state == FOLD_STARTED)
         rc = drop_folded(p, &dropped, err, errlen);
     /* Every segment read, every retention delete applied: a table over its
-     * memory folds as a commit would. */
-    /* The WAL synced: open does not know whether the server runs with
-     * durability sync, whose acked messages must not rest on an unsynced
-     * WAL once their segment is gone. */
+     * memory folds as a commit would, with the WAL synced: open does not
+     * know whether the server runs with durability sync, whose acked
+     * messages must not rest on an unsynced WAL once their segment is gone. */
     while (rc == 0 && !p->readonly && t->n_segs > 1 && t->index > t->table_max)
         rc = fold_oldest(p, RC_DURABILITY_SYNC, err, errlen);
     if (rc == 0 && n > 0)
