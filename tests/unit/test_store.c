@@ -73,6 +73,15 @@ static rc_persist *open_ok(const char *dir)
     return p;
 }
 
+/* A store whose tick log is 2 MiB in segments of 64 KiB: folds come soon. */
+static rc_persist *open_small_log(const char *dir, char *err, size_t errlen)
+{
+    rc_store_options o;
+    rc_store_options_default(&o);
+    o.tick_log_mb = 2;
+    return rc_store_open(dir, &o, err, errlen);
+}
+
 /* A store in a fresh directory under the root. */
 static rc_persist *open_new(const char *tag)
 {
@@ -2139,12 +2148,9 @@ static void test_tick_log_cut_record(void)
 
 static int none_fold_writer(const char *dir)
 {
-    rc_store_options o;
-    rc_store_options_default(&o);
-    o.tick_log_mb = 2; /* segments of 64 KiB */
     ops = rc_store_ops();
     char err[ERR_LEN] = "";
-    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    rc_persist *p = open_small_log(dir, err, sizeof(err));
     if (!p)
         return 2;
     rc_persist_batch *b = ops->batch_begin(p);
@@ -2167,9 +2173,6 @@ static void test_tick_log_none_fold(void)
 {
     char dir[PATH_LEN];
     new_path(dir, "nonefold");
-    rc_store_options o;
-    rc_store_options_default(&o);
-    o.tick_log_mb = 2;
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
@@ -2180,7 +2183,7 @@ static void test_tick_log_none_fold(void)
     CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
     CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     char err[ERR_LEN] = "";
-    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    rc_persist *p = open_small_log(dir, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     CU_ASSERT_EQUAL(stats_view(p).segments_folded, 0); /* nothing to fold at open: the folded one is gone */
     groups_seen gs = load_of(p);
@@ -2197,10 +2200,7 @@ static void test_tick_log_segment_start_fails(void)
 {
     char dir[PATH_LEN], blocker[PATH_LEN + 64], err[ERR_LEN] = "";
     new_path(dir, "segfail");
-    rc_store_options o;
-    rc_store_options_default(&o);
-    o.tick_log_mb = 2; /* segments of 64 KiB */
-    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    rc_persist *p = open_small_log(dir, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     rc_persist_batch *b = ops->batch_begin(p);
     put_snapshot(b, "a");
@@ -2230,7 +2230,7 @@ static void test_tick_log_segment_start_fails(void)
         snprintf(stray, sizeof(stray), "%s/" RC_STORE_TICKLOG_DIR "/%s", dir, strays[i]);
         append_bytes(stray, "x", 1);
     }
-    p = rc_store_open(dir, &o, err, sizeof(err));
+    p = open_small_log(dir, err, sizeof(err));
     if (!p)
         fprintf(stderr, "open: %s\n", err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
@@ -2252,10 +2252,7 @@ static void test_tick_log_empty_segment_reused(void)
 {
     char dir[PATH_LEN], path[PATH_LEN + 64], err[ERR_LEN] = "";
     new_path(dir, "emptyseg");
-    rc_store_options o;
-    rc_store_options_default(&o);
-    o.tick_log_mb = 2; /* segments of 64 KiB */
-    rc_persist *p = rc_store_open(dir, &o, err, sizeof(err));
+    rc_persist *p = open_small_log(dir, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     rc_persist_batch *b = ops->batch_begin(p);
     put_snapshot(b, "z");
@@ -2266,7 +2263,7 @@ static void test_tick_log_empty_segment_reused(void)
     static const char hdr[16] = "RCTICKS1\0\0\0\0\0\0\0\1"; /* segment 1: its header, no record */
     append_bytes(path, hdr, sizeof(hdr));
 
-    p = rc_store_open(dir, &o, err, sizeof(err));
+    p = open_small_log(dir, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     CU_ASSERT_EQUAL(stats_view(p).segments, 2);
     b = ops->batch_begin(p);
@@ -2280,7 +2277,7 @@ static void test_tick_log_empty_segment_reused(void)
         add_msgs(p, "a", k * 100 + 1, k * 100 + 100); /* folds of segment 0, then of segment 1 */
     CU_ASSERT_FATAL(stats_view(p).segments_folded >= 2);
     rc_store_close(p);
-    p = rc_store_open(dir, &o, err, sizeof(err));
+    p = open_small_log(dir, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     seen sb = scan_of(p, "b", 0, UINT64_MAX, 3000, 0);
     expect_run(&sb, 1, 2500);
